@@ -1,0 +1,35 @@
+"""reconciler: keeps live configuration equal to a versioned desired state, or explains why not.
+
+The public API is small; everything else is internal and may change.
+"""
+
+from __future__ import annotations
+
+from reconciler.classify.classifier import classify
+from reconciler.desired.loader import load as load_desired
+from reconciler.diff.compare import CompareOptions, compare
+from reconciler.domain.drift import Classified, Comparison, DriftItem
+from reconciler.domain.manifest import DesiredState, DriftClass, DriftOp, Policy, Target
+from reconciler.errors import ConfigurationError, PermanentError, ReconcilerError, TemporaryError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Classified",
+    "CompareOptions",
+    "Comparison",
+    "ConfigurationError",
+    "DesiredState",
+    "DriftClass",
+    "DriftItem",
+    "DriftOp",
+    "PermanentError",
+    "Policy",
+    "ReconcilerError",
+    "Target",
+    "TemporaryError",
+    "__version__",
+    "classify",
+    "compare",
+    "load_desired",
+]

@@ -1,0 +1,1 @@
+"""Adapters to live systems; each implements the ports and is registered by entry point."""

@@ -1,0 +1,218 @@
+"""The file adapter: configuration files in YAML, JSON, TOML, INI or .env.
+
+Writes are staged: the new content goes to a temporary file in the same directory, is parsed back and
+fsynced, keeps the original's mode and owner, and replaces the original by an atomic rename only if the
+original did not change since it was read. Paths outside the configured roots are refused, for reading too,
+so that a manifest cannot make the daemon read (and record) files it has no business with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.adapters import formats
+from reconciler.domain.manifest import Target
+from reconciler.domain.observed import Observed
+from reconciler.domain.paths import MISSING, get_in, set_in, to_pointer
+from reconciler.domain.values import strict_equal
+from reconciler.errors import ApplyError, ConfigurationError, ConflictError, DiscoveryError, Problem
+from reconciler.ports import Capabilities, Change, ChangeResult, Staged
+from reconciler.settings import FileSettings, Settings
+
+
+@dataclass(frozen=True)
+class _Pending:
+    path: Path
+    temp: Path | None
+    original_digest: str
+
+
+class FileAdapter:
+    """Reads and writes one configuration file per target (`source: {adapter: file, path, format}`)."""
+
+    capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True)
+
+    def __init__(self, settings: FileSettings) -> None:
+        self._roots = [Path(os.path.realpath(r)) for r in settings.roots]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FileAdapter:
+        return cls(settings.file)
+
+    # -- where and what -------------------------------------------------------------------------------
+
+    def _problem(self, target: Target, field: str, message: str) -> ConfigurationError:
+        origin = target.origin
+        return ConfigurationError(
+            f"target {target.name}: {message}",
+            [Problem(file=str(origin.file) if origin else "?", document=origin.document if origin else None,
+                     name=target.name, field=field, message=message)],
+        )
+
+    def locate(self, target: Target) -> tuple[Path, formats.Format]:
+        """The file a target names, resolved against its manifest's folder and checked against the roots."""
+        options = target.spec.source.options()
+        unknown = set(options) - {"path", "format"}
+        if unknown:
+            raise self._problem(target, f"spec.source.{sorted(unknown)[0]}", "unknown option of the file adapter")
+        raw = options.get("path")
+        if not isinstance(raw, str) or not raw:
+            raise self._problem(target, "spec.source.path", "the file adapter needs a path")
+        path = Path(raw).expanduser()
+        if not path.is_absolute() and target.origin is not None:
+            path = target.origin.file.parent / path
+        real = Path(os.path.realpath(path))
+        if not any(real == root or real.is_relative_to(root) for root in self._roots):
+            roots = ", ".join(str(r) for r in self._roots) or "none configured (set RECONCILER_FILE__ROOTS)"
+            raise self._problem(target, "spec.source.path", f"{real} is outside the file adapter's roots: {roots}")
+        name = options.get("format") or formats.guess(real.name)
+        if name not in formats.FORMATS:
+            known = ", ".join(formats.FORMATS)
+            raise self._problem(target, "spec.source.format", f"unknown format {name!r}; expected one of {known}")
+        return real, formats.FORMATS[str(name)]
+
+    def _read(self, path: Path, fmt: formats.Format) -> tuple[bytes, dict[str, Any]]:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DiscoveryError(f"{path}: file does not exist") from None
+        except OSError as exc:
+            raise DiscoveryError(f"{path}: cannot be read: {exc.strerror}") from None
+        try:
+            return data, fmt.parse(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise DiscoveryError(f"{path}: is not UTF-8 text") from None
+        except formats.FormatError as exc:
+            raise DiscoveryError(f"{path}: does not parse as {fmt.name}: {exc}") from None
+
+    # -- ports ---------------------------------------------------------------------------------------------
+
+    def discover(self, target: Target) -> Observed:
+        path, fmt = self.locate(target)
+        data, doc = self._read(path, fmt)
+        return Observed(document=doc, fingerprint=hashlib.sha256(data).hexdigest(), location=str(path))
+
+    def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
+        _, fmt = self.locate(target)
+        if not fmt.strings_only:
+            return desired
+        for key, value in desired.items():
+            nested = isinstance(value, dict)
+            if fmt.name == "env" and nested:
+                raise self._problem(target, f"spec.desired.{key}", "a .env file holds no nested keys")
+            if fmt.name == "ini" and not nested:
+                raise self._problem(target, f"spec.desired.{key}", "an INI file holds keys inside [sections]")
+        return dict(formats.stringify(desired))
+
+    def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged:
+        path, fmt = self.locate(target)
+        data, current = self._read(path, fmt)
+        list_keys = target.list_keys()
+        updated = copy.deepcopy(current)
+        results: list[ChangeResult] = []
+        messages: list[str] = []
+        for change in changes:
+            live = get_in(current, change.path, list_keys)
+            if _same(live, change.after):
+                results.append(ChangeResult.NOOP)
+                messages.append("live already holds the new value")
+            elif _same(live, change.before):
+                try:
+                    set_in(updated, change.path, change.after, list_keys)
+                except ValueError as exc:
+                    raise ApplyError(f"{path}: {to_pointer(change.path)}: {exc}") from None
+                results.append(ChangeResult.WRITE)
+                messages.append("dry run: would write" if dry_run else "staged")
+            else:
+                results.append(ChangeResult.CONFLICT)
+                messages.append("live holds neither the expected value nor the new one")
+        staged = Staged(target.name, results, messages, dry_run, _Pending(path, None, _digest(data)))
+        if not staged.writes:
+            return staged
+        content = self._render_checked(path, fmt, updated)
+        if not dry_run:
+            staged.handle = _Pending(path, _write_temp(path, content, fmt), _digest(data))
+        return staged
+
+    def commit(self, staged: Staged) -> None:
+        pending: _Pending = staged.handle
+        if pending.temp is None:
+            return
+        try:
+            now = pending.path.read_bytes()
+        except OSError as exc:
+            self.discard(staged)
+            raise ApplyError(f"{pending.path}: cannot be re-read before commit: {exc.strerror}") from None
+        if _digest(now) != pending.original_digest:
+            self.discard(staged)
+            raise ConflictError(f"{pending.path}: changed by another writer while the change was staged")
+        try:
+            os.replace(pending.temp, pending.path)
+            _fsync_dir(pending.path.parent)
+        except OSError as exc:
+            self.discard(staged)
+            raise ApplyError(f"{pending.path}: atomic rename failed: {exc.strerror}") from None
+
+    def discard(self, staged: Staged) -> None:
+        pending: _Pending | None = staged.handle
+        if pending is not None and pending.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                pending.temp.unlink()
+
+    def _render_checked(self, path: Path, fmt: formats.Format, doc: dict[str, Any]) -> str:
+        try:
+            content = fmt.render(doc)
+            parsed = fmt.parse(content)
+        except formats.FormatError as exc:
+            raise ApplyError(f"{path}: the new content cannot be written as {fmt.name}: {exc}") from None
+        if not strict_equal(parsed, doc):
+            raise ApplyError(f"{path}: the new content does not read back as written in {fmt.name}")
+        return content
+
+
+def _same(live: Any, value: Any) -> bool:
+    if live is MISSING or value is MISSING:
+        return live is value
+    return strict_equal(live, value)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_temp(path: Path, content: str, fmt: formats.Format) -> Path:
+    """Write `content` beside `path`, fsynced, with the original's mode and owner, parsed back from disk."""
+    st = path.stat()
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".reconciler-tmp", dir=path.parent)
+    temp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, st.st_mode & 0o7777)
+        if hasattr(os, "chown"):
+            with contextlib.suppress(PermissionError):
+                os.chown(temp, st.st_uid, st.st_gid)
+        fmt.parse(temp.read_text(encoding="utf-8"))
+    except (OSError, formats.FormatError) as exc:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise ApplyError(f"{path}: staging the new content failed: {exc}") from None
+    return temp
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

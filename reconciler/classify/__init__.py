@@ -1,0 +1,1 @@
+"""Deciding what each drift is: acceptable, reversible, or for a person."""

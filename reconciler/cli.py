@@ -1,0 +1,235 @@
+"""The operator interface: parses, calls, renders. Exit codes: 0 clean, 2 drift remains, 1 error."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler.desired import loader
+from reconciler.domain.run import Mode
+from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.runtime import daemon, report
+from reconciler.settings import Settings, load_settings
+from reconciler.store import engine as engines
+from reconciler.store import migrate
+
+app = typer.Typer(
+    name="reconciler",
+    help="Keep live configuration equal to a versioned desired state, or explain why not.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The history database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DesiredOpt = Annotated[
+    Path | None, typer.Option("--desired", "-d", help="Desired-state folder [env RECONCILER_DESIRED_DIR].")
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database-url", help="History database URL [env RECONCILER_DATABASE_URL].")
+]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")]
+TargetOpt = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")]
+
+
+def _fail(exc: ReconcilerError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def _settings(desired: Path | None = None, database_url: str | None = None, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = dict(extra)
+    if desired is not None:
+        overrides["desired_dir"] = desired
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    settings = load_settings(**overrides)
+    # CLI output goes to stdout; logs go to stderr, quiet unless asked for.
+    logs.configure("warning" if settings.log.level == "info" else settings.log.level, settings.log.format)
+    return settings
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in report.FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(report.FORMATS)}", param_hint="--format")
+
+
+@app.command()
+def validate(
+    directory: Annotated[Path, typer.Argument(help="Desired-state folder (or one manifest file).")],
+) -> None:
+    """Check a desired-state folder; every problem names its file, document and field."""
+    try:
+        state = loader.load(directory)
+    except ConfigurationError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"ok: {len(state.targets)} targets, {len(state.policies)} policies, version {state.version} in {directory}"
+    )
+
+
+def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, targets: list[str] | None) -> None:
+    _check_format(fmt)
+    try:
+        settings = _settings(desired, database_url)
+        components = daemon.build(settings)
+        result = components.reconciler.reconcile(targets or None, mode=mode, trigger="cli")
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    typer.echo(report.render_run(result, fmt, settings.hmac_key()))
+    raise typer.Exit(report.exit_code(result.status))
+
+
+@app.command()
+def plan(
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    fmt: FormatOpt = "table",
+    target: TargetOpt = None,
+) -> None:
+    """One dry-run pass: the drift per target, its class, and what apply would do.
+
+    Exit code 0 when nothing would change, 2 when drift was found, 1 on error.
+    """
+    _pass(Mode.DRY_RUN, desired, database_url, fmt, target)
+
+
+@app.command()
+def apply(
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    fmt: FormatOpt = "table",
+    target: TargetOpt = None,
+) -> None:
+    """One pass in apply mode: fix reversible drift (staged, verified, journaled); list escalations.
+
+    A target whose manifest says `mode: dry-run` stays in dry-run. Exit code 0 when live now matches
+    desired, 2 when drift remains (escalations, conflicts, dry-run targets), 1 on error.
+    """
+    _pass(Mode.APPLY, desired, database_url, fmt, target)
+
+
+@app.command()
+def history(
+    run_id: Annotated[str | None, typer.Argument(help="Show one run with its passes and actions.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many runs to list.")] = 20,
+    database_url: DatabaseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List recent runs, or show one run's passes and actions."""
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    try:
+        store = daemon.build_store(_settings(database_url=database_url))
+        if run_id is None:
+            typer.echo(report.render_runs(store.runs(limit), fmt))
+            return
+        run = store.run(run_id)
+        if run is None:
+            raise ConfigurationError(f"no run with id {run_id}")
+        typer.echo(report.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt))
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def rollback(
+    run_id: Annotated[str, typer.Argument(help="The run whose applied actions to undo.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone; change nothing.")] = False,
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Undo a run's applied actions, newest first, only where live still holds what that run wrote.
+
+    The rollback is itself a run (and can be rolled back). Exit code 0 when everything was undone,
+    1 when something was refused or failed.
+    """
+    _check_format(fmt)
+    try:
+        settings = _settings(desired, database_url)
+        result = daemon.build(settings).reconciler.rollback(run_id, dry_run=dry_run)
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    typer.echo(report.render_run(result, fmt, settings.hmac_key()))
+    raise typer.Exit(1 if report.exit_code(result.status) == 1 else 0)
+
+
+@app.command()
+def run(
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    mode: Annotated[Mode | None, typer.Option(help="Global mode [env RECONCILER_MODE]; defaults to dry-run.")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port [env RECONCILER_HTTP__PORT].")] = None,
+) -> None:
+    """The daemon: every target at its interval, /metrics /healthz /readyz, SIGTERM finishes passes in flight."""
+    try:
+        overrides: dict[str, Any] = {}
+        if mode is not None:
+            overrides["mode"] = mode
+        settings = load_settings(
+            **overrides,
+            **({"desired_dir": desired} if desired else {}),
+            **({"database_url": database_url} if database_url else {}),
+        )
+        if port is not None:
+            settings.http.port = port
+        logs.configure(settings.log.level, settings.log.format)
+        code = daemon.Daemon(daemon.build(settings)).run()
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:  # for example, the HTTP port is taken
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseOpt = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Run the Alembic migrations (SQLite or PostgreSQL)."""
+    try:
+        settings = _settings(database_url=database_url)
+        engine = engines.create_engine(settings.database_url)
+        before = migrate.current(engine)
+        migrate.upgrade(engine, revision)
+        after = migrate.current(engine)
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    url = engines.safe_url(settings.database_url)
+    if before == after:
+        typer.echo(f"{url}: already at revision {after}")
+    else:
+        typer.echo(f"{url}: upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseOpt = None) -> None:
+    """Show the database's revision and the code's."""
+    try:
+        settings = _settings(database_url=database_url)
+        have = migrate.current(engines.create_engine(settings.database_url))
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    want = migrate.head()
+    typer.echo(f"database: {have or 'empty'}; code: {want}{'' if have == want else ' (run: reconciler db upgrade)'}")
+    if have != want:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Load a folder of YAML manifests into a validated, versioned DesiredState.
+
+Every problem names the file, the document and the field; all problems of a folder are reported at once,
+and a folder with any problem yields no state at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from reconciler.desired import version as versioning
+from reconciler.domain.manifest import KINDS, DesiredState, Origin, Policy, Target
+from reconciler.domain.values import canonical_json, sha256_hex
+from reconciler.errors import ConfigurationError, Problem
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    file: Path
+    index: int  # 1-based
+    body: Any
+
+
+def manifest_files(root: Path) -> list[Path]:
+    """The manifest files below `root`, in a stable order; hidden folders (.git) are skipped."""
+    if root.is_file():
+        return [root]
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def load(root: Path) -> DesiredState:
+    """Load and validate every manifest below `root`; raises ConfigurationError listing every problem."""
+    root = root.expanduser()
+    if not root.exists():
+        raise ConfigurationError(f"desired-state folder {root} does not exist")
+    files = manifest_files(root)
+    if not files:
+        raise ConfigurationError(f"desired-state folder {root} holds no .yaml or .yml files")
+    problems: list[Problem] = []
+    documents: list[RawDocument] = []
+    for file in files:
+        documents.extend(_read_documents(file, problems))
+    targets: dict[str, Target] = {}
+    policies: list[Policy] = []
+    digests: dict[str, str] = {}
+    seen: dict[tuple[str, str], RawDocument] = {}
+    for doc in documents:
+        model = _validate(doc, problems)
+        if model is None:
+            continue
+        key = (model.kind, model.metadata.name)
+        if key in seen:
+            first = seen[key]
+            problems.append(
+                _problem(doc, "metadata.name", f"{model.kind} {model.metadata.name!r} is already defined in "
+                         f"{first.file} document {first.index}")
+            )
+            continue
+        seen[key] = doc
+        if isinstance(model, Target):
+            model._origin = Origin(doc.file, doc.index)
+            targets[model.name] = model
+            digests[model.name] = sha256_hex(canonical_json(doc.body))
+        else:
+            policies.append(model)
+    defaults = {p.spec.default for p in policies if p.spec.default is not None}
+    if len(defaults) > 1:
+        problems.append(Problem(file=str(root), message=f"policies disagree on the default class: {sorted(defaults)}"))
+    if problems:
+        raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", problems)
+    version = versioning.version_of(root, [d.body for d in documents])
+    return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies), target_digests=digests)
+
+
+def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(file=str(file), message=f"cannot be read: {exc}"))
+        return
+    index = 0
+    try:
+        for body in yaml.safe_load_all(text):
+            index += 1
+            if body is None:  # an empty document between two '---'
+                continue
+            yield RawDocument(file, index, body)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        detail = getattr(exc, "problem", None) or str(exc)
+        problems.append(Problem(file=str(file), document=index + 1, message=f"malformed YAML: {where}{detail}"))
+
+
+def _problem(doc: RawDocument, field: str | None, message: str) -> Problem:
+    name = None
+    if isinstance(doc.body, dict) and isinstance(doc.body.get("metadata"), dict):
+        raw = doc.body["metadata"].get("name")
+        name = raw if isinstance(raw, str) else None
+    return Problem(file=str(doc.file), document=doc.index, name=name, field=field, message=message)
+
+
+def _validate(doc: RawDocument, problems: list[Problem]) -> Target | Policy | None:
+    if not isinstance(doc.body, dict):
+        problems.append(_problem(doc, None, f"a document must be a mapping, not {type(doc.body).__name__}"))
+        return None
+    kind = doc.body.get("kind")
+    if kind is None:
+        problems.append(_problem(doc, "kind", f"missing; expected one of {', '.join(KINDS)}"))
+        return None
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        problems.append(_problem(doc, "kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"))
+        return None
+    try:
+        return model.model_validate(doc.body)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or None
+            problems.append(_problem(doc, field, _message(err)))
+        return None
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    message: str = err["msg"]
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,55 @@
+"""The daemon's view of the desired state: the last good version, reloaded when the files change."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from reconciler.desired import loader
+from reconciler.domain.manifest import DesiredState
+from reconciler.errors import ConfigurationError
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+class DesiredSource:
+    """Loads a desired-state folder and keeps its last good version; an invalid edit is refused and
+    remembered in `last_error`, while the last good version stays in force."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._state: DesiredState | None = None
+        self._signature: Signature | None = None
+        self.last_error: ConfigurationError | None = None
+
+    def _signature_now(self) -> Signature:
+        entries = []
+        for path in loader.manifest_files(self.root):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            entries.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(entries)
+
+    @property
+    def loaded(self) -> bool:
+        return self._state is not None
+
+    def current(self) -> DesiredState:
+        """The desired state in force; reloads when files changed. Raises only if none was ever valid."""
+        with self._lock:
+            signature = self._signature_now() if self.root.exists() else ()
+            if self._state is not None and signature == self._signature:
+                return self._state
+            try:
+                state = loader.load(self.root)
+            except ConfigurationError as exc:
+                self._signature = signature  # do not re-parse the same bad files every pass
+                self.last_error = exc
+                if self._state is None:
+                    raise
+                return self._state
+            self._state, self._signature, self.last_error = state, signature, None
+            return state

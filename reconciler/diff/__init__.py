@@ -1,0 +1,1 @@
+"""Comparison of desired and observed documents."""

@@ -1,0 +1,1 @@
+"""Pure models: manifests, paths, drift, plans and run outcomes. No I/O here."""

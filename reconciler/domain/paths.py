@@ -1,0 +1,167 @@
+"""Key paths: tuples of segments inside, JSON Pointers (RFC 6901) outside, and globs over them."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+KeyPath = tuple[str, ...]
+
+
+class _Missing:
+    """The value of a key that is not there (distinct from null)."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
+
+
+def to_pointer(path: KeyPath) -> str:
+    """Render a key path as a JSON Pointer; the root is the empty string."""
+    return "".join("/" + seg.replace("~", "~0").replace("/", "~1") for seg in path)
+
+
+def from_pointer(pointer: str) -> KeyPath:
+    """Parse a JSON Pointer; raises ValueError when it is not one."""
+    if pointer == "":
+        return ()
+    if not pointer.startswith("/"):
+        raise ValueError(f"JSON Pointer {pointer!r} must start with '/'")
+    if re.search(r"~[^01]|~$", pointer):
+        raise ValueError(f"JSON Pointer {pointer!r} has a '~' not followed by 0 or 1")
+    return tuple(seg.replace("~1", "/").replace("~0", "~") for seg in pointer[1:].split("/"))
+
+
+@dataclass(frozen=True, slots=True)
+class PathGlob:
+    """A JSON-Pointer glob: `*` is one segment, `**` any number (zero included); other wildcards
+    (`log_*`, `?`) match within one segment."""
+
+    pattern: str
+    segments: KeyPath
+
+    @classmethod
+    def parse(cls, pattern: str) -> PathGlob:
+        return cls(pattern, from_pointer(pattern))
+
+    def matches(self, path: KeyPath) -> bool:
+        return _match(self.segments, path)
+
+    def __str__(self) -> str:
+        return self.pattern
+
+
+def _match(pattern: KeyPath, path: KeyPath) -> bool:
+    if not pattern:
+        return not path
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match(rest, path[i:]) for i in range(len(path) + 1))
+    if not path:
+        return False
+    return _segment_matches(head, path[0]) and _match(rest, path[1:])
+
+
+@lru_cache(maxsize=4096)
+def _segment_matches(pattern: str, segment: str) -> bool:
+    if pattern == "*":
+        return True
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(segment, pattern)
+    return pattern == segment
+
+
+def any_match(globs: Iterable[PathGlob], path: KeyPath) -> bool:
+    return any(g.matches(path) for g in globs)
+
+
+def list_item_index(items: list[Any], key: str, segment: str) -> int | None:
+    """Index of the item of a keyed list whose `key` renders as `segment`."""
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping) and key in item and key_segment(item[key]) == segment:
+            return i
+    return None
+
+
+def key_segment(value: Any) -> str:
+    """How a list item's key value appears as a path segment."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def get_in(doc: Any, path: KeyPath, list_keys: Mapping[KeyPath, str] | None = None) -> Any:
+    """The value at `path`, or MISSING; keyed lists are addressed by their key."""
+    node = doc
+    for depth, seg in enumerate(path):
+        if isinstance(node, Mapping):
+            if seg not in node:
+                return MISSING
+            node = node[seg]
+        elif isinstance(node, list) and list_keys and (key := list_keys.get(path[:depth])) is not None:
+            index = list_item_index(node, key, seg)
+            if index is None:
+                return MISSING
+            node = node[index]
+        else:
+            return MISSING
+    return node
+
+
+def set_in(doc: dict[str, Any], path: KeyPath, value: Any, list_keys: Mapping[KeyPath, str] | None = None) -> None:
+    """Set (or, with MISSING, delete) the value at `path` in place, creating mappings on the way."""
+    if not path:
+        raise ValueError("cannot replace the whole document")
+    node: Any = doc
+    for depth, seg in enumerate(path[:-1]):
+        key = list_keys.get(path[:depth]) if list_keys else None
+        if isinstance(node, list) and key is not None:
+            index = list_item_index(node, key, seg)
+            if index is None:
+                if value is MISSING:
+                    return
+                node.append({key: seg})
+                index = len(node) - 1
+            node = node[index]
+        elif isinstance(node, dict):
+            if not isinstance(node.get(seg), dict | list):
+                if value is MISSING:
+                    return
+                node[seg] = {}
+            node = node[seg]
+        else:
+            raise ValueError(f"cannot descend into a {type(node).__name__} at {to_pointer(path[: depth + 1])}")
+    last = path[-1]
+    key = list_keys.get(path[:-1]) if list_keys else None
+    if isinstance(node, list) and key is not None:
+        index = list_item_index(node, key, last)
+        if value is MISSING:
+            if index is not None:
+                del node[index]
+        elif index is None:
+            node.append(value)
+        else:
+            node[index] = value
+    elif isinstance(node, dict):
+        if value is MISSING:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    else:
+        raise ValueError(f"cannot set a key inside a {type(node).__name__} at {to_pointer(path[:-1])}")

@@ -1,0 +1,102 @@
+"""Actions: one planned change of one path, and its journal states."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from reconciler.domain.manifest import DriftOp
+from reconciler.domain.paths import MISSING, KeyPath, to_pointer
+from reconciler.domain.values import Redacted, canonical_json
+
+
+class ActionState(StrEnum):
+    """Where an action is in the journal.
+
+    planned → staged → applied → verified, or failed / conflict / rolled_back on the way;
+    noop: live already held `after`, nothing written; dry_run: would have been written.
+    """
+
+    PLANNED = "planned"
+    STAGED = "staged"
+    APPLIED = "applied"
+    VERIFIED = "verified"
+    NOOP = "noop"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    DRY_RUN = "dry_run"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED)
+
+    @property
+    def wrote(self) -> bool:
+        """Whether live holds (or held) what this action wrote."""
+        return self in (ActionState.APPLIED, ActionState.VERIFIED)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Set `path` of `target` from `before` to `after` (MISSING after: delete), guarded by `before`."""
+
+    id: str
+    run_id: str
+    target: str
+    path: KeyPath
+    op: DriftOp
+    before: Any
+    after: Any
+    desired_version: str
+    reason: str
+    secret: bool = False
+    rollback_of: str | None = None
+    state: ActionState = ActionState.PLANNED
+    error: str | None = None
+    idempotency_key: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.idempotency_key:
+            object.__setattr__(self, "idempotency_key", idempotency_key(self))
+
+    @property
+    def pointer(self) -> str:
+        return to_pointer(self.path)
+
+    @property
+    def verb(self) -> str:
+        if self.after is MISSING:
+            return "delete"
+        return "add" if self.before is MISSING else "set"
+
+    def with_state(self, state: ActionState, error: str | None = None) -> Action:
+        return replace(self, state=state, error=error)
+
+    def journal_before(self, key: bytes) -> Any:
+        """`before` as the journal may keep it: secrets become a keyed hash."""
+        return _journal_value(self.before, self.secret, key)
+
+    def journal_after(self, key: bytes) -> Any:
+        """`after` as the journal may keep it: secrets become a keyed hash."""
+        return _journal_value(self.after, self.secret, key)
+
+
+def _journal_value(value: Any, secret: bool, key: bytes) -> Any:
+    if not secret or value is MISSING or isinstance(value, Redacted):
+        return value
+    return Redacted.of(value, key)
+
+
+def idempotency_key(action: Action) -> str:
+    """Same target, path, before, after and desired version: the same change, whichever pass plans it."""
+
+    def part(value: Any) -> str:
+        return "~missing" if value is MISSING else canonical_json(value)
+
+    material = "\x1f".join(
+        (action.target, to_pointer(action.path), part(action.before), part(action.after), action.desired_version)
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]

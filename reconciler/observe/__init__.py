@@ -1,0 +1,1 @@
+"""Metrics and logging: every collector and the structlog setup live here."""

@@ -1,0 +1,98 @@
+"""Every Prometheus collector reconciler exports, in one registry, initialised to zero at start-up.
+
+Labels are bounded: target, environment, class, result, outcome, adapter — never a path or a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PASS_RESULTS = ("clean", "drift", "fixed", "failed", "skipped")
+ACTION_OUTCOMES = ("verified", "noop", "conflict", "failed", "rolled_back", "dry_run")
+CLASSES = ("acceptable", "reversible", "escalate")
+
+
+class Metrics:
+    """The collectors of one process (a fresh registry each, so tests do not share series)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.passes = Counter(
+            "reconciler_passes_total", "Reconcile passes by environment and result.", ["environment", "result"],
+            registry=r,
+        )
+        self.pass_duration = Histogram(
+            "reconciler_pass_duration_seconds", "Duration of one target's pass.", ["environment"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
+        )
+        self.drift_items = Gauge(
+            "reconciler_drift_items", "Drift items found by the target's last pass, by class.",
+            ["target", "environment", "class"], registry=r,
+        )
+        self.actions = Counter(
+            "reconciler_actions_total", "Actions by final outcome.", ["environment", "outcome"], registry=r,
+        )
+        self.last_success = Gauge(
+            "reconciler_last_successful_pass_timestamp_seconds",
+            "Unix time of the target's last pass that ended without error.", ["target", "environment"],
+            registry=r,
+        )
+        self.adapter_errors = Counter(
+            "reconciler_adapter_errors_total", "Errors reading or writing live systems.", ["adapter", "environment"],
+            registry=r,
+        )
+        self.desired_reload_errors = Counter(
+            "reconciler_desired_reload_errors_total",
+            "Edits of the desired state refused as invalid (the last good version stays in force).", registry=r,
+        )
+        self.desired_info = Gauge(
+            "reconciler_desired_version_info", "The desired-state version in force (value 1).",
+            ["digest", "git_commit"], registry=r,
+        )
+        self.targets = Gauge("reconciler_targets", "Targets in the desired state.", ["environment"], registry=r)
+        self._desired_labels: tuple[str, str] | None = None
+
+    def init_targets(self, targets: Iterable[tuple[str, str]]) -> None:
+        """Create every series at zero so dashboards and alerts see them from the first scrape."""
+        environments: dict[str, int] = {}
+        for name, environment in targets:
+            environments[environment] = environments.get(environment, 0) + 1
+            for class_ in CLASSES:
+                self.drift_items.labels(name, environment, class_)
+            self.last_success.labels(name, environment)
+        for environment, count in environments.items():
+            self.targets.labels(environment).set(count)
+            self.pass_duration.labels(environment)
+            for result in PASS_RESULTS:
+                self.passes.labels(environment, result)
+            for outcome in ACTION_OUTCOMES:
+                self.actions.labels(environment, outcome)
+
+    def forget_target(self, name: str, environment: str) -> None:
+        """Drop a removed target's series, so it does not look stuck forever."""
+        for class_ in CLASSES:
+            try:
+                self.drift_items.remove(name, environment, class_)
+            except KeyError:
+                pass
+        try:
+            self.last_success.remove(name, environment)
+        except KeyError:
+            pass
+
+    def set_desired_version(self, digest: str, git_commit: str | None) -> None:
+        labels = (digest[:12], (git_commit or "")[:12])
+        if self._desired_labels == labels:
+            return
+        if self._desired_labels is not None:
+            self.desired_info.remove(*self._desired_labels)
+        self.desired_info.labels(*labels).set(1)
+        self._desired_labels = labels
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,156 @@
+"""The small interfaces the engine talks through; adapters and stores implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from reconciler.domain.drift import Classified
+from reconciler.domain.history import PassRecord, RunRecord
+from reconciler.domain.manifest import DesiredVersion, Target
+from reconciler.domain.observed import Observed
+from reconciler.domain.paths import KeyPath
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.run import RunKind, RunStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter can do, so the engine needs no special cases."""
+
+    read: bool = True
+    write: bool = False
+    stage: bool = False  # validates a change before committing it
+    compare_and_swap: bool = False
+    watch: bool = False
+    strings_only: bool = False  # every live value is a string
+
+
+@runtime_checkable
+class DiscoveryAdapter(Protocol):
+    """Reads a target's live configuration and renders desired values into the source's value domain."""
+
+    capabilities: Capabilities
+
+    def discover(self, target: Target) -> Observed: ...
+
+    def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class ChangeResult(StrEnum):
+    """What staging found for one change."""
+
+    WRITE = "write"  # live holds `before`: will be written
+    NOOP = "noop"  # live already holds `after`
+    CONFLICT = "conflict"  # live holds neither
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Set `path` from `before` to `after` (MISSING: delete)."""
+
+    path: KeyPath
+    before: Any
+    after: Any
+
+
+@dataclass
+class Staged:
+    """A staged set of changes for one target, ready to commit or discard."""
+
+    target: str
+    results: list[ChangeResult]
+    messages: list[str]
+    dry_run: bool
+    handle: Any = None  # the adapter's own state between stage and commit
+
+    @property
+    def writes(self) -> bool:
+        return ChangeResult.WRITE in self.results
+
+
+@runtime_checkable
+class Applier(Protocol):
+    """Writes changes to a target's source: staged and validated first, then committed;
+    each change is compare-and-swap against its `before`."""
+
+    def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged: ...
+
+    def commit(self, staged: Staged) -> None: ...
+
+    def discard(self, staged: Staged) -> None: ...
+
+
+class Journal(Protocol):
+    """Records actions before anything changes, and every state they pass through."""
+
+    def record_actions(self, actions: Sequence[Action]) -> None: ...
+
+    def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None: ...
+
+
+class HistoryStore(Journal, Protocol):
+    """Keeps every desired version, run, pass, drift and action; bulk writes, no per-key round trips."""
+
+    def ping(self) -> None: ...
+
+    def ensure_version(self, version: DesiredVersion, root: str) -> None: ...
+
+    def start_run(
+        self, kind: RunKind, trigger: str, desired_version: str | None, rollback_of: str | None = None
+    ) -> str: ...
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None: ...
+
+    def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None: ...
+
+    def runs(self, limit: int = 20) -> list[RunRecord]: ...
+
+    def run(self, run_id: str) -> RunRecord | None: ...
+
+    def passes(self, run_id: str) -> list[PassRecord]: ...
+
+    def actions(self, run_id: str | None = None, states: Sequence[ActionState] = ()) -> list[Action]: ...
+
+
+class Clock(Protocol):
+    """Tells the time, so that expiry can be tested."""
+
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SystemClock:
+    """The real time, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FixedClock:
+    """A clock that always says the same time; for tests and for `explain`-style what-ifs."""
+
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def now(self) -> datetime:
+        return self.at
+
+
+__all__ = [
+    "Applier",
+    "Capabilities",
+    "Change",
+    "ChangeResult",
+    "Clock",
+    "DesiredVersion",
+    "DiscoveryAdapter",
+    "FixedClock",
+    "HistoryStore",
+    "Journal",
+    "Staged",
+    "SystemClock",
+]

@@ -1,0 +1,1 @@
+"""Planning and executing changes: planner, executor, rollback."""

@@ -1,0 +1,157 @@
+"""Execute one target's actions through its adapter: journal, stage, commit, verify, roll back on failure.
+
+Every action is written to the journal as planned before anything changes, then moves through
+staged → applied → verified, or ends noop, conflict, failed or rolled_back. Dry-run goes the same way down
+to the adapter's stage and stops before the write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from reconciler.domain.manifest import Target
+from reconciler.domain.paths import MISSING, get_in
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.values import strict_equal
+from reconciler.errors import ConflictError, ReconcilerError
+from reconciler.ports import Applier, Change, ChangeResult, DiscoveryAdapter, Journal
+
+
+class Adapter(DiscoveryAdapter, Applier, Protocol):
+    """An adapter that can both read and write."""
+
+
+@dataclass
+class Execution:
+    """What executing one target's actions did."""
+
+    actions: list[Action] = field(default_factory=list)  # final states, rollback actions included
+    rolled_back: bool = False
+    error: str | None = None
+
+    def count(self, state: ActionState) -> int:
+        return sum(1 for a in self.actions if a.state is state)
+
+
+def execute(
+    target: Target, actions: Sequence[Action], adapter: Adapter, journal: Journal, *, dry_run: bool
+) -> Execution:
+    """Apply `actions` to `target`; when verification fails, roll back what this call wrote."""
+    result = Execution()
+    if not actions:
+        return result
+    journal.record_actions(actions)
+    done = _write(target, list(actions), adapter, journal, dry_run=dry_run)
+    result.actions.extend(done)
+    failed = [a for a in done if a.state is ActionState.FAILED]
+    written = [a for a in done if a.state in (ActionState.VERIFIED, ActionState.APPLIED) or _was_written(a)]
+    if failed and written:
+        result.error = failed[0].error
+        reverse = [reverse_of(a, reason=f"automatic rollback: {failed[0].error}") for a in reversed(written)]
+        journal.record_actions(reverse)
+        undone = _write(target, reverse, adapter, journal, dry_run=False)
+        result.actions.extend(undone)
+        ok = {a.rollback_of for a in undone if a.state in (ActionState.VERIFIED, ActionState.NOOP)}
+        journal.update_actions([i for i in ok if i], ActionState.ROLLED_BACK, f"rolled back: {result.error}")
+        result.actions = [
+            a.with_state(ActionState.ROLLED_BACK, f"rolled back: {result.error}") if a.id in ok else a
+            for a in result.actions
+        ]
+        result.rolled_back = bool(ok)
+        if len(ok) < len(reverse):
+            result.error = f"{result.error}; automatic rollback incomplete"
+    elif failed:
+        result.error = failed[0].error
+    return result
+
+
+def _was_written(action: Action) -> bool:
+    # A verify failure leaves the action FAILED but live was changed: it must be rolled back too.
+    return action.state is ActionState.FAILED and (action.error or "").startswith("verify")
+
+
+def reverse_of(action: Action, *, reason: str, run_id: str | None = None) -> Action:
+    """The action that puts back what `action` replaced, guarded by what `action` wrote."""
+    return replace(
+        action,
+        id=str(uuid.uuid4()),
+        run_id=run_id or action.run_id,
+        before=action.after,
+        after=action.before,
+        reason=reason,
+        rollback_of=action.id,
+        state=ActionState.PLANNED,
+        error=None,
+        idempotency_key="",
+    )
+
+
+def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Journal, *, dry_run: bool) -> list[Action]:
+    changes = [Change(a.path, a.before, a.after) for a in actions]
+    try:
+        staged = adapter.stage(target, changes, dry_run=dry_run)
+    except ReconcilerError as exc:
+        return _settle(journal, [(a, ActionState.FAILED, f"stage: {exc}") for a in actions])
+    outcome: list[tuple[Action, ActionState, str | None]] = []
+    for action, found, message in zip(actions, staged.results, staged.messages, strict=True):
+        if found is ChangeResult.NOOP:
+            outcome.append((action, ActionState.NOOP, message))
+        elif found is ChangeResult.CONFLICT:
+            outcome.append((action, ActionState.CONFLICT, message))
+        else:
+            outcome.append((action, ActionState.DRY_RUN if dry_run else ActionState.STAGED, None))
+    settled = _settle(journal, outcome)
+    to_commit = [a for a in settled if a.state is ActionState.STAGED]
+    if dry_run or not to_commit:
+        adapter.discard(staged)
+        return settled
+    try:
+        adapter.commit(staged)
+    except ConflictError as exc:  # live changed between stage and commit: nothing written, plan again
+        return _merge(settled, _settle(journal, [(a, ActionState.CONFLICT, str(exc)) for a in to_commit]))
+    except ReconcilerError as exc:
+        return _merge(settled, _settle(journal, [(a, ActionState.FAILED, f"commit: {exc}") for a in to_commit]))
+    applied = _settle(journal, [(a, ActionState.APPLIED, None) for a in to_commit])
+    return _merge(settled, _verify(target, applied, adapter, journal))
+
+
+def _verify(target: Target, applied: list[Action], adapter: Adapter, journal: Journal) -> list[Action]:
+    """Read live again and check that every applied action's path now holds its `after`."""
+    try:
+        observed = adapter.discover(target).document
+    except ReconcilerError as exc:
+        return _settle(journal, [(a, ActionState.FAILED, f"verify: cannot re-read: {exc}") for a in applied])
+    list_keys = target.list_keys()
+    outcome: list[tuple[Action, ActionState, str | None]] = []
+    for action in applied:
+        live = get_in(observed, action.path, list_keys)
+        if _same(live, action.after):
+            outcome.append((action, ActionState.VERIFIED, None))
+        else:
+            outcome.append((action, ActionState.FAILED, "verify: live does not hold the written value"))
+    return _settle(journal, outcome)
+
+
+def _same(live: Any, value: Any) -> bool:
+    if live is MISSING or value is MISSING:
+        return live is value
+    return strict_equal(live, value)
+
+
+def _settle(journal: Journal, outcome: list[tuple[Action, ActionState, str | None]]) -> list[Action]:
+    """Record new states in bulk: one journal update per (state, error)."""
+    groups: dict[tuple[ActionState, str | None], list[str]] = defaultdict(list)
+    for action, state, error in outcome:
+        groups[(state, error)].append(action.id)
+    for (state, error), ids in groups.items():
+        journal.update_actions(ids, state, error)
+    return [action.with_state(state, error) for action, state, error in outcome]
+
+
+def _merge(base: list[Action], updates: list[Action]) -> list[Action]:
+    by_id = {a.id: a for a in updates}
+    return [by_id.get(a.id, a) for a in base]

@@ -1,0 +1,70 @@
+"""Turn classified drift into actions: one per reversible drift, guarded by what live holds now."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.domain.drift import Classified
+from reconciler.domain.manifest import DriftClass, DriftOp, Target
+from reconciler.domain.paths import MISSING, get_in
+from reconciler.domain.plan import Action
+
+
+@dataclass
+class TargetPlan:
+    """What a pass would do for one target, and the drift it leaves alone (with why)."""
+
+    target: str
+    actions: list[Action] = field(default_factory=list)
+    escalations: list[Classified] = field(default_factory=list)
+    accepted: list[Classified] = field(default_factory=list)
+    unpruned: list[Classified] = field(default_factory=list)
+
+
+def plan(
+    target: Target,
+    classified: Iterable[Classified],
+    desired: dict[str, Any],
+    observed: dict[str, Any],
+    *,
+    run_id: str,
+    desired_version: str,
+) -> TargetPlan:
+    """Plan the fixes of a target's reversible drift.
+
+    `desired` is already normalised into the adapter's value domain, so an action's `after` is exactly what
+    the adapter will write and verify. Values come from the documents, not from the drift items, because
+    secret drift items carry only a keyed hash. Actions are ordered by path, so the same drift always gives
+    the same plan.
+    """
+    result = TargetPlan(target.name)
+    list_keys = target.list_keys()
+    for c in sorted(classified, key=lambda c: c.item.path):
+        if c.class_ is DriftClass.ACCEPTABLE:
+            result.accepted.append(c)
+            continue
+        if c.class_ is DriftClass.ESCALATE:
+            result.escalations.append(c)
+            continue
+        if c.item.op is DriftOp.ADD and not target.spec.prune:
+            result.unpruned.append(c)
+            continue
+        after = MISSING if c.item.op is DriftOp.ADD else get_in(desired, c.item.path, list_keys)
+        result.actions.append(
+            Action(
+                id=str(uuid.uuid4()),
+                run_id=run_id,
+                target=target.name,
+                path=c.item.path,
+                op=c.item.op,
+                before=get_in(observed, c.item.path, list_keys),
+                after=after,
+                desired_version=desired_version,
+                reason=f"{c.reason} [{c.decided_by}]",
+                secret=c.item.secret,
+            )
+        )
+    return result

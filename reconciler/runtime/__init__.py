@@ -1,0 +1,1 @@
+"""Running passes: the loop, the queue, the scheduler, HTTP and the daemon that wires them."""

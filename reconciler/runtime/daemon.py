@@ -1,0 +1,199 @@
+"""The composition root: builds the store, adapters and engine, and runs the daemon.
+
+Only this module and cli.py construct adapters and stores.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from reconciler.adapters import registry
+from reconciler.desired.source import DesiredSource
+from reconciler.domain.manifest import DesiredState
+from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.observe.metrics import Metrics
+from reconciler.ports import SystemClock
+from reconciler.remediate.executor import Adapter
+from reconciler.runtime.http import HttpServer
+from reconciler.runtime.loop import Reconciler
+from reconciler.runtime.queue import WorkQueue
+from reconciler.runtime.scheduler import Scheduler
+from reconciler.settings import Settings
+from reconciler.store import engine as engines
+from reconciler.store import migrate
+from reconciler.store.history import SqlHistoryStore
+
+log = logs.get_logger("reconciler.daemon")
+
+
+class Adapters:
+    """Adapter instances by name, built on first use from the entry-point registry."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._instances: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> Adapter:
+        with self._lock:
+            if name not in self._instances:
+                cls: Any = registry.adapter_class(name)
+                self._instances[name] = cls.from_settings(self._settings)
+            return self._instances[name]
+
+
+@dataclass
+class Components:
+    """Everything a pass needs, built once from settings."""
+
+    settings: Settings
+    store: SqlHistoryStore
+    desired: DesiredSource
+    metrics: Metrics
+    reconciler: Reconciler
+
+
+def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistoryStore:
+    engine = engines.create_engine(settings.database_url)
+    if check_migrated:
+        migrate.check(engine)
+    return SqlHistoryStore(engine, settings.hmac_key())
+
+
+def build(settings: Settings) -> Components:
+    """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine."""
+    store = build_store(settings)
+    desired = DesiredSource(settings.desired_dir)
+    desired.current()  # refuse to go on with an invalid desired state
+    metrics = Metrics()
+    engine = Reconciler(
+        desired.current,
+        store,
+        Adapters(settings),
+        metrics,
+        SystemClock(),
+        global_mode=settings.mode,
+        hmac_key=settings.hmac_key(),
+    )
+    return Components(settings, store, desired, metrics, engine)
+
+
+class Daemon:
+    """Schedules every target at its interval, works passes on a pool, serves HTTP, stops on SIGTERM."""
+
+    def __init__(self, components: Components) -> None:
+        self.c = components
+        s = components.settings.scheduler
+        self.queue = WorkQueue(backoff_base_s=s.backoff_base_s, backoff_max_s=s.backoff_max_s)
+        self.scheduler = Scheduler(self.queue, default_interval_s=s.default_interval_s, jitter_s=s.jitter_s)
+        self.stopping = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._state: DesiredState | None = None
+        self._reported_error: str | None = None
+        self.http = HttpServer(
+            components.settings.http.host,
+            components.settings.http.port,
+            render_metrics=components.metrics.render,
+            readiness=self.readiness,
+        )
+
+    def readiness(self) -> dict[str, Any]:
+        detail: dict[str, Any] = {"desired_loaded": self.c.desired.loaded, "stopping": self.stopping.is_set()}
+        try:
+            self.c.store.ping()
+            detail["store"] = "ok"
+        except ReconcilerError as exc:
+            detail["store"] = str(exc)
+        if self.c.desired.last_error is not None:
+            detail["desired_error"] = str(self.c.desired.last_error).splitlines()[0]
+        detail["ready"] = detail["store"] == "ok" and detail["desired_loaded"] and not self.stopping.is_set()
+        return detail
+
+    def _refresh_desired(self) -> None:
+        """Pick up edits of the desired state; an invalid edit is refused and the last good one stays."""
+        state = self.c.desired.current()
+        error = self.c.desired.last_error
+        if error is not None and str(error) != self._reported_error:
+            self._reported_error = str(error)
+            self.c.metrics.desired_reload_errors.inc()
+            log.error("desired state edit refused; the last good version stays in force",
+                      error=str(error), version=str(state.version))
+        elif error is None:
+            self._reported_error = None
+        if self._state is not None and state.version == self._state.version:
+            return
+        old = self._state.targets if self._state else {}
+        self._state = state
+        added, removed = self.scheduler.sync(state)
+        for name in removed:
+            self.c.metrics.forget_target(name, old[name].environment)
+        self.c.metrics.init_targets((t.name, t.environment) for t in state.targets.values())
+        self.c.metrics.set_desired_version(state.version.digest, state.version.git_commit)
+        log.info("desired state loaded", version=str(state.version), targets=len(state.targets),
+                 added=sorted(added), removed=sorted(removed))
+        for name in sorted(added | (set(state.targets) if old else set())):
+            self.queue.add(name)
+
+    def _work(self) -> None:
+        while (name := self.queue.get()) is not None:
+            try:
+                report = self.c.reconciler.reconcile([name], trigger="schedule")
+                target = report.targets[0]
+                if target.retry:
+                    delay = self.queue.add_rate_limited(name)
+                    log.info("pass will be retried", target=name, delay_s=round(delay, 2))
+                else:
+                    self.queue.forget(name)
+            except ConfigurationError as exc:  # the target went away between trigger and pass
+                log.info("target skipped", target=name, reason=str(exc))
+            except ReconcilerError as exc:  # for example, the store is unreachable: try again later
+                delay = self.queue.add_rate_limited(name, getattr(exc, "delay_s", None))
+                log.error("pass could not run", target=name, error=str(exc), delay_s=round(delay, 2))
+            except Exception:
+                delay = self.queue.add_rate_limited(name)
+                log.exception("pass crashed", target=name, delay_s=round(delay, 2))
+            finally:
+                self.queue.done(name)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)
+        self.stopping.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT; returns the exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        self.http.start()
+        host, port = self.http.address
+        self._refresh_desired()  # queues a first pass for every target right away
+        assert self._state is not None
+        self.scheduler.add_job("desired", self._refresh_desired, self.c.settings.scheduler.desired_poll_s)
+        self.scheduler.start()
+        for i in range(self.c.settings.scheduler.workers):
+            worker = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        log.info("daemon started", listen=f"http://{host}:{port}", mode=self.c.settings.mode.value,
+                 targets=len(self._state.targets), desired_dir=str(self.c.settings.desired_dir))
+        self.stopping.wait()
+        return self.stop()
+
+    def stop(self) -> int:
+        self.scheduler.shutdown()
+        in_flight = sorted(self.queue.working)
+        self.queue.close()
+        timeout = self.c.settings.scheduler.shutdown_timeout_s
+        for worker in self._workers:
+            worker.join(timeout)
+        stuck = [w.name for w in self._workers if w.is_alive()]
+        self.http.stop()
+        if stuck:
+            log.error("passes still running at shutdown timeout", workers=stuck, timeout_s=timeout)
+            return 1
+        log.info("daemon stopped", finished=in_flight)
+        return 0

@@ -1,0 +1,251 @@
+"""One level-based pass: re-read desired and live state, compare, classify, plan, then record or apply.
+
+A pass never trusts whatever woke it; it always looks again. Failures of one target are that target's
+result and never stop the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.classify.classifier import classify
+from reconciler.diff.compare import CompareOptions, compare
+from reconciler.domain.drift import Classified, Comparison
+from reconciler.domain.history import PassRecord
+from reconciler.domain.manifest import DesiredState, DriftClass, Target
+from reconciler.domain.plan import ActionState
+from reconciler.domain.run import Mode, RunKind, RunStatus
+from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
+from reconciler.observe import logging as logs
+from reconciler.observe.metrics import Metrics
+from reconciler.ports import Clock, HistoryStore
+from reconciler.remediate import planner, rollback
+from reconciler.remediate.executor import Adapter, Execution, execute
+
+AdapterLookup = Callable[[str], Adapter]
+DesiredLookup = Callable[[], DesiredState]
+
+log = logs.get_logger("reconciler.pass")
+
+
+@dataclass
+class TargetReport:
+    """What one pass found and did for one target."""
+
+    target: Target
+    mode: Mode
+    status: RunStatus = RunStatus.CLEAN
+    comparison: Comparison | None = None
+    classified: list[Classified] = field(default_factory=list)
+    plan: planner.TargetPlan | None = None
+    execution: Execution | None = None
+    error: str | None = None
+    retry: bool = False  # the error is temporary: try the pass again with backoff
+    duration_s: float = 0.0
+    fingerprint: str | None = None
+
+
+@dataclass
+class RunReport:
+    """A run: its id, mode, the desired version it measured against, and one report per target."""
+
+    run_id: str
+    kind: RunKind
+    desired_version: str
+    targets: list[TargetReport]
+    refused: list[rollback.Refusal] = field(default_factory=list)
+
+    @property
+    def status(self) -> RunStatus:
+        statuses = [t.status for t in self.targets]
+        if self.refused:
+            statuses.append(RunStatus.FAILED)
+        return RunStatus.worst(statuses)
+
+
+class Reconciler:
+    """Runs passes over targets against the history store; shared by the CLI and the daemon."""
+
+    def __init__(
+        self,
+        desired: DesiredLookup,
+        store: HistoryStore,
+        adapters: AdapterLookup,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        global_mode: Mode,
+        hmac_key: bytes,
+    ) -> None:
+        self.desired = desired
+        self.store = store
+        self.adapters = adapters
+        self.metrics = metrics
+        self.clock = clock
+        self.global_mode = global_mode
+        self.hmac_key = hmac_key
+
+    def reconcile(self, names: Sequence[str] | None = None, *, mode: Mode | None = None, trigger: str = "cli") -> RunReport:
+        """One run over `names` (all targets when None), in waves of environment rank."""
+        state = self.desired()
+        unknown = sorted(set(names or ()) - set(state.targets))
+        if unknown:
+            raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
+        run_mode = Mode.safer(self.global_mode if mode is None else mode, None)
+        kind = RunKind.APPLY if run_mode is Mode.APPLY else RunKind.DRY_RUN
+        self.store.ensure_version(state.version, str(state.root))
+        self.metrics.set_desired_version(state.version.digest, state.version.git_commit)
+        run_id = self.store.start_run(kind, trigger, state.version.digest)
+        report = RunReport(run_id, kind, state.version.digest, [])
+        with logs.bound_contextvars(run_id=run_id, mode=run_mode.value):
+            try:
+                for target in state.ordered_targets(list(names) if names else None):
+                    report.targets.append(self._pass(state, target, run_mode, run_id))
+            finally:
+                self.store.finish_run(run_id, report.status if report.targets else RunStatus.CLEAN)
+        return report
+
+    def _pass(self, state: DesiredState, target: Target, run_mode: Mode, run_id: str) -> TargetReport:
+        mode = Mode.safer(run_mode, target.spec.mode)
+        report = TargetReport(target, mode)
+        started = time.perf_counter()
+        adapter_name = target.spec.source.adapter
+        with logs.bound_contextvars(target=target.name, environment=target.environment):
+            try:
+                self._look_and_act(state, target, mode, run_id, report)
+            except ReconcilerError as exc:
+                report.status, report.error = RunStatus.FAILED, str(exc)
+                report.retry = isinstance(exc, TemporaryError)
+                self.metrics.adapter_errors.labels(adapter_name, target.environment).inc()
+                log.warning("pass failed", error=str(exc), error_type=type(exc).__name__)
+            except Exception as exc:  # a bug must not take the daemon down; it is a failed pass
+                report.status, report.error = RunStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+                log.exception("pass crashed")
+            report.duration_s = time.perf_counter() - started
+            self._record(run_id, report)
+        return report
+
+    def _look_and_act(self, state: DesiredState, target: Target, mode: Mode, run_id: str, report: TargetReport) -> None:
+        adapter = self.adapters(target.spec.source.adapter)
+        observed = adapter.discover(target)
+        report.fingerprint = observed.fingerprint
+        desired = adapter.normalize(target, target.spec.desired)
+        report.comparison = compare(desired, observed.document, CompareOptions.for_target(target, self.hmac_key))
+        report.classified = classify(target, report.comparison.items, state, self.clock.now())
+        report.plan = planner.plan(
+            target, report.classified, desired, observed.document, run_id=run_id,
+            desired_version=state.version.digest,
+        )
+        if report.plan.actions and not adapter.capabilities.write:
+            # A read-only source: nothing can be fixed here, so every fix becomes an escalation.
+            report.plan.escalations.extend(c for c in report.classified if c.class_ is DriftClass.REVERSIBLE)
+            report.plan.actions.clear()
+        report.execution = execute(target, report.plan.actions, adapter, self.store, dry_run=mode is Mode.DRY_RUN)
+        report.status = _status(report)
+        if report.execution.error:
+            report.error = report.execution.error
+        log.info(
+            "pass done",
+            status=report.status.value,
+            drift=len(report.comparison.items),
+            drift_percent=round(report.comparison.drift_percent, 2),
+            actions=len(report.plan.actions),
+            escalations=len(report.plan.escalations),
+        )
+
+    def _record(self, run_id: str, report: TargetReport) -> None:
+        target = report.target
+        record = PassRecord(
+            target=target.name,
+            environment=target.environment,
+            status=report.status,
+            drift_count=len(report.classified),
+            drift_percent=report.comparison.drift_percent if report.comparison else 0.0,
+            observed_fingerprint=report.fingerprint,
+            error=report.error,
+            duration_s=report.duration_s,
+        )
+        self.store.record_pass(run_id, record, report.classified)
+        self.metrics.passes.labels(target.environment, report.status.value).inc()
+        self.metrics.pass_duration.labels(target.environment).observe(report.duration_s)
+        if report.status is not RunStatus.FAILED:
+            counts = {c.value: 0 for c in DriftClass}
+            for c in report.classified:
+                counts[c.class_.value] += 1
+            for class_, n in counts.items():
+                self.metrics.drift_items.labels(target.name, target.environment, class_).set(n)
+            self.metrics.last_success.labels(target.name, target.environment).set(self.clock.now().timestamp())
+        if report.execution:
+            for action in report.execution.actions:
+                self.metrics.actions.labels(target.environment, action.state.value).inc()
+
+    def rollback(self, of_run: str, *, dry_run: bool, trigger: str = "cli") -> RunReport:
+        """Undo what run `of_run` wrote, as a new run; refuses (and says why) where that cannot be done."""
+        original = self.store.run(of_run)
+        if original is None:
+            raise ConfigurationError(f"no run with id {of_run}")
+        state = self.desired()
+        self.store.ensure_version(state.version, str(state.root))
+        kind = RunKind.ROLLBACK
+        run_id = self.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run)
+        report = RunReport(run_id, kind, state.version.digest, [])
+        with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
+            try:
+                plan = rollback.plan_rollback(
+                    self.store.actions(of_run), run_id=run_id, of_run=of_run, known_targets=set(state.targets)
+                )
+                report.refused = plan.refused
+                for name in plan.by_target:
+                    report.targets.append(self._rollback_target(state.targets[name], plan.by_target[name], dry_run, run_id))
+            finally:
+                self.store.finish_run(run_id, report.status if (report.targets or report.refused) else RunStatus.CLEAN)
+        return report
+
+    def _rollback_target(self, target: Target, reverse: list[Any], dry_run: bool, run_id: str) -> TargetReport:
+        mode = Mode.DRY_RUN if dry_run else Mode.APPLY
+        report = TargetReport(target, mode)
+        started = time.perf_counter()
+        with logs.bound_contextvars(target=target.name):
+            try:
+                adapter = self.adapters(target.spec.source.adapter)
+                report.execution = rollback.rollback(target, reverse, adapter, self.store, dry_run=dry_run)
+                states = {a.state for a in report.execution.actions}
+                if report.execution.error or ActionState.FAILED in states:
+                    report.status = RunStatus.FAILED
+                elif ActionState.CONFLICT in states:
+                    report.status = RunStatus.FAILED
+                    report.error = "live no longer holds what the run wrote; refused where it differs"
+                elif dry_run:
+                    report.status = RunStatus.DRIFT
+                else:
+                    report.status = RunStatus.FIXED
+                report.error = report.error or report.execution.error
+            except ReconcilerError as exc:
+                report.status, report.error = RunStatus.FAILED, str(exc)
+            report.duration_s = time.perf_counter() - started
+            self.store.record_pass(
+                run_id,
+                PassRecord(target.name, target.environment, report.status, error=report.error,
+                           duration_s=report.duration_s),
+                [],
+            )
+            log.info("rollback done", status=report.status.value, error=report.error)
+        return report
+
+
+def _status(report: TargetReport) -> RunStatus:
+    plan, execution = report.plan, report.execution
+    assert plan is not None and execution is not None
+    if execution.error or execution.rolled_back:
+        return RunStatus.FAILED
+    unresolved = plan.escalations or plan.unpruned or any(
+        a.state in (ActionState.CONFLICT, ActionState.DRY_RUN) for a in execution.actions
+    )
+    if unresolved:
+        return RunStatus.DRIFT
+    if any(a.state is ActionState.VERIFIED for a in execution.actions):
+        return RunStatus.FIXED
+    return RunStatus.CLEAN

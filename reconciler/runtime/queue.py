@@ -1,0 +1,107 @@
+"""The work queue: target names, each queued at most once and worked by one worker at a time.
+
+Adding a name that is being worked marks it dirty, so it is worked once more after the pass in flight
+(the change that woke it may have come too late for that pass). Failed passes come back after an
+exponential, jittered backoff per target, which success resets.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import threading
+import time
+
+
+class WorkQueue:
+    """A de-duplicating, delaying queue of target names, safe for many threads."""
+
+    def __init__(self, *, backoff_base_s: float = 1.0, backoff_max_s: float = 300.0) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, str]] = []
+        self._ready_at: dict[str, float] = {}  # queued names and when they become ready
+        self._working: set[str] = set()
+        self._dirty: dict[str, float] = {}  # re-added while working: the earliest time asked for
+        self._failures: dict[str, int] = {}
+        self._seq = itertools.count()
+        self._closed = False
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+
+    def add(self, name: str, delay_s: float = 0.0) -> None:
+        """Queue `name` to be worked in `delay_s` seconds (sooner if it is already queued for sooner)."""
+        at = time.monotonic() + max(delay_s, 0.0)
+        with self._cond:
+            if self._closed:
+                return
+            if name in self._working:
+                self._dirty[name] = min(at, self._dirty.get(name, at))
+                return
+            if name in self._ready_at and self._ready_at[name] <= at:
+                return
+            self._ready_at[name] = at
+            heapq.heappush(self._heap, (at, next(self._seq), name))
+            self._cond.notify()
+
+    def add_rate_limited(self, name: str, delay_s: float | None = None) -> float:
+        """Queue `name` again after its backoff (or `delay_s` if the error asked for one); returns the delay."""
+        with self._cond:
+            failures = self._failures.get(name, 0) + 1
+            self._failures[name] = failures
+        if delay_s is None:
+            base = min(self.backoff_base_s * 2 ** (failures - 1), self.backoff_max_s)
+            delay_s = base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+        self.add(name, delay_s)
+        return delay_s
+
+    def forget(self, name: str) -> None:
+        """Reset `name`'s backoff after a successful pass."""
+        with self._cond:
+            self._failures.pop(name, None)
+
+    def get(self, timeout_s: float | None = None) -> str | None:
+        """The next ready name, marked as being worked; None when closed or on timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                now = time.monotonic()
+                while self._heap and self._ready_at.get(self._heap[0][2]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded by an earlier add
+                if self._heap and self._heap[0][0] <= now:
+                    _, _, name = heapq.heappop(self._heap)
+                    del self._ready_at[name]
+                    self._working.add(name)
+                    return name
+                wait = self._heap[0][0] - now if self._heap else None
+                if deadline is not None:
+                    left = deadline - now
+                    if left <= 0:
+                        return None
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+
+    def done(self, name: str) -> None:
+        """Mark `name` as no longer worked; queue it again if it was added meanwhile."""
+        with self._cond:
+            self._working.discard(name)
+            again = self._dirty.pop(name, None)
+        if again is not None:
+            self.add(name, again - time.monotonic())
+
+    def close(self) -> None:
+        """Wake every waiting worker; nothing more is handed out."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._ready_at)
+
+    @property
+    def working(self) -> frozenset[str]:
+        with self._cond:
+            return frozenset(self._working)

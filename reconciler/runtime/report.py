@@ -1,0 +1,222 @@
+"""Reports of runs for people and programs: JSON-ready dicts, tables and Markdown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from reconciler.domain.history import PassRecord, RunRecord
+from reconciler.domain.paths import MISSING
+from reconciler.domain.plan import Action
+from reconciler.domain.run import RunStatus
+from reconciler.domain.values import render, to_json
+from reconciler.runtime.loop import RunReport, TargetReport
+
+FORMATS = ("table", "json", "markdown")
+
+
+def exit_code(status: RunStatus) -> int:
+    """0: live matches desired (apart from acceptable drift); 2: drift remains; 1: an error."""
+    if status is RunStatus.FAILED:
+        return 1
+    if status is RunStatus.DRIFT:
+        return 2
+    return 0
+
+
+def _value(value: Any) -> Any:
+    text = to_json(value)
+    return None if text is None else json.loads(text)
+
+
+def _action_dict(action: Action, key: bytes) -> dict[str, Any]:
+    return {
+        "id": action.id,
+        "path": action.pointer,
+        "verb": action.verb,
+        "before": _value(action.journal_before(key)),
+        "before_missing": action.before is MISSING,
+        "after": _value(action.journal_after(key)),
+        "after_missing": action.after is MISSING,
+        "state": action.state.value,
+        "error": action.error,
+        "rollback_of": action.rollback_of,
+        "idempotency_key": action.idempotency_key,
+    }
+
+
+def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
+    actions = report.execution.actions if report.execution else []
+    by_path = {a.pointer: a for a in actions if a.rollback_of is None}
+    drift = []
+    for c in report.classified:
+        action = by_path.get(c.item.pointer)
+        drift.append(
+            {
+                "path": c.item.pointer,
+                "op": c.item.op.value,
+                "class": c.class_.value,
+                "reason": c.reason,
+                "decided_by": c.decided_by,
+                "desired": _value(c.item.desired),
+                "desired_missing": c.item.desired is MISSING,
+                "observed": _value(c.item.observed),
+                "observed_missing": c.item.observed is MISSING,
+                "secret": c.item.secret,
+                "action": action.state.value if action else _left_alone(report, c.item.pointer),
+            }
+        )
+    return {
+        "target": report.target.name,
+        "environment": report.target.environment,
+        "mode": report.mode.value,
+        "status": report.status.value,
+        "drift_percent": round(report.comparison.drift_percent, 3) if report.comparison else None,
+        "error": report.error,
+        "drift": drift,
+        "actions": [_action_dict(a, key) for a in actions],
+    }
+
+
+def _left_alone(report: TargetReport, pointer: str) -> str:
+    plan = report.plan
+    if plan is None:
+        return "none"
+    if any(c.item.pointer == pointer for c in plan.escalations):
+        return "escalated"
+    if any(c.item.pointer == pointer for c in plan.unpruned):
+        return "reported (prune: false)"
+    if any(c.item.pointer == pointer for c in plan.accepted):
+        return "accepted"
+    return "none"
+
+
+def run_dict(report: RunReport, key: bytes) -> dict[str, Any]:
+    return {
+        "run_id": report.run_id,
+        "kind": report.kind.value,
+        "desired_version": report.desired_version,
+        "status": report.status.value,
+        "exit_code": exit_code(report.status),
+        "targets": [target_dict(t, key) for t in report.targets],
+        "refused": [
+            {"action": r.action.id, "target": r.action.target, "path": r.action.pointer, "reason": r.reason}
+            for r in report.refused
+        ],
+    }
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _state_words(state: str) -> str:
+    return {"dry_run": "would fix (dry run)", "verified": "fixed", "noop": "already fixed"}.get(state, state)
+
+
+def render_run(report: RunReport, fmt: str, key: bytes) -> str:
+    data = run_dict(report, key)
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    md = fmt == "markdown"
+    out = []
+    head = f"run {data['run_id']} ({data['kind']}) against desired version {data['desired_version'][:12]}: "
+    out.append(("**" + head + data["status"] + "**") if md else head + data["status"])
+    for t in data["targets"]:
+        pct = "" if t["drift_percent"] is None else f", {t['drift_percent']:.1f}% drift"
+        title = f"{t['target']} ({t['environment']}, {t['mode']}): {t['status']}{pct}"
+        out.append("")
+        out.append(f"### {title}" if md else title)
+        if t["error"]:
+            out.append(f"  error: {t['error']}")
+        if not t["drift"]:
+            if t["status"] != "failed":
+                out.append("  no drift: live matches desired" + (", nothing written" if data["kind"] == "apply" else ""))
+            continue
+        headers = ("path", "op", "class", "desired", "live", "action", "reason")
+        rows = [
+            (
+                d["path"], d["op"], d["class"],
+                _short(render(MISSING) if d["desired_missing"] else render(d["desired"])),
+                _short(render(MISSING) if d["observed_missing"] else render(d["observed"])),
+                _state_words(d["action"]), _short(d["reason"], 60),
+            )
+            for d in t["drift"]
+        ]
+        if md:
+            out.append("| " + " | ".join(h.title() for h in headers) + " |")
+            out.append("|" + "---|" * len(headers))
+            out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        else:
+            out.append("  " + _table(headers, rows).replace("\n", "\n  "))
+        if data["kind"] == "apply" and not any(a["state"] in ("verified",) for a in t["actions"]):
+            out.append("  nothing written")
+    for refusal in data["refused"]:
+        out.append(f"refused: {refusal['target']} {refusal['path']}: {refusal['reason']}")
+    if not data["targets"] and not data["refused"]:
+        out.append("nothing to do")
+    return "\n".join(out)
+
+
+def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([_run_record_dict(r) for r in runs], indent=2)
+    rows = [
+        (
+            r.id, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind.value, r.trigger, r.status.value,
+            str(r.targets), str(r.drift_count),
+            ", ".join(f"{k} {v}" for k, v in sorted(r.action_counts.items())) or "-",
+        )
+        for r in runs
+    ]
+    if not rows:
+        return "no runs recorded yet"
+    return _table(("run", "started (utc)", "kind", "trigger", "status", "targets", "drift", "actions"), rows)
+
+
+def _run_record_dict(r: RunRecord) -> dict[str, Any]:
+    return {
+        "id": r.id, "kind": r.kind.value, "trigger": r.trigger, "status": r.status.value,
+        "started_at": r.started_at.isoformat(), "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "desired_version": r.desired_version, "rollback_of": r.rollback_of, "error": r.error,
+        "targets": r.targets, "drift": r.drift_count, "actions": r.action_counts,
+    }
+
+
+def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Sequence[Action], fmt: str) -> str:
+    """A recorded run with its passes and actions; secrets are already redacted in history."""
+    if fmt == "json":
+        return json.dumps(
+            {
+                **_run_record_dict(run),
+                "passes": [
+                    {"target": p.target, "environment": p.environment, "status": p.status.value,
+                     "drift": p.drift_count, "drift_percent": p.drift_percent, "error": p.error}
+                    for p in passes
+                ],
+                "actions": [_action_dict(a, b"") for a in actions],
+            },
+            indent=2,
+        )
+    out = [render_runs([run], "table"), ""]
+    if run.rollback_of:
+        out.append(f"rolls back run {run.rollback_of}")
+    if passes:
+        out.append(_table(("target", "environment", "status", "drift", "error"),
+                          [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or "") for p in passes]))
+    if actions:
+        out.append("")
+        out.append(_table(
+            ("action", "target", "path", "before", "after", "state", "error"),
+            [(a.id, a.target, a.pointer, _short(render(a.before)), _short(render(a.after)), a.state.value,
+              _short(a.error or "", 60)) for a in actions],
+        ))
+    return "\n".join(out)

@@ -1,0 +1,119 @@
+"""The one settings tree. Every field reads from RECONCILER_<GROUP>__<FIELD> and says its default."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reconciler.domain.run import Mode
+
+
+class FileSettings(BaseModel):
+    """The file adapter."""
+
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories the file adapter may read and write; any other path is refused. "
+        "Defaults to none, so every file target is refused until roots are configured.",
+    )
+
+
+class SchedulerSettings(BaseModel):
+    """When passes run in the daemon."""
+
+    default_interval_s: float = Field(60.0, gt=0, description="Interval of a target without one. Defaults to 60.")
+    jitter_s: float = Field(
+        5.0, ge=0, description="Random delay added to each trigger so targets do not fire together. Defaults to 5."
+    )
+    workers: int = Field(4, ge=1, le=64, description="Passes worked at once (never two for one target). Defaults to 4.")
+    backoff_base_s: float = Field(1.0, gt=0, description="First retry delay after a failed pass. Defaults to 1.")
+    backoff_max_s: float = Field(300.0, gt=0, description="Longest retry delay after failed passes. Defaults to 300.")
+    desired_poll_s: float = Field(
+        10.0, gt=0, description="How often the daemon looks for edits of the desired state. Defaults to 10."
+    )
+    shutdown_timeout_s: float = Field(
+        60.0, gt=0, description="How long SIGTERM waits for passes in flight. Defaults to 60."
+    )
+
+
+class HttpSettings(BaseModel):
+    """The daemon's HTTP endpoint (/metrics, /healthz, /readyz)."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on. Defaults to 127.0.0.1.")
+    port: int = Field(9108, ge=0, le=65535, description="Port to listen on; 0 picks a free one. Defaults to 9108.")
+
+
+class LogSettings(BaseModel):
+    """Logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Defaults to info.")
+    format: Literal["json", "console"] = Field("json", description="Defaults to json.")
+
+
+class SecretSettings(BaseModel):
+    """How secret values are compared."""
+
+    hmac_key: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC that secret values are compared and recorded by. Defaults to a random "
+        "key per process, which makes secret fingerprints in history incomparable across restarts.",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything reconciler can be told, from the environment (RECONCILER_ prefix, `__` between groups)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECONCILER_", env_nested_delimiter="__", extra="ignore")
+
+    desired_dir: Path = Field(Path("desired"), description="Folder of desired-state manifests. Defaults to ./desired.")
+    database_url: str = Field(
+        "sqlite:///reconciler.db",
+        description="SQLAlchemy URL of the history store. Defaults to sqlite:///reconciler.db; "
+        "use postgresql+psycopg://... in production.",
+    )
+    mode: Mode = Field(Mode.DRY_RUN, description="Global mode; a target can only make it safer. Defaults to dry-run.")
+    file: FileSettings = Field(default_factory=FileSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+    secrets: SecretSettings = Field(default_factory=SecretSettings)  # type: ignore[arg-type]
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a SQLAlchemy URL such as sqlite:///reconciler.db")
+        return value
+
+    def hmac_key(self) -> bytes:
+        """The configured HMAC key, or one random key for the life of this process."""
+        if self.secrets.hmac_key is not None:
+            return self.secrets.hmac_key.get_secret_value().encode()
+        return _PROCESS_KEY
+
+
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value is a ConfigurationError naming the variable."""
+    from pydantic import ValidationError  # noqa: PLC0415 - keeps the module's import light
+
+    from reconciler.errors import ConfigurationError, Problem  # noqa: PLC0415
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            Problem(
+                file="environment",
+                field="RECONCILER_" + "__".join(str(p) for p in err["loc"]).upper(),
+                message=err["msg"],
+            )
+            for err in exc.errors()
+        ]
+        raise ConfigurationError("invalid settings", problems) from None

@@ -1,0 +1,1 @@
+"""History in SQL: tables, the SqlHistoryStore, engine setup and migrations."""

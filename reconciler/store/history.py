@@ -1,0 +1,251 @@
+"""SqlHistoryStore: desired versions, runs, passes, drifts and actions in SQL, written in bulk."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from reconciler.domain.drift import Classified
+from reconciler.domain.history import PassRecord, RunRecord
+from reconciler.domain.manifest import DesiredVersion, DriftOp
+from reconciler.domain.paths import from_pointer
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.run import RunKind, RunStatus
+from reconciler.domain.values import from_json, to_json
+from reconciler.errors import StoreUnavailable
+from reconciler.store import tables as t
+from reconciler.store.engine import safe_url
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlHistoryStore:
+    """History on any SQLAlchemy engine. Secret values arrive redacted or are redacted here with the key."""
+
+    def __init__(self, engine: sa.Engine, hmac_key: bytes) -> None:
+        self.engine = engine
+        self._key = hmac_key
+
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
+        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}: "
+                                f"{str(exc.orig) if getattr(exc, 'orig', None) else exc}".splitlines()[0])
+
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+    def ensure_version(self, version: DesiredVersion, root: str) -> None:
+        """Store a desired version once; later calls with the same digest change nothing."""
+        try:
+            with self._begin() as conn:
+                exists = conn.execute(
+                    sa.select(t.desired_versions.c.digest).where(t.desired_versions.c.digest == version.digest)
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        t.desired_versions.insert().values(
+                            digest=version.digest, git_commit=version.git_commit, git_dirty=version.git_dirty,
+                            root=root, first_seen_at=_now(),
+                        )
+                    )
+        except IntegrityError:
+            return  # another writer stored it first
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+    def start_run(
+        self, kind: RunKind, trigger: str, desired_version: str | None, rollback_of: str | None = None
+    ) -> str:
+        run_id = str(uuid.uuid4())
+        try:
+            with self._begin() as conn:
+                conn.execute(
+                    t.runs.insert().values(
+                        id=run_id, kind=kind.value, trigger=trigger, status=RunStatus.RUNNING.value,
+                        started_at=_now(), desired_version=desired_version, rollback_of=rollback_of,
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        return run_id
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        try:
+            with self._begin() as conn:
+                conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.id == run_id)
+                    .values(status=status.value, finished_at=_now(), error=error)
+                )
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+    def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None:
+        """One pass and all its drift, in one transaction and one bulk insert."""
+        rows = [
+            {
+                "run_id": run_id, "target": record.target, "path": c.item.pointer, "op": c.item.op.value,
+                "class": c.class_.value, "reason": c.reason, "decided_by": c.decided_by,
+                "desired": to_json(c.item.desired), "observed": to_json(c.item.observed), "secret": c.item.secret,
+            }
+            for c in drifts
+        ]
+        try:
+            with self._begin() as conn:
+                conn.execute(
+                    t.passes.insert().values(
+                        run_id=run_id, target=record.target, environment=record.environment,
+                        status=record.status.value, drift_count=record.drift_count,
+                        drift_percent=record.drift_percent, observed_fingerprint=record.observed_fingerprint,
+                        error=record.error, duration_s=record.duration_s,
+                    )
+                )
+                if rows:
+                    conn.execute(t.drifts.insert(), rows)
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+    def record_actions(self, actions: Sequence[Action]) -> None:
+        if not actions:
+            return
+        now = _now()
+        rows = [
+            {
+                "id": a.id, "run_id": a.run_id, "seq": seq, "target": a.target, "path": a.pointer,
+                "op": a.op.value, "before": to_json(a.journal_before(self._key)),
+                "after": to_json(a.journal_after(self._key)), "desired_version": a.desired_version,
+                "idempotency_key": a.idempotency_key, "reason": a.reason, "secret": a.secret,
+                "rollback_of": a.rollback_of, "state": a.state.value, "error": a.error,
+                "created_at": now, "updated_at": now,
+            }
+            for seq, a in enumerate(actions)
+        ]
+        try:
+            with self._begin() as conn:
+                conn.execute(t.actions.insert(), rows)
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+    def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        if not ids:
+            return
+        try:
+            with self._begin() as conn:
+                conn.execute(
+                    t.actions.update()
+                    .where(t.actions.c.id.in_(list(ids)))
+                    .values(state=state.value, error=error, updated_at=_now())
+                )
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.id).limit(limit)
+        return self._runs(query)
+
+    def run(self, run_id: str) -> RunRecord | None:
+        found = self._runs(sa.select(t.runs).where(t.runs.c.id == run_id))
+        return found[0] if found else None
+
+    def _runs(self, query: sa.Select[Any]) -> list[RunRecord]:
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).mappings().all()
+                ids = [r["id"] for r in rows]
+                if not ids:
+                    return []
+                counts: dict[str, Counter[str]] = {i: Counter() for i in ids}
+                for run_id, state, n in conn.execute(
+                    sa.select(t.actions.c.run_id, t.actions.c.state, sa.func.count())
+                    .where(t.actions.c.run_id.in_(ids))
+                    .group_by(t.actions.c.run_id, t.actions.c.state)
+                ):
+                    counts[run_id][state] = n
+                pass_stats = {
+                    run_id: (n, drift or 0)
+                    for run_id, n, drift in conn.execute(
+                        sa.select(t.passes.c.run_id, sa.func.count(), sa.func.sum(t.passes.c.drift_count))
+                        .where(t.passes.c.run_id.in_(ids))
+                        .group_by(t.passes.c.run_id)
+                    )
+                }
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        return [
+            RunRecord(
+                id=r["id"], kind=RunKind(r["kind"]), trigger=r["trigger"], status=RunStatus(r["status"]),
+                started_at=r["started_at"], finished_at=r["finished_at"], desired_version=r["desired_version"],
+                rollback_of=r["rollback_of"], error=r["error"], drift_count=int(pass_stats.get(r["id"], (0, 0))[1]),
+                action_counts=dict(counts[r["id"]]), targets=int(pass_stats.get(r["id"], (0, 0))[0]),
+            )
+            for r in rows
+        ]
+
+    def passes(self, run_id: str) -> list[PassRecord]:
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(t.passes).where(t.passes.c.run_id == run_id).order_by(t.passes.c.id)
+                ).mappings().all()
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        return [
+            PassRecord(
+                target=r["target"], environment=r["environment"], status=RunStatus(r["status"]),
+                drift_count=r["drift_count"], drift_percent=r["drift_percent"],
+                observed_fingerprint=r["observed_fingerprint"], error=r["error"], duration_s=r["duration_s"],
+            )
+            for r in rows
+        ]
+
+    def drifts(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's drift rows, values decoded (secrets stay redacted)."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(t.drifts).where(t.drifts.c.run_id == run_id).order_by(t.drifts.c.id)
+                ).mappings().all()
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        return [
+            {**dict(r), "desired": from_json(r["desired"]), "observed": from_json(r["observed"])} for r in rows
+        ]
+
+    def actions(self, run_id: str | None = None, states: Sequence[ActionState] = ()) -> list[Action]:
+        query = sa.select(t.actions)
+        if run_id is not None:
+            query = query.where(t.actions.c.run_id == run_id)
+        if states:
+            query = query.where(t.actions.c.state.in_([s.value for s in states]))
+        query = query.order_by(t.actions.c.created_at, t.actions.c.run_id, t.actions.c.seq)
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).mappings().all()
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        return [
+            Action(
+                id=r["id"], run_id=r["run_id"], target=r["target"], path=from_pointer(r["path"]),
+                op=DriftOp(r["op"]), before=from_json(r["before"]), after=from_json(r["after"]),
+                desired_version=r["desired_version"], reason=r["reason"], secret=r["secret"],
+                rollback_of=r["rollback_of"], state=ActionState(r["state"]), error=r["error"],
+                idempotency_key=r["idempotency_key"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,113 @@
+"""The history tables. Alembic migrations in migrations/versions create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, whatever the backend keeps (SQLite keeps naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+desired_versions = sa.Table(
+    "desired_versions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("git_commit", sa.String(64), nullable=True),
+    sa.Column("git_dirty", sa.Boolean, nullable=False, default=False),
+    sa.Column("root", sa.Text, nullable=False),
+    sa.Column("first_seen_at", UtcDateTime, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("desired_version", sa.String(64), sa.ForeignKey("desired_versions.digest"), nullable=True),
+    sa.Column("rollback_of", sa.String(36), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+passes = sa.Table(
+    "passes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("target", sa.String(200), nullable=False, index=True),
+    sa.Column("environment", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("drift_count", sa.Integer, nullable=False),
+    sa.Column("drift_percent", sa.Float, nullable=False),
+    sa.Column("observed_fingerprint", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=False),
+)
+
+drifts = sa.Table(
+    "drifts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("target", sa.String(200), nullable=False, index=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),
+    sa.Column("class", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("decided_by", sa.String(200), nullable=False),
+    # JSON text; NULL means the key is missing on that side (JSON null is the text 'null').
+    sa.Column("desired", sa.Text, nullable=True),
+    sa.Column("observed", sa.Text, nullable=True),
+    sa.Column("secret", sa.Boolean, nullable=False),
+)
+
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("target", sa.String(200), nullable=False, index=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),
+    sa.Column("before", sa.Text, nullable=True),
+    sa.Column("after", sa.Text, nullable=True),
+    sa.Column("desired_version", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(64), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("secret", sa.Boolean, nullable=False),
+    sa.Column("rollback_of", sa.String(36), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
