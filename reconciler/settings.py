@@ -27,7 +27,9 @@ class SchedulerSettings(BaseModel):
 
     default_interval_s: float = Field(60.0, gt=0, description="Interval of a target without one. Defaults to 60.")
     jitter_s: float = Field(
-        5.0, ge=0, description="Random delay added to each trigger so targets do not fire together. Defaults to 5."
+        5.0,
+        ge=0,
+        description="Random delay added to each trigger so targets do not fire together. Defaults to 5.",
     )
     workers: int = Field(4, ge=1, le=64, description="Passes worked at once (never two for one target). Defaults to 4.")
     backoff_base_s: float = Field(1.0, gt=0, description="First retry delay after a failed pass. Defaults to 1.")
@@ -77,10 +79,10 @@ class Settings(BaseSettings):
     )
     mode: Mode = Field(Mode.DRY_RUN, description="Global mode; a target can only make it safer. Defaults to dry-run.")
     file: FileSettings = Field(default_factory=FileSettings)
-    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)  # type: ignore[arg-type]
-    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
-    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
-    secrets: SecretSettings = Field(default_factory=SecretSettings)  # type: ignore[arg-type]
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     @field_validator("database_url")
     @classmethod

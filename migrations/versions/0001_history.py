@@ -40,7 +40,9 @@ def upgrade() -> None:
         sa.Column("rollback_of", sa.String(36), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["desired_version"], ["desired_versions.digest"], name=op.f("fk_runs_desired_version_desired_versions")
+            ["desired_version"],
+            ["desired_versions.digest"],
+            name=op.f("fk_runs_desired_version_desired_versions"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
     )

@@ -53,8 +53,15 @@ class FileAdapter:
         origin = target.origin
         return ConfigurationError(
             f"target {target.name}: {message}",
-            [Problem(file=str(origin.file) if origin else "?", document=origin.document if origin else None,
-                     name=target.name, field=field, message=message)],
+            [
+                Problem(
+                    file=str(origin.file) if origin else "?",
+                    document=origin.document if origin else None,
+                    name=target.name,
+                    field=field,
+                    message=message,
+                )
+            ],
         )
 
     def locate(self, target: Target) -> tuple[Path, formats.Format]:

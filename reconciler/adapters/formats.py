@@ -170,8 +170,16 @@ FORMATS: dict[str, Format] = {
     "env": Format("env", _parse_env, _render_env, strings_only=True),
 }
 
-_BY_SUFFIX = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml", ".ini": "ini", ".cfg": "ini",
-              ".conf": "ini", ".env": "env"}
+_BY_SUFFIX = {
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".toml": "toml",
+    ".ini": "ini",
+    ".cfg": "ini",
+    ".conf": "ini",
+    ".env": "env",
+}
 
 
 def guess(filename: str) -> str | None:

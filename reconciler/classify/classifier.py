@@ -11,9 +11,7 @@ from reconciler.domain.manifest import DesiredState, DriftClass, PolicyException
 from reconciler.domain.paths import any_match
 
 
-def classify(
-    target: Target, items: Iterable[DriftItem], state: DesiredState, now: datetime
-) -> list[Classified]:
+def classify(target: Target, items: Iterable[DriftItem], state: DesiredState, now: datetime) -> list[Classified]:
     """Give every drift item of `target` its class, the reason, and what decided it."""
     exceptions = [
         (policy, index, exc)

@@ -64,8 +64,11 @@ def load(root: Path) -> DesiredState:
         if key in seen:
             first = seen[key]
             problems.append(
-                _problem(doc, "metadata.name", f"{model.kind} {model.metadata.name!r} is already defined in "
-                         f"{first.file} document {first.index}")
+                _problem(
+                    doc,
+                    "metadata.name",
+                    f"{model.kind} {model.metadata.name!r} is already defined in {first.file} document {first.index}",
+                )
             )
             continue
         seen[key] = doc

@@ -91,9 +91,7 @@ class _Walker:
                 return
             self.leaves += count
             self.differing += count
-            self.items.append(
-                DriftItem(path, DriftOp.REMOVE if d_map else DriftOp.ADD, desired, observed)
-            )
+            self.items.append(DriftItem(path, DriftOp.REMOVE if d_map else DriftOp.ADD, desired, observed))
             return
         self._leaf(path, desired, observed, secret=False)
 
@@ -133,9 +131,7 @@ class _Walker:
         stack: list[tuple[KeyPath, Any]] = [(path, value)]
         while stack:
             here, node = stack.pop()
-            if here != path and (
-                any_match(self.options.ignore, here) or any_match(self.options.secrets, here)
-            ):
+            if here != path and (any_match(self.options.ignore, here) or any_match(self.options.secrets, here)):
                 return 0, True
             if type(node) is dict and node:
                 stack.extend(((*here, k), v) for k, v in node.items())

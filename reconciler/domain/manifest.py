@@ -127,7 +127,7 @@ class TargetSpec(_Strict):
 
 class Target(_Strict):
     kind: Literal["Target"]
-    apiVersion: str | None = None  # noqa: N815 - the manifest's own spelling
+    apiVersion: str | None = None
     metadata: Metadata
     spec: TargetSpec
 
@@ -206,7 +206,7 @@ class PolicyMetadata(_Strict):
 
 class Policy(_Strict):
     kind: Literal["Policy"]
-    apiVersion: str | None = None  # noqa: N815
+    apiVersion: str | None = None
     metadata: PolicyMetadata
     spec: PolicySpec = Field(default_factory=PolicySpec)
 

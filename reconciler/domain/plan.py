@@ -97,6 +97,12 @@ def idempotency_key(action: Action) -> str:
         return "~missing" if value is MISSING else canonical_json(value)
 
     material = "\x1f".join(
-        (action.target, to_pointer(action.path), part(action.before), part(action.after), action.desired_version)
+        (
+            action.target,
+            to_pointer(action.path),
+            part(action.before),
+            part(action.after),
+            action.desired_version,
+        )
     )
     return hashlib.sha256(material.encode()).hexdigest()[:32]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -40,7 +41,7 @@ def strict_equal(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(strict_equal(a[k], b[k]) for k in a)
     if ta is list or ta is tuple:
         return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b, strict=True))
-    if ta is float and a != a and b != b:  # NaN == NaN for drift purposes
+    if ta is float and math.isnan(a) and math.isnan(b):  # NaN equals NaN for drift purposes
         return True
     return bool(a == b)
 

@@ -5,6 +5,7 @@ Labels are bounded: target, environment, class, result, outcome, adapter — nev
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -22,36 +23,52 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.passes = Counter(
-            "reconciler_passes_total", "Reconcile passes by environment and result.", ["environment", "result"],
+            "reconciler_passes_total",
+            "Reconcile passes by environment and result.",
+            ["environment", "result"],
             registry=r,
         )
         self.pass_duration = Histogram(
-            "reconciler_pass_duration_seconds", "Duration of one target's pass.", ["environment"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
+            "reconciler_pass_duration_seconds",
+            "Duration of one target's pass.",
+            ["environment"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
         )
         self.drift_items = Gauge(
-            "reconciler_drift_items", "Drift items found by the target's last pass, by class.",
-            ["target", "environment", "class"], registry=r,
+            "reconciler_drift_items",
+            "Drift items found by the target's last pass, by class.",
+            ["target", "environment", "class"],
+            registry=r,
         )
         self.actions = Counter(
-            "reconciler_actions_total", "Actions by final outcome.", ["environment", "outcome"], registry=r,
+            "reconciler_actions_total",
+            "Actions by final outcome.",
+            ["environment", "outcome"],
+            registry=r,
         )
         self.last_success = Gauge(
             "reconciler_last_successful_pass_timestamp_seconds",
-            "Unix time of the target's last pass that ended without error.", ["target", "environment"],
+            "Unix time of the target's last pass that ended without error.",
+            ["target", "environment"],
             registry=r,
         )
         self.adapter_errors = Counter(
-            "reconciler_adapter_errors_total", "Errors reading or writing live systems.", ["adapter", "environment"],
+            "reconciler_adapter_errors_total",
+            "Errors reading or writing live systems.",
+            ["adapter", "environment"],
             registry=r,
         )
         self.desired_reload_errors = Counter(
             "reconciler_desired_reload_errors_total",
-            "Edits of the desired state refused as invalid (the last good version stays in force).", registry=r,
+            "Edits of the desired state refused as invalid (the last good version stays in force).",
+            registry=r,
         )
         self.desired_info = Gauge(
-            "reconciler_desired_version_info", "The desired-state version in force (value 1).",
-            ["digest", "git_commit"], registry=r,
+            "reconciler_desired_version_info",
+            "The desired-state version in force (value 1).",
+            ["digest", "git_commit"],
+            registry=r,
         )
         self.targets = Gauge("reconciler_targets", "Targets in the desired state.", ["environment"], registry=r)
         self._desired_labels: tuple[str, str] | None = None
@@ -75,14 +92,10 @@ class Metrics:
     def forget_target(self, name: str, environment: str) -> None:
         """Drop a removed target's series, so it does not look stuck forever."""
         for class_ in CLASSES:
-            try:
+            with contextlib.suppress(KeyError):
                 self.drift_items.remove(name, environment, class_)
-            except KeyError:
-                pass
-        try:
+        with contextlib.suppress(KeyError):
             self.last_success.remove(name, environment)
-        except KeyError:
-            pass
 
     def set_desired_version(self, digest: str, git_commit: str | None) -> None:
         labels = (digest[:12], (git_commit or "")[:12])

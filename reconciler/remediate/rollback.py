@@ -38,8 +38,11 @@ def plan_rollback(originals: Sequence[Action], *, run_id: str, of_run: str, know
             continue
         if isinstance(action.before, Redacted) or isinstance(action.after, Redacted):
             result.refused.append(
-                Refusal(action, "secret values are not kept in history, so this change cannot be reversed; "
-                        "set the value by hand or re-apply the desired state")
+                Refusal(
+                    action,
+                    "secret values are not kept in history, so this change cannot be reversed; "
+                    "set the value by hand or re-apply the desired state",
+                )
             )
             continue
         reverse = reverse_of(action, reason=f"rollback of run {of_run}", run_id=run_id)

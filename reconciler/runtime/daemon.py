@@ -121,8 +121,11 @@ class Daemon:
         if error is not None and str(error) != self._reported_error:
             self._reported_error = str(error)
             self.c.metrics.desired_reload_errors.inc()
-            log.error("desired state edit refused; the last good version stays in force",
-                      error=str(error), version=str(state.version))
+            log.error(
+                "desired state edit refused; the last good version stays in force",
+                error=str(error),
+                version=str(state.version),
+            )
         elif error is None:
             self._reported_error = None
         if self._state is not None and state.version == self._state.version:
@@ -134,8 +137,13 @@ class Daemon:
             self.c.metrics.forget_target(name, old[name].environment)
         self.c.metrics.init_targets((t.name, t.environment) for t in state.targets.values())
         self.c.metrics.set_desired_version(state.version.digest, state.version.git_commit)
-        log.info("desired state loaded", version=str(state.version), targets=len(state.targets),
-                 added=sorted(added), removed=sorted(removed))
+        log.info(
+            "desired state loaded",
+            version=str(state.version),
+            targets=len(state.targets),
+            added=sorted(added),
+            removed=sorted(removed),
+        )
         for name in sorted(added | (set(state.targets) if old else set())):
             self.queue.add(name)
 
@@ -178,8 +186,13 @@ class Daemon:
             worker = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
             worker.start()
             self._workers.append(worker)
-        log.info("daemon started", listen=f"http://{host}:{port}", mode=self.c.settings.mode.value,
-                 targets=len(self._state.targets), desired_dir=str(self.c.settings.desired_dir))
+        log.info(
+            "daemon started",
+            listen=f"http://{host}:{port}",
+            mode=self.c.settings.mode.value,
+            targets=len(self._state.targets),
+            desired_dir=str(self.c.settings.desired_dir),
+        )
         self.stopping.wait()
         return self.stop()
 

@@ -43,7 +43,7 @@ def _handler(render_metrics: Render, readiness: Check) -> type[BaseHTTPRequestHa
     class Handler(BaseHTTPRequestHandler):
         server_version = "reconciler"
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 body, content_type = render_metrics()
@@ -64,7 +64,7 @@ def _handler(render_metrics: Render, readiness: Check) -> type[BaseHTTPRequestHa
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("http request", request=format % args)
 
     return Handler

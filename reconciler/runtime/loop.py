@@ -88,7 +88,9 @@ class Reconciler:
         self.global_mode = global_mode
         self.hmac_key = hmac_key
 
-    def reconcile(self, names: Sequence[str] | None = None, *, mode: Mode | None = None, trigger: str = "cli") -> RunReport:
+    def reconcile(
+        self, names: Sequence[str] | None = None, *, mode: Mode | None = None, trigger: str = "cli"
+    ) -> RunReport:
         """One run over `names` (all targets when None), in waves of environment rank."""
         state = self.desired()
         unknown = sorted(set(names or ()) - set(state.targets))
@@ -136,7 +138,11 @@ class Reconciler:
         report.comparison = compare(desired, observed.document, CompareOptions.for_target(target, self.hmac_key))
         report.classified = classify(target, report.comparison.items, state, self.clock.now())
         report.plan = planner.plan(
-            target, report.classified, desired, observed.document, run_id=run_id,
+            target,
+            report.classified,
+            desired,
+            observed.document,
+            run_id=run_id,
             desired_version=state.version.digest,
         )
         if report.plan.actions and not adapter.capabilities.write:
@@ -199,7 +205,9 @@ class Reconciler:
                 )
                 report.refused = plan.refused
                 for name in plan.by_target:
-                    report.targets.append(self._rollback_target(state.targets[name], plan.by_target[name], dry_run, run_id))
+                    report.targets.append(
+                        self._rollback_target(state.targets[name], plan.by_target[name], dry_run, run_id)
+                    )
             finally:
                 self.store.finish_run(run_id, report.status if (report.targets or report.refused) else RunStatus.CLEAN)
         return report
@@ -228,8 +236,13 @@ class Reconciler:
             report.duration_s = time.perf_counter() - started
             self.store.record_pass(
                 run_id,
-                PassRecord(target.name, target.environment, report.status, error=report.error,
-                           duration_s=report.duration_s),
+                PassRecord(
+                    target.name,
+                    target.environment,
+                    report.status,
+                    error=report.error,
+                    duration_s=report.duration_s,
+                ),
                 [],
             )
             log.info("rollback done", status=report.status.value, error=report.error)
@@ -241,8 +254,10 @@ def _status(report: TargetReport) -> RunStatus:
     assert plan is not None and execution is not None
     if execution.error or execution.rolled_back:
         return RunStatus.FAILED
-    unresolved = plan.escalations or plan.unpruned or any(
-        a.state in (ActionState.CONFLICT, ActionState.DRY_RUN) for a in execution.actions
+    unresolved = (
+        plan.escalations
+        or plan.unpruned
+        or any(a.state in (ActionState.CONFLICT, ActionState.DRY_RUN) for a in execution.actions)
     )
     if unresolved:
         return RunStatus.DRIFT

@@ -137,17 +137,35 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
         out.append(f"### {title}" if md else title)
         if t["error"]:
             out.append(f"  error: {t['error']}")
+        if data["kind"] == "rollback":
+            undo = [
+                (
+                    a["path"],
+                    _short(_before_after(a, "before")),
+                    _short(_before_after(a, "after")),
+                    _state_words(a["state"]),
+                    _short(a["error"] or "", 60),
+                )
+                for a in t["actions"]
+            ]
+            out.append("  " + _table(("path", "live now", "put back", "state", "note"), undo).replace("\n", "\n  "))
+            continue
         if not t["drift"]:
             if t["status"] != "failed":
-                out.append("  no drift: live matches desired" + (", nothing written" if data["kind"] == "apply" else ""))
+                out.append(
+                    "  no drift: live matches desired" + (", nothing written" if data["kind"] == "apply" else "")
+                )
             continue
         headers = ("path", "op", "class", "desired", "live", "action", "reason")
         rows = [
             (
-                d["path"], d["op"], d["class"],
+                d["path"],
+                d["op"],
+                d["class"],
                 _short(render(MISSING) if d["desired_missing"] else render(d["desired"])),
                 _short(render(MISSING) if d["observed_missing"] else render(d["observed"])),
-                _state_words(d["action"]), _short(d["reason"], 60),
+                _state_words(d["action"]),
+                _short(d["reason"], 60),
             )
             for d in t["drift"]
         ]
@@ -166,13 +184,22 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
     return "\n".join(out)
 
 
+def _before_after(action: dict[str, Any], side: str) -> str:
+    return render(MISSING) if action[f"{side}_missing"] else render(action[side])
+
+
 def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([_run_record_dict(r) for r in runs], indent=2)
     rows = [
         (
-            r.id, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind.value, r.trigger, r.status.value,
-            str(r.targets), str(r.drift_count),
+            r.id,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.kind.value,
+            r.trigger,
+            r.status.value,
+            str(r.targets),
+            str(r.drift_count),
             ", ".join(f"{k} {v}" for k, v in sorted(r.action_counts.items())) or "-",
         )
         for r in runs
@@ -184,10 +211,18 @@ def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
 
 def _run_record_dict(r: RunRecord) -> dict[str, Any]:
     return {
-        "id": r.id, "kind": r.kind.value, "trigger": r.trigger, "status": r.status.value,
-        "started_at": r.started_at.isoformat(), "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-        "desired_version": r.desired_version, "rollback_of": r.rollback_of, "error": r.error,
-        "targets": r.targets, "drift": r.drift_count, "actions": r.action_counts,
+        "id": r.id,
+        "kind": r.kind.value,
+        "trigger": r.trigger,
+        "status": r.status.value,
+        "started_at": r.started_at.isoformat(),
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "desired_version": r.desired_version,
+        "rollback_of": r.rollback_of,
+        "error": r.error,
+        "targets": r.targets,
+        "drift": r.drift_count,
+        "actions": r.action_counts,
     }
 
 
@@ -198,8 +233,14 @@ def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Seq
             {
                 **_run_record_dict(run),
                 "passes": [
-                    {"target": p.target, "environment": p.environment, "status": p.status.value,
-                     "drift": p.drift_count, "drift_percent": p.drift_percent, "error": p.error}
+                    {
+                        "target": p.target,
+                        "environment": p.environment,
+                        "status": p.status.value,
+                        "drift": p.drift_count,
+                        "drift_percent": p.drift_percent,
+                        "error": p.error,
+                    }
                     for p in passes
                 ],
                 "actions": [_action_dict(a, b"") for a in actions],
@@ -210,13 +251,29 @@ def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Seq
     if run.rollback_of:
         out.append(f"rolls back run {run.rollback_of}")
     if passes:
-        out.append(_table(("target", "environment", "status", "drift", "error"),
-                          [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or "") for p in passes]))
+        out.append(
+            _table(
+                ("target", "environment", "status", "drift", "error"),
+                [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or "") for p in passes],
+            )
+        )
     if actions:
         out.append("")
-        out.append(_table(
-            ("action", "target", "path", "before", "after", "state", "error"),
-            [(a.id, a.target, a.pointer, _short(render(a.before)), _short(render(a.after)), a.state.value,
-              _short(a.error or "", 60)) for a in actions],
-        ))
+        out.append(
+            _table(
+                ("action", "target", "path", "before", "after", "state", "error"),
+                [
+                    (
+                        a.id,
+                        a.target,
+                        a.pointer,
+                        _short(render(a.before)),
+                        _short(render(a.after)),
+                        a.state.value,
+                        _short(a.error or "", 60),
+                    )
+                    for a in actions
+                ],
+            )
+        )
     return "\n".join(out)

@@ -38,8 +38,9 @@ class SqlHistoryStore:
         return self.engine.begin()
 
     def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}: "
-                                f"{str(exc.orig) if getattr(exc, 'orig', None) else exc}".splitlines()[0])
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's statement dump
+        detail = str(cause).splitlines()[0] if str(cause) else ""
+        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}: {detail}")
 
     def ping(self) -> None:
         try:
@@ -58,8 +59,11 @@ class SqlHistoryStore:
                 if exists is None:
                     conn.execute(
                         t.desired_versions.insert().values(
-                            digest=version.digest, git_commit=version.git_commit, git_dirty=version.git_dirty,
-                            root=root, first_seen_at=_now(),
+                            digest=version.digest,
+                            git_commit=version.git_commit,
+                            git_dirty=version.git_dirty,
+                            root=root,
+                            first_seen_at=_now(),
                         )
                     )
         except IntegrityError:
@@ -75,8 +79,13 @@ class SqlHistoryStore:
             with self._begin() as conn:
                 conn.execute(
                     t.runs.insert().values(
-                        id=run_id, kind=kind.value, trigger=trigger, status=RunStatus.RUNNING.value,
-                        started_at=_now(), desired_version=desired_version, rollback_of=rollback_of,
+                        id=run_id,
+                        kind=kind.value,
+                        trigger=trigger,
+                        status=RunStatus.RUNNING.value,
+                        started_at=_now(),
+                        desired_version=desired_version,
+                        rollback_of=rollback_of,
                     )
                 )
         except SQLAlchemyError as exc:
@@ -98,9 +107,16 @@ class SqlHistoryStore:
         """One pass and all its drift, in one transaction and one bulk insert."""
         rows = [
             {
-                "run_id": run_id, "target": record.target, "path": c.item.pointer, "op": c.item.op.value,
-                "class": c.class_.value, "reason": c.reason, "decided_by": c.decided_by,
-                "desired": to_json(c.item.desired), "observed": to_json(c.item.observed), "secret": c.item.secret,
+                "run_id": run_id,
+                "target": record.target,
+                "path": c.item.pointer,
+                "op": c.item.op.value,
+                "class": c.class_.value,
+                "reason": c.reason,
+                "decided_by": c.decided_by,
+                "desired": to_json(c.item.desired),
+                "observed": to_json(c.item.observed),
+                "secret": c.item.secret,
             }
             for c in drifts
         ]
@@ -108,10 +124,15 @@ class SqlHistoryStore:
             with self._begin() as conn:
                 conn.execute(
                     t.passes.insert().values(
-                        run_id=run_id, target=record.target, environment=record.environment,
-                        status=record.status.value, drift_count=record.drift_count,
-                        drift_percent=record.drift_percent, observed_fingerprint=record.observed_fingerprint,
-                        error=record.error, duration_s=record.duration_s,
+                        run_id=run_id,
+                        target=record.target,
+                        environment=record.environment,
+                        status=record.status.value,
+                        drift_count=record.drift_count,
+                        drift_percent=record.drift_percent,
+                        observed_fingerprint=record.observed_fingerprint,
+                        error=record.error,
+                        duration_s=record.duration_s,
                     )
                 )
                 if rows:
@@ -125,12 +146,23 @@ class SqlHistoryStore:
         now = _now()
         rows = [
             {
-                "id": a.id, "run_id": a.run_id, "seq": seq, "target": a.target, "path": a.pointer,
-                "op": a.op.value, "before": to_json(a.journal_before(self._key)),
-                "after": to_json(a.journal_after(self._key)), "desired_version": a.desired_version,
-                "idempotency_key": a.idempotency_key, "reason": a.reason, "secret": a.secret,
-                "rollback_of": a.rollback_of, "state": a.state.value, "error": a.error,
-                "created_at": now, "updated_at": now,
+                "id": a.id,
+                "run_id": a.run_id,
+                "seq": seq,
+                "target": a.target,
+                "path": a.pointer,
+                "op": a.op.value,
+                "before": to_json(a.journal_before(self._key)),
+                "after": to_json(a.journal_after(self._key)),
+                "desired_version": a.desired_version,
+                "idempotency_key": a.idempotency_key,
+                "reason": a.reason,
+                "secret": a.secret,
+                "rollback_of": a.rollback_of,
+                "state": a.state.value,
+                "error": a.error,
+                "created_at": now,
+                "updated_at": now,
             }
             for seq, a in enumerate(actions)
         ]
@@ -189,10 +221,18 @@ class SqlHistoryStore:
             raise self._fail(exc) from None
         return [
             RunRecord(
-                id=r["id"], kind=RunKind(r["kind"]), trigger=r["trigger"], status=RunStatus(r["status"]),
-                started_at=r["started_at"], finished_at=r["finished_at"], desired_version=r["desired_version"],
-                rollback_of=r["rollback_of"], error=r["error"], drift_count=int(pass_stats.get(r["id"], (0, 0))[1]),
-                action_counts=dict(counts[r["id"]]), targets=int(pass_stats.get(r["id"], (0, 0))[0]),
+                id=r["id"],
+                kind=RunKind(r["kind"]),
+                trigger=r["trigger"],
+                status=RunStatus(r["status"]),
+                started_at=r["started_at"],
+                finished_at=r["finished_at"],
+                desired_version=r["desired_version"],
+                rollback_of=r["rollback_of"],
+                error=r["error"],
+                drift_count=int(pass_stats.get(r["id"], (0, 0))[1]),
+                action_counts=dict(counts[r["id"]]),
+                targets=int(pass_stats.get(r["id"], (0, 0))[0]),
             )
             for r in rows
         ]
@@ -200,16 +240,23 @@ class SqlHistoryStore:
     def passes(self, run_id: str) -> list[PassRecord]:
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(t.passes).where(t.passes.c.run_id == run_id).order_by(t.passes.c.id)
-                ).mappings().all()
+                rows = (
+                    conn.execute(sa.select(t.passes).where(t.passes.c.run_id == run_id).order_by(t.passes.c.id))
+                    .mappings()
+                    .all()
+                )
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         return [
             PassRecord(
-                target=r["target"], environment=r["environment"], status=RunStatus(r["status"]),
-                drift_count=r["drift_count"], drift_percent=r["drift_percent"],
-                observed_fingerprint=r["observed_fingerprint"], error=r["error"], duration_s=r["duration_s"],
+                target=r["target"],
+                environment=r["environment"],
+                status=RunStatus(r["status"]),
+                drift_count=r["drift_count"],
+                drift_percent=r["drift_percent"],
+                observed_fingerprint=r["observed_fingerprint"],
+                error=r["error"],
+                duration_s=r["duration_s"],
             )
             for r in rows
         ]
@@ -218,14 +265,14 @@ class SqlHistoryStore:
         """A run's drift rows, values decoded (secrets stay redacted)."""
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(t.drifts).where(t.drifts.c.run_id == run_id).order_by(t.drifts.c.id)
-                ).mappings().all()
+                rows = (
+                    conn.execute(sa.select(t.drifts).where(t.drifts.c.run_id == run_id).order_by(t.drifts.c.id))
+                    .mappings()
+                    .all()
+                )
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
-        return [
-            {**dict(r), "desired": from_json(r["desired"]), "observed": from_json(r["observed"])} for r in rows
-        ]
+        return [{**dict(r), "desired": from_json(r["desired"]), "observed": from_json(r["observed"])} for r in rows]
 
     def actions(self, run_id: str | None = None, states: Sequence[ActionState] = ()) -> list[Action]:
         query = sa.select(t.actions)
@@ -241,10 +288,19 @@ class SqlHistoryStore:
             raise self._fail(exc) from None
         return [
             Action(
-                id=r["id"], run_id=r["run_id"], target=r["target"], path=from_pointer(r["path"]),
-                op=DriftOp(r["op"]), before=from_json(r["before"]), after=from_json(r["after"]),
-                desired_version=r["desired_version"], reason=r["reason"], secret=r["secret"],
-                rollback_of=r["rollback_of"], state=ActionState(r["state"]), error=r["error"],
+                id=r["id"],
+                run_id=r["run_id"],
+                target=r["target"],
+                path=from_pointer(r["path"]),
+                op=DriftOp(r["op"]),
+                before=from_json(r["before"]),
+                after=from_json(r["after"]),
+                desired_version=r["desired_version"],
+                reason=r["reason"],
+                secret=r["secret"],
+                rollback_of=r["rollback_of"],
+                state=ActionState(r["state"]),
+                error=r["error"],
                 idempotency_key=r["idempotency_key"],
             )
             for r in rows
