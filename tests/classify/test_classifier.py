@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.classify.classifier import classify
+from reconciler.desired.loader import load
+from reconciler.domain.drift import DriftItem
+from reconciler.domain.manifest import DriftClass, DriftOp
+from reconciler.domain.paths import from_pointer
+
+TARGET = """
+kind: Target
+metadata: {name: api-prod, app: api, environment: prod, labels: {team: core}}
+spec:
+  source: {adapter: file, path: x.yaml}
+  desired: {}
+"""
+
+
+def state_with(tmp_path: Path, policy: str) -> Any:
+    (tmp_path / "t.yaml").write_text(TARGET + "---\n" + policy)
+    return load(tmp_path)
+
+
+def item(pointer: str, op: DriftOp = DriftOp.CHANGE) -> DriftItem:
+    return DriftItem(from_pointer(pointer), op, 1, 2)
+
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+
+
+def decide(state: Any, pointer: str, now: datetime = NOW, op: DriftOp = DriftOp.CHANGE) -> tuple[str, str]:
+    (result,) = classify(state.targets["api-prod"], [item(pointer, op)], state, now)
+    return result.class_.value, result.decided_by
+
+
+def test_exception_covers_until_it_expires(tmp_path: Path) -> None:
+    """An active exception makes drift acceptable; from the day after its expiry date the rules decide again."""
+    state = state_with(
+        tmp_path,
+        """
+kind: Policy
+metadata: {name: p}
+spec:
+  default: reversible
+  exceptions:
+    - {targets: [api-*], paths: ["/debug"], reason: "INC-1", owner: oncall, expires: 2026-11-30}
+""",
+    )
+    assert decide(state, "/debug") == ("acceptable", "exception p/0")
+    assert decide(state, "/debug", datetime(2026, 11, 30, 23, 59, tzinfo=UTC))[0] == "acceptable"
+    assert decide(state, "/debug", datetime(2026, 12, 1, 0, 0, tzinfo=UTC)) == ("reversible", "default")
+    assert decide(state, "/other") == ("reversible", "default")
+
+
+def test_first_matching_rule_wins(tmp_path: Path) -> None:
+    """Rules are tried in order; the first whose target fields, paths and ops all match decides."""
+    state = state_with(
+        tmp_path,
+        """
+kind: Policy
+metadata: {name: p}
+spec:
+  default: reversible
+  rules:
+    - {match: {environment: staging}, class: acceptable, reason: never matches prod}
+    - {match: {labels: {team: core}, paths: ["/db/**"], ops: [add]}, class: acceptable, reason: added db keys}
+    - {match: {app: api, environment: [prod, production], paths: ["/db/**"]}, class: escalate, reason: prod db}
+    - {match: {paths: ["/db/**"]}, class: acceptable, reason: shadowed}
+""",
+    )
+    assert decide(state, "/db/pool", op=DriftOp.ADD) == ("acceptable", "rule p/1")
+    assert decide(state, "/db/pool") == ("escalate", "rule p/2")
+    assert decide(state, "/log") == ("reversible", "default")
+
+
+def test_without_a_default_drift_escalates(tmp_path: Path) -> None:
+    """With no policy naming a default class, unmatched drift goes to a person."""
+    (tmp_path / "t.yaml").write_text(TARGET)
+    assert decide(load(tmp_path), "/x") == ("escalate", "default")
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_classification_is_deterministic(tmp_path: Path, order: int) -> None:
+    """The same drift and policy always give the same classes, whatever the order of the items."""
+    state = state_with(
+        tmp_path,
+        "kind: Policy\nmetadata: {name: p}\nspec:\n  default: reversible\n  rules:\n"
+        "    - {match: {paths: ['/a']}, class: escalate, reason: r}\n",
+    )
+    items = [item("/a"), item("/b")]
+    if order:
+        items.reverse()
+    result = {c.item.pointer: c.class_ for c in classify(state.targets["api-prod"], items, state, NOW)}
+    assert result == {"/a": DriftClass.ESCALATE, "/b": DriftClass.REVERSIBLE}

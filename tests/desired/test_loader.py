@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.desired.loader import load
+from reconciler.desired.source import DesiredSource
+from reconciler.errors import ConfigurationError
+from tests.conftest import EXAMPLES
+
+GOOD = """kind: Target
+metadata: {name: a}
+spec:
+  source: {adapter: file, path: a.yaml}
+  desired: {x: 1}
+"""
+
+
+def problems(tmp_path: Path, text: str, name: str = "m.yaml") -> list[str]:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigurationError) as info:
+        load(tmp_path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_example_loads() -> None:
+    """The bundled example is valid: three targets and a policy."""
+    state = load(EXAMPLES / "desired")
+    assert sorted(state.targets) == ["checkout-staging", "payments-api-prod", "payments-api-staging"]
+    assert state.targets["payments-api-prod"].spec.interval == 30.0
+    assert len(state.version.digest) == 64
+
+
+def test_malformed_yaml_names_file_document_and_line(tmp_path: Path) -> None:
+    """Broken YAML is reported with the file, the document number and the line."""
+    (found,) = problems(tmp_path, GOOD + "---\nkind: Target\nmetadata: {name: b\n")
+    assert "m.yaml: document 2: malformed YAML: line" in found
+
+
+def test_unknown_kind(tmp_path: Path) -> None:
+    """An unknown kind names the kinds that exist."""
+    (found,) = problems(tmp_path, "kind: Targt\nmetadata: {name: a}\n")
+    assert "m.yaml: document 1 (a): kind: unknown kind 'Targt'; expected one of Target, Policy" in found
+
+
+def test_missing_and_unknown_fields_are_named(tmp_path: Path) -> None:
+    """A missing field and a misspelt one are each reported with their dotted path; all problems at once."""
+    text = "kind: Target\nmetadata: {name: a}\nspec:\n  source: {adapter: file}\n  desird: {}\n"
+    found = problems(tmp_path, text)
+    assert any("document 1 (a): spec.desired: required field is missing" in p for p in found)
+    assert any("document 1 (a): spec.desird: unknown field" in p for p in found)
+
+
+def test_exception_without_owner_is_refused(tmp_path: Path) -> None:
+    """Exceptions need a reason, an owner and an expiry."""
+    policy = "kind: Policy\nmetadata: {name: p}\nspec:\n  exceptions:\n    - {targets: [a], paths: [/x], reason: r}\n"
+    found = problems(tmp_path, policy)
+    assert any("spec.exceptions.0.owner: required field is missing" in p for p in found)
+    assert any("spec.exceptions.0.expires: required field is missing" in p for p in found)
+
+
+def test_bad_values_are_explained(tmp_path: Path) -> None:
+    """Bad durations, modes and globs say what was expected."""
+    text = GOOD.replace("desired: {x: 1}", "desired: {x: 1}\n  interval: soon\n  mode: yolo\n  ignore: [metadata]")
+    found = "\n".join(problems(tmp_path, text))
+    assert "spec.interval: 'soon' is not a duration" in found
+    assert "spec.mode: Input should be 'dry-run' or 'apply'" in found
+    assert "spec.ignore.0: JSON Pointer 'metadata' must start with '/'" in found
+
+
+def test_duplicate_target_names_across_files(tmp_path: Path) -> None:
+    """Two targets with one name are refused, naming where the first one is."""
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (found,) = problems(tmp_path, GOOD, name="b.yaml")
+    assert "b.yaml: document 1 (a): metadata.name: Target 'a' is already defined in" in found
+    assert "a.yaml document 1" in found
+
+
+def test_version_follows_content_and_git(tmp_path: Path) -> None:
+    """The digest changes with the content, not with formatting; in a git work tree the commit is recorded."""
+    (tmp_path / "a.yaml").write_text(GOOD)
+    first = load(tmp_path).version
+    (tmp_path / "a.yaml").write_text(GOOD.replace("{x: 1}", "{x:   1}") + "\n# a comment\n")
+    assert load(tmp_path).version.digest == first.digest
+    (tmp_path / "a.yaml").write_text(GOOD.replace("{x: 1}", "{x: 2}"))
+    assert load(tmp_path).version.digest != first.digest
+    assert first.git_commit is None
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    committed = load(tmp_path).version
+    assert committed.git_commit is not None and len(committed.git_commit) == 40 and not committed.git_dirty
+    (tmp_path / "a.yaml").write_text(GOOD)
+    assert load(tmp_path).version.git_dirty
+
+
+def test_source_keeps_the_last_good_version(tmp_path: Path) -> None:
+    """An invalid edit is refused and remembered; the last good state stays in force until a valid edit."""
+    (tmp_path / "a.yaml").write_text(GOOD)
+    source = DesiredSource(tmp_path)
+    good = source.current()
+    (tmp_path / "a.yaml").write_text("kind: Target\nmetadata: {name: a\n")
+    assert source.current() is good
+    assert source.last_error is not None and "malformed YAML" in str(source.last_error)
+    (tmp_path / "a.yaml").write_text(GOOD.replace("{x: 1}", "{x: 3}"))
+    assert source.current().targets["a"].spec.desired == {"x": 3}
+    assert source.last_error is None
+
+
+def test_empty_or_missing_folder(tmp_path: Path) -> None:
+    """A folder that does not exist, or holds no manifests, is an error that says so."""
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load(tmp_path / "nope")
+    with pytest.raises(ConfigurationError, match="holds no .yaml"):
+        load(tmp_path)
