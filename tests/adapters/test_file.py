@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from reconciler.adapters.file import FileAdapter
+from reconciler.desired.loader import load
+from reconciler.domain.manifest import Target
+from reconciler.domain.paths import MISSING
+from reconciler.errors import ConfigurationError, ConflictError, DiscoveryError
+from reconciler.ports import Change, ChangeResult
+from reconciler.settings import FileSettings
+
+
+def make_target(tmp_path: Path, live: str, text: str, fmt: str = "yaml", extra: str = "") -> Target:
+    (tmp_path / "live").mkdir(exist_ok=True)
+    (tmp_path / "live" / live).write_text(text)
+    desired = tmp_path / "desired"
+    desired.mkdir(exist_ok=True)
+    (desired / "t.yaml").write_text(
+        f"kind: Target\nmetadata: {{name: t}}\nspec:\n  source: {{adapter: file, path: ../live/{live}, format: {fmt}}}\n"
+        f"  desired: {{}}\n{extra}"
+    )
+    return load(desired).targets["t"]
+
+
+@pytest.fixture
+def adapter(tmp_path: Path) -> FileAdapter:
+    return FileAdapter(FileSettings(roots=[tmp_path / "live"]))
+
+
+def test_discover_reads_relative_to_the_manifest(tmp_path: Path, adapter: FileAdapter) -> None:
+    """A relative path is resolved against the manifest's folder; the fingerprint follows the bytes."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    first = adapter.discover(target)
+    assert first.document == {"a": 1}
+    assert first.location == str((tmp_path / "live" / "c.yaml").resolve())
+    (tmp_path / "live" / "c.yaml").write_text("a: 1\n# comment\n")
+    assert adapter.discover(target).fingerprint != first.fingerprint
+
+
+def test_paths_outside_the_roots_are_refused(tmp_path: Path) -> None:
+    """Reading a file outside the roots is refused, also through a symlink; no roots refuses everything."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    with pytest.raises(ConfigurationError, match="outside the file adapter's roots: none configured"):
+        FileAdapter(FileSettings()).discover(target)
+    (tmp_path / "secret.yaml").write_text("password: x\n")
+    (tmp_path / "live" / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+    linked = make_target(tmp_path, "c2.yaml", "a: 1\n")
+    object.__setattr__(linked.spec.source, "__pydantic_extra__", {"path": "../live/link.yaml", "format": "yaml"})
+    with pytest.raises(ConfigurationError, match="outside the file adapter's roots"):
+        FileAdapter(FileSettings(roots=[tmp_path / "live"])).discover(linked)
+
+
+def test_a_live_file_that_does_not_parse(tmp_path: Path, adapter: FileAdapter) -> None:
+    """A broken live file is a DiscoveryError naming the file and where it broke."""
+    target = make_target(tmp_path, "c.yaml", "a: [1\n")
+    with pytest.raises(DiscoveryError, match=r"c.yaml: does not parse as yaml: line 2"):
+        adapter.discover(target)
+    (tmp_path / "live" / "c.yaml").unlink()
+    with pytest.raises(DiscoveryError, match="file does not exist"):
+        adapter.discover(target)
+
+
+def test_staged_write_is_atomic_and_keeps_the_mode(tmp_path: Path, adapter: FileAdapter) -> None:
+    """Stage writes a temporary file beside the original; commit renames it; the mode survives."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\nb: x\n")
+    live = tmp_path / "live" / "c.yaml"
+    os.chmod(live, 0o640)
+    staged = adapter.stage(
+        target, [Change(("a",), 1, 2), Change(("b",), "x", MISSING), Change(("c", "d"), MISSING, True)], dry_run=False
+    )
+    assert staged.results == [ChangeResult.WRITE] * 3
+    assert live.read_text() == "a: 1\nb: x\n"  # nothing changed before commit
+    assert len(list(live.parent.glob(".c.yaml.*.reconciler-tmp"))) == 1
+    adapter.commit(staged)
+    assert adapter.discover(target).document == {"a": 2, "c": {"d": True}}
+    assert stat.S_IMODE(live.stat().st_mode) == 0o640
+    assert list(live.parent.glob("*.reconciler-tmp")) == []
+
+
+def test_dry_run_writes_nothing_at_all(tmp_path: Path, adapter: FileAdapter) -> None:
+    """Dry-run stages in memory only: no temporary file, and commit is never reached."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    staged = adapter.stage(target, [Change(("a",), 1, 2)], dry_run=True)
+    assert staged.results == [ChangeResult.WRITE] and staged.messages == ["dry run: would write"]
+    assert list((tmp_path / "live").iterdir()) == [tmp_path / "live" / "c.yaml"]
+
+
+def test_compare_and_swap_per_change(tmp_path: Path, adapter: FileAdapter) -> None:
+    """Live equal to after is a no-op; live equal to neither before nor after is a conflict, not written."""
+    target = make_target(tmp_path, "c.yaml", "a: 2\nb: 7\n")
+    staged = adapter.stage(target, [Change(("a",), 1, 2), Change(("b",), 1, 3)], dry_run=False)
+    assert staged.results == [ChangeResult.NOOP, ChangeResult.CONFLICT]
+    assert not staged.writes and staged.handle.temp is None
+
+
+def test_commit_refuses_when_the_file_changed_after_staging(tmp_path: Path, adapter: FileAdapter) -> None:
+    """Another writer between stage and commit makes commit a conflict; the other writer's content stays."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    staged = adapter.stage(target, [Change(("a",), 1, 2)], dry_run=False)
+    (tmp_path / "live" / "c.yaml").write_text("a: 5\n")
+    with pytest.raises(ConflictError, match="changed by another writer"):
+        adapter.commit(staged)
+    assert (tmp_path / "live" / "c.yaml").read_text() == "a: 5\n"
+    assert list((tmp_path / "live").glob("*.reconciler-tmp")) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "text", "expected"),
+    [
+        ("c.json", "json", '{"a": {"b": 1}}', {"a": {"b": 1}}),
+        ("c.toml", "toml", "[a]\nb = 1\n", {"a": {"b": 1}}),
+        ("c.ini", "ini", "[a]\nb = 1\n", {"a": {"b": "1"}}),
+        ("c.env", "env", "B=1\n", {"B": "1"}),
+    ],
+)
+def test_every_format_reads_and_writes(
+    tmp_path: Path, adapter: FileAdapter, name: str, fmt: str, text: str, expected: dict[str, object]
+) -> None:
+    """Each format is discovered, then written through stage and commit, and reads back as written."""
+    target = make_target(tmp_path, name, text, fmt)
+    assert adapter.discover(target).document == expected
+    path = ("a", "b") if fmt != "env" else ("B",)
+    new = "2" if fmt in ("ini", "env") else 2
+    old = "1" if fmt in ("ini", "env") else 1
+    staged = adapter.stage(target, [Change(path, old, new)], dry_run=False)
+    adapter.commit(staged)
+    doc = adapter.discover(target).document
+    assert (doc["a"]["b"] if fmt != "env" else doc["B"]) == new
+
+
+def test_normalize_for_strings_only_formats(tmp_path: Path, adapter: FileAdapter) -> None:
+    """Desired values for .env become strings; a nested key in .env is a clear manifest error."""
+    target = make_target(tmp_path, "c.env", "A=1\n", "env")
+    assert adapter.normalize(target, {"A": 30, "B": True}) == {"A": "30", "B": "true"}
+    with pytest.raises(ConfigurationError, match=r"t.yaml: document 1 \(t\): spec.desired.A: a .env file holds no"):
+        adapter.normalize(target, {"A": {"x": 1}})
+
+
+def test_unknown_source_options_are_refused(tmp_path: Path, adapter: FileAdapter) -> None:
+    """A misspelt option of the file adapter is named, not ignored."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    object.__setattr__(target.spec.source, "__pydantic_extra__", {"path": "../live/c.yaml", "fromat": "yaml"})
+    with pytest.raises(ConfigurationError, match="spec.source.fromat: unknown option"):
+        adapter.discover(target)

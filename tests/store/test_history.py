@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.domain.drift import Classified, DriftItem
+from reconciler.domain.history import PassRecord
+from reconciler.domain.manifest import DesiredVersion, DriftClass, DriftOp
+from reconciler.domain.paths import MISSING
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.run import RunKind, RunStatus
+from reconciler.domain.values import Redacted
+from reconciler.errors import NotMigrated, StoreUnavailable
+from reconciler.store import engine as engines
+from reconciler.store import migrate
+from reconciler.store.history import SqlHistoryStore
+from tests.conftest import HMAC_KEY
+
+
+def exercise(store: SqlHistoryStore) -> None:
+    """Write one of everything and read it back; shared by the SQLite and PostgreSQL tests."""
+    version = DesiredVersion("d" * 64, "c" * 40, True)
+    store.ensure_version(version, "/desired")
+    store.ensure_version(version, "/desired")  # stored once
+    run_id = store.start_run(RunKind.APPLY, "cli", version.digest)
+    drift = [
+        Classified(DriftItem(("a",), DriftOp.CHANGE, 1, 2), DriftClass.REVERSIBLE, "r", "default"),
+        Classified(DriftItem(("n",), DriftOp.REMOVE, None, MISSING), DriftClass.ESCALATE, "r", "rule p/0"),
+        Classified(
+            DriftItem(("pw",), DriftOp.CHANGE, Redacted("hmac-sha256:aa"), Redacted("hmac-sha256:bb"), True),
+            DriftClass.REVERSIBLE, "r", "default",
+        ),
+    ]
+    store.record_pass(run_id, PassRecord("t", "prod", RunStatus.FIXED, 3, 50.0, "f" * 64), drift)
+    actions = [
+        Action("a1", run_id, "t", ("a",), DriftOp.CHANGE, 2, 1, version.digest, "r"),
+        Action("a2", run_id, "t", ("pw",), DriftOp.CHANGE, "old-secret", "new-secret", version.digest, "r", True),
+        Action("a3", run_id, "t", ("n",), DriftOp.REMOVE, MISSING, None, version.digest, "r"),
+    ]
+    store.record_actions(actions)
+    store.update_actions(["a1", "a2"], ActionState.VERIFIED)
+    store.finish_run(run_id, RunStatus.FIXED)
+
+    (run,) = store.runs()
+    assert (run.id, run.kind, run.status, run.targets, run.drift_count) == (run_id, RunKind.APPLY, RunStatus.FIXED, 1, 3)
+    assert run.action_counts == {"verified": 2, "planned": 1}
+    assert run.started_at.tzinfo is not None and run.finished_at is not None
+    got = {a.id: a for a in store.actions(run_id)}
+    assert got["a1"].before == 2 and got["a1"].after == 1 and got["a1"].state is ActionState.VERIFIED
+    assert got["a3"].before is MISSING and got["a3"].after is None
+    assert isinstance(got["a2"].before, Redacted) and isinstance(got["a2"].after, Redacted)
+    assert [a.id for a in store.actions(states=[ActionState.PLANNED])] == ["a3"]
+    drifts = {d["path"]: d for d in store.drifts(run_id)}
+    assert drifts["/n"]["desired"] is None and drifts["/n"]["observed"] is MISSING
+    with store.engine.connect() as conn:
+        dump = " ".join(str(row) for table in ("actions", "drifts") for row in conn.execute(sa.text(f"SELECT * FROM {table}")))
+        versions = conn.execute(sa.text("SELECT count(*) FROM desired_versions")).scalar_one()
+    assert "old-secret" not in dump and "new-secret" not in dump
+    assert versions == 1
+
+
+def test_history_round_trip_on_sqlite(store: SqlHistoryStore) -> None:
+    """Versions, runs, passes, drifts and actions are stored and read back; secrets only as hashes."""
+    exercise(store)
+
+
+def test_unmigrated_database_is_refused_with_the_command_to_run(tmp_path: Path) -> None:
+    """Start-up on an empty database says which command to run."""
+    engine = engines.create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    with pytest.raises(NotMigrated, match=r"has no reconciler tables; .*Run `reconciler db upgrade`"):
+        migrate.check(engine)
+    migrate.upgrade(engine)
+    migrate.check(engine)
+    assert migrate.current(engine) == migrate.head()
+
+
+def test_sqlite_runs_in_wal_mode(store: SqlHistoryStore) -> None:
+    """SQLite history uses WAL so the CLI can read while the daemon writes."""
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar_one() == "wal"
+
+
+def test_unreachable_store_is_temporary_and_hides_the_password() -> None:
+    """A store that cannot be reached raises StoreUnavailable, and the message never shows the password."""
+    store = SqlHistoryStore(
+        engines.create_engine("postgresql+psycopg://user:s3cr3t-pw@127.0.0.1:1/none?connect_timeout=2"), HMAC_KEY
+    )
+    with pytest.raises(StoreUnavailable) as info:
+        store.ping()
+    assert "s3cr3t-pw" not in str(info.value) and "127.0.0.1" in str(info.value)
