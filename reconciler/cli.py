@@ -225,10 +225,18 @@ def db_current(database_url: DatabaseOpt = None) -> None:
 
 
 def main() -> None:
+    """Entry point. Usage errors exit 1, not click's 2, because 2 means "drift found" to CI gates."""
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
+    except typer.TyperException as exc:  # usage errors and the like
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        exit_code = getattr(exc, "exit_code", 1)
+        sys.exit(1 if exit_code == 2 else exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,166 @@
+"""The operator interface, driven as a user would: commands, output formats and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.settings import Settings
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> Any:
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def migrated(settings: Settings) -> Settings:
+    assert cli("db", "upgrade").exit_code == 0
+    return settings
+
+
+def live(example: Path, rel: str) -> Any:
+    text = (example / "live" / rel).read_text()
+    return yaml.safe_load(text) if rel.endswith(".yaml") else text
+
+
+def test_validate(example: Path) -> None:
+    """validate says ok with counts and version, or lists every problem with file, document and field."""
+    ok = cli("validate", str(example / "desired"))
+    assert ok.exit_code == 0 and "ok: 3 targets, 1 policies" in ok.output
+    (example / "desired" / "broken.yaml").write_text("kind: Target\nmetadata: {name: x}\nspec: {desired: {}}\n")
+    bad = cli("validate", str(example / "desired"))
+    assert bad.exit_code == 1
+    assert "broken.yaml: document 1 (x): spec.source: required field is missing" in bad.output
+
+
+def test_commands_refuse_an_unmigrated_database(settings: Settings) -> None:
+    """plan on an empty database says to run `reconciler db upgrade`, and exits 1."""
+    result = cli("plan")
+    assert result.exit_code == 1 and "Run `reconciler db upgrade`" in result.output
+
+
+def test_db_upgrade_is_idempotent(settings: Settings) -> None:
+    """db upgrade migrates once, then says the database is already current."""
+    assert "upgraded from empty to 0001" in cli("db", "upgrade").output
+    assert "already at revision 0001" in cli("db", "upgrade").output
+    assert cli("db", "current").exit_code == 0
+
+
+def test_plan_exit_codes_and_formats(migrated: Settings, example: Path) -> None:
+    """plan exits 2 on drift and 0 when clean, in table, JSON and Markdown, and changes nothing."""
+    before = {p: p.read_bytes() for p in (example / "live").rglob("*") if p.is_file()}
+    table = cli("plan")
+    assert table.exit_code == 2
+    assert "/log_level" in table.output and "would fix (dry run)" in table.output and "escalated" in table.output
+    data = json.loads(cli("plan", "--format", "json").stdout)
+    by_target = {t["target"]: t for t in data["targets"]}
+    assert data["exit_code"] == 2 and by_target["payments-api-staging"]["status"] == "clean"
+    prod = {d["path"]: (d["class"], d["action"]) for d in by_target["payments-api-prod"]["drift"]}
+    assert prod == {
+        "/database/pool_size": ("escalate", "escalated"),
+        "/database/timeout": ("acceptable", "accepted"),
+        "/log_level": ("reversible", "dry_run"),
+        "/debug_endpoints": ("reversible", "dry_run"),
+    }
+    markdown = cli("plan", "--format", "markdown")
+    assert "| Path | Op | Class |" in markdown.output
+    clean = cli("plan", "--target", "payments-api-staging")
+    assert clean.exit_code == 0 and "no drift" in clean.output
+    assert {p: p.read_bytes() for p in (example / "live").rglob("*") if p.is_file()} == before
+    assert cli("plan", "--target", "nope").exit_code == 1
+
+
+def test_apply_is_idempotent_and_rollback_restores(migrated: Settings, example: Path) -> None:
+    """apply fixes reversible drift only; a second apply writes nothing and says so; rollback puts it back."""
+    original_prod, original_env = live(example, "payments-api/prod/config.yaml"), live(example, "checkout/staging.env")
+    first = json.loads(cli("apply", "--format", "json").stdout)
+    assert first["exit_code"] == 2  # the escalated pool size remains
+    prod = live(example, "payments-api/prod/config.yaml")
+    assert prod["log_level"] == "INFO" and "debug_endpoints" not in prod
+    assert prod["database"] == {"host": "db.prod.internal", "pool_size": 10, "timeout": 60}  # escalated, accepted
+    assert "FEATURE_FAST_PAY=false" in live(example, "checkout/staging.env")
+
+    second = cli("apply")
+    assert second.exit_code == 2 and "nothing written" in second.output
+    assert not any(t["actions"] for t in json.loads(cli("apply", "--format", "json").stdout)["targets"])
+
+    listing = cli("history")
+    assert first["run_id"] in listing.output and "rolled_back" not in listing.output
+    detail = cli("history", first["run_id"])
+    assert "/log_level" in detail.output and "verified" in detail.output
+
+    undo = cli("rollback", first["run_id"], "--dry-run")
+    assert undo.exit_code == 0 and live(example, "payments-api/prod/config.yaml") == prod
+    undo = cli("rollback", first["run_id"])
+    assert undo.exit_code == 0
+    assert live(example, "payments-api/prod/config.yaml") == original_prod
+    assert live(example, "checkout/staging.env") == original_env
+    again = cli("rollback", first["run_id"])
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    assert cli("rollback", "no-such-run").exit_code == 1
+
+
+def test_one_broken_target_does_not_stop_the_others(migrated: Settings, example: Path) -> None:
+    """A live file that does not parse fails its own target with a clear error; the others are planned."""
+    (example / "live" / "checkout" / "staging.env").write_text("THIS IS NOT AN ENV FILE\n")
+    result = json.loads(cli("plan", "--format", "json").stdout)
+    by_target = {t["target"]: t for t in result["targets"]}
+    assert result["exit_code"] == 1
+    assert by_target["checkout-staging"]["status"] == "failed"
+    assert "staging.env: does not parse as env: line 1: expected KEY=value" in by_target["checkout-staging"]["error"]
+    assert by_target["payments-api-prod"]["status"] == "drift"
+
+
+def test_bad_desired_state_applies_nothing(migrated: Settings, example: Path) -> None:
+    """With an invalid manifest anywhere, apply refuses before touching any live file."""
+    before = live(example, "payments-api/prod/config.yaml")
+    (example / "desired" / "zz.yaml").write_text("kind: Nope\nmetadata: {name: z}\n")
+    result = cli("apply")
+    assert result.exit_code == 1 and "zz.yaml: document 1 (z): kind: unknown kind 'Nope'" in result.output
+    assert live(example, "payments-api/prod/config.yaml") == before
+
+
+def test_secrets_never_reach_output_or_history(migrated: Settings, example: Path) -> None:
+    """A secret path is compared and fixed, but its values appear in no output and no table."""
+    (example / "live" / "db.yaml").write_text("db: {user: app, password: old-pass-123}\n")
+    (example / "desired" / "db.yaml").write_text(
+        "kind: Target\nmetadata: {name: db-prod, environment: dev}\nspec:\n"
+        "  source: {adapter: file, path: ../live/db.yaml}\n"
+        "  desired: {db: {user: app, password: new-pass-456}}\n  secrets: ['/db/password']\n"
+    )
+    outputs = [cli("plan", "--target", "db-prod", "--format", f).output for f in ("table", "json", "markdown")]
+    applied = cli("apply", "--target", "db-prod", "--format", "json")
+    outputs.append(applied.output)
+    assert yaml.safe_load((example / "live" / "db.yaml").read_text())["db"]["password"] == "new-pass-456"
+    run_id = json.loads(applied.stdout)["run_id"]
+    outputs += [cli("history", run_id).output, cli("history", run_id, "--format", "json").output]
+    refused = cli("rollback", run_id)
+    assert refused.exit_code == 1 and "secret values are not kept in history" in refused.output
+    outputs.append(refused.output)
+    engine = sa.create_engine(migrated.database_url)
+    with engine.connect() as conn:
+        for table in ("drifts", "actions", "passes", "runs"):
+            outputs += [str(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+    engine.dispose()
+    text = "\n".join(outputs)
+    assert "old-pass-123" not in text and "new-pass-456" not in text
+    assert "<redacted hmac-sha256:" in text
+
+
+def test_usage_errors_exit_1_not_2(settings: Settings) -> None:
+    """A wrong flag exits 1, so that exit code 2 always means drift to a CI gate."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", "--format", "xml"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1 and "must be one of table, json, markdown" in result.stderr
