@@ -50,6 +50,10 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    command.downgrade(alembic_config(engine), revision)
+
+
 def check(engine: sa.Engine) -> None:
     """Raise NotMigrated, saying what to run, when the database is not at the code's head revision."""
     have, want = current(engine), head()
