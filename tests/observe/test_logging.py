@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reconciler.observe import logging as logs
+
+
+def test_json_lines_with_bound_run_id_and_masked_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    """Logs are JSON lines; a bound run_id appears on every line; secret-looking fields are masked."""
+    logs.configure("info", "json")
+    log = logs.get_logger("t")
+    with logs.bound_contextvars(run_id="r-1"):
+        log.info("hello", password="hunter2", db_token="abc", target="t1")
+    log.debug("hidden at info level")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 1
+    (line,) = lines
+    assert line["event"] == "hello" and line["run_id"] == "r-1" and line["target"] == "t1"
+    assert line["password"] == "<redacted>" and line["db_token"] == "<redacted>"
+    assert "hunter2" not in json.dumps(line)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.desired.source import DesiredSource
+from reconciler.domain.run import Mode, RunStatus
+from reconciler.observe.metrics import Metrics
+from reconciler.ports import FixedClock
+from reconciler.runtime.daemon import Adapters
+from reconciler.runtime.loop import Reconciler
+from reconciler.settings import Settings
+from reconciler.store.history import SqlHistoryStore
+from tests.conftest import HMAC_KEY
+
+
+def make(settings: Settings, store: SqlHistoryStore, at: datetime) -> tuple[Reconciler, Metrics]:
+    metrics = Metrics()
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current, store, Adapters(settings), metrics, FixedClock(at), global_mode=Mode.APPLY, hmac_key=HMAC_KEY
+    )
+    return engine, metrics
+
+
+def test_an_expired_exception_lets_the_fix_happen(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """The incident's timeout is left alone while its exception holds and escalated once it has expired."""
+    engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC))
+    report = engine.reconcile(["payments-api-prod"], mode=Mode.DRY_RUN)
+    classes = {c.item.pointer: c.class_.value for c in report.targets[0].classified}
+    assert classes["/database/timeout"] == "acceptable"
+    later, _ = make(settings, store, datetime(2027, 7, 1, tzinfo=UTC))
+    report = later.reconcile(["payments-api-prod"], mode=Mode.DRY_RUN)
+    classes = {c.item.pointer: c.class_.value for c in report.targets[0].classified}
+    assert classes["/database/timeout"] == "escalate"  # the prod database rule decides again
+
+
+def test_target_mode_can_only_make_it_safer(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """A target that says dry-run stays in dry-run under a global apply; nothing is written for it."""
+    manifest = example / "desired" / "checkout.yaml"
+    manifest.write_text(manifest.read_text().replace("interval: 30s", "interval: 30s\n  mode: dry-run"))
+    engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC))
+    before = (example / "live" / "checkout" / "staging.env").read_text()
+    report = engine.reconcile(["checkout-staging"])
+    assert report.targets[0].mode is Mode.DRY_RUN and report.targets[0].status is RunStatus.DRIFT
+    assert (example / "live" / "checkout" / "staging.env").read_text() == before
+
+
+def test_metrics_follow_passes(settings: Settings, store: SqlHistoryStore) -> None:
+    """Every series exists at zero before the first pass; a pass sets drift items, results and last success."""
+    engine, metrics = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC))
+    metrics.init_targets([("payments-api-prod", "prod")])
+    text = metrics.render()[0].decode()
+    assert 'reconciler_drift_items{class="escalate",environment="prod",target="payments-api-prod"} 0.0' in text
+    assert 'reconciler_passes_total{environment="prod",result="failed"} 0.0' in text
+    engine.reconcile(["payments-api-prod"], mode=Mode.DRY_RUN)
+    text = metrics.render()[0].decode()
+    assert 'reconciler_drift_items{class="reversible",environment="prod",target="payments-api-prod"} 2.0' in text
+    assert 'reconciler_passes_total{environment="prod",result="drift"} 1.0' in text
+    assert 'reconciler_actions_total{environment="prod",outcome="dry_run"} 2.0' in text
+    assert "path" not in text.split("# HELP")[0]
+
+
+def test_a_crashing_adapter_fails_its_target_only(settings: Settings, store: SqlHistoryStore) -> None:
+    """An unexpected exception in one target's pass is recorded as that target's failure; others go on."""
+    engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC))
+    class Broken:
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError("boom")
+
+    engine.adapters = lambda name: Broken()  # type: ignore[assignment,return-value]
+    report = engine.reconcile(mode=Mode.DRY_RUN)
+    assert len(report.targets) == 3
+    assert all("internal error: RuntimeError: boom" in (t.error or "") for t in report.targets)
+    recorded = store.run(report.run_id)
+    assert recorded is not None and recorded.status is RunStatus.FAILED and recorded.targets == 3

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import threading
+import time
+
+from reconciler.runtime.queue import WorkQueue
+
+
+def test_a_name_is_queued_once() -> None:
+    """Adding a queued name again does not queue it twice."""
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("a")
+    queue.add("b")
+    assert len(queue) == 2
+    assert {queue.get(0.1), queue.get(0.1)} == {"a", "b"}
+    assert queue.get(0.05) is None
+
+
+def test_a_name_being_worked_is_not_handed_out_again_but_rerun_after() -> None:
+    """While a name is worked nobody else gets it; an add meanwhile queues exactly one more pass after."""
+    queue = WorkQueue()
+    queue.add("a")
+    assert queue.get(0.1) == "a"
+    queue.add("a")
+    queue.add("a")
+    assert queue.get(0.05) is None
+    queue.done("a")
+    assert queue.get(0.1) == "a"
+    queue.done("a")
+    assert queue.get(0.05) is None
+
+
+def test_delays_and_earlier_adds() -> None:
+    """A delayed name is handed out when due; an earlier add for the same name wins."""
+    queue = WorkQueue()
+    queue.add("a", delay_s=10)
+    assert queue.get(0.05) is None
+    queue.add("a", delay_s=0)
+    assert queue.get(0.1) == "a"
+
+
+def test_backoff_grows_and_resets() -> None:
+    """Each failure doubles the delay up to the cap; success forgets it."""
+    queue = WorkQueue(backoff_base_s=1, backoff_max_s=4)
+    delays = []
+    for _ in range(5):
+        delays.append(queue.add_rate_limited("a"))
+        assert queue.get(0) is None
+    assert 0.5 <= delays[0] <= 1 and 1 <= delays[1] <= 2 and 2 <= delays[4] <= 4
+    queue.forget("a")
+    assert queue.add_rate_limited("a") <= 1
+
+
+def test_close_wakes_waiting_workers() -> None:
+    """close() releases every worker blocked in get()."""
+    queue = WorkQueue()
+    got: list[str | None] = []
+    worker = threading.Thread(target=lambda: got.append(queue.get()))
+    worker.start()
+    time.sleep(0.05)
+    queue.close()
+    worker.join(2)
+    assert not worker.is_alive() and got == [None]
