@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,6 @@ HMAC_KEY = b"test-hmac-key"
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No RECONCILER_* variable of the developer's shell leaks into a test."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("RECONCILER_"):
             monkeypatch.delenv(name)

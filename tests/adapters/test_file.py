@@ -145,5 +145,5 @@ def test_unknown_source_options_are_refused(tmp_path: Path, adapter: FileAdapter
     """A misspelt option of the file adapter is named, not ignored."""
     target = make_target(tmp_path, "c.yaml", "a: 1\n")
     object.__setattr__(target.spec.source, "__pydantic_extra__", {"path": "../live/c.yaml", "fromat": "yaml"})
-    with pytest.raises(ConfigurationError, match="spec.source.fromat: unknown option"):
+    with pytest.raises(ConfigurationError, match=r"spec\.source\.fromat: unknown option"):
         adapter.discover(target)

@@ -57,5 +57,9 @@ def test_format_guessing() -> None:
 def test_stringify_renders_like_strings_only_sources() -> None:
     """Desired values for strings-only formats are rendered the way such files hold them."""
     assert formats.stringify({"a": True, "b": 30, "c": 1.5, "d": None, "e": {"f": False}}) == {
-        "a": "true", "b": "30", "c": "1.5", "d": "", "e": {"f": "false"}
+        "a": "true",
+        "b": "30",
+        "c": "1.5",
+        "d": "",
+        "e": {"f": "false"},
     }

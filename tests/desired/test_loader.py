@@ -114,5 +114,5 @@ def test_empty_or_missing_folder(tmp_path: Path) -> None:
     """A folder that does not exist, or holds no manifests, is an error that says so."""
     with pytest.raises(ConfigurationError, match="does not exist"):
         load(tmp_path / "nope")
-    with pytest.raises(ConfigurationError, match="holds no .yaml"):
+    with pytest.raises(ConfigurationError, match=r"holds no \.yaml"):
         load(tmp_path)

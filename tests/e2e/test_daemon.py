@@ -32,7 +32,7 @@ def free_port() -> int:
 
 def get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -105,7 +105,9 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     assert get(base + "/nope")[0] == 404
 
     def drift(target: str, env: str, class_: str) -> float | None:
-        return metric(get(base + "/metrics")[1], "reconciler_drift_items", target=target, environment=env, **{"class": class_})
+        return metric(
+            get(base + "/metrics")[1], "reconciler_drift_items", target=target, environment=env, **{"class": class_}
+        )
 
     # Series exist from the first scrape, then the first passes fill them in.
     wait_for(lambda: drift("payments-api-prod", "prod", "reversible") == 2.0, what="prod drift in metrics")

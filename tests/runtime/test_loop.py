@@ -64,6 +64,7 @@ def test_metrics_follow_passes(settings: Settings, store: SqlHistoryStore) -> No
 def test_a_crashing_adapter_fails_its_target_only(settings: Settings, store: SqlHistoryStore) -> None:
     """An unexpected exception in one target's pass is recorded as that target's failure; others go on."""
     engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC))
+
     class Broken:
         def __getattr__(self, name: str) -> object:
             raise RuntimeError("boom")

@@ -30,7 +30,9 @@ def exercise(store: SqlHistoryStore) -> None:
         Classified(DriftItem(("n",), DriftOp.REMOVE, None, MISSING), DriftClass.ESCALATE, "r", "rule p/0"),
         Classified(
             DriftItem(("pw",), DriftOp.CHANGE, Redacted("hmac-sha256:aa"), Redacted("hmac-sha256:bb"), True),
-            DriftClass.REVERSIBLE, "r", "default",
+            DriftClass.REVERSIBLE,
+            "r",
+            "default",
         ),
     ]
     store.record_pass(run_id, PassRecord("t", "prod", RunStatus.FIXED, 3, 50.0, "f" * 64), drift)
@@ -44,7 +46,13 @@ def exercise(store: SqlHistoryStore) -> None:
     store.finish_run(run_id, RunStatus.FIXED)
 
     (run,) = store.runs()
-    assert (run.id, run.kind, run.status, run.targets, run.drift_count) == (run_id, RunKind.APPLY, RunStatus.FIXED, 1, 3)
+    assert (run.id, run.kind, run.status, run.targets, run.drift_count) == (
+        run_id,
+        RunKind.APPLY,
+        RunStatus.FIXED,
+        1,
+        3,
+    )
     assert run.action_counts == {"verified": 2, "planned": 1}
     assert run.started_at.tzinfo is not None and run.finished_at is not None
     got = {a.id: a for a in store.actions(run_id)}
@@ -55,7 +63,9 @@ def exercise(store: SqlHistoryStore) -> None:
     drifts = {d["path"]: d for d in store.drifts(run_id)}
     assert drifts["/n"]["desired"] is None and drifts["/n"]["observed"] is MISSING
     with store.engine.connect() as conn:
-        dump = " ".join(str(row) for table in ("actions", "drifts") for row in conn.execute(sa.text(f"SELECT * FROM {table}")))
+        dump = " ".join(
+            str(row) for table in ("actions", "drifts") for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
+        )
         versions = conn.execute(sa.text("SELECT count(*) FROM desired_versions")).scalar_one()
     assert "old-secret" not in dump and "new-secret" not in dump
     assert versions == 1
