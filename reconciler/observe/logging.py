@@ -21,6 +21,11 @@ def _mask_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -
     return event
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # Looked up on every use, not once: whoever replaced sys.stderr since (a test runner) gets the lines.
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
     """Configure structlog (and stdlib logging, for libraries) once per process."""
     numeric = logging.getLevelName(level.upper())
@@ -37,7 +42,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(
