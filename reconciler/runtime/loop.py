@@ -87,6 +87,13 @@ class Reconciler:
         self.clock = clock
         self.global_mode = global_mode
         self.hmac_key = hmac_key
+        self._stored_version: str | None = None
+
+    def _ensure_version(self, state: DesiredState) -> None:
+        """Store the desired version once per change, not once per pass."""
+        if self._stored_version != state.version.digest:
+            self.store.ensure_version(state.version, str(state.root))
+            self._stored_version = state.version.digest
 
     def reconcile(
         self, names: Sequence[str] | None = None, *, mode: Mode | None = None, trigger: str = "cli"
@@ -98,7 +105,7 @@ class Reconciler:
             raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
         run_mode = Mode.safer(self.global_mode if mode is None else mode, None)
         kind = RunKind.APPLY if run_mode is Mode.APPLY else RunKind.DRY_RUN
-        self.store.ensure_version(state.version, str(state.root))
+        self._ensure_version(state)
         self.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         run_id = self.store.start_run(kind, trigger, state.version.digest)
         report = RunReport(run_id, kind, state.version.digest, [])
@@ -194,7 +201,7 @@ class Reconciler:
         if original is None:
             raise ConfigurationError(f"no run with id {of_run}")
         state = self.desired()
-        self.store.ensure_version(state.version, str(state.root))
+        self._ensure_version(state)
         kind = RunKind.ROLLBACK
         run_id = self.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run)
         report = RunReport(run_id, kind, state.version.digest, [])

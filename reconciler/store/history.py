@@ -237,16 +237,15 @@ class SqlHistoryStore:
             for r in rows
         ]
 
-    def passes(self, run_id: str) -> list[PassRecord]:
+    def _rows(self, query: sa.Select[Any]) -> Sequence[sa.RowMapping]:
         try:
             with self.engine.connect() as conn:
-                rows = (
-                    conn.execute(sa.select(t.passes).where(t.passes.c.run_id == run_id).order_by(t.passes.c.id))
-                    .mappings()
-                    .all()
-                )
+                return conn.execute(query).mappings().all()
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
+
+    def passes(self, run_id: str) -> list[PassRecord]:
+        rows = self._rows(sa.select(t.passes).where(t.passes.c.run_id == run_id).order_by(t.passes.c.id))
         return [
             PassRecord(
                 target=r["target"],
@@ -263,15 +262,7 @@ class SqlHistoryStore:
 
     def drifts(self, run_id: str) -> list[dict[str, Any]]:
         """A run's drift rows, values decoded (secrets stay redacted)."""
-        try:
-            with self.engine.connect() as conn:
-                rows = (
-                    conn.execute(sa.select(t.drifts).where(t.drifts.c.run_id == run_id).order_by(t.drifts.c.id))
-                    .mappings()
-                    .all()
-                )
-        except SQLAlchemyError as exc:
-            raise self._fail(exc) from None
+        rows = self._rows(sa.select(t.drifts).where(t.drifts.c.run_id == run_id).order_by(t.drifts.c.id))
         return [{**dict(r), "desired": from_json(r["desired"]), "observed": from_json(r["observed"])} for r in rows]
 
     def actions(self, run_id: str | None = None, states: Sequence[ActionState] = ()) -> list[Action]:
@@ -280,12 +271,7 @@ class SqlHistoryStore:
             query = query.where(t.actions.c.run_id == run_id)
         if states:
             query = query.where(t.actions.c.state.in_([s.value for s in states]))
-        query = query.order_by(t.actions.c.created_at, t.actions.c.run_id, t.actions.c.seq)
-        try:
-            with self.engine.connect() as conn:
-                rows = conn.execute(query).mappings().all()
-        except SQLAlchemyError as exc:
-            raise self._fail(exc) from None
+        rows = self._rows(query.order_by(t.actions.c.created_at, t.actions.c.run_id, t.actions.c.seq))
         return [
             Action(
                 id=r["id"],
