@@ -38,8 +38,8 @@ plan: install
 test: install lint typecheck layers unit
 
 lint: install
-	$(BIN)/ruff check reconciler tests migrations
-	$(BIN)/ruff format --check reconciler tests migrations
+	$(BIN)/ruff check reconciler tests bench migrations
+	$(BIN)/ruff format --check reconciler tests bench migrations
 
 typecheck: install
 	$(BIN)/mypy

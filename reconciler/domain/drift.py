@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.domain.manifest import DriftClass, DriftOp
 from reconciler.domain.paths import KeyPath, to_pointer
 
 
-@dataclass(frozen=True, slots=True)
-class DriftItem:
-    """One difference at one path. Secret values arrive here already redacted."""
+class DriftItem(NamedTuple):
+    """One difference at one path. Secret values arrive here already redacted.
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and built several times faster, which
+    counts when a large document has thousands of differences.
+    """
 
     path: KeyPath
     op: DriftOp

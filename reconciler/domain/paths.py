@@ -75,11 +75,11 @@ def _match(pattern: KeyPath, path: KeyPath) -> bool:
         return any(_match(rest, path[i:]) for i in range(len(path) + 1))
     if not path:
         return False
-    return _segment_matches(head, path[0]) and _match(rest, path[1:])
+    return segment_matches(head, path[0]) and _match(rest, path[1:])
 
 
 @lru_cache(maxsize=4096)
-def _segment_matches(pattern: str, segment: str) -> bool:
+def segment_matches(pattern: str, segment: str) -> bool:
     if pattern == "*":
         return True
     if any(c in pattern for c in "*?["):
