@@ -100,7 +100,12 @@ class HistoryStore(Journal, Protocol):
     def ensure_version(self, version: DesiredVersion, root: str) -> None: ...
 
     def start_run(
-        self, kind: RunKind, trigger: str, desired_version: str | None, rollback_of: str | None = None
+        self,
+        kind: RunKind,
+        trigger: str,
+        desired_version: str | None,
+        rollback_of: str | None = None,
+        run_id: str | None = None,
     ) -> str: ...
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None: ...

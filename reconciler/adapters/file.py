@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters import formats
+from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.paths import MISSING, get_in, set_in, to_pointer
@@ -32,7 +32,7 @@ from reconciler.settings import FileSettings, Settings
 class _Pending:
     path: Path
     temp: Path | None
-    original_digest: str
+    original: bytes  # what the file held when staged: commit refuses if it holds anything else
 
 
 class FileAdapter:
@@ -86,26 +86,32 @@ class FileAdapter:
             raise self._problem(target, "spec.source.format", f"unknown format {name!r}; expected one of {known}")
         return real, formats.FORMATS[str(name)]
 
-    def _read(self, path: Path, fmt: formats.Format) -> tuple[bytes, dict[str, Any]]:
+    def _read_bytes(self, path: Path) -> bytes:
         try:
-            data = path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             raise DiscoveryError(f"{path}: file does not exist") from None
         except OSError as exc:
             raise DiscoveryError(f"{path}: cannot be read: {exc.strerror}") from None
+
+    def _parse(self, path: Path, fmt: formats.Format, data: bytes) -> dict[str, Any]:
         try:
-            return data, fmt.parse(data.decode("utf-8"))
+            return fmt.parse(data.decode("utf-8"))
         except UnicodeDecodeError:
             raise DiscoveryError(f"{path}: is not UTF-8 text") from None
         except formats.FormatError as exc:
             raise DiscoveryError(f"{path}: does not parse as {fmt.name}: {exc}") from None
 
+    def _read(self, path: Path, fmt: formats.Format) -> tuple[bytes, dict[str, Any]]:
+        data = self._read_bytes(path)
+        return data, self._parse(path, fmt, data)
+
     # -- ports ---------------------------------------------------------------------------------------------
 
     def discover(self, target: Target) -> Observed:
         path, fmt = self.locate(target)
-        data, doc = self._read(path, fmt)
-        return Observed(document=doc, fingerprint=hashlib.sha256(data).hexdigest(), location=str(path))
+        data = self._read_bytes(path)
+        return Observed(fingerprint.of_bytes(data), str(path), parse=lambda: self._parse(path, fmt, data))
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
         _, fmt = self.locate(target)
@@ -141,12 +147,12 @@ class FileAdapter:
             else:
                 results.append(ChangeResult.CONFLICT)
                 messages.append("live holds neither the expected value nor the new one")
-        staged = Staged(target.name, results, messages, dry_run, _Pending(path, None, _digest(data)))
+        staged = Staged(target.name, results, messages, dry_run, _Pending(path, None, data))
         if not staged.writes:
             return staged
         content = self._render_checked(path, fmt, updated)
         if not dry_run:
-            staged.handle = _Pending(path, _write_temp(path, content, fmt), _digest(data))
+            staged.handle = _Pending(path, _write_temp(path, content, fmt), data)
         return staged
 
     def commit(self, staged: Staged) -> None:
@@ -158,7 +164,7 @@ class FileAdapter:
         except OSError as exc:
             self.discard(staged)
             raise ApplyError(f"{pending.path}: cannot be re-read before commit: {exc.strerror}") from None
-        if _digest(now) != pending.original_digest:
+        if now != pending.original:
             self.discard(staged)
             raise ConflictError(f"{pending.path}: changed by another writer while the change was staged")
         try:
@@ -189,10 +195,6 @@ def _same(live: Any, value: Any) -> bool:
     if live is MISSING or value is MISSING:
         return live is value
     return strict_equal(live, value)
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _write_temp(path: Path, content: str, fmt: formats.Format) -> Path:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -133,11 +134,12 @@ class Target(_Strict):
 
     _origin: Origin | None = PrivateAttr(default=None)
 
-    @property
+    # Cached: read for every target on every pass, and attribute access on a pydantic model is not free.
+    @cached_property
     def name(self) -> str:
         return self.metadata.name
 
-    @property
+    @cached_property
     def environment(self) -> str:
         return self.metadata.environment
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-PASS_RESULTS = ("clean", "drift", "fixed", "failed", "skipped")
+PASS_RESULTS = ("clean", "drift", "fixed", "failed", "unchanged")
 ACTION_OUTCOMES = ("verified", "noop", "conflict", "failed", "rolled_back", "dry_run")
 CLASSES = ("acceptable", "reversible", "escalate")
 

@@ -7,12 +7,11 @@ result and never stop the others.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.classify.classifier import classify
-from reconciler.diff.compare import CompareOptions, compare
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DesiredState, DriftClass, Target
@@ -24,6 +23,7 @@ from reconciler.observe.metrics import Metrics
 from reconciler.ports import Clock, HistoryStore
 from reconciler.remediate import planner, rollback
 from reconciler.remediate.executor import Adapter, Execution, execute
+from reconciler.runtime.assess import Assessor
 
 AdapterLookup = Callable[[str], Adapter]
 DesiredLookup = Callable[[], DesiredState]
@@ -46,6 +46,7 @@ class TargetReport:
     retry: bool = False  # the error is temporary: try the pass again with backoff
     duration_s: float = 0.0
     fingerprint: str | None = None
+    unchanged: bool = False  # nothing changed since the last good pass: no work, nothing recorded
 
 
 @dataclass
@@ -57,6 +58,7 @@ class RunReport:
     desired_version: str
     targets: list[TargetReport]
     refused: list[rollback.Refusal] = field(default_factory=list)
+    recorded: bool = False  # whether history holds this run (a run of unchanged passes writes nothing)
 
     @property
     def status(self) -> RunStatus:
@@ -64,6 +66,22 @@ class RunReport:
         if self.refused:
             statuses.append(RunStatus.FAILED)
         return RunStatus.worst(statuses)
+
+
+class _LazyRun:
+    """A run row written on first need, so that passes with nothing new leave no trace in history."""
+
+    def __init__(self, store: HistoryStore, kind: RunKind, trigger: str, version: str, rollback_of: str | None) -> None:
+        self.id = str(uuid.uuid4())
+        self._args = (store, kind, trigger, version, rollback_of)
+        self.started = False
+
+    def ensure(self) -> str:
+        if not self.started:
+            store, kind, trigger, version, rollback_of = self._args
+            store.start_run(kind, trigger, version, rollback_of=rollback_of, run_id=self.id)
+            self.started = True
+        return self.id
 
 
 class Reconciler:
@@ -87,6 +105,8 @@ class Reconciler:
         self.clock = clock
         self.global_mode = global_mode
         self.hmac_key = hmac_key
+        self.assessor = Assessor(hmac_key)
+        self._last_status: dict[str, RunStatus] = {}
         self._stored_version: str | None = None
 
     def _ensure_version(self, state: DesiredState) -> None:
@@ -103,28 +123,30 @@ class Reconciler:
         unknown = sorted(set(names or ()) - set(state.targets))
         if unknown:
             raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
-        run_mode = Mode.safer(self.global_mode if mode is None else mode, None)
+        run_mode = self.global_mode if mode is None else mode
         kind = RunKind.APPLY if run_mode is Mode.APPLY else RunKind.DRY_RUN
         self._ensure_version(state)
         self.metrics.set_desired_version(state.version.digest, state.version.git_commit)
-        run_id = self.store.start_run(kind, trigger, state.version.digest)
-        report = RunReport(run_id, kind, state.version.digest, [])
-        with logs.bound_contextvars(run_id=run_id, mode=run_mode.value):
+        run = _LazyRun(self.store, kind, trigger, state.version.digest, None)
+        report = RunReport(run.id, kind, state.version.digest, [])
+        with logs.bound_contextvars(run_id=run.id, mode=run_mode.value):
             try:
                 for target in state.ordered_targets(list(names) if names else None):
-                    report.targets.append(self._pass(state, target, run_mode, run_id))
+                    report.targets.append(self._pass(state, target, run_mode, run))
             finally:
-                self.store.finish_run(run_id, report.status if report.targets else RunStatus.CLEAN)
+                if run.started:
+                    self.store.finish_run(run.id, report.status)
+        report.recorded = run.started
         return report
 
-    def _pass(self, state: DesiredState, target: Target, run_mode: Mode, run_id: str) -> TargetReport:
+    def _pass(self, state: DesiredState, target: Target, run_mode: Mode, run: _LazyRun) -> TargetReport:
         mode = Mode.safer(run_mode, target.spec.mode)
         report = TargetReport(target, mode)
         started = time.perf_counter()
         adapter_name = target.spec.source.adapter
         with logs.bound_contextvars(target=target.name, environment=target.environment):
             try:
-                self._look_and_act(state, target, mode, run_id, report)
+                self._look_and_act(state, target, mode, run, report)
             except ReconcilerError as exc:
                 report.status, report.error = RunStatus.FAILED, str(exc)
                 report.retry = isinstance(exc, TemporaryError)
@@ -133,33 +155,47 @@ class Reconciler:
             except Exception as exc:  # a bug must not take the daemon down; it is a failed pass
                 report.status, report.error = RunStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
                 log.exception("pass crashed")
+            if report.status is RunStatus.FAILED:
+                self.assessor.forget(target.name)
             report.duration_s = time.perf_counter() - started
-            self._record(run_id, report)
+            self._record(run, report)
         return report
 
-    def _look_and_act(self, state: DesiredState, target: Target, mode: Mode, run_id: str, report: TargetReport) -> None:
+    def _look_and_act(
+        self, state: DesiredState, target: Target, mode: Mode, run: _LazyRun, report: TargetReport
+    ) -> None:
         adapter = self.adapters(target.spec.source.adapter)
-        observed = adapter.discover(target)
-        report.fingerprint = observed.fingerprint
-        desired = adapter.normalize(target, target.spec.desired)
-        report.comparison = compare(desired, observed.document, CompareOptions.for_target(target, self.hmac_key))
-        report.classified = classify(target, report.comparison.items, state, self.clock.now())
+        assessment = self.assessor.assess(state, target, adapter, mode, self.clock.now())
+        report.fingerprint = assessment.observed.fingerprint
+        report.comparison, report.classified = assessment.comparison, assessment.classified
+        if assessment.unchanged:
+            report.unchanged = True
+            report.status = self._last_status.get(target.name, RunStatus.CLEAN)
+            return
+        assert assessment.desired is not None
         report.plan = planner.plan(
             target,
             report.classified,
-            desired,
-            observed.document,
-            run_id=run_id,
+            assessment.desired,
+            assessment.observed.document,
+            run_id=run.id,
             desired_version=state.version.digest,
         )
         if report.plan.actions and not adapter.capabilities.write:
             # A read-only source: nothing can be fixed here, so every fix becomes an escalation.
             report.plan.escalations.extend(c for c in report.classified if c.class_ is DriftClass.REVERSIBLE)
             report.plan.actions.clear()
+        if report.plan.actions:
+            run.ensure()  # the journal's rows point at the run
         report.execution = execute(target, report.plan.actions, adapter, self.store, dry_run=mode is Mode.DRY_RUN)
         report.status = _status(report)
         if report.execution.error:
             report.error = report.execution.error
+        if any(a.state.wrote for a in report.execution.actions):
+            self.assessor.forget(target.name)  # live changed under us: look in full next time
+        elif report.status is not RunStatus.FAILED:
+            self.assessor.remember(target.name, assessment)
+            self._last_status[target.name] = report.status
         log.info(
             "pass done",
             status=report.status.value,
@@ -169,8 +205,15 @@ class Reconciler:
             escalations=len(report.plan.escalations),
         )
 
-    def _record(self, run_id: str, report: TargetReport) -> None:
+    def _record(self, run: _LazyRun, report: TargetReport) -> None:
         target = report.target
+        result = "unchanged" if report.unchanged else report.status.value
+        self.metrics.passes.labels(target.environment, result).inc()
+        self.metrics.pass_duration.labels(target.environment).observe(report.duration_s)
+        if report.status is not RunStatus.FAILED:
+            self.metrics.last_success.labels(target.name, target.environment).set(self.clock.now().timestamp())
+        if report.unchanged:
+            return
         record = PassRecord(
             target=target.name,
             environment=target.environment,
@@ -181,16 +224,13 @@ class Reconciler:
             error=report.error,
             duration_s=report.duration_s,
         )
-        self.store.record_pass(run_id, record, report.classified)
-        self.metrics.passes.labels(target.environment, report.status.value).inc()
-        self.metrics.pass_duration.labels(target.environment).observe(report.duration_s)
+        self.store.record_pass(run.ensure(), record, report.classified)
         if report.status is not RunStatus.FAILED:
             counts = {c.value: 0 for c in DriftClass}
             for c in report.classified:
                 counts[c.class_.value] += 1
             for class_, n in counts.items():
                 self.metrics.drift_items.labels(target.name, target.environment, class_).set(n)
-            self.metrics.last_success.labels(target.name, target.environment).set(self.clock.now().timestamp())
         if report.execution:
             for action in report.execution.actions:
                 self.metrics.actions.labels(target.environment, action.state.value).inc()
@@ -204,7 +244,7 @@ class Reconciler:
         self._ensure_version(state)
         kind = RunKind.ROLLBACK
         run_id = self.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run)
-        report = RunReport(run_id, kind, state.version.digest, [])
+        report = RunReport(run_id, kind, state.version.digest, [], recorded=True)
         with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
             try:
                 plan = rollback.plan_rollback(

@@ -72,9 +72,14 @@ class SqlHistoryStore:
             raise self._fail(exc) from None
 
     def start_run(
-        self, kind: RunKind, trigger: str, desired_version: str | None, rollback_of: str | None = None
+        self,
+        kind: RunKind,
+        trigger: str,
+        desired_version: str | None,
+        rollback_of: str | None = None,
+        run_id: str | None = None,
     ) -> str:
-        run_id = str(uuid.uuid4())
+        run_id = run_id or str(uuid.uuid4())
         try:
             with self._begin() as conn:
                 conn.execute(

@@ -56,10 +56,11 @@ def test_paths_outside_the_roots_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_live_file_that_does_not_parse(tmp_path: Path, adapter: FileAdapter) -> None:
-    """A broken live file is a DiscoveryError naming the file and where it broke."""
+    """A broken live file is a DiscoveryError naming the file and where it broke, when it is parsed."""
     target = make_target(tmp_path, "c.yaml", "a: [1\n")
+    observed = adapter.discover(target)  # reading and fingerprinting need no parse
     with pytest.raises(DiscoveryError, match=r"c.yaml: does not parse as yaml: line 2"):
-        adapter.discover(target)
+        _ = observed.document
     (tmp_path / "live" / "c.yaml").unlink()
     with pytest.raises(DiscoveryError, match="file does not exist"):
         adapter.discover(target)

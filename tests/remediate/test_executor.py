@@ -45,7 +45,7 @@ class Clamping(FileAdapter):
         observed = super().discover(target)
         if self.committed and not self.clamped:
             self.clamped = True
-            return Observed({**observed.document, "a": 99}, observed.fingerprint, observed.location)
+            return Observed(observed.fingerprint, observed.location, document={**observed.document, "a": 99})
         return observed
 
 

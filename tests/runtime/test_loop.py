@@ -75,3 +75,41 @@ def test_a_crashing_adapter_fails_its_target_only(settings: Settings, store: Sql
     assert all("internal error: RuntimeError: boom" in (t.error or "") for t in report.targets)
     recorded = store.run(report.run_id)
     assert recorded is not None and recorded.status is RunStatus.FAILED and recorded.targets == 3
+
+
+class MovableClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_unchanged_targets_cost_nothing_and_record_nothing(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """A second pass over unchanged state skips the comparison and writes no history; a live edit, a new
+    desired version or an exception's expiry make the next pass look in full again."""
+    clock = MovableClock(datetime(2026, 11, 22, tzinfo=UTC))
+    metrics = Metrics()
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current, store, Adapters(settings), metrics, clock, global_mode=Mode.DRY_RUN, hmac_key=HMAC_KEY
+    )
+    first = engine.reconcile(["payments-api-prod"], trigger="schedule")
+    assert first.recorded and not first.targets[0].unchanged
+    second = engine.reconcile(["payments-api-prod"], trigger="schedule")
+    assert second.targets[0].unchanged and not second.recorded
+    assert second.targets[0].status is first.targets[0].status is RunStatus.DRIFT
+    assert [r.id for r in store.runs()] == [first.run_id]
+    assert 'reconciler_passes_total{environment="prod",result="unchanged"} 1.0' in metrics.render()[0].decode()
+
+    live = example / "live" / "payments-api" / "prod" / "config.yaml"
+    live.write_text(live.read_text().replace("log_level: DEBUG", "log_level: WARN"))
+    third = engine.reconcile(["payments-api-prod"], trigger="schedule")
+    assert not third.targets[0].unchanged and third.recorded
+
+    clock.at = datetime(2027, 7, 1, tzinfo=UTC)  # the INC-4711 exception has expired
+    fourth = engine.reconcile(["payments-api-prod"], trigger="schedule")
+    assert not fourth.targets[0].unchanged
+    assert {c.item.pointer: c.class_.value for c in fourth.targets[0].classified}["/database/timeout"] == "escalate"
