@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.domain import fingerprint
-from reconciler.domain.manifest import DesiredState, DesiredVersion, Policy, Target
+from reconciler.domain.manifest import DesiredVersion, Target
 from reconciler.domain.observed import Observed
+from reconciler.domain.policy import Policy
 from reconciler.domain.run import Mode
+from reconciler.domain.state import DesiredState
 from reconciler.ports import Capabilities
 from reconciler.runtime.assess import Assessor
 

@@ -9,7 +9,9 @@ from reconciler.classify.classifier import classify
 from reconciler.desired.loader import load as load_desired
 from reconciler.diff.compare import CompareOptions, compare
 from reconciler.domain.drift import Classified, Comparison, DriftItem
-from reconciler.domain.manifest import DesiredState, DriftClass, DriftOp, Policy, Target
+from reconciler.domain.manifest import DriftClass, DriftOp, Target
+from reconciler.domain.policy import Policy
+from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, PermanentError, ReconcilerError, TemporaryError
 
 __version__ = "0.1.0"

@@ -57,8 +57,13 @@ class LogSettings(BaseModel):
 
 
 class SecretSettings(BaseModel):
-    """How secret values are compared."""
+    """How secret values are resolved and compared."""
 
+    file_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories that ${file:/path} references may read (for example /run/secrets). "
+        "Defaults to none, so file references are refused until configured.",
+    )
     hmac_key: SecretStr | None = Field(
         None,
         description="Key of the HMAC that secret values are compared and recorded by. Defaults to a random "

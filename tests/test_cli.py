@@ -164,3 +164,32 @@ def test_usage_errors_exit_1_not_2(settings: Settings) -> None:
         [sys.executable, "-m", "reconciler", "plan", "--format", "xml"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 1 and "must be one of table, json, markdown" in result.stderr
+
+
+def test_secret_references_are_resolved_and_never_shown(
+    migrated: Settings, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A desired ${env:...} value is compared and applied, appears nowhere in output or history, and a
+    change of the variable alone is noticed."""
+    monkeypatch.setenv("DB_PASSWORD", "from-env-789")
+    (example / "live" / "app.env").write_text("DB_PASSWORD=old-value-000\nLOG_LEVEL=INFO\n")
+    (example / "desired" / "app.yaml").write_text(
+        "kind: Target\nmetadata: {name: app, environment: dev}\nspec:\n"
+        "  source: {adapter: file, path: ../live/app.env}\n"
+        "  desired: {DB_PASSWORD: '${env:DB_PASSWORD}', LOG_LEVEL: info}\n"
+        "  normalize: [{paths: [/LOG_LEVEL], as: lower}]\n"
+    )
+    plan = cli("plan", "--target", "app", "--format", "json")
+    drift = json.loads(plan.stdout)["targets"][0]["drift"]
+    assert [(d["path"], d["secret"]) for d in drift] == [("/DB_PASSWORD", True)]  # LOG_LEVEL equal once lowered
+    applied = cli("apply", "--target", "app", "--format", "json")
+    assert "DB_PASSWORD=from-env-789" in (example / "live" / "app.env").read_text()
+    engine = sa.create_engine(migrated.database_url)
+    with engine.connect() as conn:
+        rows = " ".join(str(r) for t in ("drifts", "actions") for r in conn.execute(sa.text(f"SELECT * FROM {t}")))
+    engine.dispose()
+    text = plan.output + applied.output + rows
+    assert "from-env-789" not in text and "old-value-000" not in text
+    assert cli("plan", "--target", "app").exit_code == 0
+    monkeypatch.setenv("DB_PASSWORD", "rotated-111")
+    assert cli("plan", "--target", "app").exit_code == 2

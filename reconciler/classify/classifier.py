@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from reconciler.domain.drift import Classified, DriftItem
-from reconciler.domain.manifest import DesiredState, DriftClass, PolicyException, Rule, RuleMatch, Target
+from reconciler.domain.manifest import DriftClass, Target
 from reconciler.domain.paths import any_match
+from reconciler.domain.policy import PolicyException, Rule, RuleMatch
+from reconciler.domain.state import DesiredState
 
 
 def classify(target: Target, items: Iterable[DriftItem], state: DesiredState, now: datetime) -> list[Classified]:

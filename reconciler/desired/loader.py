@@ -14,8 +14,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from reconciler.desired import overlay
 from reconciler.desired import version as versioning
-from reconciler.domain.manifest import KINDS, DesiredState, Origin, Policy, Target
+from reconciler.domain.manifest import Base, Origin, Target
+from reconciler.domain.policy import Policy
+from reconciler.domain.state import KINDS, DesiredState
 from reconciler.domain.values import canonical_json, sha256_hex
 from reconciler.errors import ConfigurationError, Problem
 
@@ -53,8 +56,9 @@ def load(root: Path) -> DesiredState:
     for file in files:
         documents.extend(_read_documents(file, problems))
     targets: dict[str, Target] = {}
+    bases: dict[str, Base] = {}
     policies: list[Policy] = []
-    digests: dict[str, str] = {}
+    raw_by_model: dict[int, RawDocument] = {}
     seen: dict[tuple[str, str], RawDocument] = {}
     for doc in documents:
         model = _validate(doc, problems)
@@ -72,12 +76,22 @@ def load(root: Path) -> DesiredState:
             )
             continue
         seen[key] = doc
+        raw_by_model[id(model)] = doc
         if isinstance(model, Target):
             model._origin = Origin(doc.file, doc.index)
             targets[model.name] = model
-            digests[model.name] = sha256_hex(canonical_json(doc.body))
+        elif isinstance(model, Base):
+            bases[model.metadata.name] = model
         else:
             policies.append(model)
+
+    def report(owner: Target | Base, field: str, message: str) -> None:
+        problems.append(_problem(raw_by_model[id(owner)], field, message))
+
+    targets = overlay.resolve(targets, bases, report)
+    digests = {
+        name: sha256_hex(canonical_json(t.spec.model_dump(mode="json", by_alias=True))) for name, t in targets.items()
+    }
     defaults = {p.spec.default for p in policies if p.spec.default is not None}
     if len(defaults) > 1:
         problems.append(Problem(file=str(root), message=f"policies disagree on the default class: {sorted(defaults)}"))
@@ -115,7 +129,7 @@ def _problem(doc: RawDocument, field: str | None, message: str) -> Problem:
     return Problem(file=str(doc.file), document=doc.index, name=name, field=field, message=message)
 
 
-def _validate(doc: RawDocument, problems: list[Problem]) -> Target | Policy | None:
+def _validate(doc: RawDocument, problems: list[Problem]) -> Target | Policy | Base | None:
     if not isinstance(doc.body, dict):
         problems.append(_problem(doc, None, f"a document must be a mapping, not {type(doc.body).__name__}"))
         return None

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from reconciler.desired import loader
-from reconciler.domain.manifest import DesiredState
+from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError
 
 Signature = tuple[tuple[str, int, int], ...]

@@ -1,16 +1,15 @@
-"""Desired-state documents (Target, Policy) as validated models, and the state they form together."""
+"""Desired-state documents: Target and Base, with the enums, globs and durations they are made of."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reconciler.domain.paths import KeyPath, PathGlob, from_pointer
 from reconciler.domain.run import Mode
@@ -108,22 +107,69 @@ class SourceSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TargetSpec(_Strict):
-    source: SourceSpec
-    desired: dict[str, Any]
+class NormalizeAs(StrEnum):
+    """How a normaliser reads a value, on both sides, before comparison."""
+
+    BYTES = "bytes"  # "10mb", "10MiB", "10485760" → 10485760 (k, m, g, t are powers of 1024)
+    DURATION = "duration"  # "1m", "60s", "60" → 60 (seconds)
+    BOOL = "bool"  # "true", "True", "yes", "on", "1" → true; "false", "no", "off", "0" → false
+    NUMBER = "number"  # "30" → 30, "1.5" → 1.5
+    LOWER = "lower"  # "INFO" → "info"
+
+
+class NormalizeRule(_Strict):
+    paths: list[Glob] = Field(min_length=1)
+    as_: NormalizeAs = Field(alias="as")
+
+
+def _pointers(value: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
+    for pointer in value:
+        from_pointer(pointer)
+    return value
+
+
+class Overlay(_Strict):
+    """What a Target and a Base share: the desired document and how to compare it."""
+
+    extends: str | None = Field(None, pattern=NAME_RE)  # a Base whose spec this one deep-merges onto
+    desired: dict[str, Any] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)  # JSON Pointers removed from the merged desired state
     ignore: list[Glob] = Field(default_factory=list)
     secrets: list[Glob] = Field(default_factory=list)
     list_keys: dict[str, str] = Field(default_factory=dict)
+    normalize: list[NormalizeRule] = Field(default_factory=list)
+    environment_specific: list[Glob] = Field(default_factory=list)  # left out of environment parity
+
+    _check_pointers = field_validator("list_keys", "unset")(_pointers)
+
+
+class TargetSpec(Overlay):
+    source: SourceSpec
+    desired: dict[str, Any]  # required, unless the target extends a base
     prune: bool = False
     interval: DurationS | None = None
     mode: Mode | None = None
 
-    @field_validator("list_keys")
+    @model_validator(mode="before")
     @classmethod
-    def _pointers(cls, value: dict[str, str]) -> dict[str, str]:
-        for pointer in value:
-            from_pointer(pointer)
-        return value
+    def _desired_from_base(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "desired" not in data and data.get("extends"):
+            return {**data, "desired": {}}
+        return data
+
+
+class BaseMetadata(_Strict):
+    name: str = Field(pattern=NAME_RE, max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Base(_Strict):
+    """Desired values and comparison settings that several targets share; never reconciled itself."""
+
+    kind: Literal["Base"]
+    apiVersion: str | None = None
+    metadata: BaseMetadata
+    spec: Overlay = Field(default_factory=Overlay)
 
 
 class Target(_Strict):
@@ -147,73 +193,13 @@ class Target(_Strict):
     def origin(self) -> Origin | None:
         return self._origin
 
+    @cached_property
+    def has_references(self) -> bool:
+        """Whether any desired value may be a `${...}` reference (resolved at pass time)."""
+        return _may_reference(self.spec.desired)
+
     def list_keys(self) -> dict[KeyPath, str]:
         return {from_pointer(p): k for p, k in self.spec.list_keys.items()}
-
-
-class RuleMatch(_Strict):
-    """Every field given must match; an empty match matches every drift."""
-
-    targets: list[str] = Field(default_factory=list)  # name globs
-    environment: list[str] = Field(default_factory=list)
-    app: list[str] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
-    paths: list[Glob] = Field(default_factory=list)
-    ops: list[DriftOp] = Field(default_factory=list)
-
-    @field_validator("targets", "environment", "app", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-
-class Rule(_Strict):
-    match: RuleMatch = Field(default_factory=RuleMatch)
-    class_: DriftClass = Field(alias="class")
-    reason: str = Field(min_length=1)
-
-
-def _end_of(value: Any) -> Any:
-    # A bare date means the exception holds through that whole day (UTC).
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return datetime.combine(value + timedelta(days=1), time.min, tzinfo=UTC)
-    return value
-
-
-class PolicyException(_Strict):
-    """Acceptable drift with a paper trail; it stops covering anything once it expires."""
-
-    targets: list[str] = Field(min_length=1)  # name globs
-    paths: list[Glob] = Field(min_length=1)
-    reason: str = Field(min_length=1)
-    owner: str = Field(min_length=1)
-    expires: Annotated[datetime, BeforeValidator(_end_of)]
-
-    @field_validator("expires")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class PolicySpec(_Strict):
-    default: DriftClass | None = None
-    rules: list[Rule] = Field(default_factory=list)
-    exceptions: list[PolicyException] = Field(default_factory=list)
-
-
-class PolicyMetadata(_Strict):
-    name: str = Field(pattern=NAME_RE, max_length=200)
-    labels: dict[str, str] = Field(default_factory=dict)
-
-
-class Policy(_Strict):
-    kind: Literal["Policy"]
-    apiVersion: str | None = None
-    metadata: PolicyMetadata
-    spec: PolicySpec = Field(default_factory=PolicySpec)
-
-
-KINDS: dict[str, type[Target] | type[Policy]] = {"Target": Target, "Policy": Policy}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,30 +225,9 @@ class DesiredVersion:
         return short
 
 
-@dataclass(frozen=True)
-class DesiredState:
-    """All targets and policies of a desired-state folder, validated and versioned."""
-
-    root: Path
-    version: DesiredVersion
-    targets: dict[str, Target]
-    policies: tuple[Policy, ...] = ()
-    target_digests: dict[str, str] = field(default_factory=dict)
-
-    def default_class(self) -> DriftClass:
-        """The policies' default class; escalate when no policy names one (the safe choice)."""
-        for policy in self.policies:
-            if policy.spec.default is not None:
-                return policy.spec.default
-        return DriftClass.ESCALATE
-
-    def rules(self) -> list[tuple[str, int, Rule]]:
-        return [(p.metadata.name, i, r) for p in self.policies for i, r in enumerate(p.spec.rules)]
-
-    def exceptions(self) -> list[tuple[str, int, PolicyException]]:
-        return [(p.metadata.name, i, e) for p in self.policies for i, e in enumerate(p.spec.exceptions)]
-
-    def ordered_targets(self, names: list[str] | None = None) -> list[Target]:
-        """Targets in wave order. Sort key: environment rank, then environment, then name."""
-        chosen = self.targets.values() if names is None else [self.targets[n] for n in names]
-        return sorted(chosen, key=lambda t: (environment_rank(t.environment), t.environment, t.name))
+def _may_reference(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(_may_reference(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_may_reference(v) for v in node)
+    return isinstance(node, str) and node.startswith("$")

@@ -8,19 +8,27 @@ stand, and the document is not even parsed.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from reconciler.classify.classifier import classify
+from reconciler.desired import refs
 from reconciler.diff.compare import CompareOptions, compare
+from reconciler.diff.normalize import normalize
 from reconciler.domain.drift import Classified, Comparison
-from reconciler.domain.manifest import DesiredState, Target
+from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
+from reconciler.domain.paths import KeyPath, PathGlob, get_in, to_pointer
 from reconciler.domain.run import Mode
+from reconciler.domain.state import DesiredState
+from reconciler.domain.values import Redacted
 from reconciler.ports import DiscoveryAdapter
 
 NEVER = datetime.max.replace(tzinfo=UTC)
-MemoKey = tuple[str, str, Mode]  # desired version, live fingerprint, effective mode
+MemoKey = tuple[str, str, Mode, str]  # desired version, live fingerprint, effective mode, secrets' hash
 
 
 class Assessment(NamedTuple):
@@ -41,8 +49,9 @@ class Assessment(NamedTuple):
 class Assessor:
     """Assesses targets and remembers each one's last good assessment (in memory, per process)."""
 
-    def __init__(self, hmac_key: bytes) -> None:
+    def __init__(self, hmac_key: bytes, secret_file_roots: Sequence[Path] = ()) -> None:
         self._hmac_key = hmac_key
+        self._secret_file_roots = tuple(secret_file_roots)
         # Workers share this map; single dict operations are atomic, and a target is worked by one
         # worker at a time, so no lock is needed.
         self._memo: dict[str, Assessment] = {}
@@ -51,19 +60,31 @@ class Assessor:
         self, state: DesiredState, target: Target, adapter: DiscoveryAdapter, mode: Mode, now: datetime
     ) -> Assessment:
         observed = adapter.discover(target)
+        desired: dict[str, Any] = target.spec.desired
+        secret_paths: list[KeyPath] = []
+        secrets_hash = ""
+        if target.has_references:
+            desired, secret_paths = refs.resolve(target, desired, file_roots=self._secret_file_roots)
+            secrets_hash = Redacted.of([get_in(desired, p) for p in secret_paths], self._hmac_key).digest
         memo = self._memo.get(target.name)
         if memo is not None:
-            digest, fingerprint, memo_mode = memo.key
+            digest, fingerprint, memo_mode, memo_secrets = memo.key
             if (
                 fingerprint == observed.fingerprint
                 and digest == state.version.digest
                 and memo_mode is mode
+                and memo_secrets == secrets_hash
                 and now < memo.valid_until
             ):
                 return memo  # the same bytes, so the memo's Observed stands for this one
-        key = (state.version.digest, observed.fingerprint, mode)
-        desired = adapter.normalize(target, target.spec.desired)
-        comparison = compare(desired, observed.document, CompareOptions.for_target(target, self._hmac_key))
+        key = (state.version.digest, observed.fingerprint, mode, secrets_hash)
+        desired = adapter.normalize(target, desired)
+        options = CompareOptions.for_target(target, self._hmac_key)
+        if secret_paths:
+            extra = tuple(PathGlob.parse(to_pointer(p)) for p in secret_paths)
+            options = replace(options, secrets=options.secrets + extra)
+        rules = target.spec.normalize
+        comparison = compare(normalize(desired, rules), normalize(observed.document, rules), options)
         classified = classify(target, comparison.items, state, now)
         return Assessment(observed, desired, comparison, classified, key, next_expiry(state, target, now), False)
 

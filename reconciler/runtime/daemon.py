@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.adapters import registry
 from reconciler.desired.source import DesiredSource
-from reconciler.domain.manifest import DesiredState
+from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
@@ -79,6 +79,7 @@ def build(settings: Settings) -> Components:
         SystemClock(),
         global_mode=settings.mode,
         hmac_key=settings.hmac_key(),
+        secret_file_roots=settings.secrets.file_roots,
     )
     return Components(settings, store, desired, metrics, engine)
 

@@ -10,13 +10,15 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
-from reconciler.domain.manifest import DesiredState, DriftClass, Target
+from reconciler.domain.manifest import DriftClass, Target
 from reconciler.domain.plan import ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
+from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
@@ -97,6 +99,7 @@ class Reconciler:
         *,
         global_mode: Mode,
         hmac_key: bytes,
+        secret_file_roots: Sequence[Path] = (),
     ) -> None:
         self.desired = desired
         self.store = store
@@ -105,7 +108,7 @@ class Reconciler:
         self.clock = clock
         self.global_mode = global_mode
         self.hmac_key = hmac_key
-        self.assessor = Assessor(hmac_key)
+        self.assessor = Assessor(hmac_key, secret_file_roots)
         self._last_status: dict[str, RunStatus] = {}
         self._stored_version: str | None = None
 

@@ -9,7 +9,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from reconciler.domain.manifest import DesiredState
+from reconciler.domain.state import DesiredState
 from reconciler.runtime.queue import WorkQueue
 
 JOB_PREFIX = "target:"

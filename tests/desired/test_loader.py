@@ -42,7 +42,7 @@ def test_malformed_yaml_names_file_document_and_line(tmp_path: Path) -> None:
 def test_unknown_kind(tmp_path: Path) -> None:
     """An unknown kind names the kinds that exist."""
     (found,) = problems(tmp_path, "kind: Targt\nmetadata: {name: a}\n")
-    assert "m.yaml: document 1 (a): kind: unknown kind 'Targt'; expected one of Target, Policy" in found
+    assert "m.yaml: document 1 (a): kind: unknown kind 'Targt'; expected one of Target, Base, Policy" in found
 
 
 def test_missing_and_unknown_fields_are_named(tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""Policy documents: ordered rules, expiring exceptions, and expected differences between environments."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from reconciler.domain.manifest import NAME_RE, DriftClass, DriftOp, Glob, _Strict
+
+
+class RuleMatch(_Strict):
+    """Every field given must match; an empty match matches every drift."""
+
+    targets: list[str] = Field(default_factory=list)  # name globs
+    environment: list[str] = Field(default_factory=list)
+    app: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    paths: list[Glob] = Field(default_factory=list)
+    ops: list[DriftOp] = Field(default_factory=list)
+
+    @field_validator("targets", "environment", "app", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Rule(_Strict):
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    class_: DriftClass = Field(alias="class")
+    reason: str = Field(min_length=1)
+
+
+def _end_of(value: Any) -> Any:
+    # A bare date means the exception holds through that whole day (UTC).
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value + timedelta(days=1), time.min, tzinfo=UTC)
+    return value
+
+
+class PolicyException(_Strict):
+    """Acceptable drift with a paper trail; it stops covering anything once it expires."""
+
+    targets: list[str] = Field(min_length=1)  # name globs
+    paths: list[Glob] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    expires: Annotated[datetime, BeforeValidator(_end_of)]
+
+    @field_validator("expires")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class PolicySpec(_Strict):
+    default: DriftClass | None = None
+    rules: list[Rule] = Field(default_factory=list)
+    exceptions: list[PolicyException] = Field(default_factory=list)
+
+
+class PolicyMetadata(_Strict):
+    name: str = Field(pattern=NAME_RE, max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Policy(_Strict):
+    kind: Literal["Policy"]
+    apiVersion: str | None = None
+    metadata: PolicyMetadata
+    spec: PolicySpec = Field(default_factory=PolicySpec)

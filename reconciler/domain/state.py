@@ -1,0 +1,40 @@
+"""The desired state: every target and policy of a folder, validated, merged and versioned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.domain.manifest import Base, DesiredVersion, DriftClass, Target, environment_rank
+from reconciler.domain.policy import Policy, PolicyException, Rule
+
+KINDS: dict[str, type[Target] | type[Policy] | type[Base]] = {"Target": Target, "Base": Base, "Policy": Policy}
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """All targets and policies of a desired-state folder, validated and versioned."""
+
+    root: Path
+    version: DesiredVersion
+    targets: dict[str, Target]
+    policies: tuple[Policy, ...] = ()
+    target_digests: dict[str, str] = field(default_factory=dict)
+
+    def default_class(self) -> DriftClass:
+        """The policies' default class; escalate when no policy names one (the safe choice)."""
+        for policy in self.policies:
+            if policy.spec.default is not None:
+                return policy.spec.default
+        return DriftClass.ESCALATE
+
+    def rules(self) -> list[tuple[str, int, Rule]]:
+        return [(p.metadata.name, i, r) for p in self.policies for i, r in enumerate(p.spec.rules)]
+
+    def exceptions(self) -> list[tuple[str, int, PolicyException]]:
+        return [(p.metadata.name, i, e) for p in self.policies for i, e in enumerate(p.spec.exceptions)]
+
+    def ordered_targets(self, names: list[str] | None = None) -> list[Target]:
+        """Targets in wave order. Sort key: environment rank, then environment, then name."""
+        chosen = self.targets.values() if names is None else [self.targets[n] for n in names]
+        return sorted(chosen, key=lambda t: (environment_rank(t.environment), t.environment, t.name))
