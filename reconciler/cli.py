@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from reconciler.classify import exceptions
 from reconciler.desired import loader
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.runtime import daemon, report
+from reconciler.runtime import daemon, inspect, report
 from reconciler.settings import Settings, load_settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
@@ -26,6 +28,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The history database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+exceptions_app = typer.Typer(
+    help="Policy exceptions: acceptable drift with an owner and an expiry.", no_args_is_help=True
+)
+app.add_typer(exceptions_app, name="exceptions")
 
 DesiredOpt = Annotated[
     Path | None, typer.Option("--desired", "-d", help="Desired-state folder [env RECONCILER_DESIRED_DIR].")
@@ -112,6 +118,55 @@ def apply(
     desired, 2 when drift remains (escalations, conflicts, dry-run targets), 1 on error.
     """
     _pass(Mode.APPLY, desired, database_url, fmt, target)
+
+
+@app.command("explain")
+def explain_cmd(
+    target: Annotated[str, typer.Argument(help="The target's name.")],
+    path: Annotated[str, typer.Argument(help="A JSON Pointer, e.g. /database/timeout.")],
+    desired: DesiredOpt = None,
+) -> None:
+    """Show which exception or rule decides the class of a drift, and why the others did not."""
+    try:
+        settings = _settings(desired)
+        source, adapters = daemon.build_offline(settings)
+        result = inspect.explain_drift(
+            source.current(),
+            adapters,
+            target,
+            path,
+            hmac_key=settings.hmac_key(),
+            secret_file_roots=settings.secrets.file_roots,
+            now=datetime.now(UTC),
+        )
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    typer.echo(report.render_explanation(result))
+
+
+@exceptions_app.command("list")
+def exceptions_list(
+    desired: DesiredOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    expiring: Annotated[bool, typer.Option("--expiring", help="Only exceptions expiring or expired.")] = False,
+) -> None:
+    """Every policy exception with its owner, reason, expiry and state (active, expiring, expired).
+
+    Exit code 0, or 2 when any exception is expiring or expired, so a scheduled job can nag.
+    """
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    try:
+        settings = _settings(desired)
+        state = loader.load(settings.desired_dir)
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    horizon = timedelta(seconds=settings.policy.expiry_warning_s)
+    statuses = exceptions.inventory(state, datetime.now(UTC), horizon)
+    if expiring:
+        statuses = [s for s in statuses if s.state is not exceptions.ExceptionState.ACTIVE]
+    typer.echo(report.render_exceptions(statuses, fmt))
+    raise typer.Exit(2 if any(s.state is not exceptions.ExceptionState.ACTIVE for s in statuses) else 0)
 
 
 @app.command()

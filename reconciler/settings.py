@@ -71,6 +71,17 @@ class SecretSettings(BaseModel):
     )
 
 
+class PolicySettings(BaseModel):
+    """How policies are watched."""
+
+    expiry_warning_s: float = Field(
+        7 * 86400.0,
+        ge=0,
+        description="An exception ending within this many seconds is reported as expiring (logs, metrics, "
+        "`reconciler exceptions list`). Defaults to 7 days.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything reconciler can be told, from the environment (RECONCILER_ prefix, `__` between groups)."""
 
@@ -88,6 +99,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
 
     @field_validator("database_url")
     @classmethod

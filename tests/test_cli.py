@@ -193,3 +193,19 @@ def test_secret_references_are_resolved_and_never_shown(
     assert cli("plan", "--target", "app").exit_code == 0
     monkeypatch.setenv("DB_PASSWORD", "rotated-111")
     assert cli("plan", "--target", "app").exit_code == 2
+
+
+def test_explain_and_exceptions_list(settings: Settings) -> None:
+    """explain names the exception or rule behind a drift's class; exceptions list shows owner and expiry."""
+    result = cli("explain", "payments-api-prod", "/database/timeout")
+    assert result.exit_code == 0
+    assert "class: acceptable, decided by exception default/0" in result.output
+    assert "owner payments-oncall" in result.output and "ticket INC-4711" in result.output
+    pool = cli("explain", "payments-api-prod", "/database/pool_size")
+    assert "=> rule default/0: production database settings need a human" in pool.output
+    assert "not there" not in cli("explain", "payments-api-prod", "/metadata/deployed_by").output
+    assert "is ignored (ignore: /metadata/**)" in cli("explain", "payments-api-prod", "/metadata/deployed_by").output
+    assert cli("explain", "nope", "/x").exit_code == 1
+    assert cli("explain", "payments-api-prod", "no-slash").exit_code == 1
+    listing = cli("exceptions", "list")
+    assert listing.exit_code == 0 and "payments-oncall" in listing.output and "active" in listing.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from reconciler.domain.manifest import NAME_RE, DriftClass, DriftOp, Glob, _Strict
 
@@ -19,6 +19,9 @@ class RuleMatch(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     paths: list[Glob] = Field(default_factory=list)
     ops: list[DriftOp] = Field(default_factory=list)
+    # Value predicates: both values numbers (not booleans) and live within this much of desired.
+    within: float | None = Field(None, ge=0)  # absolute
+    within_percent: float | None = Field(None, ge=0)  # of |desired|
 
     @field_validator("targets", "environment", "app", mode="before")
     @classmethod
@@ -33,10 +36,22 @@ class Rule(_Strict):
 
 
 def _end_of(value: Any) -> Any:
-    # A bare date means the exception holds through that whole day (UTC).
+    # A bare date means the entry holds through that whole day (UTC); a naive time is taken as UTC.
+    if isinstance(value, str) and len(value) == 10:  # "2026-12-15", quoted in YAML or from JSON
+        try:
+            value = date.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, date) and not isinstance(value, datetime):
         return datetime.combine(value + timedelta(days=1), time.min, tzinfo=UTC)
     return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+Expiry = Annotated[datetime, BeforeValidator(_end_of), AfterValidator(_utc)]
 
 
 class PolicyException(_Strict):
@@ -46,18 +61,29 @@ class PolicyException(_Strict):
     paths: list[Glob] = Field(min_length=1)
     reason: str = Field(min_length=1)
     owner: str = Field(min_length=1)
-    expires: Annotated[datetime, BeforeValidator(_end_of)]
+    expires: Expiry
+    # Optional intent, for the people who find this exception later.
+    ticket: str | None = None
+    purpose: str | None = None
+    stakeholders: list[str] = Field(default_factory=list)
 
-    @field_validator("expires")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+class ExpectedDifference(_Strict):
+    """A difference between environments that is meant to be there, with a paper trail and an expiry."""
+
+    apps: list[str] = Field(min_length=1)  # app name globs
+    environments: list[str] = Field(default_factory=list)  # the pair must be among these (empty: any pair)
+    paths: list[Glob] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    expires: Expiry
 
 
 class PolicySpec(_Strict):
     default: DriftClass | None = None
     rules: list[Rule] = Field(default_factory=list)
     exceptions: list[PolicyException] = Field(default_factory=list)
+    expected_differences: list[ExpectedDifference] = Field(default_factory=list)
 
 
 class PolicyMetadata(_Strict):

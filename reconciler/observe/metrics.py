@@ -71,6 +71,14 @@ class Metrics:
             registry=r,
         )
         self.targets = Gauge("reconciler_targets", "Targets in the desired state.", ["environment"], registry=r)
+        self.exceptions = Gauge(
+            "reconciler_exceptions",
+            "Policy exceptions by state: active, expiring (within the warning horizon) or expired.",
+            ["state"],
+            registry=r,
+        )
+        for state in ("active", "expiring", "expired"):
+            self.exceptions.labels(state)
         self._desired_labels: tuple[str, str] | None = None
 
     def init_targets(self, targets: Iterable[tuple[str, str]]) -> None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
 from reconciler.adapters import registry
+from reconciler.classify import exceptions
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError
@@ -58,6 +61,13 @@ class Components:
     reconciler: Reconciler
 
 
+def build_offline(settings: Settings) -> tuple[DesiredSource, Adapters]:
+    """The desired state and adapters only, for commands that need no history (explain, exceptions, compare)."""
+    desired = DesiredSource(settings.desired_dir)
+    desired.current()
+    return desired, Adapters(settings)
+
+
 def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistoryStore:
     engine = engines.create_engine(settings.database_url)
     if check_migrated:
@@ -96,6 +106,7 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._state: DesiredState | None = None
         self._reported_error: str | None = None
+        self._announced: set[tuple[str, datetime, exceptions.ExceptionState]] = set()
         self.http = HttpServer(
             components.settings.http.host,
             components.settings.http.port,
@@ -115,9 +126,34 @@ class Daemon:
         detail["ready"] = detail["store"] == "ok" and detail["desired_loaded"] and not self.stopping.is_set()
         return detail
 
+    def _watch_exceptions(self, state: DesiredState) -> None:
+        """Count exceptions by state, and log each one once when it starts expiring and once when it ends."""
+        horizon = timedelta(seconds=self.c.settings.policy.expiry_warning_s)
+        statuses = exceptions.inventory(state, datetime.now(UTC), horizon)
+        counts = Counter(s.state.value for s in statuses)
+        for name in ("active", "expiring", "expired"):
+            self.c.metrics.exceptions.labels(name).set(counts.get(name, 0))
+        for status in statuses:
+            key = (status.id, status.exception.expires, status.state)
+            if status.state is exceptions.ExceptionState.ACTIVE or key in self._announced:
+                continue
+            self._announced.add(key)
+            exc = status.exception
+            log.warning(
+                "exception expires soon" if status.state is exceptions.ExceptionState.EXPIRING else "exception expired",
+                exception=status.id,
+                owner=exc.owner,
+                reason=exc.reason,
+                ticket=exc.ticket,
+                expires=exc.expires.isoformat(),
+                targets=exc.targets,
+                paths=[str(p) for p in exc.paths],
+            )
+
     def _refresh_desired(self) -> None:
         """Pick up edits of the desired state; an invalid edit is refused and the last good one stays."""
         state = self.c.desired.current()
+        self._watch_exceptions(state)
         error = self.c.desired.last_error
         if error is not None and str(error) != self._reported_error:
             self._reported_error = str(error)

@@ -6,11 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from reconciler.classify.exceptions import ExceptionStatus
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
 from reconciler.domain.run import RunStatus
 from reconciler.domain.values import render, to_json
+from reconciler.runtime.inspect import Explanation
 from reconciler.runtime.loop import RunReport, TargetReport
 
 FORMATS = ("table", "json", "markdown")
@@ -277,3 +279,64 @@ def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Seq
             )
         )
     return "\n".join(out)
+
+
+def render_explanation(result: Explanation) -> str:
+    lines = [f"{result.target.name} {result.pointer}"]
+    if result.item is None:
+        lines.append(f"  {result.note}")
+        return "\n".join(lines)
+    item = result.item
+    lines.append(f"  {item.op.value}: desired {render(item.desired)}, live {render(item.observed)}")
+    decision = result.steps[-1]
+    lines.append(f"  class: {decision.class_.value if decision.class_ else '?'}, decided by {decision.candidate}")
+    lines.append("  considered, in order:")
+    for step in result.steps:
+        mark = "=>" if step.matched else "  "
+        lines.append(f"   {mark} {step.candidate}: {step.why}")
+    return "\n".join(lines)
+
+
+def render_exceptions(statuses: Sequence[ExceptionStatus], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(
+            [
+                {
+                    "id": s.id,
+                    "state": s.state.value,
+                    "expires": s.exception.expires.isoformat(),
+                    "remaining_s": int(s.remaining.total_seconds()),
+                    "targets": s.exception.targets,
+                    "paths": [str(p) for p in s.exception.paths],
+                    "reason": s.exception.reason,
+                    "owner": s.exception.owner,
+                    "ticket": s.exception.ticket,
+                    "purpose": s.exception.purpose,
+                    "stakeholders": s.exception.stakeholders,
+                }
+                for s in statuses
+            ],
+            indent=2,
+        )
+    if not statuses:
+        return "no exceptions"
+    rows = [
+        (
+            s.id,
+            s.state.value,
+            s.exception.expires.strftime("%Y-%m-%d %H:%M"),
+            _days(s.remaining.total_seconds()),
+            ",".join(s.exception.targets),
+            ",".join(str(p) for p in s.exception.paths),
+            s.exception.owner,
+            s.exception.ticket or "",
+            _short(s.exception.reason, 50),
+        )
+        for s in statuses
+    ]
+    return _table(("id", "state", "expires (utc)", "left", "targets", "paths", "owner", "ticket", "reason"), rows)
+
+
+def _days(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{days:.1f}d" if days >= 0 else f"{-days:.1f}d ago"

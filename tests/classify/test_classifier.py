@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.classify.classifier import classify
+from reconciler.classify.classifier import classify, explain
+from reconciler.classify.exceptions import inventory
 from reconciler.desired.loader import load
 from reconciler.domain.drift import DriftItem
 from reconciler.domain.manifest import DriftClass, DriftOp
@@ -97,3 +98,72 @@ def test_classification_is_deterministic(tmp_path: Path, order: int) -> None:
         items.reverse()
     result = {c.item.pointer: c.class_ for c in classify(state.targets["api-prod"], items, state, NOW)}
     assert result == {"/a": DriftClass.ESCALATE, "/b": DriftClass.REVERSIBLE}
+
+
+def test_value_predicates(tmp_path: Path) -> None:
+    """within and within_percent match only numeric drift close enough to desired; booleans never."""
+    state = state_with(
+        tmp_path,
+        "kind: Policy\nmetadata: {name: p}\nspec:\n  default: reversible\n  rules:\n"
+        "    - {match: {paths: ['/pool'], within_percent: 10}, class: acceptable, reason: close enough}\n"
+        "    - {match: {paths: ['/t'], within: 0.5}, class: acceptable, reason: jitter}\n",
+    )
+    target = state.targets["api-prod"]
+
+    def cls(pointer: str, desired: object, observed: object) -> str:
+        (c,) = classify(target, [DriftItem(from_pointer(pointer), DriftOp.CHANGE, desired, observed)], state, NOW)
+        return c.class_.value
+
+    assert cls("/pool", 20, 22) == "acceptable"
+    assert cls("/pool", 20, 23) == "reversible"
+    assert cls("/pool", 20, 19.0) == "acceptable"
+    assert cls("/pool", 1, True) == "reversible"
+    assert cls("/pool", "20", "21") == "reversible"
+    assert cls("/t", 1.0, 1.4) == "acceptable"
+    assert cls("/t", 1.0, 1.6) == "reversible"
+
+
+def test_explain_shows_every_candidate_in_order(tmp_path: Path) -> None:
+    """explain lists the exceptions and rules tried, why each missed, and ends on the decision classify made."""
+    state = state_with(
+        tmp_path,
+        """
+kind: Policy
+metadata: {name: p}
+spec:
+  default: reversible
+  rules:
+    - {match: {environment: staging}, class: acceptable, reason: staging is loose}
+    - {match: {paths: ["/db/**"]}, class: escalate, reason: databases need a human}
+  exceptions:
+    - {targets: [api-prod], paths: ["/db/pool"], reason: "INC-1", owner: oncall, expires: 2026-01-01, ticket: INC-1}
+""",
+    )
+    target = state.targets["api-prod"]
+    steps = explain(target, item("/db/pool"), state, NOW)
+    assert [(s.candidate, s.matched) for s in steps] == [
+        ("exception p/0", False),
+        ("rule p/0", False),
+        ("rule p/1", True),
+    ]
+    assert "expired 2026-01-02" in steps[0].why and "environment prod is not one of ['staging']" in steps[1].why
+    (decided,) = classify(target, [item("/db/pool")], state, NOW)
+    assert (decided.class_, decided.decided_by) == (steps[-1].class_, steps[-1].candidate)
+
+
+def test_exception_inventory(tmp_path: Path) -> None:
+    """Exceptions are active, expiring within the horizon, or expired; soonest first."""
+    state = state_with(
+        tmp_path,
+        """
+kind: Policy
+metadata: {name: p}
+spec:
+  exceptions:
+    - {targets: [a], paths: ["/x"], reason: r, owner: o, expires: 2027-06-01}
+    - {targets: [a], paths: ["/y"], reason: r, owner: o, expires: 2026-11-25}
+    - {targets: [a], paths: ["/z"], reason: r, owner: o, expires: 2026-11-01}
+""",
+    )
+    found = [(s.id, s.state.value) for s in inventory(state, NOW, timedelta(days=7))]
+    assert found == [("p/2", "expired"), ("p/1", "expiring"), ("p/0", "active")]

@@ -1,0 +1,68 @@
+"""Read-only looks at one target: why a drift has the class it has. Nothing is recorded or written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from reconciler.classify.classifier import Step, explain
+from reconciler.domain.drift import DriftItem
+from reconciler.domain.manifest import Target
+from reconciler.domain.paths import MISSING, any_match, from_pointer, get_in
+from reconciler.domain.run import Mode
+from reconciler.domain.state import DesiredState
+from reconciler.errors import ConfigurationError
+from reconciler.remediate.executor import Adapter
+from reconciler.runtime.assess import Assessor
+
+
+@dataclass
+class Explanation:
+    target: Target
+    pointer: str
+    item: DriftItem | None
+    steps: list[Step] = field(default_factory=list)
+    note: str = ""  # when there is no drift at the path, why not
+
+
+def explain_drift(
+    state: DesiredState,
+    adapters: Callable[[str], Adapter],
+    target_name: str,
+    pointer: str,
+    *,
+    hmac_key: bytes,
+    secret_file_roots: Sequence[Path],
+    now: datetime,
+) -> Explanation:
+    """Look at `target_name` live, find the drift at `pointer`, and say which rule or exception decides it."""
+    if target_name not in state.targets:
+        raise ConfigurationError(f"no target named {target_name} in {state.root}")
+    try:
+        path = from_pointer(pointer)
+    except ValueError as exc:
+        raise ConfigurationError(f"PATH: {exc}") from None
+    target = state.targets[target_name]
+    assessment = Assessor(hmac_key, secret_file_roots).assess(
+        state, target, adapters(target.spec.source.adapter), Mode.DRY_RUN, now
+    )
+    for item in assessment.comparison.items:
+        if item.path == path:
+            return Explanation(target, pointer, item, explain(target, item, state, now))
+    result = Explanation(target, pointer, None)
+    inside = [i.pointer for i in assessment.comparison.items if i.path[: len(path)] == path]
+    ignored = [str(g) for g in target.spec.ignore if any_match([g], path)]
+    if ignored:
+        result.note = f"{pointer} is ignored (ignore: {', '.join(ignored)})"
+    elif inside:
+        result.note = f"no drift at {pointer} itself; drift below it at: {', '.join(inside)}"
+    elif (
+        get_in(assessment.desired or target.spec.desired, path) is MISSING
+        and get_in(assessment.observed.document, path) is MISSING
+    ):
+        result.note = f"{pointer} is neither in the desired state nor in live"
+    else:
+        result.note = f"no drift at {pointer}: live equals desired"
+    return result
