@@ -8,6 +8,7 @@ from __future__ import annotations
 from reconciler.classify.classifier import classify
 from reconciler.desired.loader import load as load_desired
 from reconciler.diff.compare import CompareOptions, compare
+from reconciler.diff.parity import PairResult, ParityItem, compare_environments
 from reconciler.domain.drift import Classified, Comparison, DriftItem
 from reconciler.domain.manifest import DriftClass, DriftOp, Target
 from reconciler.domain.policy import Policy
@@ -25,6 +26,8 @@ __all__ = [
     "DriftClass",
     "DriftItem",
     "DriftOp",
+    "PairResult",
+    "ParityItem",
     "PermanentError",
     "Policy",
     "ReconcilerError",
@@ -33,5 +36,6 @@ __all__ = [
     "__version__",
     "classify",
     "compare",
+    "compare_environments",
     "load_desired",
 ]

@@ -11,6 +11,7 @@ import typer
 
 from reconciler.classify import exceptions
 from reconciler.desired import loader
+from reconciler.diff import parity
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
@@ -34,7 +35,7 @@ exceptions_app = typer.Typer(
 app.add_typer(exceptions_app, name="exceptions")
 
 DesiredOpt = Annotated[
-    Path | None, typer.Option("--desired", "-d", help="Desired-state folder [env RECONCILER_DESIRED_DIR].")
+    Path | None, typer.Option("--desired-dir", "-d", help="Desired-state folder [env RECONCILER_DESIRED_DIR].")
 ]
 DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="History database URL [env RECONCILER_DATABASE_URL].")
@@ -167,6 +168,49 @@ def exceptions_list(
         statuses = [s for s in statuses if s.state is not exceptions.ExceptionState.ACTIVE]
     typer.echo(report.render_exceptions(statuses, fmt))
     raise typer.Exit(2 if any(s.state is not exceptions.ExceptionState.ACTIVE for s in statuses) else 0)
+
+
+@app.command("compare")
+def compare_cmd(
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="An environment (repeatable); default: every one.")
+    ] = None,
+    app_: Annotated[list[str] | None, typer.Option("--app", help="Only this app (glob, repeatable).")] = None,
+    desired_only: Annotated[
+        bool, typer.Option("--desired", help="Compare the desired state instead of live state.")
+    ] = False,
+    threshold: Annotated[
+        float, typer.Option(min=0, max=1, help="Drift fraction above which a pair is significant (0.1 = 10%).")
+    ] = 0.1,
+    desired: DesiredOpt = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Does staging match production? Compare every pair of environments for every app.
+
+    Exit code 0 when every difference is expected, 2 when any is not, 1 when a target could not be read.
+    """
+    _check_format(fmt)
+    try:
+        settings = _settings(desired)
+        source, adapters = daemon.build_offline(settings)
+        state = source.current()
+        environments = env or sorted({t.environment for t in state.targets.values() if t.metadata.app})
+        documents: dict[str, dict[str, Any]] | None = None
+        errors: dict[str, str] = {}
+        if not desired_only:
+            chosen = parity.pairs(state, environments, app_ or ())
+            names = sorted({t.name for _, a, b in chosen for t in (a, b)})
+            documents, errors = inspect.live_documents(state, adapters, names)
+        results = parity.compare_environments(
+            state, environments, documents=documents, apps=app_ or (), threshold=threshold, now=datetime.now(UTC)
+        )
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    source_name = "desired state" if desired_only else "live state"
+    typer.echo(report.render_parity(results, errors, environments, source_name, fmt))
+    if errors:
+        raise typer.Exit(1)
+    raise typer.Exit(2 if any(r.unexpected for r in results) else 0)
 
 
 @app.command()

@@ -209,3 +209,20 @@ def test_explain_and_exceptions_list(settings: Settings) -> None:
     assert cli("explain", "payments-api-prod", "no-slash").exit_code == 1
     listing = cli("exceptions", "list")
     assert listing.exit_code == 0 and "payments-oncall" in listing.output and "active" in listing.output
+
+
+def test_compare_environments(settings: Settings, example: Path) -> None:
+    """compare gates on unexpected differences: live staging and prod differ (exit 2), desired ones only as
+    allowed (exit 0); Markdown gives a release-notes table; an unreadable target is an error (exit 1)."""
+    live_result = cli("compare")
+    assert live_result.exit_code == 2
+    assert "/log_level" in live_result.output and "yes: RFC-112" in live_result.output
+    desired_result = cli("compare", "--desired", "--format", "json")
+    data = json.loads(desired_result.stdout)
+    assert desired_result.exit_code == 0 and data["pairs"][0]["unexpected"] == 0
+    assert [d["path"] for d in data["pairs"][0]["differences"]] == ["/features/new_checkout"]
+    markdown = cli("compare", "--env", "staging", "--env", "prod", "--format", "markdown")
+    assert "| Key | staging | prod | Kind | Expected |" in markdown.output
+    (example / "live" / "payments-api" / "prod" / "config.yaml").unlink()
+    broken = cli("compare")
+    assert broken.exit_code == 1 and "file does not exist" in broken.output

@@ -225,6 +225,15 @@ class DesiredVersion:
         return short
 
 
+def reference_paths(node: Any, path: KeyPath = ()) -> list[KeyPath]:
+    """Paths whose desired value is a `${...}` reference (a secret, resolved only at pass time)."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in reference_paths(v, (*path, k))]
+    if isinstance(node, str) and node.startswith("${") and node.endswith("}"):
+        return [path]
+    return []
+
+
 def _may_reference(node: Any) -> bool:
     if isinstance(node, dict):
         return any(_may_reference(v) for v in node.values())

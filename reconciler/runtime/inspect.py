@@ -1,4 +1,4 @@
-"""Read-only looks at one target: why a drift has the class it has. Nothing is recorded or written."""
+"""Read-only looks at live state: why a drift has its class, what each environment holds. Nothing is written."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from reconciler.classify.classifier import Step, explain
 from reconciler.domain.drift import DriftItem
@@ -13,7 +14,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.paths import MISSING, any_match, from_pointer, get_in
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
-from reconciler.errors import ConfigurationError
+from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.remediate.executor import Adapter
 from reconciler.runtime.assess import Assessor
 
@@ -66,3 +67,18 @@ def explain_drift(
     else:
         result.note = f"no drift at {pointer}: live equals desired"
     return result
+
+
+def live_documents(
+    state: DesiredState, adapters: Callable[[str], Adapter], names: Sequence[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The live document of each named target, and the error of each one that could not be read."""
+    documents: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for name in names:
+        target = state.targets[name]
+        try:
+            documents[name] = adapters(target.spec.source.adapter).discover(target).document
+        except ReconcilerError as exc:
+            errors[name] = str(exc)
+    return documents, errors

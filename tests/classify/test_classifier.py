@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.classify.classifier import classify, explain
 from reconciler.classify.exceptions import inventory
@@ -167,3 +169,29 @@ spec:
     )
     found = [(s.id, s.state.value) for s in inventory(state, NOW, timedelta(days=7))]
     assert found == [("p/2", "expired"), ("p/1", "expiring"), ("p/0", "active")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(["/db/pool", "/db/host", "/log", "/debug", "/feature/x", "/feature/y"]))
+def test_classes_do_not_depend_on_item_order(tmp_path_factory: pytest.TempPathFactory, order: list[str]) -> None:
+    """Any order of the same drift items gives each item the same class and the same deciding candidate."""
+    folder = tmp_path_factory.mktemp("policy")
+    state = state_with(
+        folder,
+        "kind: Policy\nmetadata: {name: p}\nspec:\n  default: reversible\n  rules:\n"
+        "    - {match: {paths: ['/db/**']}, class: escalate, reason: db}\n"
+        "    - {match: {paths: ['/feature/*'], ops: [change]}, class: acceptable, reason: flags}\n"
+        "  exceptions:\n    - {targets: ['*'], paths: ['/debug'], reason: r, owner: o, expires: 2030-01-01}\n",
+    )
+    target = state.targets["api-prod"]
+    result = {
+        c.item.pointer: (c.class_.value, c.decided_by) for c in classify(target, [item(p) for p in order], state, NOW)
+    }
+    assert result == {
+        "/db/pool": ("escalate", "rule p/0"),
+        "/db/host": ("escalate", "rule p/0"),
+        "/log": ("reversible", "default"),
+        "/debug": ("acceptable", "exception p/0"),
+        "/feature/x": ("acceptable", "rule p/1"),
+        "/feature/y": ("acceptable", "rule p/1"),
+    }
