@@ -43,9 +43,9 @@ def manifest_files(root: Path) -> list[Path]:
     )
 
 
-def load(root: Path) -> DesiredState:
+def load(root: str | Path) -> DesiredState:
     """Load and validate every manifest below `root`; raises ConfigurationError listing every problem."""
-    root = root.expanduser()
+    root = Path(root).expanduser()
     if not root.exists():
         raise ConfigurationError(f"desired-state folder {root} does not exist")
     files = manifest_files(root)
