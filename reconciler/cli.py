@@ -15,7 +15,7 @@ from reconciler.diff import parity
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.runtime import daemon, inspect, report
+from reconciler.runtime import daemon, inspect, report, views
 from reconciler.settings import Settings, load_settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
@@ -85,6 +85,8 @@ def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, 
     try:
         settings = _settings(desired, database_url)
         components = daemon.build(settings)
+        if mode is Mode.APPLY:
+            components.reconciler.recover()  # settle what an interrupted run left in flight, first
         result = components.reconciler.reconcile(targets or None, mode=mode, trigger="cli")
     except ReconcilerError as exc:
         raise _fail(exc) from None
@@ -142,7 +144,7 @@ def explain_cmd(
         )
     except ReconcilerError as exc:
         raise _fail(exc) from None
-    typer.echo(report.render_explanation(result))
+    typer.echo(views.render_explanation(result))
 
 
 @exceptions_app.command("list")
@@ -166,7 +168,7 @@ def exceptions_list(
     statuses = exceptions.inventory(state, datetime.now(UTC), horizon)
     if expiring:
         statuses = [s for s in statuses if s.state is not exceptions.ExceptionState.ACTIVE]
-    typer.echo(report.render_exceptions(statuses, fmt))
+    typer.echo(views.render_exceptions(statuses, fmt))
     raise typer.Exit(2 if any(s.state is not exceptions.ExceptionState.ACTIVE for s in statuses) else 0)
 
 
@@ -207,7 +209,7 @@ def compare_cmd(
     except ReconcilerError as exc:
         raise _fail(exc) from None
     source_name = "desired state" if desired_only else "live state"
-    typer.echo(report.render_parity(results, errors, environments, source_name, fmt))
+    typer.echo(views.render_parity(results, errors, environments, source_name, fmt))
     if errors:
         raise typer.Exit(1)
     raise typer.Exit(2 if any(r.unexpected for r in results) else 0)
@@ -252,7 +254,10 @@ def rollback(
     _check_format(fmt)
     try:
         settings = _settings(desired, database_url)
-        result = daemon.build(settings).reconciler.rollback(run_id, dry_run=dry_run)
+        engine = daemon.build(settings).reconciler
+        if not dry_run:
+            engine.recover()
+        result = engine.rollback(run_id, dry_run=dry_run)
     except ReconcilerError as exc:
         raise _fail(exc) from None
     typer.echo(report.render_run(result, fmt, settings.hmac_key()))

@@ -106,7 +106,10 @@ class HistoryStore(Journal, Protocol):
         desired_version: str | None,
         rollback_of: str | None = None,
         run_id: str | None = None,
+        owner: str | None = None,
     ) -> str: ...
+
+    def unfinished_runs(self) -> list[tuple[str, str | None]]: ...
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None: ...
 

@@ -213,6 +213,9 @@ class Daemon:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        recovered = self.c.reconciler.recover()  # before any new pass: settle what a crash left in flight
+        if recovered:
+            log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))
         self.http.start()
         host, port = self.http.address
         self._refresh_desired()  # queues a first pass for every target right away

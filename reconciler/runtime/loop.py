@@ -16,15 +16,16 @@ from typing import Any
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DriftClass, Target
-from reconciler.domain.plan import ActionState
+from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import Clock, HistoryStore
-from reconciler.remediate import planner, rollback
+from reconciler.remediate import planner, recovery, rollback
 from reconciler.remediate.executor import Adapter, Execution, execute
+from reconciler.runtime import process
 from reconciler.runtime.assess import Assessor
 
 AdapterLookup = Callable[[str], Adapter]
@@ -81,7 +82,7 @@ class _LazyRun:
     def ensure(self) -> str:
         if not self.started:
             store, kind, trigger, version, rollback_of = self._args
-            store.start_run(kind, trigger, version, rollback_of=rollback_of, run_id=self.id)
+            store.start_run(kind, trigger, version, rollback_of=rollback_of, run_id=self.id, owner=process.identity())
             self.started = True
         return self.id
 
@@ -238,6 +239,36 @@ class Reconciler:
             for action in report.execution.actions:
                 self.metrics.actions.labels(target.environment, action.state.value).inc()
 
+    def recover(self) -> list[Action]:
+        """Settle the in-flight actions of runs whose process is gone, against live state; mark those runs
+        failed. Runs of live processes, and of other hosts, are left alone."""
+        dead = [run_id for run_id, owner in self.store.unfinished_runs() if process.alive(owner) is False]
+        if not dead:
+            return []
+        state = self.desired()
+        settled: list[Action] = []
+        for run_id in dead:
+            in_flight = self.store.actions(run_id, [ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED])
+            by_target: dict[str, list[Action]] = {}
+            for action in in_flight:
+                by_target.setdefault(action.target, []).append(action)
+            done: list[Action] = []
+            for name, actions in by_target.items():
+                if name not in state.targets:
+                    done += recovery.settle_unknown(self.store, actions, f"target {name} is no longer defined")
+                    continue
+                target = state.targets[name]
+                adapter = self.adapters(target.spec.source.adapter)
+                done += recovery.recover_target(target, actions, adapter, self.store, self.hmac_key)
+                self.assessor.forget(name)
+            self.store.finish_run(
+                run_id, RunStatus.FAILED, f"interrupted; {len(in_flight)} in-flight actions recovered"
+            )
+            counts = {s.value: sum(1 for a in done if a.state is s) for s in {a.state for a in done}}
+            log.warning("interrupted run recovered", run_id=run_id, actions=len(in_flight), outcome=counts)
+            settled += done
+        return settled
+
     def rollback(self, of_run: str, *, dry_run: bool, trigger: str = "cli") -> RunReport:
         """Undo what run `of_run` wrote, as a new run; refuses (and says why) where that cannot be done."""
         original = self.store.run(of_run)
@@ -246,7 +277,7 @@ class Reconciler:
         state = self.desired()
         self._ensure_version(state)
         kind = RunKind.ROLLBACK
-        run_id = self.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run)
+        run_id = self.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run, owner=process.identity())
         report = RunReport(run_id, kind, state.version.digest, [], recorded=True)
         with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
             try:

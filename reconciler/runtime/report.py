@@ -6,14 +6,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.classify.exceptions import ExceptionStatus
-from reconciler.diff.parity import PairResult
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
 from reconciler.domain.run import RunStatus
 from reconciler.domain.values import render, to_json
-from reconciler.runtime.inspect import Explanation
 from reconciler.runtime.loop import RunReport, TargetReport
 
 FORMATS = ("table", "json", "markdown")
@@ -28,7 +25,7 @@ def exit_code(status: RunStatus) -> int:
     return 0
 
 
-def _value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     text = to_json(value)
     return None if text is None else json.loads(text)
 
@@ -38,9 +35,9 @@ def _action_dict(action: Action, key: bytes) -> dict[str, Any]:
         "id": action.id,
         "path": action.pointer,
         "verb": action.verb,
-        "before": _value(action.journal_before(key)),
+        "before": json_value(action.journal_before(key)),
         "before_missing": action.before is MISSING,
-        "after": _value(action.journal_after(key)),
+        "after": json_value(action.journal_after(key)),
         "after_missing": action.after is MISSING,
         "state": action.state.value,
         "error": action.error,
@@ -62,9 +59,9 @@ def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
                 "class": c.class_.value,
                 "reason": c.reason,
                 "decided_by": c.decided_by,
-                "desired": _value(c.item.desired),
+                "desired": json_value(c.item.desired),
                 "desired_missing": c.item.desired is MISSING,
-                "observed": _value(c.item.observed),
+                "observed": json_value(c.item.observed),
                 "observed_missing": c.item.observed is MISSING,
                 "secret": c.item.secret,
                 "action": action.state.value if action else _left_alone(report, c.item.pointer),
@@ -110,14 +107,14 @@ def run_dict(report: RunReport, key: bytes) -> dict[str, Any]:
     }
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
-def _short(text: str, limit: int = 40) -> str:
+def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -144,14 +141,14 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
             undo = [
                 (
                     a["path"],
-                    _short(_before_after(a, "before")),
-                    _short(_before_after(a, "after")),
+                    short(_before_after(a, "before")),
+                    short(_before_after(a, "after")),
                     _state_words(a["state"]),
-                    _short(a["error"] or "", 60),
+                    short(a["error"] or "", 60),
                 )
                 for a in t["actions"]
             ]
-            out.append("  " + _table(("path", "live now", "put back", "state", "note"), undo).replace("\n", "\n  "))
+            out.append("  " + table(("path", "live now", "put back", "state", "note"), undo).replace("\n", "\n  "))
             continue
         if not t["drift"]:
             if t["status"] != "failed":
@@ -165,10 +162,10 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
                 d["path"],
                 d["op"],
                 d["class"],
-                _short(render(MISSING) if d["desired_missing"] else render(d["desired"])),
-                _short(render(MISSING) if d["observed_missing"] else render(d["observed"])),
+                short(render(MISSING) if d["desired_missing"] else render(d["desired"])),
+                short(render(MISSING) if d["observed_missing"] else render(d["observed"])),
                 _state_words(d["action"]),
-                _short(d["reason"], 60),
+                short(d["reason"], 60),
             )
             for d in t["drift"]
         ]
@@ -177,7 +174,7 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
             out.append("|" + "---|" * len(headers))
             out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
         else:
-            out.append("  " + _table(headers, rows).replace("\n", "\n  "))
+            out.append("  " + table(headers, rows).replace("\n", "\n  "))
         if data["kind"] == "apply" and not any(a["state"] in ("verified",) for a in t["actions"]):
             out.append("  nothing written")
     for refusal in data["refused"]:
@@ -209,7 +206,7 @@ def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
     ]
     if not rows:
         return "no runs recorded yet"
-    return _table(("run", "started (utc)", "kind", "trigger", "status", "targets", "drift", "actions"), rows)
+    return table(("run", "started (utc)", "kind", "trigger", "status", "targets", "drift", "actions"), rows)
 
 
 def _run_record_dict(r: RunRecord) -> dict[str, Any]:
@@ -255,7 +252,7 @@ def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Seq
         out.append(f"rolls back run {run.rollback_of}")
     if passes:
         out.append(
-            _table(
+            table(
                 ("target", "environment", "status", "drift", "error"),
                 [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or "") for p in passes],
             )
@@ -263,153 +260,20 @@ def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Seq
     if actions:
         out.append("")
         out.append(
-            _table(
+            table(
                 ("action", "target", "path", "before", "after", "state", "error"),
                 [
                     (
                         a.id,
                         a.target,
                         a.pointer,
-                        _short(render(a.before)),
-                        _short(render(a.after)),
+                        short(render(a.before)),
+                        short(render(a.after)),
                         a.state.value,
-                        _short(a.error or "", 60),
+                        short(a.error or "", 60),
                     )
                     for a in actions
                 ],
             )
         )
-    return "\n".join(out)
-
-
-def render_explanation(result: Explanation) -> str:
-    lines = [f"{result.target.name} {result.pointer}"]
-    if result.item is None:
-        lines.append(f"  {result.note}")
-        return "\n".join(lines)
-    item = result.item
-    lines.append(f"  {item.op.value}: desired {render(item.desired)}, live {render(item.observed)}")
-    decision = result.steps[-1]
-    lines.append(f"  class: {decision.class_.value if decision.class_ else '?'}, decided by {decision.candidate}")
-    lines.append("  considered, in order:")
-    for step in result.steps:
-        mark = "=>" if step.matched else "  "
-        lines.append(f"   {mark} {step.candidate}: {step.why}")
-    return "\n".join(lines)
-
-
-def render_exceptions(statuses: Sequence[ExceptionStatus], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(
-            [
-                {
-                    "id": s.id,
-                    "state": s.state.value,
-                    "expires": s.exception.expires.isoformat(),
-                    "remaining_s": int(s.remaining.total_seconds()),
-                    "targets": s.exception.targets,
-                    "paths": [str(p) for p in s.exception.paths],
-                    "reason": s.exception.reason,
-                    "owner": s.exception.owner,
-                    "ticket": s.exception.ticket,
-                    "purpose": s.exception.purpose,
-                    "stakeholders": s.exception.stakeholders,
-                }
-                for s in statuses
-            ],
-            indent=2,
-        )
-    if not statuses:
-        return "no exceptions"
-    rows = [
-        (
-            s.id,
-            s.state.value,
-            s.exception.expires.strftime("%Y-%m-%d %H:%M"),
-            _days(s.remaining.total_seconds()),
-            ",".join(s.exception.targets),
-            ",".join(str(p) for p in s.exception.paths),
-            s.exception.owner,
-            s.exception.ticket or "",
-            _short(s.exception.reason, 50),
-        )
-        for s in statuses
-    ]
-    return _table(("id", "state", "expires (utc)", "left", "targets", "paths", "owner", "ticket", "reason"), rows)
-
-
-def _days(seconds: float) -> str:
-    days = seconds / 86400
-    return f"{days:.1f}d" if days >= 0 else f"{-days:.1f}d ago"
-
-
-def _side(value: Any) -> str:
-    return "(absent)" if value is MISSING else _short(render(value))
-
-
-def render_parity(
-    results: Sequence[PairResult], errors: dict[str, str], environments: Sequence[str], source: str, fmt: str
-) -> str:
-    if fmt == "json":
-        return json.dumps(
-            {
-                "source": source,
-                "environments": list(environments),
-                "errors": errors,
-                "pairs": [
-                    {
-                        "app": r.app,
-                        "a": {"target": r.a.name, "environment": r.a.environment},
-                        "b": {"target": r.b.name, "environment": r.b.environment},
-                        "drift_percent": round(r.drift_percent, 3),
-                        "threshold": r.threshold,
-                        "significant": r.significant,
-                        "unexpected": len(r.unexpected),
-                        "differences": [
-                            {
-                                "path": i.pointer,
-                                "kind": i.kind,
-                                "expected": i.expected,
-                                "note": i.note,
-                                "a": _value(i.a),
-                                "a_absent": i.a is MISSING,
-                                "b": _value(i.b),
-                                "b_absent": i.b is MISSING,
-                            }
-                            for i in r.items
-                        ],
-                    }
-                    for r in results
-                ],
-            },
-            indent=2,
-        )
-    md = fmt == "markdown"
-    out = [f"{'**' if md else ''}Environment parity on {source}: {', '.join(environments)}{'**' if md else ''}"]
-    for name, error in sorted(errors.items()):
-        out.append(f"error: {name}: {error}")
-    if not results and not errors:
-        out.append("no app has targets in two of these environments")
-    for r in results:
-        verdict = "significant" if r.significant else "within threshold"
-        title = (
-            f"{r.app}: {r.a.environment} ({r.a.name}) vs {r.b.environment} ({r.b.name}): "
-            f"{r.drift_percent:.1f}% drift, {verdict} ({r.threshold:.0%}); "
-            f"{len(r.unexpected)} unexpected, {len(r.items) - len(r.unexpected)} expected"
-        )
-        out += ["", f"### {title}" if md else title]
-        if not r.items:
-            out.append("  no differences")
-            continue
-        headers = ("key", r.a.environment, r.b.environment, "kind", "expected")
-        rows = [
-            (i.pointer, _side(i.a), _side(i.b), i.kind, ("yes: " + i.note) if i.expected else (i.note or "no"))
-            for i in r.items
-        ]
-        if md:
-            out.append("| " + " | ".join(h.title() if h in ("key", "kind", "expected") else h for h in headers) + " |")
-            out.append("|" + "---|" * len(headers))
-            out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        else:
-            out.append("  " + _table(headers, rows).replace("\n", "\n  "))
     return "\n".join(out)

@@ -78,6 +78,7 @@ class SqlHistoryStore:
         desired_version: str | None,
         rollback_of: str | None = None,
         run_id: str | None = None,
+        owner: str | None = None,
     ) -> str:
         run_id = run_id or str(uuid.uuid4())
         try:
@@ -91,6 +92,7 @@ class SqlHistoryStore:
                         started_at=_now(),
                         desired_version=desired_version,
                         rollback_of=rollback_of,
+                        owner=owner,
                     )
                 )
         except SQLAlchemyError as exc:
@@ -191,6 +193,11 @@ class SqlHistoryStore:
             raise self._fail(exc) from None
 
     # -- reading -----------------------------------------------------------------------------------------
+
+    def unfinished_runs(self) -> list[tuple[str, str | None]]:
+        """(run id, owner) of every run still marked running: in flight now, or interrupted."""
+        rows = self._rows(sa.select(t.runs.c.id, t.runs.c.owner).where(t.runs.c.status == RunStatus.RUNNING.value))
+        return [(r["id"], r["owner"]) for r in rows]
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.id).limit(limit)

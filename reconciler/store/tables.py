@@ -50,12 +50,14 @@ runs = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("trigger", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("started_at", UtcDateTime, nullable=False, index=True),
     sa.Column("finished_at", UtcDateTime, nullable=True),
     sa.Column("desired_version", sa.String(64), sa.ForeignKey("desired_versions.digest"), nullable=True),
     sa.Column("rollback_of", sa.String(36), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # host:pid:start-ticks of the process that ran it; recovery touches only runs whose owner is gone
+    sa.Column("owner", sa.String(200), nullable=True),
 )
 
 passes = sa.Table(

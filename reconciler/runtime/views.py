@@ -1,0 +1,147 @@
+"""Reports of read-only looks for people and programs: explain, the exceptions inventory, parity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from reconciler.classify.exceptions import ExceptionStatus
+from reconciler.diff.parity import PairResult
+from reconciler.domain.paths import MISSING
+from reconciler.domain.values import render
+from reconciler.runtime.inspect import Explanation
+from reconciler.runtime.report import json_value, short, table
+
+
+def render_explanation(result: Explanation) -> str:
+    lines = [f"{result.target.name} {result.pointer}"]
+    if result.item is None:
+        lines.append(f"  {result.note}")
+        return "\n".join(lines)
+    item = result.item
+    lines.append(f"  {item.op.value}: desired {render(item.desired)}, live {render(item.observed)}")
+    decision = result.steps[-1]
+    lines.append(f"  class: {decision.class_.value if decision.class_ else '?'}, decided by {decision.candidate}")
+    lines.append("  considered, in order:")
+    for step in result.steps:
+        mark = "=>" if step.matched else "  "
+        lines.append(f"   {mark} {step.candidate}: {step.why}")
+    return "\n".join(lines)
+
+
+def render_exceptions(statuses: Sequence[ExceptionStatus], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(
+            [
+                {
+                    "id": s.id,
+                    "state": s.state.value,
+                    "expires": s.exception.expires.isoformat(),
+                    "remaining_s": int(s.remaining.total_seconds()),
+                    "targets": s.exception.targets,
+                    "paths": [str(p) for p in s.exception.paths],
+                    "reason": s.exception.reason,
+                    "owner": s.exception.owner,
+                    "ticket": s.exception.ticket,
+                    "purpose": s.exception.purpose,
+                    "stakeholders": s.exception.stakeholders,
+                }
+                for s in statuses
+            ],
+            indent=2,
+        )
+    if not statuses:
+        return "no exceptions"
+    rows = [
+        (
+            s.id,
+            s.state.value,
+            s.exception.expires.strftime("%Y-%m-%d %H:%M"),
+            _days(s.remaining.total_seconds()),
+            ",".join(s.exception.targets),
+            ",".join(str(p) for p in s.exception.paths),
+            s.exception.owner,
+            s.exception.ticket or "",
+            short(s.exception.reason, 50),
+        )
+        for s in statuses
+    ]
+    return table(("id", "state", "expires (utc)", "left", "targets", "paths", "owner", "ticket", "reason"), rows)
+
+
+def _days(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{days:.1f}d" if days >= 0 else f"{-days:.1f}d ago"
+
+
+def _side(value: Any) -> str:
+    return "(absent)" if value is MISSING else short(render(value))
+
+
+def render_parity(
+    results: Sequence[PairResult], errors: dict[str, str], environments: Sequence[str], source: str, fmt: str
+) -> str:
+    if fmt == "json":
+        return json.dumps(
+            {
+                "source": source,
+                "environments": list(environments),
+                "errors": errors,
+                "pairs": [
+                    {
+                        "app": r.app,
+                        "a": {"target": r.a.name, "environment": r.a.environment},
+                        "b": {"target": r.b.name, "environment": r.b.environment},
+                        "drift_percent": round(r.drift_percent, 3),
+                        "threshold": r.threshold,
+                        "significant": r.significant,
+                        "unexpected": len(r.unexpected),
+                        "differences": [
+                            {
+                                "path": i.pointer,
+                                "kind": i.kind,
+                                "expected": i.expected,
+                                "note": i.note,
+                                "a": json_value(i.a),
+                                "a_absent": i.a is MISSING,
+                                "b": json_value(i.b),
+                                "b_absent": i.b is MISSING,
+                            }
+                            for i in r.items
+                        ],
+                    }
+                    for r in results
+                ],
+            },
+            indent=2,
+        )
+    md = fmt == "markdown"
+    out = [f"{'**' if md else ''}Environment parity on {source}: {', '.join(environments)}{'**' if md else ''}"]
+    for name, error in sorted(errors.items()):
+        out.append(f"error: {name}: {error}")
+    if not results and not errors:
+        out.append("no app has targets in two of these environments")
+    for r in results:
+        verdict = "significant" if r.significant else "within threshold"
+        title = (
+            f"{r.app}: {r.a.environment} ({r.a.name}) vs {r.b.environment} ({r.b.name}): "
+            f"{r.drift_percent:.1f}% drift, {verdict} ({r.threshold:.0%}); "
+            f"{len(r.unexpected)} unexpected, {len(r.items) - len(r.unexpected)} expected"
+        )
+        out += ["", f"### {title}" if md else title]
+        if not r.items:
+            out.append("  no differences")
+            continue
+        headers = ("key", r.a.environment, r.b.environment, "kind", "expected")
+        rows = [
+            (i.pointer, _side(i.a), _side(i.b), i.kind, ("yes: " + i.note) if i.expected else (i.note or "no"))
+            for i in r.items
+        ]
+        if md:
+            out.append("| " + " | ".join(h.title() if h in ("key", "kind", "expected") else h for h in headers) + " |")
+            out.append("|" + "---|" * len(headers))
+            out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        else:
+            out.append("  " + table(headers, rows).replace("\n", "\n  "))
+    return "\n".join(out)

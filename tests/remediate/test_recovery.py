@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.adapters.file import FileAdapter
+from reconciler.desired.loader import load
+from reconciler.domain.manifest import DesiredVersion, DriftOp
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.run import Mode, RunKind, RunStatus
+from reconciler.domain.state import DesiredState
+from reconciler.observe.metrics import Metrics
+from reconciler.ports import SystemClock
+from reconciler.runtime import process
+from reconciler.runtime.loop import Reconciler
+from reconciler.settings import FileSettings
+from reconciler.store.history import SqlHistoryStore
+from tests.conftest import HMAC_KEY
+
+
+def setup(tmp_path: Path, live: str) -> tuple[DesiredState, FileAdapter]:
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "c.yaml").write_text(live)
+    (tmp_path / "desired").mkdir()
+    (tmp_path / "desired" / "t.yaml").write_text(
+        "kind: Target\nmetadata: {name: t}\nspec:\n  source: {adapter: file, path: ../live/c.yaml}\n"
+        "  desired: {a: 2, b: 2, c: 2, pw: new}\n  secrets: [/pw]\n"
+    )
+    state = load(tmp_path / "desired")
+    adapter = FileAdapter(FileSettings(roots=[tmp_path / "live"]))
+    return state, adapter
+
+
+def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHistoryStore) -> None:
+    """In-flight actions of a dead process become verified, failed or conflict by what live holds (secrets by
+    hash); the run is marked failed; runs of live processes are not touched."""
+    state, adapter = setup(tmp_path, "a: 2\nb: 1\nc: 9\npw: new\n")
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    dead = store.start_run(RunKind.APPLY, "cli", "v" * 64, owner="x")  # "x" is no process: dead
+    alive = store.start_run(RunKind.APPLY, "cli", "v" * 64, owner=process.identity())
+
+    def action(run: str, name: str, before: object, after: object, secret: bool = False) -> Action:
+        return Action(f"{run}-{name}", run, "t", (name,), DriftOp.CHANGE, before, after, "v" * 64, "r", secret)
+
+    store.record_actions(
+        [
+            action(dead, "a", 1, 2).with_state(ActionState.STAGED),  # written: live holds after
+            action(dead, "b", 1, 2),  # not written: live holds before
+            action(dead, "c", 1, 2).with_state(ActionState.APPLIED),  # someone else wrote: neither
+            action(dead, "pw", "old", "new", secret=True),  # secret, written
+        ]
+    )
+    store.record_actions([action(alive, "b", 1, 2).with_state(ActionState.STAGED)])
+    engine = Reconciler(
+        lambda: state,
+        store,
+        lambda name: adapter,
+        Metrics(),
+        SystemClock(),  # type: ignore[arg-type,return-value]
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+    )
+    settled = {a.pointer: a.state.value for a in engine.recover()}
+    assert settled == {"/a": "verified", "/b": "failed", "/c": "conflict", "/pw": "verified"}
+    assert {a.pointer: a.state for a in store.actions(alive)} == {"/b": ActionState.STAGED}
+    dead_run, alive_run = store.run(dead), store.run(alive)
+    assert dead_run is not None and dead_run.status is RunStatus.FAILED and "interrupted" in (dead_run.error or "")
+    assert alive_run is not None and alive_run.status is RunStatus.RUNNING
+    assert engine.recover() == []  # settled once only
