@@ -82,6 +82,29 @@ class PolicySettings(BaseModel):
     )
 
 
+class GuardSettings(BaseModel):
+    """Where apply may run at all, and how to stop it without a restart."""
+
+    apply_environments: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Environment globs where apply may write; any other environment runs dry-run whatever "
+        "the mode. Defaults to every environment; list them explicitly in production.",
+    )
+    dry_run_file: Path | None = Field(
+        None,
+        description="While this file exists the daemon runs dry-run, whatever the mode (checked before every "
+        "pass). SIGUSR1 switches to dry-run too, SIGUSR2 back. Defaults to none.",
+    )
+
+
+class RetrySettings(BaseModel):
+    """Retries of single adapter calls (reads and stages) on temporary errors."""
+
+    attempts: int = Field(3, ge=1, le=20, description="Tries per call, the first included. Defaults to 3.")
+    initial_s: float = Field(0.1, gt=0, description="First wait between tries; doubles, with jitter. Defaults to 0.1.")
+    max_s: float = Field(2.0, gt=0, description="Longest wait between tries. Defaults to 2.")
+
+
 class Settings(BaseSettings):
     """Everything reconciler can be told, from the environment (RECONCILER_ prefix, `__` between groups)."""
 
@@ -100,6 +123,8 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
 
     @field_validator("database_url")
     @classmethod

@@ -20,6 +20,7 @@ class PassRecord:
     observed_fingerprint: str | None = None
     error: str | None = None
     duration_s: float = 0.0
+    note: str | None = None  # why the pass ran as it did (a guard, a stopped wave)
 
 
 @dataclass(frozen=True, slots=True)

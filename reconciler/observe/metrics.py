@@ -59,6 +59,12 @@ class Metrics:
             ["adapter", "environment"],
             registry=r,
         )
+        self.adapter_retries = Counter(
+            "reconciler_adapter_retries_total",
+            "Adapter reads and stages tried again after a temporary error.",
+            ["adapter"],
+            registry=r,
+        )
         self.desired_reload_errors = Counter(
             "reconciler_desired_reload_errors_total",
             "Edits of the desired state refused as invalid (the last good version stays in force).",
@@ -68,6 +74,12 @@ class Metrics:
             "reconciler_desired_version_info",
             "The desired-state version in force (value 1).",
             ["digest", "git_commit"],
+            registry=r,
+        )
+        self.waves_stopped = Counter(
+            "reconciler_waves_stopped_total",
+            "Runs whose later waves were held in dry-run because a wave in this environment failed.",
+            ["environment"],
             registry=r,
         )
         self.targets = Gauge("reconciler_targets", "Targets in the desired state.", ["environment"], registry=r)
@@ -96,6 +108,7 @@ class Metrics:
                 self.passes.labels(environment, result)
             for outcome in ACTION_OUTCOMES:
                 self.actions.labels(environment, outcome)
+            self.waves_stopped.labels(environment)
 
     def forget_target(self, name: str, environment: str) -> None:
         """Drop a removed target's series, so it does not look stuck forever."""

@@ -22,9 +22,11 @@ from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import SystemClock
 from reconciler.remediate.executor import Adapter
+from reconciler.runtime.guard import Guard
 from reconciler.runtime.http import HttpServer
 from reconciler.runtime.loop import Reconciler
 from reconciler.runtime.queue import WorkQueue
+from reconciler.runtime.retry import RetryingAdapter
 from reconciler.runtime.scheduler import Scheduler
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
@@ -35,18 +37,31 @@ log = logs.get_logger("reconciler.daemon")
 
 
 class Adapters:
-    """Adapter instances by name, built on first use from the entry-point registry."""
+    """Adapter instances by name, built on first use from the entry-point registry, with retries."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._instances: dict[str, Adapter] = {}
         self._lock = threading.Lock()
+
+    def _retried(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.adapter_retries.labels(name).inc()
 
     def __call__(self, name: str) -> Adapter:
         with self._lock:
             if name not in self._instances:
                 cls: Any = registry.adapter_class(name)
-                self._instances[name] = cls.from_settings(self._settings)
+                retry = self._settings.retry
+                self._instances[name] = RetryingAdapter(
+                    name,
+                    cls.from_settings(self._settings),
+                    attempts=retry.attempts,
+                    initial_s=retry.initial_s,
+                    max_s=retry.max_s,
+                    on_retry=self._retried,
+                )
             return self._instances[name]
 
 
@@ -84,12 +99,13 @@ def build(settings: Settings) -> Components:
     engine = Reconciler(
         desired.current,
         store,
-        Adapters(settings),
+        Adapters(settings, metrics),
         metrics,
         SystemClock(),
         global_mode=settings.mode,
         hmac_key=settings.hmac_key(),
         secret_file_roots=settings.secrets.file_roots,
+        guard=Guard(settings.mode, settings.guard.apply_environments, settings.guard.dry_run_file),
     )
     return Components(settings, store, desired, metrics, engine)
 
@@ -213,6 +229,9 @@ class Daemon:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        guard = self.c.reconciler.guard
+        signal.signal(signal.SIGUSR1, lambda *_: guard.force_dry_run(True))
+        signal.signal(signal.SIGUSR2, lambda *_: guard.force_dry_run(False))
         recovered = self.c.reconciler.recover()  # before any new pass: settle what a crash left in flight
         if recovered:
             log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))

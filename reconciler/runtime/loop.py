@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
-from reconciler.domain.manifest import DriftClass, Target
+from reconciler.domain.manifest import DriftClass, Target, environment_rank
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
@@ -27,6 +27,7 @@ from reconciler.remediate import planner, recovery, rollback
 from reconciler.remediate.executor import Adapter, Execution, execute
 from reconciler.runtime import process
 from reconciler.runtime.assess import Assessor
+from reconciler.runtime.guard import Guard
 
 AdapterLookup = Callable[[str], Adapter]
 DesiredLookup = Callable[[], DesiredState]
@@ -50,6 +51,7 @@ class TargetReport:
     duration_s: float = 0.0
     fingerprint: str | None = None
     unchanged: bool = False  # nothing changed since the last good pass: no work, nothing recorded
+    note: str | None = None  # why the pass ran as it did: a guard, a stopped wave
 
 
 @dataclass
@@ -101,13 +103,14 @@ class Reconciler:
         global_mode: Mode,
         hmac_key: bytes,
         secret_file_roots: Sequence[Path] = (),
+        guard: Guard | None = None,
     ) -> None:
         self.desired = desired
         self.store = store
         self.adapters = adapters
         self.metrics = metrics
         self.clock = clock
-        self.global_mode = global_mode
+        self.guard = guard or Guard(global_mode, ["*"])
         self.hmac_key = hmac_key
         self.assessor = Assessor(hmac_key, secret_file_roots)
         self._last_status: dict[str, RunStatus] = {}
@@ -127,7 +130,7 @@ class Reconciler:
         unknown = sorted(set(names or ()) - set(state.targets))
         if unknown:
             raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
-        run_mode = self.global_mode if mode is None else mode
+        run_mode = self.guard.mode() if mode is None else mode
         kind = RunKind.APPLY if run_mode is Mode.APPLY else RunKind.DRY_RUN
         self._ensure_version(state)
         self.metrics.set_desired_version(state.version.digest, state.version.git_commit)
@@ -135,17 +138,34 @@ class Reconciler:
         report = RunReport(run.id, kind, state.version.digest, [])
         with logs.bound_contextvars(run_id=run.id, mode=run_mode.value):
             try:
+                stop: tuple[int, str] | None = None  # rank of the failed wave, and why
                 for target in state.ordered_targets(list(names) if names else None):
-                    report.targets.append(self._pass(state, target, run_mode, run))
+                    rank = environment_rank(target.environment)
+                    later = stop is not None and rank > stop[0]
+                    done = self._pass(state, target, run_mode, run, stop[1] if stop and later else None)
+                    report.targets.append(done)
+                    if stop is None and done.execution and (done.execution.rolled_back or done.execution.error):
+                        # Waves go in environment rank; a failed one stops every later wave of this run.
+                        why = f"wave stopped: {target.name} ({target.environment}) failed: {done.execution.error}"
+                        stop = (rank, why)
+                        self.metrics.waves_stopped.labels(target.environment).inc()
+                        log.error("wave failed; later waves run dry-run", target=target.name, error=done.error)
             finally:
                 if run.started:
                     self.store.finish_run(run.id, report.status)
         report.recorded = run.started
         return report
 
-    def _pass(self, state: DesiredState, target: Target, run_mode: Mode, run: _LazyRun) -> TargetReport:
+    def _pass(
+        self, state: DesiredState, target: Target, run_mode: Mode, run: _LazyRun, stopped: str | None = None
+    ) -> TargetReport:
         mode = Mode.safer(run_mode, target.spec.mode)
-        report = TargetReport(target, mode)
+        note = None
+        if mode is Mode.APPLY and not self.guard.allows_apply(target.environment):
+            mode, note = Mode.DRY_RUN, f"apply is not allowed in environment {target.environment} (guard)"
+        elif mode is Mode.APPLY and stopped is not None:
+            mode, note = Mode.DRY_RUN, stopped
+        report = TargetReport(target, mode, note=note)
         started = time.perf_counter()
         adapter_name = target.spec.source.adapter
         with logs.bound_contextvars(target=target.name, environment=target.environment):
@@ -227,6 +247,7 @@ class Reconciler:
             observed_fingerprint=report.fingerprint,
             error=report.error,
             duration_s=report.duration_s,
+            note=report.note,
         )
         self.store.record_pass(run.ensure(), record, report.classified)
         if report.status is not RunStatus.FAILED:

@@ -74,6 +74,7 @@ def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
         "status": report.status.value,
         "drift_percent": round(report.comparison.drift_percent, 3) if report.comparison else None,
         "error": report.error,
+        "note": report.note,
         "drift": drift,
         "actions": [_action_dict(a, key) for a in actions],
     }
@@ -137,6 +138,8 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
         out.append(f"### {title}" if md else title)
         if t["error"]:
             out.append(f"  error: {t['error']}")
+        if t["note"]:
+            out.append(f"  note: {t['note']}")
         if data["kind"] == "rollback":
             undo = [
                 (

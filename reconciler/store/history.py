@@ -140,6 +140,7 @@ class SqlHistoryStore:
                         observed_fingerprint=record.observed_fingerprint,
                         error=record.error,
                         duration_s=record.duration_s,
+                        note=record.note,
                     )
                 )
                 if rows:
@@ -268,6 +269,7 @@ class SqlHistoryStore:
                 observed_fingerprint=r["observed_fingerprint"],
                 error=r["error"],
                 duration_s=r["duration_s"],
+                note=r["note"],
             )
             for r in rows
         ]

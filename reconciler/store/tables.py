@@ -73,6 +73,7 @@ passes = sa.Table(
     sa.Column("observed_fingerprint", sa.String(64), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
 )
 
 drifts = sa.Table(

@@ -2,14 +2,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from reconciler.adapters.file import FileAdapter
 from reconciler.desired.source import DesiredSource
+from reconciler.domain.manifest import Target
+from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import FixedClock
 from reconciler.runtime.daemon import Adapters
+from reconciler.runtime.guard import Guard
 from reconciler.runtime.loop import Reconciler
-from reconciler.settings import Settings
+from reconciler.settings import FileSettings, Settings
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY
 
@@ -113,3 +118,83 @@ def test_unchanged_targets_cost_nothing_and_record_nothing(
     fourth = engine.reconcile(["payments-api-prod"], trigger="schedule")
     assert not fourth.targets[0].unchanged
     assert {c.item.pointer: c.class_.value for c in fourth.targets[0].classified}["/database/timeout"] == "escalate"
+
+
+class Forgetful(FileAdapter):
+    """A live system that accepts a write but still shows the old value right after it (once)."""
+
+    def __init__(self, settings: FileSettings) -> None:
+        super().__init__(settings)
+        self.before: dict[str, Observed] = {}
+        self.lie = False
+
+    def discover(self, target: Target) -> Observed:
+        observed = super().discover(target)
+        if self.lie and target.name in self.before:
+            self.lie = False
+            return self.before.pop(target.name)
+        self.before[target.name] = Observed(observed.fingerprint, observed.location, document=observed.document)
+        return observed
+
+    def commit(self, staged: Any) -> None:
+        super().commit(staged)
+        self.lie = True
+
+
+def test_a_failed_wave_stops_later_waves(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """When a staging target fails verification (and is rolled back), prod runs dry-run with a note saying
+    why, recorded in history and counted."""
+    forgetful = Forgetful(settings.file)
+    metrics = Metrics()
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        lambda name: forgetful,
+        metrics,
+        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+    )
+    report = engine.reconcile()
+    by_name = {t.target.name: t for t in report.targets}
+    assert by_name["checkout-staging"].status is RunStatus.FAILED and by_name["checkout-staging"].execution.rolled_back  # type: ignore[union-attr]
+    prod = by_name["payments-api-prod"]
+    assert prod.mode is Mode.DRY_RUN and (prod.note or "").startswith("wave stopped: checkout-staging (staging) failed")
+    assert "log_level: DEBUG" in (example / "live" / "payments-api" / "prod" / "config.yaml").read_text()
+    assert by_name["payments-api-staging"].mode is Mode.APPLY  # the same wave goes on
+    notes = {p.target: p.note for p in store.passes(report.run_id)}
+    assert (notes["payments-api-prod"] or "").startswith("wave stopped")
+    assert 'reconciler_waves_stopped_total{environment="staging"} 1.0' in metrics.render()[0].decode()
+
+
+def test_guards(settings: Settings, store: SqlHistoryStore, example: Path, tmp_path: Path) -> None:
+    """Apply writes only in allowed environments; the flag file and SIGUSR1-style forcing make the daemon's
+    mode dry-run, and removing them restores it."""
+    flag = tmp_path / "dry-run"
+    guard = Guard(Mode.APPLY, ["dev", "stag*"], flag)
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        Adapters(settings),
+        Metrics(),
+        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+        guard=guard,
+    )
+    report = engine.reconcile()
+    by_name = {t.target.name: t for t in report.targets}
+    assert by_name["checkout-staging"].status is RunStatus.FIXED
+    prod = by_name["payments-api-prod"]
+    assert prod.mode is Mode.DRY_RUN and prod.note == "apply is not allowed in environment prod (guard)"
+    assert guard.mode() is Mode.APPLY
+    flag.touch()
+    assert guard.mode() is Mode.DRY_RUN
+    assert engine.reconcile(["checkout-staging"]).kind.value == "dry-run"
+    flag.unlink()
+    guard.force_dry_run(True)
+    assert guard.mode() is Mode.DRY_RUN
+    guard.force_dry_run(False)
+    assert guard.mode() is Mode.APPLY

@@ -1,0 +1,81 @@
+"""Retries around single adapter calls: temporary errors only, exponential backoff with jitter, capped.
+
+discover and stage are retried (a read; a stage cleans up after itself when it fails). commit is never
+retried here: a failed commit is the executor's to handle (conflict, rollback, the next pass). Permanent
+errors (conflict, validation) are never retried. Whole passes are retried by the queue, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from reconciler.domain.manifest import Target
+from reconciler.domain.observed import Observed
+from reconciler.errors import TemporaryError
+from reconciler.observe import logging as logs
+from reconciler.ports import Capabilities, Change, Staged
+from reconciler.remediate.executor import Adapter
+
+T = TypeVar("T")
+log = logs.get_logger("reconciler.retry")
+
+
+class RetryingAdapter:
+    """Wraps an adapter so that its reads and stages are retried on temporary errors."""
+
+    def __init__(
+        self,
+        name: str,
+        inner: Adapter,
+        *,
+        attempts: int,
+        initial_s: float,
+        max_s: float,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.inner = inner
+        self.capabilities: Capabilities = inner.capabilities
+        self._attempts = attempts
+        self._initial_s = initial_s
+        self._max_s = max_s
+        self._on_retry = on_retry
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        def before_sleep(state: Any) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.info(
+                "adapter call retried", adapter=self.name, call=what, attempt=state.attempt_number, error=str(error)
+            )
+            if self._on_retry is not None:
+                self._on_retry(self.name)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TemporaryError),
+            stop=stop_after_attempt(self._attempts),
+            # initial_s, 2x, 4x ... capped at max_s, plus up to initial_s of jitter so retries spread out
+            wait=wait_exponential_jitter(multiplier=self._initial_s, max=self._max_s, jitter=self._initial_s),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(fn)
+
+    def discover(self, target: Target) -> Observed:
+        # The read only: parsing stays lazy, so that an unchanged target is never parsed. A document that
+        # does not parse fails the pass, and the queue's backoff tries the pass again.
+        return self._call("discover", lambda: self.inner.discover(target))
+
+    def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
+        return self.inner.normalize(target, desired)
+
+    def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged:
+        return self._call("stage", lambda: self.inner.stage(target, changes, dry_run=dry_run))
+
+    def commit(self, staged: Staged) -> None:
+        self.inner.commit(staged)
+
+    def discard(self, staged: Staged) -> None:
+        self.inner.discard(staged)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciler.errors import ConflictError, DiscoveryError
+from reconciler.ports import Capabilities, Staged
+from reconciler.runtime.retry import RetryingAdapter
+
+
+class Flaky:
+    """Fails its first `failures` calls of each kind with the given error."""
+
+    capabilities = Capabilities(read=True, write=True)
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls: dict[str, int] = {}
+
+    def _maybe_fail(self, what: str) -> None:
+        self.calls[what] = self.calls.get(what, 0) + 1
+        if self.calls[what] <= self.failures:
+            raise self.error
+
+    def discover(self, target: Any) -> str:
+        self._maybe_fail("discover")
+        return "observed"
+
+    def normalize(self, target: Any, desired: dict[str, Any]) -> dict[str, Any]:
+        return desired
+
+    def stage(self, target: Any, changes: Any, *, dry_run: bool) -> Staged:
+        self._maybe_fail("stage")
+        return Staged("t", [], [], dry_run)
+
+    def commit(self, staged: Staged) -> None:
+        self._maybe_fail("commit")
+
+    def discard(self, staged: Staged) -> None:
+        return None
+
+
+def wrap(inner: Flaky, retried: list[str]) -> RetryingAdapter:
+    return RetryingAdapter("flaky", inner, attempts=3, initial_s=0.001, max_s=0.01, on_retry=retried.append)  # type: ignore[arg-type]
+
+
+def test_temporary_errors_are_retried_up_to_the_limit() -> None:
+    """A read that fails twice with a temporary error succeeds on the third try; one that keeps failing
+    raises after three tries."""
+    retried: list[str] = []
+    assert wrap(Flaky(2, DiscoveryError("timeout")), retried).discover(None) == "observed"  # type: ignore[arg-type]
+    assert retried == ["flaky", "flaky"]
+    always = Flaky(10, DiscoveryError("refused"))
+    with pytest.raises(DiscoveryError):
+        wrap(always, []).discover(None)  # type: ignore[arg-type]
+    assert always.calls["discover"] == 3
+
+
+def test_permanent_errors_and_commits_are_never_retried() -> None:
+    """A conflict is raised at once, and a failing commit is tried exactly once."""
+    conflict = Flaky(1, ConflictError("someone else wrote"))
+    with pytest.raises(ConflictError):
+        wrap(conflict, []).stage(None, [], dry_run=False)  # type: ignore[arg-type]
+    assert conflict.calls["stage"] == 1
+    flaky_commit = Flaky(1, DiscoveryError("blip"))
+    with pytest.raises(DiscoveryError):
+        wrap(flaky_commit, []).commit(Staged("t", [], [], False))
+    assert flaky_commit.calls["commit"] == 1
