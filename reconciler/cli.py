@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import typer
 from reconciler.classify import exceptions
 from reconciler.desired import loader
 from reconciler.diff import parity
+from reconciler.domain.approval import ApprovalState
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
@@ -19,6 +21,7 @@ from reconciler.runtime import daemon, inspect, report, views
 from reconciler.settings import Settings, load_settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
+from reconciler.store.approvals import SqlApprovalStore
 
 app = typer.Typer(
     name="reconciler",
@@ -29,6 +32,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The history database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+approvals_app = typer.Typer(help="Escalated drift waiting for a person.", no_args_is_help=True)
+app.add_typer(approvals_app, name="approvals")
 exceptions_app = typer.Typer(
     help="Policy exceptions: acceptable drift with an owner and an expiry.", no_args_is_help=True
 )
@@ -213,6 +218,68 @@ def compare_cmd(
     if errors:
         raise typer.Exit(1)
     raise typer.Exit(2 if any(r.unexpected for r in results) else 0)
+
+
+@approvals_app.command("list")
+def approvals_list(
+    all_: Annotated[bool, typer.Option("--all", help="Decided, used and superseded ones too.")] = False,
+    database_url: DatabaseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Approvals waiting for a decision (with --all: every approval, newest first)."""
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    try:
+        store = SqlApprovalStore(daemon.build_store(_settings(database_url=database_url)).engine)
+        found = store.list(() if all_ else (ApprovalState.PENDING, ApprovalState.APPROVED))
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    typer.echo(views.render_approvals(found, fmt))
+
+
+def _decide(approval_id: str, approve: bool, actor: str | None, comment: str | None, database_url: str | None) -> None:
+    try:
+        settings = _settings(database_url=database_url)
+        store = SqlApprovalStore(daemon.build_store(settings).engine)
+        decided = store.decide(
+            approval_id,
+            approve=approve,
+            actor=actor or getpass.getuser(),
+            comment=comment,
+            now=datetime.now(UTC),
+            ttl=timedelta(seconds=settings.approvals.ttl_s),
+        )
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    until = f", usable until {decided.expires_at:%Y-%m-%d %H:%M} UTC by an apply pass" if decided.expires_at else ""
+    typer.echo(f"{decided.state.value}: {decided.target} {decided.pointer} by {decided.actor}{until}")
+
+
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who decides; defaults to the login name.")]
+CommentOpt = Annotated[str | None, typer.Option("--comment", "-m", help="Why.")]
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The approval's id.")],
+    actor: ActorOpt = None,
+    comment: CommentOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Approve one escalated drift: the next apply pass fixes it, staged and verified, if the drift is still
+    exactly the same (live and desired unchanged) and the approval has not expired."""
+    _decide(approval_id, True, actor, comment, database_url)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[str, typer.Argument(help="The approval's id.")],
+    actor: ActorOpt = None,
+    comment: CommentOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Reject one escalated drift: it stays escalated and is not asked about again while it is the same."""
+    _decide(approval_id, False, actor, comment, database_url)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from reconciler.domain.approval import Approval
 from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.manifest import DesiredVersion, Target
@@ -124,6 +125,16 @@ class HistoryStore(Journal, Protocol):
     def actions(self, run_id: str | None = None, states: Sequence[ActionState] = ()) -> list[Action]: ...
 
 
+class ApprovalStore(Protocol):
+    """Keeps one approval per escalated drift, and what people decided about it."""
+
+    def sync(
+        self, target: str, environment: str, escalations: Sequence[Classified], run_id: str | None, now: datetime
+    ) -> tuple[dict[str, Approval], list[Approval]]: ...
+
+    def mark_used(self, used: Sequence[tuple[str, str]]) -> None: ...
+
+
 class Clock(Protocol):
     """Tells the time, so that expiry can be tested."""
 
@@ -150,6 +161,7 @@ class FixedClock:
 
 __all__ = [
     "Applier",
+    "ApprovalStore",
     "Capabilities",
     "Change",
     "ChangeResult",

@@ -82,6 +82,17 @@ class PolicySettings(BaseModel):
     )
 
 
+class ApprovalSettings(BaseModel):
+    """Approvals of escalated drift."""
+
+    ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="An approval not used by an apply within this many seconds expires and must be "
+        "given again. Defaults to 86400 (a day).",
+    )
+
+
 class GuardSettings(BaseModel):
     """Where apply may run at all, and how to stop it without a restart."""
 
@@ -125,6 +136,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,71 @@ def test_compare_environments(settings: Settings, example: Path) -> None:
     (example / "live" / "payments-api" / "prod" / "config.yaml").unlink()
     broken = cli("compare")
     assert broken.exit_code == 1 and "file does not exist" in broken.output
+
+
+def pending_approvals() -> list[dict[str, Any]]:
+    return [a for a in json.loads(cli("approvals", "list", "--format", "json").stdout) if a["state"] == "pending"]
+
+
+def test_escalations_wait_for_an_approval_of_that_exact_drift(migrated: Settings, example: Path) -> None:
+    """An escalated drift raises one pending approval, not one per pass; once approved, apply fixes it through
+    the same staged and verified path and the approval is used; a rejected one stays escalated."""
+    prod = example / "live" / "payments-api" / "prod" / "config.yaml"
+    cli("plan")
+    cli("plan")
+    (approval,) = pending_approvals()
+    assert (approval["target"], approval["path"], approval["desired"], approval["observed"]) == (
+        "payments-api-prod",
+        "/database/pool_size",
+        20,
+        10,
+    )
+    assert "pending approval" in cli("plan").output
+    decided = cli("approvals", "approve", approval["id"], "--actor", "alice", "-m", "pool restored after INC-4711")
+    assert decided.exit_code == 0 and "approved: payments-api-prod /database/pool_size by alice" in decided.output
+    again = cli("approvals", "approve", approval["id"])
+    assert again.exit_code == 1 and "only pending approvals can be decided" in again.output
+    applied = json.loads(cli("apply", "--format", "json").stdout)
+    assert yaml.safe_load(prod.read_text())["database"]["pool_size"] == 20
+    actions = [a for t in applied["targets"] for a in t["actions"] if a["path"] == "/database/pool_size"]
+    assert [a["state"] for a in actions] == ["verified"]
+    used = [
+        a for a in json.loads(cli("approvals", "list", "--all", "--format", "json").stdout) if a["id"] == approval["id"]
+    ]
+    assert used[0]["state"] == "used" and used[0]["action"] == actions[0]["id"]
+    journal = json.loads(cli("history", applied["run_id"], "--format", "json").stdout)
+    assert any("approved by alice: pool restored after INC-4711" in (a.get("reason") or "") for a in journal["actions"])
+
+    prod.write_text(prod.read_text().replace("pool_size: 20", "pool_size: 5"))
+    cli("plan")
+    (second,) = pending_approvals()
+    assert cli("approvals", "reject", second["id"], "--actor", "bob").exit_code == 0
+    cli("apply")
+    assert yaml.safe_load(prod.read_text())["database"]["pool_size"] == 5
+    assert pending_approvals() == []  # a rejected drift is not asked about again
+
+
+def test_an_approval_binds_to_the_exact_drift_and_expires(
+    migrated: Settings, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If live changes after the approval, the approval is superseded and nothing is applied; an approval
+    not used in time expires and the drift is asked about again."""
+    prod = example / "live" / "payments-api" / "prod" / "config.yaml"
+    cli("plan")
+    (first,) = pending_approvals()
+    cli("approvals", "approve", first["id"])
+    prod.write_text(prod.read_text().replace("pool_size: 10", "pool_size: 11"))
+    cli("apply")
+    assert yaml.safe_load(prod.read_text())["database"]["pool_size"] == 11
+    states = {a["id"]: a["state"] for a in json.loads(cli("approvals", "list", "--all", "--format", "json").stdout)}
+    assert states[first["id"]] == "superseded"
+    (fresh,) = pending_approvals()
+    assert fresh["observed"] == 11
+    monkeypatch.setenv("RECONCILER_APPROVALS__TTL_S", "0.001")
+    cli("approvals", "approve", fresh["id"])
+    time.sleep(0.01)
+    cli("apply")
+    assert yaml.safe_load(prod.read_text())["database"]["pool_size"] == 11
+    states = {a["id"]: a["state"] for a in json.loads(cli("approvals", "list", "--all", "--format", "json").stdout)}
+    assert states[fresh["id"]] == "expired" and len(pending_approvals()) == 1
+    assert cli("approvals", "approve", "no-such-id").exit_code == 1

@@ -47,6 +47,12 @@ class Metrics:
             ["environment", "outcome"],
             registry=r,
         )
+        self.escalations_pending = Gauge(
+            "reconciler_escalations_pending",
+            "Escalated drift waiting for a person's approval.",
+            ["target", "environment"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "reconciler_last_successful_pass_timestamp_seconds",
             "Unix time of the target's last pass that ended without error.",
@@ -101,6 +107,7 @@ class Metrics:
             for class_ in CLASSES:
                 self.drift_items.labels(name, environment, class_)
             self.last_success.labels(name, environment)
+            self.escalations_pending.labels(name, environment)
         for environment, count in environments.items():
             self.targets.labels(environment).set(count)
             self.pass_duration.labels(environment)
@@ -115,8 +122,9 @@ class Metrics:
         for class_ in CLASSES:
             with contextlib.suppress(KeyError):
                 self.drift_items.remove(name, environment, class_)
-        with contextlib.suppress(KeyError):
-            self.last_success.remove(name, environment)
+        for gauge in (self.last_success, self.escalations_pending):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name, environment)
 
     def set_desired_version(self, digest: str, git_commit: str | None) -> None:
         labels = (digest[:12], (git_commit or "")[:12])

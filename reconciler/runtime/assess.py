@@ -19,7 +19,7 @@ from reconciler.desired import refs
 from reconciler.diff.compare import CompareOptions, compare
 from reconciler.diff.normalize import normalize
 from reconciler.domain.drift import Classified, Comparison
-from reconciler.domain.manifest import Target
+from reconciler.domain.manifest import DriftClass, Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.paths import KeyPath, PathGlob, get_in, to_pointer
 from reconciler.domain.run import Mode
@@ -75,6 +75,8 @@ class Assessor:
                 and memo_mode is mode
                 and memo_secrets == secrets_hash
                 and now < memo.valid_until
+                # In apply mode escalated drift is looked at in full, so an approval given since is picked up.
+                and not (mode is Mode.APPLY and any(c.class_ is DriftClass.ESCALATE for c in memo.classified))
             ):
                 return memo  # the same bytes, so the memo's Observed stands for this one
         key = (state.version.digest, observed.fingerprint, mode, secrets_hash)

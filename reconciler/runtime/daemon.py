@@ -31,6 +31,7 @@ from reconciler.runtime.scheduler import Scheduler
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
+from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.history import SqlHistoryStore
 
 log = logs.get_logger("reconciler.daemon")
@@ -71,6 +72,7 @@ class Components:
 
     settings: Settings
     store: SqlHistoryStore
+    approvals: SqlApprovalStore
     desired: DesiredSource
     metrics: Metrics
     reconciler: Reconciler
@@ -93,6 +95,7 @@ def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistor
 def build(settings: Settings) -> Components:
     """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine."""
     store = build_store(settings)
+    approvals = SqlApprovalStore(store.engine)
     desired = DesiredSource(settings.desired_dir)
     desired.current()  # refuse to go on with an invalid desired state
     metrics = Metrics()
@@ -106,8 +109,9 @@ def build(settings: Settings) -> Components:
         hmac_key=settings.hmac_key(),
         secret_file_roots=settings.secrets.file_roots,
         guard=Guard(settings.mode, settings.guard.apply_environments, settings.guard.dry_run_file),
+        approvals=approvals,
     )
-    return Components(settings, store, desired, metrics, engine)
+    return Components(settings, store, approvals, desired, metrics, engine)
 
 
 class Daemon:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.domain.approval import Approval, ApprovalState
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DriftClass, Target, environment_rank
@@ -22,7 +23,7 @@ from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import Clock, HistoryStore
+from reconciler.ports import ApprovalStore, Clock, HistoryStore
 from reconciler.remediate import planner, recovery, rollback
 from reconciler.remediate.executor import Adapter, Execution, execute
 from reconciler.runtime import process
@@ -52,6 +53,7 @@ class TargetReport:
     fingerprint: str | None = None
     unchanged: bool = False  # nothing changed since the last good pass: no work, nothing recorded
     note: str | None = None  # why the pass ran as it did: a guard, a stopped wave
+    approvals: dict[str, Approval] = field(default_factory=dict)  # the target's approvals, by pointer
 
 
 @dataclass
@@ -104,6 +106,7 @@ class Reconciler:
         hmac_key: bytes,
         secret_file_roots: Sequence[Path] = (),
         guard: Guard | None = None,
+        approvals: ApprovalStore | None = None,
     ) -> None:
         self.desired = desired
         self.store = store
@@ -111,6 +114,7 @@ class Reconciler:
         self.metrics = metrics
         self.clock = clock
         self.guard = guard or Guard(global_mode, ["*"])
+        self.approvals = approvals
         self.hmac_key = hmac_key
         self.assessor = Assessor(hmac_key, secret_file_roots)
         self._last_status: dict[str, RunStatus] = {}
@@ -197,6 +201,8 @@ class Reconciler:
             report.status = self._last_status.get(target.name, RunStatus.CLEAN)
             return
         assert assessment.desired is not None
+        approvals = self._sync_approvals(target, report.classified, run)
+        report.approvals = approvals
         report.plan = planner.plan(
             target,
             report.classified,
@@ -204,6 +210,7 @@ class Reconciler:
             assessment.observed.document,
             run_id=run.id,
             desired_version=state.version.digest,
+            approvals=approvals,
         )
         if report.plan.actions and not adapter.capabilities.write:
             # A read-only source: nothing can be fixed here, so every fix becomes an escalation.
@@ -212,6 +219,13 @@ class Reconciler:
         if report.plan.actions:
             run.ensure()  # the journal's rows point at the run
         report.execution = execute(target, report.plan.actions, adapter, self.store, dry_run=mode is Mode.DRY_RUN)
+        if self.approvals is not None and report.plan.approved:
+            used = [
+                (report.plan.approved[a.id], a.id)
+                for a in report.execution.actions
+                if a.id in report.plan.approved and a.state in (ActionState.VERIFIED, ActionState.NOOP)
+            ]
+            self.approvals.mark_used(used)
         report.status = _status(report)
         if report.execution.error:
             report.error = report.execution.error
@@ -228,6 +242,20 @@ class Reconciler:
             actions=len(report.plan.actions),
             escalations=len(report.plan.escalations),
         )
+
+    def _sync_approvals(self, target: Target, classified: list[Classified], run: _LazyRun) -> dict[str, Approval]:
+        """One pending approval per escalated drift, raised once; the target's approvals by pointer."""
+        if self.approvals is None:
+            return {}
+        escalations = [c for c in classified if c.class_ is DriftClass.ESCALATE]
+        approvals, created = self.approvals.sync(target.name, target.environment, escalations, run.id, self.clock.now())
+        for approval in created:
+            log.warning(
+                "escalation awaits approval", approval=approval.id, path=approval.pointer, reason=approval.reason
+            )
+        pending = sum(1 for a in approvals.values() if a.state is ApprovalState.PENDING)
+        self.metrics.escalations_pending.labels(target.name, target.environment).set(pending)
+        return approvals
 
     def _record(self, run: _LazyRun, report: TargetReport) -> None:
         target = report.target

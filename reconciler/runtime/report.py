@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from reconciler.domain.approval import Approval
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
@@ -40,6 +41,8 @@ def _action_dict(action: Action, key: bytes) -> dict[str, Any]:
         "after": json_value(action.journal_after(key)),
         "after_missing": action.after is MISSING,
         "state": action.state.value,
+        "reason": action.reason,
+        "desired_version": action.desired_version,
         "error": action.error,
         "rollback_of": action.rollback_of,
         "idempotency_key": action.idempotency_key,
@@ -65,6 +68,7 @@ def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
                 "observed_missing": c.item.observed is MISSING,
                 "secret": c.item.secret,
                 "action": action.state.value if action else _left_alone(report, c.item.pointer),
+                "approval": _approval_dict(report.approvals.get(c.item.pointer)),
             }
         )
     return {
@@ -78,6 +82,22 @@ def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
         "drift": drift,
         "actions": [_action_dict(a, key) for a in actions],
     }
+
+
+def _approval_dict(approval: Approval | None) -> dict[str, Any] | None:
+    if approval is None:
+        return None
+    return {"id": approval.id, "state": approval.state.value, "actor": approval.actor, "comment": approval.comment}
+
+
+def _action_words(drift: dict[str, Any]) -> str:
+    words = _state_words(drift["action"])
+    approval = drift["approval"]
+    if approval and drift["action"] == "escalated":
+        words += f" ({approval['state']} approval {approval['id'][:8]})"
+    elif approval and approval["state"] in ("approved", "used"):
+        words += f" (approved by {approval['actor']})"
+    return words
 
 
 def _left_alone(report: TargetReport, pointer: str) -> str:
@@ -167,7 +187,7 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
                 d["class"],
                 short(render(MISSING) if d["desired_missing"] else render(d["desired"])),
                 short(render(MISSING) if d["observed_missing"] else render(d["observed"])),
-                _state_words(d["action"]),
+                _action_words(d),
                 short(d["reason"], 60),
             )
             for d in t["drift"]

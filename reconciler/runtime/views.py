@@ -1,4 +1,4 @@
-"""Reports of read-only looks for people and programs: explain, the exceptions inventory, parity."""
+"""Reports for people and programs beyond runs: explain, exceptions, parity, approvals."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from reconciler.classify.exceptions import ExceptionStatus
 from reconciler.diff.parity import PairResult
+from reconciler.domain.approval import Approval
 from reconciler.domain.paths import MISSING
 from reconciler.domain.values import render
 from reconciler.runtime.inspect import Explanation
@@ -145,3 +146,49 @@ def render_parity(
         else:
             out.append("  " + table(headers, rows).replace("\n", "\n  "))
     return "\n".join(out)
+
+
+def render_approvals(approvals: Sequence[Approval], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(
+            [
+                {
+                    "id": a.id,
+                    "state": a.state.value,
+                    "target": a.target,
+                    "environment": a.environment,
+                    "path": a.pointer,
+                    "op": a.op,
+                    "desired": json_value(a.desired),
+                    "desired_missing": a.desired is MISSING,
+                    "observed": json_value(a.observed),
+                    "observed_missing": a.observed is MISSING,
+                    "reason": a.reason,
+                    "created_at": a.created_at.isoformat(),
+                    "actor": a.actor,
+                    "comment": a.comment,
+                    "decided_at": a.decided_at.isoformat() if a.decided_at else None,
+                    "expires_at": a.expires_at.isoformat() if a.expires_at else None,
+                    "action": a.action_id,
+                }
+                for a in approvals
+            ],
+            indent=2,
+        )
+    if not approvals:
+        return "no approvals waiting"
+    rows = [
+        (
+            a.id,
+            a.state.value,
+            a.target,
+            a.pointer,
+            a.op,
+            short(render(a.desired)),
+            short(render(a.observed)),
+            a.actor or "",
+            short(a.reason, 50),
+        )
+        for a in approvals
+    ]
+    return table(("approval", "state", "target", "path", "op", "desired", "live", "actor", "reason"), rows)

@@ -114,3 +114,26 @@ actions = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    # sha256 of target, path, op and both values (keyed hashes for secrets): the exact drift approved
+    sa.Column("drift_key", sa.String(64), nullable=False, index=True),
+    sa.Column("target", sa.String(200), nullable=False, index=True),
+    sa.Column("environment", sa.String(100), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),
+    sa.Column("desired", sa.Text, nullable=True),
+    sa.Column("observed", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=True),
+    sa.Column("actor", sa.String(200), nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("decided_at", UtcDateTime, nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("action_id", sa.String(36), nullable=True),
+)

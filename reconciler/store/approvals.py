@@ -1,0 +1,178 @@
+"""SqlApprovalStore: escalations waiting for a person, one row per exact drift."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from reconciler.domain.approval import Approval, ApprovalState, drift_key
+from reconciler.domain.drift import Classified
+from reconciler.domain.values import from_json, to_json
+from reconciler.errors import ConfigurationError, StoreUnavailable
+from reconciler.store import tables as t
+from reconciler.store.engine import safe_url
+
+OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value, ApprovalState.REJECTED.value)
+
+
+class SqlApprovalStore:
+    """Approvals on any SQLAlchemy engine; values are stored as the drift items carry them (secrets hashed)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
+        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}")
+
+    def sync(
+        self, target: str, environment: str, escalations: Sequence[Classified], run_id: str | None, now: datetime
+    ) -> tuple[dict[str, Approval], list[Approval]]:
+        """Bring a target's approvals in line with its escalations now: one pending approval per new drift,
+        superseded ones for drift that is gone or changed, expired ones past their time.
+        Returns (approval by pointer for the current escalations, approvals created now)."""
+        keys = {drift_key(target, c.item): c for c in escalations}
+        try:
+            with self.engine.begin() as conn:
+                rows = (
+                    conn.execute(
+                        sa.select(t.approvals).where(t.approvals.c.target == target, t.approvals.c.state.in_(OPEN))
+                    )
+                    .mappings()
+                    .all()
+                )
+                known = {r["drift_key"] for r in rows}
+                gone = [r["id"] for r in rows if r["drift_key"] not in keys and r["state"] != ApprovalState.REJECTED]
+                if gone:
+                    conn.execute(
+                        t.approvals.update()
+                        .where(t.approvals.c.id.in_(gone))
+                        .values(state=ApprovalState.SUPERSEDED.value, decided_at=now)
+                    )
+                late = [
+                    r["id"]
+                    for r in rows
+                    if r["state"] == ApprovalState.APPROVED
+                    and r["expires_at"]
+                    and r["expires_at"] <= now
+                    and r["id"] not in gone
+                ]
+                if late:
+                    conn.execute(
+                        t.approvals.update().where(t.approvals.c.id.in_(late)).values(state=ApprovalState.EXPIRED.value)
+                    )
+                new = [
+                    {
+                        "id": str(uuid.uuid4()),
+                        "drift_key": key,
+                        "target": target,
+                        "environment": environment,
+                        "path": c.item.pointer,
+                        "op": c.item.op.value,
+                        "desired": to_json(c.item.desired),
+                        "observed": to_json(c.item.observed),
+                        "reason": f"{c.reason} [{c.decided_by}]",
+                        "state": ApprovalState.PENDING.value,
+                        "created_at": now,
+                        "run_id": run_id,
+                    }
+                    for key, c in keys.items()
+                    if key not in known or any(r["drift_key"] == key and r["id"] in late for r in rows)
+                ]
+                if new:
+                    conn.execute(t.approvals.insert(), new)
+                current = (
+                    conn.execute(
+                        sa.select(t.approvals).where(
+                            t.approvals.c.target == target,
+                            t.approvals.c.drift_key.in_(list(keys)),
+                            t.approvals.c.state.in_(OPEN),
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        created_ids = {row["id"] for row in new}
+        approvals = [_approval(r) for r in current]
+        return {a.pointer: a for a in approvals}, [a for a in approvals if a.id in created_ids]
+
+    def decide(
+        self, approval_id: str, *, approve: bool, actor: str, comment: str | None, now: datetime, ttl: timedelta
+    ) -> Approval:
+        """Approve or reject a pending approval; anything else is refused with the reason."""
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(sa.select(t.approvals).where(t.approvals.c.id == approval_id)).mappings().first()
+                if row is None:
+                    raise ConfigurationError(f"no approval with id {approval_id}")
+                if row["state"] != ApprovalState.PENDING:
+                    raise ConfigurationError(
+                        f"approval {approval_id} is {row['state']}; only pending approvals can be decided"
+                        + (
+                            " (the drift changed: see `reconciler approvals list`)"
+                            if row["state"] == "superseded"
+                            else ""
+                        )
+                    )
+                values: dict[str, Any] = {
+                    "state": (ApprovalState.APPROVED if approve else ApprovalState.REJECTED).value,
+                    "actor": actor,
+                    "comment": comment,
+                    "decided_at": now,
+                    "expires_at": now + ttl if approve else None,
+                }
+                conn.execute(t.approvals.update().where(t.approvals.c.id == approval_id).values(**values))
+                updated = conn.execute(sa.select(t.approvals).where(t.approvals.c.id == approval_id)).mappings().one()
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        return _approval(updated)
+
+    def mark_used(self, used: Sequence[tuple[str, str]]) -> None:
+        """(approval id, action id) pairs whose change was applied and verified."""
+        try:
+            with self.engine.begin() as conn:
+                for approval_id, action_id in used:
+                    conn.execute(
+                        t.approvals.update()
+                        .where(t.approvals.c.id == approval_id)
+                        .values(state=ApprovalState.USED.value, action_id=action_id)
+                    )
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+    def list(self, states: Sequence[ApprovalState] = (), limit: int = 200) -> list[Approval]:
+        query = sa.select(t.approvals).order_by(t.approvals.c.created_at.desc()).limit(limit)
+        if states:
+            query = query.where(t.approvals.c.state.in_([s.value for s in states]))
+        try:
+            with self.engine.connect() as conn:
+                return [_approval(r) for r in conn.execute(query).mappings().all()]
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
+
+def _approval(r: Any) -> Approval:
+    return Approval(
+        id=r["id"],
+        drift_key=r["drift_key"],
+        target=r["target"],
+        environment=r["environment"],
+        pointer=r["path"],
+        op=r["op"],
+        desired=from_json(r["desired"]),
+        observed=from_json(r["observed"]),
+        reason=r["reason"],
+        state=ApprovalState(r["state"]),
+        created_at=r["created_at"],
+        actor=r["actor"],
+        comment=r["comment"],
+        decided_at=r["decided_at"],
+        expires_at=r["expires_at"],
+        action_id=r["action_id"],
+    )
