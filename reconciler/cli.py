@@ -307,13 +307,14 @@ def history(
 
 @app.command()
 def rollback(
-    run_id: Annotated[str, typer.Argument(help="The run whose applied actions to undo.")],
+    run_id: Annotated[str, typer.Argument(help="The run whose applied actions to undo, or one action's id.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone; change nothing.")] = False,
     desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
-    """Undo a run's applied actions, newest first, only where live still holds what that run wrote.
+    """Undo a run's applied actions (or a single action), newest first, only where live still holds what was
+    written.
 
     The rollback is itself a run (and can be rolled back). Exit code 0 when everything was undone,
     1 when something was refused or failed.

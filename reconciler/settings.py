@@ -93,6 +93,27 @@ class ApprovalSettings(BaseModel):
     )
 
 
+class SafetySettings(BaseModel):
+    """Limits on what one run may change, and when to stop fixing a path another writer keeps changing."""
+
+    max_actions_per_run: int = Field(
+        1000, ge=0, description="Writes one run may make; targets past the limit run dry-run. Defaults to 1000."
+    )
+    max_targets_per_run: int = Field(
+        100, ge=0, description="Targets one run may write to; later ones run dry-run. Defaults to 100."
+    )
+    max_fleet_fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of all targets one run may write to (0.25: a quarter). Defaults to 1."
+    )
+    flap_threshold: int = Field(
+        3,
+        ge=1,
+        description="Fixes of one target and path within the window after which reconciler stops fixing "
+        "it and escalates: another writer is fighting it. Defaults to 3.",
+    )
+    flap_window_s: float = Field(3600.0, gt=0, description="The window of flap_threshold. Defaults to 3600.")
+
+
 class GuardSettings(BaseModel):
     """Where apply may run at all, and how to stop it without a restart."""
 
@@ -137,6 +158,7 @@ class Settings(BaseSettings):
     guard: GuardSettings = Field(default_factory=GuardSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
 
     @field_validator("database_url")
     @classmethod

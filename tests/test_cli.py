@@ -296,3 +296,19 @@ def test_an_approval_binds_to_the_exact_drift_and_expires(
     states = {a["id"]: a["state"] for a in json.loads(cli("approvals", "list", "--all", "--format", "json").stdout)}
     assert states[fresh["id"]] == "expired" and len(pending_approvals()) == 1
     assert cli("approvals", "approve", "no-such-id").exit_code == 1
+
+
+def test_rollback_of_a_single_action(migrated: Settings, example: Path) -> None:
+    """rollback takes one action's id: only that change is undone; an action that wrote nothing is refused."""
+    applied = json.loads(cli("apply", "--format", "json").stdout)
+    prod_actions = {
+        a["path"]: a["id"] for t in applied["targets"] for a in t["actions"] if t["target"] == "payments-api-prod"
+    }
+    preview = cli("rollback", prod_actions["/log_level"], "--dry-run")
+    assert preview.exit_code == 0 and "/log_level" in preview.output and "/debug_endpoints" not in preview.output
+    assert cli("rollback", prod_actions["/log_level"]).exit_code == 0
+    prod = yaml.safe_load((example / "live" / "payments-api" / "prod" / "config.yaml").read_text())
+    assert prod["log_level"] == "DEBUG" and "debug_endpoints" not in prod
+    again = cli("rollback", prod_actions["/log_level"])
+    assert again.exit_code == 1 and "it wrote nothing to undo" in again.output
+    assert "no run or action with id" in cli("rollback", "nope").output

@@ -82,6 +82,12 @@ class Metrics:
             ["digest", "git_commit"],
             registry=r,
         )
+        self.flapping = Counter(
+            "reconciler_flapping_total",
+            "Drift that was escalated instead of fixed again, because another writer kept changing it back.",
+            ["environment"],
+            registry=r,
+        )
         self.waves_stopped = Counter(
             "reconciler_waves_stopped_total",
             "Runs whose later waves were held in dry-run because a wave in this environment failed.",
@@ -116,6 +122,7 @@ class Metrics:
             for outcome in ACTION_OUTCOMES:
                 self.actions.labels(environment, outcome)
             self.waves_stopped.labels(environment)
+            self.flapping.labels(environment)
 
     def forget_target(self, name: str, environment: str) -> None:
         """Drop a removed target's series, so it does not look stuck forever."""

@@ -21,6 +21,7 @@ from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import SystemClock
+from reconciler.remediate import safety
 from reconciler.remediate.executor import Adapter
 from reconciler.runtime.guard import Guard
 from reconciler.runtime.http import HttpServer
@@ -110,6 +111,7 @@ def build(settings: Settings) -> Components:
         secret_file_roots=settings.secrets.file_roots,
         guard=Guard(settings.mode, settings.guard.apply_environments, settings.guard.dry_run_file),
         approvals=approvals,
+        limits=safety.Limits(**settings.safety.model_dump()),
     )
     return Components(settings, store, approvals, desired, metrics, engine)
 

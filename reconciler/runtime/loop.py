@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryErro
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import ApprovalStore, Clock, HistoryStore
-from reconciler.remediate import planner, recovery, rollback
+from reconciler.remediate import planner, recovery, rollback, safety
 from reconciler.remediate.executor import Adapter, Execution, execute
 from reconciler.runtime import process
 from reconciler.runtime.assess import Assessor
@@ -107,6 +108,7 @@ class Reconciler:
         secret_file_roots: Sequence[Path] = (),
         guard: Guard | None = None,
         approvals: ApprovalStore | None = None,
+        limits: safety.Limits | None = None,
     ) -> None:
         self.desired = desired
         self.store = store
@@ -115,6 +117,7 @@ class Reconciler:
         self.clock = clock
         self.guard = guard or Guard(global_mode, ["*"])
         self.approvals = approvals
+        self.limits = limits or safety.Limits()
         self.hmac_key = hmac_key
         self.assessor = Assessor(hmac_key, secret_file_roots)
         self._last_status: dict[str, RunStatus] = {}
@@ -142,11 +145,12 @@ class Reconciler:
         report = RunReport(run.id, kind, state.version.digest, [])
         with logs.bound_contextvars(run_id=run.id, mode=run_mode.value):
             try:
+                budget = safety.Budget(self.limits, fleet=len(state.targets))
                 stop: tuple[int, str] | None = None  # rank of the failed wave, and why
                 for target in state.ordered_targets(list(names) if names else None):
                     rank = environment_rank(target.environment)
                     later = stop is not None and rank > stop[0]
-                    done = self._pass(state, target, run_mode, run, stop[1] if stop and later else None)
+                    done = self._pass(state, target, run_mode, run, budget, stop[1] if stop and later else None)
                     report.targets.append(done)
                     if stop is None and done.execution and (done.execution.rolled_back or done.execution.error):
                         # Waves go in environment rank; a failed one stops every later wave of this run.
@@ -161,7 +165,13 @@ class Reconciler:
         return report
 
     def _pass(
-        self, state: DesiredState, target: Target, run_mode: Mode, run: _LazyRun, stopped: str | None = None
+        self,
+        state: DesiredState,
+        target: Target,
+        run_mode: Mode,
+        run: _LazyRun,
+        budget: safety.Budget,
+        stopped: str | None = None,
     ) -> TargetReport:
         mode = Mode.safer(run_mode, target.spec.mode)
         note = None
@@ -174,7 +184,7 @@ class Reconciler:
         adapter_name = target.spec.source.adapter
         with logs.bound_contextvars(target=target.name, environment=target.environment):
             try:
-                self._look_and_act(state, target, mode, run, report)
+                self._look_and_act(state, target, mode, run, report, budget)
             except ReconcilerError as exc:
                 report.status, report.error = RunStatus.FAILED, str(exc)
                 report.retry = isinstance(exc, TemporaryError)
@@ -190,7 +200,13 @@ class Reconciler:
         return report
 
     def _look_and_act(
-        self, state: DesiredState, target: Target, mode: Mode, run: _LazyRun, report: TargetReport
+        self,
+        state: DesiredState,
+        target: Target,
+        mode: Mode,
+        run: _LazyRun,
+        report: TargetReport,
+        budget: safety.Budget,
     ) -> None:
         adapter = self.adapters(target.spec.source.adapter)
         assessment = self.assessor.assess(state, target, adapter, mode, self.clock.now())
@@ -200,6 +216,8 @@ class Reconciler:
             report.unchanged = True
             report.status = self._last_status.get(target.name, RunStatus.CLEAN)
             return
+        report.classified = self._check_flapping(target, report.classified)
+        assessment = assessment._replace(classified=report.classified)
         assert assessment.desired is not None
         approvals = self._sync_approvals(target, report.classified, run)
         report.approvals = approvals
@@ -216,6 +234,13 @@ class Reconciler:
             # A read-only source: nothing can be fixed here, so every fix becomes an escalation.
             report.plan.escalations.extend(c for c in report.classified if c.class_ is DriftClass.REVERSIBLE)
             report.plan.actions.clear()
+        if report.plan.actions and mode is Mode.APPLY:
+            refused = budget.refuse(len(report.plan.actions))
+            if refused is None:
+                budget.spend(len(report.plan.actions))
+            else:
+                mode, report.mode, report.note = Mode.DRY_RUN, Mode.DRY_RUN, refused
+                log.warning("blast radius reached; the rest of the run is dry-run", reason=refused)
         if report.plan.actions:
             run.ensure()  # the journal's rows point at the run
         report.execution = execute(target, report.plan.actions, adapter, self.store, dry_run=mode is Mode.DRY_RUN)
@@ -242,6 +267,21 @@ class Reconciler:
             actions=len(report.plan.actions),
             escalations=len(report.plan.escalations),
         )
+
+    def _check_flapping(self, target: Target, classified: list[Classified]) -> list[Classified]:
+        """Reversible drift fixed too often lately is escalated instead of fixed once more."""
+        reversible = [c.item.pointer for c in classified if c.class_ is DriftClass.REVERSIBLE]
+        if not reversible:
+            return classified
+        since = self.clock.now() - timedelta(seconds=self.limits.flap_window_s)
+        fixes = self.store.recent_fixes(target.name, reversible, since)
+        if not fixes:
+            return classified
+        result, flapped = safety.flapping(classified, fixes, self.limits)
+        for pointer in flapped:
+            self.metrics.flapping.labels(target.environment).inc()
+            log.warning("flapping: stopped fixing and escalated", path=pointer, fixes=len(fixes[pointer]))
+        return result
 
     def _sync_approvals(self, target: Target, classified: list[Classified], run: _LazyRun) -> dict[str, Approval]:
         """One pending approval per escalated drift, raised once; the target's approvals by pointer."""
@@ -318,11 +358,18 @@ class Reconciler:
             settled += done
         return settled
 
-    def rollback(self, of_run: str, *, dry_run: bool, trigger: str = "cli") -> RunReport:
-        """Undo what run `of_run` wrote, as a new run; refuses (and says why) where that cannot be done."""
-        original = self.store.run(of_run)
-        if original is None:
-            raise ConfigurationError(f"no run with id {of_run}")
+    def rollback(self, undo: str, *, dry_run: bool, trigger: str = "cli") -> RunReport:
+        """Undo what a run wrote, or one action of it (`undo` names either), as a new run; refuses (and says
+        why) where that cannot be done."""
+        only: Action | None = None
+        if self.store.run(undo) is None:
+            found = self.store.actions(action_id=undo)
+            if not found:
+                raise ConfigurationError(f"no run or action with id {undo}")
+            only = found[0]
+            if not only.state.wrote:
+                raise ConfigurationError(f"action {undo} is {only.state.value}: it wrote nothing to undo")
+        of_run = only.run_id if only is not None else undo
         state = self.desired()
         self._ensure_version(state)
         kind = RunKind.ROLLBACK
@@ -330,9 +377,8 @@ class Reconciler:
         report = RunReport(run_id, kind, state.version.digest, [], recorded=True)
         with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
             try:
-                plan = rollback.plan_rollback(
-                    self.store.actions(of_run), run_id=run_id, of_run=of_run, known_targets=set(state.targets)
-                )
+                originals = [only] if only is not None else self.store.actions(of_run)
+                plan = rollback.plan_rollback(originals, run_id=run_id, of_run=of_run, known_targets=set(state.targets))
                 report.refused = plan.refused
                 for name in plan.by_target:
                     report.targets.append(

@@ -195,6 +195,24 @@ class SqlHistoryStore:
 
     # -- reading -----------------------------------------------------------------------------------------
 
+    def recent_fixes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
+        """When each path of `target` was last fixed (verified forward writes, not rollbacks) since `since`."""
+        if not pointers:
+            return {}
+        rows = self._rows(
+            sa.select(t.actions.c.path, t.actions.c.updated_at).where(
+                t.actions.c.target == target,
+                t.actions.c.path.in_(list(pointers)),
+                t.actions.c.state == ActionState.VERIFIED.value,
+                t.actions.c.rollback_of.is_(None),
+                t.actions.c.updated_at >= since,
+            )
+        )
+        found: dict[str, list[datetime]] = {}
+        for r in rows:
+            found.setdefault(r["path"], []).append(r["updated_at"])
+        return found
+
     def unfinished_runs(self) -> list[tuple[str, str | None]]:
         """(run id, owner) of every run still marked running: in flight now, or interrupted."""
         rows = self._rows(sa.select(t.runs.c.id, t.runs.c.owner).where(t.runs.c.status == RunStatus.RUNNING.value))
@@ -279,8 +297,12 @@ class SqlHistoryStore:
         rows = self._rows(sa.select(t.drifts).where(t.drifts.c.run_id == run_id).order_by(t.drifts.c.id))
         return [{**dict(r), "desired": from_json(r["desired"]), "observed": from_json(r["observed"])} for r in rows]
 
-    def actions(self, run_id: str | None = None, states: Sequence[ActionState] = ()) -> list[Action]:
+    def actions(
+        self, run_id: str | None = None, states: Sequence[ActionState] = (), action_id: str | None = None
+    ) -> list[Action]:
         query = sa.select(t.actions)
+        if action_id is not None:
+            query = query.where(t.actions.c.id == action_id)
         if run_id is not None:
             query = query.where(t.actions.c.run_id == run_id)
         if states:

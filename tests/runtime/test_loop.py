@@ -10,7 +10,8 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import FixedClock
+from reconciler.ports import FixedClock, SystemClock
+from reconciler.remediate.safety import Limits
 from reconciler.runtime.daemon import Adapters
 from reconciler.runtime.guard import Guard
 from reconciler.runtime.loop import Reconciler
@@ -198,3 +199,66 @@ def test_guards(settings: Settings, store: SqlHistoryStore, example: Path, tmp_p
     assert guard.mode() is Mode.DRY_RUN
     guard.force_dry_run(False)
     assert guard.mode() is Mode.APPLY
+
+
+def test_a_writer_that_keeps_changing_a_path_back_is_escalated(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """After flap_threshold fixes of one path within the window, reconciler stops fixing it and escalates it
+    with the history of the fight; other paths are still fixed."""
+    live = example / "live" / "checkout" / "staging.env"
+    metrics = Metrics()
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        Adapters(settings),
+        metrics,
+        SystemClock(),
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+        limits=Limits(flap_threshold=2, flap_window_s=3600),
+    )
+    for _ in range(2):  # fixed twice; the other writer sets it back each time
+        report = engine.reconcile(["checkout-staging"])
+        assert report.targets[0].status is RunStatus.FIXED
+        live.write_text(live.read_text().replace("FEATURE_FAST_PAY=false", "FEATURE_FAST_PAY=true"))
+    live.write_text(live.read_text() + "LOG_LEVEL_EXTRA=1\n")
+    third = engine.reconcile(["checkout-staging"]).targets[0]
+    classes = {c.item.pointer: (c.class_.value, c.decided_by) for c in third.classified}
+    assert classes["/FEATURE_FAST_PAY"] == ("escalate", "flapping")
+    assert "fixed 2 times" in next(c.reason for c in third.classified if c.item.pointer == "/FEATURE_FAST_PAY")
+    assert "FEATURE_FAST_PAY=true" in live.read_text()
+    assert 'reconciler_flapping_total{environment="staging"} 1.0' in metrics.render()[0].decode()
+
+
+def test_blast_radius_limits_a_run(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """A run stops writing when its next target would pass max_targets_per_run; the rest run dry-run with a note."""
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        Adapters(settings),
+        Metrics(),
+        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+        limits=Limits(max_targets_per_run=1),
+    )
+    by_name = {t.target.name: t for t in engine.reconcile().targets}
+    assert by_name["checkout-staging"].status is RunStatus.FIXED
+    prod = by_name["payments-api-prod"]
+    assert prod.mode is Mode.DRY_RUN and (prod.note or "").startswith("blast radius: 1 targets written")
+    assert "log_level: DEBUG" in (example / "live" / "payments-api" / "prod" / "config.yaml").read_text()
+    fraction = Reconciler(
+        source.current,
+        store,
+        Adapters(settings),
+        Metrics(),
+        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+        limits=Limits(max_fleet_fraction=0.2),
+    )
+    notes = [t.note for t in fraction.reconcile().targets if t.note]
+    assert notes and "max_fleet_fraction 0.2 of 3 targets" in notes[0]
