@@ -143,8 +143,23 @@ class Overlay(_Strict):
     _check_pointers = field_validator("list_keys", "unset")(_pointers)
 
 
+class HttpProbe(_Strict):
+    """After a write, GET `url` until it answers `status`, for at most `within`."""
+
+    url: str = Field(pattern=r"^https?://")
+    status: int = Field(200, ge=100, le=599)
+    within: DurationS = 10.0
+    interval: DurationS = 1.0
+    timeout: DurationS = 2.0
+
+
+class HealthSpec(_Strict):
+    http: HttpProbe
+
+
 class TargetSpec(Overlay):
     source: SourceSpec
+    health: HealthSpec | None = None  # checked after every write; a failure rolls the target's writes back
     desired: dict[str, Any]  # required, unless the target extends a base
     prune: bool = False
     interval: DurationS | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -38,14 +38,28 @@ class Execution:
 
 
 def execute(
-    target: Target, actions: Sequence[Action], adapter: Adapter, journal: Journal, *, dry_run: bool
+    target: Target,
+    actions: Sequence[Action],
+    adapter: Adapter,
+    journal: Journal,
+    *,
+    dry_run: bool,
+    gate: Callable[[], str | None] | None = None,
 ) -> Execution:
-    """Apply `actions` to `target`; when verification fails, roll back what this call wrote."""
+    """Apply `actions` to `target`; when verification or the health gate fails, roll back what this call wrote."""
     result = Execution()
     if not actions:
         return result
     journal.record_actions(actions)
     done = _write(target, list(actions), adapter, journal, dry_run=dry_run)
+    wrote_cleanly = any(a.state is ActionState.VERIFIED for a in done) and not any(
+        a.state is ActionState.FAILED for a in done
+    )
+    if gate is not None and not dry_run and wrote_cleanly and (why := gate()) is not None:
+        error = f"health gate: {why}"
+        verified = [a.id for a in done if a.state is ActionState.VERIFIED]
+        journal.update_actions(verified, ActionState.FAILED, error)
+        done = [a.with_state(ActionState.FAILED, error) if a.state is ActionState.VERIFIED else a for a in done]
     result.actions.extend(done)
     failed = [a for a in done if a.state is ActionState.FAILED]
     written = [a for a in done if a.state in (ActionState.VERIFIED, ActionState.APPLIED) or _was_written(a)]
@@ -70,8 +84,8 @@ def execute(
 
 
 def _was_written(action: Action) -> bool:
-    # A verify failure leaves the action FAILED but live was changed: it must be rolled back too.
-    return action.state is ActionState.FAILED and (action.error or "").startswith("verify")
+    # A failed verify or health gate leaves the action FAILED but live was changed: it is rolled back too.
+    return action.state is ActionState.FAILED and (action.error or "").startswith(("verify", "health gate"))
 
 
 def reverse_of(action: Action, *, reason: str, run_id: str | None = None) -> Action:

@@ -27,7 +27,7 @@ from reconciler.observe.metrics import Metrics
 from reconciler.ports import ApprovalStore, Clock, HistoryStore
 from reconciler.remediate import planner, recovery, rollback, safety
 from reconciler.remediate.executor import Adapter, Execution, execute
-from reconciler.runtime import process
+from reconciler.runtime import health, process
 from reconciler.runtime.assess import Assessor
 from reconciler.runtime.guard import Guard
 
@@ -243,7 +243,14 @@ class Reconciler:
                 log.warning("blast radius reached; the rest of the run is dry-run", reason=refused)
         if report.plan.actions:
             run.ensure()  # the journal's rows point at the run
-        report.execution = execute(target, report.plan.actions, adapter, self.store, dry_run=mode is Mode.DRY_RUN)
+        report.execution = execute(
+            target,
+            report.plan.actions,
+            adapter,
+            self.store,
+            dry_run=mode is Mode.DRY_RUN,
+            gate=health.gate_for(target.spec.health),
+        )
         if self.approvals is not None and report.plan.approved:
             used = [
                 (report.plan.approved[a.id], a.id)
