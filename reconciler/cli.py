@@ -14,6 +14,7 @@ from reconciler.classify import exceptions
 from reconciler.desired import loader
 from reconciler.diff import parity
 from reconciler.domain.approval import ApprovalState
+from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
@@ -22,6 +23,7 @@ from reconciler.settings import Settings, load_settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore
+from reconciler.store.breakers import SqlBreakerStore
 
 app = typer.Typer(
     name="reconciler",
@@ -34,6 +36,8 @@ db_app = typer.Typer(help="The history database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 approvals_app = typer.Typer(help="Escalated drift waiting for a person.", no_args_is_help=True)
 app.add_typer(approvals_app, name="approvals")
+breaker_app = typer.Typer(help="The circuit breaker on remediation.", no_args_is_help=True)
+app.add_typer(breaker_app, name="breaker")
 exceptions_app = typer.Typer(
     help="Policy exceptions: acceptable drift with an owner and an expiry.", no_args_is_help=True
 )
@@ -280,6 +284,57 @@ def approvals_reject(
 ) -> None:
     """Reject one escalated drift: it stays escalated and is not asked about again while it is the same."""
     _decide(approval_id, False, actor, comment, database_url)
+
+
+def _breaker_store(database_url: str | None) -> SqlBreakerStore:
+    return SqlBreakerStore(daemon.build_store(_settings(database_url=database_url)).engine)
+
+
+def _show_breaker(breaker: Breaker) -> str:
+    now = datetime.now(UTC)
+    if not breaker.is_open(now):
+        return "closed: remediation runs"
+    until = f" until {breaker.until:%Y-%m-%d %H:%M} UTC" if breaker.until else " until reset"
+    return f"open{until} (by {breaker.changed_by}): {breaker.reason}; apply runs dry-run, detection goes on"
+
+
+@breaker_app.command("status")
+def breaker_status(database_url: DatabaseOpt = None) -> None:
+    """Whether remediation is paused, since when and why. Exit code 0 closed, 2 open."""
+    try:
+        breaker = _breaker_store(database_url).get()
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    typer.echo(_show_breaker(breaker))
+    raise typer.Exit(2 if breaker.is_open(datetime.now(UTC)) else 0)
+
+
+@breaker_app.command("open")
+def breaker_open(
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why remediation must pause.")],
+    actor: ActorOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Pause all remediation by hand, until `reconciler breaker reset`."""
+    try:
+        store = _breaker_store(database_url)
+        now = datetime.now(UTC)
+        store.set(Breaker(BreakerState.OPEN, reason, now, None, actor or getpass.getuser()), now)
+        typer.echo(_show_breaker(store.get()))
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+
+
+@breaker_app.command("reset")
+def breaker_reset(actor: ActorOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Close the circuit breaker: remediation runs again."""
+    try:
+        store = _breaker_store(database_url)
+        now = datetime.now(UTC)
+        store.set(Breaker(BreakerState.CLOSED, None, None, None, actor or getpass.getuser()), now)
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    typer.echo("closed: remediation runs")
 
 
 @app.command()

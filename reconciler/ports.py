@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from reconciler.domain.approval import Approval
+from reconciler.domain.breaker import Breaker
 from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.manifest import DesiredVersion, Target
@@ -139,6 +140,16 @@ class ApprovalStore(Protocol):
     def mark_used(self, used: Sequence[tuple[str, str]]) -> None: ...
 
 
+class BreakerStore(Protocol):
+    """Keeps the circuit breaker's state where every writing process sees it."""
+
+    def get(self) -> Breaker: ...
+
+    def set(self, breaker: Breaker, now: datetime) -> None: ...
+
+    def write_outcomes(self, since: datetime) -> tuple[int, int]: ...
+
+
 class Clock(Protocol):
     """Tells the time, so that expiry can be tested."""
 
@@ -166,6 +177,7 @@ class FixedClock:
 __all__ = [
     "Applier",
     "ApprovalStore",
+    "BreakerStore",
     "Capabilities",
     "Change",
     "ChangeResult",

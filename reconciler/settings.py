@@ -114,6 +114,23 @@ class SafetySettings(BaseModel):
     flap_window_s: float = Field(3600.0, gt=0, description="The window of flap_threshold. Defaults to 3600.")
 
 
+class BreakerSettings(BaseModel):
+    """The circuit breaker on remediation (detection goes on while it is open)."""
+
+    window_s: float = Field(600.0, gt=0, description="Window of the error budget. Defaults to 600.")
+    failure_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of failed or rolled-back writes in the window above which the breaker "
+        "opens. Defaults to 0.5.",
+    )
+    min_writes: int = Field(5, ge=1, description="Writes the window needs before the ratio counts. Defaults to 5.")
+    cooldown_s: float = Field(
+        900.0, gt=0, description="How long an opened breaker stays open unless reset. Defaults to 900."
+    )
+
+
 class GuardSettings(BaseModel):
     """Where apply may run at all, and how to stop it without a restart."""
 
@@ -159,6 +176,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
     @field_validator("database_url")
     @classmethod

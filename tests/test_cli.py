@@ -312,3 +312,17 @@ def test_rollback_of_a_single_action(migrated: Settings, example: Path) -> None:
     again = cli("rollback", prod_actions["/log_level"])
     assert again.exit_code == 1 and "it wrote nothing to undo" in again.output
     assert "no run or action with id" in cli("rollback", "nope").output
+
+
+def test_breaker_commands(migrated: Settings, example: Path) -> None:
+    """An operator can pause remediation by hand, see it, and reset it; apply runs dry-run meanwhile."""
+    assert cli("breaker", "status").exit_code == 0
+    opened = cli("breaker", "open", "--reason", "change freeze for the release", "--actor", "carol")
+    assert opened.exit_code == 0 and "open until reset (by carol): change freeze for the release" in opened.output
+    assert cli("breaker", "status").exit_code == 2
+    held = cli("apply")
+    assert "note: circuit breaker open: change freeze for the release" in held.output
+    assert "FEATURE_FAST_PAY=true" in (example / "live" / "checkout" / "staging.env").read_text()
+    assert cli("breaker", "reset").exit_code == 0 and cli("breaker", "status").exit_code == 0
+    cli("apply")
+    assert "FEATURE_FAST_PAY=false" in (example / "live" / "checkout" / "staging.env").read_text()

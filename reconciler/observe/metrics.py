@@ -88,6 +88,12 @@ class Metrics:
             ["environment"],
             registry=r,
         )
+        self.circuit_open = Gauge(
+            "reconciler_circuit_open", "1 while the circuit breaker holds all remediation in dry-run.", registry=r
+        )
+        self.circuit_opened = Counter(
+            "reconciler_circuit_opened_total", "Times the error budget opened the circuit breaker.", registry=r
+        )
         self.waves_stopped = Counter(
             "reconciler_waves_stopped_total",
             "Runs whose later waves were held in dry-run because a wave in this environment failed.",

@@ -16,6 +16,7 @@ from typing import Any
 from reconciler.adapters import registry
 from reconciler.classify import exceptions
 from reconciler.desired.source import DesiredSource
+from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
@@ -33,6 +34,7 @@ from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore
+from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 
 log = logs.get_logger("reconciler.daemon")
@@ -74,6 +76,7 @@ class Components:
     settings: Settings
     store: SqlHistoryStore
     approvals: SqlApprovalStore
+    breaker: SqlBreakerStore
     desired: DesiredSource
     metrics: Metrics
     reconciler: Reconciler
@@ -97,6 +100,7 @@ def build(settings: Settings) -> Components:
     """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine."""
     store = build_store(settings)
     approvals = SqlApprovalStore(store.engine)
+    breaker = SqlBreakerStore(store.engine)
     desired = DesiredSource(settings.desired_dir)
     desired.current()  # refuse to go on with an invalid desired state
     metrics = Metrics()
@@ -112,8 +116,10 @@ def build(settings: Settings) -> Components:
         guard=Guard(settings.mode, settings.guard.apply_environments, settings.guard.dry_run_file),
         approvals=approvals,
         limits=safety.Limits(**settings.safety.model_dump()),
+        breaker=breaker,
+        error_budget=ErrorBudget(**settings.breaker.model_dump()),
     )
-    return Components(settings, store, approvals, desired, metrics, engine)
+    return Components(settings, store, approvals, breaker, desired, metrics, engine)
 
 
 class Daemon:
@@ -141,6 +147,8 @@ class Daemon:
         try:
             self.c.store.ping()
             detail["store"] = "ok"
+            breaker = self.c.breaker.get()
+            detail["remediation"] = "paused: " + (breaker.reason or "") if breaker.is_open(datetime.now(UTC)) else "on"
         except ReconcilerError as exc:
             detail["store"] = str(exc)
         if self.c.desired.last_error is not None:

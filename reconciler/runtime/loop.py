@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.domain.approval import Approval, ApprovalState
+from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DriftClass, Target, environment_rank
@@ -24,7 +25,7 @@ from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import ApprovalStore, Clock, HistoryStore
+from reconciler.ports import ApprovalStore, BreakerStore, Clock, HistoryStore
 from reconciler.remediate import planner, recovery, rollback, safety
 from reconciler.remediate.executor import Adapter, Execution, execute
 from reconciler.runtime import health, process
@@ -109,6 +110,8 @@ class Reconciler:
         guard: Guard | None = None,
         approvals: ApprovalStore | None = None,
         limits: safety.Limits | None = None,
+        breaker: BreakerStore | None = None,
+        error_budget: ErrorBudget | None = None,
     ) -> None:
         self.desired = desired
         self.store = store
@@ -118,6 +121,8 @@ class Reconciler:
         self.guard = guard or Guard(global_mode, ["*"])
         self.approvals = approvals
         self.limits = limits or safety.Limits()
+        self.breaker = breaker
+        self.error_budget = error_budget or ErrorBudget()
         self.hmac_key = hmac_key
         self.assessor = Assessor(hmac_key, secret_file_roots)
         self._last_status: dict[str, RunStatus] = {}
@@ -146,11 +151,12 @@ class Reconciler:
         with logs.bound_contextvars(run_id=run.id, mode=run_mode.value):
             try:
                 budget = safety.Budget(self.limits, fleet=len(state.targets))
+                held = self._breaker_hold() if run_mode is Mode.APPLY else None
                 stop: tuple[int, str] | None = None  # rank of the failed wave, and why
                 for target in state.ordered_targets(list(names) if names else None):
                     rank = environment_rank(target.environment)
                     later = stop is not None and rank > stop[0]
-                    done = self._pass(state, target, run_mode, run, budget, stop[1] if stop and later else None)
+                    done = self._pass(state, target, run_mode, run, budget, stop[1] if stop and later else held)
                     report.targets.append(done)
                     if stop is None and done.execution and (done.execution.rolled_back or done.execution.error):
                         # Waves go in environment rank; a failed one stops every later wave of this run.
@@ -162,7 +168,40 @@ class Reconciler:
                 if run.started:
                     self.store.finish_run(run.id, report.status)
         report.recorded = run.started
+        if run_mode is Mode.APPLY and any(t.execution and t.execution.actions for t in report.targets):
+            self._spend_error_budget()
         return report
+
+    def _breaker_hold(self) -> str | None:
+        """Why this run may not write (the circuit breaker is open), or None."""
+        if self.breaker is None:
+            return None
+        now = self.clock.now()
+        state = self.breaker.get()
+        is_open = state.is_open(now)
+        self.metrics.circuit_open.set(1 if is_open else 0)
+        if not is_open:
+            return None
+        until = f" until {state.until:%Y-%m-%d %H:%M} UTC" if state.until else ""
+        return f"circuit breaker open{until}: {state.reason} (`reconciler breaker reset` to close it)"
+
+    def _spend_error_budget(self) -> None:
+        """Open the breaker when too many recent writes failed."""
+        if self.breaker is None:
+            return
+        now = self.clock.now()
+        budget = self.error_budget
+        failed, total = self.breaker.write_outcomes(now - timedelta(seconds=budget.window_s))
+        reason = budget.exceeded(failed, total)
+        if reason is None or self.breaker.get().is_open(now):
+            return
+        until = now + timedelta(seconds=budget.cooldown_s)
+        self.breaker.set(Breaker(BreakerState.OPEN, reason, now, until, "error budget"), now)
+        self.metrics.circuit_open.set(1)
+        self.metrics.circuit_opened.inc()
+        log.error(
+            "circuit breaker opened: remediation paused, detection goes on", reason=reason, until=until.isoformat()
+        )
 
     def _pass(
         self,

@@ -137,3 +137,15 @@ approvals = sa.Table(
     sa.Column("expires_at", UtcDateTime, nullable=True),
     sa.Column("action_id", sa.String(36), nullable=True),
 )
+
+breakers = sa.Table(
+    "breakers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),  # open or closed
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("opened_at", UtcDateTime, nullable=True),
+    sa.Column("until", UtcDateTime, nullable=True),  # when an open breaker closes by itself
+    sa.Column("changed_by", sa.String(200), nullable=True),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
+)

@@ -6,6 +6,7 @@ from typing import Any
 
 from reconciler.adapters.file import FileAdapter
 from reconciler.desired.source import DesiredSource
+from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
@@ -16,6 +17,7 @@ from reconciler.runtime.daemon import Adapters
 from reconciler.runtime.guard import Guard
 from reconciler.runtime.loop import Reconciler
 from reconciler.settings import FileSettings, Settings
+from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY
 
@@ -262,3 +264,31 @@ def test_blast_radius_limits_a_run(settings: Settings, store: SqlHistoryStore, e
     )
     notes = [t.note for t in fraction.reconcile().targets if t.note]
     assert notes and "max_fleet_fraction 0.2 of 3 targets" in notes[0]
+
+
+def test_the_error_budget_opens_the_circuit_breaker(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """When most recent writes fail, the breaker opens: later runs stay dry-run, saying why, until reset."""
+    breaker = SqlBreakerStore(store.engine)
+    metrics = Metrics()
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        lambda name: Forgetful(settings.file),
+        metrics,
+        SystemClock(),  # type: ignore[arg-type,return-value]
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+        breaker=breaker,
+        error_budget=ErrorBudget(window_s=600, failure_ratio=0.5, min_writes=1, cooldown_s=60),
+    )
+    # checkout-staging's write fails verification and is rolled back; the failed wave holds prod in dry-run
+    engine.reconcile(["checkout-staging", "payments-api-prod"])
+    assert breaker.get().is_open(datetime.now(UTC))
+    assert "writes failed or were rolled back" in (breaker.get().reason or "")
+    held = engine.reconcile(["checkout-staging"]).targets[0]
+    assert held.mode is Mode.DRY_RUN and (held.note or "").startswith("circuit breaker open until")
+    text = metrics.render()[0].decode()
+    assert "reconciler_circuit_open 1.0" in text and "reconciler_circuit_opened_total 1.0" in text
+    breaker.set(Breaker(BreakerState.CLOSED), datetime.now(UTC))
+    assert engine.reconcile(["payments-api-staging"]).targets[0].mode is Mode.APPLY
