@@ -97,6 +97,7 @@ def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, 
         if mode is Mode.APPLY:
             components.reconciler.recover()  # settle what an interrupted run left in flight, first
         result = components.reconciler.reconcile(targets or None, mode=mode, trigger="cli")
+        components.notifier.stop()  # deliver this run's notifications before the process ends
     except ReconcilerError as exc:
         raise _fail(exc) from None
     typer.echo(report.render_run(result, fmt, settings.hmac_key()))

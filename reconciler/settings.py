@@ -131,6 +131,35 @@ class BreakerSettings(BaseModel):
     )
 
 
+EventName = Literal["escalation", "failed_fix", "rollback", "breaker"]
+EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker")
+
+
+class WebhookSettings(BaseModel):
+    """One webhook."""
+
+    url: SecretStr = Field(description="Where to POST; kept secret because such URLs often hold a token.")
+    kind: Literal["json", "slack"] = Field(
+        "json", description="Plain JSON, or Slack-compatible text. Defaults to json."
+    )
+    events: list[EventName] = Field(
+        default_factory=lambda: list(EVENT_NAMES),
+        description="Which events to send. Defaults to all.",
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Per request. Defaults to 5.")
+
+
+class NotifySettings(BaseModel):
+    """Notifications."""
+
+    webhooks: list[WebhookSettings] = Field(
+        default_factory=list, description="Webhooks, as JSON. Defaults to none (no notifications)."
+    )
+    dedup_s: float = Field(
+        3600.0, ge=0, description="The same event is sent once per this many seconds. Defaults to 3600."
+    )
+
+
 class GuardSettings(BaseModel):
     """Where apply may run at all, and how to stop it without a restart."""
 
@@ -177,6 +206,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("database_url")
     @classmethod

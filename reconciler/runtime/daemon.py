@@ -21,6 +21,7 @@ from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
+from reconciler.observe.notify import EventKind, Notifier, Webhook
 from reconciler.ports import SystemClock
 from reconciler.remediate import safety
 from reconciler.remediate.executor import Adapter
@@ -80,6 +81,7 @@ class Components:
     desired: DesiredSource
     metrics: Metrics
     reconciler: Reconciler
+    notifier: Notifier
 
 
 def build_offline(settings: Settings) -> tuple[DesiredSource, Adapters]:
@@ -104,6 +106,14 @@ def build(settings: Settings) -> Components:
     desired = DesiredSource(settings.desired_dir)
     desired.current()  # refuse to go on with an invalid desired state
     metrics = Metrics()
+    notifier = Notifier(
+        [
+            Webhook(h.url.get_secret_value(), h.kind, tuple(EventKind(e) for e in h.events), h.timeout_s)
+            for h in settings.notify.webhooks
+        ],
+        dedup_s=settings.notify.dedup_s,
+    )
+    notifier.start()
     engine = Reconciler(
         desired.current,
         store,
@@ -118,8 +128,9 @@ def build(settings: Settings) -> Components:
         limits=safety.Limits(**settings.safety.model_dump()),
         breaker=breaker,
         error_budget=ErrorBudget(**settings.breaker.model_dump()),
+        notify=notifier.notify,
     )
-    return Components(settings, store, approvals, breaker, desired, metrics, engine)
+    return Components(settings, store, approvals, breaker, desired, metrics, engine, notifier)
 
 
 class Daemon:
@@ -278,6 +289,7 @@ class Daemon:
             worker.join(timeout)
         stuck = [w.name for w in self._workers if w.is_alive()]
         self.http.stop()
+        self.c.notifier.stop()  # send what is queued, briefly
         if stuck:
             log.error("passes still running at shutdown timeout", workers=stuck, timeout_s=timeout)
             return 1

@@ -25,6 +25,7 @@ from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
+from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import ApprovalStore, BreakerStore, Clock, HistoryStore
 from reconciler.remediate import planner, recovery, rollback, safety
 from reconciler.remediate.executor import Adapter, Execution, execute
@@ -112,6 +113,7 @@ class Reconciler:
         limits: safety.Limits | None = None,
         breaker: BreakerStore | None = None,
         error_budget: ErrorBudget | None = None,
+        notify: Callable[[Event], None] | None = None,
     ) -> None:
         self.desired = desired
         self.store = store
@@ -123,6 +125,7 @@ class Reconciler:
         self.limits = limits or safety.Limits()
         self.breaker = breaker
         self.error_budget = error_budget or ErrorBudget()
+        self.notify = notify or (lambda event: None)
         self.hmac_key = hmac_key
         self.assessor = Assessor(hmac_key, secret_file_roots)
         self._last_status: dict[str, RunStatus] = {}
@@ -300,6 +303,20 @@ class Reconciler:
         report.status = _status(report)
         if report.execution.error:
             report.error = report.execution.error
+            kind = EventKind.ROLLBACK if report.execution.rolled_back else EventKind.FAILED_FIX
+            self.notify(
+                Event(
+                    kind,
+                    f"{run.id}:{target.name}",
+                    f"{target.name}: " + ("change rolled back" if report.execution.rolled_back else "fix failed"),
+                    {
+                        "target": target.name,
+                        "environment": target.environment,
+                        "run": run.id,
+                        "error": report.execution.error,
+                    },
+                )
+            )
         if any(a.state.wrote for a in report.execution.actions):
             self.assessor.forget(target.name)  # live changed under us: look in full next time
         elif report.status is not RunStatus.FAILED:

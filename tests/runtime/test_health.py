@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,7 @@ from reconciler.desired.source import DesiredSource
 from reconciler.domain.manifest import HealthSpec
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.observe.metrics import Metrics
+from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import SystemClock
 from reconciler.runtime.daemon import Adapters
 from reconciler.runtime.health import gate_for
@@ -83,3 +85,30 @@ def test_a_failing_health_gate_rolls_the_change_back(
     assert states == ["rolled_back", "verified"]  # the change, then its automatic reverse
     service["status"] = 200
     assert engine.reconcile(["checkout-staging"]).targets[0].status is RunStatus.FIXED
+
+
+def test_an_automatic_rollback_is_notified(
+    settings: Settings, store: SqlHistoryStore, example: Path, service: dict[str, Any]
+) -> None:
+    """The rollback a failing health gate causes is sent as a notification, with no value in it."""
+    manifest = example / "desired" / "checkout.yaml"
+    manifest.write_text(
+        manifest.read_text() + f"  health:\n    http: {{url: '{service['url']}', within: 200ms, interval: 50ms}}\n"
+    )
+    service["status"] = 500
+    events: list[Event] = []
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        Adapters(settings),
+        Metrics(),
+        SystemClock(),
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+        notify=events.append,
+    )
+    engine.reconcile(["checkout-staging"])
+    (event,) = events
+    assert event.kind is EventKind.ROLLBACK and event.details["target"] == "checkout-staging"
+    assert "health gate" in event.details["error"] and "false" not in json.dumps(event.payload()).lower()

@@ -1,0 +1,86 @@
+"""Webhooks against a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from reconciler.observe import logging as logs
+from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
+
+
+@pytest.fixture
+def receiver() -> Iterator[dict[str, Any]]:
+    """Answers 500 to the first `fail` posts, then 200; keeps every body it accepted."""
+    state: dict[str, Any] = {"fail": 0, "bodies": [], "attempts": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            state["attempts"] += 1
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if state["fail"] > 0:
+                state["fail"] -= 1
+                self.send_response(500)
+            else:
+                state["bodies"].append(body)
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}/hook/SECRET-TOKEN"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def wait(check: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not check():
+        time.sleep(0.01)
+
+
+def test_delivered_retried_and_deduplicated(receiver: dict[str, Any]) -> None:
+    """A failing webhook is retried until it takes the event; the same event twice is sent once."""
+    receiver["fail"] = 2
+    notifier = Notifier([Webhook(receiver["url"])], initial_s=0.01, max_s=0.05)
+    notifier.start()
+    event = Event(EventKind.ROLLBACK, "run-1:t", "t: change rolled back", {"error": "verify: live does not hold it"})
+    notifier.notify(event)
+    notifier.notify(event)
+    wait(lambda: notifier.sent == 1)
+    notifier.stop()
+    assert receiver["attempts"] == 3 and notifier.sent == 1 and notifier.failed == 0
+    (body,) = receiver["bodies"]
+    assert (
+        body["event"] == "rollback" and body["subject"] == "run-1:t" and body["details"]["error"].startswith("verify")
+    )
+
+
+def test_slack_format_event_filter_and_a_dead_webhook(receiver: dict[str, Any], capsys: Any) -> None:
+    """Slack hooks get text; hooks get only the events they asked for; a dead hook is given up on without
+    blocking anything, and the log never shows its token."""
+    logs.configure("info", "json")
+    dead = Webhook("http://127.0.0.1:9/hook/SECRET-TOKEN", timeout_s=0.5)
+    slack = Webhook(receiver["url"], "slack", (EventKind.ESCALATION,))
+    notifier = Notifier([slack, dead], attempts=2, initial_s=0.01, max_s=0.02)
+    notifier.start()
+    started = time.monotonic()
+    notifier.notify(Event(EventKind.ESCALATION, "t:/db/pool", "t /db/pool needs a person", {"path": "/db/pool"}))
+    notifier.notify(Event(EventKind.BREAKER, "remediation", "remediation paused"))
+    assert time.monotonic() - started < 0.1  # notify never waits for the network
+    wait(lambda: notifier.failed == 2)
+    notifier.stop()
+    (body,) = receiver["bodies"]
+    assert body["text"].startswith(":raising_hand: *reconciler escalation*: t /db/pool needs a person")
+    logged = capsys.readouterr().err
+    assert "notification not delivered" in logged and "127.0.0.1:9" in logged and "SECRET-TOKEN" not in logged
