@@ -82,6 +82,5 @@ def resolve(targets: dict[str, Target], bases: dict[str, Base], report: Report) 
         parent = merged(spec.extends, (), target) if spec.extends else Overlay()
         if parent is None:
             continue
-        updated = target.model_copy(update={"spec": spec.model_copy(update=_apply(parent, spec, target, report))})
-        result[name] = updated
+        result[name] = target.with_spec(spec.model_copy(update=_apply(parent, spec, target, report)))
     return result

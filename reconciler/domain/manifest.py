@@ -160,6 +160,7 @@ class HealthSpec(_Strict):
 class TargetSpec(Overlay):
     source: SourceSpec
     health: HealthSpec | None = None  # checked after every write; a failure rolls the target's writes back
+    wave: int | None = Field(None, ge=0)  # apply order; defaults to the environment's rank
     desired: dict[str, Any]  # required, unless the target extends a base
     prune: bool = False
     interval: DurationS | None = None
@@ -195,6 +196,15 @@ class Target(_Strict):
 
     _origin: Origin | None = PrivateAttr(default=None)
 
+    def with_spec(self, spec: TargetSpec) -> Target:
+        """A copy with another spec. model_copy would carry over the cached properties below, computed
+        from the old spec, so they are dropped here."""
+        copied = self.model_copy(update={"spec": spec})
+        for attribute, value in vars(type(self)).items():
+            if isinstance(value, cached_property):
+                copied.__dict__.pop(attribute, None)
+        return copied
+
     # Cached: read for every target on every pass, and attribute access on a pydantic model is not free.
     @cached_property
     def name(self) -> str:
@@ -207,6 +217,11 @@ class Target(_Strict):
     @property
     def origin(self) -> Origin | None:
         return self._origin
+
+    @cached_property
+    def wave(self) -> int:
+        """Where the target goes in apply order: its own wave, or its environment's rank."""
+        return self.spec.wave if self.spec.wave is not None else environment_rank(self.environment)
 
     @cached_property
     def has_references(self) -> bool:

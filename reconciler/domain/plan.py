@@ -16,7 +16,8 @@ class ActionState(StrEnum):
     """Where an action is in the journal.
 
     planned → staged → applied → verified, or failed / conflict / rolled_back on the way;
-    noop: live already held `after`, nothing written; dry_run: would have been written.
+    noop: live already held `after`, nothing written; dry_run: would have been written;
+    interrupted: the run died before writing it (found by recovery), nothing written.
     """
 
     PLANNED = "planned"
@@ -28,6 +29,7 @@ class ActionState(StrEnum):
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
     DRY_RUN = "dry_run"
+    INTERRUPTED = "interrupted"
 
     @property
     def in_flight(self) -> bool:

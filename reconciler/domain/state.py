@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.domain.manifest import Base, DesiredVersion, DriftClass, Target, environment_rank
+from reconciler.domain.manifest import Base, DesiredVersion, DriftClass, Target
 from reconciler.domain.policy import Policy, PolicyException, Rule
 
 KINDS: dict[str, type[Target] | type[Policy] | type[Base]] = {"Target": Target, "Base": Base, "Policy": Policy}
@@ -35,6 +35,7 @@ class DesiredState:
         return [(p.metadata.name, i, e) for p in self.policies for i, e in enumerate(p.spec.exceptions)]
 
     def ordered_targets(self, names: list[str] | None = None) -> list[Target]:
-        """Targets in wave order. Sort key: environment rank, then environment, then name."""
+        """Targets in wave order. Sort key: wave (the target's own, else its environment's rank), then
+        environment, then name."""
         chosen = self.targets.values() if names is None else [self.targets[n] for n in names]
-        return sorted(chosen, key=lambda t: (environment_rank(t.environment), t.environment, t.name))
+        return sorted(chosen, key=lambda t: (t.wave, t.environment, t.name))

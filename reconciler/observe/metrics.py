@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PASS_RESULTS = ("clean", "drift", "fixed", "failed", "unchanged")
-ACTION_OUTCOMES = ("verified", "noop", "conflict", "failed", "rolled_back", "dry_run")
+ACTION_OUTCOMES = ("verified", "noop", "conflict", "failed", "rolled_back", "dry_run", "interrupted")
 CLASSES = ("acceptable", "reversible", "escalate")
 
 

@@ -1,8 +1,8 @@
 """Resolve the actions a crashed run left in flight by looking at live state again.
 
 An action left planned, staged or applied becomes verified when live holds its `after` (the write happened
-before the crash), failed when live still holds its `before` (it did not; the next pass plans again), and a
-conflict when live holds neither. Nothing is written to live here, so nothing can be applied twice.
+before the crash), interrupted when live still holds its `before` (it did not; the next pass plans again),
+and a conflict when live holds neither. Nothing is written to live here, so nothing can be applied twice.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def recover_target(
         if _holds(value, action.after, hmac_key):
             outcome.append((action, ActionState.VERIFIED, APPLIED))
         elif _holds(value, action.before, hmac_key):
-            outcome.append((action, ActionState.FAILED, NOT_APPLIED))
+            outcome.append((action, ActionState.INTERRUPTED, NOT_APPLIED))
         else:
             outcome.append((action, ActionState.CONFLICT, NEITHER))
     return _settle(journal, outcome)

@@ -18,7 +18,7 @@ from reconciler.domain.approval import Approval, ApprovalState
 from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
-from reconciler.domain.manifest import DriftClass, Target, environment_rank
+from reconciler.domain.manifest import DriftClass, Target
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
@@ -157,7 +157,7 @@ class Reconciler:
                 held = self._breaker_hold() if run_mode is Mode.APPLY else None
                 stop: tuple[int, str] | None = None  # rank of the failed wave, and why
                 for target in state.ordered_targets(list(names) if names else None):
-                    rank = environment_rank(target.environment)
+                    rank = target.wave
                     later = stop is not None and rank > stop[0]
                     done = self._pass(state, target, run_mode, run, budget, stop[1] if stop and later else held)
                     report.targets.append(done)

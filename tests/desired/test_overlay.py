@@ -75,3 +75,12 @@ def test_bad_overlays_are_refused(tmp_path: Path, docs: str, message: str) -> No
     with pytest.raises(ConfigurationError) as info:
         load(tmp_path)
     assert any(message in str(p) for p in info.value.problems), info.value.problems
+
+
+def test_a_copied_target_does_not_keep_cached_values_of_its_old_spec(tmp_path: Path) -> None:
+    """with_spec drops values cached from the old spec (references, wave)."""
+    (tmp_path / "t.yaml").write_text(target("t", "  desired: {x: '${env:A}'}\n"))
+    original = load(tmp_path).targets["t"]
+    assert original.has_references and original.wave == 9
+    copied = original.with_spec(original.spec.model_copy(update={"desired": {"x": 1}, "wave": 2}))
+    assert not copied.has_references and copied.wave == 2 and copied.origin == original.origin

@@ -60,7 +60,7 @@ def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHisto
         hmac_key=HMAC_KEY,
     )
     settled = {a.pointer: a.state.value for a in engine.recover()}
-    assert settled == {"/a": "verified", "/b": "failed", "/c": "conflict", "/pw": "verified"}
+    assert settled == {"/a": "verified", "/b": "interrupted", "/c": "conflict", "/pw": "verified"}
     assert {a.pointer: a.state for a in store.actions(alive)} == {"/b": ActionState.STAGED}
     dead_run, alive_run = store.run(dead), store.run(alive)
     assert dead_run is not None and dead_run.status is RunStatus.FAILED and "interrupted" in (dead_run.error or "")
