@@ -15,13 +15,16 @@ from reconciler.desired import loader
 from reconciler.diff import parity
 from reconciler.domain.approval import ApprovalState
 from reconciler.domain.breaker import Breaker, BreakerState
+from reconciler.domain.paths import MISSING
 from reconciler.domain.run import Mode
+from reconciler.domain.values import render
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.runtime import daemon, inspect, report, views
 from reconciler.settings import Settings, load_settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
+from reconciler.store.adoptions import SqlAdoptionStore
 from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
 
@@ -338,6 +341,32 @@ def breaker_reset(actor: ActorOpt = None, database_url: DatabaseOpt = None) -> N
     typer.echo("closed: remediation runs")
 
 
+@app.command("adopt")
+def adopt_cmd(
+    drift_id: Annotated[int, typer.Argument(help="A drift's id, from `reconciler history RUN_ID`.")],
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why the live value is right.")],
+    actor: ActorOpt = None,
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Make a live value the desired one: write it into the target's manifest (comments and order kept),
+    if live still holds it, and record who adopted it and why. Commit the manifest afterwards."""
+    try:
+        settings = _settings(desired, database_url)
+        store = SqlAdoptionStore(daemon.build_store(settings).engine)
+        drift = store.drift(drift_id)
+        if drift is None:
+            raise ConfigurationError(f"no drift with id {drift_id}")
+        source, adapters = daemon.build_offline(settings)
+        target, value, file = inspect.adopt_drift(source.current(), adapters, drift)
+        who = actor or getpass.getuser()
+        store.record(drift_id, target.name, drift["path"], value, str(file), who, reason, datetime.now(UTC))
+    except ReconcilerError as exc:
+        raise _fail(exc) from None
+    what = "no longer desired" if value is MISSING else f"= {render(value)}"
+    typer.echo(f"adopted by {who}: {target.name} {drift['path']} {what}, written to {file}; commit it")
+
+
 @app.command()
 def history(
     run_id: Annotated[str | None, typer.Argument(help="Show one run with its passes and actions.")] = None,
@@ -356,7 +385,9 @@ def history(
         run = store.run(run_id)
         if run is None:
             raise ConfigurationError(f"no run with id {run_id}")
-        typer.echo(report.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt))
+        typer.echo(
+            report.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt, store.drifts(run_id))
+        )
     except ReconcilerError as exc:
         raise _fail(exc) from None
 

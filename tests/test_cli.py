@@ -326,3 +326,50 @@ def test_breaker_commands(migrated: Settings, example: Path) -> None:
     assert cli("breaker", "reset").exit_code == 0 and cli("breaker", "status").exit_code == 0
     cli("apply")
     assert "FEATURE_FAST_PAY=false" in (example / "live" / "checkout" / "staging.env").read_text()
+
+
+def test_adopt_writes_the_live_value_into_the_manifest(migrated: Settings, example: Path) -> None:
+    """adopt makes an emergency change permanent: the manifest gets the live value with its comments kept,
+    the drift is gone, and who and why are recorded; a changed live value or a secret is refused."""
+    run_id = json.loads(cli("plan", "--format", "json").stdout)["run_id"]
+    drifts = {
+        (d["target"], d["path"]): d["id"]
+        for d in json.loads(cli("history", run_id, "--format", "json").stdout)["drift"]
+    }
+    manifest = example / "desired" / "payments-api.yaml"
+    before = manifest.read_text()
+    adopted = cli(
+        "adopt",
+        str(drifts[("payments-api-prod", "/database/pool_size")]),
+        "--reason",
+        "INC-4711: 10 is right",
+        "--actor",
+        "dana",
+    )
+    assert adopted.exit_code == 0, adopted.output
+    assert "adopted by dana: payments-api-prod /database/pool_size = 10" in adopted.output
+    after = manifest.read_text()
+    assert "# What every payments-api environment shares" in after and "# left out of `reconciler compare`" in after
+    assert "pool_size: 10" in after and after.count("pool_size: 20") == before.count("pool_size: 20") - 1
+    plan = json.loads(cli("plan", "--target", "payments-api-prod", "--format", "json").stdout)
+    assert "/database/pool_size" not in [d["path"] for d in plan["targets"][0]["drift"]]
+    # a live-only key adopted into desired
+    assert cli("adopt", str(drifts[("payments-api-prod", "/debug_endpoints")]), "-m", "keep it").exit_code == 0
+    assert "debug_endpoints: true" in manifest.read_text()
+    # live changed since the drift was recorded: refused, nothing written
+    live = example / "live" / "payments-api" / "prod" / "config.yaml"
+    live.write_text(live.read_text().replace("log_level: DEBUG", "log_level: WARN"))
+    text = manifest.read_text()
+    refused = cli("adopt", str(drifts[("payments-api-prod", "/log_level")]), "-m", "x")
+    assert refused.exit_code == 1 and "no longer holds what drift" in refused.output and manifest.read_text() == text
+    assert cli("adopt", "999999", "-m", "x").exit_code == 1
+    engine = sa.create_engine(migrated.database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT target, path, actor, reason FROM adoptions ORDER BY id")).all()
+    engine.dispose()
+    assert len(rows) == 2 and tuple(rows[0]) == (
+        "payments-api-prod",
+        "/database/pool_size",
+        "dana",
+        "INC-4711: 10 is right",
+    )

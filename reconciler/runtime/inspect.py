@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.classify.classifier import Step, explain
+from reconciler.desired import adopt
 from reconciler.domain.drift import DriftItem
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import MISSING, any_match, from_pointer, get_in
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
+from reconciler.domain.values import strict_equal
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.remediate.executor import Adapter
 from reconciler.runtime.assess import Assessor
@@ -82,3 +84,29 @@ def live_documents(
         except ReconcilerError as exc:
             errors[name] = str(exc)
     return documents, errors
+
+
+def adopt_drift(
+    state: DesiredState,
+    adapters: Callable[[str], Adapter],
+    drift: dict[str, Any],
+) -> tuple[Target, Any, Path]:
+    """Write a recorded drift's live value into its target's manifest, if live still holds that value.
+    Returns the target, the value adopted (MISSING: the key is no longer desired) and the file written."""
+    if drift["secret"]:
+        raise ConfigurationError("secret values are not kept in history, so they cannot be adopted; edit the secret")
+    if drift["target"] not in state.targets:
+        raise ConfigurationError(f"target {drift['target']} is no longer in the desired state")
+    target = state.targets[drift["target"]]
+    path = from_pointer(drift["path"])
+    live = adapters(target.spec.source.adapter).discover(target).document
+    now = get_in(live, path, target.list_keys())
+    recorded = drift["observed"]
+    same = now is recorded if MISSING in (now, recorded) else strict_equal(now, recorded)
+    if not same:
+        raise ConfigurationError(
+            f"live {target.name} {drift['path']} no longer holds what drift {drift['id']} recorded; plan again and "
+            "adopt the new drift"
+        )
+    file = adopt.adopt(target, path, recorded, state.root)
+    return target, recorded, file

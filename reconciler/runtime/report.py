@@ -249,8 +249,15 @@ def _run_record_dict(r: RunRecord) -> dict[str, Any]:
     }
 
 
-def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Sequence[Action], fmt: str) -> str:
-    """A recorded run with its passes and actions; secrets are already redacted in history."""
+def render_run_detail(
+    run: RunRecord,
+    passes: Sequence[PassRecord],
+    actions: Sequence[Action],
+    fmt: str,
+    drifts: Sequence[dict[str, Any]] = (),
+) -> str:
+    """A recorded run with its passes, drift (with the ids `reconciler adopt` takes) and actions; secrets are
+    already redacted in history."""
     if fmt == "json":
         return json.dumps(
             {
@@ -263,8 +270,26 @@ def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Seq
                         "drift": p.drift_count,
                         "drift_percent": p.drift_percent,
                         "error": p.error,
+                        "note": p.note,
                     }
                     for p in passes
+                ],
+                "drift": [
+                    {
+                        "id": d["id"],
+                        "target": d["target"],
+                        "path": d["path"],
+                        "op": d["op"],
+                        "class": d["class"],
+                        "reason": d["reason"],
+                        "decided_by": d["decided_by"],
+                        "desired": json_value(d["desired"]),
+                        "desired_missing": d["desired"] is MISSING,
+                        "observed": json_value(d["observed"]),
+                        "observed_missing": d["observed"] is MISSING,
+                        "secret": d["secret"],
+                    }
+                    for d in drifts
                 ],
                 "actions": [_action_dict(a, b"") for a in actions],
             },
@@ -277,7 +302,29 @@ def render_run_detail(run: RunRecord, passes: Sequence[PassRecord], actions: Seq
         out.append(
             table(
                 ("target", "environment", "status", "drift", "error"),
-                [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or "") for p in passes],
+                [
+                    (p.target, p.environment, p.status.value, str(p.drift_count), p.error or p.note or "")
+                    for p in passes
+                ],
+            )
+        )
+    if drifts:
+        out.append("")
+        out.append(
+            table(
+                ("drift", "target", "path", "op", "class", "desired", "live"),
+                [
+                    (
+                        str(d["id"]),
+                        d["target"],
+                        d["path"],
+                        d["op"],
+                        d["class"],
+                        short(render(d["desired"])),
+                        short(render(d["observed"])),
+                    )
+                    for d in drifts
+                ],
             )
         )
     if actions:

@@ -149,3 +149,17 @@ breakers = sa.Table(
     sa.Column("changed_by", sa.String(200), nullable=True),
     sa.Column("changed_at", UtcDateTime, nullable=False),
 )
+
+adoptions = sa.Table(
+    "adoptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("drift_id", sa.Integer, nullable=False),
+    sa.Column("target", sa.String(200), nullable=False, index=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=True),  # JSON of the adopted live value; NULL: the key was unset
+    sa.Column("file", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
