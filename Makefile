@@ -10,7 +10,7 @@ EXAMPLE_ENV := RECONCILER_DESIRED_DIR=examples/desired \
 	RECONCILER_FILE__ROOTS='["examples/live"]' \
 	RECONCILER_DATABASE_URL=sqlite:///$(STATE)/reconciler.db
 
-.PHONY: install run plan test lint typecheck layers unit clean
+.PHONY: install run plan test services lint typecheck layers unit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "reconciler needs Python 3.11 or newer")'
@@ -35,7 +35,11 @@ plan: install
 	$(EXAMPLE_ENV) $(BIN)/reconciler plan; test $$? -ne 1
 
 ## Install and run everything CI runs: lint, format check, types, layer contracts, the test suite.
-test: install lint typecheck layers unit
+test: install services lint typecheck layers unit
+
+## The servers integration tests use (PostgreSQL up; Prometheus installed from Debian's packages as root).
+services:
+	@bash .ci/services
 
 lint: install
 	$(BIN)/ruff check reconciler tests bench migrations

@@ -153,8 +153,26 @@ class HttpProbe(_Strict):
     timeout: DurationS = 2.0
 
 
+class PrometheusQuery(_Strict):
+    """After a write, `query` must hold (a non-empty result, every value non-zero) at every evaluation for
+    `for` seconds, evaluated every `interval`."""
+
+    url: str = Field(pattern=r"^https?://")  # the Prometheus server, e.g. http://prometheus:9090
+    query: str = Field(min_length=1)
+    for_: DurationS = Field(30.0, alias="for")
+    interval: DurationS = 5.0
+    timeout: DurationS = 5.0
+
+
 class HealthSpec(_Strict):
-    http: HttpProbe
+    http: HttpProbe | None = None
+    prometheus: PrometheusQuery | None = None
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> HealthSpec:
+        if self.http is None and self.prometheus is None:
+            raise ValueError("a health gate needs http or prometheus")
+        return self
 
 
 class TargetSpec(Overlay):

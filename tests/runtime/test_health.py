@@ -112,3 +112,25 @@ def test_an_automatic_rollback_is_notified(
     (event,) = events
     assert event.kind is EventKind.ROLLBACK and event.details["target"] == "checkout-staging"
     assert "health gate" in event.details["error"] and "false" not in json.dumps(event.payload()).lower()
+
+
+@pytest.mark.integration
+def test_prometheus_gate_against_a_real_prometheus(prometheus_url: str) -> None:
+    """A query that holds for the whole window passes; one that returns nothing or 0 fails and says so;
+    an unreachable Prometheus fails the gate."""
+
+    def gate(query: str, url: str = prometheus_url) -> str | None:
+        spec = HealthSpec.model_validate(
+            {"prometheus": {"url": url, "query": query, "for": "0.6s", "interval": "0.2s"}}
+        )
+        check = gate_for(spec)
+        assert check is not None
+        return check()
+
+    assert gate("vector(1) > 0") is None
+    assert "did not hold: the query returned nothing" in (gate("vector(0) > 0") or "")
+    assert "did not hold: the query returned 0" in (gate("vector(0)") or "")
+    assert "Prometheus answered 400" in (gate("this is not promql(") or "")
+    assert "could not be asked" in (gate("vector(1)", "http://127.0.0.1:9") or "")
+    with pytest.raises(ValueError, match="a health gate needs http or prometheus"):
+        HealthSpec.model_validate({})
