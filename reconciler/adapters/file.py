@@ -23,7 +23,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.paths import MISSING, get_in, set_in, to_pointer
 from reconciler.domain.values import strict_equal
-from reconciler.errors import ApplyError, ConfigurationError, ConflictError, DiscoveryError, Problem
+from reconciler.errors import ApplyError, ConflictError, DiscoveryError
 from reconciler.ports import Capabilities, Change, ChangeResult, Staged
 from reconciler.settings import FileSettings, Settings
 
@@ -49,41 +49,26 @@ class FileAdapter:
 
     # -- where and what -------------------------------------------------------------------------------
 
-    def _problem(self, target: Target, field: str, message: str) -> ConfigurationError:
-        origin = target.origin
-        return ConfigurationError(
-            f"target {target.name}: {message}",
-            [
-                Problem(
-                    file=str(origin.file) if origin else "?",
-                    document=origin.document if origin else None,
-                    name=target.name,
-                    field=field,
-                    message=message,
-                )
-            ],
-        )
-
     def locate(self, target: Target) -> tuple[Path, formats.Format]:
         """The file a target names, resolved against its manifest's folder and checked against the roots."""
         options = target.spec.source.options()
         unknown = set(options) - {"path", "format"}
         if unknown:
-            raise self._problem(target, f"spec.source.{sorted(unknown)[0]}", "unknown option of the file adapter")
+            raise target.problem(f"spec.source.{sorted(unknown)[0]}", "unknown option of the file adapter")
         raw = options.get("path")
         if not isinstance(raw, str) or not raw:
-            raise self._problem(target, "spec.source.path", "the file adapter needs a path")
+            raise target.problem("spec.source.path", "the file adapter needs a path")
         path = Path(raw).expanduser()
         if not path.is_absolute() and target.origin is not None:
             path = target.origin.file.parent / path
         real = Path(os.path.realpath(path))
         if not any(real == root or real.is_relative_to(root) for root in self._roots):
             roots = ", ".join(str(r) for r in self._roots) or "none configured (set RECONCILER_FILE__ROOTS)"
-            raise self._problem(target, "spec.source.path", f"{real} is outside the file adapter's roots: {roots}")
+            raise target.problem("spec.source.path", f"{real} is outside the file adapter's roots: {roots}")
         name = options.get("format") or formats.guess(real.name)
         if name not in formats.FORMATS:
             known = ", ".join(formats.FORMATS)
-            raise self._problem(target, "spec.source.format", f"unknown format {name!r}; expected one of {known}")
+            raise target.problem("spec.source.format", f"unknown format {name!r}; expected one of {known}")
         return real, formats.FORMATS[str(name)]
 
     def _read_bytes(self, path: Path) -> bytes:
@@ -120,9 +105,9 @@ class FileAdapter:
         for key, value in desired.items():
             nested = isinstance(value, dict)
             if fmt.name == "env" and nested:
-                raise self._problem(target, f"spec.desired.{key}", "a .env file holds no nested keys")
+                raise target.problem(f"spec.desired.{key}", "a .env file holds no nested keys")
             if fmt.name == "ini" and not nested:
-                raise self._problem(target, f"spec.desired.{key}", "an INI file holds keys inside [sections]")
+                raise target.problem(f"spec.desired.{key}", "an INI file holds keys inside [sections]")
         return dict(formats.stringify(desired))
 
     def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged:

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import KeyPath
-from reconciler.errors import ConfigurationError, Problem
+from reconciler.errors import ConfigurationError
 
 REF = re.compile(r"^\$\{(env|file):([^}]+)\}$")
 ESCAPED = re.compile(r"^\$(\$\{[^}]*\})$")
@@ -31,20 +31,7 @@ def resolve(
     paths: list[KeyPath] = []
 
     def fail(path: KeyPath, message: str) -> ConfigurationError:
-        origin = target.origin
-        field = "spec.desired." + ".".join(path)
-        return ConfigurationError(
-            f"target {target.name}: {field}: {message}",
-            [
-                Problem(
-                    file=str(origin.file) if origin else "?",
-                    document=origin.document if origin else None,
-                    name=target.name,
-                    field=field,
-                    message=message,
-                )
-            ],
-        )
+        return target.problem("spec.desired." + ".".join(path), message)
 
     def one(path: KeyPath, value: str) -> str:
         if (escaped := ESCAPED.match(value)) is not None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 
 from reconciler.domain.paths import KeyPath, PathGlob, from_pointer
 from reconciler.domain.run import Mode
+from reconciler.errors import ConfigurationError, Problem
 
 NAME_RE = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
 
@@ -213,6 +214,18 @@ class Target(_Strict):
     spec: TargetSpec
 
     _origin: Origin | None = PrivateAttr(default=None)
+
+    def problem(self, field: str, message: str) -> ConfigurationError:
+        """A ConfigurationError located at this target's manifest file, document and `field`."""
+        origin = self._origin
+        where = Problem(
+            file=str(origin.file) if origin else "?",
+            document=origin.document if origin else None,
+            name=self.metadata.name,
+            field=field,
+            message=message,
+        )
+        return ConfigurationError(f"target {self.metadata.name}: {field}: {message}", [where])
 
     def with_spec(self, spec: TargetSpec) -> Target:
         """A copy with another spec. model_copy would carry over the cached properties below, computed

@@ -25,6 +25,7 @@ from reconciler.observe.notify import EventKind, Notifier, Webhook
 from reconciler.ports import SystemClock
 from reconciler.remediate import safety
 from reconciler.remediate.executor import Adapter
+from reconciler.runtime import undo
 from reconciler.runtime.guard import Guard
 from reconciler.runtime.http import HttpServer
 from reconciler.runtime.loop import Reconciler
@@ -257,7 +258,7 @@ class Daemon:
         guard = self.c.reconciler.guard
         signal.signal(signal.SIGUSR1, lambda *_: guard.force_dry_run(True))
         signal.signal(signal.SIGUSR2, lambda *_: guard.force_dry_run(False))
-        recovered = self.c.reconciler.recover()  # before any new pass: settle what a crash left in flight
+        recovered = undo.recover(self.c.reconciler)  # before any new pass: settle what a crash left in flight
         if recovered:
             log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))
         self.http.start()

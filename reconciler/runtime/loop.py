@@ -12,14 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from reconciler.domain.approval import Approval, ApprovalState
 from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DriftClass, Target
-from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.plan import ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
@@ -27,7 +26,7 @@ from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import ApprovalStore, BreakerStore, Clock, HistoryStore
-from reconciler.remediate import planner, recovery, rollback, safety
+from reconciler.remediate import planner, rollback, safety
 from reconciler.remediate.executor import Adapter, Execution, execute
 from reconciler.runtime import health, process
 from reconciler.runtime.assess import Assessor
@@ -131,7 +130,7 @@ class Reconciler:
         self._last_status: dict[str, RunStatus] = {}
         self._stored_version: str | None = None
 
-    def _ensure_version(self, state: DesiredState) -> None:
+    def ensure_version(self, state: DesiredState) -> None:
         """Store the desired version once per change, not once per pass."""
         if self._stored_version != state.version.digest:
             self.store.ensure_version(state.version, str(state.root))
@@ -147,7 +146,7 @@ class Reconciler:
             raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
         run_mode = self.guard.mode() if mode is None else mode
         kind = RunKind.APPLY if run_mode is Mode.APPLY else RunKind.DRY_RUN
-        self._ensure_version(state)
+        self.ensure_version(state)
         self.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         run = _LazyRun(self.store, kind, trigger, state.version.digest, None)
         report = RunReport(run.id, kind, state.version.digest, [])
@@ -390,102 +389,6 @@ class Reconciler:
         if report.execution:
             for action in report.execution.actions:
                 self.metrics.actions.labels(target.environment, action.state.value).inc()
-
-    def recover(self) -> list[Action]:
-        """Settle the in-flight actions of runs whose process is gone, against live state; mark those runs
-        failed. Runs of live processes, and of other hosts, are left alone."""
-        dead = [run_id for run_id, owner in self.store.unfinished_runs() if process.alive(owner) is False]
-        if not dead:
-            return []
-        state = self.desired()
-        settled: list[Action] = []
-        for run_id in dead:
-            in_flight = self.store.actions(run_id, [ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED])
-            by_target: dict[str, list[Action]] = {}
-            for action in in_flight:
-                by_target.setdefault(action.target, []).append(action)
-            done: list[Action] = []
-            for name, actions in by_target.items():
-                if name not in state.targets:
-                    done += recovery.settle_unknown(self.store, actions, f"target {name} is no longer defined")
-                    continue
-                target = state.targets[name]
-                adapter = self.adapters(target.spec.source.adapter)
-                done += recovery.recover_target(target, actions, adapter, self.store, self.hmac_key)
-                self.assessor.forget(name)
-            self.store.finish_run(
-                run_id, RunStatus.FAILED, f"interrupted; {len(in_flight)} in-flight actions recovered"
-            )
-            counts = {s.value: sum(1 for a in done if a.state is s) for s in {a.state for a in done}}
-            log.warning("interrupted run recovered", run_id=run_id, actions=len(in_flight), outcome=counts)
-            settled += done
-        return settled
-
-    def rollback(self, undo: str, *, dry_run: bool, trigger: str = "cli") -> RunReport:
-        """Undo what a run wrote, or one action of it (`undo` names either), as a new run; refuses (and says
-        why) where that cannot be done."""
-        only: Action | None = None
-        if self.store.run(undo) is None:
-            found = self.store.actions(action_id=undo)
-            if not found:
-                raise ConfigurationError(f"no run or action with id {undo}")
-            only = found[0]
-            if not only.state.wrote:
-                raise ConfigurationError(f"action {undo} is {only.state.value}: it wrote nothing to undo")
-        of_run = only.run_id if only is not None else undo
-        state = self.desired()
-        self._ensure_version(state)
-        kind = RunKind.ROLLBACK
-        run_id = self.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run, owner=process.identity())
-        report = RunReport(run_id, kind, state.version.digest, [], recorded=True)
-        with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
-            try:
-                originals = [only] if only is not None else self.store.actions(of_run)
-                plan = rollback.plan_rollback(originals, run_id=run_id, of_run=of_run, known_targets=set(state.targets))
-                report.refused = plan.refused
-                for name in plan.by_target:
-                    report.targets.append(
-                        self._rollback_target(state.targets[name], plan.by_target[name], dry_run, run_id)
-                    )
-            finally:
-                self.store.finish_run(run_id, report.status if (report.targets or report.refused) else RunStatus.CLEAN)
-        return report
-
-    def _rollback_target(self, target: Target, reverse: list[Any], dry_run: bool, run_id: str) -> TargetReport:
-        mode = Mode.DRY_RUN if dry_run else Mode.APPLY
-        report = TargetReport(target, mode)
-        started = time.perf_counter()
-        with logs.bound_contextvars(target=target.name):
-            try:
-                adapter = self.adapters(target.spec.source.adapter)
-                report.execution = rollback.rollback(target, reverse, adapter, self.store, dry_run=dry_run)
-                states = {a.state for a in report.execution.actions}
-                if report.execution.error or ActionState.FAILED in states:
-                    report.status = RunStatus.FAILED
-                elif ActionState.CONFLICT in states:
-                    report.status = RunStatus.FAILED
-                    report.error = "live no longer holds what the run wrote; refused where it differs"
-                elif dry_run:
-                    report.status = RunStatus.DRIFT
-                else:
-                    report.status = RunStatus.FIXED
-                report.error = report.error or report.execution.error
-            except ReconcilerError as exc:
-                report.status, report.error = RunStatus.FAILED, str(exc)
-            report.duration_s = time.perf_counter() - started
-            self.store.record_pass(
-                run_id,
-                PassRecord(
-                    target.name,
-                    target.environment,
-                    report.status,
-                    error=report.error,
-                    duration_s=report.duration_s,
-                ),
-                [],
-            )
-            log.info("rollback done", status=report.status.value, error=report.error)
-        return report
 
 
 def _status(report: TargetReport) -> RunStatus:

@@ -9,18 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.domain.values import from_json, to_json
-from reconciler.errors import StoreUnavailable
 from reconciler.store import tables as t
-from reconciler.store.engine import safe_url
+from reconciler.store.base import SqlStore
 
 
-class SqlAdoptionStore:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
-    def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}")
-
+class SqlAdoptionStore(SqlStore):
     def drift(self, drift_id: int) -> dict[str, Any] | None:
         """One recorded drift row, values decoded (secrets stay redacted)."""
         try:

@@ -13,21 +13,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from reconciler.domain.approval import Approval, ApprovalState, drift_key
 from reconciler.domain.drift import Classified
 from reconciler.domain.values import from_json, to_json
-from reconciler.errors import ConfigurationError, StoreUnavailable
+from reconciler.errors import ConfigurationError
 from reconciler.store import tables as t
-from reconciler.store.engine import safe_url
+from reconciler.store.base import SqlStore
 
 OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value, ApprovalState.REJECTED.value)
 
 
-class SqlApprovalStore:
+class SqlApprovalStore(SqlStore):
     """Approvals on any SQLAlchemy engine; values are stored as the drift items carry them (secrets hashed)."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
-    def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}")
 
     def sync(
         self, target: str, environment: str, escalations: Sequence[Classified], run_id: str | None, now: datetime

@@ -9,21 +9,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.domain.plan import ActionState
-from reconciler.errors import StoreUnavailable
 from reconciler.store import tables as t
-from reconciler.store.engine import safe_url
+from reconciler.store.base import SqlStore
 
 NAME = "remediation"
 ENDED = (ActionState.VERIFIED, ActionState.FAILED, ActionState.ROLLED_BACK)
 
 
-class SqlBreakerStore:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
-    def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}")
-
+class SqlBreakerStore(SqlStore):
     def get(self) -> Breaker:
         try:
             with self.engine.connect() as conn:

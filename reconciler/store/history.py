@@ -18,29 +18,23 @@ from reconciler.domain.paths import from_pointer
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.values import from_json, to_json
-from reconciler.errors import StoreUnavailable
 from reconciler.store import tables as t
-from reconciler.store.engine import safe_url
+from reconciler.store.base import SqlStore
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class SqlHistoryStore:
+class SqlHistoryStore(SqlStore):
     """History on any SQLAlchemy engine. Secret values arrive redacted or are redacted here with the key."""
 
     def __init__(self, engine: sa.Engine, hmac_key: bytes) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self._key = hmac_key
 
     def _begin(self) -> Any:
         return self.engine.begin()
-
-    def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        cause = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's statement dump
-        detail = str(cause).splitlines()[0] if str(cause) else ""
-        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}: {detail}")
 
     def ping(self) -> None:
         try:

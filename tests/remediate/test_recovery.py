@@ -10,7 +10,7 @@ from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import SystemClock
-from reconciler.runtime import process
+from reconciler.runtime import process, undo
 from reconciler.runtime.loop import Reconciler
 from reconciler.settings import FileSettings
 from reconciler.store.history import SqlHistoryStore
@@ -59,10 +59,10 @@ def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHisto
         global_mode=Mode.APPLY,
         hmac_key=HMAC_KEY,
     )
-    settled = {a.pointer: a.state.value for a in engine.recover()}
+    settled = {a.pointer: a.state.value for a in undo.recover(engine)}
     assert settled == {"/a": "verified", "/b": "interrupted", "/c": "conflict", "/pw": "verified"}
     assert {a.pointer: a.state for a in store.actions(alive)} == {"/b": ActionState.STAGED}
     dead_run, alive_run = store.run(dead), store.run(alive)
     assert dead_run is not None and dead_run.status is RunStatus.FAILED and "interrupted" in (dead_run.error or "")
     assert alive_run is not None and alive_run.status is RunStatus.RUNNING
-    assert engine.recover() == []  # settled once only
+    assert undo.recover(engine) == []  # settled once only

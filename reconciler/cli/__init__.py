@@ -1,0 +1,93 @@
+"""The operator interface: parses, calls, renders. Exit codes: 0 clean, 2 drift remains, 1 error.
+
+Shared options and helpers live here; the commands are in commands.py (passes and looks) and admin.py
+(approvals, breaker, exceptions, database)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler.errors import ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.runtime import report
+from reconciler.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="reconciler",
+    help="Keep live configuration equal to a versioned desired state, or explain why not.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The history database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+approvals_app = typer.Typer(help="Escalated drift waiting for a person.", no_args_is_help=True)
+app.add_typer(approvals_app, name="approvals")
+breaker_app = typer.Typer(help="The circuit breaker on remediation.", no_args_is_help=True)
+app.add_typer(breaker_app, name="breaker")
+exceptions_app = typer.Typer(
+    help="Policy exceptions: acceptable drift with an owner and an expiry.", no_args_is_help=True
+)
+app.add_typer(exceptions_app, name="exceptions")
+
+DesiredOpt = Annotated[
+    Path | None, typer.Option("--desired-dir", "-d", help="Desired-state folder [env RECONCILER_DESIRED_DIR].")
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database-url", help="History database URL [env RECONCILER_DATABASE_URL].")
+]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")]
+TargetOpt = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")]
+
+
+def fail(exc: ReconcilerError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def load(desired: Path | None = None, database_url: str | None = None, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = dict(extra)
+    if desired is not None:
+        overrides["desired_dir"] = desired
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    settings = load_settings(**overrides)
+    # CLI output goes to stdout; logs go to stderr, quiet unless asked for.
+    logs.configure("warning" if settings.log.level == "info" else settings.log.level, settings.log.format)
+    return settings
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in report.FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(report.FORMATS)}", param_hint="--format")
+
+
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who decides; defaults to the login name.")]
+CommentOpt = Annotated[str | None, typer.Option("--comment", "-m", help="Why.")]
+
+
+def main() -> None:
+    """Entry point. Usage errors exit 1, not click's 2, because 2 means "drift found" to CI gates."""
+    try:
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors and the like
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        exit_code = getattr(exc, "exit_code", 1)
+        sys.exit(1 if exit_code == 2 else exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
+
+
+# The commands register themselves on the apps above.
+from reconciler.cli import admin, commands  # noqa: E402, F401

@@ -1,0 +1,201 @@
+"""Administration: approvals, the circuit breaker, exceptions, the database."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from reconciler.classify import exceptions
+from reconciler.cli import (
+    ActorOpt,
+    CommentOpt,
+    DatabaseOpt,
+    DesiredOpt,
+    approvals_app,
+    breaker_app,
+    db_app,
+    exceptions_app,
+    fail,
+    load,
+)
+from reconciler.desired import loader
+from reconciler.domain.approval import ApprovalState
+from reconciler.domain.breaker import Breaker, BreakerState
+from reconciler.errors import ReconcilerError
+from reconciler.runtime import daemon, views
+from reconciler.store import engine as engines
+from reconciler.store import migrate
+from reconciler.store.approvals import SqlApprovalStore
+from reconciler.store.breakers import SqlBreakerStore
+
+
+@approvals_app.command("list")
+def approvals_list(
+    all_: Annotated[bool, typer.Option("--all", help="Decided, used and superseded ones too.")] = False,
+    database_url: DatabaseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Approvals waiting for a decision (with --all: every approval, newest first)."""
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    try:
+        store = SqlApprovalStore(daemon.build_store(load(database_url=database_url)).engine)
+        found = store.list(() if all_ else (ApprovalState.PENDING, ApprovalState.APPROVED))
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    typer.echo(views.render_approvals(found, fmt))
+
+
+def _decide(approval_id: str, approve: bool, actor: str | None, comment: str | None, database_url: str | None) -> None:
+    try:
+        settings = load(database_url=database_url)
+        store = SqlApprovalStore(daemon.build_store(settings).engine)
+        decided = store.decide(
+            approval_id,
+            approve=approve,
+            actor=actor or getpass.getuser(),
+            comment=comment,
+            now=datetime.now(UTC),
+            ttl=timedelta(seconds=settings.approvals.ttl_s),
+        )
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    until = f", usable until {decided.expires_at:%Y-%m-%d %H:%M} UTC by an apply pass" if decided.expires_at else ""
+    typer.echo(f"{decided.state.value}: {decided.target} {decided.pointer} by {decided.actor}{until}")
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The approval's id.")],
+    actor: ActorOpt = None,
+    comment: CommentOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Approve one escalated drift: the next apply pass fixes it, staged and verified, if the drift is still
+    exactly the same (live and desired unchanged) and the approval has not expired."""
+    _decide(approval_id, True, actor, comment, database_url)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[str, typer.Argument(help="The approval's id.")],
+    actor: ActorOpt = None,
+    comment: CommentOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Reject one escalated drift: it stays escalated and is not asked about again while it is the same."""
+    _decide(approval_id, False, actor, comment, database_url)
+
+
+def _breaker_store(database_url: str | None) -> SqlBreakerStore:
+    return SqlBreakerStore(daemon.build_store(load(database_url=database_url)).engine)
+
+
+def _show_breaker(breaker: Breaker) -> str:
+    now = datetime.now(UTC)
+    if not breaker.is_open(now):
+        return "closed: remediation runs"
+    until = f" until {breaker.until:%Y-%m-%d %H:%M} UTC" if breaker.until else " until reset"
+    return f"open{until} (by {breaker.changed_by}): {breaker.reason}; apply runs dry-run, detection goes on"
+
+
+@breaker_app.command("status")
+def breaker_status(database_url: DatabaseOpt = None) -> None:
+    """Whether remediation is paused, since when and why. Exit code 0 closed, 2 open."""
+    try:
+        breaker = _breaker_store(database_url).get()
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    typer.echo(_show_breaker(breaker))
+    raise typer.Exit(2 if breaker.is_open(datetime.now(UTC)) else 0)
+
+
+@breaker_app.command("open")
+def breaker_open(
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why remediation must pause.")],
+    actor: ActorOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Pause all remediation by hand, until `reconciler breaker reset`."""
+    try:
+        store = _breaker_store(database_url)
+        now = datetime.now(UTC)
+        store.set(Breaker(BreakerState.OPEN, reason, now, None, actor or getpass.getuser()), now)
+        typer.echo(_show_breaker(store.get()))
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+
+
+@breaker_app.command("reset")
+def breaker_reset(actor: ActorOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Close the circuit breaker: remediation runs again."""
+    try:
+        store = _breaker_store(database_url)
+        now = datetime.now(UTC)
+        store.set(Breaker(BreakerState.CLOSED, None, None, None, actor or getpass.getuser()), now)
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    typer.echo("closed: remediation runs")
+
+
+@exceptions_app.command("list")
+def exceptions_list(
+    desired: DesiredOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    expiring: Annotated[bool, typer.Option("--expiring", help="Only exceptions expiring or expired.")] = False,
+) -> None:
+    """Every policy exception with its owner, reason, expiry and state (active, expiring, expired).
+
+    Exit code 0, or 2 when any exception is expiring or expired, so a scheduled job can nag.
+    """
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    try:
+        settings = load(desired)
+        state = loader.load(settings.desired_dir)
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    horizon = timedelta(seconds=settings.policy.expiry_warning_s)
+    statuses = exceptions.inventory(state, datetime.now(UTC), horizon)
+    if expiring:
+        statuses = [s for s in statuses if s.state is not exceptions.ExceptionState.ACTIVE]
+    typer.echo(views.render_exceptions(statuses, fmt))
+    raise typer.Exit(2 if any(s.state is not exceptions.ExceptionState.ACTIVE for s in statuses) else 0)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseOpt = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Run the Alembic migrations (SQLite or PostgreSQL)."""
+    try:
+        settings = load(database_url=database_url)
+        engine = engines.create_engine(settings.database_url)
+        before = migrate.current(engine)
+        migrate.upgrade(engine, revision)
+        after = migrate.current(engine)
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    url = engines.safe_url(settings.database_url)
+    if before == after:
+        typer.echo(f"{url}: already at revision {after}")
+    else:
+        typer.echo(f"{url}: upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseOpt = None) -> None:
+    """Show the database's revision and the code's."""
+    try:
+        settings = load(database_url=database_url)
+        have = migrate.current(engines.create_engine(settings.database_url))
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    want = migrate.head()
+    typer.echo(f"database: {have or 'empty'}; code: {want}{'' if have == want else ' (run: reconciler db upgrade)'}")
+    if have != want:
+        raise typer.Exit(1)

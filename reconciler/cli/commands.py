@@ -1,0 +1,264 @@
+"""Commands that run or look at passes: validate, plan, apply, rollback, run, history, explain, compare, adopt."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler.cli import (
+    ActorOpt,
+    DatabaseOpt,
+    DesiredOpt,
+    FormatOpt,
+    TargetOpt,
+    app,
+    check_format,
+    fail,
+    load,
+)
+from reconciler.desired import loader
+from reconciler.diff import parity
+from reconciler.domain.paths import MISSING
+from reconciler.domain.run import Mode
+from reconciler.domain.values import render
+from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.runtime import daemon, inspect, report, undo, views
+from reconciler.settings import load_settings
+from reconciler.store.adoptions import SqlAdoptionStore
+
+
+@app.command()
+def validate(
+    directory: Annotated[Path, typer.Argument(help="Desired-state folder (or one manifest file).")],
+) -> None:
+    """Check a desired-state folder; every problem names its file, document and field."""
+    try:
+        state = loader.load(directory)
+    except ConfigurationError as exc:
+        raise fail(exc) from None
+    typer.echo(
+        f"ok: {len(state.targets)} targets, {len(state.policies)} policies, version {state.version} in {directory}"
+    )
+
+
+def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, targets: list[str] | None) -> None:
+    check_format(fmt)
+    try:
+        settings = load(desired, database_url)
+        components = daemon.build(settings)
+        if mode is Mode.APPLY:
+            undo.recover(components.reconciler)  # settle what an interrupted run left in flight, first
+        result = components.reconciler.reconcile(targets or None, mode=mode, trigger="cli")
+        components.notifier.stop()  # deliver this run's notifications before the process ends
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    typer.echo(report.render_run(result, fmt, settings.hmac_key()))
+    raise typer.Exit(report.exit_code(result.status))
+
+
+@app.command()
+def plan(
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    fmt: FormatOpt = "table",
+    target: TargetOpt = None,
+) -> None:
+    """One dry-run pass: the drift per target, its class, and what apply would do.
+
+    Exit code 0 when nothing would change, 2 when drift was found, 1 on error.
+    """
+    _pass(Mode.DRY_RUN, desired, database_url, fmt, target)
+
+
+@app.command()
+def apply(
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    fmt: FormatOpt = "table",
+    target: TargetOpt = None,
+) -> None:
+    """One pass in apply mode: fix reversible drift (staged, verified, journaled); list escalations.
+
+    A target whose manifest says `mode: dry-run` stays in dry-run. Exit code 0 when live now matches
+    desired, 2 when drift remains (escalations, conflicts, dry-run targets), 1 on error.
+    """
+    _pass(Mode.APPLY, desired, database_url, fmt, target)
+
+
+@app.command("explain")
+def explain_cmd(
+    target: Annotated[str, typer.Argument(help="The target's name.")],
+    path: Annotated[str, typer.Argument(help="A JSON Pointer, e.g. /database/timeout.")],
+    desired: DesiredOpt = None,
+) -> None:
+    """Show which exception or rule decides the class of a drift, and why the others did not."""
+    try:
+        settings = load(desired)
+        source, adapters = daemon.build_offline(settings)
+        result = inspect.explain_drift(
+            source.current(),
+            adapters,
+            target,
+            path,
+            hmac_key=settings.hmac_key(),
+            secret_file_roots=settings.secrets.file_roots,
+            now=datetime.now(UTC),
+        )
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    typer.echo(views.render_explanation(result))
+
+
+@app.command("compare")
+def compare_cmd(
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="An environment (repeatable); default: every one.")
+    ] = None,
+    app_: Annotated[list[str] | None, typer.Option("--app", help="Only this app (glob, repeatable).")] = None,
+    desired_only: Annotated[
+        bool, typer.Option("--desired", help="Compare the desired state instead of live state.")
+    ] = False,
+    threshold: Annotated[
+        float, typer.Option(min=0, max=1, help="Drift fraction above which a pair is significant (0.1 = 10%).")
+    ] = 0.1,
+    desired: DesiredOpt = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Does staging match production? Compare every pair of environments for every app.
+
+    Exit code 0 when every difference is expected, 2 when any is not, 1 when a target could not be read.
+    """
+    check_format(fmt)
+    try:
+        settings = load(desired)
+        source, adapters = daemon.build_offline(settings)
+        state = source.current()
+        environments = env or sorted({t.environment for t in state.targets.values() if t.metadata.app})
+        documents: dict[str, dict[str, Any]] | None = None
+        errors: dict[str, str] = {}
+        if not desired_only:
+            chosen = parity.pairs(state, environments, app_ or ())
+            names = sorted({t.name for _, a, b in chosen for t in (a, b)})
+            documents, errors = inspect.live_documents(state, adapters, names)
+        results = parity.compare_environments(
+            state, environments, documents=documents, apps=app_ or (), threshold=threshold, now=datetime.now(UTC)
+        )
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    source_name = "desired state" if desired_only else "live state"
+    typer.echo(views.render_parity(results, errors, environments, source_name, fmt))
+    if errors:
+        raise typer.Exit(1)
+    raise typer.Exit(2 if any(r.unexpected for r in results) else 0)
+
+
+@app.command("adopt")
+def adopt_cmd(
+    drift_id: Annotated[int, typer.Argument(help="A drift's id, from `reconciler history RUN_ID`.")],
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why the live value is right.")],
+    actor: ActorOpt = None,
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Make a live value the desired one: write it into the target's manifest (comments and order kept),
+    if live still holds it, and record who adopted it and why. Commit the manifest afterwards."""
+    try:
+        settings = load(desired, database_url)
+        store = SqlAdoptionStore(daemon.build_store(settings).engine)
+        drift = store.drift(drift_id)
+        if drift is None:
+            raise ConfigurationError(f"no drift with id {drift_id}")
+        source, adapters = daemon.build_offline(settings)
+        target, value, file = inspect.adopt_drift(source.current(), adapters, drift)
+        who = actor or getpass.getuser()
+        store.record(drift_id, target.name, drift["path"], value, str(file), who, reason, datetime.now(UTC))
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    what = "no longer desired" if value is MISSING else f"= {render(value)}"
+    typer.echo(f"adopted by {who}: {target.name} {drift['path']} {what}, written to {file}; commit it")
+
+
+@app.command()
+def history(
+    run_id: Annotated[str | None, typer.Argument(help="Show one run with its passes and actions.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many runs to list.")] = 20,
+    database_url: DatabaseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List recent runs, or show one run's passes and actions."""
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    try:
+        store = daemon.build_store(load(database_url=database_url))
+        if run_id is None:
+            typer.echo(report.render_runs(store.runs(limit), fmt))
+            return
+        run = store.run(run_id)
+        if run is None:
+            raise ConfigurationError(f"no run with id {run_id}")
+        typer.echo(
+            report.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt, store.drifts(run_id))
+        )
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+
+
+@app.command()
+def rollback(
+    run_id: Annotated[str, typer.Argument(help="The run whose applied actions to undo, or one action's id.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone; change nothing.")] = False,
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Undo a run's applied actions (or a single action), newest first, only where live still holds what was
+    written.
+
+    The rollback is itself a run (and can be rolled back). Exit code 0 when everything was undone,
+    1 when something was refused or failed.
+    """
+    check_format(fmt)
+    try:
+        settings = load(desired, database_url)
+        engine = daemon.build(settings).reconciler
+        if not dry_run:
+            undo.recover(engine)
+        result = undo.rollback(engine, run_id, dry_run=dry_run)
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    typer.echo(report.render_run(result, fmt, settings.hmac_key()))
+    raise typer.Exit(1 if report.exit_code(result.status) == 1 else 0)
+
+
+@app.command()
+def run(
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    mode: Annotated[Mode | None, typer.Option(help="Global mode [env RECONCILER_MODE]; defaults to dry-run.")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port [env RECONCILER_HTTP__PORT].")] = None,
+) -> None:
+    """The daemon: every target at its interval, /metrics /healthz /readyz, SIGTERM finishes passes in flight."""
+    try:
+        overrides: dict[str, Any] = {}
+        if mode is not None:
+            overrides["mode"] = mode
+        settings = load_settings(
+            **overrides,
+            **({"desired_dir": desired} if desired else {}),
+            **({"database_url": database_url} if database_url else {}),
+        )
+        if port is not None:
+            settings.http.port = port
+        logs.configure(settings.log.level, settings.log.format)
+        code = daemon.Daemon(daemon.build(settings)).run()
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    except OSError as exc:  # for example, the HTTP port is taken
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)

@@ -1,0 +1,117 @@
+"""Undoing: settle what an interrupted run left in flight, and roll back a run or a single action."""
+
+from __future__ import annotations
+
+import time
+
+from reconciler.domain.history import PassRecord
+from reconciler.domain.manifest import Target
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.run import Mode, RunKind, RunStatus
+from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.remediate import recovery
+from reconciler.remediate import rollback as rollbacks
+from reconciler.runtime import process
+from reconciler.runtime.loop import Reconciler, RunReport, TargetReport
+
+log = logs.get_logger("reconciler.undo")
+
+
+def recover(engine: Reconciler) -> list[Action]:
+    """Settle the in-flight actions of runs whose process is gone, against live state; mark those runs
+    failed. Runs of live processes, and of other hosts, are left alone."""
+    dead = [run_id for run_id, owner in engine.store.unfinished_runs() if process.alive(owner) is False]
+    if not dead:
+        return []
+    state = engine.desired()
+    settled: list[Action] = []
+    for run_id in dead:
+        in_flight = engine.store.actions(run_id, [ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED])
+        by_target: dict[str, list[Action]] = {}
+        for action in in_flight:
+            by_target.setdefault(action.target, []).append(action)
+        done: list[Action] = []
+        for name, actions in by_target.items():
+            if name not in state.targets:
+                done += recovery.settle_unknown(engine.store, actions, f"target {name} is no longer defined")
+                continue
+            target = state.targets[name]
+            adapter = engine.adapters(target.spec.source.adapter)
+            done += recovery.recover_target(target, actions, adapter, engine.store, engine.hmac_key)
+            engine.assessor.forget(name)
+        engine.store.finish_run(run_id, RunStatus.FAILED, f"interrupted; {len(in_flight)} in-flight actions recovered")
+        counts = {s.value: sum(1 for a in done if a.state is s) for s in {a.state for a in done}}
+        log.warning("interrupted run recovered", run_id=run_id, actions=len(in_flight), outcome=counts)
+        settled += done
+    return settled
+
+
+def rollback(engine: Reconciler, undo: str, *, dry_run: bool, trigger: str = "cli") -> RunReport:
+    """Undo what a run wrote, or one action of it (`undo` names either), as a new run; refuses (and says
+    why) where that cannot be done."""
+    only: Action | None = None
+    if engine.store.run(undo) is None:
+        found = engine.store.actions(action_id=undo)
+        if not found:
+            raise ConfigurationError(f"no run or action with id {undo}")
+        only = found[0]
+        if not only.state.wrote:
+            raise ConfigurationError(f"action {undo} is {only.state.value}: it wrote nothing to undo")
+    of_run = only.run_id if only is not None else undo
+    state = engine.desired()
+    engine.ensure_version(state)
+    kind = RunKind.ROLLBACK
+    run_id = engine.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run, owner=process.identity())
+    report = RunReport(run_id, kind, state.version.digest, [], recorded=True)
+    with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
+        try:
+            originals = [only] if only is not None else engine.store.actions(of_run)
+            plan = rollbacks.plan_rollback(originals, run_id=run_id, of_run=of_run, known_targets=set(state.targets))
+            report.refused = plan.refused
+            for name in plan.by_target:
+                report.targets.append(
+                    _rollback_target(engine, state.targets[name], plan.by_target[name], dry_run, run_id)
+                )
+        finally:
+            engine.store.finish_run(run_id, report.status if (report.targets or report.refused) else RunStatus.CLEAN)
+    return report
+
+
+def _rollback_target(
+    engine: Reconciler, target: Target, reverse: list[Action], dry_run: bool, run_id: str
+) -> TargetReport:
+    mode = Mode.DRY_RUN if dry_run else Mode.APPLY
+    report = TargetReport(target, mode)
+    started = time.perf_counter()
+    with logs.bound_contextvars(target=target.name):
+        try:
+            adapter = engine.adapters(target.spec.source.adapter)
+            report.execution = rollbacks.rollback(target, reverse, adapter, engine.store, dry_run=dry_run)
+            states = {a.state for a in report.execution.actions}
+            if report.execution.error or ActionState.FAILED in states:
+                report.status = RunStatus.FAILED
+            elif ActionState.CONFLICT in states:
+                report.status = RunStatus.FAILED
+                report.error = "live no longer holds what the run wrote; refused where it differs"
+            elif dry_run:
+                report.status = RunStatus.DRIFT
+            else:
+                report.status = RunStatus.FIXED
+            report.error = report.error or report.execution.error
+        except ReconcilerError as exc:
+            report.status, report.error = RunStatus.FAILED, str(exc)
+        report.duration_s = time.perf_counter() - started
+        engine.store.record_pass(
+            run_id,
+            PassRecord(
+                target.name,
+                target.environment,
+                report.status,
+                error=report.error,
+                duration_s=report.duration_s,
+            ),
+            [],
+        )
+        log.info("rollback done", status=report.status.value, error=report.error)
+    return report
