@@ -56,9 +56,11 @@ def settings(example: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) ->
     return load_settings()
 
 
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[SqlHistoryStore]:
-    engine = engines.create_engine(sqlite_url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[SqlHistoryStore]:
+    """A migrated history store; every test that uses it runs on SQLite and on PostgreSQL."""
+    url = sqlite_url if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    engine = engines.create_engine(url)
     migrate.upgrade(engine)
     yield SqlHistoryStore(engine, HMAC_KEY)
     engine.dispose()

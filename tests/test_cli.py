@@ -373,3 +373,14 @@ def test_adopt_writes_the_live_value_into_the_manifest(migrated: Settings, examp
         "dana",
         "INC-4711: 10 is right",
     )
+
+
+def test_a_rollback_is_a_run_and_can_be_rolled_back(migrated: Settings, example: Path) -> None:
+    """Rolling back a rollback puts the fix back: the rollback's own actions are journaled and reversible."""
+    env_file = example / "live" / "checkout" / "staging.env"
+    applied = json.loads(cli("apply", "--target", "checkout-staging", "--format", "json").stdout)
+    undone = json.loads(cli("rollback", applied["run_id"], "--format", "json").stdout)
+    assert "FEATURE_FAST_PAY=true" in env_file.read_text()
+    assert undone["kind"] == "rollback" and undone["targets"][0]["actions"][0]["rollback_of"]
+    redone = cli("rollback", undone["run_id"])
+    assert redone.exit_code == 0 and "FEATURE_FAST_PAY=false" in env_file.read_text()

@@ -136,6 +136,18 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     assert "reconciler_desired_version_info{" in metrics
 
     process = daemon["process"]
+
+    def logged(event: str, **fields: str) -> bool:
+        for line in daemon["log"].read_text().splitlines():
+            entry = json.loads(line) if line.startswith("{") else {}
+            if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
+                return True
+        return False
+
+    process.send_signal(signal.SIGUSR1)
+    wait_for(lambda: logged("mode switched", mode="dry-run", reason="switched by signal"), what="SIGUSR1 logged")
+    process.send_signal(signal.SIGUSR2)
+    wait_for(lambda: logged("mode switched", reason="configured"), what="SIGUSR2 logged")
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     lines = [json.loads(line) for line in daemon["log"].read_text().splitlines() if line.startswith("{")]

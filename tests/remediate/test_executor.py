@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def setup(tmp_path: Path, text: str) -> Target:
 
 
 def action(run_id: str, path: str, before: Any, after: Any) -> Action:
-    return Action(f"{run_id}-{path}", run_id, "t", (path,), DriftOp.CHANGE, before, after, "v" * 64, "test")
+    return Action(str(uuid.uuid4()), run_id, "t", (path,), DriftOp.CHANGE, before, after, "v" * 64, "test")
 
 
 class Clamping(FileAdapter):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from reconciler.adapters.file import FileAdapter
@@ -39,7 +40,7 @@ def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHisto
     alive = store.start_run(RunKind.APPLY, "cli", "v" * 64, owner=process.identity())
 
     def action(run: str, name: str, before: object, after: object, secret: bool = False) -> Action:
-        return Action(f"{run}-{name}", run, "t", (name,), DriftOp.CHANGE, before, after, "v" * 64, "r", secret)
+        return Action(str(uuid.uuid4()), run, "t", (name,), DriftOp.CHANGE, before, after, "v" * 64, "r", secret)
 
     store.record_actions(
         [

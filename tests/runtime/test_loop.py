@@ -10,12 +10,14 @@ from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
+from reconciler.errors import DiscoveryError
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import FixedClock, SystemClock
 from reconciler.remediate.safety import Limits
 from reconciler.runtime.daemon import Adapters
 from reconciler.runtime.guard import Guard
 from reconciler.runtime.loop import Reconciler
+from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import FileSettings, Settings
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
@@ -292,3 +294,53 @@ def test_the_error_budget_opens_the_circuit_breaker(settings: Settings, store: S
     assert "reconciler_circuit_open 1.0" in text and "reconciler_circuit_opened_total 1.0" in text
     breaker.set(Breaker(BreakerState.CLOSED), datetime.now(UTC))
     assert engine.reconcile(["payments-api-staging"]).targets[0].mode is Mode.APPLY
+
+
+class TimingOut(FileAdapter):
+    """Reads time out twice for each target before they answer."""
+
+    def __init__(self, settings: FileSettings) -> None:
+        super().__init__(settings)
+        self.calls: dict[str, int] = {}
+
+    def discover(self, target: Target) -> Observed:
+        self.calls[target.name] = self.calls.get(target.name, 0) + 1
+        if self.calls[target.name] % 3 != 0:
+            raise DiscoveryError(f"{target.name}: timed out after 2s")
+        return super().discover(target)
+
+
+def test_an_adapter_that_times_out_is_retried_within_the_pass(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """Reads that time out are retried with backoff inside the pass (counted), and the fix goes through the
+    real executor; the verify read after the write is retried the same way."""
+    metrics = Metrics()
+    inner = TimingOut(settings.file)
+    adapter = RetryingAdapter(
+        "file",
+        inner,
+        attempts=3,
+        initial_s=0.001,
+        max_s=0.01,
+        on_retry=lambda name: metrics.adapter_retries.labels(name).inc(),
+    )
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        lambda name: adapter,
+        metrics,
+        SystemClock(),  # type: ignore[arg-type,return-value]
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+    )
+    report = engine.reconcile(["checkout-staging"]).targets[0]
+    assert report.status is RunStatus.FIXED, report.error
+    assert "FEATURE_FAST_PAY=false" in (example / "live" / "checkout" / "staging.env").read_text()
+    assert 'reconciler_adapter_retries_total{adapter="file"} 4.0' in metrics.render()[0].decode()  # read, verify
+    inner.calls.clear()
+    give_up = RetryingAdapter("file", inner, attempts=2, initial_s=0.001, max_s=0.01)
+    engine.adapters = lambda name: give_up  # type: ignore[assignment,return-value]
+    failed = engine.reconcile(["payments-api-prod"]).targets[0]
+    assert failed.status is RunStatus.FAILED and failed.retry and "timed out" in (failed.error or "")

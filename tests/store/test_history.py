@@ -71,7 +71,7 @@ def exercise(store: SqlHistoryStore) -> None:
     assert versions == 1
 
 
-def test_history_round_trip_on_sqlite(store: SqlHistoryStore) -> None:
+def test_history_round_trip(store: SqlHistoryStore) -> None:
     """Versions, runs, passes, drifts and actions are stored and read back; secrets only as hashes."""
     exercise(store)
 
@@ -86,10 +86,12 @@ def test_unmigrated_database_is_refused_with_the_command_to_run(tmp_path: Path) 
     assert migrate.current(engine) == migrate.head()
 
 
-def test_sqlite_runs_in_wal_mode(store: SqlHistoryStore) -> None:
+def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
     """SQLite history uses WAL so the CLI can read while the daemon writes."""
-    with store.engine.connect() as conn:
+    engine = engines.create_engine(sqlite_url)
+    with engine.connect() as conn:
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar_one() == "wal"
+    engine.dispose()
 
 
 def test_unreachable_store_is_temporary_and_hides_the_password() -> None:
