@@ -134,7 +134,8 @@ def test_sigkill_at_random_points_of_an_apply(env: dict[str, str]) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM runs WHERE status = 'running'")).scalar_one() == 0
     engine.dispose()
     print(f"\n{KILLS} kills, {killed_mid_journal} inside the journal; recovered actions by outcome: {dict(outcomes)}")
-    # The kill points must have hit writes in flight, not only process start-up, for this test to mean
-    # anything. Between targets (reading, comparing, recording) nothing is in flight, so about a third to
-    # a half of the aimed kills find writes in flight; a quarter is the floor.
-    assert killed_mid_journal >= KILLS // 4, killed_mid_journal
+    # The kill points must hit writes in flight, not only process start-up, for this test to mean anything.
+    # Between targets (reading, comparing, recording) nothing is in flight, and how long that takes depends on
+    # the store and the machine's load: 16-26 of 50 aimed kills found writes in flight alone, 10 under load
+    # (PostgreSQL). The floor catches kills that never reach the journal without depending on that.
+    assert killed_mid_journal >= 5, killed_mid_journal
