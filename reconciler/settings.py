@@ -102,6 +102,10 @@ class SafetySettings(BaseModel):
     max_targets_per_run: int = Field(
         100, ge=0, description="Targets one run may write to; later ones run dry-run. Defaults to 100."
     )
+    max_actions_per_wave: int = Field(
+        1000, ge=0, description="Writes one wave of a run may make; later targets run dry-run. Defaults to 1000."
+    )
+    max_targets_per_wave: int = Field(100, ge=0, description="Targets one wave of a run may write to. Defaults to 100.")
     max_fleet_fraction: float = Field(
         1.0, gt=0, le=1, description="Share of all targets one run may write to (0.25: a quarter). Defaults to 1."
     )

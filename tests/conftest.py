@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -139,3 +143,31 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     process.terminate()
     process.wait(30)
+
+
+@pytest.fixture
+def receiver() -> Iterator[dict[str, Any]]:
+    """Answers 500 to the first `fail` posts, then 200; keeps every body it accepted."""
+    state: dict[str, Any] = {"fail": 0, "bodies": [], "attempts": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            state["attempts"] += 1
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if state["fail"] > 0:
+                state["fail"] -= 1
+                self.send_response(500)
+            else:
+                state["bodies"].append(body)
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}/hook/SECRET-TOKEN"
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -384,3 +384,16 @@ def test_a_rollback_is_a_run_and_can_be_rolled_back(migrated: Settings, example:
     assert undone["kind"] == "rollback" and undone["targets"][0]["actions"][0]["rollback_of"]
     redone = cli("rollback", undone["run_id"])
     assert redone.exit_code == 0 and "FEATURE_FAST_PAY=false" in env_file.read_text()
+
+
+def test_breaker_changes_by_hand_are_notified(
+    migrated: Settings, receiver: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening and resetting the breaker by hand reach the webhooks, naming who did it."""
+    monkeypatch.setenv("RECONCILER_NOTIFY__WEBHOOKS", json.dumps([{"url": receiver["url"], "events": ["breaker"]}]))
+    cli("breaker", "open", "--reason", "release freeze", "--actor", "erin")
+    cli("breaker", "reset", "--actor", "erin")
+    assert [b["summary"] for b in receiver["bodies"]] == [
+        "remediation paused by erin: release freeze",
+        "remediation resumed by erin",
+    ]

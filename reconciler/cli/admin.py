@@ -25,6 +25,7 @@ from reconciler.desired import loader
 from reconciler.domain.approval import ApprovalState
 from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.errors import ReconcilerError
+from reconciler.observe.notify import Event, EventKind
 from reconciler.runtime import daemon, views
 from reconciler.store import engine as engines
 from reconciler.store import migrate
@@ -94,6 +95,13 @@ def _breaker_store(database_url: str | None) -> SqlBreakerStore:
     return SqlBreakerStore(daemon.build_store(load(database_url=database_url)).engine)
 
 
+def _announce(summary: str, details: dict[str, str], database_url: str | None) -> None:
+    """Tell the webhooks about a breaker change made by hand, and wait briefly for delivery."""
+    notifier = daemon.build_notifier(load(database_url=database_url))
+    notifier.notify(Event(EventKind.BREAKER, f"remediation:{datetime.now(UTC).isoformat()}", summary, details))
+    notifier.stop()
+
+
 def _show_breaker(breaker: Breaker) -> str:
     now = datetime.now(UTC)
     if not breaker.is_open(now):
@@ -123,8 +131,10 @@ def breaker_open(
     try:
         store = _breaker_store(database_url)
         now = datetime.now(UTC)
-        store.set(Breaker(BreakerState.OPEN, reason, now, None, actor or getpass.getuser()), now)
+        who = actor or getpass.getuser()
+        store.set(Breaker(BreakerState.OPEN, reason, now, None, who), now)
         typer.echo(_show_breaker(store.get()))
+        _announce(f"remediation paused by {who}: {reason}", {"reset": "reconciler breaker reset"}, database_url)
     except ReconcilerError as exc:
         raise fail(exc) from None
 
@@ -135,7 +145,9 @@ def breaker_reset(actor: ActorOpt = None, database_url: DatabaseOpt = None) -> N
     try:
         store = _breaker_store(database_url)
         now = datetime.now(UTC)
-        store.set(Breaker(BreakerState.CLOSED, None, None, None, actor or getpass.getuser()), now)
+        who = actor or getpass.getuser()
+        store.set(Breaker(BreakerState.CLOSED, None, None, None, who), now)
+        _announce(f"remediation resumed by {who}", {}, database_url)
     except ReconcilerError as exc:
         raise fail(exc) from None
     typer.echo("closed: remediation runs")

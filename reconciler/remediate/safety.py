@@ -1,5 +1,6 @@
-"""Safety limits: how much one run may change (blast radius), and when to stop fixing a path that another
-writer keeps changing (flapping)."""
+"""Safety limits: how much one run, and one wave of it, may change (blast radius), and when to stop fixing a
+path that another writer keeps changing (flapping). A run's limits, once reached, hold the rest of the run in
+dry-run; a wave's hold the rest of that wave."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class Limits:
 
     max_actions_per_run: int = 1000
     max_targets_per_run: int = 100
+    max_actions_per_wave: int = 1000
+    max_targets_per_wave: int = 100
     max_fleet_fraction: float = 1.0
     flap_threshold: int = 3
     flap_window_s: float = 3600.0
@@ -31,11 +34,26 @@ class Budget:
     actions: int = 0
     targets: int = 0
     exhausted: str | None = None
+    wave: int | None = None  # the wave being written, and what it has written
+    wave_actions: int = 0
+    wave_targets: int = 0
 
-    def refuse(self, writes: int) -> str | None:
-        """Why `writes` more writes to one more target would pass a limit, or None if they fit."""
+    def refuse(self, writes: int, wave: int = 0) -> str | None:
+        """Why `writes` more writes to one more target of `wave` would pass a limit, or None if they fit."""
+        if wave != self.wave:
+            self.wave, self.wave_actions, self.wave_targets = wave, 0, 0
         if self.exhausted is None:
             limits = self.limits
+            if self.wave_actions + writes > limits.max_actions_per_wave:
+                return (
+                    f"blast radius: wave {wave} made {self.wave_actions} writes, {writes} more would pass "
+                    f"max_actions_per_wave {limits.max_actions_per_wave}"
+                )
+            if self.wave_targets + 1 > limits.max_targets_per_wave:
+                return (
+                    f"blast radius: wave {wave} wrote {self.wave_targets} targets, "
+                    f"max_targets_per_wave {limits.max_targets_per_wave}"
+                )
             if self.actions + writes > limits.max_actions_per_run:
                 self.exhausted = (
                     f"blast radius: {self.actions} writes made, {writes} more would pass "
@@ -55,6 +73,8 @@ class Budget:
     def spend(self, writes: int) -> None:
         self.actions += writes
         self.targets += 1
+        self.wave_actions += writes
+        self.wave_targets += 1
 
 
 def flapping(

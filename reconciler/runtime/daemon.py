@@ -85,6 +85,19 @@ class Components:
     notifier: Notifier
 
 
+def build_notifier(settings: Settings) -> Notifier:
+    """The webhooks of the settings, sending in the background (call stop() to deliver what is queued)."""
+    notifier = Notifier(
+        [
+            Webhook(h.url.get_secret_value(), h.kind, tuple(EventKind(e) for e in h.events), h.timeout_s)
+            for h in settings.notify.webhooks
+        ],
+        dedup_s=settings.notify.dedup_s,
+    )
+    notifier.start()
+    return notifier
+
+
 def build_offline(settings: Settings) -> tuple[DesiredSource, Adapters]:
     """The desired state and adapters only, for commands that need no history (explain, exceptions, compare)."""
     desired = DesiredSource(settings.desired_dir)
@@ -107,14 +120,7 @@ def build(settings: Settings) -> Components:
     desired = DesiredSource(settings.desired_dir)
     desired.current()  # refuse to go on with an invalid desired state
     metrics = Metrics()
-    notifier = Notifier(
-        [
-            Webhook(h.url.get_secret_value(), h.kind, tuple(EventKind(e) for e in h.events), h.timeout_s)
-            for h in settings.notify.webhooks
-        ],
-        dedup_s=settings.notify.dedup_s,
-    )
-    notifier.start()
+    notifier = build_notifier(settings)
     engine = Reconciler(
         desired.current,
         store,

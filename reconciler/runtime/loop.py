@@ -124,6 +124,7 @@ class Reconciler:
         self.limits = limits or safety.Limits()
         self.breaker = breaker
         self.error_budget = error_budget or ErrorBudget()
+        self._breaker_was_open = False
         self.notify = notify or (lambda event: None)
         self.hmac_key = hmac_key
         self.assessor = Assessor(hmac_key, secret_file_roots)
@@ -182,6 +183,10 @@ class Reconciler:
         state = self.breaker.get()
         is_open = state.is_open(now)
         self.metrics.circuit_open.set(1 if is_open else 0)
+        if self._breaker_was_open and not is_open:
+            self.notify(Event(EventKind.BREAKER, f"remediation:{now.isoformat()}", "remediation resumed", {}))
+            log.warning("circuit breaker closed: remediation resumes")
+        self._breaker_was_open = is_open
         if not is_open:
             return None
         until = f" until {state.until:%Y-%m-%d %H:%M} UTC" if state.until else ""
@@ -199,6 +204,7 @@ class Reconciler:
             return
         until = now + timedelta(seconds=budget.cooldown_s)
         self.breaker.set(Breaker(BreakerState.OPEN, reason, now, until, "error budget"), now)
+        self._breaker_was_open = True
         self.metrics.circuit_open.set(1)
         self.metrics.circuit_opened.inc()
         log.error(
@@ -276,7 +282,7 @@ class Reconciler:
             report.plan.escalations.extend(c for c in report.classified if c.class_ is DriftClass.REVERSIBLE)
             report.plan.actions.clear()
         if report.plan.actions and mode is Mode.APPLY:
-            refused = budget.refuse(len(report.plan.actions))
+            refused = budget.refuse(len(report.plan.actions), target.wave)
             if refused is None:
                 budget.spend(len(report.plan.actions))
             else:

@@ -2,45 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import pytest
 
 from reconciler.observe import logging as logs
 from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
-
-
-@pytest.fixture
-def receiver() -> Iterator[dict[str, Any]]:
-    """Answers 500 to the first `fail` posts, then 200; keeps every body it accepted."""
-    state: dict[str, Any] = {"fail": 0, "bodies": [], "attempts": 0}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            state["attempts"] += 1
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if state["fail"] > 0:
-                state["fail"] -= 1
-                self.send_response(500)
-            else:
-                state["bodies"].append(body)
-                self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}/hook/SECRET-TOKEN"
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 def wait(check: Any, timeout_s: float = 5.0) -> None:

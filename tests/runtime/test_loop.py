@@ -344,3 +344,28 @@ def test_an_adapter_that_times_out_is_retried_within_the_pass(
     engine.adapters = lambda name: give_up  # type: ignore[assignment,return-value]
     failed = engine.reconcile(["payments-api-prod"]).targets[0]
     assert failed.status is RunStatus.FAILED and failed.retry and "timed out" in (failed.error or "")
+
+
+def test_a_wave_limit_holds_the_rest_of_that_wave_only(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """With one target per wave, the second target of the staging wave runs dry-run; prod, a later wave,
+    writes again."""
+    staging = example / "live" / "payments-api" / "staging" / "config.yaml"
+    staging.write_text(staging.read_text().replace("log_level: INFO", "log_level: DEBUG"))
+    source = DesiredSource(settings.desired_dir)
+    engine = Reconciler(
+        source.current,
+        store,
+        Adapters(settings),
+        Metrics(),
+        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
+        global_mode=Mode.APPLY,
+        hmac_key=HMAC_KEY,
+        limits=Limits(max_targets_per_wave=1),
+    )
+    by_name = {t.target.name: t for t in engine.reconcile().targets}
+    assert by_name["checkout-staging"].status is RunStatus.FIXED
+    held = by_name["payments-api-staging"]
+    assert held.mode is Mode.DRY_RUN and (held.note or "").startswith("blast radius: wave 2 wrote 1 targets")
+    assert by_name["payments-api-prod"].mode is Mode.APPLY
