@@ -23,12 +23,31 @@ from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY
 
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
-def make(settings: Settings, store: SqlHistoryStore, at: datetime) -> tuple[Reconciler, Metrics]:
-    metrics = Metrics()
+
+def make(
+    settings: Settings,
+    store: SqlHistoryStore,
+    at: datetime = NOW,
+    *,
+    adapters: Any = None,
+    clock: Any = None,
+    metrics: Metrics | None = None,
+    **options: Any,
+) -> tuple[Reconciler, Metrics]:
+    """A Reconciler over the example copy in apply mode, with the real file adapter unless told otherwise."""
+    metrics = metrics or Metrics()
     source = DesiredSource(settings.desired_dir)
     engine = Reconciler(
-        source.current, store, Adapters(settings), metrics, FixedClock(at), global_mode=Mode.APPLY, hmac_key=HMAC_KEY
+        source.current,
+        store,
+        adapters or Adapters(settings),
+        metrics,
+        clock or FixedClock(at),
+        global_mode=options.pop("global_mode", Mode.APPLY),
+        hmac_key=HMAC_KEY,
+        **options,
     )
     return engine, metrics
 
@@ -102,10 +121,7 @@ def test_unchanged_targets_cost_nothing_and_record_nothing(
     desired version or an exception's expiry make the next pass look in full again."""
     clock = MovableClock(datetime(2026, 11, 22, tzinfo=UTC))
     metrics = Metrics()
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current, store, Adapters(settings), metrics, clock, global_mode=Mode.DRY_RUN, hmac_key=HMAC_KEY
-    )
+    engine, _ = make(settings, store, clock=clock, metrics=metrics, global_mode=Mode.DRY_RUN)
     first = engine.reconcile(["payments-api-prod"], trigger="schedule")
     assert first.recorded and not first.targets[0].unchanged
     second = engine.reconcile(["payments-api-prod"], trigger="schedule")
@@ -151,16 +167,7 @@ def test_a_failed_wave_stops_later_waves(settings: Settings, store: SqlHistorySt
     why, recorded in history and counted."""
     forgetful = Forgetful(settings.file)
     metrics = Metrics()
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current,
-        store,
-        lambda name: forgetful,
-        metrics,
-        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
-    )
+    engine, _ = make(settings, store, adapters=lambda name: forgetful, metrics=metrics)
     report = engine.reconcile()
     by_name = {t.target.name: t for t in report.targets}
     assert by_name["checkout-staging"].status is RunStatus.FAILED and by_name["checkout-staging"].execution.rolled_back  # type: ignore[union-attr]
@@ -178,17 +185,7 @@ def test_guards(settings: Settings, store: SqlHistoryStore, example: Path, tmp_p
     mode dry-run, and removing them restores it."""
     flag = tmp_path / "dry-run"
     guard = Guard(Mode.APPLY, ["dev", "stag*"], flag)
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current,
-        store,
-        Adapters(settings),
-        Metrics(),
-        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
-        guard=guard,
-    )
+    engine, _ = make(settings, store, guard=guard)
     report = engine.reconcile()
     by_name = {t.target.name: t for t in report.targets}
     assert by_name["checkout-staging"].status is RunStatus.FIXED
@@ -212,16 +209,8 @@ def test_a_writer_that_keeps_changing_a_path_back_is_escalated(
     with the history of the fight; other paths are still fixed."""
     live = example / "live" / "checkout" / "staging.env"
     metrics = Metrics()
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current,
-        store,
-        Adapters(settings),
-        metrics,
-        SystemClock(),
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
-        limits=Limits(flap_threshold=2, flap_window_s=3600),
+    engine, _ = make(
+        settings, store, clock=SystemClock(), metrics=metrics, limits=Limits(flap_threshold=2, flap_window_s=3600)
     )
     for _ in range(2):  # fixed twice; the other writer sets it back each time
         report = engine.reconcile(["checkout-staging"])
@@ -238,32 +227,13 @@ def test_a_writer_that_keeps_changing_a_path_back_is_escalated(
 
 def test_blast_radius_limits_a_run(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
     """A run stops writing when its next target would pass max_targets_per_run; the rest run dry-run with a note."""
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current,
-        store,
-        Adapters(settings),
-        Metrics(),
-        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
-        limits=Limits(max_targets_per_run=1),
-    )
+    engine, _ = make(settings, store, limits=Limits(max_targets_per_run=1))
     by_name = {t.target.name: t for t in engine.reconcile().targets}
     assert by_name["checkout-staging"].status is RunStatus.FIXED
     prod = by_name["payments-api-prod"]
     assert prod.mode is Mode.DRY_RUN and (prod.note or "").startswith("blast radius: 1 targets written")
     assert "log_level: DEBUG" in (example / "live" / "payments-api" / "prod" / "config.yaml").read_text()
-    fraction = Reconciler(
-        source.current,
-        store,
-        Adapters(settings),
-        Metrics(),
-        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
-        limits=Limits(max_fleet_fraction=0.2),
-    )
+    fraction, _ = make(settings, store, limits=Limits(max_fleet_fraction=0.2))
     notes = [t.note for t in fraction.reconcile().targets if t.note]
     assert notes and "max_fleet_fraction 0.2 of 3 targets" in notes[0]
 
@@ -272,15 +242,12 @@ def test_the_error_budget_opens_the_circuit_breaker(settings: Settings, store: S
     """When most recent writes fail, the breaker opens: later runs stay dry-run, saying why, until reset."""
     breaker = SqlBreakerStore(store.engine)
     metrics = Metrics()
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current,
+    engine, _ = make(
+        settings,
         store,
-        lambda name: Forgetful(settings.file),
-        metrics,
-        SystemClock(),  # type: ignore[arg-type,return-value]
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
+        adapters=lambda name: Forgetful(settings.file),
+        clock=SystemClock(),
+        metrics=metrics,
         breaker=breaker,
         error_budget=ErrorBudget(window_s=600, failure_ratio=0.5, min_writes=1, cooldown_s=60),
     )
@@ -325,16 +292,7 @@ def test_an_adapter_that_times_out_is_retried_within_the_pass(
         max_s=0.01,
         on_retry=lambda name: metrics.adapter_retries.labels(name).inc(),
     )
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current,
-        store,
-        lambda name: adapter,
-        metrics,
-        SystemClock(),  # type: ignore[arg-type,return-value]
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
-    )
+    engine, _ = make(settings, store, adapters=lambda name: adapter, clock=SystemClock(), metrics=metrics)
     report = engine.reconcile(["checkout-staging"]).targets[0]
     assert report.status is RunStatus.FIXED, report.error
     assert "FEATURE_FAST_PAY=false" in (example / "live" / "checkout" / "staging.env").read_text()
@@ -353,17 +311,7 @@ def test_a_wave_limit_holds_the_rest_of_that_wave_only(
     writes again."""
     staging = example / "live" / "payments-api" / "staging" / "config.yaml"
     staging.write_text(staging.read_text().replace("log_level: INFO", "log_level: DEBUG"))
-    source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current,
-        store,
-        Adapters(settings),
-        Metrics(),
-        FixedClock(datetime(2026, 11, 22, tzinfo=UTC)),
-        global_mode=Mode.APPLY,
-        hmac_key=HMAC_KEY,
-        limits=Limits(max_targets_per_wave=1),
-    )
+    engine, _ = make(settings, store, limits=Limits(max_targets_per_wave=1))
     by_name = {t.target.name: t for t in engine.reconcile().targets}
     assert by_name["checkout-staging"].status is RunStatus.FIXED
     held = by_name["payments-api-staging"]
