@@ -202,6 +202,10 @@ class Daemon:
         """Pick up edits of the desired state; an invalid edit is refused and the last good one stays."""
         state = self.c.desired.current()
         self._watch_exceptions(state)
+        try:
+            self.c.reconciler.breaker_hold()  # the breaker gauge stays current in dry-run too
+        except ReconcilerError as exc:
+            log.warning("circuit breaker state unknown", error=str(exc))
         error = self.c.desired.last_error
         if error is not None and str(error) != self._reported_error:
             self._reported_error = str(error)

@@ -154,7 +154,7 @@ class Reconciler:
         with logs.bound_contextvars(run_id=run.id, mode=run_mode.value):
             try:
                 budget = safety.Budget(self.limits, fleet=len(state.targets))
-                held = self._breaker_hold() if run_mode is Mode.APPLY else None
+                held = self.breaker_hold() if run_mode is Mode.APPLY else None
                 stop: tuple[int, str] | None = None  # rank of the failed wave, and why
                 for target in state.ordered_targets(list(names) if names else None):
                     rank = target.wave
@@ -175,8 +175,8 @@ class Reconciler:
             self._spend_error_budget()
         return report
 
-    def _breaker_hold(self) -> str | None:
-        """Why this run may not write (the circuit breaker is open), or None."""
+    def breaker_hold(self) -> str | None:
+        """Why a run may not write now (the circuit breaker is open), or None; keeps the gauge current."""
         if self.breaker is None:
             return None
         now = self.clock.now()

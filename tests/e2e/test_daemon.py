@@ -50,6 +50,8 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "con
 
 def metric(text: str, name: str, **labels: str) -> float | None:
     for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
         if not line.startswith(name + "{"):
             continue
         found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
@@ -71,7 +73,12 @@ def daemon(settings: Settings, example: Path, tmp_path: Path) -> Iterator[dict[s
     assert reconciler("db", "upgrade").returncode == 0
     port = free_port()
     log_path = tmp_path / "daemon.log"
-    env = {**os.environ, "RECONCILER_HTTP__PORT": str(port), "RECONCILER_SCHEDULER__JITTER_S": "0.2"}
+    env = {
+        **os.environ,
+        "RECONCILER_HTTP__PORT": str(port),
+        "RECONCILER_SCHEDULER__JITTER_S": "0.2",
+        "RECONCILER_SCHEDULER__DESIRED_POLL_S": "0.5",
+    }
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "run"], stdout=log, stderr=subprocess.STDOUT, env=env
@@ -143,6 +150,13 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
             if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
                 return True
         return False
+
+    # A breaker opened from the CLI shows on the dry-run daemon's /metrics and /readyz.
+    assert reconciler("breaker", "open", "--reason", "freeze").returncode == 0
+    wait_for(lambda: metric(get(base + "/metrics")[1], "reconciler_circuit_open") == 1.0, what="breaker gauge")
+    assert json.loads(get(base + "/readyz")[1])["remediation"] == "paused: freeze"
+    assert reconciler("breaker", "reset").returncode == 0
+    wait_for(lambda: metric(get(base + "/metrics")[1], "reconciler_circuit_open") == 0.0, what="breaker closed")
 
     process.send_signal(signal.SIGUSR1)
     wait_for(lambda: logged("mode switched", mode="dry-run", reason="switched by signal"), what="SIGUSR1 logged")
