@@ -41,6 +41,7 @@ DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="History database URL [env RECONCILER_DATABASE_URL].")
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")]
+TableFormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
 TargetOpt = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")]
 
 
@@ -61,9 +62,9 @@ def load(desired: Path | None = None, database_url: str | None = None, **extra: 
     return settings
 
 
-def check_format(fmt: str) -> None:
-    if fmt not in report.FORMATS:
-        raise typer.BadParameter(f"must be one of {', '.join(report.FORMATS)}", param_hint="--format")
+def check_format(fmt: str, formats: tuple[str, ...] = report.FORMATS) -> None:
+    if fmt not in formats:
+        raise typer.BadParameter(f"must be one of {', '.join(formats)}", param_hint="--format")
 
 
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who decides; defaults to the login name.")]

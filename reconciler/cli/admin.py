@@ -14,8 +14,10 @@ from reconciler.cli import (
     CommentOpt,
     DatabaseOpt,
     DesiredOpt,
+    TableFormatOpt,
     approvals_app,
     breaker_app,
+    check_format,
     db_app,
     exceptions_app,
     fail,
@@ -37,11 +39,10 @@ from reconciler.store.breakers import SqlBreakerStore
 def approvals_list(
     all_: Annotated[bool, typer.Option("--all", help="Decided, used and superseded ones too.")] = False,
     database_url: DatabaseOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: TableFormatOpt = "table",
 ) -> None:
     """Approvals waiting for a decision (with --all: every approval, newest first)."""
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("must be table or json", param_hint="--format")
+    check_format(fmt, ("table", "json"))
     try:
         store = SqlApprovalStore(daemon.build_store(load(database_url=database_url)).engine)
         found = store.list(() if all_ else (ApprovalState.PENDING, ApprovalState.APPROVED))
@@ -156,15 +157,14 @@ def breaker_reset(actor: ActorOpt = None, database_url: DatabaseOpt = None) -> N
 @exceptions_app.command("list")
 def exceptions_list(
     desired: DesiredOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: TableFormatOpt = "table",
     expiring: Annotated[bool, typer.Option("--expiring", help="Only exceptions expiring or expired.")] = False,
 ) -> None:
     """Every policy exception with its owner, reason, expiry and state (active, expiring, expired).
 
     Exit code 0, or 2 when any exception is expiring or expired, so a scheduled job can nag.
     """
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("must be table or json", param_hint="--format")
+    check_format(fmt, ("table", "json"))
     try:
         settings = load(desired)
         state = loader.load(settings.desired_dir)

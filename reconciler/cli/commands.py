@@ -14,6 +14,7 @@ from reconciler.cli import (
     DatabaseOpt,
     DesiredOpt,
     FormatOpt,
+    TableFormatOpt,
     TargetOpt,
     app,
     check_format,
@@ -188,11 +189,10 @@ def history(
     run_id: Annotated[str | None, typer.Argument(help="Show one run with its passes and actions.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many runs to list.")] = 20,
     database_url: DatabaseOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: TableFormatOpt = "table",
 ) -> None:
     """List recent runs, or show one run's passes and actions."""
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("must be table or json", param_hint="--format")
+    check_format(fmt, ("table", "json"))
     try:
         store = daemon.build_store(load(database_url=database_url))
         if run_id is None:
