@@ -19,7 +19,6 @@ from reconciler.desired import version as versioning
 from reconciler.domain.manifest import Base, Origin, Target
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import KINDS, DesiredState
-from reconciler.domain.values import canonical_json, sha256_hex
 from reconciler.errors import ConfigurationError, Problem
 
 SUFFIXES = (".yaml", ".yml")
@@ -89,16 +88,13 @@ def load(root: str | Path) -> DesiredState:
         problems.append(_problem(raw_by_model[id(owner)], field, message))
 
     targets = overlay.resolve(targets, bases, report)
-    digests = {
-        name: sha256_hex(canonical_json(t.spec.model_dump(mode="json", by_alias=True))) for name, t in targets.items()
-    }
     defaults = {p.spec.default for p in policies if p.spec.default is not None}
     if len(defaults) > 1:
         problems.append(Problem(file=str(root), message=f"policies disagree on the default class: {sorted(defaults)}"))
     if problems:
         raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", problems)
     version = versioning.version_of(root, [d.body for d in documents])
-    return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies), target_digests=digests)
+    return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
 
 
 def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:

@@ -32,10 +32,6 @@ class ActionState(StrEnum):
     INTERRUPTED = "interrupted"
 
     @property
-    def in_flight(self) -> bool:
-        return self in (ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED)
-
-    @property
     def wrote(self) -> bool:
         """Whether live holds (or held) what this action wrote."""
         return self in (ActionState.APPLIED, ActionState.VERIFIED)

@@ -33,7 +33,6 @@ class RunStatus(StrEnum):
     DRIFT = "drift"  # drift remains (dry-run, escalations, conflicts, unpruned keys)
     FIXED = "fixed"  # apply changed live and verified it
     FAILED = "failed"  # an error: adapter, apply, verify or rollback
-    SKIPPED = "skipped"  # nothing looked at (for example, the target is gone)
 
     @property
     def severity(self) -> int:
@@ -45,7 +44,6 @@ class RunStatus(StrEnum):
 
 
 _SEVERITY = {
-    RunStatus.SKIPPED: 0,
     RunStatus.CLEAN: 1,
     RunStatus.FIXED: 2,
     RunStatus.DRIFT: 3,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.domain.manifest import Base, DesiredVersion, DriftClass, Target
@@ -19,7 +19,6 @@ class DesiredState:
     version: DesiredVersion
     targets: dict[str, Target]
     policies: tuple[Policy, ...] = ()
-    target_digests: dict[str, str] = field(default_factory=dict)
 
     def default_class(self) -> DriftClass:
         """The policies' default class; escalate when no policy names one (the safe choice)."""

@@ -33,9 +33,6 @@ class Execution:
     rolled_back: bool = False
     error: str | None = None
 
-    def count(self, state: ActionState) -> int:
-        return sum(1 for a in self.actions if a.state is state)
-
 
 def execute(
     target: Target,
