@@ -77,6 +77,11 @@ class ConflictError(PermanentError):
     """Live state holds neither the expected before nor the after of a change."""
 
 
+class AccessDenied(PermanentError):
+    """A live system refused the credentials (wrong password, missing permission): retrying will not help
+    until someone fixes them; the target's pass fails and the interval tries again."""
+
+
 class RollbackError(PermanentError):
     """A rollback was refused or could not complete."""
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,6 +41,25 @@ class DiscoveryAdapter(Protocol):
     def discover(self, target: Target) -> Observed: ...
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Watcher(Protocol):
+    """An adapter that can tell when a target's live configuration changes (capabilities.watch)."""
+
+    def watch(
+        self,
+        targets: Sequence[Target],
+        changed: Callable[[str], None],
+        ready: Callable[[], None],
+        stop: threading.Event,
+    ) -> None:
+        """Block until `stop` is set, calling `changed(target name)` for every live change of one of `targets`
+        (spurious calls are harmless: they cost one pass). Call `ready()` once the watch is established, that
+        is from the moment no change is missed any more: the caller then looks at every target once, for
+        what changed before. Return when `stop` is set; raise a ReconcilerError when the watch breaks, so
+        that the caller re-establishes it with backoff."""
+        ...
 
 
 class ChangeResult(StrEnum):
@@ -189,4 +209,5 @@ __all__ = [
     "Journal",
     "Staged",
     "SystemClock",
+    "Watcher",
 ]

@@ -12,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -108,14 +109,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus (Debian's package) on a free loopback port, with its data in a temp dir."""
+@contextmanager
+def prometheus(folder: Path, config: str) -> Iterator[str]:
+    """A real Prometheus (Debian's package) with `config`, on a free loopback port, its data in `folder`."""
     binary = shutil.which("prometheus")
     if binary is None:
         unavailable("prometheus is not installed (bash .ci/services installs Debian's package)")
-    folder = tmp_path_factory.mktemp("prometheus")
-    (folder / "prometheus.yml").write_text("global:\n  evaluation_interval: 1s\n")
+    (folder / "prometheus.yml").write_text(config)
     port = free_port()
     process = subprocess.Popen(
         [
@@ -140,9 +140,18 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.kill()
             unavailable(f"prometheus did not become ready on {url}")
         time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(30)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus with nothing to scrape, for queries of the series tests push into it."""
+    with prometheus(tmp_path_factory.mktemp("prometheus"), "global:\n  evaluation_interval: 1s\n") as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ so that a manifest cannot make the daemon read (and record) files it has no busi
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import tempfile
 from collections.abc import Sequence
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters import formats
+from reconciler.adapters.common import apply_changes
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.domain.paths import MISSING, get_in, set_in, to_pointer
 from reconciler.domain.values import strict_equal
 from reconciler.errors import ApplyError, ConflictError, DiscoveryError
-from reconciler.ports import Capabilities, Change, ChangeResult, Staged
+from reconciler.ports import Capabilities, Change, Staged
 from reconciler.settings import FileSettings, Settings
 
 
@@ -39,9 +38,14 @@ class FileAdapter:
     """Reads and writes one configuration file per target (`source: {adapter: file, path, format}`)."""
 
     capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True)
+    known_options = ("path", "format")
 
     def __init__(self, settings: FileSettings) -> None:
         self._roots = [Path(os.path.realpath(r)) for r in settings.roots]
+        self._root_prefixes = [(str(r), str(r).rstrip(os.sep) + os.sep) for r in self._roots]
+        # target -> (its source spec, path, format): parsed once per spec, checked on every call
+        self._located: dict[str, tuple[object, str, str | None]] = {}
+        self._resolved: dict[str, tuple[str, tuple[int, int]]] = {}  # path -> (real path, its device and inode)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileAdapter:
@@ -50,9 +54,50 @@ class FileAdapter:
     # -- where and what -------------------------------------------------------------------------------
 
     def locate(self, target: Target) -> tuple[Path, formats.Format]:
-        """The file a target names, resolved against its manifest's folder and checked against the roots."""
+        """The file a target names, resolved against its manifest's folder and checked against the roots.
+
+        The options are parsed once per target spec; the symlink resolution and the roots check run on every
+        call, so a symlink re-pointed since (a ConfigMap volume's ..data swap, say) is followed, and never
+        out of the roots."""
+        cached = self._located.get(target.name)
+        if cached is None or cached[0] is not target.spec.source:  # new, or its manifest was reloaded
+            cached = (target.spec.source, *self._parse_options(target))
+            self._located[target.name] = cached
+        _, path, name = cached
+        real = self._resolve(path)
+        if not any(real == root or real.startswith(prefix) for root, prefix in self._root_prefixes):
+            roots = ", ".join(str(r) for r in self._roots) or "none configured (set RECONCILER_FILE__ROOTS)"
+            raise target.problem("spec.source.path", f"{real} is outside the file adapter's roots: {roots}")
+        fmt = formats.FORMATS.get(str(name))
+        if fmt is None:
+            known = ", ".join(formats.FORMATS)
+            raise target.problem("spec.source.format", f"unknown format {name!r}; expected one of {known}")
+        return Path(real), fmt
+
+    def _resolve(self, path: str) -> str:
+        """os.path.realpath(path), which lstat()s every component, kept per path while `path` still leads to
+        the same file (device and inode): two stat()s instead. A re-pointed symlink leads to another file,
+        so it is resolved (and roots-checked) again."""
+        known = self._resolved.get(path)
+        if known is not None:
+            real, ident = known
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == ident:
+                return real
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            return real  # missing: the read reports it
+        self._resolved[path] = (real, (st.st_dev, st.st_ino))
+        return real
+
+    def _parse_options(self, target: Target) -> tuple[str, str | None]:
         options = target.spec.source.options()
-        unknown = set(options) - {"path", "format"}
+        unknown = set(options) - set(self.known_options)
         if unknown:
             raise target.problem(f"spec.source.{sorted(unknown)[0]}", "unknown option of the file adapter")
         raw = options.get("path")
@@ -61,15 +106,7 @@ class FileAdapter:
         path = Path(raw).expanduser()
         if not path.is_absolute() and target.origin is not None:
             path = target.origin.file.parent / path
-        real = Path(os.path.realpath(path))
-        if not any(real == root or real.is_relative_to(root) for root in self._roots):
-            roots = ", ".join(str(r) for r in self._roots) or "none configured (set RECONCILER_FILE__ROOTS)"
-            raise target.problem("spec.source.path", f"{real} is outside the file adapter's roots: {roots}")
-        name = options.get("format") or formats.guess(real.name)
-        if name not in formats.FORMATS:
-            known = ", ".join(formats.FORMATS)
-            raise target.problem("spec.source.format", f"unknown format {name!r}; expected one of {known}")
-        return real, formats.FORMATS[str(name)]
+        return str(path), options.get("format") or formats.guess(path.name)
 
     def _read_bytes(self, path: Path) -> bytes:
         try:
@@ -113,25 +150,9 @@ class FileAdapter:
     def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged:
         path, fmt = self.locate(target)
         data, current = self._read(path, fmt)
-        list_keys = target.list_keys()
-        updated = copy.deepcopy(current)
-        results: list[ChangeResult] = []
-        messages: list[str] = []
-        for change in changes:
-            live = get_in(current, change.path, list_keys)
-            if _same(live, change.after):
-                results.append(ChangeResult.NOOP)
-                messages.append("live already holds the new value")
-            elif _same(live, change.before):
-                try:
-                    set_in(updated, change.path, change.after, list_keys)
-                except ValueError as exc:
-                    raise ApplyError(f"{path}: {to_pointer(change.path)}: {exc}") from None
-                results.append(ChangeResult.WRITE)
-                messages.append("dry run: would write" if dry_run else "staged")
-            else:
-                results.append(ChangeResult.CONFLICT)
-                messages.append("live holds neither the expected value nor the new one")
+        updated, results, messages = apply_changes(
+            current, changes, target.list_keys(), dry_run=dry_run, where=str(path)
+        )
         staged = Staged(target.name, results, messages, dry_run, _Pending(path, None, data))
         if not staged.writes:
             return staged
@@ -174,12 +195,6 @@ class FileAdapter:
         if not strict_equal(parsed, doc):
             raise ApplyError(f"{path}: the new content does not read back as written in {fmt.name}")
         return content
-
-
-def _same(live: Any, value: Any) -> bool:
-    if live is MISSING or value is MISSING:
-        return live is value
-    return strict_equal(live, value)
 
 
 def _write_temp(path: Path, content: str, fmt: formats.Format) -> Path:

@@ -39,9 +39,15 @@ def _mapping(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
+# libyaml's C parser and emitter when PyYAML has them (its wheels do): ~10x the pure-Python speed, the same
+# safe subset of YAML.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SAFE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _parse_yaml(text: str) -> dict[str, Any]:
     try:
-        return _mapping(yaml.safe_load(text), "YAML")
+        return _mapping(yaml.load(text, Loader=SAFE_LOADER), "YAML")  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -49,7 +55,7 @@ def _parse_yaml(text: str) -> dict[str, Any]:
 
 
 def _render_yaml(doc: dict[str, Any]) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(doc, Dumper=SAFE_DUMPER, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def _parse_json(text: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ class Observed:
     that finds the fingerprint unchanged never pays for parsing.
     """
 
-    __slots__ = ("_document", "_parse", "fingerprint", "location")
+    __slots__ = ("_document", "_parse", "fingerprint", "layers", "location", "unwritable")
 
     def __init__(
         self,
@@ -21,10 +21,17 @@ class Observed:
         location: str,
         document: dict[str, Any] | None = None,
         parse: Callable[[], dict[str, Any]] | None = None,
+        unwritable: dict[str, str] | None = None,
     ) -> None:
         # No validation here: one is built per target per pass. Pass a document or a parse function.
         self.fingerprint = fingerprint  # changes whenever the live content changes
         self.location = location  # where it was read, for people (a file path, a URL)
+        # JSON pointers the source cannot change live, with why (a setting that needs a restart): drift there
+        # is escalated, never written.
+        self.unwritable = unwritable or {}
+        # For a layered source: per JSON pointer of a leaf, every layer that sets it and its value, the
+        # winning layer last. None for a single source.
+        self.layers: dict[str, list[tuple[str, Any]]] | None = None
         self._document = document
         self._parse = parse
 
@@ -37,3 +44,10 @@ class Observed:
             self._document = self._parse()
             self._parse = None
         return self._document
+
+    def summary(self) -> Observed:
+        """This snapshot without its document: what a memo keeps, so that 10,000 remembered targets do not
+        hold 10,000 parsed documents."""
+        light = Observed(self.fingerprint, self.location, unwritable=self.unwritable)
+        light.layers = self.layers
+        return light

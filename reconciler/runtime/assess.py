@@ -92,7 +92,7 @@ class Assessor:
 
     def remember(self, target: str, assessment: Assessment) -> None:
         """Keep a good pass's assessment, so the next pass over the same state can skip the work."""
-        self._memo[target] = assessment._replace(desired=None, unchanged=True)
+        self._memo[target] = assessment._replace(observed=assessment.observed.summary(), desired=None, unchanged=True)
 
     def forget(self, target: str) -> None:
         """Drop a target's memo (its pass failed, or it changed live): the next pass looks in full."""

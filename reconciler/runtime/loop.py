@@ -6,12 +6,14 @@ result and never stop the others.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from reconciler.domain.approval import Approval, ApprovalState
 from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
@@ -56,6 +58,7 @@ class TargetReport:
     unchanged: bool = False  # nothing changed since the last good pass: no work, nothing recorded
     note: str | None = None  # why the pass ran as it did: a guard, a stopped wave
     approvals: dict[str, Approval] = field(default_factory=dict)  # the target's approvals, by pointer
+    layers: dict[str, list[tuple[str, Any]]] | None = None  # a layered source's values per pointer, winner last
 
 
 @dataclass
@@ -77,11 +80,16 @@ class RunReport:
         return RunStatus.worst(statuses)
 
 
+_ids = random.Random()  # noqa: S311 - ids, not secrets; seeded from os.urandom once per process
+
+
 class _LazyRun:
     """A run row written on first need, so that passes with nothing new leave no trace in history."""
 
     def __init__(self, store: HistoryStore, kind: RunKind, trigger: str, version: str, rollback_of: str | None) -> None:
-        self.id = str(uuid.uuid4())
+        # A version-4 UUID from the process's PRNG: run ids identify, they guard nothing, and one is made for
+        # every pass (most leave no trace), where uuid4()'s read of os.urandom showed in profiles.
+        self.id = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
         self._args = (store, kind, trigger, version, rollback_of)
         self.started = False
 
@@ -129,6 +137,7 @@ class Reconciler:
         self.hmac_key = hmac_key
         self.assessor = Assessor(hmac_key, secret_file_roots)
         self._last_status: dict[str, RunStatus] = {}
+        self._drift_since: dict[str, float] = {}  # target -> when its current open drift was first seen
         self._stored_version: str | None = None
 
     def ensure_version(self, state: DesiredState) -> None:
@@ -142,7 +151,7 @@ class Reconciler:
     ) -> RunReport:
         """One run over `names` (all targets when None), in waves of environment rank."""
         state = self.desired()
-        unknown = sorted(set(names or ()) - set(state.targets))
+        unknown = sorted({n for n in names or () if n not in state.targets})  # not set(state.targets): O(fleet)
         if unknown:
             raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
         run_mode = self.guard.mode() if mode is None else mode
@@ -258,6 +267,7 @@ class Reconciler:
         adapter = self.adapters(target.spec.source.adapter)
         assessment = self.assessor.assess(state, target, adapter, mode, self.clock.now())
         report.fingerprint = assessment.observed.fingerprint
+        report.layers = assessment.observed.layers
         report.comparison, report.classified = assessment.comparison, assessment.classified
         if assessment.unchanged:
             report.unchanged = True
@@ -281,6 +291,8 @@ class Reconciler:
             # A read-only source: nothing can be fixed here, so every fix becomes an escalation.
             report.plan.escalations.extend(c for c in report.classified if c.class_ is DriftClass.REVERSIBLE)
             report.plan.actions.clear()
+        elif report.plan.actions and assessment.observed.unwritable:
+            report.classified = _escalate_unwritable(report.plan, report.classified, assessment.observed.unwritable)
         if report.plan.actions and mode is Mode.APPLY:
             refused = budget.refuse(len(report.plan.actions), target.wave)
             if refused is None:
@@ -362,7 +374,7 @@ class Reconciler:
                 "escalation awaits approval", approval=approval.id, path=approval.pointer, reason=approval.reason
             )
         pending = sum(1 for a in approvals.values() if a.state is ApprovalState.PENDING)
-        self.metrics.escalations_pending.labels(target.name, target.environment).set(pending)
+        self.metrics.target_states.update(target.name, pending=pending)
         return approvals
 
     def _record(self, run: _LazyRun, report: TargetReport) -> None:
@@ -371,7 +383,7 @@ class Reconciler:
         self.metrics.passes.labels(target.environment, result).inc()
         self.metrics.pass_duration.labels(target.environment).observe(report.duration_s)
         if report.status is not RunStatus.FAILED:
-            self.metrics.last_success.labels(target.name, target.environment).set(self.clock.now().timestamp())
+            self.metrics.target_states.update(target.name, last_success=self.clock.now().timestamp())
         if report.unchanged:
             return
         record = PassRecord(
@@ -390,11 +402,36 @@ class Reconciler:
             counts = {c.value: 0 for c in DriftClass}
             for c in report.classified:
                 counts[c.class_.value] += 1
-            for class_, n in counts.items():
-                self.metrics.drift_items.labels(target.name, target.environment, class_).set(n)
+            if counts[DriftClass.REVERSIBLE.value] or counts[DriftClass.ESCALATE.value]:
+                since = self._drift_since.setdefault(target.name, self.clock.now().timestamp())
+            else:
+                self._drift_since.pop(target.name, None)
+                since = 0.0
+            self.metrics.target_states.update(target.name, drift=counts, open_since=since)
         if report.execution:
             for action in report.execution.actions:
                 self.metrics.actions.labels(target.environment, action.state.value).inc()
+
+
+def _escalate_unwritable(
+    plan: planner.TargetPlan, classified: list[Classified], unwritable: dict[str, str]
+) -> list[Classified]:
+    """Fixes of paths the source cannot change live become escalations that say why; the drift's class and
+    reason say so too (in reports and history). Returns the classes, updated."""
+    changed: dict[str, Classified] = {}
+    kept = []
+    for action in plan.actions:
+        why = unwritable.get(action.pointer) or unwritable.get("")  # "": the whole document
+        if why is None:
+            kept.append(action)
+            continue
+        drift = next(c for c in classified if c.item.pointer == action.pointer)
+        changed[action.pointer] = Classified(
+            drift.item, DriftClass.ESCALATE, f"cannot be fixed live: {why}", drift.decided_by
+        )
+    plan.actions[:] = kept
+    plan.escalations.extend(changed.values())
+    return [changed.get(c.item.pointer, c) for c in classified]
 
 
 def _status(report: TargetReport) -> RunStatus:

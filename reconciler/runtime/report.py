@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.domain.approval import Approval
+from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
@@ -69,6 +70,7 @@ def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
                 "secret": c.item.secret,
                 "action": action.state.value if action else _left_alone(report, c.item.pointer),
                 "approval": _approval_dict(report.approvals.get(c.item.pointer)),
+                "layers": _layers(report, c),
             }
         )
     return {
@@ -82,6 +84,28 @@ def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
         "drift": drift,
         "actions": [_action_dict(a, key) for a in actions],
     }
+
+
+def _layers(report: TargetReport, drift: Classified) -> list[dict[str, Any]] | None:
+    """For a layered source: every layer that sets the drifted key, the winner last; secrets redacted."""
+    if report.layers is None:
+        return None
+    holders = report.layers.get(drift.item.pointer, [])
+    return [
+        {
+            "layer": name,
+            "value": "<redacted>" if drift.item.secret else json_value(value),
+            "wins": i == len(holders) - 1,
+        }
+        for i, (name, value) in enumerate(holders)
+    ]
+
+
+def _layer_words(drift: dict[str, Any]) -> str:
+    said = [
+        f"{h['layer']} = {render(h['value'])}" + (" (wins)" if h["wins"] else "") for h in reversed(drift["layers"])
+    ]
+    return f"{drift['path']}: " + ("; ".join(said) if said else "set by no layer")
 
 
 def _approval_dict(approval: Approval | None) -> dict[str, Any] | None:
@@ -198,6 +222,10 @@ def render_run(report: RunReport, fmt: str, key: bytes) -> str:
             out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
         else:
             out.append("  " + table(headers, rows).replace("\n", "\n  "))
+        layered = [d for d in t["drift"] if d["layers"] is not None]
+        if layered:
+            out.append("  where the values come from (highest precedence first):")
+            out += [f"    {_layer_words(d)}" for d in layered]
         if data["kind"] == "apply" and not any(a["state"] in ("verified",) for a in t["actions"]):
             out.append("  nothing written")
     for refusal in data["refused"]:

@@ -7,6 +7,8 @@ errors (conflict, validation) are never retried. Whole passes are retried by the
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -45,6 +47,15 @@ class RetryingAdapter:
         self._on_retry = on_retry
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
+        # The first try runs bare: most calls succeed, and building tenacity's machinery for each one costs
+        # more than a read of an unchanged target. Only a temporary error brings in the retries.
+        try:
+            return fn()
+        except TemporaryError as exc:
+            if self._attempts <= 1:
+                raise
+            first = exc
+
         def before_sleep(state: Any) -> None:
             error = state.outcome.exception() if state.outcome else None
             log.info(
@@ -53,11 +64,16 @@ class RetryingAdapter:
             if self._on_retry is not None:
                 self._on_retry(self.name)
 
+        log.info("adapter call retried", adapter=self.name, call=what, attempt=1, error=str(first))
+        if self._on_retry is not None:
+            self._on_retry(self.name)
+        # Waits of initial_s, 2x, 4x ... capped at max_s, plus up to initial_s of jitter so retries spread out:
+        # the first here, the rest by tenacity (which starts at 2x).
+        time.sleep(min(self._initial_s + random.uniform(0, self._initial_s), self._max_s))  # noqa: S311 - jitter
         retrying = Retrying(
             retry=retry_if_exception_type(TemporaryError),
-            stop=stop_after_attempt(self._attempts),
-            # initial_s, 2x, 4x ... capped at max_s, plus up to initial_s of jitter so retries spread out
-            wait=wait_exponential_jitter(multiplier=self._initial_s, max=self._max_s, jitter=self._initial_s),
+            stop=stop_after_attempt(self._attempts - 1),
+            wait=wait_exponential_jitter(multiplier=2 * self._initial_s, max=self._max_s, jitter=self._initial_s),
             before_sleep=before_sleep,
             reraise=True,
         )

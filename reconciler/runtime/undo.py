@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager, nullcontext
 
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import Target
@@ -18,10 +20,21 @@ from reconciler.runtime.loop import Reconciler, RunReport, TargetReport
 log = logs.get_logger("reconciler.undo")
 
 
-def recover(engine: Reconciler) -> list[Action]:
+def recover(
+    engine: Reconciler,
+    *,
+    dead_owners: Collection[str] = (),
+    lock: Callable[[str], AbstractContextManager[bool]] | None = None,
+) -> list[Action]:
     """Settle the in-flight actions of runs whose process is gone, against live state; mark those runs
-    failed. Runs of live processes, and of other hosts, are left alone."""
-    dead = [run_id for run_id, owner in engine.store.unfinished_runs() if process.alive(owner) is False]
+    failed. Gone: a process of this host that no longer runs, or one of `dead_owners` (replicas whose
+    heartbeat stopped). Runs of live processes, and other hosts' runs not named, are left alone. With `lock`,
+    a target is settled only while its lock is held; a run with a target that is busy waits for a later call."""
+    dead = [
+        run_id
+        for run_id, owner in engine.store.unfinished_runs()
+        if process.alive(owner) is False or (owner is not None and owner in dead_owners)
+    ]
     if not dead:
         return []
     state = engine.desired()
@@ -32,14 +45,22 @@ def recover(engine: Reconciler) -> list[Action]:
         for action in in_flight:
             by_target.setdefault(action.target, []).append(action)
         done: list[Action] = []
+        busy = False
         for name, actions in by_target.items():
             if name not in state.targets:
                 done += recovery.settle_unknown(engine.store, actions, f"target {name} is no longer defined")
                 continue
             target = state.targets[name]
             adapter = engine.adapters(target.spec.source.adapter)
-            done += recovery.recover_target(target, actions, adapter, engine.store, engine.hmac_key)
+            with lock(name) if lock is not None else nullcontext(True) as free:
+                if not free:
+                    busy = True
+                    continue
+                done += recovery.recover_target(target, actions, adapter, engine.store, engine.hmac_key)
             engine.assessor.forget(name)
+        if busy:
+            settled += done
+            continue
         engine.store.finish_run(run_id, RunStatus.FAILED, f"interrupted; {len(in_flight)} in-flight actions recovered")
         counts = {s.value: sum(1 for a in done if a.state is s) for s in {a.state for a in done}}
         log.warning("interrupted run recovered", run_id=run_id, actions=len(in_flight), outcome=counts)

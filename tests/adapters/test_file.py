@@ -148,3 +148,28 @@ def test_unknown_source_options_are_refused(tmp_path: Path, adapter: FileAdapter
     object.__setattr__(target.spec.source, "__pydantic_extra__", {"path": "../live/c.yaml", "fromat": "yaml"})
     with pytest.raises(ConfigurationError, match=r"spec\.source\.fromat: unknown option"):
         adapter.discover(target)
+
+
+def test_a_repointed_symlink_is_followed_and_checked_again(tmp_path: Path, adapter: FileAdapter) -> None:
+    """A ConfigMap volume swaps a symlink to publish a new version: the new file is read, and a link
+    re-pointed outside the roots is refused, though the path was read before."""
+    live = tmp_path / "live"
+    (live / "v1").mkdir(parents=True, exist_ok=True)
+    (live / "v2").mkdir()
+    (live / "v1" / "c.yaml").write_text("a: 1\n")
+    (live / "v2" / "c.yaml").write_text("a: 2\n")
+    (live / "..data").symlink_to(live / "v1")
+    target = make_target(tmp_path, "placeholder.yaml", "x: 0\n")
+    object.__setattr__(target.spec.source, "__pydantic_extra__", {"path": "../live/..data/c.yaml", "format": "yaml"})
+    assert adapter.discover(target).document == {"a": 1}
+    assert adapter.discover(target).document == {"a": 1}  # the cached resolution
+    swap = live / "..data.tmp"
+    swap.symlink_to(live / "v2")
+    os.replace(swap, live / "..data")
+    assert adapter.discover(target).document == {"a": 2}
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "c.yaml").write_text("secret: 1\n")
+    swap.symlink_to(tmp_path / "outside")
+    os.replace(swap, live / "..data")
+    with pytest.raises(ConfigurationError, match="outside the file adapter's roots"):
+        adapter.discover(target)

@@ -78,13 +78,15 @@ def test_target_mode_can_only_make_it_safer(settings: Settings, store: SqlHistor
 def test_metrics_follow_passes(settings: Settings, store: SqlHistoryStore) -> None:
     """Every series exists at zero before the first pass; a pass sets drift items, results and last success."""
     engine, metrics = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC))
-    metrics.init_targets([("payments-api-prod", "prod")])
+    metrics.init_targets([("payments-api-prod", "prod", "payments-api")])
     text = metrics.render()[0].decode()
-    assert 'reconciler_drift_items{class="escalate",environment="prod",target="payments-api-prod"} 0.0' in text
+    assert 'reconciler_drift_items{app="payments-api",class="escalate",environment="prod"} 0.0' in text
     assert 'reconciler_passes_total{environment="prod",result="failed"} 0.0' in text
+    assert "target=" not in text  # per-target series only when asked for
     engine.reconcile(["payments-api-prod"], mode=Mode.DRY_RUN)
     text = metrics.render()[0].decode()
-    assert 'reconciler_drift_items{class="reversible",environment="prod",target="payments-api-prod"} 2.0' in text
+    assert 'reconciler_drift_items{app="payments-api",class="reversible",environment="prod"} 2.0' in text
+    assert 'reconciler_targets_drifting{app="payments-api",environment="prod"} 1.0' in text
     assert 'reconciler_passes_total{environment="prod",result="drift"} 1.0' in text
     assert 'reconciler_actions_total{environment="prod",outcome="dry_run"} 2.0' in text
     assert "path" not in text.split("# HELP")[0]
@@ -317,3 +319,37 @@ def test_a_wave_limit_holds_the_rest_of_that_wave_only(
     held = by_name["payments-api-staging"]
     assert held.mode is Mode.DRY_RUN and (held.note or "").startswith("blast radius: wave 2 wrote 1 targets")
     assert by_name["payments-api-prod"].mode is Mode.APPLY
+
+
+def test_the_age_of_open_drift_is_exported(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """The time open drift began holds across passes whose drift changes, goes back to 0 once the target is
+    clean, and is exported per target (when asked) and as the oldest per environment and app."""
+    clock = MovableClock(datetime(2026, 11, 22, tzinfo=UTC))
+    metrics = Metrics(per_target=True)
+    metrics.init_targets(
+        [("payments-api-prod", "prod", "payments-api"), ("payments-api-staging", "staging", "payments-api")]
+    )
+    engine, _ = make(settings, store, clock=clock, global_mode=Mode.DRY_RUN, metrics=metrics)
+
+    def since(target: str = "payments-api-prod", environment: str = "prod") -> float | None:
+        per_target = metrics.registry.get_sample_value(
+            "reconciler_target_drift_open_since_timestamp_seconds", {"target": target, "environment": environment}
+        )
+        oldest = metrics.registry.get_sample_value(
+            "reconciler_oldest_open_drift_timestamp_seconds", {"environment": environment, "app": "payments-api"}
+        )
+        assert oldest == per_target  # one target per environment here
+        return per_target
+
+    engine.reconcile(["payments-api-prod"])
+    began = clock.at.timestamp()
+    assert since() == began
+    clock.at = datetime(2026, 11, 22, 1, tzinfo=UTC)
+    live = example / "live" / "payments-api" / "prod" / "config.yaml"
+    live.write_text(live.read_text().replace("log_level: DEBUG", "log_level: WARN"))
+    engine.reconcile(["payments-api-prod"])
+    assert since() == began  # still the same stretch of drift
+    engine.reconcile(["payments-api-prod"], mode=Mode.APPLY)  # fixes what is reversible; an escalation stays
+    assert since() == began
+    engine.reconcile(["payments-api-staging"])
+    assert since("payments-api-staging", "staging") == 0

@@ -1,0 +1,192 @@
+"""What the network adapters share: reading a target's source options, named credentials, safe messages."""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.domain.manifest import Target
+from reconciler.domain.paths import MISSING, KeyPath, get_in, set_in, to_pointer
+from reconciler.domain.values import strict_equal
+from reconciler.errors import ApplyError, ConfigurationError
+from reconciler.ports import Change, ChangeResult
+from reconciler.settings import Settings
+
+_NOTHING = object()
+
+
+@dataclass(frozen=True)
+class Options:
+    """One target's `spec.source` options, checked against what the adapter knows; errors name the field."""
+
+    target: Target
+    adapter: str
+    values: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, target: Target, adapter: str, known: Iterable[str]) -> Options:
+        values = target.spec.source.options()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise target.problem(
+                f"spec.source.{unknown[0]}",
+                f"unknown option of the {adapter} adapter; known: {', '.join(sorted(known))}",
+            )
+        return cls(target, adapter, values)
+
+    def problem(self, name: str, message: str) -> ConfigurationError:
+        return self.target.problem(f"spec.source.{name}", message)
+
+    def text(self, name: str, default: Any = _NOTHING, *, choices: Iterable[str] = ()) -> Any:
+        value = self.values.get(name, default)
+        if value is _NOTHING:
+            raise self.problem(name, f"the {self.adapter} adapter needs {name}")
+        if value is default and default is not _NOTHING:
+            return value
+        if not isinstance(value, str) or not value:
+            raise self.problem(name, "must be a non-empty string")
+        allowed = list(choices)
+        if allowed and value not in allowed:
+            raise self.problem(name, f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def integer(self, name: str, default: Any = _NOTHING) -> Any:
+        value = self.values.get(name, default)
+        if value is _NOTHING:
+            raise self.problem(name, f"the {self.adapter} adapter needs {name}")
+        if value is default and default is not _NOTHING:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.problem(name, "must be a non-negative integer")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.values.get(name, default)
+        if not isinstance(value, bool):
+            raise self.problem(name, "must be true or false")
+        return value
+
+    def strings(self, name: str) -> list[str]:
+        value = self.values.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.problem(name, "must be a list of non-empty strings")
+        return list(value)
+
+    def mapping(self, name: str) -> dict[str, str]:
+        value = self.values.get(name, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self.problem(name, "must be a map of strings")
+        return dict(value)
+
+
+class Credentials:
+    """Named secrets from settings (RECONCILER_ADAPTERS__CREDENTIALS); a manifest holds only the name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._secrets = {k: v.get_secret_value() for k, v in settings.adapters.credentials.items()}
+
+    def get(self, options: Options, field: str) -> str | None:
+        """The secret named by option `field`, None when the option is absent; unknown names are refused."""
+        name = options.values.get(field)
+        if name is None:
+            return None
+        if not isinstance(name, str) or not name:
+            raise options.problem(field, "must name a credential of RECONCILER_ADAPTERS__CREDENTIALS")
+        if name not in self._secrets:
+            known = ", ".join(sorted(self._secrets)) or "none configured"
+            raise options.problem(
+                field, f"no credential named {name!r} in RECONCILER_ADAPTERS__CREDENTIALS (configured: {known})"
+            )
+        return self._secrets[name]
+
+    def scrub(self, text: str) -> str:
+        """`text` with every configured secret replaced, for messages built from a server's or library's error."""
+        for secret in self._secrets.values():
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        return text
+
+
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]*):[^@/\s]*@")
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for messages: a password in it is replaced."""
+    return _URL_PASSWORD.sub(r"\1:<redacted>@", url)
+
+
+def apply_changes(
+    current: dict[str, Any], changes: Sequence[Change], list_keys: Mapping[KeyPath, str], *, dry_run: bool, where: str
+) -> tuple[dict[str, Any], list[ChangeResult], list[str]]:
+    """Check each change against `current` (compare-and-swap on its `before`) and apply the writable ones to a
+    copy: the updated document, each change's result and a message for people."""
+    updated = copy.deepcopy(current)
+    results: list[ChangeResult] = []
+    messages: list[str] = []
+    for change in changes:
+        live = get_in(current, change.path, list_keys)
+        if same(live, change.after):
+            results.append(ChangeResult.NOOP)
+            messages.append("live already holds the new value")
+        elif same(live, change.before):
+            try:
+                set_in(updated, change.path, change.after, list_keys)
+            except ValueError as exc:
+                raise ApplyError(f"{where}: {to_pointer(change.path)}: {exc}") from None
+            results.append(ChangeResult.WRITE)
+            messages.append("dry run: would write" if dry_run else "staged")
+        else:
+            results.append(ChangeResult.CONFLICT)
+            messages.append("live holds neither the expected value nor the new one")
+    return updated, results, messages
+
+
+def same(live: Any, value: Any) -> bool:
+    """Whether a live value equals a change's value; MISSING only equals MISSING."""
+    if live is MISSING or value is MISSING:
+        return live is value
+    return strict_equal(live, value)
+
+
+def flat_strings(target: Target, desired: dict[str, Any], what: str) -> dict[str, Any]:
+    """Desired values of a flat string-valued source (environment, KV keys): scalars become their string form
+    (true → "true", 30 → "30"); nesting is refused, naming the key."""
+    out: dict[str, Any] = {}
+    for key, value in desired.items():
+        if isinstance(value, (dict, list)):
+            raise target.problem(f"spec.desired.{key}", f"{what} holds only plain values, not nested ones")
+        out[key] = scalar_string(value)
+    return out
+
+
+def scalar_string(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def run_streams(
+    streams: Sequence[threading.Thread],
+    established: threading.Semaphore,
+    ready: Callable[[], None],
+    done: threading.Event,
+    stop: threading.Event,
+) -> None:
+    """Start a watch's `streams` and wait: call `ready()` once every stream has released `established`, and
+    return once `done` is set, by a stream that ended or here when `stop` is (every stream closes on `done`)."""
+    for thread in streams:
+        thread.start()
+    waiting = len(streams)
+    while not done.wait(0.02 if waiting else 0.2):
+        while waiting and established.acquire(blocking=False):
+            waiting -= 1
+            if not waiting:
+                ready()
+        if stop.is_set():
+            done.set()

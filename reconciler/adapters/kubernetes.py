@@ -1,0 +1,295 @@
+"""The Kubernetes adapter: a ConfigMap's data, or a Deployment container's environment, through the official
+client.
+
+source options:
+  kind: ConfigMap | Deployment
+  namespace: payments            # default "default"
+  name: payments-api
+  container: api                 # Deployment only; may be left out when the pod has one container
+
+The cluster comes from settings (RECONCILER_KUBERNETES__KUBECONFIG and __CONTEXT), else the in-cluster
+service account, else ~/.kube/config. The RBAC the adapter needs: get, list, watch and update on configmaps
+and deployments in the namespaces it manages (deploy/kubernetes/ has the Role).
+
+A write reads the object, changes the data or env entries, and replaces it carrying the resourceVersion that
+was read: the API server refuses a stale one (409), so a writer that got there first is a conflict. The stage
+is the same replace with `dryRun=All`: the server validates and admits the change without storing it.
+An env entry that takes its value from elsewhere (valueFrom) is shown as {"valueFrom": ...}; writing a
+plain value replaces it. Watching uses one watch stream per kind and namespace.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import kubernetes.watch
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.adapters.common import Options, apply_changes, flat_strings, run_streams
+from reconciler.domain import fingerprint
+from reconciler.domain.manifest import Target
+from reconciler.domain.observed import Observed
+from reconciler.errors import AccessDenied, ApplyError, ConflictError, DiscoveryError, ReconcilerError
+from reconciler.ports import Capabilities, Change, ChangeResult, Staged
+from reconciler.settings import Settings
+
+OPTIONS = ("kind", "namespace", "name", "container")
+KINDS = ("ConfigMap", "Deployment")
+
+
+@dataclass(frozen=True)
+class _Ref:
+    kind: str
+    namespace: str
+    name: str
+    container: str | None
+
+    def __str__(self) -> str:
+        suffix = f" container {self.container}" if self.container else ""
+        return f"{self.kind.lower()}/{self.name} in {self.namespace}{suffix}"
+
+
+class KubernetesAdapter:
+    known_options = OPTIONS
+    capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True, watch=True, strings_only=True)
+
+    def __init__(self, settings: Settings) -> None:
+        self._timeout = settings.adapters.timeout_s
+        self._kubeconfig = settings.kubernetes.kubeconfig
+        self._context = settings.kubernetes.context
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KubernetesAdapter:
+        return cls(settings)
+
+    def _api(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                try:
+                    if self._kubeconfig is not None:
+                        client = kubernetes.config.new_client_from_config(str(self._kubeconfig), self._context)
+                    else:
+                        try:
+                            kubernetes.config.load_incluster_config()
+                            client = kubernetes.client.ApiClient()
+                        except kubernetes.config.ConfigException:
+                            client = kubernetes.config.new_client_from_config(context=self._context)
+                except (kubernetes.config.ConfigException, OSError) as exc:
+                    raise DiscoveryError(f"kubernetes: no usable cluster configuration: {exc}") from None
+                client.configuration.retries = 0  # retries happen once, around whole adapter calls
+                self._client = client
+            return self._client
+
+    def _ref(self, target: Target) -> _Ref:
+        options = Options.of(target, "kubernetes", OPTIONS)
+        kind = options.text("kind", choices=KINDS)
+        container = options.text("container", None)
+        if container is not None and kind != "Deployment":
+            raise options.problem("container", "only a Deployment has containers")
+        return _Ref(kind, options.text("namespace", "default"), options.text("name"), container)
+
+    def _call(self, ref: _Ref, what: str, error: type[ReconcilerError], fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ApiException as exc:
+            reason = _reason(exc)
+            if exc.status in (401, 403):
+                raise AccessDenied(f"{ref}: the API server refused {what}: {reason}") from None
+            if exc.status == 404:
+                raise error(f"{ref}: not found") from None
+            if exc.status == 409:
+                raise ConflictError(f"{ref}: changed by another writer since it was read ({reason})") from None
+            raise error(f"{ref}: {what} failed ({exc.status}): {reason}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise error(f"{ref}: cannot reach the API server: {exc}") from None
+
+    def _read(self, ref: _Ref, error: type[ReconcilerError]) -> dict[str, Any]:
+        api = self._api()
+        read: Any
+        if ref.kind == "ConfigMap":
+            read = kubernetes.client.CoreV1Api(api).read_namespaced_config_map
+        else:
+            read = kubernetes.client.AppsV1Api(api).read_namespaced_deployment
+        fetch = lambda: read(ref.name, ref.namespace, _request_timeout=self._timeout)  # noqa: E731
+        obj = self._call(ref, "the read", error, fetch)
+        return dict(api.sanitize_for_serialization(obj))
+
+    def _container(self, ref: _Ref, obj: dict[str, Any], error: type[ReconcilerError]) -> dict[str, Any]:
+        containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        if ref.container is None:
+            if len(containers) != 1:
+                names = ", ".join(c.get("name", "?") for c in containers)
+                raise error(f"{ref}: the pod has {len(containers)} containers ({names}); name one with `container`")
+            return dict(containers[0])
+        for container in containers:
+            if container.get("name") == ref.container:
+                return dict(container)
+        raise error(f"{ref}: no such container")
+
+    def _document(self, ref: _Ref, obj: dict[str, Any], error: type[ReconcilerError]) -> dict[str, Any]:
+        if ref.kind == "ConfigMap":
+            return dict(obj.get("data") or {})
+        document: dict[str, Any] = {}
+        for entry in self._container(ref, obj, error).get("env") or []:
+            if "valueFrom" in entry:
+                document[entry["name"]] = {"valueFrom": entry["valueFrom"]}
+            else:
+                document[entry["name"]] = entry.get("value", "")
+        return document
+
+    # -- ports ------------------------------------------------------------------------------------------
+
+    def discover(self, target: Target) -> Observed:
+        ref = self._ref(target)
+        document = self._document(ref, self._read(ref, DiscoveryError), DiscoveryError)
+        data = json.dumps(document, sort_keys=True).encode()
+        return Observed(fingerprint.of_bytes(data), str(ref), document=document)
+
+    def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
+        return flat_strings(target, desired, "ConfigMap data and container env")
+
+    def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged:
+        ref = self._ref(target)
+        obj = self._read(ref, ApplyError)
+        current = self._document(ref, obj, ApplyError)
+        updated, results, messages = apply_changes(current, changes, {}, dry_run=dry_run, where=str(ref))
+        if ChangeResult.WRITE not in results:
+            return Staged(target.name, results, messages, dry_run, None)
+        body = self._with_document(ref, obj, updated)
+        # The server validates and admits the change without storing it; in dry-run mode too.
+        self._replace(ref, body, ApplyError, server_dry_run=True)
+        return Staged(target.name, results, messages, dry_run, (ref, body))
+
+    def commit(self, staged: Staged) -> None:
+        if staged.dry_run or staged.handle is None:
+            return
+        ref, body = staged.handle
+        self._replace(ref, body, ApplyError, server_dry_run=False)
+
+    def discard(self, staged: Staged) -> None:
+        """Nothing is stored before commit (the stage is a server-side dry run)."""
+
+    def _with_document(self, ref: _Ref, obj: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+        """`obj` (keeping its resourceVersion, the compare-and-swap guard) with `document` in place."""
+        body = copy.deepcopy(obj)
+        body.pop("status", None)
+        if ref.kind == "ConfigMap":
+            body["data"] = document
+            return body
+        containers = body["spec"]["template"]["spec"]["containers"]
+        index = containers.index(self._container(ref, obj, ApplyError))
+        old = {e["name"]: e for e in containers[index].get("env") or []}
+        env = []
+        for name, value in document.items():
+            if isinstance(value, dict) and "valueFrom" in value:
+                env.append(old.get(name, {"name": name, "valueFrom": value["valueFrom"]}))
+            else:
+                env.append({"name": name, "value": value})
+        containers[index]["env"] = env
+        return body
+
+    def _replace(self, ref: _Ref, body: dict[str, Any], error: type[ReconcilerError], *, server_dry_run: bool) -> None:
+        api = self._api()
+        extra: dict[str, Any] = {"_request_timeout": self._timeout}
+        if server_dry_run:
+            extra["dry_run"] = "All"
+        write: Any
+        if ref.kind == "ConfigMap":
+            write = kubernetes.client.CoreV1Api(api).replace_namespaced_config_map
+        else:
+            write = kubernetes.client.AppsV1Api(api).replace_namespaced_deployment
+        self._call(ref, "the write", error, lambda: write(ref.name, ref.namespace, body, **extra))
+
+    def watch(
+        self,
+        targets: Sequence[Target],
+        changed: Callable[[str], None],
+        ready: Callable[[], None],
+        stop: threading.Event,
+    ) -> None:
+        """One watch stream per kind and namespace; an event wakes the target that names the object."""
+        groups: dict[tuple[str, str], dict[str, list[str]]] = {}
+        for target in targets:
+            ref = self._ref(target)
+            groups.setdefault((ref.kind, ref.namespace), {}).setdefault(ref.name, []).append(target.name)
+        done = threading.Event()
+        failures: list[BaseException] = []
+        watches: list[kubernetes.watch.Watch] = []
+        threads = []
+        listed = threading.Semaphore(0)  # released by each stream once it has listed its objects
+        for (kind, namespace), names in groups.items():
+            w = kubernetes.watch.Watch()
+            watches.append(w)
+            args = (w, kind, namespace, names, changed, listed, done, failures)
+            threads.append(threading.Thread(target=self._stream, args=args, name=f"k8s-watch {kind}", daemon=True))
+        run_streams(threads, listed, ready, done, stop)
+        for w in watches:
+            w.stop()
+        for thread in threads:
+            thread.join(self._timeout + 2)
+        if not stop.is_set():
+            raise DiscoveryError(f"kubernetes: a watch stream ended: {failures[0] if failures else 'closed'}")
+
+    def _stream(
+        self,
+        w: kubernetes.watch.Watch,
+        kind: str,
+        namespace: str,
+        names: dict[str, list[str]],
+        changed: Callable[[str], None],
+        listed_once: threading.Semaphore,
+        done: threading.Event,
+        failures: list[BaseException],
+    ) -> None:
+        api = self._api()
+        listing: Any
+        if kind == "ConfigMap":
+            listing = kubernetes.client.CoreV1Api(api).list_namespaced_config_map
+        else:
+            listing = kubernetes.client.AppsV1Api(api).list_namespaced_deployment
+        try:
+            # What each object's version is now: an event that shows an object at a version already seen (the
+            # ADDED replay at the start of a stream) is no change.
+            listed: Any = listing(namespace, _request_timeout=self._timeout)
+            seen = {item.metadata.name: item.metadata.resource_version for item in listed.items}
+            version = listed.metadata.resource_version
+            listed_once.release()  # the stream goes on from this version: no later change is missed
+            while not done.is_set():
+                # A short server-side timeout, so that a stop is noticed and the stream is renewed regularly.
+                stream = w.stream(
+                    listing, namespace, resource_version=version, timeout_seconds=5, _request_timeout=(self._timeout, 7)
+                )
+                try:
+                    for event in stream:
+                        meta = event["object"].metadata
+                        if seen.get(meta.name) != meta.resource_version or event["type"] == "DELETED":
+                            seen[meta.name] = meta.resource_version
+                            for target in names.get(meta.name, []):
+                                changed(target)
+                        if done.is_set():
+                            break
+                except urllib3.exceptions.ReadTimeoutError:
+                    pass  # a quiet stream the server did not end in time: renew it from the last version
+                version = w.resource_version or version
+        except Exception as exc:  # a broken stream: reported, and the caller re-establishes it
+            if not done.is_set():
+                failures.append(exc)
+        finally:
+            done.set()
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "").get("message") or exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)
