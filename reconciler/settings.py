@@ -35,7 +35,21 @@ class SchedulerSettings(BaseModel):
     backoff_base_s: float = Field(1.0, gt=0, description="First retry delay after a failed pass. Defaults to 1.")
     backoff_max_s: float = Field(300.0, gt=0, description="Longest retry delay after failed passes. Defaults to 300.")
     desired_poll_s: float = Field(
-        10.0, gt=0, description="How often the daemon looks for edits of the desired state. Defaults to 10."
+        2.0, gt=0, description="How often the daemon looks for edits of the desired state. Defaults to 2."
+    )
+    watch_debounce_s: float = Field(
+        0.1,
+        ge=0,
+        le=60,
+        description="After a watched change, how long to wait for more before the pass, so that a burst of "
+        "changes is one pass. Defaults to 0.1.",
+    )
+    lease_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="With PostgreSQL history, how long a replica's lease on a target lasts without renewal; "
+        "the targets of a replica that died are taken over within about this time. Keep it at or below the "
+        "shortest interval. Defaults to 30.",
     )
     shutdown_timeout_s: float = Field(
         60.0, gt=0, description="How long SIGTERM waits for passes in flight. Defaults to 60."
@@ -47,6 +61,11 @@ class HttpSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address to listen on. Defaults to 127.0.0.1.")
     port: int = Field(9108, ge=0, le=65535, description="Port to listen on; 0 picks a free one. Defaults to 9108.")
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that the state-changing API (approve, reject, mode) requires. Defaults to none, "
+        "which turns that API off; the read-only /api/v1/status and /api/v1/drift are always on.",
+    )
 
 
 class LogSettings(BaseModel):
@@ -187,6 +206,40 @@ class RetrySettings(BaseModel):
     max_s: float = Field(2.0, gt=0, description="Longest wait between tries. Defaults to 2.")
 
 
+class AdapterSettings(BaseModel):
+    """What every network adapter shares."""
+
+    timeout_s: float = Field(
+        5.0, gt=0, le=300, description="Timeout of every network call an adapter makes (connect, read). Defaults to 5."
+    )
+    credentials: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Named secrets that manifests refer to by name (`password: NAME`, `auth: NAME`), as a JSON "
+        "object, so that no password is ever written in a manifest. Defaults to none.",
+    )
+
+
+class KubernetesSettings(BaseModel):
+    """The Kubernetes adapter."""
+
+    kubeconfig: Path | None = Field(
+        None,
+        description="kubeconfig file to use. Defaults to none: the in-cluster service account, or ~/.kube/config.",
+    )
+    context: str | None = Field(None, description="kubeconfig context to use. Defaults to its current context.")
+
+
+class MetricsSettings(BaseModel):
+    """What /metrics exports."""
+
+    per_target: bool = Field(
+        False,
+        description="Also export each target's drift, pending escalations, last success and drift age as "
+        "reconciler_target_* series with a target label (six series per target). Defaults to false: "
+        "aggregates by environment and app only, which keeps a scrape of 10,000 targets fast.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything reconciler can be told, from the environment (RECONCILER_ prefix, `__` between groups)."""
 
@@ -200,6 +253,9 @@ class Settings(BaseSettings):
     )
     mode: Mode = Field(Mode.DRY_RUN, description="Global mode; a target can only make it safer. Defaults to dry-run.")
     file: FileSettings = Field(default_factory=FileSettings)
+    adapters: AdapterSettings = Field(default_factory=AdapterSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)

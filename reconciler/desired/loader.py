@@ -97,6 +97,9 @@ def load(root: str | Path) -> DesiredState:
     return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
 
 
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when PyYAML has it
+
+
 def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
     try:
         text = file.read_text(encoding="utf-8")
@@ -105,7 +108,7 @@ def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument
         return
     index = 0
     try:
-        for body in yaml.safe_load_all(text):
+        for body in yaml.load_all(text, Loader=SAFE_LOADER):
             index += 1
             if body is None:  # an empty document between two '---'
                 continue

@@ -37,6 +37,12 @@ class DesiredSource:
     def loaded(self) -> bool:
         return self._state is not None
 
+    def loaded_state(self) -> DesiredState:
+        """The version in force, without looking at the files: what the daemon's passes use, so that a pass
+        costs no directory walk; the daemon's refresh job calls current() to pick up edits."""
+        state = self._state
+        return state if state is not None else self.current()
+
     def current(self) -> DesiredState:
         """The desired state in force; reloads when files changed. Raises only if none was ever valid."""
         with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,22 +23,27 @@ from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import EventKind, Notifier, Webhook
-from reconciler.ports import SystemClock
+from reconciler.ports import SystemClock, Watcher
 from reconciler.remediate import safety
 from reconciler.remediate.executor import Adapter
 from reconciler.runtime import undo
+from reconciler.runtime.api import Api
 from reconciler.runtime.guard import Guard
 from reconciler.runtime.http import HttpServer
 from reconciler.runtime.loop import Reconciler
 from reconciler.runtime.queue import WorkQueue
+from reconciler.runtime.replicas import Replicas
+from reconciler.runtime.report import target_dict
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.runtime.scheduler import Scheduler
+from reconciler.runtime.watch import WatchSupervisor
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
+from reconciler.store.leases import SqlLeaseStore
 
 log = logs.get_logger("reconciler.daemon")
 
@@ -49,20 +55,47 @@ class Adapters:
         self._settings = settings
         self._metrics = metrics
         self._instances: dict[str, Adapter] = {}
-        self._lock = threading.Lock()
+        self._raw_instances: dict[str, Adapter] = {}
+        self._lock = threading.RLock()
 
     def _retried(self, name: str) -> None:
         if self._metrics is not None:
             self._metrics.adapter_retries.labels(name).inc()
 
+    def _raw(self, name: str) -> Adapter:
+        """The adapter itself, without retries: what composite adapters (layered) call, so that retries
+        happen once, around the composite's call."""
+        if name not in self._raw_instances:
+            cls: Any = registry.adapter_class(name)
+            instance = cls.from_settings(self._settings)
+            if hasattr(instance, "bind"):
+                instance.bind(self._raw_locked)
+            self._raw_instances[name] = instance
+        return self._raw_instances[name]
+
+    def _raw_locked(self, name: str) -> Adapter:
+        with self._lock:
+            return self._raw(name)
+
+    def watcher(self, name: str) -> Watcher | None:
+        """The adapter `name` as a watcher, if it can watch; None otherwise (or if there is no such adapter:
+        the passes of its targets report that)."""
+        try:
+            with self._lock:
+                raw = self._raw(name)
+        except ReconcilerError:
+            return None
+        if raw.capabilities.watch and isinstance(raw, Watcher):
+            return raw
+        return None
+
     def __call__(self, name: str) -> Adapter:
         with self._lock:
             if name not in self._instances:
-                cls: Any = registry.adapter_class(name)
                 retry = self._settings.retry
                 self._instances[name] = RetryingAdapter(
                     name,
-                    cls.from_settings(self._settings),
+                    self._raw(name),
                     attempts=retry.attempts,
                     initial_s=retry.initial_s,
                     max_s=retry.max_s,
@@ -76,6 +109,7 @@ class Components:
     """Everything a pass needs, built once from settings."""
 
     settings: Settings
+    adapters: Adapters
     store: SqlHistoryStore
     approvals: SqlApprovalStore
     breaker: SqlBreakerStore
@@ -119,12 +153,15 @@ def build(settings: Settings) -> Components:
     breaker = SqlBreakerStore(store.engine)
     desired = DesiredSource(settings.desired_dir)
     desired.current()  # refuse to go on with an invalid desired state
-    metrics = Metrics()
+    metrics = Metrics(per_target=settings.metrics.per_target)
+    adapters = Adapters(settings, metrics)
     notifier = build_notifier(settings)
     engine = Reconciler(
-        desired.current,
+        # Passes use the version in force without walking the folder each time; the refresh job
+        # (RECONCILER_SCHEDULER__DESIRED_POLL_S) looks for edits and reloads.
+        desired.loaded_state,
         store,
-        Adapters(settings, metrics),
+        adapters,
         metrics,
         SystemClock(),
         global_mode=settings.mode,
@@ -137,7 +174,7 @@ def build(settings: Settings) -> Components:
         error_budget=ErrorBudget(**settings.breaker.model_dump()),
         notify=notifier.notify,
     )
-    return Components(settings, store, approvals, breaker, desired, metrics, engine, notifier)
+    return Components(settings, adapters, store, approvals, breaker, desired, metrics, engine, notifier)
 
 
 class Daemon:
@@ -147,18 +184,46 @@ class Daemon:
         self.c = components
         s = components.settings.scheduler
         self.queue = WorkQueue(backoff_base_s=s.backoff_base_s, backoff_max_s=s.backoff_max_s)
-        self.scheduler = Scheduler(self.queue, default_interval_s=s.default_interval_s, jitter_s=s.jitter_s)
+        self.scheduler = Scheduler(default_interval_s=s.default_interval_s, jitter_s=s.jitter_s)
+        self.replicas = Replicas(
+            SqlLeaseStore(components.store.engine),
+            components.reconciler,
+            components.metrics,
+            ttl_s=s.lease_ttl_s,
+            wake=self.queue.add,
+        )
+        self.watches = WatchSupervisor(
+            self.queue, components.adapters.watcher, components.metrics, debounce_s=s.watch_debounce_s
+        )
         self.stopping = threading.Event()
         self._workers: list[threading.Thread] = []
         self._state: DesiredState | None = None
         self._reported_error: str | None = None
+        self._lock: engines.DaemonLock | None = None
         self._announced: set[tuple[str, datetime, exceptions.ExceptionState]] = set()
+        token = components.settings.http.api_token
+        self.api = Api(
+            version=self._version_info,
+            guard=components.reconciler.guard,
+            approvals=components.approvals,
+            approval_ttl_s=components.settings.approvals.ttl_s,
+            readiness=self.readiness,
+            watches=self.watches.covered,
+            token=token.get_secret_value() if token is not None else None,
+        )
         self.http = HttpServer(
             components.settings.http.host,
             components.settings.http.port,
             render_metrics=components.metrics.render,
             readiness=self.readiness,
+            api=self.api,
         )
+
+    def _version_info(self) -> dict[str, Any]:
+        state = self._state
+        if state is None:
+            return {}
+        return {"digest": state.version.digest, "git_commit": state.version.git_commit, "root": str(state.root)}
 
     def readiness(self) -> dict[str, Any]:
         detail: dict[str, Any] = {"desired_loaded": self.c.desired.loaded, "stopping": self.stopping.is_set()}
@@ -222,9 +287,9 @@ class Daemon:
         old = self._state.targets if self._state else {}
         self._state = state
         added, removed = self.scheduler.sync(state)
-        for name in removed:
-            self.c.metrics.forget_target(name, old[name].environment)
-        self.c.metrics.init_targets((t.name, t.environment) for t in state.targets.values())
+        self.watches.sync(state)
+        self.api.forget(set(removed))
+        self.c.metrics.init_targets((t.name, t.environment, t.metadata.app or "") for t in state.targets.values())
         self.c.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         log.info(
             "desired state loaded",
@@ -235,12 +300,24 @@ class Daemon:
         )
         for name in sorted(added | (set(state.targets) if old else set())):
             self.queue.add(name)
+        self._lease_tick()
+
+    def _lease_tick(self) -> None:
+        state = self._state
+        if state is not None:
+            self.replicas.tick(sorted(state.targets))
 
     def _work(self) -> None:
         while (name := self.queue.get()) is not None:
+            started = time.monotonic()
             try:
-                report = self.c.reconciler.reconcile([name], trigger="schedule")
+                with self.replicas.exclusive(name) as mine:
+                    if not mine:  # another replica holds this target
+                        self.queue.forget(name)
+                        continue
+                    report = self.c.reconciler.reconcile([name], trigger="schedule")
                 target = report.targets[0]
+                self.api.record(target_dict(target, self.c.settings.hmac_key()))
                 if target.retry:
                     delay = self.queue.add_rate_limited(name)
                     log.info("pass will be retried", target=name, delay_s=round(delay, 2))
@@ -255,7 +332,11 @@ class Daemon:
                 delay = self.queue.add_rate_limited(name)
                 log.exception("pass crashed", target=name, delay_s=round(delay, 2))
             finally:
+                self.watches.pass_done(name, started)
                 self.queue.done(name)
+                due = self.scheduler.next_delay(name)
+                if due is not None:  # the next pass at its interval (a sooner one, if queued, stands)
+                    self.queue.add(name, due)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)
@@ -268,14 +349,20 @@ class Daemon:
         guard = self.c.reconciler.guard
         signal.signal(signal.SIGUSR1, lambda *_: guard.force_dry_run(True))
         signal.signal(signal.SIGUSR2, lambda *_: guard.force_dry_run(False))
-        recovered = undo.recover(self.c.reconciler)  # before any new pass: settle what a crash left in flight
-        if recovered:
-            log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))
+        lock = engines.DaemonLock(self.c.settings.database_url)
+        lock.acquire()  # before anything else: a second daemon on the same SQLite file stops here
+        self._lock = lock
+        if not self.replicas.shared:
+            recovered = undo.recover(self.c.reconciler)  # before any pass: settle what a crash left in flight
+            if recovered:
+                log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))
         self.http.start()
         host, port = self.http.address
         self._refresh_desired()  # queues a first pass for every target right away
         assert self._state is not None
         self.scheduler.add_job("desired", self._refresh_desired, self.c.settings.scheduler.desired_poll_s)
+        if self.replicas.shared:  # replicas: renew and claim a share of the targets every third of a lease
+            self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
         self.scheduler.start()
         for i in range(self.c.settings.scheduler.workers):
             worker = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
@@ -293,14 +380,19 @@ class Daemon:
 
     def stop(self) -> int:
         self.scheduler.shutdown()
+        self.watches.stop()
         in_flight = sorted(self.queue.working)
         self.queue.close()
         timeout = self.c.settings.scheduler.shutdown_timeout_s
         for worker in self._workers:
             worker.join(timeout)
         stuck = [w.name for w in self._workers if w.is_alive()]
+        if not stuck:
+            self.replicas.leave()  # the other replicas take this one's targets at their next tick
         self.http.stop()
         self.c.notifier.stop()  # send what is queued, briefly
+        if self._lock is not None:
+            self._lock.release()
         if stuck:
             log.error("passes still running at shutdown timeout", workers=stuck, timeout_s=timeout)
             return 1

@@ -1,28 +1,28 @@
-"""APScheduler triggers each target at its interval, with jitter; a trigger only enqueues the name."""
+"""When passes are due. A target's next pass is queued, with jitter, when its pass ends (the work queue holds
+the schedule, one entry per target, so a watch or a retry that wants it sooner wins); APScheduler runs the
+housekeeping jobs (desired-state edits, leases). One APScheduler job per target cost ~0.5 ms of CPU per
+trigger at 10,000 targets (bench/daemon_scale.py)."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.domain.state import DesiredState
-from reconciler.runtime.queue import WorkQueue
-
-JOB_PREFIX = "target:"
 
 
 class Scheduler:
-    """Keeps one interval job per target in step with the desired state."""
+    """Knows every target's interval, and runs the housekeeping jobs."""
 
-    def __init__(self, queue: WorkQueue, *, default_interval_s: float, jitter_s: float) -> None:
-        self._queue = queue
+    def __init__(self, *, default_interval_s: float, jitter_s: float) -> None:
         self._default_interval_s = default_interval_s
         self._jitter_s = jitter_s
-        # Jobs only enqueue, so one thread is plenty; coalesce and max_instances=1 keep misfires from piling up.
+        # Housekeeping jobs are short, so one thread is plenty; coalesce and max_instances=1 keep misfires
+        # from piling up.
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -42,25 +42,16 @@ class Scheduler:
         self._scheduler.add_job(func, IntervalTrigger(seconds=interval_s), id=job_id, replace_existing=True)
 
     def sync(self, state: DesiredState) -> tuple[set[str], set[str]]:
-        """Add, change and remove target jobs to match `state`; returns (added, removed) names."""
+        """Take each target's interval from `state`; returns (added, removed) names."""
         wanted = {name: t.spec.interval or self._default_interval_s for name, t in state.targets.items()}
         added, removed = set(wanted) - set(self._intervals), set(self._intervals) - set(wanted)
-        for name in removed:
-            self._scheduler.remove_job(JOB_PREFIX + name)
-            del self._intervals[name]
-        for name, interval in wanted.items():
-            if self._intervals.get(name) == interval:
-                continue
-            jitter = min(self._jitter_s, interval / 2)
-            first = datetime.now(UTC) + timedelta(seconds=interval + random.uniform(0, jitter))  # noqa: S311
-            self._scheduler.add_job(
-                self._queue.add,
-                IntervalTrigger(seconds=interval, jitter=jitter or None),
-                args=[name],
-                id=JOB_PREFIX + name,
-                name=f"reconcile {name}",
-                replace_existing=True,
-                next_run_time=first,
-            )
-            self._intervals[name] = interval
+        self._intervals = wanted
         return added, removed
+
+    def next_delay(self, name: str) -> float | None:
+        """When `name`'s next pass is due after one ends: its interval plus jitter (at most half the
+        interval); None when it is no longer a target."""
+        interval = self._intervals.get(name)
+        if interval is None:
+            return None
+        return interval + random.uniform(0, min(self._jitter_s, interval / 2))  # noqa: S311 - jitter

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,87 +17,10 @@ import pytest
 import yaml
 
 from reconciler.settings import Settings
+from tests.conftest import unavailable
+from tests.e2e.conftest import API_TOKEN, free_port, get, metric, reconciler, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def metric(text: str, name: str, **labels: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-def reconciler(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, check=False, timeout=60
-    )
-
-
-@pytest.fixture
-def daemon(settings: Settings, example: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    for manifest in (example / "desired").glob("*.yaml"):
-        manifest.write_text(manifest.read_text().replace("interval: 30s", "interval: 1s"))
-    assert reconciler("db", "upgrade").returncode == 0
-    port = free_port()
-    log_path = tmp_path / "daemon.log"
-    env = {
-        **os.environ,
-        "RECONCILER_HTTP__PORT": str(port),
-        "RECONCILER_SCHEDULER__JITTER_S": "0.2",
-        "RECONCILER_SCHEDULER__DESIRED_POLL_S": "0.5",
-    }
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "run"], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-    base = f"http://127.0.0.1:{port}"
-    info = {"process": process, "base": base, "log": log_path, "example": example}
-    try:
-        wait_for(lambda: _ready(base, process), what="/readyz")
-        yield info
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-
-
-def _ready(base: str, process: subprocess.Popen[bytes]) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(f"daemon exited early with {process.returncode}")
-    try:
-        return get(base + "/readyz")[0] == 200
-    except OSError:
-        return False
 
 
 def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, Any]) -> None:
@@ -111,26 +31,26 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     assert ready == {"desired_loaded": True, "stopping": False, "store": "ok", "remediation": "on", "ready": True}
     assert get(base + "/nope")[0] == 404
 
-    def drift(target: str, env: str, class_: str) -> float | None:
+    def drift(app: str, env: str, class_: str) -> float | None:
         return metric(
-            get(base + "/metrics")[1], "reconciler_drift_items", target=target, environment=env, **{"class": class_}
+            get(base + "/metrics")[1], "reconciler_drift_items", app=app, environment=env, **{"class": class_}
         )
 
     # Series exist from the first scrape, then the first passes fill them in.
-    wait_for(lambda: drift("payments-api-prod", "prod", "reversible") == 2.0, what="prod drift in metrics")
-    assert drift("payments-api-staging", "staging", "reversible") == 0.0
+    wait_for(lambda: drift("payments-api", "prod", "reversible") == 2.0, what="prod drift in metrics")
+    assert drift("payments-api", "staging", "reversible") == 0.0
 
     staging = example / "live" / "payments-api" / "staging" / "config.yaml"
     doc = yaml.safe_load(staging.read_text())
     doc["log_level"] = "DEBUG"
     staging.write_text(yaml.safe_dump(doc))
     changed = staging.read_bytes()
-    wait_for(lambda: drift("payments-api-staging", "staging", "reversible") == 1.0, what="staging drift")
+    wait_for(lambda: drift("payments-api", "staging", "reversible") == 1.0, what="staging drift")
 
     applied = reconciler("apply", "--target", "payments-api-staging", "--format", "json")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert yaml.safe_load(staging.read_text())["log_level"] == "INFO"
-    wait_for(lambda: drift("payments-api-staging", "staging", "reversible") == 0.0, what="drift gone after apply")
+    wait_for(lambda: drift("payments-api", "staging", "reversible") == 0.0, what="drift gone after apply")
 
     run_id = json.loads(applied.stdout)["run_id"]
     undone = reconciler("rollback", run_id)
@@ -139,7 +59,10 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
 
     metrics = get(base + "/metrics")[1]
     assert (metric(metrics, "reconciler_passes_total", environment="prod", result="drift") or 0) >= 1
-    assert metric(metrics, "reconciler_last_successful_pass_timestamp_seconds", target="payments-api-prod")
+    assert metric(
+        metrics, "reconciler_oldest_successful_pass_timestamp_seconds", environment="prod", app="payments-api"
+    )
+    assert "target=" not in metrics  # per-target series are off by default
     assert "reconciler_desired_version_info{" in metrics
 
     process = daemon["process"]
@@ -186,3 +109,68 @@ def test_daemon_refuses_an_invalid_desired_state(settings: Settings, example: Pa
     result = reconciler("run")
     assert result.returncode == 1
     assert "bad.yaml: document 1 (p): spec.default: Input should be" in result.stderr
+
+
+def test_a_second_daemon_on_the_same_sqlite_file_is_refused(daemon: dict[str, Any]) -> None:
+    """SQLite serves one daemon: a second one exits 1 at once, naming the first one's PID and the way out."""
+    env = {**os.environ, "RECONCILER_HTTP__PORT": str(free_port())}
+    second = subprocess.run(
+        [sys.executable, "-m", "reconciler", "run"], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert second.returncode == 1
+    assert f"another reconciler daemon (pid {daemon['process'].pid}) is running on sqlite:///" in second.stderr
+    assert "use PostgreSQL" in second.stderr
+    assert daemon["process"].poll() is None  # the first one goes on
+
+
+def test_promtool_finds_nothing_wrong_with_metrics(daemon: dict[str, Any]) -> None:
+    """`promtool check metrics` on the daemon's real /metrics: no lint problem (names, units, help texts)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        unavailable("promtool is not installed (Debian's prometheus package; bash .ci/services installs it)")
+    wait_for(lambda: "reconciler_passes_total" in get(daemon["base"] + "/metrics")[1], what="metrics")
+    text = get(daemon["base"] + "/metrics")[1]
+    checked = subprocess.run(
+        [str(promtool), "check", "metrics"], input=text, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert checked.returncode == 0 and checked.stdout == checked.stderr == "", checked.stdout + checked.stderr
+
+
+def post(url: str, body: dict[str, Any], token: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_json_api(daemon: dict[str, Any]) -> None:
+    """Status and drift for scripts; approve and mode only with the bearer token, which is never logged."""
+    base = daemon["base"]
+    wait_for(lambda: len(json.loads(get(base + "/api/v1/status")[1])["targets"]) == 3, what="three targets passed")
+    status = json.loads(get(base + "/api/v1/status")[1])
+    assert status["mode"] == "dry-run" and status["ready"] is True and status["remediation"] == "on"
+    assert len(status["desired_version"]["digest"]) == 64
+    prod = next(t for t in status["targets"] if t["target"] == "payments-api-prod")
+    assert prod["status"] == "drift" and prod["drift"] >= 2
+    drift = json.loads(get(base + "/api/v1/drift?target=payments-api-prod")[1])["targets"][0]["drift"]
+    assert {"/log_level", "/debug_endpoints"} <= {d["path"] for d in drift}
+    assert get(base + "/api/v1/drift?target=nope")[0] == 404
+
+    assert post(base + "/api/v1/mode", {"mode": "dry-run"})[0] == 401
+    assert post(base + "/api/v1/mode", {"mode": "dry-run"}, "wrong")[0] == 401
+    assert post(base + "/api/v1/mode", {"mode": "sideways"}, API_TOKEN)[0] == 400
+    assert post(base + "/api/v1/mode", {"mode": "dry-run"}, API_TOKEN) == (200, {"mode": "dry-run"})
+
+    pending = json.loads(reconciler("approvals", "list", "--format", "json").stdout)
+    assert pending, "the example has an escalated drift waiting"
+    approval = pending[0]["id"]
+    url = f"{base}/api/v1/approvals/{approval}/approve"
+    assert post(url, {}, API_TOKEN)[0] == 400  # who decides must be named
+    code, decided = post(url, {"actor": "alice", "comment": "checked with the DBA"}, API_TOKEN)
+    assert code == 200 and decided["state"] == "approved" and decided["actor"] == "alice"
+    assert post(url, {"actor": "bob"}, API_TOKEN)[0] == 409  # already decided
+    assert post(f"{base}/api/v1/approvals/0000/approve", {"actor": "bob"}, API_TOKEN)[0] == 404
+    assert API_TOKEN not in daemon["log"].read_text()

@@ -1,0 +1,146 @@
+"""Watches: adapters that can see live changes wake their targets at once instead of at the next interval.
+
+One thread per watching adapter runs its watch over all of that adapter's targets. A change queues the
+target after a short debounce, so a burst of changes is one pass (the queue keeps one entry per target). A
+watch that breaks is re-established with exponential backoff and jitter; the interval keeps every target
+reconciled meanwhile. Once a watch is established its targets are queued once, since a change made between
+their last pass and that moment reached no watch. When the desired state changes which targets an adapter
+watches, its watch restarts.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from reconciler.domain.manifest import Target
+from reconciler.domain.state import DesiredState
+from reconciler.observe import logging as logs
+from reconciler.observe.metrics import Metrics
+from reconciler.ports import Watcher
+from reconciler.runtime.queue import WorkQueue
+
+log = logs.get_logger("reconciler.watch")
+
+
+@dataclass
+class _Running:
+    key: tuple[tuple[str, str], ...]  # (target, source options) of every target watched: restart when it changes
+    stop: threading.Event
+    thread: threading.Thread
+
+
+@dataclass
+class WatchSupervisor:
+    """Keeps one watch per watching adapter running, for the targets of the current desired state."""
+
+    queue: WorkQueue
+    watcher: Callable[[str], Watcher | None]  # adapter name -> its watcher, None when it cannot watch
+    metrics: Metrics
+    debounce_s: float = 0.1
+    backoff_max_s: float = 60.0
+    _running: dict[str, _Running] = field(default_factory=dict)
+    _changed_at: dict[str, float] = field(default_factory=dict)  # target -> when a watch first saw a change
+    _adapter_of: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sync(self, state: DesiredState) -> None:
+        """Start, restart or stop watches so that they cover exactly the watchable targets of `state`."""
+        wanted: dict[str, list[Target]] = {}
+        for target in state.targets.values():
+            adapter = target.spec.source.adapter
+            if self.watcher(adapter) is not None:
+                wanted.setdefault(adapter, []).append(target)
+        for adapter in sorted(set(self._running) - set(wanted)):
+            self._stop(adapter)
+        for adapter, targets in sorted(wanted.items()):
+            key = tuple(sorted((t.name, repr(sorted(t.spec.source.options().items()))) for t in targets))
+            running = self._running.get(adapter)
+            if running is not None and running.key == key:
+                continue
+            if running is not None:
+                self._stop(adapter)
+            self._start(adapter, targets, key)
+
+    def covered(self) -> dict[str, int]:
+        """Adapter -> how many targets its watch covers (the watches asked for; see reconciler_watches for
+        whether each is up right now)."""
+        return {adapter: len(running.key) for adapter, running in sorted(self._running.items())}
+
+    def stop(self) -> None:
+        for adapter in list(self._running):
+            self._stop(adapter)
+
+    def _start(self, adapter: str, targets: Sequence[Target], key: tuple[tuple[str, str], ...]) -> None:
+        stop = threading.Event()
+        with self._lock:
+            for target in targets:
+                self._adapter_of[target.name] = adapter
+        thread = threading.Thread(
+            target=self._run, args=(adapter, list(targets), stop), name=f"watch-{adapter}", daemon=True
+        )
+        self._running[adapter] = _Running(key, stop, thread)
+        thread.start()
+        log.info("watch started", adapter=adapter, targets=len(targets))
+
+    def _stop(self, adapter: str) -> None:
+        running = self._running.pop(adapter)
+        running.stop.set()
+        running.thread.join(10)
+        self.metrics.watches.labels(adapter).set(0)
+
+    def _run(self, adapter: str, targets: list[Target], stop: threading.Event) -> None:
+        watcher = self.watcher(adapter)
+        assert watcher is not None
+        failures = 0
+        names = {t.name for t in targets}
+
+        def changed(name: str) -> None:
+            if name not in names:
+                return
+            with self._lock:
+                self._changed_at.setdefault(name, time.monotonic())
+            self.metrics.watch_events.labels(adapter).inc()
+            self.queue.add(name, self.debounce_s)
+
+        def ready() -> None:
+            # From now on no change is missed; one that came between a target's last pass and this moment
+            # would be, so every target is looked at once (the queue merges this with a pass already due).
+            self.metrics.watches.labels(adapter).set(len(targets))
+            log.info("watch established", adapter=adapter, targets=len(targets))
+            for target in targets:
+                self.queue.add(target.name, self.debounce_s)
+
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                watcher.watch(targets, changed, ready, stop)
+                if stop.is_set():
+                    return
+                error = "the watch ended"
+            except Exception as exc:  # any failure of a watch: re-establish it, never take the daemon down
+                error = f"{type(exc).__name__}: {exc}"
+            self.metrics.watches.labels(adapter).set(0)
+            self.metrics.watch_errors.labels(adapter).inc()
+            failures = 1 if time.monotonic() - started > self.backoff_max_s else failures + 1
+            delay = min(2 ** (failures - 1), self.backoff_max_s) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+            log.warning("watch broke; re-establishing", adapter=adapter, error=error, retry_in_s=round(delay, 2))
+            # Whatever changed while the watch was down is found by a pass: queue the targets once.
+            for target in targets:
+                self.queue.add(target.name, delay)
+            stop.wait(delay)
+
+    def pass_done(self, target: str, started: float) -> None:
+        """A pass of `target` that began at `started` (time.monotonic) ended: if a watch saw a change before it
+        began, observe the time from that change to now. A change seen during the pass waits for the next."""
+        with self._lock:
+            at = self._changed_at.get(target)
+            if at is None or at > started:
+                return
+            del self._changed_at[target]
+            adapter = self._adapter_of.get(target)
+        if adapter is not None:
+            self.metrics.detection_latency.labels(adapter).observe(time.monotonic() - at)

@@ -1,0 +1,101 @@
+"""What the end-to-end tests share: the daemon as a subprocess on a copy of the example, and HTTP helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.settings import Settings
+
+API_TOKEN = "api-token-s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def reconciler(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+@pytest.fixture
+def daemon(settings: Settings, example: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    for manifest in (example / "desired").glob("*.yaml"):
+        manifest.write_text(manifest.read_text().replace("interval: 30s", "interval: 1s"))
+    assert reconciler("db", "upgrade").returncode == 0
+    port = free_port()
+    log_path = tmp_path / "daemon.log"
+    env = {
+        **os.environ,
+        "RECONCILER_HTTP__API_TOKEN": API_TOKEN,
+        "RECONCILER_HTTP__PORT": str(port),
+        "RECONCILER_SCHEDULER__JITTER_S": "0.2",
+        "RECONCILER_SCHEDULER__DESIRED_POLL_S": "0.5",
+    }
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "run"], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    base = f"http://127.0.0.1:{port}"
+    info = {"process": process, "base": base, "log": log_path, "example": example}
+    try:
+        wait_for(lambda: _ready(base, process), what="/readyz")
+        yield info
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def _ready(base: str, process: subprocess.Popen[bytes]) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"daemon exited early with {process.returncode}")
+    try:
+        return get(base + "/readyz")[0] == 200
+    except OSError:
+        return False

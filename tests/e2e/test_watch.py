@@ -1,0 +1,112 @@
+"""A watched change reaches the daemon without waiting for the interval; a broken watch comes back."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import _ready, free_port, get, metric, reconciler, wait_for
+from tests.servers import ETCD_PASSWORD, etcd_server
+
+pytestmark = pytest.mark.e2e
+
+
+def put(url: str, key: str, value: str) -> None:
+    def post(path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": token} if token else {}
+        request = urllib.request.Request(url + path, json.dumps(body).encode(), headers, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return dict(json.loads(response.read()))
+
+    token = post("/v3/auth/authenticate", {"name": "root", "password": ETCD_PASSWORD})["token"]
+    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    post("/v3/kv/put", {"key": b64(key), "value": b64(value)}, token)
+
+
+@pytest.fixture
+def watched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    with etcd_server(tmp_path / "etcd-data") as etcd_url:
+        put(etcd_url, "/app/LOG_LEVEL", "INFO")
+        desired = tmp_path / "desired"
+        desired.mkdir()
+        target = {
+            "kind": "Target",
+            "metadata": {"name": "app-etcd", "environment": "prod"},
+            "spec": {
+                "source": {
+                    "adapter": "etcd",
+                    "endpoint": etcd_url,
+                    "prefix": "/app/",
+                    "username": "root",
+                    "password": "etcd",
+                },
+                "desired": {"LOG_LEVEL": "INFO"},
+                "interval": "1h",
+            },
+        }
+        (desired / "app.yaml").write_text(yaml.safe_dump(target))
+        port = free_port()
+        env = {
+            **os.environ,
+            "RECONCILER_DESIRED_DIR": str(desired),
+            "RECONCILER_DATABASE_URL": f"sqlite:///{tmp_path / 'h.db'}",
+            "RECONCILER_ADAPTERS__CREDENTIALS": json.dumps({"etcd": ETCD_PASSWORD}),
+            "RECONCILER_HTTP__PORT": str(port),
+        }
+        monkeypatch.setenv("RECONCILER_DATABASE_URL", env["RECONCILER_DATABASE_URL"])
+        assert reconciler("db", "upgrade").returncode == 0
+        log = (tmp_path / "daemon.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "run"], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _ready(base, process), what="/readyz")
+            yield {"base": base, "etcd": etcd_url, "log": tmp_path / "daemon.log", "process": process}
+        finally:
+            process.kill()
+            process.wait(10)
+            log.close()
+
+
+def test_a_watched_change_is_seen_at_once(watched: dict[str, Any]) -> None:
+    base = watched["base"]
+
+    def drift() -> float | None:
+        return metric(
+            get(base + "/metrics")[1],
+            "reconciler_drift_items",
+            app="",
+            environment="prod",
+            **{"class": "escalate"},
+        )
+
+    wait_for(
+        lambda: drift() == 0.0 and metric(get(base + "/metrics")[1], "reconciler_watches", adapter="etcd"),
+        what="the first pass and a running watch",
+    )
+    started = time.monotonic()
+    put(watched["etcd"], "/app/LOG_LEVEL", "DEBUG")
+    wait_for(lambda: drift() == 1.0, timeout_s=10, what="the drift of a watched change")
+    assert time.monotonic() - started < 5  # the interval is an hour: only the watch can have seen it
+    text = get(base + "/metrics")[1]
+    # The watch saw the change (an event), or its stream broke on it and the supervisor re-established it and
+    # queued the target (seen once under a loaded CI run: http.client failed to parse a chunk of the stream).
+    events = metric(text, "reconciler_watch_events_total", adapter="etcd") or 0
+    breaks = metric(text, "reconciler_watch_errors_total", adapter="etcd") or 0
+    assert events + breaks >= 1
+    if events:
+        assert (metric(text, "reconciler_detection_latency_seconds_count", adapter="etcd") or 0) >= 1
+    events = [json.loads(line) for line in watched["log"].read_text().splitlines() if line.startswith("{")]
+    assert any(e.get("event") == "watch started" and e.get("adapter") == "etcd" for e in events)

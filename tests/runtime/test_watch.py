@@ -1,0 +1,135 @@
+"""The watch supervisor: debounced wake-ups, re-established watches, restarts when the targets change."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from reconciler.desired.loader import load
+from reconciler.domain.manifest import Target
+from reconciler.domain.state import DesiredState
+from reconciler.errors import DiscoveryError
+from reconciler.observe.metrics import Metrics
+from reconciler.ports import Capabilities
+from reconciler.runtime.queue import WorkQueue
+from reconciler.runtime.watch import WatchSupervisor
+
+
+class ScriptedWatcher:
+    """A watcher whose first `breaks` watches fail at once; later ones report what `emit` is given."""
+
+    capabilities = Capabilities(watch=True)
+
+    def __init__(self, breaks: int = 0) -> None:
+        self.breaks = breaks
+        self.calls: list[list[str]] = []
+        self.emit: Callable[[str], None] | None = None
+        self.ready = threading.Event()
+
+    def watch(
+        self,
+        targets: Sequence[Target],
+        changed: Callable[[str], None],
+        ready: Callable[[], None],
+        stop: threading.Event,
+    ) -> None:
+        self.calls.append(sorted(t.name for t in targets))
+        if len(self.calls) <= self.breaks:
+            raise DiscoveryError("connection reset")
+        self.emit = changed
+        ready()
+        self.ready.set()
+        stop.wait()
+
+
+def state(folder: Path, names: Sequence[str], prefix: str = "/a/") -> DesiredState:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    for name in names:
+        doc = {
+            "kind": "Target",
+            "metadata": {"name": name},
+            "spec": {"source": {"adapter": "etcd", "prefix": prefix + name}, "desired": {}},
+        }
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    if not names:  # a desired state with no watchable target
+        (folder / "p.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+    return load(folder)
+
+
+def test_a_burst_of_changes_is_one_queued_pass(tmp_path: Path) -> None:
+    watcher = ScriptedWatcher()
+    queue = WorkQueue()
+    metrics = Metrics()
+    supervisor = WatchSupervisor(queue, lambda a: watcher if a == "etcd" else None, metrics, debounce_s=0.2)
+    supervisor.sync(state(tmp_path / "d", ["a", "b"]))
+    try:
+        assert watcher.ready.wait(5)
+        assert watcher.calls == [["a", "b"]]
+        assert metrics.registry.get_sample_value("reconciler_watches", {"adapter": "etcd"}) == 2
+        # Established: each target is looked at once, for what changed before the watch was up.
+        assert sorted([queue.get(1) or "", queue.get(1) or ""]) == ["a", "b"]
+        queue.done("a")
+        queue.done("b")
+        assert watcher.emit is not None
+        for _ in range(20):
+            watcher.emit("a")
+        watcher.emit("not-mine")  # a change of something this watch does not cover is ignored
+        assert len(queue) == 1
+        assert queue.get(0.05) is None  # debounced
+        assert queue.get(1) == "a"
+        started = time.monotonic() - 1
+        assert metrics.registry.get_sample_value("reconciler_watch_events_total", {"adapter": "etcd"}) == 20
+        assert metrics.registry.get_sample_value("reconciler_watches", {"adapter": "etcd"}) == 2
+        supervisor.pass_done("a", started)  # began before the changes: no latency observed
+        supervisor.pass_done("a", time.monotonic())
+        count = metrics.registry.get_sample_value("reconciler_detection_latency_seconds_count", {"adapter": "etcd"})
+        assert count == 1
+    finally:
+        supervisor.stop()
+
+
+def test_a_broken_watch_is_re_established_and_its_targets_looked_at(tmp_path: Path) -> None:
+    watcher = ScriptedWatcher(breaks=2)
+    queue = WorkQueue()
+    metrics = Metrics()
+    supervisor = WatchSupervisor(queue, lambda a: watcher, metrics, backoff_max_s=0.3)
+    supervisor.sync(state(tmp_path / "d", ["a"]))
+    try:
+        time.sleep(0.05)  # the first attempts break at once, before any backoff is over
+        assert metrics.registry.get_sample_value("reconciler_watches", {"adapter": "etcd"}) in (None, 0)
+        assert watcher.ready.wait(5)
+        assert len(watcher.calls) == 3
+        assert metrics.registry.get_sample_value("reconciler_watch_errors_total", {"adapter": "etcd"}) == 2
+        assert queue.get(1) == "a"  # what changed while the watch was down is found by a pass
+    finally:
+        supervisor.stop()
+    assert metrics.registry.get_sample_value("reconciler_watches", {"adapter": "etcd"}) == 0
+
+
+def test_the_watch_restarts_only_when_its_targets_change(tmp_path: Path) -> None:
+    watcher = ScriptedWatcher()
+    supervisor = WatchSupervisor(WorkQueue(), lambda a: watcher, Metrics())
+    folder = tmp_path / "d"
+    try:
+        supervisor.sync(state(folder, ["a"]))
+        assert watcher.ready.wait(5)
+        supervisor.sync(state(folder, ["a"]))  # the same targets: the watch goes on
+        assert watcher.calls == [["a"]]
+        watcher.ready.clear()
+        supervisor.sync(state(folder, ["a", "b"]))
+        assert watcher.ready.wait(5)
+        assert watcher.calls == [["a"], ["a", "b"]]
+        watcher.ready.clear()
+        supervisor.sync(state(folder, ["a", "b"], prefix="/other/"))  # a source option changed
+        assert watcher.ready.wait(5)
+        assert len(watcher.calls) == 3
+        supervisor.sync(state(folder, []))
+        assert supervisor._running == {}
+    finally:
+        supervisor.stop()
