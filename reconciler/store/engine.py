@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,41 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+class DaemonLock:
+    """One daemon per SQLite database: an exclusive lock on `<database>.daemon-lock`, held while the daemon runs.
+
+    SQLite serves one writer well and cannot share the work between replicas, so a second daemon on the same
+    file is refused, naming the first one's PID. PostgreSQL needs no such lock (replicas share the work).
+    The kernel drops the lock when the process dies, even by SIGKILL, so a crash never leaves it stale.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        parsed = make_url(self._url)
+        if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+            return
+        path = Path(parsed.database).expanduser().resolve().with_name(Path(parsed.database).name + ".daemon-lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigurationError(
+                f"another reconciler daemon (pid {holder}) is running on {safe_url(self._url)}; SQLite serves one "
+                "daemon. Stop it, or use PostgreSQL (RECONCILER_DATABASE_URL=postgresql+psycopg://...) to run "
+                "several replicas"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

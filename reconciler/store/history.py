@@ -137,7 +137,9 @@ class SqlHistoryStore(SqlStore):
                         note=record.note,
                     )
                 )
-                if rows:
+                if len(rows) >= COPY_FROM and conn.dialect.name == "postgresql":
+                    _copy_rows(conn, t.drifts, rows)
+                elif rows:
                     conn.execute(t.drifts.insert(), rows)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
@@ -321,3 +323,20 @@ class SqlHistoryStore(SqlStore):
             )
             for r in rows
         ]
+
+
+COPY_FROM = 200  # drift rows from which PostgreSQL gets them by COPY rather than an executemany INSERT
+
+
+def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows into `table` with PostgreSQL's COPY, in the connection's transaction: several times the rate of
+    an executemany INSERT (bench/history_writes.py)."""
+    columns = list(rows[0])
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    dbapi: Any = conn.connection.dbapi_connection
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    except Exception as exc:  # the driver's error, as SQLAlchemy's, so the store reports it the usual way
+        raise sa.exc.DBAPIError(f"COPY {table.name}", None, exc) from exc

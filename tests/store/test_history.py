@@ -102,3 +102,36 @@ def test_unreachable_store_is_temporary_and_hides_the_password() -> None:
     with pytest.raises(StoreUnavailable) as info:
         store.ping()
     assert "s3cr3t-pw" not in str(info.value) and "127.0.0.1" in str(info.value)
+
+
+def test_a_large_pass_is_written_in_bulk_and_reads_back_the_same(store: SqlHistoryStore) -> None:
+    """A pass with many drift rows (COPY on PostgreSQL, executemany on SQLite) keeps every value exactly,
+    missing and JSON null included, and a failure leaves no half-written pass."""
+    run_id = store.start_run(RunKind.DRY_RUN, "test", None)
+    drift = [
+        Classified(
+            DriftItem(
+                ("k", str(i)),
+                DriftOp.CHANGE if i % 3 else DriftOp.REMOVE,
+                {"n": i, "s": 'q"\\\t\n'},
+                None if i % 3 else MISSING,
+                i % 7 == 0,
+            ),
+            DriftClass.REVERSIBLE,
+            "reason with, comma",
+            "default",
+        )
+        for i in range(500)
+    ]
+    store.record_pass(run_id, PassRecord("big", "prod", RunStatus.DRIFT, 500), drift)
+    got = sorted(store.drifts(run_id), key=lambda d: int(d["path"].rsplit("/", 1)[1]))
+    assert len(got) == 500
+    for i, row in enumerate(got):
+        assert row["desired"] == {"n": i, "s": 'q"\\\t\n'}
+        assert row["observed"] is (None if i % 3 else MISSING)
+        assert row["secret"] is (i % 7 == 0) and row["reason"] == "reason with, comma"
+    broken = Classified(DriftItem(("x",), DriftOp.ADD, MISSING, 1), DriftClass.REVERSIBLE, None, "d")  # type: ignore[arg-type]
+    bad = [*drift[:300], broken]  # the last row breaks NOT NULL
+    with pytest.raises(StoreUnavailable):
+        store.record_pass(run_id, PassRecord("broken", "prod", RunStatus.DRIFT, 301), bad)
+    assert [p.target for p in store.passes(run_id)] == ["big"]

@@ -1,0 +1,112 @@
+"""Replicas: several daemons on one PostgreSQL database share the targets through leases (store/leases.py).
+
+Each replica heartbeats and claims its fair share of targets every third of the lease time; a target it
+newly holds is queued at once, so the targets of a replica that died are worked again within about one
+lease time (set it at or below the shortest interval). A pass runs only on the replica holding the target's
+lease, and only with the target's advisory lock. One replica, the holder of the housekeeping lease, settles
+the in-flight actions of replicas that died. On SQLite (one daemon) every target is this daemon's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from reconciler.errors import ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.observe.metrics import Metrics
+from reconciler.runtime import process, undo
+from reconciler.runtime.loop import Reconciler
+from reconciler.store.leases import SqlLeaseStore
+
+log = logs.get_logger("reconciler.replicas")
+
+
+class Replicas:
+    def __init__(
+        self,
+        leases: SqlLeaseStore,
+        engine: Reconciler,
+        metrics: Metrics,
+        *,
+        ttl_s: float,
+        wake: Callable[[str], None],
+        owner: str | None = None,
+    ) -> None:
+        self.leases = leases
+        self.engine = engine
+        self.metrics = metrics
+        self.ttl = timedelta(seconds=ttl_s)
+        self.wake = wake  # queues a target this replica has just taken
+        self.owner = owner or process.identity()
+        self.shared = leases.shared
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+
+    def owns(self, target: str) -> bool:
+        if not self.shared:
+            return True
+        with self._lock:
+            return target in self._held
+
+    @contextmanager
+    def exclusive(self, target: str) -> Iterator[bool]:
+        """Whether this replica may run `target`'s pass now: it holds the lease and the advisory lock."""
+        if not self.owns(target):
+            yield False
+            return
+        with self.leases.exclusive(target) as got:
+            yield got
+
+    def tick(self, targets: list[str]) -> None:
+        """Heartbeat, claim this replica's share, and (as housekeeper) settle dead replicas' runs."""
+        if not self.shared:
+            self.metrics.replicas.set(1)
+            self.metrics.leased_targets.set(len(targets))
+            return
+        now = datetime.now(UTC)
+        try:
+            alive = self.leases.heartbeat(self.owner, now, self.ttl)
+            held = self.leases.claim(self.owner, targets, now, self.ttl, alive)
+            housekeeper = self.leases.housekeeper(self.owner, now, self.ttl)
+        except ReconcilerError as exc:
+            # Leases this replica cannot renew expire; it stops working targets rather than risk a second worker.
+            log.error("leases could not be renewed; holding no targets until they can", error=str(exc))
+            with self._lock:
+                self._held = set()
+            self.metrics.leased_targets.set(0)
+            return
+        with self._lock:
+            new, lost = held - self._held, self._held - held
+            self._held = held
+        self.metrics.replicas.set(alive)
+        self.metrics.leased_targets.set(len(held))
+        if new or lost:
+            log.info("leases changed", replicas=alive, held=len(held), taken=len(new), released=len(lost))
+        for name in sorted(new):
+            self.wake(name)
+        if housekeeper:
+            self.housekeeping(now)
+
+    def housekeeping(self, now: datetime) -> None:
+        """Settle the in-flight actions of replicas whose heartbeat stopped, then forget them."""
+        try:
+            dead = set(self.leases.dead_replicas(now, self.ttl))
+            recovered = undo.recover(self.engine, dead_owners=dead, lock=self.leases.exclusive)
+            for owner in dead:
+                self.leases.forget_replica(owner)
+        except ReconcilerError as exc:
+            log.error("housekeeping failed; trying again at the next tick", error=str(exc))
+            return
+        if dead:
+            log.warning("replicas gone; their targets are taken over", replicas=sorted(dead), actions=len(recovered))
+
+    def leave(self) -> None:
+        """At a clean shutdown: give the leases back, so the other replicas take them at their next tick."""
+        if self.shared:
+            try:
+                self.leases.forget_replica(self.owner)
+            except ReconcilerError as exc:
+                log.warning("leases not given back; they expire by themselves", error=str(exc))

@@ -1,0 +1,86 @@
+"""Leases on the real databases: fair shares, take-over of a dead replica's targets, one housekeeper, and
+PostgreSQL advisory locks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reconciler.store.history import SqlHistoryStore
+from reconciler.store.leases import SqlLeaseStore
+
+TTL = timedelta(seconds=30)
+T0 = datetime(2026, 11, 22, 12, tzinfo=UTC)
+TARGETS = [f"t{i:02}" for i in range(10)]
+
+
+def test_replicas_share_the_targets_and_take_over_a_dead_ones(store: SqlHistoryStore) -> None:
+    leases = SqlLeaseStore(store.engine)
+    assert leases.heartbeat("a", T0, TTL) == 1
+    a = leases.claim("a", TARGETS, T0, TTL, 1)
+    assert a == set(TARGETS)
+    assert leases.heartbeat("b", T0, TTL) == 2
+    assert leases.claim("b", TARGETS, T0, TTL, 2) == set()  # all held, none expired
+    later = T0 + timedelta(seconds=10)
+    leases.heartbeat("a", later, TTL)
+    a = leases.claim("a", TARGETS, later, TTL, 2)  # gives back its surplus
+    assert len(a) == 5
+    b = leases.claim("b", TARGETS, later, TTL, 2)
+    assert len(b) == 5 and a.isdisjoint(b) and a | b == set(TARGETS)
+
+    # a stops heartbeating; once its leases expire, b takes everything.
+    much_later = later + TTL + timedelta(seconds=1)
+    assert leases.heartbeat("b", much_later, TTL) == 1
+    assert leases.dead_replicas(much_later, TTL) == ["a"]
+    assert leases.claim("b", TARGETS, much_later, TTL, 1) == set(TARGETS)
+    leases.forget_replica("a")
+    assert leases.dead_replicas(much_later, TTL) == []
+
+
+def test_targets_leave_with_the_desired_state(store: SqlHistoryStore) -> None:
+    leases = SqlLeaseStore(store.engine)
+    leases.heartbeat("a", T0, TTL)
+    assert leases.claim("a", TARGETS, T0, TTL, 1) == set(TARGETS)
+    assert leases.claim("a", TARGETS[:3], T0, TTL, 1) == set(TARGETS[:3])
+
+
+def test_one_housekeeper(store: SqlHistoryStore) -> None:
+    leases = SqlLeaseStore(store.engine)
+    assert leases.housekeeper("a", T0, TTL)
+    assert not leases.housekeeper("b", T0, TTL)
+    assert leases.housekeeper("a", T0 + timedelta(seconds=20), TTL)  # renewed
+    assert not leases.housekeeper("b", T0 + timedelta(seconds=40), TTL)  # still a's: renewed at +20
+    assert leases.housekeeper("b", T0 + timedelta(seconds=51), TTL)  # a stopped renewing
+
+
+def test_advisory_locks_keep_a_target_to_one_pass_at_a_time(store: SqlHistoryStore) -> None:
+    leases = SqlLeaseStore(store.engine)
+    if not leases.shared:
+        with leases.exclusive("t") as got:
+            assert got  # SQLite serves one daemon: nothing to exclude
+        return
+    other = SqlLeaseStore(store.engine)
+    with leases.exclusive("t") as got:
+        assert got
+        with other.exclusive("t") as second:
+            assert not second
+        with other.exclusive("u") as different:
+            assert different
+    with other.exclusive("t") as after:
+        assert after
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_shares_cover_every_target_exactly_once(store: SqlHistoryStore, replicas: int) -> None:
+    leases = SqlLeaseStore(store.engine)
+    owners = [f"r{i}" for i in range(replicas)]
+    for owner in owners:
+        leases.heartbeat(owner, T0, TTL)
+    held: dict[str, set[str]] = {o: set() for o in owners}
+    for _ in range(3):  # a few rounds, as the ticks come
+        for owner in owners:
+            held[owner] = leases.claim(owner, TARGETS, T0, TTL, replicas)
+    assert sum(len(h) for h in held.values()) == len(TARGETS)
+    assert set().union(*held.values()) == set(TARGETS)
+    assert max(len(h) for h in held.values()) <= -(-len(TARGETS) // replicas)
