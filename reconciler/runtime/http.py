@@ -1,27 +1,32 @@
-"""The daemon's HTTP endpoint: /metrics, /healthz (the process answers) and /readyz (store reachable,
-desired state loaded)."""
+"""The daemon's HTTP endpoint: /metrics, /healthz (the process answers), /readyz (store reachable,
+desired state loaded) and the JSON API under /api/v1/ (runtime/api.py)."""
 
 from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from reconciler.observe import logging as logs
+from reconciler.runtime.api import Api
 
 log = logs.get_logger("reconciler.http")
 
 Check = Callable[[], dict[str, Any]]  # {"ready": bool, ...details}
 Render = Callable[[], tuple[bytes, str]]
+MAX_BODY = 64 * 1024
 
 
 class HttpServer:
     """Serves the three endpoints on a background thread."""
 
-    def __init__(self, host: str, port: int, *, render_metrics: Render, readiness: Check) -> None:
-        handler = _handler(render_metrics, readiness)
+    def __init__(
+        self, host: str, port: int, *, render_metrics: Render, readiness: Check, api: Api | None = None
+    ) -> None:
+        handler = _handler(render_metrics, readiness, api)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
@@ -39,7 +44,7 @@ class HttpServer:
         self._server.server_close()
 
 
-def _handler(render_metrics: Render, readiness: Check) -> type[BaseHTTPRequestHandler]:
+def _handler(render_metrics: Render, readiness: Check, api: Api | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "reconciler"
 
@@ -54,8 +59,35 @@ def _handler(render_metrics: Render, readiness: Check) -> type[BaseHTTPRequestHa
                 detail = readiness()
                 status = 200 if detail.get("ready") else 503
                 self._send(status, json.dumps(detail).encode() + b"\n", "application/json")
+            elif path.startswith("/api/") and api is not None:
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                self._json(*api.get(path, query))
             else:
                 self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if api is None or not path.startswith("/api/"):
+                self._send(404, b"not found\n", "text/plain; charset=utf-8")
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self._json(400, {"error": f"a JSON body of at most {MAX_BODY} bytes is required"})
+                return
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                self._json(400, {"error": "the body must be a JSON object"})
+                return
+            self._json(*api.post(path, body, self.headers.get("Authorization")))
+
+        def _json(self, status: int, data: dict[str, Any]) -> None:
+            self._send(status, json.dumps(data, indent=2).encode() + b"\n", "application/json")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

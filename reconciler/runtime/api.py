@@ -1,0 +1,132 @@
+"""The daemon's JSON API.
+
+Read-only, for dashboards and scripts (no token, like /metrics):
+  GET  /api/v1/status            version, mode, remediation, per-status counts, watches, each target's last pass
+  GET  /api/v1/drift[?target=N]  every target's drift from its last pass (secret values only as a keyed hash)
+
+State-changing, off unless RECONCILER_HTTP__API_TOKEN is set, and then only with `Authorization: Bearer <token>`:
+  POST /api/v1/approvals/<id>/approve   {"actor": "...", "comment": "..."}
+  POST /api/v1/approvals/<id>/reject    {"actor": "...", "comment": "..."}
+  POST /api/v1/mode                     {"mode": "dry-run"} holds the daemon in dry-run; {"mode": "apply"} lifts
+                                        that hold (never beyond the configured mode), as SIGUSR1/SIGUSR2 do
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.runtime.guard import Guard
+from reconciler.store.approvals import SqlApprovalStore
+
+log = logs.get_logger("reconciler.api")
+DECISION = re.compile(r"^/api/v1/approvals/([0-9a-fA-F-]{1,64})/(approve|reject)$")
+
+
+@dataclass
+class Api:
+    """What the daemon knows, served as JSON; decisions written through the same stores the CLI uses."""
+
+    version: Callable[[], dict[str, Any]]
+    guard: Guard
+    approvals: SqlApprovalStore
+    approval_ttl_s: float
+    readiness: Callable[[], dict[str, Any]]
+    watches: Callable[[], dict[str, int]]
+    token: str | None = None
+    _latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, target: dict[str, Any]) -> None:
+        """Keep a target's last pass (report.target_dict), for /status and /drift."""
+        target = {**target, "at": datetime.now(UTC).isoformat()}
+        with self._lock:
+            self._latest[target["target"]] = target
+
+    def forget(self, names: set[str]) -> None:
+        with self._lock:
+            for name in names:
+                self._latest.pop(name, None)
+
+    def get(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            latest = dict(self._latest)
+        if path == "/api/v1/status":
+            counts: dict[str, int] = {}
+            for t in latest.values():
+                counts[t["status"]] = counts.get(t["status"], 0) + 1
+            ready = self.readiness()
+            return 200, {
+                "desired_version": self.version(),
+                "mode": self.guard.mode().value,
+                "remediation": ready.get("remediation"),
+                "ready": ready.get("ready"),
+                "targets_by_status": counts,
+                "watches": self.watches(),
+                "targets": [
+                    {k: t[k] for k in ("target", "environment", "mode", "status", "drift_percent", "error", "at")}
+                    | {"drift": len(t["drift"])}
+                    for t in sorted(latest.values(), key=lambda t: t["target"])
+                ],
+            }
+        if path == "/api/v1/drift":
+            wanted = query.get("target")
+            if wanted is not None and wanted not in latest:
+                return 404, {"error": f"no pass of a target named {wanted} yet"}
+            chosen = [latest[wanted]] if wanted else sorted(latest.values(), key=lambda t: t["target"])
+            return 200, {
+                "targets": [
+                    {k: t[k] for k in ("target", "environment", "status", "drift", "at")} for t in chosen if t["drift"]
+                ]
+            }
+        return 404, {"error": "not found"}
+
+    def post(self, path: str, body: dict[str, Any], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        if self.token is None:
+            return 403, {"error": "the state-changing API is off (set RECONCILER_HTTP__API_TOKEN to turn it on)"}
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not authorization or not authorization.startswith("Bearer ") or not hmac.compare_digest(given, self.token):
+            return 401, {"error": "a valid `Authorization: Bearer <token>` header is required"}
+        if path == "/api/v1/mode":
+            mode = body.get("mode")
+            if mode not in ("dry-run", "apply"):
+                return 400, {"error": 'body must be {"mode": "dry-run"} or {"mode": "apply"}'}
+            self.guard.force_dry_run(mode == "dry-run")
+            log.warning("mode changed over the API", requested=mode, mode=self.guard.mode().value)
+            return 200, {"mode": self.guard.mode().value}
+        if (match := DECISION.match(path)) is not None:
+            actor, comment = body.get("actor"), body.get("comment")
+            if not isinstance(actor, str) or not actor.strip():
+                return 400, {"error": 'body must name the deciding person: {"actor": "..."}'}
+            if comment is not None and not isinstance(comment, str):
+                return 400, {"error": "comment must be a string"}
+            try:
+                decided = self.approvals.decide(
+                    match.group(1),
+                    approve=match.group(2) == "approve",
+                    actor=actor,
+                    comment=comment,
+                    now=datetime.now(UTC),
+                    ttl=timedelta(seconds=self.approval_ttl_s),
+                )
+            except ConfigurationError as exc:
+                return 409 if "only pending" in str(exc) else 404, {"error": str(exc)}
+            except ReconcilerError as exc:
+                return 503, {"error": str(exc)}
+            log.warning("approval decided over the API", approval=decided.id, state=decided.state.value, actor=actor)
+            return 200, {
+                "id": decided.id,
+                "state": decided.state.value,
+                "target": decided.target,
+                "path": decided.pointer,
+                "actor": decided.actor,
+                "expires_at": decided.expires_at.isoformat() if decided.expires_at else None,
+            }
+        return 404, {"error": "not found"}
