@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -20,3 +21,23 @@ def test_json_lines_with_bound_run_id_and_masked_secrets(capsys: pytest.CaptureF
     assert line["event"] == "hello" and line["run_id"] == "r-1" and line["target"] == "t1"
     assert line["password"] == "<redacted>" and line["db_token"] == "<redacted>"
     assert "hunter2" not in json.dumps(line)
+
+
+def test_bound_values_nest_end_with_their_block_and_stay_in_their_thread(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("info", "json")
+    log = logs.get_logger("t")
+    with logs.bound_contextvars(run_id="r-1", mode="dry-run"):
+        with logs.bound_contextvars(target="a", mode="apply"):
+            log.info("inner")
+            log.info("own field wins", target="b")
+            other = threading.Thread(target=lambda: log.info("elsewhere"))
+            other.start()
+            other.join()
+        log.info("outer")
+    log.info("after")
+    lines = {line["event"]: line for line in map(json.loads, capsys.readouterr().err.splitlines())}
+    assert (lines["inner"]["run_id"], lines["inner"]["target"], lines["inner"]["mode"]) == ("r-1", "a", "apply")
+    assert lines["own field wins"]["target"] == "b"
+    assert "run_id" not in lines["elsewhere"]  # a thread starts with nothing bound
+    assert lines["outer"]["mode"] == "dry-run" and "target" not in lines["outer"]
+    assert "run_id" not in lines["after"]
