@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
+
+_NOTHING: Mapping[str, str] = MappingProxyType({})  # shared: most sources can change everything live
 
 
 class Observed:
@@ -21,14 +24,14 @@ class Observed:
         location: str,
         document: dict[str, Any] | None = None,
         parse: Callable[[], dict[str, Any]] | None = None,
-        unwritable: dict[str, str] | None = None,
+        unwritable: Mapping[str, str] | None = None,
     ) -> None:
         # No validation here: one is built per target per pass. Pass a document or a parse function.
         self.fingerprint = fingerprint  # changes whenever the live content changes
         self.location = location  # where it was read, for people (a file path, a URL)
         # JSON pointers the source cannot change live, with why (a setting that needs a restart): drift there
         # is escalated, never written.
-        self.unwritable = unwritable or {}
+        self.unwritable: Mapping[str, str] = _NOTHING if unwritable is None else unwritable
         # For a layered source: per JSON pointer of a leaf, every layer that sets it and its value, the
         # winning layer last. None for a single source.
         self.layers: dict[str, list[tuple[str, Any]]] | None = None

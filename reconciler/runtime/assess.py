@@ -66,20 +66,16 @@ class Assessor:
         if target.has_references:
             desired, secret_paths = refs.resolve(target, desired, file_roots=self._secret_file_roots)
             secrets_hash = Redacted.of([get_in(desired, p) for p in secret_paths], self._hmac_key).digest
-        memo = self._memo.get(target.name)
-        if memo is not None:
-            digest, fingerprint, memo_mode, memo_secrets = memo.key
-            if (
-                fingerprint == observed.fingerprint
-                and digest == state.version.digest
-                and memo_mode is mode
-                and memo_secrets == secrets_hash
-                and now < memo.valid_until
-                # In apply mode escalated drift is looked at in full, so an approval given since is picked up.
-                and not (mode is Mode.APPLY and any(c.class_ is DriftClass.ESCALATE for c in memo.classified))
-            ):
-                return memo  # the same bytes, so the memo's Observed stands for this one
         key = (state.version.digest, observed.fingerprint, mode, secrets_hash)
+        memo = self._memo.get(target.name)
+        if (
+            memo is not None
+            and memo.key == key  # the same desired version, live bytes, mode and secrets
+            and now < memo.valid_until
+            # In apply mode escalated drift is looked at in full, so an approval given since is picked up.
+            and not (mode is Mode.APPLY and any(c.class_ is DriftClass.ESCALATE for c in memo.classified))
+        ):
+            return memo  # the same bytes, so the memo's Observed stands for this one
         desired = adapter.normalize(target, desired)
         options = CompareOptions.for_target(target, self._hmac_key)
         if secret_paths:

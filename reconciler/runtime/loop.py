@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -380,8 +380,7 @@ class Reconciler:
     def _record(self, run: _LazyRun, report: TargetReport) -> None:
         target = report.target
         result = "unchanged" if report.unchanged else report.status.value
-        self.metrics.passes.labels(target.environment, result).inc()
-        self.metrics.pass_duration.labels(target.environment).observe(report.duration_s)
+        self.metrics.pass_done(target.environment, result, report.duration_s)
         if report.status is not RunStatus.FAILED:
             self.metrics.target_states.update(target.name, last_success=self.clock.now().timestamp())
         if report.unchanged:
@@ -414,7 +413,7 @@ class Reconciler:
 
 
 def _escalate_unwritable(
-    plan: planner.TargetPlan, classified: list[Classified], unwritable: dict[str, str]
+    plan: planner.TargetPlan, classified: list[Classified], unwritable: Mapping[str, str]
 ) -> list[Classified]:
     """Fixes of paths the source cannot change live become escalations that say why; the drift's class and
     reason say so too (in reports and history). Returns the classes, updated."""
