@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -41,6 +41,18 @@ class DiscoveryAdapter(Protocol):
     def discover(self, target: Target) -> Observed: ...
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class BulkReader(Protocol):
+    """A discovery adapter that can fingerprint many targets' live state in one go (one etcd transaction, one
+    pass over the files), so that a run over many targets reads in full only those that changed."""
+
+    def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
+        """Each target's fingerprint (`targets` by name), equal to what `discover(target).fingerprint` gives
+        for the same live state. A target this cannot read is left out (its own pass then reads it, and
+        reports why not); an error that stops the whole read is raised as a ReconcilerError."""
+        ...
 
 
 @runtime_checkable
@@ -198,6 +210,7 @@ __all__ = [
     "Applier",
     "ApprovalStore",
     "BreakerStore",
+    "BulkReader",
     "Capabilities",
     "Change",
     "ChangeResult",

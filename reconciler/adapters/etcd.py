@@ -27,7 +27,7 @@ import os
 import socket
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from reconciler.errors import AccessDenied, ApplyError, ConflictError, Discovery
 from reconciler.ports import Capabilities, Change, ChangeResult, Staged
 from reconciler.settings import Settings
 
+TXN_OPS = 128  # etcd's default --max-txn-ops: ranges per bulk-read transaction
 OPTIONS = ("endpoint", "prefix", "values", "username", "password")
 
 
@@ -74,6 +75,27 @@ def _range_end(prefix: str) -> str:
         return _b64(b"\0")
     raw[-1] += 1
     return _b64(bytes(raw))
+
+
+def _range_request(where: _Where) -> dict[str, str]:
+    return {"key": _b64(where.prefix), "range_end": _range_end(where.prefix)}
+
+
+def _keys(where: _Where, kvs: list[dict[str, Any]], error: type[ReconcilerError]) -> tuple[dict[str, _Key], bytes]:
+    """A range's keys (relative to the prefix) with their values and revisions, and the bytes that
+    fingerprint them."""
+    keys: dict[str, _Key] = {}
+    for kv in kvs:
+        name = base64.b64decode(kv["key"]).decode("utf-8", "replace")[len(where.prefix) :]
+        raw = base64.b64decode(kv.get("value", ""))
+        try:
+            value: Any = json.loads(raw) if where.json_values else raw.decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            kind = "JSON" if where.json_values else "UTF-8 text"
+            raise error(f"{where.location}: the value of {where.prefix}{name} is not {kind}") from None
+        keys[name] = _Key(value, int(kv.get("mod_revision", 0)))
+    data = json.dumps({k: [v.value, v.mod_revision] for k, v in sorted(keys.items())}).encode()
+    return keys, data
 
 
 class EtcdAdapter:
@@ -155,23 +177,40 @@ class EtcdAdapter:
         return self._tokens[key]
 
     def _range(self, where: _Where, error: type[ReconcilerError]) -> tuple[dict[str, _Key], bytes]:
-        answer = self._post(
-            where, "/v3/kv/range", {"key": _b64(where.prefix), "range_end": _range_end(where.prefix)}, error
-        )
-        keys: dict[str, _Key] = {}
-        for kv in answer.get("kvs", []):
-            name = base64.b64decode(kv["key"]).decode("utf-8", "replace")[len(where.prefix) :]
-            raw = base64.b64decode(kv.get("value", ""))
-            try:
-                value: Any = json.loads(raw) if where.json_values else raw.decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
-                kind = "JSON" if where.json_values else "UTF-8 text"
-                raise error(f"{where.location}: the value of {where.prefix}{name} is not {kind}") from None
-            keys[name] = _Key(value, int(kv.get("mod_revision", 0)))
-        data = json.dumps({k: [v.value, v.mod_revision] for k, v in sorted(keys.items())}).encode()
-        return keys, data
+        answer = self._post(where, "/v3/kv/range", _range_request(where), error)
+        return _keys(where, answer.get("kvs", []), error)
 
     # -- ports ------------------------------------------------------------------------------------------
+
+    def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
+        """Every target's prefix read in one transaction per endpoint (up to TXN_OPS ranges each, all at one
+        revision): one round trip for a whole run instead of one per target."""
+        groups: dict[tuple[str, str | None], list[tuple[str, _Where]]] = {}
+        for name, target in targets.items():
+            try:
+                where = self._where(target)
+            except ReconcilerError:
+                continue  # its own pass reports the bad option
+            groups.setdefault((where.endpoint, where.username), []).append((name, where))
+        seen: dict[str, str] = {}
+        for group in groups.values():
+            for start in range(0, len(group), TXN_OPS):
+                chunk = group[start : start + TXN_OPS]
+                body = {"success": [{"request_range": _range_request(where)} for _, where in chunk]}
+                try:
+                    answer = self._post(chunk[0][1], "/v3/kv/txn", body, DiscoveryError)
+                except ReconcilerError:
+                    break  # this endpoint is not answering: its targets' own passes say so
+                responses = answer.get("responses", [])
+                if len(responses) != len(chunk):
+                    break
+                for (name, where), response in zip(chunk, responses, strict=True):
+                    try:
+                        _, data = _keys(where, response.get("response_range", {}).get("kvs", []), DiscoveryError)
+                    except ReconcilerError:
+                        continue
+                    seen[name] = fingerprint.of_bytes(data)
+        return seen
 
     def discover(self, target: Target) -> Observed:
         where = self._where(target)

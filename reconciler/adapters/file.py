@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.values import strict_equal
-from reconciler.errors import ApplyError, ConflictError, DiscoveryError
+from reconciler.errors import ApplyError, ConflictError, DiscoveryError, ReconcilerError
 from reconciler.ports import Capabilities, Change, Staged
 from reconciler.settings import FileSettings, Settings
 
@@ -134,6 +134,19 @@ class FileAdapter:
         path, fmt = self.locate(target)
         data = self._read_bytes(path)
         return Observed(fingerprint.of_bytes(data), str(path), parse=lambda: self._parse(path, fmt, data))
+
+    def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
+        """Each readable target's file hashed, without building an Observed per target."""
+        of_bytes = fingerprint.of_bytes
+        seen: dict[str, str] = {}
+        for name, target in targets.items():
+            try:
+                path, _ = self.locate(target)
+                with open(path, "rb") as handle:
+                    seen[name] = of_bytes(handle.read())
+            except (ReconcilerError, OSError):
+                continue  # its own pass reports why
+        return seen
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
         _, fmt = self.locate(target)

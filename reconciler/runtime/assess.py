@@ -2,15 +2,20 @@
 
 Unchanged work must cost close to nothing: when the desired version, the live fingerprint and the mode are
 what they were at the last good pass, and no exception has expired since, the last comparison and classes
-stand, and the document is not even parsed.
+stand, and the document is not even parsed. For a batch of targets (a run over a fleet) `fingerprints` and
+`stale` go further: one bulk read, and one C-level comparison with the remembered fingerprints, leave out
+every unchanged target at once.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
-from dataclasses import replace
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import compress, repeat
+from operator import ne
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,8 +30,11 @@ from reconciler.domain.paths import KeyPath, PathGlob, get_in, to_pointer
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.domain.values import Redacted
-from reconciler.ports import DiscoveryAdapter
+from reconciler.errors import ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.ports import BulkReader, DiscoveryAdapter
 
+log = logs.get_logger("reconciler.assess")
 NEVER = datetime.max.replace(tzinfo=UTC)
 MemoKey = tuple[str, str, Mode, str]  # desired version, live fingerprint, effective mode, secrets' hash
 
@@ -46,6 +54,15 @@ class Assessment(NamedTuple):
     unchanged: bool
 
 
+@dataclass
+class _Fresh:
+    """The targets whose memo stands for one desired version and mode, by fingerprint: what a bulk check
+    compares a batch of live fingerprints with, in one set operation."""
+
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    until: datetime = NEVER  # the earliest valid_until among them: the index is pruned then
+
+
 class Assessor:
     """Assesses targets and remembers each one's last good assessment (in memory, per process)."""
 
@@ -55,6 +72,9 @@ class Assessor:
         # Workers share this map; single dict operations are atomic, and a target is worked by one
         # worker at a time, so no lock is needed.
         self._memo: dict[str, Assessment] = {}
+        # (desired version, mode) -> the memos that a fingerprint alone can confirm; one version at a time.
+        self._fresh: dict[tuple[str, Mode], _Fresh] = {}
+        self._fresh_lock = threading.Lock()
 
     def assess(
         self, state: DesiredState, target: Target, adapter: DiscoveryAdapter, mode: Mode, now: datetime
@@ -68,13 +88,7 @@ class Assessor:
             secrets_hash = Redacted.of([get_in(desired, p) for p in secret_paths], self._hmac_key).digest
         key = (state.version.digest, observed.fingerprint, mode, secrets_hash)
         memo = self._memo.get(target.name)
-        if (
-            memo is not None
-            and memo.key == key  # the same desired version, live bytes, mode and secrets
-            and now < memo.valid_until
-            # In apply mode escalated drift is looked at in full, so an approval given since is picked up.
-            and not (mode is Mode.APPLY and any(c.class_ is DriftClass.ESCALATE for c in memo.classified))
-        ):
+        if memo is not None and memo.key == key and now < memo.valid_until and not _rework(memo):
             return memo  # the same bytes, so the memo's Observed stands for this one
         desired = adapter.normalize(target, desired)
         options = CompareOptions.for_target(target, self._hmac_key)
@@ -86,13 +100,87 @@ class Assessor:
         classified = classify(target, comparison.items, state, now)
         return Assessment(observed, desired, comparison, classified, key, next_expiry(state, target, now), False)
 
+    def fingerprints(self, adapter: DiscoveryAdapter, targets: Mapping[str, Target]) -> dict[str, str]:
+        """The live fingerprints of `targets` (all read through `adapter`) from one bulk read, for `stale`.
+        Empty when the adapter cannot read in bulk, when there is only one target (its own read costs the
+        same), or when the bulk read failed: each target is then read on its own by `assess`, which
+        reports its error."""
+        if len(targets) < 2:
+            return {}
+        try:
+            if not isinstance(adapter, BulkReader):
+                return {}
+            return adapter.fingerprints(targets)
+        except ReconcilerError as exc:
+            log.info("bulk read failed; targets are read one by one", error=str(exc), targets=len(targets))
+        except Exception:  # a bug in an adapter: the passes still run, and each fails on its own if it must
+            log.exception("bulk read crashed; targets are read one by one", targets=len(targets))
+        return {}
+
+    def stale(
+        self, state: DesiredState, targets: Mapping[str, Target], seen: Mapping[str, str], mode: Mode, now: datetime
+    ) -> set[str]:
+        """The names of `targets` that need a full `assess` in `mode`, given their live fingerprints `seen`
+        (from `fingerprints`): every other one is unchanged since its last good pass, and `remembered` gives
+        its assessment. A target missing from `seen` is stale.
+
+        The batch is checked against the remembered fingerprints at C level (no Python frame per target), so
+        an unchanged target costs no read of its own, no parse and no `Observed`."""
+        with self._fresh_lock:
+            fresh = self._fresh.get((state.version.digest, mode))
+            if fresh is None or not seen:
+                return set(targets)
+            if now >= fresh.until:
+                self._prune(fresh, now)
+            # Each target's fingerprint now ("" when not read) against the remembered one (None when none).
+            now_fps = map(seen.get, targets, repeat(""))
+            then_fps = map(fresh.fingerprints.get, targets, repeat(None))
+            return set(compress(targets, map(ne, now_fps, then_fps)))
+
+    def remembered(self, target: str, now: datetime) -> Assessment | None:
+        """`target`'s last good assessment if it still stands at `now` (for a target `stale` left out)."""
+        memo = self._memo.get(target)
+        return memo if memo is not None and now < memo.valid_until else None
+
     def remember(self, target: str, assessment: Assessment) -> None:
         """Keep a good pass's assessment, so the next pass over the same state can skip the work."""
-        self._memo[target] = assessment._replace(observed=assessment.observed.summary(), desired=None, unchanged=True)
+        memo = assessment._replace(observed=assessment.observed.summary(), desired=None, unchanged=True)
+        self._memo[target] = memo
+        digest, fp, mode, secrets_hash = memo.key
+        with self._fresh_lock:
+            for other in [k for k in self._fresh if k[0] != digest]:
+                del self._fresh[other]  # a new desired version: the old one's memos stand no more
+            for fresh in self._fresh.values():
+                fresh.fingerprints.pop(target, None)
+            if secrets_hash or _rework(memo):
+                return  # a fingerprint alone cannot confirm this memo: secrets or approvals may change
+            fresh = self._fresh.setdefault((digest, mode), _Fresh())
+            fresh.fingerprints[target] = fp
+            fresh.until = min(fresh.until, memo.valid_until)
 
     def forget(self, target: str) -> None:
         """Drop a target's memo (its pass failed, or it changed live): the next pass looks in full."""
         self._memo.pop(target, None)
+        with self._fresh_lock:
+            for fresh in self._fresh.values():
+                fresh.fingerprints.pop(target, None)
+
+    def _prune(self, fresh: _Fresh, now: datetime) -> None:
+        """Drop the targets whose memo an exception's expiry has outdated (their classes may change)."""
+        until = NEVER
+        for name in list(fresh.fingerprints):
+            memo = self._memo.get(name)
+            if memo is None or now >= memo.valid_until:
+                del fresh.fingerprints[name]
+            else:
+                until = min(until, memo.valid_until)
+        fresh.until = until
+
+
+def _rework(memo: Assessment) -> bool:
+    """Whether a memo is looked at in full even when nothing changed: in apply mode escalated drift is, so an
+    approval given since is picked up."""
+    return memo.key[2] is Mode.APPLY and any(c.class_ is DriftClass.ESCALATE for c in memo.classified)
 
 
 def next_expiry(state: DesiredState, target: Target, now: datetime) -> datetime:

@@ -165,10 +165,13 @@ class Reconciler:
                 budget = safety.Budget(self.limits, fleet=len(state.targets))
                 held = self.breaker_hold() if run_mode is Mode.APPLY else None
                 stop: tuple[int, str] | None = None  # rank of the failed wave, and why
-                for target in state.ordered_targets(list(names) if names else None):
+                targets = state.ordered_targets(list(names) if names else None)
+                unchanged = self._unchanged(state, targets, run_mode)
+                for target in targets:
                     rank = target.wave
                     later = stop is not None and rank > stop[0]
-                    done = self._pass(state, target, run_mode, run, budget, stop[1] if stop and later else held)
+                    why = stop[1] if stop and later else held
+                    done = self._pass(state, target, run_mode, run, budget, why, unchanged.get(target.name))
                     report.targets.append(done)
                     if stop is None and done.execution and (done.execution.rolled_back or done.execution.error):
                         # Waves go in environment rank; a failed one stops every later wave of this run.
@@ -183,6 +186,41 @@ class Reconciler:
         if run_mode is Mode.APPLY and any(t.execution and t.execution.actions for t in report.targets):
             self._spend_error_budget()
         return report
+
+    def _unchanged(self, state: DesiredState, targets: Sequence[Target], run_mode: Mode) -> dict[str, Mode]:
+        """The targets of a run found unchanged by one bulk read per adapter (Assessor.stale), each with the
+        mode it was checked in: its pass takes the memo without a read of its own, if it runs in that mode.
+        A check made here stands for its target's pass later in the run, as any read does for the pass
+        that made it."""
+        by_adapter: dict[str, dict[str, Target]] = {}
+        for target in targets:
+            by_adapter.setdefault(target.spec.source.adapter, {})[target.name] = target
+        now = self.clock.now()
+        unchanged: dict[str, Mode] = {}
+        for name, group in by_adapter.items():
+            if len(group) < 2:
+                continue  # its own read costs the same
+            try:
+                adapter = self.adapters(name)
+            except ReconcilerError:
+                continue  # an unknown adapter: each of its targets' passes reports it
+            seen = self.assessor.fingerprints(adapter, group)
+            if not seen:
+                continue
+            by_mode: dict[Mode, dict[str, Target]] = {}
+            for target in group.values():
+                by_mode.setdefault(self._mode(target, run_mode)[0], {})[target.name] = target
+            for mode, same in by_mode.items():
+                stale = self.assessor.stale(state, same, seen, mode, now)
+                unchanged.update((target, mode) for target in same.keys() - stale)
+        return unchanged
+
+    def _mode(self, target: Target, run_mode: Mode) -> tuple[Mode, str | None]:
+        """A target's mode in a run of `run_mode`, and why it is safer than that, if it is."""
+        mode = Mode.safer(run_mode, target.spec.mode)
+        if mode is Mode.APPLY and not self.guard.allows_apply(target.environment):
+            return Mode.DRY_RUN, f"apply is not allowed in environment {target.environment} (guard)"
+        return mode, None
 
     def breaker_hold(self) -> str | None:
         """Why a run may not write now (the circuit breaker is open), or None; keeps the gauge current."""
@@ -228,19 +266,17 @@ class Reconciler:
         run: _LazyRun,
         budget: safety.Budget,
         stopped: str | None = None,
+        unchanged_in: Mode | None = None,
     ) -> TargetReport:
-        mode = Mode.safer(run_mode, target.spec.mode)
-        note = None
-        if mode is Mode.APPLY and not self.guard.allows_apply(target.environment):
-            mode, note = Mode.DRY_RUN, f"apply is not allowed in environment {target.environment} (guard)"
-        elif mode is Mode.APPLY and stopped is not None:
+        mode, note = self._mode(target, run_mode)
+        if mode is Mode.APPLY and stopped is not None:
             mode, note = Mode.DRY_RUN, stopped
         report = TargetReport(target, mode, note=note)
         started = time.perf_counter()
         adapter_name = target.spec.source.adapter
         with logs.bound_contextvars(target=target.name, environment=target.environment):
             try:
-                self._look_and_act(state, target, mode, run, report, budget)
+                self._look_and_act(state, target, mode, run, report, budget, unchanged_in is mode)
             except ReconcilerError as exc:
                 report.status, report.error = RunStatus.FAILED, str(exc)
                 report.retry = isinstance(exc, TemporaryError)
@@ -263,9 +299,13 @@ class Reconciler:
         run: _LazyRun,
         report: TargetReport,
         budget: safety.Budget,
+        known_unchanged: bool,
     ) -> None:
         adapter = self.adapters(target.spec.source.adapter)
-        assessment = self.assessor.assess(state, target, adapter, mode, self.clock.now())
+        now = self.clock.now()
+        assessment = self.assessor.remembered(target.name, now) if known_unchanged else None
+        if assessment is None:
+            assessment = self.assessor.assess(state, target, adapter, mode, now)
         report.fingerprint = assessment.observed.fingerprint
         report.layers = assessment.observed.layers
         report.comparison, report.classified = assessment.comparison, assessment.classified

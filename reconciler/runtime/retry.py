@@ -1,15 +1,15 @@
 """Retries around single adapter calls: temporary errors only, exponential backoff with jitter, capped.
 
-discover and stage are retried (a read; a stage cleans up after itself when it fails). commit is never
-retried here: a failed commit is the executor's to handle (conflict, rollback, the next pass). Permanent
-errors (conflict, validation) are never retried. Whole passes are retried by the queue, not here.
+discover, fingerprints and stage are retried (reads; a stage cleans up after itself when it fails). commit
+is never retried here: a failed commit is the executor's to handle (conflict, rollback, the next pass).
+Permanent errors (conflict, validation) are never retried. Whole passes are retried by the queue, not here.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -18,7 +18,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.errors import TemporaryError
 from reconciler.observe import logging as logs
-from reconciler.ports import Capabilities, Change, Staged
+from reconciler.ports import BulkReader, Capabilities, Change, Staged
 from reconciler.remediate.executor import Adapter
 
 T = TypeVar("T")
@@ -83,6 +83,14 @@ class RetryingAdapter:
         # The read only: parsing stays lazy, so that an unchanged target is never parsed. A document that
         # does not parse fails the pass, and the queue's backoff tries the pass again.
         return self._call("discover", lambda: self.inner.discover(target))
+
+    def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
+        # Every wrapped adapter answers BulkReader; one that cannot read in bulk fingerprints nothing, and
+        # each target is then read on its own.
+        inner = self.inner
+        if not isinstance(inner, BulkReader):
+            return {}
+        return self._call("fingerprints", lambda: inner.fingerprints(targets))
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
         return self.inner.normalize(target, desired)

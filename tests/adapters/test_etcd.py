@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from reconciler.adapters import etcd as etcd_adapter
 from reconciler.adapters.etcd import EtcdAdapter
 from reconciler.cli import app
 from reconciler.domain.paths import MISSING
@@ -185,3 +186,27 @@ def test_apply_through_the_cli_writes_verifies_and_rolls_back(
     undone = runner.invoke(app, ["rollback", result["run_id"]])
     assert undone.exit_code == 0, undone.output
     assert etcd.get(prefix + "LOG_LEVEL") == "DEBUG"
+
+
+def test_bulk_fingerprints_in_transactions(
+    tmp_path: Path, etcd: Etcd, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many prefixes are read in transactions of at most TXN_OPS ranges; each fingerprint is the one discover
+    gives, and follows a change. A target with a bad option, or on an endpoint that does not answer, is left
+    out for its own pass to report."""
+    monkeypatch.setattr(etcd_adapter, "TXN_OPS", 2)  # five targets: three transactions
+    adapter = EtcdAdapter(SETTINGS)
+    targets = {}
+    for i in range(5):
+        etcd.put(f"{prefix}{i}/key", str(i))
+        t = target(tmp_path, source(etcd, f"{prefix}{i}/"))
+        targets[t.name] = t
+    empty = target(tmp_path, source(etcd, f"{prefix}none/"))
+    bad = target(tmp_path, source(etcd, prefix, values="yaml"))
+    dead = target(tmp_path, source(etcd, prefix, endpoint=f"http://127.0.0.1:{free_port()}"))
+    everything = {**targets, empty.name: empty, bad.name: bad, dead.name: dead}
+    seen = adapter.fingerprints(everything)
+    assert seen == {name: adapter.discover(t).fingerprint for name, t in {**targets, empty.name: empty}.items()}
+    etcd.put(f"{prefix}3/key", "changed")
+    again = adapter.fingerprints(targets)
+    assert {n for n in targets if again[n] != seen[n]} == {list(targets)[3]}

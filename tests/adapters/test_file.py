@@ -173,3 +173,26 @@ def test_a_repointed_symlink_is_followed_and_checked_again(tmp_path: Path, adapt
     os.replace(swap, live / "..data")
     with pytest.raises(ConfigurationError, match="outside the file adapter's roots"):
         adapter.discover(target)
+
+
+def test_bulk_fingerprints_match_discover_and_leave_out_what_cannot_be_read(tmp_path: Path) -> None:
+    """One bulk read gives each target the fingerprint discover gives it; a missing file or one outside the
+    roots is left out, for that target's own pass to report."""
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "a.yaml").write_text("a: 1\n")
+    (tmp_path / "live" / "b.json").write_text('{"b": [1, 2]}')
+    (tmp_path / "outside.yaml").write_text("x: 1\n")
+    desired = tmp_path / "desired"
+    desired.mkdir()
+    for name, path in [("a", "a.yaml"), ("b", "b.json"), ("gone", "gone.yaml"), ("out", "../outside.yaml")]:
+        (desired / f"{name}.yaml").write_text(
+            f"kind: Target\nmetadata: {{name: {name}}}\nspec:\n  source: {{adapter: file, path: ../live/{path}}}\n"
+            "  desired: {}\n"
+        )
+    targets = load(desired).targets
+    adapter = FileAdapter(FileSettings(roots=[tmp_path / "live"]))
+    seen = adapter.fingerprints(targets)
+    assert seen == {n: adapter.discover(targets[n]).fingerprint for n in ("a", "b")}
+    (tmp_path / "live" / "a.yaml").write_text("a: 2\n")
+    again = adapter.fingerprints(targets)
+    assert again["a"] != seen["a"] and again["b"] == seen["b"]

@@ -353,3 +353,51 @@ def test_the_age_of_open_drift_is_exported(settings: Settings, store: SqlHistory
     assert since() == began
     engine.reconcile(["payments-api-staging"])
     assert since("payments-api-staging", "staging") == 0
+
+
+class Counting(FileAdapter):
+    """The file adapter, counting the targets it reads one by one and the bulk reads."""
+
+    def __init__(self, settings: FileSettings) -> None:
+        super().__init__(settings)
+        self.discovered: list[str] = []
+        self.bulk_reads = 0
+
+    def discover(self, target: Target) -> Observed:
+        self.discovered.append(target.name)
+        return super().discover(target)
+
+    def fingerprints(self, targets: Any) -> dict[str, str]:
+        self.bulk_reads += 1
+        return super().fingerprints(targets)
+
+
+def test_a_run_reads_in_full_only_the_targets_that_changed(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """A run over many targets fingerprints them in one bulk read; the unchanged ones are answered from
+    their memo without a read of their own, with the status of their last pass. A target whose mode differs
+    from the run's (dry-run by its manifest) is checked in its own mode."""
+    manifest = example / "desired" / "checkout.yaml"
+    manifest.write_text(manifest.read_text().replace("interval: 30s", "interval: 30s\n  mode: dry-run"))
+    adapter = Counting(settings.file)
+    engine, _ = make(settings, store, adapters=lambda name: adapter, global_mode=Mode.APPLY)
+    first = engine.reconcile(mode=Mode.DRY_RUN)
+    assert sorted(adapter.discovered) == sorted(t.target.name for t in first.targets)
+    adapter.discovered.clear()
+    second = engine.reconcile(mode=Mode.DRY_RUN)
+    assert adapter.discovered == [] and adapter.bulk_reads == 2
+    assert all(t.unchanged for t in second.targets)
+    assert [t.status for t in second.targets] == [t.status for t in first.targets]
+
+    live = example / "live" / "payments-api" / "prod" / "config.yaml"
+    live.write_text(live.read_text().replace("log_level: DEBUG", "log_level: WARN"))
+    third = engine.reconcile(mode=Mode.DRY_RUN)
+    assert adapter.discovered == ["payments-api-prod"]
+    assert [t.target.name for t in third.targets if not t.unchanged] == ["payments-api-prod"]
+
+    adapter.discovered.clear()
+    engine.reconcile(["checkout-staging", "payments-api-prod"])  # apply: checkout-staging stays dry-run
+    assert adapter.bulk_reads == 4  # one per run
+    assert "checkout-staging" not in adapter.discovered  # unchanged in its own mode, dry-run
+    assert "payments-api-prod" in adapter.discovered  # its memo is of a dry-run pass, this one is apply

@@ -68,3 +68,20 @@ def test_permanent_errors_and_commits_are_never_retried() -> None:
     with pytest.raises(DiscoveryError):
         wrap(flaky_commit, []).commit(Staged("t", [], [], False))
     assert flaky_commit.calls["commit"] == 1
+
+
+class FlakyBulk(Flaky):
+    def fingerprints(self, targets: Any) -> dict[str, str]:
+        self._maybe_fail("fingerprints")
+        return dict.fromkeys(targets, "f")
+
+
+def test_bulk_reads_are_retried_and_absent_without_the_inner_adapter() -> None:
+    """The wrapper passes bulk reads through, retried like discover; over an adapter that cannot read in
+    bulk it reads nothing, so each target is read on its own."""
+    retried: list[str] = []
+    assert wrap(FlakyBulk(1, DiscoveryError("timeout")), retried).fingerprints({"a": None}) == {"a": "f"}  # type: ignore[dict-item]
+    assert retried == ["flaky"]
+    plain = Flaky(0, DiscoveryError("unused"))
+    assert wrap(plain, []).fingerprints({"a": None}) == {}  # type: ignore[dict-item]
+    assert plain.calls == {}
