@@ -137,10 +137,13 @@ class Assessor:
             then_fps = map(fresh.fingerprints.get, targets, repeat(None))
             return set(compress(targets, map(ne, now_fps, then_fps)))
 
-    def remembered(self, target: str, now: datetime) -> Assessment | None:
-        """`target`'s last good assessment if it still stands at `now` (for a target `stale` left out)."""
+    def remembered(self, target: str, state: DesiredState, mode: Mode, now: datetime) -> Assessment | None:
+        """`target`'s last good assessment if it still stands for `state` in `mode` at `now` (for a target
+        `stale` left out)."""
         memo = self._memo.get(target)
-        return memo if memo is not None and now < memo.valid_until else None
+        if memo is None or memo.key[0] != state.version.digest or memo.key[2] is not mode or now >= memo.valid_until:
+            return None
+        return memo
 
     def remember(self, target: str, assessment: Assessment) -> None:
         """Keep a good pass's assessment, so the next pass over the same state can skip the work."""

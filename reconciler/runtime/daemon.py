@@ -18,6 +18,7 @@ from reconciler.adapters import registry
 from reconciler.classify import exceptions
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.breaker import ErrorBudget
+from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
@@ -46,6 +47,7 @@ from reconciler.store.history import SqlHistoryStore
 from reconciler.store.leases import SqlLeaseStore
 
 log = logs.get_logger("reconciler.daemon")
+BATCH = 64  # passes that fell due together, taken by one worker at once
 
 
 class Adapters:
@@ -309,34 +311,51 @@ class Daemon:
 
     def _work(self) -> None:
         while (name := self.queue.get()) is not None:
-            started = time.monotonic()
-            try:
-                with self.replicas.exclusive(name) as mine:
-                    if not mine:  # another replica holds this target
-                        self.queue.forget(name)
-                        continue
-                    report = self.c.reconciler.reconcile([name], trigger="schedule")
-                target = report.targets[0]
-                self.api.record(target_dict(target, self.c.settings.hmac_key()))
-                if target.retry:
-                    delay = self.queue.add_rate_limited(name)
-                    log.info("pass will be retried", target=name, delay_s=round(delay, 2))
-                else:
+            # The passes that fell due together (a scheduler tick) are taken as one batch: one bulk read per
+            # adapter finds the unchanged targets, whose passes then take their memo without a read each.
+            batch = [name, *self.queue.take_ready(BATCH - 1)]
+            unchanged: dict[str, Mode] = {}
+            if len(batch) > 1:
+                try:
+                    unchanged = self.c.reconciler.unchanged(batch)
+                except Exception:  # the passes still run, each reading on its own
+                    log.exception("bulk check of a batch of passes failed", targets=len(batch))
+            for i, name in enumerate(batch):
+                if self.queue.closed:  # stopping: the rest of the batch is not started
+                    for rest in batch[i:]:
+                        self.queue.done(rest)
+                    break
+                self._pass(name, unchanged)
+
+    def _pass(self, name: str, unchanged: dict[str, Mode]) -> None:
+        started = time.monotonic()
+        try:
+            with self.replicas.exclusive(name) as mine:
+                if not mine:  # another replica holds this target
                     self.queue.forget(name)
-            except ConfigurationError as exc:  # the target went away between trigger and pass
-                log.info("target skipped", target=name, reason=str(exc))
-            except ReconcilerError as exc:  # for example, the store is unreachable: try again later
-                delay = self.queue.add_rate_limited(name, getattr(exc, "delay_s", None))
-                log.error("pass could not run", target=name, error=str(exc), delay_s=round(delay, 2))
-            except Exception:
+                    return
+                report = self.c.reconciler.reconcile([name], trigger="schedule", unchanged=unchanged)
+            target = report.targets[0]
+            self.api.record(target_dict(target, self.c.settings.hmac_key()))
+            if target.retry:
                 delay = self.queue.add_rate_limited(name)
-                log.exception("pass crashed", target=name, delay_s=round(delay, 2))
-            finally:
-                self.watches.pass_done(name, started)
-                self.queue.done(name)
-                due = self.scheduler.next_delay(name)
-                if due is not None:  # the next pass at its interval (a sooner one, if queued, stands)
-                    self.queue.add(name, due)
+                log.info("pass will be retried", target=name, delay_s=round(delay, 2))
+            else:
+                self.queue.forget(name)
+        except ConfigurationError as exc:  # the target went away between trigger and pass
+            log.info("target skipped", target=name, reason=str(exc))
+        except ReconcilerError as exc:  # for example, the store is unreachable: try again later
+            delay = self.queue.add_rate_limited(name, getattr(exc, "delay_s", None))
+            log.error("pass could not run", target=name, error=str(exc), delay_s=round(delay, 2))
+        except Exception:
+            delay = self.queue.add_rate_limited(name)
+            log.exception("pass crashed", target=name, delay_s=round(delay, 2))
+        finally:
+            self.watches.pass_done(name, started)
+            self.queue.done(name)
+            due = self.scheduler.next_delay(name)
+            if due is not None:  # the next pass at its interval (a sooner one, if queued, stands)
+                self.queue.add(name, due)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)

@@ -147,9 +147,15 @@ class Reconciler:
             self._stored_version = state.version.digest
 
     def reconcile(
-        self, names: Sequence[str] | None = None, *, mode: Mode | None = None, trigger: str = "cli"
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        mode: Mode | None = None,
+        trigger: str = "cli",
+        unchanged: Mapping[str, Mode] | None = None,
     ) -> RunReport:
-        """One run over `names` (all targets when None), in waves of environment rank."""
+        """One run over `names` (all targets when None), in waves of environment rank. `unchanged` is what
+        `unchanged()` found for them before, if it was asked; otherwise the run finds out itself."""
         state = self.desired()
         unknown = sorted({n for n in names or () if n not in state.targets})  # not set(state.targets): O(fleet)
         if unknown:
@@ -166,7 +172,8 @@ class Reconciler:
                 held = self.breaker_hold() if run_mode is Mode.APPLY else None
                 stop: tuple[int, str] | None = None  # rank of the failed wave, and why
                 targets = state.ordered_targets(list(names) if names else None)
-                unchanged = self._unchanged(state, targets, run_mode)
+                if unchanged is None:
+                    unchanged = self._unchanged(state, targets, run_mode)
                 for target in targets:
                     rank = target.wave
                     later = stop is not None and rank > stop[0]
@@ -186,6 +193,14 @@ class Reconciler:
         if run_mode is Mode.APPLY and any(t.execution and t.execution.actions for t in report.targets):
             self._spend_error_budget()
         return report
+
+    def unchanged(self, names: Sequence[str]) -> dict[str, Mode]:
+        """Which of `names` are unchanged since their last good pass, by one bulk read per adapter, each with
+        the mode it holds for: for a caller that runs them one by one (the daemon's batch of passes that
+        fell due together), so that each run of one takes its memo without a read of its own."""
+        state = self.desired()
+        targets = [state.targets[n] for n in names if n in state.targets]
+        return self._unchanged(state, targets, self.guard.mode())
 
     def _unchanged(self, state: DesiredState, targets: Sequence[Target], run_mode: Mode) -> dict[str, Mode]:
         """The targets of a run found unchanged by one bulk read per adapter (Assessor.stale), each with the
@@ -303,7 +318,7 @@ class Reconciler:
     ) -> None:
         adapter = self.adapters(target.spec.source.adapter)
         now = self.clock.now()
-        assessment = self.assessor.remembered(target.name, now) if known_unchanged else None
+        assessment = self.assessor.remembered(target.name, state, mode, now) if known_unchanged else None
         if assessment is None:
             assessment = self.assessor.assess(state, target, adapter, mode, now)
         report.fingerprint = assessment.observed.fingerprint

@@ -68,12 +68,8 @@ class WorkQueue:
                 if self._closed:
                     return None
                 now = time.monotonic()
-                while self._heap and self._ready_at.get(self._heap[0][2]) != self._heap[0][0]:
-                    heapq.heappop(self._heap)  # superseded by an earlier add
-                if self._heap and self._heap[0][0] <= now:
-                    _, _, name = heapq.heappop(self._heap)
-                    del self._ready_at[name]
-                    self._working.add(name)
+                name = self._pop_ready(now)
+                if name is not None:
                     return name
                 wait = self._heap[0][0] - now if self._heap else None
                 if deadline is not None:
@@ -82,6 +78,34 @@ class WorkQueue:
                         return None
                     wait = left if wait is None else min(wait, left)
                 self._cond.wait(wait)
+
+    def take_ready(self, limit: int) -> list[str]:
+        """Up to `limit` more names that are ready now, marked as being worked, without waiting: a worker takes
+        the passes that fell due together (the scheduler's tick) as one batch."""
+        taken: list[str] = []
+        with self._cond:
+            if self._closed:
+                return taken
+            now = time.monotonic()
+            while len(taken) < limit and (name := self._pop_ready(now)) is not None:
+                taken.append(name)
+        return taken
+
+    def _pop_ready(self, now: float) -> str | None:
+        """The next name ready at `now`, marked as being worked; the lock is held."""
+        while self._heap and self._ready_at.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # superseded by an earlier add
+        if self._heap and self._heap[0][0] <= now:
+            _, _, name = heapq.heappop(self._heap)
+            del self._ready_at[name]
+            self._working.add(name)
+            return name
+        return None
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed
 
     def done(self, name: str) -> None:
         """Mark `name` as no longer worked; queue it again if it was added meanwhile."""

@@ -112,7 +112,7 @@ def test_only_changed_targets_are_stale_and_read(fleet: tuple[DesiredState, Memo
     adapter.discovered.clear()
     assert look(assessor, state, adapter) == set()
     assert adapter.discovered == []  # unchanged targets are not read one by one
-    memo = assessor.remembered("svc-2", NOW)
+    memo = assessor.remembered("svc-2", state, Mode.DRY_RUN, NOW)
     assert memo is not None and memo.unchanged and [i.pointer for i in memo.comparison.items] == ["/a"]
 
     adapter.raw["svc-3"] = json.dumps({"a": 1, "b": "y"}).encode()
@@ -135,7 +135,10 @@ def test_a_new_version_another_mode_or_an_expiry_makes_targets_stale(fleet: tupl
     # svc-1's exception expires on 2027-01-01: from then on its classes may change, the others' cannot
     later = datetime(2027, 1, 2, tzinfo=UTC)
     assert stale(assessor, newer, adapter, Mode.DRY_RUN, later) == {"svc-1"}
-    assert assessor.remembered("svc-1", later) is None
+    assert assessor.remembered("svc-1", newer, Mode.DRY_RUN, later) is None
+    assert assessor.remembered("svc-0", newer, Mode.DRY_RUN, later) is not None
+    assert assessor.remembered("svc-0", state, Mode.DRY_RUN, NOW) is None  # another version
+    assert assessor.remembered("svc-0", newer, Mode.APPLY, NOW) is None
 
 
 def test_escalations_in_apply_mode_and_secrets_are_always_looked_at(tmp_path: Path) -> None:

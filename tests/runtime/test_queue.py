@@ -62,3 +62,24 @@ def test_close_wakes_waiting_workers() -> None:
     queue.close()
     worker.join(2)
     assert not worker.is_alive() and got == [None]
+
+
+def test_take_ready_takes_only_what_is_due_now_up_to_a_limit() -> None:
+    """A worker's batch: names ready now, at most `limit`, marked as worked; later ones stay queued, a name
+    queued again for sooner is taken once, and a closed queue hands out nothing."""
+    queue = WorkQueue()
+    for name in "abcd":
+        queue.add(name)
+    queue.add("later", 60)
+    queue.add("e", 60)
+    queue.add("e")  # sooner: its entry for later is superseded
+    assert queue.take_ready(3) == ["a", "b", "c"]
+    assert queue.working == frozenset("abc")
+    assert queue.take_ready(10) == ["d", "e"]
+    assert queue.take_ready(10) == [] and len(queue) == 1
+    queue.add("a")  # being worked: a pass after this one, not a second worker on it
+    assert queue.take_ready(10) == []
+    queue.done("a")
+    assert queue.take_ready(10) == ["a"]
+    queue.close()
+    assert queue.take_ready(10) == [] and queue.closed
