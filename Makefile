@@ -20,7 +20,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-install: $(STAMP)
+# The compiled comparison walk (mypyc; plain Python when it cannot be built), again whenever walk.py changes.
+NATIVE := $(VENV)/.native-$(shell cksum < reconciler/diff/walk.py | cut -d' ' -f1)
+
+$(NATIVE): $(STAMP)
+	$(BIN)/python -m reconciler.diff.native
+	@rm -f $(VENV)/.native-*
+	@touch $@
+
+install: $(STAMP) $(NATIVE)
 
 ## Install, migrate the example's SQLite history and run the daemon (dry-run) on examples/.
 run: install

@@ -17,6 +17,7 @@ from typing import Any
 from reconciler.adapters import registry
 from reconciler.classify import exceptions
 from reconciler.desired.source import DesiredSource
+from reconciler.diff import compare
 from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
@@ -393,6 +394,7 @@ class Daemon:
             mode=self.c.settings.mode.value,
             targets=len(self._state.targets),
             desired_dir=str(self.c.settings.desired_dir),
+            compare_walk=compare.IMPLEMENTATION,  # "python" when the compiled walk is not built
         )
         self.stopping.wait()
         return self.stop()
