@@ -5,6 +5,7 @@
 The lower bound visits every leaf of both documents once and does nothing else; any comparison has to do
 at least that. Documents are nested maps (sections of sub-sections of scalar leaves of mixed types) with
 1% of the leaves changed. Baseline and compare run alternately and each figure is the median of its runs.
+compare() uses the compiled walk when `make install` built it; the plain-Python walk is timed beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
+from reconciler.diff import compare as comparing
+from reconciler.diff import walk
 from reconciler.diff.compare import compare
 
 try:  # the comparison baseline the issue names; installed with the project's dev extra
@@ -95,10 +98,20 @@ def median_s(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(timed(fn) for _ in range(repeat))
 
 
-def interleaved(base: Callable[[], Any], ours: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """Median times of both, run alternately so that both see the same machine (caches, other load)."""
-    pairs = [(timed(base), timed(ours)) for _ in range(repeat)]
-    return statistics.median(b for b, _ in pairs), statistics.median(o for _, o in pairs)
+def interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Median times of each, run in turn so that all see the same machine (caches, other load)."""
+    rounds = [[timed(fn) for fn in fns] for _ in range(repeat)]
+    return [statistics.median(r[i] for r in rounds) for i in range(len(fns))]
+
+
+def pure_python(desired: Any, observed: Any) -> Any:
+    """compare() on the plain-Python walk, whichever walk compare() itself uses."""
+    chosen = comparing.Walker
+    comparing.Walker = walk.Walker
+    try:
+        return compare(desired, observed)
+    finally:
+        comparing.Walker = chosen
 
 
 def deep_size(doc: Any) -> int:
@@ -125,17 +138,24 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--deepdiff-max", type=int, default=100_000, help="largest size DeepDiff is run at")
     args = parser.parse_args()
-    heads = ("leaves", "walk-once s", "compare s", "ratio", "drift", "deepdiff s", "speed-up")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, (9, 12, 10, 6, 6, 11, 9), strict=True)))
+    print(f"compare() runs the {comparing.IMPLEMENTATION} walk; `python` is the plain-Python walk, for reference")
+    heads = ("leaves", "walk-once s", "compare s", "ratio", "python s", "ratio", "drift", "deepdiff s", "speed-up")
+    widths = (9, 12, 10, 6, 9, 6, 6, 11, 9)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
     for size in (int(s) for s in args.sizes.split(",")):
         desired = make_document(size)
         observed, changed = changed_copy(desired, 0.01)
         repeat = 201 if size <= 10_000 else 31 if size <= 100_000 else 9
-        base, ours = interleaved(
-            lambda d=desired, o=observed: walk_once(d, o), lambda d=desired, o=observed: compare(d, o), repeat
+        base, ours, python = interleaved(
+            [
+                lambda d=desired, o=observed: walk_once(d, o),
+                lambda d=desired, o=observed: compare(d, o),
+                lambda d=desired, o=observed: pure_python(d, o),
+            ],
+            repeat,
         )
         found = len(compare(desired, observed).items)
-        assert found == changed, (found, changed)
+        assert found == changed == len(pure_python(desired, observed).items), (found, changed)
         dd = ""
         speedup = ""
         if size <= args.deepdiff_max:
@@ -144,7 +164,10 @@ def main() -> None:
             else:
                 took = median_s(lambda d=desired, o=observed: DeepDiff(d, o), 1 if size >= 100_000 else 3)
                 dd, speedup = f"{took:.3f}", f"{took / ours:.0f}x"
-        print(f"{size:>9} {base:>12.4f} {ours:>10.4f} {ours / base:>6.2f} {found:>6} {dd:>11} {speedup:>9}")
+        print(
+            f"{size:>9} {base:>12.4f} {ours:>10.4f} {ours / base:>6.2f} {python:>9.4f} {python / base:>6.2f} "
+            f"{found:>6} {dd:>11} {speedup:>9}"
+        )
     size = max(int(s) for s in args.sizes.split(","))
     desired = make_document(size)
     observed, _ = changed_copy(desired, 0.01)
