@@ -63,4 +63,5 @@ unit: install
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) $(STATE) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(STATE) .mypy_cache .ruff_cache .pytest_cache build
+	rm -f reconciler/diff/_walk_native*
