@@ -217,8 +217,8 @@ class Reconciler:
                 continue  # its own read costs the same
             try:
                 adapter = self.adapters(name)
-            except ReconcilerError:
-                continue  # an unknown adapter: each of its targets' passes reports it
+            except Exception:  # noqa: S112 - an unknown or broken adapter: each of its passes reports it
+                continue
             seen = self.assessor.fingerprints(adapter, group)
             if not seen:
                 continue
@@ -391,6 +391,10 @@ class Reconciler:
             )
         if any(a.state.wrote for a in report.execution.actions):
             self.assessor.forget(target.name)  # live changed under us: look in full next time
+        elif mode is not assessment.key[2]:
+            # The blast radius turned this apply pass into a dry-run: its fixes are still to do, so it is not
+            # remembered as the outcome of an apply pass over this state.
+            self.assessor.forget(target.name)
         elif report.status is not RunStatus.FAILED:
             self.assessor.remember(target.name, assessment)
             self._last_status[target.name] = report.status

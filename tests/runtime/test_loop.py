@@ -107,6 +107,13 @@ def test_a_crashing_adapter_fails_its_target_only(settings: Settings, store: Sql
     recorded = store.run(report.run_id)
     assert recorded is not None and recorded.status is RunStatus.FAILED and recorded.targets == 3
 
+    def unbuildable(name: str) -> Any:
+        raise RuntimeError("cannot build")
+
+    engine.adapters = unbuildable  # the run's bulk check meets it first: still one failure per target
+    report = engine.reconcile(mode=Mode.DRY_RUN)
+    assert [t.error for t in report.targets] == ["internal error: RuntimeError: cannot build"] * 3
+
 
 class MovableClock:
     def __init__(self, at: datetime) -> None:
@@ -238,6 +245,22 @@ def test_blast_radius_limits_a_run(settings: Settings, store: SqlHistoryStore, e
     fraction, _ = make(settings, store, limits=Limits(max_fleet_fraction=0.2))
     notes = [t.note for t in fraction.reconcile().targets if t.note]
     assert notes and "max_fleet_fraction 0.2 of 3 targets" in notes[0]
+
+
+def test_a_fix_refused_by_the_blast_radius_is_tried_again_next_run(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """A target whose fix the blast radius refused is not remembered as settled: the next run (same engine,
+    nothing changed live) writes it."""
+    staging = example / "live" / "payments-api" / "staging" / "config.yaml"
+    staging.write_text(staging.read_text().replace("log_level: INFO", "log_level: DEBUG"))
+    engine, _ = make(settings, store, limits=Limits(max_targets_per_run=1))
+    first = {t.target.name: t for t in engine.reconcile().targets}
+    assert first["checkout-staging"].status is RunStatus.FIXED
+    assert first["payments-api-staging"].mode is Mode.DRY_RUN and "log_level: DEBUG" in staging.read_text()
+    again = {t.target.name: t for t in engine.reconcile().targets}
+    assert again["payments-api-staging"].status is RunStatus.FIXED and not again["payments-api-staging"].unchanged
+    assert "log_level: INFO" in staging.read_text()
 
 
 def test_the_error_budget_opens_the_circuit_breaker(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
