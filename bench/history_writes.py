@@ -26,11 +26,10 @@ from reconciler.domain.drift import Classified, DriftItem
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DriftClass, DriftOp
 from reconciler.domain.run import RunKind, RunStatus
-from reconciler.domain.values import to_json
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store import tables as t
-from reconciler.store.history import SqlHistoryStore
+from reconciler.store.history import SqlHistoryStore, drift_rows
 
 ADMIN = os.environ.get("RECONCILER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -78,21 +77,7 @@ def measure(url: str, rows: int, per_pass: int) -> tuple[float, float]:
     for i in range(passes):
         store.record_pass(run, PassRecord(f"t{i}", "bench", RunStatus.DRIFT, drift_count=per_pass), batch)
     store_rate = passes * per_pass / (time.perf_counter() - started)
-    plain = [
-        {
-            "run_id": run,
-            "target": f"b{i}",
-            "path": c.item.pointer,
-            "op": c.item.op.value,
-            "class": c.class_.value,
-            "reason": c.reason,
-            "decided_by": c.decided_by,
-            "desired": to_json(c.item.desired),
-            "observed": to_json(c.item.observed),
-            "secret": False,
-        }
-        for i, c in enumerate(batch)
-    ]
+    plain = drift_rows(run, "baseline", batch)
     started = time.perf_counter()
     for _ in range(passes):
         with engine.begin() as conn:

@@ -106,21 +106,7 @@ class SqlHistoryStore(SqlStore):
 
     def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None:
         """One pass and all its drift, in one transaction and one bulk insert."""
-        rows = [
-            {
-                "run_id": run_id,
-                "target": record.target,
-                "path": c.item.pointer,
-                "op": c.item.op.value,
-                "class": c.class_.value,
-                "reason": c.reason,
-                "decided_by": c.decided_by,
-                "desired": to_json(c.item.desired),
-                "observed": to_json(c.item.observed),
-                "secret": c.item.secret,
-            }
-            for c in drifts
-        ]
+        rows = drift_rows(run_id, record.target, drifts)
         try:
             with self._begin() as conn:
                 conn.execute(
@@ -340,3 +326,22 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, An
                 copy.write_row([row[c] for c in columns])
     except Exception as exc:  # the driver's error, as SQLAlchemy's, so the store reports it the usual way
         raise sa.exc.DBAPIError(f"COPY {table.name}", None, exc) from exc
+
+
+def drift_rows(run_id: str, target: str, drifts: Sequence[Classified]) -> list[dict[str, Any]]:
+    """The `drifts` rows of one pass, as record_pass inserts them."""
+    return [
+        {
+            "run_id": run_id,
+            "target": target,
+            "path": c.item.pointer,
+            "op": c.item.op.value,
+            "class": c.class_.value,
+            "reason": c.reason,
+            "decided_by": c.decided_by,
+            "desired": to_json(c.item.desired),
+            "observed": to_json(c.item.observed),
+            "secret": c.item.secret,
+        }
+        for c in drifts
+    ]
