@@ -159,9 +159,28 @@ class Walker:
             return
         sec = self.secrets.step(sec, key)
         if sec and self.secrets.matched(sec):
-            self.leaf(here, d, o, secret=True)
+            self.secret_node(here, d, o, ign)
             return
         self.node(here, d, o, ign, sec)
+
+    def secret_node(self, here: KeyPath, d: Any, o: Any, ign: States) -> None:
+        """Below a secret glob every leaf is secret, and each is compared on its own path: a secret glob
+        marks values, it never makes a map one opaque value, so rules, exceptions, prune and approvals see
+        the inner paths as they see plain ones."""
+        d_map, o_map = type(d) is dict, type(o) is dict
+        if not (d_map or o_map) or not (d_map or d is MISSING) or not (o_map or o is MISSING):
+            self.leaf(here, d, o, secret=True)
+            return
+        desired: dict[str, Any] = d if d_map else {}
+        observed: dict[str, Any] = o if o_map else {}
+        if not desired and not observed:
+            self.leaf(here, d, o, secret=True)
+            return
+        for key in [*desired, *(k for k in observed if k not in desired)]:
+            step = self.ignore.step(ign, key)
+            if step and self.ignore.matched(step):
+                continue
+            self.secret_node((*here, key), desired.get(key, MISSING), observed.get(key, MISSING), step)
 
     def node(self, here: KeyPath, d: Any, o: Any, ign: States, sec: States) -> None:
         if d is MISSING or o is MISSING:

@@ -87,6 +87,25 @@ def test_secrets_are_compared_but_never_shown() -> None:
     assert "hunter2" not in repr(missing)
 
 
+def test_a_secret_glob_over_a_mapping_compares_each_leaf_on_its_own_path() -> None:
+    """A secret glob marks the leaves below it secret; it never turns the mapping into one opaque value."""
+    for glob in ("/creds/**", "/creds"):
+        options = CompareOptions(secrets=(PathGlob.parse(glob),), hmac_key=b"k")
+        desired = {"creds": {"token": "t0ken", "user": "app", "tls": {"key": "k1"}}}
+        live = {"creds": {"token": "stolen", "user": "app", "extra": "x1", "tls": {"key": "k2"}}}
+        result = compare(desired, live, options)
+        assert {i.pointer: (i.op.value, i.secret) for i in result.items} == {
+            "/creds/token": ("change", True),
+            "/creds/tls/key": ("change", True),
+            "/creds/extra": ("add", True),
+        }, glob
+        assert (result.leaves, result.differing) == (4, 3)
+        assert all(isinstance(i.desired, Redacted) or i.desired is MISSING for i in result.items)
+        assert "stolen" not in repr(result) and "x1" not in repr(result)
+    ignored = CompareOptions(secrets=(PathGlob.parse("/creds/**"),), ignore=(PathGlob.parse("/creds/extra"),))
+    assert [i.pointer for i in compare(desired, live, ignored).items] == ["/creds/token", "/creds/tls/key"]
+
+
 def test_drift_percentage() -> None:
     """Differing leaf paths over the union of leaf paths, times 100; 0.0 when both are empty."""
     assert compare({}, {}).drift_percent == 0.0
