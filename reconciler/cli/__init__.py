@@ -13,7 +13,7 @@ import typer
 
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.runtime import report
+from reconciler.present import report
 from reconciler.settings import Settings, load_settings
 
 app = typer.Typer(

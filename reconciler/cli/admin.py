@@ -28,7 +28,8 @@ from reconciler.domain.approval import ApprovalState
 from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.errors import ReconcilerError
 from reconciler.observe.notify import Event, EventKind
-from reconciler.runtime import daemon, views
+from reconciler.present import views
+from reconciler.runtime import daemon
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore

@@ -26,9 +26,11 @@ from reconciler.diff import parity
 from reconciler.domain.paths import MISSING
 from reconciler.domain.run import Mode
 from reconciler.domain.values import render
+from reconciler.engine import explain
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.runtime import daemon, inspect, report, undo, views
+from reconciler.present import report, views
+from reconciler.runtime import daemon, undo
 from reconciler.settings import load_settings
 from reconciler.store.adoptions import SqlAdoptionStore
 
@@ -101,7 +103,7 @@ def explain_cmd(
     try:
         settings = load(desired)
         source, adapters = daemon.build_offline(settings)
-        result = inspect.explain_drift(
+        result = explain.explain_drift(
             source.current(),
             adapters,
             target,
@@ -145,7 +147,7 @@ def compare_cmd(
         if not desired_only:
             chosen = parity.pairs(state, environments, app_ or ())
             names = sorted({t.name for _, a, b in chosen for t in (a, b)})
-            documents, errors = inspect.live_documents(state, adapters, names)
+            documents, errors = explain.live_documents(state, adapters, names)
         results = parity.compare_environments(
             state, environments, documents=documents, apps=app_ or (), threshold=threshold, now=datetime.now(UTC)
         )
@@ -175,7 +177,7 @@ def adopt_cmd(
         if drift is None:
             raise ConfigurationError(f"no drift with id {drift_id}")
         source, adapters = daemon.build_offline(settings)
-        target, value, file = inspect.adopt_drift(source.current(), adapters, drift)
+        target, value, file = explain.adopt_drift(source.current(), adapters, drift)
         who = actor or getpass.getuser()
         store.record(drift_id, target.name, drift["path"], value, str(file), who, reason, datetime.now(UTC))
     except ReconcilerError as exc:

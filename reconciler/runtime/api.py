@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.engine.guard import Guard
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.runtime.guard import Guard
 from reconciler.store.approvals import SqlApprovalStore
 
 log = logs.get_logger("reconciler.api")

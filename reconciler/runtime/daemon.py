@@ -21,21 +21,21 @@ from reconciler.diff import compare
 from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
+from reconciler.engine.guard import Guard
+from reconciler.engine.run import Reconciler
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import EventKind, Notifier, Webhook
 from reconciler.ports import SystemClock, Watcher
+from reconciler.present.report import target_dict
 from reconciler.remediate import safety
 from reconciler.remediate.executor import Adapter
 from reconciler.runtime import undo
 from reconciler.runtime.api import Api
-from reconciler.runtime.guard import Guard
 from reconciler.runtime.http import HttpServer
-from reconciler.runtime.loop import Reconciler
 from reconciler.runtime.queue import WorkQueue
 from reconciler.runtime.replicas import Replicas
-from reconciler.runtime.report import target_dict
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.runtime.scheduler import Scheduler
 from reconciler.runtime.watch import WatchSupervisor

@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+from reconciler.engine import process
+from reconciler.engine.run import Reconciler
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
-from reconciler.runtime import process, undo
-from reconciler.runtime.loop import Reconciler
+from reconciler.runtime import undo
 from reconciler.store.leases import SqlLeaseStore
 
 log = logs.get_logger("reconciler.replicas")

@@ -10,12 +10,12 @@ from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import Target
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
+from reconciler.engine import process
+from reconciler.engine.run import Reconciler, RunReport, TargetReport
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.remediate import recovery
 from reconciler.remediate import rollback as rollbacks
-from reconciler.runtime import process
-from reconciler.runtime.loop import Reconciler, RunReport, TargetReport
 
 log = logs.get_logger("reconciler.undo")
 

@@ -9,10 +9,11 @@ from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
+from reconciler.engine import process
+from reconciler.engine.run import Reconciler
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import SystemClock
-from reconciler.runtime import process, undo
-from reconciler.runtime.loop import Reconciler
+from reconciler.runtime import undo
 from reconciler.settings import FileSettings
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY

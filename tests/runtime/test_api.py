@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.domain.run import Mode
+from reconciler.engine.guard import Guard
 from reconciler.runtime.api import Api
-from reconciler.runtime.guard import Guard
 
 
 def api(token: str | None) -> Api:

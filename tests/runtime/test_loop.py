@@ -10,13 +10,13 @@ from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
+from reconciler.engine.guard import Guard
+from reconciler.engine.run import Reconciler
 from reconciler.errors import DiscoveryError
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import FixedClock, SystemClock
 from reconciler.remediate.safety import Limits
 from reconciler.runtime.daemon import Adapters
-from reconciler.runtime.guard import Guard
-from reconciler.runtime.loop import Reconciler
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import FileSettings, Settings
 from reconciler.store.breakers import SqlBreakerStore

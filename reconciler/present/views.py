@@ -11,8 +11,8 @@ from reconciler.diff.parity import PairResult
 from reconciler.domain.approval import Approval
 from reconciler.domain.paths import MISSING
 from reconciler.domain.values import render
-from reconciler.runtime.inspect import Explanation
-from reconciler.runtime.report import json_value, short, table
+from reconciler.engine.explain import Explanation
+from reconciler.present.report import json_value, short, table
 
 
 def render_explanation(result: Explanation) -> str:

@@ -16,9 +16,9 @@ from reconciler.domain.paths import MISSING, any_match, from_pointer, get_in
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.domain.values import strict_equal
+from reconciler.engine.assess import Assessor
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.remediate.executor import Adapter
-from reconciler.runtime.assess import Assessor
 
 
 @dataclass

@@ -16,9 +16,9 @@ from reconciler.domain.observed import Observed
 from reconciler.domain.policy import Policy
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
+from reconciler.engine.assess import Assessor
 from reconciler.errors import DiscoveryError
 from reconciler.ports import Capabilities
-from reconciler.runtime.assess import Assessor
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 

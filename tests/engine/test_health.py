@@ -14,12 +14,12 @@ import pytest
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.manifest import HealthSpec
 from reconciler.domain.run import Mode, RunStatus
+from reconciler.engine.health import gate_for
+from reconciler.engine.run import Reconciler
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import SystemClock
 from reconciler.runtime.daemon import Adapters
-from reconciler.runtime.health import gate_for
-from reconciler.runtime.loop import Reconciler
 from reconciler.settings import Settings
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY

@@ -23,6 +23,9 @@ from reconciler.domain.manifest import DriftClass, Target
 from reconciler.domain.plan import ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
+from reconciler.engine import health, process
+from reconciler.engine.assess import Assessor
+from reconciler.engine.guard import Guard
 from reconciler.errors import ConfigurationError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
@@ -30,9 +33,6 @@ from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import ApprovalStore, BreakerStore, Clock, HistoryStore
 from reconciler.remediate import planner, rollback, safety
 from reconciler.remediate.executor import Adapter, Execution, execute
-from reconciler.runtime import health, process
-from reconciler.runtime.assess import Assessor
-from reconciler.runtime.guard import Guard
 
 AdapterLookup = Callable[[str], Adapter]
 DesiredLookup = Callable[[], DesiredState]

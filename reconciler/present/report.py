@@ -13,7 +13,7 @@ from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
 from reconciler.domain.run import RunStatus
 from reconciler.domain.values import render, to_json
-from reconciler.runtime.loop import RunReport, TargetReport
+from reconciler.engine.run import RunReport, TargetReport
 
 FORMATS = ("table", "json", "markdown")
 

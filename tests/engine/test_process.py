@@ -4,7 +4,7 @@ import socket
 import subprocess
 import sys
 
-from reconciler.runtime import process
+from reconciler.engine import process
 
 
 def test_identity_and_liveness() -> None:
@@ -12,7 +12,7 @@ def test_identity_and_liveness() -> None:
     me = process.identity()
     assert me.startswith(socket.gethostname() + ":") and process.alive(me) is True
     child = subprocess.run(
-        [sys.executable, "-c", "from reconciler.runtime import process; print(process.identity())"],
+        [sys.executable, "-c", "from reconciler.engine import process; print(process.identity())"],
         capture_output=True,
         text=True,
         check=True,

@@ -1,0 +1,1 @@
+"""Rendering of typed outcomes and records: table, JSON and Markdown for the CLI and the API."""
