@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,7 +18,9 @@ from reconciler.domain.manifest import DesiredVersion, Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.paths import KeyPath
 from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.rollout import Hold, TargetProgress
 from reconciler.domain.run import RunKind, RunStatus
+from reconciler.domain.window import Reservation, Spend
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,7 @@ class HistoryStore(Journal, Protocol):
 
     def unfinished_runs(self) -> list[tuple[str, str | None]]: ...
 
-    def recent_fixes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]: ...
+    def recent_writes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]: ...
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None: ...
 
@@ -182,6 +185,68 @@ class BreakerStore(Protocol):
     def write_outcomes(self, since: datetime) -> tuple[int, int]: ...
 
 
+class Adapter(DiscoveryAdapter, Applier, Protocol):
+    """Reads and writes one kind of live system: what the executor drives."""
+
+
+class AdapterFactory(Protocol):
+    """Builds an adapter from the settings; every adapter class found by entry point is one."""
+
+    known_options: tuple[str, ...]  # the `spec.source` options it takes, for validation
+
+    def from_settings(self, settings: Any) -> DiscoveryAdapter: ...
+
+
+AdapterLookup = Callable[[str], Adapter]  # an adapter by its name (built once, with retries, by the daemon)
+
+
+class SafetyWindow(Protocol):
+    """Keeps the writes of a rolling window where every replica sees them, and refuses past the limits."""
+
+    def reserve(self, entry: Reservation, since: datetime, check: Callable[[Spend], str | None]) -> str | None: ...
+
+
+class RolloutStore(Protocol):
+    """Keeps where each target is in a desired version's rollout, and the version's hold."""
+
+    def progress(self, version: str) -> list[TargetProgress]: ...
+
+    def mark(self, version: str, progress: Sequence[TargetProgress]) -> None: ...
+
+    def hold(self, version: str) -> Hold | None: ...
+
+    def set_hold(self, hold: Hold) -> bool: ...
+
+    def release(self, version: str, actor: str, reason: str, now: datetime) -> int: ...
+
+
+class ApprovalDecisions(Protocol):
+    """What people decide about escalations (the API and the CLI record it; the next pass acts on it)."""
+
+    def decide(
+        self, approval_id: str, *, approve: bool, actor: str, comment: str | None, now: datetime, ttl: timedelta
+    ) -> Approval: ...
+
+
+class LeaseStore(Protocol):
+    """Shares the targets among replicas: heartbeats, leases, and one pass per target at a time."""
+
+    @property
+    def shared(self) -> bool: ...
+
+    def heartbeat(self, owner: str, now: datetime, ttl: timedelta) -> int: ...
+
+    def claim(self, owner: str, targets: Sequence[str], now: datetime, ttl: timedelta, replicas: int) -> set[str]: ...
+
+    def housekeeper(self, owner: str, now: datetime, ttl: timedelta) -> bool: ...
+
+    def dead_replicas(self, now: datetime, ttl: timedelta) -> list[str]: ...
+
+    def forget_replica(self, owner: str) -> None: ...
+
+    def exclusive(self, target: str) -> AbstractContextManager[bool]: ...
+
+
 class Clock(Protocol):
     """Tells the time, so that expiry can be tested."""
 
@@ -207,7 +272,11 @@ class FixedClock:
 
 
 __all__ = [
+    "Adapter",
+    "AdapterFactory",
+    "AdapterLookup",
     "Applier",
+    "ApprovalDecisions",
     "ApprovalStore",
     "BreakerStore",
     "BulkReader",
@@ -220,6 +289,9 @@ __all__ = [
     "FixedClock",
     "HistoryStore",
     "Journal",
+    "LeaseStore",
+    "RolloutStore",
+    "SafetyWindow",
     "Staged",
     "SystemClock",
     "Watcher",

@@ -135,6 +135,32 @@ class SafetySettings(BaseModel):
         "it and escalates: another writer is fighting it. Defaults to 3.",
     )
     flap_window_s: float = Field(3600.0, gt=0, description="The window of flap_threshold. Defaults to 3600.")
+    window_s: float = Field(
+        600.0,
+        gt=0,
+        le=7 * 86400,
+        description="In the daemon, the per-run limits hold over a rolling window of this many seconds across "
+        "all passes (and all replicas on PostgreSQL); a pass past a limit runs dry-run until the window allows "
+        "it. Defaults to 600.",
+    )
+
+
+class RolloutSettings(BaseModel):
+    """Progressive rollout of a new desired version in the daemon: its writes go in waves."""
+
+    bake_s: float = Field(
+        300.0,
+        ge=0,
+        le=7 * 86400,
+        description="Time after the last verified write of a wave before the next wave is written. Defaults to 300.",
+    )
+    check_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How long a replica trusts its view of a rollout's progress before reading it again from "
+        "history. Defaults to 5.",
+    )
 
 
 class BreakerSettings(BaseModel):
@@ -154,8 +180,8 @@ class BreakerSettings(BaseModel):
     )
 
 
-EventName = Literal["escalation", "failed_fix", "rollback", "breaker"]
-EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker")
+EventName = Literal["escalation", "failed_fix", "rollback", "breaker", "wave_held"]
+EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker", "wave_held")
 
 
 class WebhookSettings(BaseModel):
@@ -265,6 +291,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
 

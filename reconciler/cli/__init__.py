@@ -1,7 +1,7 @@
 """The operator interface: parses, calls, renders. Exit codes: 0 clean, 2 drift remains, 1 error.
 
 Shared options and helpers live here; the commands are in commands.py (passes and looks) and admin.py
-(approvals, breaker, exceptions, database)."""
+(approvals, breaker, exceptions, database) and rollout.py (the daemon's rollout of desired versions)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ approvals_app = typer.Typer(help="Escalated drift waiting for a person.", no_arg
 app.add_typer(approvals_app, name="approvals")
 breaker_app = typer.Typer(help="The circuit breaker on remediation.", no_args_is_help=True)
 app.add_typer(breaker_app, name="breaker")
+rollout_app = typer.Typer(help="The daemon's rollout of desired versions in waves.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
 exceptions_app = typer.Typer(
     help="Policy exceptions: acceptable drift with an owner and an expiry.", no_args_is_help=True
 )
@@ -91,4 +93,4 @@ if __name__ == "__main__":
 
 
 # The commands register themselves on the apps above.
-from reconciler.cli import admin, commands  # noqa: E402, F401
+from reconciler.cli import admin, commands, rollout  # noqa: E402, F401

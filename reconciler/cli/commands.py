@@ -27,6 +27,7 @@ from reconciler.domain.paths import MISSING
 from reconciler.domain.run import Mode
 from reconciler.domain.values import render
 from reconciler.engine import explain
+from reconciler.engine.gate import Override
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.present import report, views
@@ -214,6 +215,11 @@ def history(
 def rollback(
     run_id: Annotated[str, typer.Argument(help="The run whose applied actions to undo, or one action's id.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone; change nothing.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write despite an open breaker, the guard or the dry-run switch.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why --force is needed (recorded).")] = None,
+    actor: ActorOpt = None,
     desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
     fmt: FormatOpt = "table",
@@ -221,16 +227,21 @@ def rollback(
     """Undo a run's applied actions (or a single action), newest first, only where live still holds what was
     written.
 
-    The rollback is itself a run (and can be rolled back). Exit code 0 when everything was undone,
-    1 when something was refused or failed.
+    Like every write, a rollback asks the safety gate: an open circuit breaker, an environment outside
+    RECONCILER_GUARD__APPLY_ENVIRONMENTS or the dry-run switch refuse it, unless `--force --reason "…"` is
+    given (recorded in history with the actor). The rollback is itself a run (and can be rolled back).
+    Exit code 0 when everything was undone, 1 when something was refused or failed.
     """
     check_format(fmt)
+    if force and not (reason or "").strip():
+        raise typer.BadParameter("--force needs --reason: why the gate may be overridden", param_hint="--reason")
+    override = Override(actor or getpass.getuser(), (reason or "").strip()) if force else None
     try:
         settings = load(desired, database_url)
         engine = daemon.build(settings).reconciler
         if not dry_run:
             undo.recover(engine)
-        result = undo.rollback(engine, run_id, dry_run=dry_run)
+        result = undo.rollback(engine, run_id, dry_run=dry_run, override=override)
     except ReconcilerError as exc:
         raise fail(exc) from None
     typer.echo(report.render_run(result, fmt, settings.hmac_key()))
@@ -257,7 +268,7 @@ def run(
         if port is not None:
             settings.http.port = port
         logs.configure(settings.log.level, settings.log.format)
-        code = daemon.Daemon(daemon.build(settings)).run()
+        code = daemon.Daemon(daemon.build(settings, daemon=True)).run()
     except ReconcilerError as exc:
         raise fail(exc) from None
     except OSError as exc:  # for example, the HTTP port is taken

@@ -18,7 +18,7 @@ from reconciler.domain.state import DesiredState
 from reconciler.domain.values import strict_equal
 from reconciler.engine.assess import Assessor
 from reconciler.errors import ConfigurationError, ReconcilerError
-from reconciler.remediate.executor import Adapter
+from reconciler.ports import Adapter
 
 
 @dataclass

@@ -33,14 +33,18 @@ class Guard:
             self._forced = forced
         self.mode()
 
+    def switched(self) -> str | None:
+        """Why the dry-run switch is on (a signal, the flag file), or None: it holds even a one-shot apply."""
+        if self._forced:
+            return "switched to dry-run by signal (SIGUSR2 switches back)"
+        if self.dry_run_file is not None and self.dry_run_file.exists():
+            return f"switched to dry-run: flag file {self.dry_run_file} exists"
+        return None
+
     def mode(self) -> Mode:
         """The global mode now: the configured one unless a signal or the flag file says dry-run."""
-        if self._forced:
-            mode, why = Mode.DRY_RUN, "switched by signal"
-        elif self.dry_run_file is not None and self.dry_run_file.exists():
-            mode, why = Mode.DRY_RUN, f"flag file {self.dry_run_file} exists"
-        else:
-            mode, why = self.configured, "configured"
+        switched = self.switched()
+        mode, why = (Mode.DRY_RUN, switched) if switched else (self.configured, "configured")
         with self._lock:
             if self._last is not None and self._last != (mode, why):
                 log.warning("mode switched", mode=mode.value, reason=why, previous=self._last[0].value)

@@ -243,6 +243,24 @@ class Metrics:
             ["environment"],
             registry=r,
         )
+        self.blast_radius = Counter(
+            "reconciler_blast_radius_refusals_total",
+            "Passes that had writes to make and ran dry-run because a blast-radius limit (of a run, or of the "
+            "daemon's rolling window) was reached, by environment.",
+            ["environment"],
+            registry=r,
+        )
+        self.waves_held = Gauge(
+            "reconciler_rollout_waves_held",
+            "1 while a failed write holds the later waves of the desired version in force, until it is released.",
+            registry=r,
+        )
+        self.rollout_holds = Counter(
+            "reconciler_rollout_holds_total",
+            "Desired-version rollouts whose later waves a failed write in this environment held.",
+            ["environment"],
+            registry=r,
+        )
         self.targets = Gauge("reconciler_targets", "Targets in the desired state.", ["environment"], registry=r)
         self.replicas = Gauge(
             "reconciler_replicas", "Daemons sharing the targets on this database (1 on SQLite).", registry=r
@@ -315,6 +333,8 @@ class Metrics:
                 self.actions.labels(environment, outcome)
             self.waves_stopped.labels(environment)
             self.flapping.labels(environment)
+            self.blast_radius.labels(environment)
+            self.rollout_holds.labels(environment)
 
     def set_desired_version(self, digest: str, git_commit: str | None) -> None:
         labels = (digest[:12], (git_commit or "")[:12])

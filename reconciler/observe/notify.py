@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     FAILED_FIX = "failed_fix"
     ROLLBACK = "rollback"
     BREAKER = "breaker"
+    WAVE_HELD = "wave_held"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
 from reconciler.domain.run import RunStatus
 from reconciler.domain.values import render, to_json
-from reconciler.engine.run import RunReport, TargetReport
+from reconciler.engine.outcome import PassOutcome, RunOutcome
 
 FORMATS = ("table", "json", "markdown")
 
@@ -50,7 +50,7 @@ def _action_dict(action: Action, key: bytes) -> dict[str, Any]:
     }
 
 
-def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
+def target_dict(report: PassOutcome, key: bytes) -> dict[str, Any]:
     actions = report.execution.actions if report.execution else []
     by_path = {a.pointer: a for a in actions if a.rollback_of is None}
     drift = []
@@ -86,7 +86,7 @@ def target_dict(report: TargetReport, key: bytes) -> dict[str, Any]:
     }
 
 
-def _layers(report: TargetReport, drift: Classified) -> list[dict[str, Any]] | None:
+def _layers(report: PassOutcome, drift: Classified) -> list[dict[str, Any]] | None:
     """For a layered source: every layer that sets the drifted key, the winner last; secrets redacted."""
     if report.layers is None:
         return None
@@ -124,7 +124,7 @@ def _action_words(drift: dict[str, Any]) -> str:
     return words
 
 
-def _left_alone(report: TargetReport, pointer: str) -> str:
+def _left_alone(report: PassOutcome, pointer: str) -> str:
     plan = report.plan
     if plan is None:
         return "none"
@@ -137,7 +137,7 @@ def _left_alone(report: TargetReport, pointer: str) -> str:
     return "none"
 
 
-def run_dict(report: RunReport, key: bytes) -> dict[str, Any]:
+def run_dict(report: RunOutcome, key: bytes) -> dict[str, Any]:
     return {
         "run_id": report.run_id,
         "kind": report.kind.value,
@@ -167,7 +167,7 @@ def _state_words(state: str) -> str:
     return {"dry_run": "would fix (dry run)", "verified": "fixed", "noop": "already fixed"}.get(state, state)
 
 
-def render_run(report: RunReport, fmt: str, key: bytes) -> str:
+def render_run(report: RunOutcome, fmt: str, key: bytes) -> str:
     data = run_dict(report, key)
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False)

@@ -11,18 +11,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import MISSING, get_in
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.values import strict_equal
 from reconciler.errors import ConflictError, ReconcilerError
-from reconciler.ports import Applier, Change, ChangeResult, DiscoveryAdapter, Journal
-
-
-class Adapter(DiscoveryAdapter, Applier, Protocol):
-    """An adapter that can both read and write."""
+from reconciler.ports import Adapter, Change, ChangeResult, Journal
 
 
 @dataclass

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from reconciler.domain.manifest import Target
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.values import Redacted
-from reconciler.ports import Journal
-from reconciler.remediate.executor import Adapter, Execution, execute, reverse_of
+from reconciler.ports import Adapter, Journal
+from reconciler.remediate.executor import Execution, execute, reverse_of
 
 
 @dataclass

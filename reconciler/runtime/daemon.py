@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -22,15 +23,15 @@ from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.engine.guard import Guard
-from reconciler.engine.run import Reconciler
+from reconciler.engine.rollout import Rollout
+from reconciler.engine.run import Reconciler, assemble
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
-from reconciler.observe.notify import EventKind, Notifier, Webhook
-from reconciler.ports import SystemClock, Watcher
+from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
+from reconciler.ports import Adapter, SystemClock, Watcher
 from reconciler.present.report import target_dict
 from reconciler.remediate import safety
-from reconciler.remediate.executor import Adapter
 from reconciler.runtime import undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.http import HttpServer
@@ -46,6 +47,8 @@ from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.leases import SqlLeaseStore
+from reconciler.store.rollouts import SqlRolloutStore
+from reconciler.store.window import SqlSafetyWindow
 
 log = logs.get_logger("reconciler.daemon")
 BATCH = 64  # passes that fell due together, taken by one worker at once
@@ -149,8 +152,17 @@ def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistor
     return SqlHistoryStore(engine, settings.hmac_key())
 
 
-def build(settings: Settings) -> Components:
-    """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine."""
+def build_rollout(
+    settings: Settings, store: SqlHistoryStore, metrics: Metrics, notify: Callable[[Event], None]
+) -> Rollout:
+    """The rollout of desired versions in waves, kept in the history database."""
+    r = settings.rollout
+    return Rollout(SqlRolloutStore(store.engine), SystemClock(), metrics, notify, bake_s=r.bake_s, check_s=r.check_s)
+
+
+def build(settings: Settings, *, daemon: bool = False) -> Components:
+    """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine. The daemon's
+    gate also holds the rolling blast-radius window and the rollout of new desired versions."""
     store = build_store(settings)
     approvals = SqlApprovalStore(store.engine)
     breaker = SqlBreakerStore(store.engine)
@@ -159,15 +171,21 @@ def build(settings: Settings) -> Components:
     metrics = Metrics(per_target=settings.metrics.per_target)
     adapters = Adapters(settings, metrics)
     notifier = build_notifier(settings)
-    engine = Reconciler(
+    clock = SystemClock()
+    rollout = None
+    if daemon:
+        r = settings.rollout
+        rollout = Rollout(
+            SqlRolloutStore(store.engine), clock, metrics, notifier.notify, bake_s=r.bake_s, check_s=r.check_s
+        )
+    engine = assemble(
         # Passes use the version in force without walking the folder each time; the refresh job
         # (RECONCILER_SCHEDULER__DESIRED_POLL_S) looks for edits and reloads.
         desired.loaded_state,
         store,
         adapters,
         metrics,
-        SystemClock(),
-        global_mode=settings.mode,
+        clock,
         hmac_key=settings.hmac_key(),
         secret_file_roots=settings.secrets.file_roots,
         guard=Guard(settings.mode, settings.guard.apply_environments, settings.guard.dry_run_file),
@@ -176,6 +194,8 @@ def build(settings: Settings) -> Components:
         breaker=breaker,
         error_budget=ErrorBudget(**settings.breaker.model_dump()),
         notify=notifier.notify,
+        window=SqlSafetyWindow(store.engine) if daemon else None,
+        rollout=rollout,
     )
     return Components(settings, adapters, store, approvals, breaker, desired, metrics, engine, notifier)
 
@@ -207,7 +227,7 @@ class Daemon:
         token = components.settings.http.api_token
         self.api = Api(
             version=self._version_info,
-            guard=components.reconciler.guard,
+            guard=components.reconciler.gate.guard,
             approvals=components.approvals,
             approval_ttl_s=components.settings.approvals.ttl_s,
             readiness=self.readiness,
@@ -271,7 +291,7 @@ class Daemon:
         state = self.c.desired.current()
         self._watch_exceptions(state)
         try:
-            self.c.reconciler.breaker_hold()  # the breaker gauge stays current in dry-run too
+            self.c.reconciler.gate.breaker_hold()  # the breaker gauge stays current in dry-run too
         except ReconcilerError as exc:
             log.warning("circuit breaker state unknown", error=str(exc))
         error = self.c.desired.last_error
@@ -335,11 +355,12 @@ class Daemon:
                 if not mine:  # another replica holds this target
                     self.queue.forget(name)
                     return
-                report = self.c.reconciler.reconcile([name], trigger="schedule", unchanged=unchanged)
-            target = report.targets[0]
-            self.api.record(target_dict(target, self.c.settings.hmac_key()))
-            if target.retry:
-                delay = self.queue.add_rate_limited(name)
+                outcome = self.c.reconciler.reconcile([name], trigger="schedule", unchanged=unchanged).targets[0]
+            self.api.record(target_dict(outcome, self.c.settings.hmac_key()))
+            # What happens next is decided here, from the outcome alone: a temporary error is retried with
+            # backoff (or when it said), anything else waits for its interval.
+            if outcome.retry:
+                delay = self.queue.add_rate_limited(name, outcome.requeue_after_s)
                 log.info("pass will be retried", target=name, delay_s=round(delay, 2))
             else:
                 self.queue.forget(name)
@@ -366,7 +387,7 @@ class Daemon:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        guard = self.c.reconciler.guard
+        guard = self.c.reconciler.gate.guard
         signal.signal(signal.SIGUSR1, lambda *_: guard.force_dry_run(True))
         signal.signal(signal.SIGUSR2, lambda *_: guard.force_dry_run(False))
         lock = engines.DaemonLock(self.c.settings.database_url)

@@ -18,8 +18,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.errors import TemporaryError
 from reconciler.observe import logging as logs
-from reconciler.ports import BulkReader, Capabilities, Change, Staged
-from reconciler.remediate.executor import Adapter
+from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged
 
 T = TypeVar("T")
 log = logs.get_logger("reconciler.retry")

@@ -5,17 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import Target
 from reconciler.domain.plan import Action, ActionState
-from reconciler.domain.run import Mode, RunKind, RunStatus
-from reconciler.engine import process
-from reconciler.engine.run import Reconciler, RunReport, TargetReport
+from reconciler.domain.run import RunKind, RunStatus
+from reconciler.engine import gate, process
+from reconciler.engine.gate import Override
+from reconciler.engine.outcome import PassOutcome, RunOutcome
+from reconciler.engine.run import Reconciler
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.remediate import recovery
 from reconciler.remediate import rollback as rollbacks
+from reconciler.remediate.executor import Execution
 
 log = logs.get_logger("reconciler.undo")
 
@@ -68,9 +72,12 @@ def recover(
     return settled
 
 
-def rollback(engine: Reconciler, undo: str, *, dry_run: bool, trigger: str = "cli") -> RunReport:
+def rollback(
+    engine: Reconciler, undo: str, *, dry_run: bool, trigger: str = "cli", override: Override | None = None
+) -> RunOutcome:
     """Undo what a run wrote, or one action of it (`undo` names either), as a new run; refuses (and says
-    why) where that cannot be done."""
+    why) where that cannot be done. Each target's writes ask the gate: the dry-run switch, an open breaker and
+    the apply-environment guard refuse them unless `override` says who overrides them and why."""
     only: Action | None = None
     if engine.store.run(undo) is None:
         found = engine.store.actions(action_id=undo)
@@ -84,55 +91,47 @@ def rollback(engine: Reconciler, undo: str, *, dry_run: bool, trigger: str = "cl
     engine.ensure_version(state)
     kind = RunKind.ROLLBACK
     run_id = engine.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run, owner=process.identity())
-    report = RunReport(run_id, kind, state.version.digest, [], recorded=True)
+    outcomes: list[PassOutcome] = []
+    refused: list[rollbacks.Refusal] = []
     with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
         try:
             originals = [only] if only is not None else engine.store.actions(of_run)
             plan = rollbacks.plan_rollback(originals, run_id=run_id, of_run=of_run, known_targets=set(state.targets))
-            report.refused = plan.refused
+            refused = plan.refused
             for name in plan.by_target:
-                report.targets.append(
-                    _rollback_target(engine, state.targets[name], plan.by_target[name], dry_run, run_id)
-                )
+                target = state.targets[name]
+                decision = gate.dry_run(gate.Hold.CONFIGURED) if dry_run else engine.gate.rollback(target, override)
+                outcomes.append(_rollback_target(engine, target, plan.by_target[name], decision, run_id))
         finally:
-            engine.store.finish_run(run_id, report.status if (report.targets or report.refused) else RunStatus.CLEAN)
-    return report
+            status = RunStatus.worst([o.status for o in outcomes] + ([RunStatus.FAILED] if refused else []))
+            engine.store.finish_run(run_id, status)
+    return RunOutcome(run_id, kind, state.version.digest, tuple(outcomes), tuple(refused), recorded=True)
 
 
 def _rollback_target(
-    engine: Reconciler, target: Target, reverse: list[Action], dry_run: bool, run_id: str
-) -> TargetReport:
-    mode = Mode.DRY_RUN if dry_run else Mode.APPLY
-    report = TargetReport(target, mode)
+    engine: Reconciler, target: Target, reverse: list[Action], decision: gate.ModeDecision, run_id: str
+) -> PassOutcome:
     started = time.perf_counter()
+    execution: Execution | None = None
+    error: str | None = None
+    refused = decision.held_by is not None and decision.held_by is not gate.Hold.CONFIGURED
     with logs.bound_contextvars(target=target.name):
         try:
             adapter = engine.adapters(target.spec.source.adapter)
-            report.execution = rollbacks.rollback(target, reverse, adapter, engine.store, dry_run=dry_run)
-            states = {a.state for a in report.execution.actions}
-            if report.execution.error or ActionState.FAILED in states:
-                report.status = RunStatus.FAILED
+            execution = rollbacks.rollback(target, reverse, adapter, engine.store, dry_run=not decision.writes)
+            states = {a.state for a in execution.actions}
+            if refused:
+                status, error = RunStatus.FAILED, decision.why
+            elif execution.error or ActionState.FAILED in states:
+                status, error = RunStatus.FAILED, execution.error
             elif ActionState.CONFLICT in states:
-                report.status = RunStatus.FAILED
-                report.error = "live no longer holds what the run wrote; refused where it differs"
-            elif dry_run:
-                report.status = RunStatus.DRIFT
+                status, error = RunStatus.FAILED, "live no longer holds what the run wrote; refused where it differs"
             else:
-                report.status = RunStatus.FIXED
-            report.error = report.error or report.execution.error
+                status = RunStatus.FIXED if decision.writes else RunStatus.DRIFT
         except ReconcilerError as exc:
-            report.status, report.error = RunStatus.FAILED, str(exc)
-        report.duration_s = time.perf_counter() - started
-        engine.store.record_pass(
-            run_id,
-            PassRecord(
-                target.name,
-                target.environment,
-                report.status,
-                error=report.error,
-                duration_s=report.duration_s,
-            ),
-            [],
-        )
-        log.info("rollback done", status=report.status.value, error=report.error)
-    return report
+            status, error = RunStatus.FAILED, str(exc)
+        duration_s = time.perf_counter() - started
+        record = PassRecord(target.name, target.environment, status, error=error, duration_s=duration_s)
+        engine.store.record_pass(run_id, replace(record, note=decision.why), [])
+        log.info("rollback done", status=status.value, error=error)
+    return PassOutcome(target, decision, status, execution=execution, error=error, duration_s=duration_s)

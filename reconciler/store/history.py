@@ -26,6 +26,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# Forward writes that reached live (or found the value already there): what counts towards flapping.
+COMMITTED = (ActionState.APPLIED, ActionState.VERIFIED, ActionState.ROLLED_BACK, ActionState.NOOP)
+
+
 class SqlHistoryStore(SqlStore):
     """History on any SQLAlchemy engine. Secret values arrive redacted or are redacted here with the key."""
 
@@ -177,17 +181,24 @@ class SqlHistoryStore(SqlStore):
 
     # -- reading -----------------------------------------------------------------------------------------
 
-    def recent_fixes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
-        """When each path of `target` was last fixed (verified forward writes, not rollbacks) since `since`."""
+    def recent_writes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
+        """When reconciler wrote each path of `target` since `since`: every committed forward write, however it
+        ended (verified; rolled back or failed after the write, by verification or a health gate; or a noop
+        because another writer got there first). A fight with another writer shows in all of them."""
         if not pointers:
             return {}
+        a = t.actions.c
+        committed = sa.or_(
+            a.state.in_([s.value for s in COMMITTED]),
+            (a.state == ActionState.FAILED.value) & (a.error.like("verify%") | a.error.like("health gate%")),
+        )
         rows = self._rows(
-            sa.select(t.actions.c.path, t.actions.c.updated_at).where(
-                t.actions.c.target == target,
-                t.actions.c.path.in_(list(pointers)),
-                t.actions.c.state == ActionState.VERIFIED.value,
-                t.actions.c.rollback_of.is_(None),
-                t.actions.c.updated_at >= since,
+            sa.select(a.path, a.updated_at).where(
+                a.target == target,
+                a.path.in_(list(pointers)),
+                committed,
+                a.rollback_of.is_(None),
+                a.updated_at >= since,
             )
         )
         found: dict[str, list[datetime]] = {}

@@ -180,3 +180,39 @@ leases = sa.Table(
     sa.Column("acquired_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
 )
+
+# The daemon's rolling blast-radius window: the writes each pass entered before making them.
+safety_window = sa.Table(
+    "safety_window",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False, index=True),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("wave", sa.Integer, nullable=False),
+    sa.Column("actions", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(200), nullable=True),
+)
+
+# Progressive rollout of each desired version: its hold, and where each target is.
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("held_wave", sa.Integer, nullable=True),  # every later wave is held
+    sa.Column("held_reason", sa.Text, nullable=True),
+    sa.Column("held_at", UtcDateTime, nullable=True),
+    sa.Column("released_by", sa.String(200), nullable=True),
+    sa.Column("released_at", UtcDateTime, nullable=True),
+    sa.Column("release_reason", sa.Text, nullable=True),
+)
+
+rollout_targets = sa.Table(
+    "rollout_targets",
+    metadata,
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(200), primary_key=True),
+    sa.Column("wave", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending, done, failed, released
+    sa.Column("at", UtcDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)

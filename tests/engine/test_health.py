@@ -14,8 +14,9 @@ import pytest
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.manifest import HealthSpec
 from reconciler.domain.run import Mode, RunStatus
+from reconciler.engine.guard import Guard
 from reconciler.engine.health import gate_for
-from reconciler.engine.run import Reconciler
+from reconciler.engine.run import assemble
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import SystemClock
@@ -74,8 +75,14 @@ def test_a_failing_health_gate_rolls_the_change_back(
     )
     service["status"] = 500
     source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
-        source.current, store, Adapters(settings), Metrics(), SystemClock(), global_mode=Mode.APPLY, hmac_key=HMAC_KEY
+    engine = assemble(
+        source.current,
+        store,
+        Adapters(settings),
+        Metrics(),
+        SystemClock(),
+        guard=Guard(Mode.APPLY, ["*"]),
+        hmac_key=HMAC_KEY,
     )
     report = engine.reconcile(["checkout-staging"]).targets[0]
     assert report.status is RunStatus.FAILED and report.execution is not None and report.execution.rolled_back
@@ -98,13 +105,13 @@ def test_an_automatic_rollback_is_notified(
     service["status"] = 500
     events: list[Event] = []
     source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
+    engine = assemble(
         source.current,
         store,
         Adapters(settings),
         Metrics(),
         SystemClock(),
-        global_mode=Mode.APPLY,
+        guard=Guard(Mode.APPLY, ["*"]),
         hmac_key=HMAC_KEY,
         notify=events.append,
     )

@@ -10,7 +10,8 @@ from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine import process
-from reconciler.engine.run import Reconciler
+from reconciler.engine.guard import Guard
+from reconciler.engine.run import assemble
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import SystemClock
 from reconciler.runtime import undo
@@ -52,13 +53,13 @@ def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHisto
         ]
     )
     store.record_actions([action(alive, "b", 1, 2).with_state(ActionState.STAGED)])
-    engine = Reconciler(
+    engine = assemble(
         lambda: state,
         store,
         lambda name: adapter,
         Metrics(),
         SystemClock(),  # type: ignore[arg-type,return-value]
-        global_mode=Mode.APPLY,
+        guard=Guard(Mode.APPLY, ["*"]),
         hmac_key=HMAC_KEY,
     )
     settled = {a.pointer: a.state.value for a in undo.recover(engine)}

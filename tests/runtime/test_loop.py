@@ -11,7 +11,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.engine.guard import Guard
-from reconciler.engine.run import Reconciler
+from reconciler.engine.run import Reconciler, assemble
 from reconciler.errors import DiscoveryError
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import FixedClock, SystemClock
@@ -39,14 +39,15 @@ def make(
     """A Reconciler over the example copy in apply mode, with the real file adapter unless told otherwise."""
     metrics = metrics or Metrics()
     source = DesiredSource(settings.desired_dir)
-    engine = Reconciler(
+    mode = options.pop("global_mode", Mode.APPLY)
+    engine = assemble(
         source.current,
         store,
         adapters or Adapters(settings),
         metrics,
         clock or FixedClock(at),
-        global_mode=options.pop("global_mode", Mode.APPLY),
         hmac_key=HMAC_KEY,
+        guard=options.pop("guard", None) or Guard(mode, ["*"]),
         **options,
     )
     return engine, metrics
@@ -94,13 +95,12 @@ def test_metrics_follow_passes(settings: Settings, store: SqlHistoryStore) -> No
 
 def test_a_crashing_adapter_fails_its_target_only(settings: Settings, store: SqlHistoryStore) -> None:
     """An unexpected exception in one target's pass is recorded as that target's failure; others go on."""
-    engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC))
 
     class Broken:
         def __getattr__(self, name: str) -> object:
             raise RuntimeError("boom")
 
-    engine.adapters = lambda name: Broken()  # type: ignore[assignment,return-value]
+    engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC), adapters=lambda name: Broken())
     report = engine.reconcile(mode=Mode.DRY_RUN)
     assert len(report.targets) == 3
     assert all("internal error: RuntimeError: boom" in (t.error or "") for t in report.targets)
@@ -110,7 +110,8 @@ def test_a_crashing_adapter_fails_its_target_only(settings: Settings, store: Sql
     def unbuildable(name: str) -> Any:
         raise RuntimeError("cannot build")
 
-    engine.adapters = unbuildable  # the run's bulk check meets it first: still one failure per target
+    # The run's bulk check meets it first: still one failure per target.
+    engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC), adapters=unbuildable)
     report = engine.reconcile(mode=Mode.DRY_RUN)
     assert [t.error for t in report.targets] == ["internal error: RuntimeError: cannot build"] * 3
 
@@ -229,7 +230,7 @@ def test_a_writer_that_keeps_changing_a_path_back_is_escalated(
     third = engine.reconcile(["checkout-staging"]).targets[0]
     classes = {c.item.pointer: (c.class_.value, c.decided_by) for c in third.classified}
     assert classes["/FEATURE_FAST_PAY"] == ("escalate", "flapping")
-    assert "fixed 2 times" in next(c.reason for c in third.classified if c.item.pointer == "/FEATURE_FAST_PAY")
+    assert "written 2 times" in next(c.reason for c in third.classified if c.item.pointer == "/FEATURE_FAST_PAY")
     assert "FEATURE_FAST_PAY=true" in live.read_text()
     assert 'reconciler_flapping_total{environment="staging"} 1.0' in metrics.render()[0].decode()
 
@@ -324,7 +325,7 @@ def test_an_adapter_that_times_out_is_retried_within_the_pass(
     assert 'reconciler_adapter_retries_total{adapter="file"} 4.0' in metrics.render()[0].decode()  # read, verify
     inner.calls.clear()
     give_up = RetryingAdapter("file", inner, attempts=2, initial_s=0.001, max_s=0.01)
-    engine.adapters = lambda name: give_up  # type: ignore[assignment,return-value]
+    engine, _ = make(settings, store, adapters=lambda name: give_up, clock=SystemClock(), metrics=metrics)
     failed = engine.reconcile(["payments-api-prod"]).targets[0]
     assert failed.status is RunStatus.FAILED and failed.retry and "timed out" in (failed.error or "")
 

@@ -1,0 +1,188 @@
+"""The effects of a pass, recorded by observers of its outcome: history, metrics, notifications, rollout
+progress. The steps of a pass only return values; everything a pass leaves behind is written here, once."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from reconciler.domain.approval import ApprovalState
+from reconciler.domain.history import PassRecord
+from reconciler.domain.manifest import DriftClass
+from reconciler.domain.plan import ActionState
+from reconciler.domain.rollout import Progress
+from reconciler.domain.run import RunKind, RunStatus
+from reconciler.domain.state import DesiredState
+from reconciler.engine import process
+from reconciler.engine.gate import Hold
+from reconciler.engine.outcome import PassOutcome
+from reconciler.engine.rollout import Rollout
+from reconciler.observe import logging as logs
+from reconciler.observe.metrics import Metrics
+from reconciler.observe.notify import Event, EventKind
+from reconciler.ports import Clock, HistoryStore
+
+log = logs.get_logger("reconciler.effects")
+_ids = random.Random()  # noqa: S311 - ids, not secrets; seeded from os.urandom once per process
+
+
+class RunRecord:
+    """A run's row in history, written on first need, so that passes with nothing new leave no trace."""
+
+    def __init__(self, store: HistoryStore, kind: RunKind, trigger: str, version: str) -> None:
+        # A version-4 UUID from the process's PRNG: run ids identify, they guard nothing, and one is made for
+        # every pass (most leave no trace), where uuid4()'s read of os.urandom showed in profiles.
+        self.id = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+        self.kind = kind
+        self._args = (store, trigger, version)
+        self.started = False
+
+    def ensure(self) -> str:
+        if not self.started:
+            store, trigger, version = self._args
+            store.start_run(self.kind, trigger, version, run_id=self.id, owner=process.identity())
+            self.started = True
+        return self.id
+
+
+class Observer(Protocol):
+    """Records one kind of effect of a pass."""
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None: ...
+
+
+class History:
+    """Every pass that found something new, with its drift, in the history store (the journal has its actions)."""
+
+    def __init__(self, store: HistoryStore) -> None:
+        self.store = store
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
+        if outcome.unchanged:
+            return
+        target = outcome.target
+        record = PassRecord(
+            target=target.name,
+            environment=target.environment,
+            status=outcome.status,
+            drift_count=len(outcome.classified),
+            drift_percent=outcome.comparison.drift_percent if outcome.comparison else 0.0,
+            observed_fingerprint=outcome.fingerprint,
+            error=outcome.error,
+            duration_s=outcome.duration_s,
+            note=outcome.note,
+        )
+        self.store.record_pass(run.ensure(), record, outcome.classified)
+
+
+class MetricsEffect:
+    """Pass results, drift by class and its age, actions, flapping, pending approvals, last success."""
+
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self._drift_since: dict[str, float] = {}  # target -> when its current open drift was first seen
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
+        target, metrics, states = outcome.target, self.metrics, self.metrics.target_states
+        result = "unchanged" if outcome.unchanged else outcome.status.value
+        metrics.pass_done(target.environment, result, outcome.duration_s)
+        if outcome.status is not RunStatus.FAILED:
+            states.update(target.name, last_success=self.clock.now().timestamp())
+        if outcome.unchanged:
+            return
+        if outcome.approvals:
+            pending = sum(1 for a in outcome.approvals.values() if a.state is ApprovalState.PENDING)
+            states.update(target.name, pending=pending)
+        for _ in outcome.flapped:
+            metrics.flapping.labels(target.environment).inc()
+        if outcome.status is not RunStatus.FAILED:
+            counts = {c.value: 0 for c in DriftClass}
+            for c in outcome.classified:
+                counts[c.class_.value] += 1
+            if counts[DriftClass.REVERSIBLE.value] or counts[DriftClass.ESCALATE.value]:
+                since = self._drift_since.setdefault(target.name, self.clock.now().timestamp())
+            else:
+                self._drift_since.pop(target.name, None)
+                since = 0.0
+            states.update(target.name, drift=counts, open_since=since)
+        if outcome.execution:
+            for action in outcome.execution.actions:
+                metrics.actions.labels(target.environment, action.state.value).inc()
+
+
+class Notifications:
+    """New escalations (once per drift: an approval is raised once), failed fixes and automatic rollbacks.
+    Payloads name targets, paths and reasons, never values."""
+
+    def __init__(self, notify: Callable[[Event], None]) -> None:
+        self.notify = notify
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
+        target = outcome.target
+        for approval in outcome.new_escalations:
+            log.warning(
+                "escalation awaits approval", approval=approval.id, path=approval.pointer, reason=approval.reason
+            )
+            self.notify(
+                Event(
+                    EventKind.ESCALATION,
+                    f"{target.name}:{approval.pointer}",
+                    f"{target.name}: {approval.pointer} needs a person: {approval.reason}",
+                    {
+                        "target": target.name,
+                        "environment": target.environment,
+                        "path": approval.pointer,
+                        "reason": approval.reason,
+                        "approval": approval.id,
+                    },
+                )
+            )
+        failed = outcome.failed_write
+        if failed is None:
+            return
+        rolled_back = outcome.execution is not None and outcome.execution.rolled_back
+        self.notify(
+            Event(
+                EventKind.ROLLBACK if rolled_back else EventKind.FAILED_FIX,
+                f"{run.id}:{target.name}",
+                f"{target.name}: " + ("change rolled back" if rolled_back else "fix failed"),
+                {"target": target.name, "environment": target.environment, "run": run.id, "error": failed},
+            )
+        )
+
+
+class RolloutProgress:
+    """Where each target is in the rollout of the desired version (the daemon's apply passes): done when it has
+    nothing left to write (or never writes: its own mode, the guard), pending while a hold or a conflict keeps
+    its writes back, failed when a write failed or was rolled back."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self.rollout = rollout
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
+        held_by = outcome.decision.held_by
+        if outcome.unchanged or held_by in (Hold.CONFIGURED, Hold.SWITCH) or outcome.plan is None:
+            return  # nothing new, no rollout going on, or live could not be read
+        to_write = bool(outcome.plan.actions)
+        if held_by is not None and not held_by.lasting and to_write:
+            self.rollout.record(state, outcome.target, Progress.PENDING, error=outcome.note)
+        elif (failed := outcome.failed_write) is not None:
+            self.rollout.record(state, outcome.target, Progress.FAILED, error=failed)
+        elif outcome.execution is not None and any(a.state is ActionState.CONFLICT for a in outcome.execution.actions):
+            self.rollout.record(state, outcome.target, Progress.PENDING, error="conflict: the next pass plans again")
+        else:
+            self.rollout.record(state, outcome.target, Progress.DONE, wrote=outcome.wrote)
+
+
+class Effects:
+    """The observers of every pass, in order: history first (what a crash must not lose), then the rest."""
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self.observers = tuple(observers)
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
+        for observer in self.observers:
+            observer.pass_done(outcome, run, state)

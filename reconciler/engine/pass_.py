@@ -1,0 +1,198 @@
+"""One level-based pass over one target, top to bottom: read → compare → classify (assess) → decide → plan →
+gate → execute. It never trusts whatever woke it; it always looks again. Its result is a frozen PassOutcome;
+what it leaves behind (history, metrics, notifications) is written by the observers in effects.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from reconciler.domain.approval import Approval
+from reconciler.domain.manifest import DriftClass, Target
+from reconciler.domain.plan import ActionState
+from reconciler.domain.run import RunStatus
+from reconciler.domain.state import DesiredState
+from reconciler.engine import decide, health
+from reconciler.engine.assess import Assessment, Assessor
+from reconciler.engine.effects import RunRecord
+from reconciler.engine.gate import Gate, ModeDecision
+from reconciler.engine.outcome import PassOutcome
+from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.observe import logging as logs
+from reconciler.ports import AdapterLookup, ApprovalStore, Clock, HistoryStore
+from reconciler.remediate import planner, safety
+from reconciler.remediate.executor import Execution, execute
+
+log = logs.get_logger("reconciler.pass")
+
+
+@dataclass(frozen=True, slots=True)
+class PassDeps:
+    """What every pass needs, built once."""
+
+    store: HistoryStore
+    adapters: AdapterLookup
+    assessor: Assessor
+    gate: Gate
+    clock: Clock
+    limits: safety.Limits
+    approvals: ApprovalStore | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PassContext:
+    """What a pass shares with the other passes of its run."""
+
+    state: DesiredState
+    run: RunRecord
+    decision: ModeDecision  # the run's
+    budget: safety.Budget
+    last_status: dict[str, RunStatus]  # each target's status at its last full pass, for unchanged passes
+
+
+def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchanged: bool = False) -> PassOutcome:
+    """One pass; a failure is this target's outcome and never reaches the caller."""
+    decision = deps.gate.target(ctx.decision, target)
+    started = time.perf_counter()
+    with logs.bound_contextvars(target=target.name, environment=target.environment):
+        try:
+            outcome = _look_and_act(deps, ctx, target, decision, known_unchanged)
+        except ReconcilerError as exc:
+            log.warning("pass failed", error=str(exc), error_type=type(exc).__name__)
+            temporary = isinstance(exc, TemporaryError)
+            delay = exc.delay_s if isinstance(exc, TemporaryError) else None
+            outcome = PassOutcome(target, decision, RunStatus.FAILED, error=str(exc), retry=temporary)
+            outcome = replace(outcome, requeue_after_s=delay)
+        except Exception as exc:  # a bug must not take the daemon down; it is a failed pass
+            log.exception("pass crashed")
+            outcome = PassOutcome(
+                target, decision, RunStatus.FAILED, error=f"internal error: {type(exc).__name__}: {exc}"
+            )
+        if outcome.status is RunStatus.FAILED:
+            deps.assessor.forget(target.name)
+        return replace(outcome, duration_s=time.perf_counter() - started)
+
+
+def _look_and_act(
+    deps: PassDeps, ctx: PassContext, target: Target, decision: ModeDecision, known_unchanged: bool
+) -> PassOutcome:
+    adapter = deps.adapters(target.spec.source.adapter)
+    now = deps.clock.now()
+    seen = deps.assessor.remembered(target.name, ctx.state, decision.mode, now) if known_unchanged else None
+    seen = seen or deps.assessor.assess(ctx.state, target, adapter, decision.mode, now)
+    fingerprint, layers = seen.observed.fingerprint, seen.observed.layers
+    if seen.unchanged:
+        status = ctx.last_status.get(target.name, RunStatus.CLEAN)
+        classified = tuple(seen.classified)
+        return PassOutcome(
+            target,
+            decision,
+            status,
+            seen.comparison,
+            classified,
+            unchanged=True,
+            fingerprint=fingerprint,
+            layers=layers,
+        )
+    decided = decide.decide(
+        target,
+        seen.classified,
+        writable=adapter.capabilities.write,
+        unwritable=seen.observed.unwritable,
+        store=deps.store,
+        limits=deps.limits,
+        now=now,
+    )
+    approvals, created = _sync_approvals(deps, ctx, target, decided)
+    assert seen.desired is not None  # a full assessment carries the normalised desired document
+    plan = planner.plan(
+        target,
+        decided.classified,
+        seen.desired,
+        seen.observed.document,
+        run_id=ctx.run.id,
+        desired_version=ctx.state.version.digest,
+        approvals={p: a for p, a in approvals.items() if p not in decided.unfixable},
+    )
+    decision = deps.gate.admit(decision, ctx.state, target, len(plan.actions), ctx.budget)
+    if plan.actions:
+        ctx.run.ensure()  # the journal's rows point at the run
+    execution = execute(
+        target, plan.actions, adapter, deps.store, dry_run=not decision.writes, gate=health.gate_for(target.spec.health)
+    )
+    _mark_used(deps, plan, execution)
+    status = _status(plan, execution)
+    outcome = PassOutcome(
+        target,
+        decision,
+        status,
+        seen.comparison,
+        decided.classified,
+        plan,
+        execution,
+        error=execution.error,
+        approvals=approvals,
+        new_escalations=tuple(created),
+        flapped=decided.flapped,
+        fingerprint=fingerprint,
+        layers=layers,
+    )
+    _remember(deps, ctx, seen._replace(classified=list(decided.classified)), outcome)
+    log.info(
+        "pass done",
+        status=status.value,
+        drift=len(seen.comparison.items),
+        drift_percent=round(seen.comparison.drift_percent, 2),
+        actions=len(plan.actions),
+        escalations=len(plan.escalations),
+    )
+    return outcome
+
+
+def _sync_approvals(
+    deps: PassDeps, ctx: PassContext, target: Target, decided: decide.Decided
+) -> tuple[Mapping[str, Approval], list[Approval]]:
+    """One pending approval per escalated drift that an approval could let through, raised once; the
+    target's approvals by pointer, and the ones raised now."""
+    if deps.approvals is None:
+        return {}, []
+    escalations = [
+        c for c in decided.classified if c.class_ is DriftClass.ESCALATE and c.item.pointer not in decided.unfixable
+    ]
+    return deps.approvals.sync(target.name, target.environment, escalations, ctx.run.id, deps.clock.now())
+
+
+def _mark_used(deps: PassDeps, plan: planner.TargetPlan, execution: Execution) -> None:
+    """An approval is used once the change it let through is in live."""
+    if deps.approvals is None or not plan.approved:
+        return
+    done = (ActionState.VERIFIED, ActionState.NOOP)
+    used = [(plan.approved[a.id], a.id) for a in execution.actions if a.id in plan.approved and a.state in done]
+    deps.approvals.mark_used(used)
+
+
+def _remember(deps: PassDeps, ctx: PassContext, seen: Assessment, outcome: PassOutcome) -> None:
+    """Keep the assessment for the next pass if it stands for what live holds now in this mode."""
+    name = outcome.target.name
+    if outcome.wrote or outcome.mode is not seen.key[2]:
+        # Live changed under us, or a hold turned the pass to dry-run and its fixes are still to do: look again.
+        deps.assessor.forget(name)
+    elif outcome.status is not RunStatus.FAILED:
+        deps.assessor.remember(name, seen)
+        ctx.last_status[name] = outcome.status
+
+
+def _status(plan: planner.TargetPlan, execution: Execution) -> RunStatus:
+    if execution.error or execution.rolled_back:
+        return RunStatus.FAILED
+    unresolved = (
+        plan.escalations
+        or plan.unpruned
+        or any(a.state in (ActionState.CONFLICT, ActionState.DRY_RUN) for a in execution.actions)
+    )
+    if unresolved:
+        return RunStatus.DRIFT
+    if any(a.state is ActionState.VERIFIED for a in execution.actions):
+        return RunStatus.FIXED
+    return RunStatus.CLEAN
