@@ -5,52 +5,20 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.file import FileAdapter
-from reconciler.desired.source import DesiredSource
 from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.engine.guard import Guard
-from reconciler.engine.run import Reconciler, assemble
 from reconciler.errors import DiscoveryError
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import FixedClock, SystemClock
+from reconciler.ports import SystemClock
 from reconciler.remediate.safety import Limits
-from reconciler.runtime.daemon import Adapters
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import FileSettings, Settings
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
-from tests.conftest import HMAC_KEY
-
-NOW = datetime(2026, 11, 22, tzinfo=UTC)
-
-
-def make(
-    settings: Settings,
-    store: SqlHistoryStore,
-    at: datetime = NOW,
-    *,
-    adapters: Any = None,
-    clock: Any = None,
-    metrics: Metrics | None = None,
-    **options: Any,
-) -> tuple[Reconciler, Metrics]:
-    """A Reconciler over the example copy in apply mode, with the real file adapter unless told otherwise."""
-    metrics = metrics or Metrics()
-    source = DesiredSource(settings.desired_dir)
-    mode = options.pop("global_mode", Mode.APPLY)
-    engine = assemble(
-        source.current,
-        store,
-        adapters or Adapters(settings),
-        metrics,
-        clock or FixedClock(at),
-        hmac_key=HMAC_KEY,
-        guard=options.pop("guard", None) or Guard(mode, ["*"]),
-        **options,
-    )
-    return engine, metrics
+from tests.engine.helpers import MovableClock, make
 
 
 def test_an_expired_exception_lets_the_fix_happen(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
@@ -114,14 +82,6 @@ def test_a_crashing_adapter_fails_its_target_only(settings: Settings, store: Sql
     engine, _ = make(settings, store, datetime(2026, 11, 22, tzinfo=UTC), adapters=unbuildable)
     report = engine.reconcile(mode=Mode.DRY_RUN)
     assert [t.error for t in report.targets] == ["internal error: RuntimeError: cannot build"] * 3
-
-
-class MovableClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
 
 
 def test_unchanged_targets_cost_nothing_and_record_nothing(

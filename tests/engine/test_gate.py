@@ -1,0 +1,186 @@
+"""The one safety gate: the daemon's rolling window, the rollout of a desired version in waves, rollback and
+apply under the guards. Every test runs on SQLite and PostgreSQL: the window and the rollout live in history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.domain.breaker import Breaker, BreakerState
+from reconciler.domain.rollout import Progress
+from reconciler.domain.run import Mode, RunStatus
+from reconciler.engine.gate import Hold, Override
+from reconciler.engine.guard import Guard
+from reconciler.engine.rollout import Rollout
+from reconciler.observe.metrics import Metrics
+from reconciler.observe.notify import Event, EventKind
+from reconciler.remediate.safety import Limits
+from reconciler.runtime import undo
+from reconciler.settings import Settings
+from reconciler.store.breakers import SqlBreakerStore
+from reconciler.store.history import SqlHistoryStore
+from reconciler.store.rollouts import SqlRolloutStore
+from reconciler.store.window import SqlSafetyWindow
+from tests.engine.helpers import MovableClock, make
+from tests.runtime.test_loop import Forgetful
+
+runner = CliRunner()
+START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+STAGING, PROD = "checkout-staging", "payments-api-prod"  # the example's two targets with reversible drift
+
+
+def test_the_window_holds_the_blast_radius_across_passes_and_processes(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """In the daemon every pass is a run of its own; the rolling window still limits what they write together,
+    a second process (a replica) sees the same window, and the held pass is written once the window allows."""
+    clock = MovableClock(START)
+    limits = Limits(max_targets_per_run=1, window_s=600)
+    engine, metrics = make(settings, store, clock=clock, limits=limits, window=SqlSafetyWindow(store.engine))
+    assert engine.reconcile([STAGING]).targets[0].status is RunStatus.FIXED
+    held = engine.reconcile([PROD]).targets[0]
+    assert held.mode is Mode.DRY_RUN and held.decision.held_by is Hold.BLAST_RADIUS
+    assert held.note == "blast radius: 1 targets written in the last 600s, max_targets_per_run 1"
+    assert "log_level: DEBUG" in (example / "live" / "payments-api" / "prod" / "config.yaml").read_text()
+    assert 'reconciler_blast_radius_refusals_total{environment="prod"} 1.0' in metrics.render()[0].decode()
+    replica, _ = make(settings, store, clock=clock, limits=limits, window=SqlSafetyWindow(store.engine))
+    assert replica.reconcile([PROD]).targets[0].decision.held_by is Hold.BLAST_RADIUS
+    clock.at = START + timedelta(seconds=601)
+    written = replica.reconcile([PROD]).targets[0]
+    assert written.mode is Mode.APPLY and written.status is RunStatus.DRIFT  # the escalation is left alone
+    assert "log_level: INFO" in (example / "live" / "payments-api" / "prod" / "config.yaml").read_text()
+
+
+def test_a_one_shot_run_keeps_its_own_budget_without_a_window(settings: Settings, store: SqlHistoryStore) -> None:
+    """`reconciler apply` (no window) is limited per run: two runs of one target each both write."""
+    engine, _ = make(settings, store, limits=Limits(max_targets_per_run=1))
+    assert engine.reconcile([STAGING]).targets[0].status is RunStatus.FIXED
+    assert engine.reconcile([PROD]).targets[0].mode is Mode.APPLY
+
+
+def rollout_engine(
+    settings: Settings, store: SqlHistoryStore, clock: MovableClock, events: list[Event], **options: object
+) -> tuple[object, Rollout]:
+    rollout = Rollout(SqlRolloutStore(store.engine), clock, Metrics(), events.append, bake_s=300, check_s=0.001)
+    engine, _ = make(settings, store, clock=clock, rollout=rollout, notify=events.append, **options)
+    return engine, rollout
+
+
+def test_a_new_desired_version_goes_in_waves_with_a_bake_time(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """Prod is not written before staging is verified and the bake time has passed; then it is."""
+    clock, events = MovableClock(START), []
+    engine, rollout = rollout_engine(settings, store, clock, events)
+    early = engine.reconcile([PROD]).targets[0]  # staging has not been passed under this version yet
+    assert early.decision.held_by is Hold.ROLLOUT
+    assert (early.note or "").startswith("wave 4 waits: 2 target(s) of earlier waves not yet verified")
+    assert engine.reconcile([STAGING, "payments-api-staging"]).status is RunStatus.FIXED
+    baking = engine.reconcile([PROD]).targets[0]
+    assert baking.decision.held_by is Hold.ROLLOUT and (baking.note or "").startswith("wave 4 bakes until")
+    clock.at = START + timedelta(seconds=301)
+    assert engine.reconcile([PROD]).targets[0].mode is Mode.APPLY
+    state = engine.desired()
+    assert [(w.wave, w.done, w.open) for w in rollout.status(state)] == [(2, 2, True), (4, 1, True)]
+
+
+def test_a_failed_wave_holds_the_later_ones_until_released(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """A rolled-back write in staging holds prod for that version, says so once, and a release lets it go."""
+    clock, events = MovableClock(START), []
+    engine, _ = rollout_engine(settings, store, clock, events, adapters=lambda name: Forgetful(settings.file))
+    failed = engine.reconcile([STAGING]).targets[0]
+    assert failed.status is RunStatus.FAILED and failed.execution is not None and failed.execution.rolled_back
+    clock.at = START + timedelta(hours=2)
+    held = engine.reconcile([PROD, "payments-api-staging"]).targets
+    prod = next(t for t in held if t.target.name == PROD)
+    assert prod.decision.held_by is Hold.ROLLOUT and (prod.note or "").startswith("wave held: checkout-staging")
+    assert [e.kind for e in events].count(EventKind.WAVE_HELD) == 1
+    assert "false" not in str(events[-1].payload()).lower()  # no value in the payload
+    version = engine.desired().version.digest
+    url = ["--database-url", store.engine.url.render_as_string(hide_password=False)]
+    result = runner.invoke(app, ["rollout", "status", *url])
+    assert result.exit_code == 2 and "wave held" in result.output, result.output
+    released = runner.invoke(app, ["rollout", "release", version[:12], "--reason", "staging flake", *url])
+    assert released.exit_code == 0, released.output
+    progress = {p.target: p.state for p in SqlRolloutStore(store.engine).progress(version)}
+    assert progress[STAGING] is Progress.RELEASED
+    assert engine.reconcile([PROD]).targets[0].mode is Mode.APPLY
+
+
+def test_drift_on_a_rolled_out_version_is_fixed_without_waiting(settings: Settings, store: SqlHistoryStore) -> None:
+    """Once every wave is open, a hand edit in prod is fixed at once (within the limits), as before."""
+    clock, events = MovableClock(START), []
+    engine, _ = rollout_engine(settings, store, clock, events)
+    engine.reconcile()
+    clock.at = START + timedelta(seconds=301)
+    assert engine.reconcile([PROD]).targets[0].mode is Mode.APPLY
+    clock.at = START + timedelta(seconds=302)
+    again = engine.reconcile([STAGING]).targets[0]
+    assert again.mode is Mode.APPLY and again.decision.held_by is None
+
+
+def test_rollback_asks_the_gate(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """Rollback is refused under an open breaker and outside the apply environments; --force --reason
+    overrides, and history records who and why."""
+    engine, _ = make(settings, store)
+    applied = engine.reconcile([STAGING])
+    live = example / "live" / "checkout" / "staging.env"
+    assert "FEATURE_FAST_PAY=false" in live.read_text()
+    guarded, _ = make(settings, store, guard=Guard(Mode.APPLY, ["dev"]))
+    refused = undo.rollback(guarded, applied.run_id, dry_run=False)
+    assert refused.status is RunStatus.FAILED and "FEATURE_FAST_PAY=false" in live.read_text()
+    assert "rollback refused: apply is not allowed in environment staging" in (refused.targets[0].error or "")
+    breaker = SqlBreakerStore(store.engine)
+    now = datetime.now(UTC)
+    breaker.set(Breaker(BreakerState.OPEN, "change freeze", now, None, "alice"), now)
+    frozen, _ = make(settings, store, breaker=breaker)
+    refused = undo.rollback(frozen, applied.run_id, dry_run=False)
+    assert "rollback refused: circuit breaker open" in (refused.targets[0].error or "")
+    assert refused.targets[0].decision.held_by is Hold.BREAKER and "FEATURE_FAST_PAY=false" in live.read_text()
+    forced = undo.rollback(frozen, applied.run_id, dry_run=False, override=Override("bob", "INC-9: undo now"))
+    assert forced.status is RunStatus.FIXED and "FEATURE_FAST_PAY=true" in live.read_text()
+    (record,) = store.passes(forced.run_id)
+    assert (record.note or "").startswith("forced by bob: INC-9: undo now (overrode: circuit breaker open")
+
+
+def test_rollback_from_the_cli_is_refused_by_the_switch_and_forced_with_a_reason(
+    settings: Settings, example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dry-run switch refuses `reconciler rollback`; --force needs --reason."""
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    applied = runner.invoke(app, ["apply", "--format", "json", "--target", STAGING])
+    assert applied.exit_code == 0, applied.output
+    run_id = json.loads(applied.stdout)["run_id"]
+    flag = tmp_path / "freeze"
+    flag.touch()
+    monkeypatch.setenv("RECONCILER_GUARD__DRY_RUN_FILE", str(flag))
+    refused = runner.invoke(app, ["rollback", run_id])
+    assert refused.exit_code == 1 and "rollback refused: switched to dry-run: flag file" in refused.output
+    unexplained = runner.invoke(app, ["rollback", run_id, "--force"])  # a usage error (the entry point exits 1)
+    assert unexplained.exit_code != 0 and "--force needs --reason" in unexplained.output
+    forced = runner.invoke(app, ["rollback", run_id, "--force", "--reason", "INC-1", "--actor", "carol"])
+    assert forced.exit_code == 0, forced.output
+    assert "FEATURE_FAST_PAY=true" in (example / "live" / "checkout" / "staging.env").read_text()
+
+
+def test_one_shot_apply_honours_the_dry_run_switch(
+    settings: Settings, example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the flag file exists, `reconciler apply` writes nothing and says why."""
+    flag = tmp_path / "freeze"
+    flag.touch()
+    monkeypatch.setenv("RECONCILER_GUARD__DRY_RUN_FILE", str(flag))
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["apply", "--format", "json"])
+    assert result.exit_code == 2, result.output
+    data = json.loads(result.stdout)
+    assert {t["mode"] for t in data["targets"]} == {"dry-run"}
+    assert all("flag file" in (t["note"] or "") for t in data["targets"])
+    assert "FEATURE_FAST_PAY=true" in (example / "live" / "checkout" / "staging.env").read_text()
