@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.domain.manifest import Target
-from reconciler.domain.paths import MISSING, KeyPath, get_in, set_in, to_pointer
-from reconciler.domain.values import strict_equal
+from reconciler.domain.paths import KeyPath, get_in, set_in, to_pointer
+from reconciler.domain.values import holds
 from reconciler.errors import ApplyError, ConfigurationError
 from reconciler.ports import Change, ChangeResult
 from reconciler.settings import Settings
@@ -129,10 +129,10 @@ def apply_changes(
     messages: list[str] = []
     for change in changes:
         live = get_in(current, change.path, list_keys)
-        if same(live, change.after):
+        if holds(live, change.after):
             results.append(ChangeResult.NOOP)
             messages.append("live already holds the new value")
-        elif same(live, change.before):
+        elif holds(live, change.before):
             try:
                 set_in(updated, change.path, change.after, list_keys)
             except ValueError as exc:
@@ -143,13 +143,6 @@ def apply_changes(
             results.append(ChangeResult.CONFLICT)
             messages.append("live holds neither the expected value nor the new one")
     return updated, results, messages
-
-
-def same(live: Any, value: Any) -> bool:
-    """Whether a live value equals a change's value; MISSING only equals MISSING."""
-    if live is MISSING or value is MISSING:
-        return live is value
-    return strict_equal(live, value)
 
 
 def flat_strings(target: Target, desired: dict[str, Any], what: str) -> dict[str, Any]:

@@ -32,11 +32,12 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reconciler.adapters.common import Credentials, Options, apply_changes, same, scalar_string
+from reconciler.adapters.common import Credentials, Options, apply_changes, scalar_string
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.paths import MISSING
+from reconciler.domain.values import holds
 from reconciler.errors import AccessDenied, ApplyError, ConflictError, DiscoveryError
 from reconciler.ports import Capabilities, Change, ChangeResult, Staged
 from reconciler.settings import Settings
@@ -181,7 +182,7 @@ class RedisConfigAdapter(_RedisBase):
         with self._errors(server, ApplyError):
             live = client.config_get("*")
             for name, change in writes.items():
-                if not same(_config_value(name, live.get(name, "")), change.before):
+                if not holds(_config_value(name, live.get(name, "")), change.before):
                     raise ConflictError(f"{server}: {name} was changed by another writer while staged")
             # One CONFIG SET of several parameters is applied all or nothing (Redis 7).
             client.execute_command("CONFIG", "SET", *[x for name, c in writes.items() for x in (name, c.after)])
@@ -270,7 +271,7 @@ class RedisKeysAdapter(_RedisBase):
                 pipe.multi()
                 for name in sorted({*current, *updated}):
                     before, after = current.get(name, MISSING), updated.get(name, MISSING)
-                    if same(before, after):
+                    if holds(before, after):
                         continue
                     key = prefix + name
                     if after is MISSING or (isinstance(before, dict) != isinstance(after, dict)):

@@ -109,6 +109,14 @@ class Redacted:
         return str(self)
 
 
+def holds(live: Any, value: Any, key: bytes | None = None) -> bool:
+    """Whether a live value is `value`: equal in value and type, MISSING (a key that is not there) equal only to
+    MISSING; a journaled secret (Redacted) is compared by keyed hash, which needs the `key`."""
+    if isinstance(value, Redacted):
+        return key is not None and live is not MISSING and Redacted.of(live, key) == value
+    return strict_equal(live, value)
+
+
 def render(value: Any) -> str:
     """A value as one line for people: JSON, with missing as '(missing)' and secrets redacted."""
     if value is MISSING:

@@ -11,12 +11,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from reconciler.domain.manifest import Target
-from reconciler.domain.paths import MISSING, get_in
+from reconciler.domain.paths import get_in
 from reconciler.domain.plan import Action, ActionState
-from reconciler.domain.values import strict_equal
+from reconciler.domain.values import holds
 from reconciler.errors import ConflictError, ReconcilerError
 from reconciler.ports import Adapter, Change, ChangeResult, Journal
 
@@ -102,7 +101,7 @@ def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Jou
     try:
         staged = adapter.stage(target, changes, dry_run=dry_run)
     except ReconcilerError as exc:
-        return _settle(journal, [(a, ActionState.FAILED, f"stage: {exc}") for a in actions])
+        return settle(journal, [(a, ActionState.FAILED, f"stage: {exc}") for a in actions])
     outcome: list[tuple[Action, ActionState, str | None]] = []
     for action, found, message in zip(actions, staged.results, staged.messages, strict=True):
         if found is ChangeResult.NOOP:
@@ -111,19 +110,37 @@ def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Jou
             outcome.append((action, ActionState.CONFLICT, message))
         else:
             outcome.append((action, ActionState.DRY_RUN if dry_run else ActionState.STAGED, None))
-    settled = _settle(journal, outcome)
+    settled = settle(journal, outcome)
     to_commit = [a for a in settled if a.state is ActionState.STAGED]
     if dry_run or not to_commit:
         adapter.discard(staged)
         return settled
     try:
         adapter.commit(staged)
-    except ConflictError as exc:  # live changed between stage and commit: nothing written, plan again
-        return _merge(settled, _settle(journal, [(a, ActionState.CONFLICT, str(exc)) for a in to_commit]))
+    except ConflictError as exc:  # live changed between stage and commit: nothing written
+        return _merge(settled, _raced(target, to_commit, adapter, journal, str(exc)))
     except ReconcilerError as exc:
-        return _merge(settled, _settle(journal, [(a, ActionState.FAILED, f"commit: {exc}") for a in to_commit]))
-    applied = _settle(journal, [(a, ActionState.APPLIED, None) for a in to_commit])
+        return _merge(settled, settle(journal, [(a, ActionState.FAILED, f"commit: {exc}") for a in to_commit]))
+    applied = settle(journal, [(a, ActionState.APPLIED, None) for a in to_commit])
     return _merge(settled, _verify(target, applied, adapter, journal))
+
+
+def _raced(target: Target, actions: list[Action], adapter: Adapter, journal: Journal, why: str) -> list[Action]:
+    """Another writer changed live between stage and commit. Where it wrote exactly what this action would
+    have, the action is a noop (nothing to do, nothing drifts); elsewhere a conflict: the next pass plans again."""
+    try:
+        observed = adapter.discover(target).document
+    except ReconcilerError:
+        return settle(journal, [(a, ActionState.CONFLICT, why) for a in actions])
+    list_keys = target.list_keys()
+    raced = "another writer wrote the same value first"
+    outcome = [
+        (a, ActionState.NOOP, raced)
+        if holds(get_in(observed, a.path, list_keys), a.after)
+        else (a, ActionState.CONFLICT, why)
+        for a in actions
+    ]
+    return settle(journal, outcome)
 
 
 def _verify(target: Target, applied: list[Action], adapter: Adapter, journal: Journal) -> list[Action]:
@@ -131,25 +148,19 @@ def _verify(target: Target, applied: list[Action], adapter: Adapter, journal: Jo
     try:
         observed = adapter.discover(target).document
     except ReconcilerError as exc:
-        return _settle(journal, [(a, ActionState.FAILED, f"verify: cannot re-read: {exc}") for a in applied])
+        return settle(journal, [(a, ActionState.FAILED, f"verify: cannot re-read: {exc}") for a in applied])
     list_keys = target.list_keys()
     outcome: list[tuple[Action, ActionState, str | None]] = []
     for action in applied:
         live = get_in(observed, action.path, list_keys)
-        if _same(live, action.after):
+        if holds(live, action.after):
             outcome.append((action, ActionState.VERIFIED, None))
         else:
             outcome.append((action, ActionState.FAILED, "verify: live does not hold the written value"))
-    return _settle(journal, outcome)
+    return settle(journal, outcome)
 
 
-def _same(live: Any, value: Any) -> bool:
-    if live is MISSING or value is MISSING:
-        return live is value
-    return strict_equal(live, value)
-
-
-def _settle(journal: Journal, outcome: list[tuple[Action, ActionState, str | None]]) -> list[Action]:
+def settle(journal: Journal, outcome: Sequence[tuple[Action, ActionState, str | None]]) -> list[Action]:
     """Record new states in bulk: one journal update per (state, error)."""
     groups: dict[tuple[ActionState, str | None], list[str]] = defaultdict(list)
     for action, state, error in outcome:

@@ -7,28 +7,19 @@ and a conflict when live holds neither. Nothing is written to live here, so noth
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 from reconciler.domain.manifest import Target
-from reconciler.domain.paths import MISSING, get_in
+from reconciler.domain.paths import get_in
 from reconciler.domain.plan import Action, ActionState
-from reconciler.domain.values import Redacted, strict_equal
+from reconciler.domain.values import holds
 from reconciler.errors import ReconcilerError
 from reconciler.ports import DiscoveryAdapter, Journal
+from reconciler.remediate.executor import settle
 
 APPLIED = "recovered: the write had happened before the run was interrupted"
 NOT_APPLIED = "recovered: not written before the run was interrupted; the next pass plans again"
 NEITHER = "recovered: live holds neither the expected value nor the new one"
-
-
-def _holds(live: Any, value: Any, key: bytes) -> bool:
-    if isinstance(value, Redacted):  # secrets are journaled as keyed hashes: compare hash to hash
-        return live is not MISSING and Redacted.of(live, key) == value
-    if live is MISSING or value is MISSING:
-        return live is value
-    return strict_equal(live, value)
 
 
 def recover_target(
@@ -38,29 +29,20 @@ def recover_target(
     try:
         live = adapter.discover(target).document
     except ReconcilerError as exc:
-        return _settle(journal, [(a, ActionState.FAILED, f"recovered: live could not be read: {exc}") for a in actions])
+        return settle(journal, [(a, ActionState.FAILED, f"recovered: live could not be read: {exc}") for a in actions])
     list_keys = target.list_keys()
     outcome = []
     for action in actions:
         value = get_in(live, action.path, list_keys)
-        if _holds(value, action.after, hmac_key):
+        if holds(value, action.after, hmac_key):
             outcome.append((action, ActionState.VERIFIED, APPLIED))
-        elif _holds(value, action.before, hmac_key):
+        elif holds(value, action.before, hmac_key):
             outcome.append((action, ActionState.INTERRUPTED, NOT_APPLIED))
         else:
             outcome.append((action, ActionState.CONFLICT, NEITHER))
-    return _settle(journal, outcome)
+    return settle(journal, outcome)
 
 
 def settle_unknown(journal: Journal, actions: Sequence[Action], why: str) -> list[Action]:
     """Actions whose target is gone: nothing can be checked, so they fail with the reason."""
-    return _settle(journal, [(a, ActionState.FAILED, f"recovered: {why}") for a in actions])
-
-
-def _settle(journal: Journal, outcome: Sequence[tuple[Action, ActionState, str]]) -> list[Action]:
-    groups: dict[tuple[ActionState, str], list[str]] = defaultdict(list)
-    for action, state, note in outcome:
-        groups[(state, note)].append(action.id)
-    for (state, note), ids in groups.items():
-        journal.update_actions(ids, state, note)
-    return [action.with_state(state, note) for action, state, note in outcome]
+    return settle(journal, [(a, ActionState.FAILED, f"recovered: {why}") for a in actions])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.domain.paths import MISSING
-from reconciler.domain.values import Redacted, from_json, strict_equal, to_json
+from reconciler.domain.values import Redacted, from_json, holds, strict_equal, to_json
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,13 @@ def test_redacted_hides_the_value_but_tells_values_apart() -> None:
     assert Redacted.of("hunter2", b"other-key") != one
     assert "hunter2" not in str(one) + to_json(one)
     assert from_json(to_json(one)) == one
+
+
+def test_holds_is_strict_missing_aware_and_compares_secrets_by_keyed_hash() -> None:
+    """MISSING equals only MISSING (not null, not ""), types stay strict, and a journaled secret matches the
+    live value it was hashed from only with the same key."""
+    assert holds(MISSING, MISSING) and not holds(None, MISSING) and not holds(MISSING, None)
+    assert not holds("", MISSING) and not holds(1, "1") and holds({"a": [1]}, {"a": [1]})
+    secret = Redacted.of("hunter2", b"k")
+    assert holds("hunter2", secret, b"k") and not holds("hunter2", secret, b"other")
+    assert not holds("hunter2", secret) and not holds(MISSING, secret, b"k")

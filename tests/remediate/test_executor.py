@@ -136,3 +136,26 @@ def test_a_writer_that_fights_back_fails_the_pass(tmp_path: Path, store: SqlHist
 def _run(store: SqlHistoryStore) -> str:
     store.ensure_version(DesiredVersion("v" * 64), "/d")
     return store.start_run(RunKind.APPLY, "test", "v" * 64)
+
+
+class Racer(FileAdapter):
+    """Another writer that writes `content` between our stage and our commit."""
+
+    def __init__(self, settings: FileSettings, content: str) -> None:
+        super().__init__(settings)
+        self.content = content
+
+    def commit(self, staged: Any) -> None:
+        staged.handle.path.write_text(self.content)
+        super().commit(staged)
+
+
+def test_a_race_lost_to_a_writer_of_the_same_value_is_a_noop(tmp_path: Path, store: SqlHistoryStore) -> None:
+    """When another writer commits first, an action whose path it set to the same new value is a noop (nothing
+    drifts); one whose path it set to something else is a conflict; nothing of ours is written."""
+    target = setup(tmp_path, "a: 1\nb: 2\n")
+    adapter = Racer(FileSettings(roots=[tmp_path / "live"]), "a: 10\nb: 7\n")
+    run_id = _run(store)
+    execute(target, [action(run_id, "a", 1, 10), action(run_id, "b", 2, 20)], adapter, store, dry_run=False)
+    assert states(store, run_id) == {"/a": "noop", "/b": "conflict"}
+    assert adapter.discover(target).document == {"a": 10, "b": 7}
