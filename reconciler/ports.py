@@ -247,6 +247,14 @@ class LeaseStore(Protocol):
     def exclusive(self, target: str) -> AbstractContextManager[bool]: ...
 
 
+class ProcessLock(Protocol):
+    """Held while a daemon runs, where its database serves only one (SQLite)."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class Clock(Protocol):
     """Tells the time, so that expiry can be tested."""
 
@@ -290,6 +298,7 @@ __all__ = [
     "HistoryStore",
     "Journal",
     "LeaseStore",
+    "ProcessLock",
     "RolloutStore",
     "SafetyWindow",
     "Staged",

@@ -29,7 +29,7 @@ from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.errors import ReconcilerError
 from reconciler.observe.notify import Event, EventKind
 from reconciler.present import views
-from reconciler.runtime import daemon
+from reconciler.runtime import compose
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore
@@ -45,7 +45,7 @@ def approvals_list(
     """Approvals waiting for a decision (with --all: every approval, newest first)."""
     check_format(fmt, ("table", "json"))
     try:
-        store = SqlApprovalStore(daemon.build_store(load(database_url=database_url)).engine)
+        store = SqlApprovalStore(compose.build_store(load(database_url=database_url)).engine)
         found = store.list(() if all_ else (ApprovalState.PENDING, ApprovalState.APPROVED))
     except ReconcilerError as exc:
         raise fail(exc) from None
@@ -55,7 +55,7 @@ def approvals_list(
 def _decide(approval_id: str, approve: bool, actor: str | None, comment: str | None, database_url: str | None) -> None:
     try:
         settings = load(database_url=database_url)
-        store = SqlApprovalStore(daemon.build_store(settings).engine)
+        store = SqlApprovalStore(compose.build_store(settings).engine)
         decided = store.decide(
             approval_id,
             approve=approve,
@@ -94,12 +94,12 @@ def approvals_reject(
 
 
 def _breaker_store(database_url: str | None) -> SqlBreakerStore:
-    return SqlBreakerStore(daemon.build_store(load(database_url=database_url)).engine)
+    return SqlBreakerStore(compose.build_store(load(database_url=database_url)).engine)
 
 
 def _announce(summary: str, details: dict[str, str], database_url: str | None) -> None:
     """Tell the webhooks about a breaker change made by hand, and wait briefly for delivery."""
-    notifier = daemon.build_notifier(load(database_url=database_url))
+    notifier = compose.build_notifier(load(database_url=database_url))
     notifier.notify(Event(EventKind.BREAKER, f"remediation:{datetime.now(UTC).isoformat()}", summary, details))
     notifier.stop()
 

@@ -31,7 +31,7 @@ from reconciler.engine.gate import Override
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.present import report, views
-from reconciler.runtime import daemon, undo
+from reconciler.runtime import compose, daemon, undo
 from reconciler.settings import load_settings
 from reconciler.store.adoptions import SqlAdoptionStore
 
@@ -54,7 +54,7 @@ def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, 
     check_format(fmt)
     try:
         settings = load(desired, database_url)
-        components = daemon.build(settings)
+        components = compose.build(settings)
         if mode is Mode.APPLY:
             undo.recover(components.reconciler)  # settle what an interrupted run left in flight, first
         result = components.reconciler.reconcile(targets or None, mode=mode, trigger="cli")
@@ -103,7 +103,7 @@ def explain_cmd(
     """Show which exception or rule decides the class of a drift, and why the others did not."""
     try:
         settings = load(desired)
-        source, adapters = daemon.build_offline(settings)
+        source, adapters = compose.build_offline(settings)
         result = explain.explain_drift(
             source.current(),
             adapters,
@@ -140,7 +140,7 @@ def compare_cmd(
     check_format(fmt)
     try:
         settings = load(desired)
-        source, adapters = daemon.build_offline(settings)
+        source, adapters = compose.build_offline(settings)
         state = source.current()
         environments = env or sorted({t.environment for t in state.targets.values() if t.metadata.app})
         documents: dict[str, dict[str, Any]] | None = None
@@ -173,11 +173,11 @@ def adopt_cmd(
     if live still holds it, and record who adopted it and why. Commit the manifest afterwards."""
     try:
         settings = load(desired, database_url)
-        store = SqlAdoptionStore(daemon.build_store(settings).engine)
+        store = SqlAdoptionStore(compose.build_store(settings).engine)
         drift = store.drift(drift_id)
         if drift is None:
             raise ConfigurationError(f"no drift with id {drift_id}")
-        source, adapters = daemon.build_offline(settings)
+        source, adapters = compose.build_offline(settings)
         target, value, file = explain.adopt_drift(source.current(), adapters, drift)
         who = actor or getpass.getuser()
         store.record(drift_id, target.name, drift["path"], value, str(file), who, reason, datetime.now(UTC))
@@ -197,7 +197,7 @@ def history(
     """List recent runs, or show one run's passes and actions."""
     check_format(fmt, ("table", "json"))
     try:
-        store = daemon.build_store(load(database_url=database_url))
+        store = compose.build_store(load(database_url=database_url))
         if run_id is None:
             typer.echo(report.render_runs(store.runs(limit), fmt))
             return
@@ -238,7 +238,7 @@ def rollback(
     override = Override(actor or getpass.getuser(), (reason or "").strip()) if force else None
     try:
         settings = load(desired, database_url)
-        engine = daemon.build(settings).reconciler
+        engine = compose.build(settings).reconciler
         if not dry_run:
             undo.recover(engine)
         result = undo.rollback(engine, run_id, dry_run=dry_run, override=override)
@@ -268,7 +268,7 @@ def run(
         if port is not None:
             settings.http.port = port
         logs.configure(settings.log.level, settings.log.format)
-        code = daemon.Daemon(daemon.build(settings, daemon=True)).run()
+        code = daemon.Daemon(compose.build(settings, daemon=True)).run()
     except ReconcilerError as exc:
         raise fail(exc) from None
     except OSError as exc:  # for example, the HTTP port is taken

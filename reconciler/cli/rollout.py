@@ -14,7 +14,7 @@ from reconciler.domain.rollout import WaveState
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe.metrics import Metrics
 from reconciler.present import report
-from reconciler.runtime import daemon
+from reconciler.runtime import compose
 from reconciler.store.rollouts import SqlRolloutStore
 
 
@@ -32,8 +32,8 @@ def rollout_status(
     try:
         settings = load(desired, database_url)
         state = DesiredSource(settings.desired_dir).current()
-        store = daemon.build_store(settings)
-        rollout = daemon.build_rollout(settings, store, Metrics(), lambda event: None)
+        store = compose.build_store(settings)
+        rollout = compose.build_rollout(settings, store, Metrics(), lambda event: None)
         waves = rollout.status(state)
         hold = SqlRolloutStore(store.engine).hold(state.version.digest)
     except ReconcilerError as exc:
@@ -83,13 +83,13 @@ def rollout_release(
     """Release a version whose later waves a failed write held: they are written again, within the limits."""
     try:
         settings = load(database_url=database_url)
-        store = daemon.build_store(settings)
+        store = compose.build_store(settings)
         found = SqlRolloutStore(store.engine).versions(version)
         if len(found) != 1:
             what = "no desired version" if not found else f"{len(found)} desired versions"
             raise ConfigurationError(f"{what} in history start with {version!r}; give more of the digest")
-        notifier = daemon.build_notifier(settings)
-        rollout = daemon.build_rollout(settings, store, Metrics(), notifier.notify)
+        notifier = compose.build_notifier(settings)
+        rollout = compose.build_rollout(settings, store, Metrics(), notifier.notify)
         released = rollout.release(found[0], actor or getpass.getuser(), reason)
         notifier.stop()
     except ReconcilerError as exc:

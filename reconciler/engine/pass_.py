@@ -71,6 +71,10 @@ def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchange
             )
         if outcome.status is RunStatus.FAILED:
             deps.assessor.forget(target.name)
+        elif not outcome.unchanged:
+            log.info(
+                "pass done", status=outcome.status.value, mode=outcome.mode.value, held_by=outcome.decision.held_by
+            )
         return replace(outcome, duration_s=time.perf_counter() - started)
 
 
@@ -81,19 +85,16 @@ def _look_and_act(
     now = deps.clock.now()
     seen = deps.assessor.remembered(target.name, ctx.state, decision.mode, now) if known_unchanged else None
     seen = seen or deps.assessor.assess(ctx.state, target, adapter, decision.mode, now)
-    fingerprint, layers = seen.observed.fingerprint, seen.observed.layers
     if seen.unchanged:
-        status = ctx.last_status.get(target.name, RunStatus.CLEAN)
-        classified = tuple(seen.classified)
         return PassOutcome(
             target,
             decision,
-            status,
+            ctx.last_status.get(target.name, RunStatus.CLEAN),
             seen.comparison,
-            classified,
+            tuple(seen.classified),
             unchanged=True,
-            fingerprint=fingerprint,
-            layers=layers,
+            fingerprint=seen.observed.fingerprint,
+            layers=seen.observed.layers,
         )
     decided = decide.decide(
         target,
@@ -105,6 +106,36 @@ def _look_and_act(
         now=now,
     )
     approvals, created = _sync_approvals(deps, ctx, target, decided)
+    plan = _plan(ctx, target, seen, decided, approvals)
+    decision = deps.gate.admit(decision, ctx.state, target, len(plan.actions), ctx.budget)
+    if plan.actions:
+        ctx.run.ensure()  # the journal's rows point at the run
+    health_gate = health.gate_for(target.spec.health)
+    execution = execute(target, plan.actions, adapter, deps.store, dry_run=not decision.writes, gate=health_gate)
+    _mark_used(deps, plan, execution)
+    outcome = PassOutcome(
+        target,
+        decision,
+        _status(plan, execution),
+        seen.comparison,
+        decided.classified,
+        plan,
+        execution,
+        error=execution.error,
+        approvals=approvals,
+        new_escalations=tuple(created),
+        flapped=decided.flapped,
+        fingerprint=seen.observed.fingerprint,
+        layers=seen.observed.layers,
+    )
+    _remember(deps, ctx, seen._replace(classified=list(decided.classified)), outcome)
+    return outcome
+
+
+def _plan(
+    ctx: PassContext, target: Target, seen: Assessment, decided: decide.Decided, approvals: Mapping[str, Approval]
+) -> planner.TargetPlan:
+    """The fixes of the final classes; an approval counts only where a write could carry it out."""
     assert seen.desired is not None  # a full assessment carries the normalised desired document
     plan = planner.plan(
         target,
@@ -115,39 +146,14 @@ def _look_and_act(
         desired_version=ctx.state.version.digest,
         approvals={p: a for p, a in approvals.items() if p not in decided.unfixable},
     )
-    decision = deps.gate.admit(decision, ctx.state, target, len(plan.actions), ctx.budget)
-    if plan.actions:
-        ctx.run.ensure()  # the journal's rows point at the run
-    execution = execute(
-        target, plan.actions, adapter, deps.store, dry_run=not decision.writes, gate=health.gate_for(target.spec.health)
-    )
-    _mark_used(deps, plan, execution)
-    status = _status(plan, execution)
-    outcome = PassOutcome(
-        target,
-        decision,
-        status,
-        seen.comparison,
-        decided.classified,
-        plan,
-        execution,
-        error=execution.error,
-        approvals=approvals,
-        new_escalations=tuple(created),
-        flapped=decided.flapped,
-        fingerprint=fingerprint,
-        layers=layers,
-    )
-    _remember(deps, ctx, seen._replace(classified=list(decided.classified)), outcome)
     log.info(
-        "pass done",
-        status=status.value,
+        "pass planned",
         drift=len(seen.comparison.items),
         drift_percent=round(seen.comparison.drift_percent, 2),
         actions=len(plan.actions),
         escalations=len(plan.escalations),
     )
-    return outcome
+    return plan
 
 
 def _sync_approvals(

@@ -24,7 +24,7 @@ from typing import Any
 from reconciler.engine.guard import Guard
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.store.approvals import SqlApprovalStore
+from reconciler.ports import ApprovalDecisions
 
 log = logs.get_logger("reconciler.api")
 DECISION = re.compile(r"^/api/v1/approvals/([0-9a-fA-F-]{1,64})/(approve|reject)$")
@@ -36,7 +36,7 @@ class Api:
 
     version: Callable[[], dict[str, Any]]
     guard: Guard
-    approvals: SqlApprovalStore
+    approvals: ApprovalDecisions
     approval_ttl_s: float
     readiness: Callable[[], dict[str, Any]]
     watches: Callable[[], dict[str, int]]

@@ -1,6 +1,6 @@
-"""The composition root: builds the store, adapters and engine, and runs the daemon.
+"""The daemon: schedules every target at its interval, works passes on a pool, serves HTTP, stops on SIGTERM.
 
-Only this module and cli.py construct adapters and stores.
+Its parts are built by runtime/compose.py, the composition root.
 """
 
 from __future__ import annotations
@@ -9,195 +9,29 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from reconciler.adapters import registry
 from reconciler.classify import exceptions
-from reconciler.desired.source import DesiredSource
 from reconciler.diff import compare
-from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
-from reconciler.engine.guard import Guard
-from reconciler.engine.rollout import Rollout
-from reconciler.engine.run import Reconciler, assemble
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.observe.metrics import Metrics
-from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
-from reconciler.ports import Adapter, SystemClock, Watcher
+from reconciler.ports import ProcessLock
 from reconciler.present.report import target_dict
-from reconciler.remediate import safety
 from reconciler.runtime import undo
 from reconciler.runtime.api import Api
+from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
 from reconciler.runtime.queue import WorkQueue
 from reconciler.runtime.replicas import Replicas
-from reconciler.runtime.retry import RetryingAdapter
 from reconciler.runtime.scheduler import Scheduler
 from reconciler.runtime.watch import WatchSupervisor
-from reconciler.settings import Settings
-from reconciler.store import engine as engines
-from reconciler.store import migrate
-from reconciler.store.approvals import SqlApprovalStore
-from reconciler.store.breakers import SqlBreakerStore
-from reconciler.store.history import SqlHistoryStore
-from reconciler.store.leases import SqlLeaseStore
-from reconciler.store.rollouts import SqlRolloutStore
-from reconciler.store.window import SqlSafetyWindow
 
 log = logs.get_logger("reconciler.daemon")
 BATCH = 64  # passes that fell due together, taken by one worker at once
-
-
-class Adapters:
-    """Adapter instances by name, built on first use from the entry-point registry, with retries."""
-
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
-        self._settings = settings
-        self._metrics = metrics
-        self._instances: dict[str, Adapter] = {}
-        self._raw_instances: dict[str, Adapter] = {}
-        self._lock = threading.RLock()
-
-    def _retried(self, name: str) -> None:
-        if self._metrics is not None:
-            self._metrics.adapter_retries.labels(name).inc()
-
-    def _raw(self, name: str) -> Adapter:
-        """The adapter itself, without retries: what composite adapters (layered) call, so that retries
-        happen once, around the composite's call."""
-        if name not in self._raw_instances:
-            cls: Any = registry.adapter_class(name)
-            instance = cls.from_settings(self._settings)
-            if hasattr(instance, "bind"):
-                instance.bind(self._raw_locked)
-            self._raw_instances[name] = instance
-        return self._raw_instances[name]
-
-    def _raw_locked(self, name: str) -> Adapter:
-        with self._lock:
-            return self._raw(name)
-
-    def watcher(self, name: str) -> Watcher | None:
-        """The adapter `name` as a watcher, if it can watch; None otherwise (or if there is no such adapter:
-        the passes of its targets report that)."""
-        try:
-            with self._lock:
-                raw = self._raw(name)
-        except ReconcilerError:
-            return None
-        if raw.capabilities.watch and isinstance(raw, Watcher):
-            return raw
-        return None
-
-    def __call__(self, name: str) -> Adapter:
-        with self._lock:
-            if name not in self._instances:
-                retry = self._settings.retry
-                self._instances[name] = RetryingAdapter(
-                    name,
-                    self._raw(name),
-                    attempts=retry.attempts,
-                    initial_s=retry.initial_s,
-                    max_s=retry.max_s,
-                    on_retry=self._retried,
-                )
-            return self._instances[name]
-
-
-@dataclass
-class Components:
-    """Everything a pass needs, built once from settings."""
-
-    settings: Settings
-    adapters: Adapters
-    store: SqlHistoryStore
-    approvals: SqlApprovalStore
-    breaker: SqlBreakerStore
-    desired: DesiredSource
-    metrics: Metrics
-    reconciler: Reconciler
-    notifier: Notifier
-
-
-def build_notifier(settings: Settings) -> Notifier:
-    """The webhooks of the settings, sending in the background (call stop() to deliver what is queued)."""
-    notifier = Notifier(
-        [
-            Webhook(h.url.get_secret_value(), h.kind, tuple(EventKind(e) for e in h.events), h.timeout_s)
-            for h in settings.notify.webhooks
-        ],
-        dedup_s=settings.notify.dedup_s,
-    )
-    notifier.start()
-    return notifier
-
-
-def build_offline(settings: Settings) -> tuple[DesiredSource, Adapters]:
-    """The desired state and adapters only, for commands that need no history (explain, exceptions, compare)."""
-    desired = DesiredSource(settings.desired_dir)
-    desired.current()
-    return desired, Adapters(settings)
-
-
-def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistoryStore:
-    engine = engines.create_engine(settings.database_url)
-    if check_migrated:
-        migrate.check(engine)
-    return SqlHistoryStore(engine, settings.hmac_key())
-
-
-def build_rollout(
-    settings: Settings, store: SqlHistoryStore, metrics: Metrics, notify: Callable[[Event], None]
-) -> Rollout:
-    """The rollout of desired versions in waves, kept in the history database."""
-    r = settings.rollout
-    return Rollout(SqlRolloutStore(store.engine), SystemClock(), metrics, notify, bake_s=r.bake_s, check_s=r.check_s)
-
-
-def build(settings: Settings, *, daemon: bool = False) -> Components:
-    """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine. The daemon's
-    gate also holds the rolling blast-radius window and the rollout of new desired versions."""
-    store = build_store(settings)
-    approvals = SqlApprovalStore(store.engine)
-    breaker = SqlBreakerStore(store.engine)
-    desired = DesiredSource(settings.desired_dir)
-    desired.current()  # refuse to go on with an invalid desired state
-    metrics = Metrics(per_target=settings.metrics.per_target)
-    adapters = Adapters(settings, metrics)
-    notifier = build_notifier(settings)
-    clock = SystemClock()
-    rollout = None
-    if daemon:
-        r = settings.rollout
-        rollout = Rollout(
-            SqlRolloutStore(store.engine), clock, metrics, notifier.notify, bake_s=r.bake_s, check_s=r.check_s
-        )
-    engine = assemble(
-        # Passes use the version in force without walking the folder each time; the refresh job
-        # (RECONCILER_SCHEDULER__DESIRED_POLL_S) looks for edits and reloads.
-        desired.loaded_state,
-        store,
-        adapters,
-        metrics,
-        clock,
-        hmac_key=settings.hmac_key(),
-        secret_file_roots=settings.secrets.file_roots,
-        guard=Guard(settings.mode, settings.guard.apply_environments, settings.guard.dry_run_file),
-        approvals=approvals,
-        limits=safety.Limits(**settings.safety.model_dump()),
-        breaker=breaker,
-        error_budget=ErrorBudget(**settings.breaker.model_dump()),
-        notify=notifier.notify,
-        window=SqlSafetyWindow(store.engine) if daemon else None,
-        rollout=rollout,
-    )
-    return Components(settings, adapters, store, approvals, breaker, desired, metrics, engine, notifier)
 
 
 class Daemon:
@@ -209,7 +43,7 @@ class Daemon:
         self.queue = WorkQueue(backoff_base_s=s.backoff_base_s, backoff_max_s=s.backoff_max_s)
         self.scheduler = Scheduler(default_interval_s=s.default_interval_s, jitter_s=s.jitter_s)
         self.replicas = Replicas(
-            SqlLeaseStore(components.store.engine),
+            components.leases,
             components.reconciler,
             components.metrics,
             ttl_s=s.lease_ttl_s,
@@ -222,7 +56,7 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._state: DesiredState | None = None
         self._reported_error: str | None = None
-        self._lock: engines.DaemonLock | None = None
+        self._lock: ProcessLock | None = None
         self._announced: set[tuple[str, datetime, exceptions.ExceptionState]] = set()
         token = components.settings.http.api_token
         self.api = Api(
@@ -390,7 +224,7 @@ class Daemon:
         guard = self.c.reconciler.gate.guard
         signal.signal(signal.SIGUSR1, lambda *_: guard.force_dry_run(True))
         signal.signal(signal.SIGUSR2, lambda *_: guard.force_dry_run(False))
-        lock = engines.DaemonLock(self.c.settings.database_url)
+        lock = self.c.lock()
         lock.acquire()  # before anything else: a second daemon on the same SQLite file stops here
         self._lock = lock
         if not self.replicas.shared:

@@ -19,8 +19,8 @@ from reconciler.engine.run import Reconciler
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
+from reconciler.ports import LeaseStore
 from reconciler.runtime import undo
-from reconciler.store.leases import SqlLeaseStore
 
 log = logs.get_logger("reconciler.replicas")
 
@@ -28,7 +28,7 @@ log = logs.get_logger("reconciler.replicas")
 class Replicas:
     def __init__(
         self,
-        leases: SqlLeaseStore,
+        leases: LeaseStore,
         engine: Reconciler,
         metrics: Metrics,
         *,

@@ -82,7 +82,10 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     wait_for(lambda: metric(get(base + "/metrics")[1], "reconciler_circuit_open") == 0.0, what="breaker closed")
 
     process.send_signal(signal.SIGUSR1)
-    wait_for(lambda: logged("mode switched", mode="dry-run", reason="switched by signal"), what="SIGUSR1 logged")
+    wait_for(
+        lambda: logged("mode switched", mode="dry-run", reason="switched to dry-run by signal (SIGUSR2 switches back)"),
+        what="SIGUSR1 logged",
+    )
     process.send_signal(signal.SIGUSR2)
     wait_for(lambda: logged("mode switched", reason="configured"), what="SIGUSR2 logged")
     process.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ from reconciler.engine.guard import Guard
 from reconciler.engine.run import Reconciler, assemble
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import FixedClock
-from reconciler.runtime.daemon import Adapters
+from reconciler.runtime.compose import Adapters
 from reconciler.settings import Settings
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY

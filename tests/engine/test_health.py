@@ -20,7 +20,7 @@ from reconciler.engine.run import assemble
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import SystemClock
-from reconciler.runtime.daemon import Adapters
+from reconciler.runtime.compose import Adapters
 from reconciler.settings import Settings
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY

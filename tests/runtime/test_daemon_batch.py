@@ -13,7 +13,8 @@ from reconciler.adapters import registry
 from reconciler.adapters.file import FileAdapter
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.runtime.daemon import Daemon, build
+from reconciler.runtime.compose import build
+from reconciler.runtime.daemon import Daemon
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
