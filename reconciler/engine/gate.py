@@ -109,13 +109,12 @@ class Gate:
     def run(self, requested: Mode | None = None) -> ModeDecision:
         """The mode of a run: the configured one (or the one a command asked for), held by the dry-run switch
         and, for apply, by an open circuit breaker."""
+        configured, switched = self.guard.now()
         if requested is Mode.DRY_RUN:
             return dry_run(Hold.CONFIGURED)
-        switched = self.guard.switched()
         if switched is not None:
-            self.guard.mode()  # logs the switch once
             return dry_run(Hold.SWITCH, switched)
-        if requested is None and self.guard.configured is not Mode.APPLY:
+        if requested is None and configured is not Mode.APPLY:
             return dry_run(Hold.CONFIGURED)
         held = self.breaker_hold()
         return dry_run(Hold.BREAKER, held) if held is not None else APPLY

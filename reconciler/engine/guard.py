@@ -43,13 +43,18 @@ class Guard:
 
     def mode(self) -> Mode:
         """The global mode now: the configured one unless a signal or the flag file says dry-run."""
+        return self.now()[0]
+
+    def now(self) -> tuple[Mode, str | None]:
+        """The global mode now, and why the dry-run switch holds it (None when it does not); every change is
+        logged once."""
         switched = self.switched()
         mode, why = (Mode.DRY_RUN, switched) if switched else (self.configured, "configured")
         with self._lock:
             if self._last is not None and self._last != (mode, why):
                 log.warning("mode switched", mode=mode.value, reason=why, previous=self._last[0].value)
             self._last = (mode, why)
-        return mode
+        return mode, switched
 
     def allows_apply(self, environment: str) -> bool:
         return any(fnmatch.fnmatchcase(environment, p) for p in self.apply_environments)
