@@ -279,6 +279,17 @@ class FixedClock:
         return self.at
 
 
+@runtime_checkable
+class StagedSweeper(Protocol):
+    """An applier whose interrupted commits can leave staged copies beside live configuration (the file
+    adapter's temporary files), and that can find and remove them again; recovery calls it."""
+
+    def sweep_staged(self, target: Target) -> list[str]:
+        """Remove what interrupted commits of this adapter left for `target`, and nothing else; return what
+        was removed. Leaves alone what a commit still in progress (in another process) may need."""
+        ...
+
+
 __all__ = [
     "Adapter",
     "AdapterFactory",
@@ -302,6 +313,7 @@ __all__ = [
     "RolloutStore",
     "SafetyWindow",
     "Staged",
+    "StagedSweeper",
     "SystemClock",
     "Watcher",
 ]

@@ -1,9 +1,13 @@
 """The file adapter: configuration files in YAML, JSON, TOML, INI or .env.
 
 Writes are staged: the new content goes to a temporary file in the same directory, is parsed back and
-fsynced, keeps the original's mode and owner, and replaces the original by an atomic rename only if the
-original did not change since it was read. Paths outside the configured roots are refused, for reading too,
-so that a manifest cannot make the daemon read (and record) files it has no business with.
+fsynced, keeps the original's mode and owner, and replaces the original only if the original did not change
+since it was read: by an atomic exchange that is swapped back when another writer got in first (see
+atomic.py), or, where the filesystem cannot exchange, by a check and an atomic rename. Staged files that
+an interrupted commit left behind are removed by recovery (sweep_staged).
+
+Paths outside the configured roots are refused, for reading too, so that a manifest cannot make the daemon
+read (and record) files it has no business with.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import formats
+from reconciler.adapters import atomic, formats
 from reconciler.adapters.common import apply_changes
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
@@ -40,7 +45,10 @@ class FileAdapter:
     capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True)
     known_options = ("path", "format")
 
-    def __init__(self, settings: FileSettings) -> None:
+    def __init__(self, settings: FileSettings, *, started_s: float | None = None) -> None:
+        # Staged files not changed since this (epoch seconds) are left from interrupted commits: sweep_staged
+        # removes them. Defaults to now: the adapter is built when its process starts.
+        self.started_s = time.time() if started_s is None else started_s
         self._roots = [Path(os.path.realpath(r)) for r in settings.roots]
         self._root_prefixes = [(str(r), str(r).rstrip(os.sep) + os.sep) for r in self._roots]
         # target -> (its source spec, path, format): parsed once per spec, checked on every call
@@ -175,6 +183,10 @@ class FileAdapter:
         return staged
 
     def commit(self, staged: Staged) -> None:
+        """Put the staged file in place of the original if the original still holds what stage read; else a
+        ConflictError, and the other writer's content is what stays live (atomic.swap_in says why, in any
+        order of events). Where the exchange is not supported, a check and then a rename, as announced in
+        the log: a change between the two is overwritten there."""
         pending: _Pending = staged.handle
         if pending.temp is None:
             return
@@ -183,15 +195,28 @@ class FileAdapter:
         except OSError as exc:
             self.discard(staged)
             raise ApplyError(f"{pending.path}: cannot be re-read before commit: {exc.strerror}") from None
-        if now != pending.original:
+        if now != pending.original:  # the usual conflict, refused before anything is swapped
             self.discard(staged)
             raise ConflictError(f"{pending.path}: changed by another writer while the change was staged")
         try:
+            if atomic.swap_in(pending.temp, pending.path, pending.original):
+                return
+        except OSError as exc:  # raised only before anything was swapped
+            self.discard(staged)
+            raise ApplyError(f"{pending.path}: atomic exchange failed: {exc.strerror}") from None
+        try:
             os.replace(pending.temp, pending.path)
-            _fsync_dir(pending.path.parent)
+            atomic.fsync_dir(pending.path.parent)
         except OSError as exc:
             self.discard(staged)
             raise ApplyError(f"{pending.path}: atomic rename failed: {exc.strerror}") from None
+
+    def sweep_staged(self, target: Target) -> list[str]:
+        """Remove the staged files that interrupted commits left beside the target's file: only this
+        adapter's own (`.<name>.<random>.reconciler-tmp`, regular files) and only those not changed since
+        this adapter was built, so that a commit in progress in a younger process is never disturbed."""
+        path, _ = self.locate(target)
+        return [str(p) for p in atomic.sweep(path, changed_before_s=self.started_s)]
 
     def discard(self, staged: Staged) -> None:
         pending: _Pending | None = staged.handle
@@ -213,7 +238,7 @@ class FileAdapter:
 def _write_temp(path: Path, content: str, fmt: formats.Format) -> Path:
     """Write `content` beside `path`, fsynced, with the original's mode and owner, parsed back from disk."""
     st = path.stat()
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".reconciler-tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=atomic.staged_prefix(path), suffix=atomic.STAGED_SUFFIX, dir=path.parent)
     temp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -230,11 +255,3 @@ def _write_temp(path: Path, content: str, fmt: formats.Format) -> Path:
             temp.unlink()
         raise ApplyError(f"{path}: staging the new content failed: {exc}") from None
     return temp
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

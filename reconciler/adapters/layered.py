@@ -30,7 +30,7 @@ from reconciler.domain.manifest import SourceSpec, Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.paths import MISSING, KeyPath, from_pointer, get_in, to_pointer
 from reconciler.errors import ApplyError, ConfigurationError
-from reconciler.ports import Capabilities, Change, ChangeResult, Staged
+from reconciler.ports import Capabilities, Change, ChangeResult, Staged, StagedSweeper
 from reconciler.settings import Settings
 
 Lookup = Callable[[str], Any]
@@ -160,6 +160,17 @@ class LayeredAdapter:
         if staged.handle is not None:
             adapter, inner = staged.handle
             adapter.discard(inner)
+
+    def sweep_staged(self, target: Target) -> list[str]:
+        """What interrupted commits left for any of the target's layers (writes go to one, but which one
+        is authoritative may have changed since)."""
+        layers, _ = self._layers(target)
+        return [
+            removed
+            for layer in layers
+            if isinstance(layer.adapter, StagedSweeper)
+            for removed in layer.adapter.sweep_staged(layer.target)
+        ]
 
 
 class _located:

@@ -2,7 +2,8 @@
 
 An action left planned, staged or applied becomes verified when live holds its `after` (the write happened
 before the crash), interrupted when live still holds its `before` (it did not; the next pass plans again),
-and a conflict when live holds neither. Nothing is written to live here, so nothing can be applied twice.
+and a conflict when live holds neither. Nothing is written to live here, so nothing can be applied twice;
+what an interrupted commit left beside live (the file adapter's staged files) is removed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from reconciler.domain.paths import get_in
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.values import holds
 from reconciler.errors import ReconcilerError
-from reconciler.ports import DiscoveryAdapter, Journal
+from reconciler.observe import logging as logs
+from reconciler.ports import DiscoveryAdapter, Journal, StagedSweeper
 from reconciler.remediate.executor import settle
+
+log = logs.get_logger("reconciler.recovery")
 
 APPLIED = "recovered: the write had happened before the run was interrupted"
 NOT_APPLIED = "recovered: not written before the run was interrupted; the next pass plans again"
@@ -25,7 +29,10 @@ NEITHER = "recovered: live holds neither the expected value nor the new one"
 def recover_target(
     target: Target, actions: Sequence[Action], adapter: DiscoveryAdapter, journal: Journal, hmac_key: bytes
 ) -> list[Action]:
-    """Settle one target's in-flight actions against live; returns them with their new states."""
+    """Settle one target's in-flight actions against live; returns them with their new states. Staged
+    copies that the interrupted commit left beside live are removed first."""
+    if isinstance(adapter, StagedSweeper):
+        sweep(target, adapter)
     try:
         live = adapter.discover(target).document
     except ReconcilerError as exc:
@@ -41,6 +48,17 @@ def recover_target(
         else:
             outcome.append((action, ActionState.CONFLICT, NEITHER))
     return settle(journal, outcome)
+
+
+def sweep(target: Target, adapter: StagedSweeper) -> None:
+    """Remove what interrupted commits left for `target`; a failure is logged, never stops recovery."""
+    try:
+        removed = adapter.sweep_staged(target)
+    except (ReconcilerError, OSError) as exc:
+        log.warning("staged files not swept", target=target.name, error=str(exc))
+        return
+    if removed:
+        log.info("staged files of an interrupted commit removed", target=target.name, removed=removed)
 
 
 def settle_unknown(journal: Journal, actions: Sequence[Action], why: str) -> list[Action]:

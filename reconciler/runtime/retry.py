@@ -18,7 +18,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.errors import TemporaryError
 from reconciler.observe import logging as logs
-from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged
+from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged, StagedSweeper
 
 T = TypeVar("T")
 log = logs.get_logger("reconciler.retry")
@@ -102,3 +102,8 @@ class RetryingAdapter:
 
     def discard(self, staged: Staged) -> None:
         self.inner.discard(staged)
+
+    def sweep_staged(self, target: Target) -> list[str]:
+        # Recovery's clean-up, once per interrupted run: not retried, and nothing to do for most adapters.
+        inner = self.inner
+        return inner.sweep_staged(target) if isinstance(inner, StagedSweeper) else []

@@ -110,6 +110,35 @@ def test_commit_refuses_when_the_file_changed_after_staging(tmp_path: Path, adap
     assert list((tmp_path / "live").glob("*.reconciler-tmp")) == []
 
 
+@pytest.mark.parametrize("how", ["by rename", "in place"])
+def test_a_writer_between_the_check_and_the_swap_is_not_overwritten(
+    tmp_path: Path, adapter: FileAdapter, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Another writer who changes the file after commit has checked it, before the file is replaced, gets a
+    ConflictError for us, not a lost write: their content is live, and no staged file is left."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    live = tmp_path / "live" / "c.yaml"
+    staged = adapter.stage(target, [Change(("a",), 1, 2)], dry_run=False)
+    read_bytes = Path.read_bytes
+
+    def checked_then_raced(self: Path) -> bytes:
+        data = read_bytes(self)
+        if self == live:  # commit's check of the live file: the other writer acts right after it
+            monkeypatch.setattr(Path, "read_bytes", read_bytes)
+            if how == "in place":
+                live.write_text("a: 5\n")
+            else:
+                (tmp_path / "live" / "theirs").write_text("a: 5\n")
+                os.rename(tmp_path / "live" / "theirs", live)
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", checked_then_raced)
+    with pytest.raises(ConflictError, match="changed by another writer"):
+        adapter.commit(staged)
+    assert live.read_text() == "a: 5\n"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["c.yaml"]
+
+
 @pytest.mark.parametrize(
     ("name", "fmt", "text", "expected"),
     [

@@ -14,7 +14,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from reconciler.adapters.file import FileAdapter
+from reconciler.adapters.layered import LayeredAdapter
 from reconciler.cli import app
+from reconciler.desired.loader import load
+from reconciler.settings import FileSettings
 
 runner = CliRunner()
 
@@ -105,3 +109,33 @@ def test_layer_errors_name_the_layer(layered: Path) -> None:
     manifest.write_text(yaml.safe_dump(doc))
     result = runner.invoke(app, ["plan"])
     assert "spec.source.authoritative: 'nope' is not a layer; layers: base, override, process" in result.output
+
+
+def test_sweep_reaches_every_file_layer(tmp_path: Path) -> None:
+    """Recovery's sweep of a layered target removes the staged files left beside each of its file layers."""
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "base.yaml").write_text("A: '1'\n")
+    (live / "override.env").write_text("A=2\n")
+    for name in [".base.yaml.abc.reconciler-tmp", ".override.env.abc.reconciler-tmp", "unrelated.txt"]:
+        (live / name).write_text("x")
+    layers = [
+        {"name": "base", "adapter": "file", "path": str(live / "base.yaml")},
+        {"name": "override", "adapter": "file", "path": str(live / "override.env")},
+    ]
+    manifest = {
+        "kind": "Target",
+        "metadata": {"name": "t"},
+        "spec": {"source": {"adapter": "layered", "authoritative": "override", "layers": layers}, "desired": {}},
+    }
+    (tmp_path / "desired").mkdir()
+    (tmp_path / "desired" / "t.yaml").write_text(yaml.safe_dump(manifest))
+    target = load(tmp_path / "desired").targets["t"]
+    files = FileAdapter(FileSettings(roots=[live]))
+    adapter = LayeredAdapter()
+    adapter.bind(lambda name: files)
+    assert sorted(Path(p).name for p in adapter.sweep_staged(target)) == [
+        ".base.yaml.abc.reconciler-tmp",
+        ".override.env.abc.reconciler-tmp",
+    ]
+    assert sorted(p.name for p in live.iterdir()) == ["base.yaml", "override.env", "unrelated.txt"]

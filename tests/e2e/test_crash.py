@@ -87,7 +87,8 @@ def apply_cmd() -> list[str]:
 
 def test_sigkill_at_random_points_of_an_apply(env: dict[str, str]) -> None:
     """50 applies killed at random moments, each followed by a normal apply: zero actions left pending,
-    exactly one verified write per drifted key per round, and live equal to desired after every round."""
+    exactly one verified write per drifted key per round, live equal to desired after every round, and no
+    staged file of the killed apply left in the live folder."""
     root = Path(env["ROOT"])
     assert subprocess.run([sys.executable, "-m", "reconciler", "db", "upgrade"], env=env, check=False).returncode == 0
     engine = sa.create_engine(env["RECONCILER_DATABASE_URL"])
@@ -113,6 +114,7 @@ def test_sigkill_at_random_points_of_an_apply(env: dict[str, str]) -> None:
         finish = subprocess.run(apply_cmd(), env=env, capture_output=True, text=True, check=False)
         assert finish.returncode == 0, finish.stdout + finish.stderr
         assert converged(root)
+        assert sorted(p.name for p in (root / "live").glob(".*")) == []  # staged files of the killed apply swept
         with engine.connect() as conn:
             runs = {r[0] for r in conn.execute(sa.text("SELECT id FROM runs"))} - seen_runs
             seen_runs |= runs

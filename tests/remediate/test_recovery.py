@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from reconciler.adapters.file import FileAdapter
 from reconciler.desired.loader import load
@@ -15,6 +18,7 @@ from reconciler.engine.run import assemble
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import SystemClock
 from reconciler.runtime import undo
+from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import FileSettings
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY
@@ -69,3 +73,40 @@ def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHisto
     assert dead_run is not None and dead_run.status is RunStatus.FAILED and "interrupted" in (dead_run.error or "")
     assert alive_run is not None and alive_run.status is RunStatus.RUNNING
     assert undo.recover(engine) == []  # settled once only
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_recovery_removes_staged_files_an_interrupted_commit_left(
+    tmp_path: Path, store: SqlHistoryStore, wrapped: bool
+) -> None:
+    """The staged files a killed apply left beside a target's file are removed when its run is recovered
+    (also through the daemon's retrying wrapper); every other file in the folder stays."""
+    state, _ = setup(tmp_path, "a: 2\nb: 1\nc: 2\npw: new\n")
+    live = tmp_path / "live"
+    leftovers = [".c.yaml.abc.reconciler-tmp", ".c.yaml.k1_x9q2z.reconciler-tmp"]
+    others = [".d.yaml.abc.reconciler-tmp", ".c.yaml.abc.reconciler-kept", "c.yaml.bak", "c.yaml"]
+    for name in leftovers + others[:-1]:
+        (live / name).write_text("a: 1\n")
+    adapter: Any = FileAdapter(FileSettings(roots=[live]))  # built after the kill: the leftovers are older
+    if wrapped:
+        adapter = RetryingAdapter("file", adapter, attempts=1, initial_s=0.01, max_s=0.01)
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    dead = store.start_run(RunKind.APPLY, "cli", "v" * 64, owner="x")
+    store.record_actions(
+        [
+            Action(str(uuid.uuid4()), dead, "t", ("b",), DriftOp.CHANGE, 1, 2, "v" * 64, "r").with_state(
+                ActionState.STAGED
+            )
+        ]
+    )
+    engine = assemble(
+        lambda: state,
+        store,
+        lambda name: adapter,
+        Metrics(),
+        SystemClock(),  # type: ignore[arg-type,return-value]
+        guard=Guard(Mode.APPLY, ["*"]),
+        hmac_key=HMAC_KEY,
+    )
+    assert [a.state for a in undo.recover(engine)] == [ActionState.INTERRUPTED]
+    assert sorted(p.name for p in live.iterdir()) == sorted(others)
