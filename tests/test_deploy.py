@@ -25,7 +25,7 @@ def promtool() -> str:
 
 @pytest.mark.parametrize(
     ("args", "expected"),
-    [(["check", "rules", "rules.yml"], "SUCCESS: 9 rules found"), (["test", "rules", "tests.yml"], "SUCCESS")],
+    [(["check", "rules", "rules.yml"], "SUCCESS: 10 rules found"), (["test", "rules", "tests.yml"], "SUCCESS")],
 )
 def test_alerting_rules(args: list[str], expected: str) -> None:
     result = subprocess.run([promtool(), *args], cwd=RULES, capture_output=True, text=True, check=False, timeout=60)
