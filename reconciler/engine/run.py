@@ -25,7 +25,7 @@ from reconciler.engine.effects import (
     RolloutProgress,
     RunRecord,
 )
-from reconciler.engine.gate import Gate, ModeDecision
+from reconciler.engine.gate import Gate, Hold, ModeDecision
 from reconciler.engine.guard import Guard
 from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.engine.pass_ import PassContext, PassDeps, run_pass
@@ -89,7 +89,9 @@ class Reconciler:
         if unknown:
             raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
         decision = self.gate.run(mode)
-        kind = RunKind.APPLY if mode is Mode.APPLY or (mode is None and decision.writes) else RunKind.DRY_RUN
+        # An apply run whose writes the breaker holds is still an apply run; the switch makes it a dry-run one.
+        asked = mode or (Mode.DRY_RUN if decision.held_by in (Hold.CONFIGURED, Hold.SWITCH) else Mode.APPLY)
+        kind = RunKind.APPLY if asked is Mode.APPLY else RunKind.DRY_RUN
         self.ensure_version(state)
         self.engine.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         run = RunRecord(self.store, kind, trigger, state.version.digest)

@@ -261,6 +261,11 @@ class Metrics:
             ["environment"],
             registry=r,
         )
+        self.worker_crashes = Counter(
+            "reconciler_worker_crashes_total",
+            "Daemon workers that crashed on a bug and started again (the pass they held is retried).",
+            registry=r,
+        )
         self.targets = Gauge("reconciler_targets", "Targets in the desired state.", ["environment"], registry=r)
         self.replicas = Gauge(
             "reconciler_replicas", "Daemons sharing the targets on this database (1 on SQLite).", registry=r

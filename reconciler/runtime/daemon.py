@@ -93,7 +93,13 @@ class Daemon:
             detail["store"] = str(exc)
         if self.c.desired.last_error is not None:
             detail["desired_error"] = str(self.c.desired.last_error).splitlines()[0]
-        detail["ready"] = detail["store"] == "ok" and detail["desired_loaded"] and not self.stopping.is_set()
+        configured = self.c.settings.scheduler.workers
+        alive = sum(1 for w in self._workers if w.is_alive())
+        detail["workers"] = f"{alive}/{configured}"
+        working = alive == configured or not self._workers  # not started yet: nothing to say
+        detail["ready"] = (
+            detail["store"] == "ok" and detail["desired_loaded"] and working and not self.stopping.is_set()
+        )
         return detail
 
     def _watch_exceptions(self, state: DesiredState) -> None:
@@ -164,6 +170,17 @@ class Daemon:
         if state is not None:
             self.replicas.tick(sorted(state.targets))
 
+    def _supervised(self) -> None:
+        """A worker that outlives its own bugs: a crash is logged and counted, and the worker starts again, so
+        one bad target can never stop the passes of the others."""
+        while True:
+            try:
+                self._work()
+                return  # the queue was closed: stopping
+            except Exception:
+                self.c.metrics.worker_crashes.inc()
+                log.exception("worker crashed; it starts again", worker=threading.current_thread().name)
+
     def _work(self) -> None:
         while (name := self.queue.get()) is not None:
             # The passes that fell due together (a scheduler tick) are taken as one batch: one bulk read per
@@ -180,7 +197,15 @@ class Daemon:
                     for rest in batch[i:]:
                         self.queue.done(rest)
                     break
-                self._pass(name, unchanged)
+                try:
+                    self._pass(name, unchanged)
+                except BaseException:  # a bug: no target of the batch may be left marked as worked
+                    self.queue.done(name)
+                    self.queue.add_rate_limited(name)
+                    for rest in batch[i + 1 :]:
+                        self.queue.done(rest)
+                        self.queue.add(rest)
+                    raise
 
     def _pass(self, name: str, unchanged: dict[str, Mode]) -> None:
         started = time.monotonic()
@@ -209,9 +234,18 @@ class Daemon:
         finally:
             self.watches.pass_done(name, started)
             self.queue.done(name)
+            self._schedule_next(name)
+
+    def _schedule_next(self, name: str) -> None:
+        """The next pass at its interval (a sooner one, if queued, stands); a target whose interval cannot be
+        scheduled still gets its next pass, at the default interval, and the log says why."""
+        try:
             due = self.scheduler.next_delay(name)
-            if due is not None:  # the next pass at its interval (a sooner one, if queued, stands)
-                self.queue.add(name, due)
+        except (ArithmeticError, ValueError) as exc:
+            due = self.c.settings.scheduler.default_interval_s
+            log.error("interval cannot be scheduled; the default interval is used", target=name, error=str(exc))
+        if due is not None:
+            self.queue.add(name, due)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)
@@ -240,7 +274,7 @@ class Daemon:
             self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
         self.scheduler.start()
         for i in range(self.c.settings.scheduler.workers):
-            worker = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            worker = threading.Thread(target=self._supervised, name=f"worker-{i}", daemon=True)
             worker.start()
             self._workers.append(worker)
         log.info(

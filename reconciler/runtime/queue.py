@@ -125,6 +125,11 @@ class WorkQueue:
         with self._cond:
             return len(self._ready_at)
 
+    def __contains__(self, name: object) -> bool:
+        """Whether `name` has a pass coming: queued, or queued again while it is worked."""
+        with self._cond:
+            return name in self._ready_at or name in self._dirty
+
     @property
     def working(self) -> frozenset[str]:
         with self._cond:

@@ -28,7 +28,14 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     base, example = daemon["base"], daemon["example"]
     assert get(base + "/healthz") == (200, "ok\n")
     ready = json.loads(get(base + "/readyz")[1])
-    assert ready == {"desired_loaded": True, "stopping": False, "store": "ok", "remediation": "on", "ready": True}
+    assert ready == {
+        "desired_loaded": True,
+        "stopping": False,
+        "store": "ok",
+        "remediation": "on",
+        "workers": "4/4",
+        "ready": True,
+    }
     assert get(base + "/nope")[0] == 404
 
     def drift(app: str, env: str, class_: str) -> float | None:

@@ -78,3 +78,55 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
     runs = components.store.runs()
     assert len(runs) == 4  # three first passes with drift, one for the change; none for unchanged passes
     components.store.engine.dispose()
+
+
+def test_a_worker_outlives_a_crash_and_a_target_whose_interval_cannot_be_scheduled(
+    settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that escapes a pass is logged and counted, and the worker starts again; a target whose next pass
+    cannot be computed is scheduled at the default interval; the other targets keep their passes, and /readyz
+    counts the live workers."""
+    engine = engines.create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})
+    components = build(settings)
+    daemon = Daemon(components)
+    names = sorted(components.desired.current().targets)
+    real_next = daemon.scheduler.next_delay
+
+    def next_delay(name: str) -> float | None:
+        if name == names[0]:
+            raise OverflowError("cannot convert float infinity to integer")
+        return real_next(name)
+
+    monkeypatch.setattr(daemon.scheduler, "next_delay", next_delay)
+    passed: list[str] = []
+    real_pass = daemon._pass
+    crashed: list[str] = []
+
+    def flaky(name: str, unchanged: Any) -> None:
+        if not crashed:
+            crashed.append(name)
+            raise RuntimeError("a bug")
+        passed.append(name)
+        real_pass(name, unchanged)
+
+    monkeypatch.setattr(daemon, "_pass", flaky)
+    for name in names:
+        daemon.queue.add(name)
+    worker = threading.Thread(target=daemon._supervised, name="worker-0")
+    daemon._workers.append(worker)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while len(passed) < len(names) - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.is_alive() and set(passed) == set(names) - set(crashed)
+    assert "reconciler_worker_crashes_total 1.0" in components.metrics.render()[0].decode()
+    assert daemon.readiness()["workers"] == f"1/{settings.scheduler.workers}"
+    assert daemon.readiness()["ready"] is (settings.scheduler.workers == 1)
+    if names[0] in passed:  # its pass ended: the next one is queued at the default interval, not lost
+        assert names[0] in daemon.queue
+    daemon.queue.close()
+    worker.join(10)
+    components.store.engine.dispose()
