@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.adapters import etcd_watch
 from reconciler.adapters.common import Credentials, Options, apply_changes, run_streams
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
@@ -317,7 +318,6 @@ class EtcdAdapter:
         failures: list[BaseException],
     ) -> None:
         common = os.path.commonprefix([p for p, _ in prefixes])  # noqa: RUF071 - keys are strings, not paths
-        ordered = sorted(prefixes, key=lambda p: -len(p[0]))
         headers = {"Content-Type": "application/json"}
         if where.username is not None:
             headers["Authorization"] = self._token(where, DiscoveryError)
@@ -340,46 +340,13 @@ class EtcdAdapter:
             response = conn.getresponse()
             if response.status != 200:
                 self._answer(where.endpoint, "/v3/watch", response.status, response.read(), DiscoveryError)
-            for line in _lines(response):
-                message = json.loads(line)
-                if "error" in message:
-                    raise DiscoveryError(f"{where.location}: etcd ended the watch: {message['error']}")
-                result = message.get("result", {})
-                if result.get("canceled"):
-                    reason = result.get("cancel_reason") or "no reason given"
-                    raise DiscoveryError(f"{where.location}: etcd cancelled the watch: {reason}")
-                if result.get("created"):
-                    created.release()
-                for event in result.get("events", []):
-                    name = base64.b64decode(event["kv"]["key"]).decode("utf-8", "replace")
-                    for prefix, target in ordered:
-                        if name.startswith(prefix):
-                            changed(target)
-                            break
+            etcd_watch.follow(response, where.location, prefixes, changed, created)
         except (OSError, http.client.HTTPException, ValueError, ReconcilerError) as exc:
             if not done.is_set():
                 failures.append(exc)
         finally:
             done.set()
             conn.close()
-
-
-def _lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
-    """The watch stream's messages: one JSON object per line. Read with read1, which hands over what has
-    arrived of the current chunk, and split here: readline on a chunked response mixes peek and read and was
-    once seen to lose its place in the chunk framing under load."""
-    pending = b""
-    while True:
-        data = response.read1(65536)
-        if not data:
-            if pending.strip():
-                yield pending
-            return
-        pending += data
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield line
 
 
 def _nest(flat: dict[str, Any], location: str) -> dict[str, Any]:

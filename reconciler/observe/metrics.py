@@ -67,74 +67,83 @@ class TargetStates(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             targets = list(self._targets.items())
-        groups: dict[tuple[str, str], list[_Target]] = {}
-        for _, state in targets:
-            groups.setdefault((state.environment, state.app), []).append(state)
-        drift = GaugeMetricFamily(
-            "reconciler_drift_items",
-            "Drift items found by the targets' last passes, by environment, app and class.",
-            labels=["environment", "app", "class"],
-        )
-        drifting = GaugeMetricFamily(
-            "reconciler_targets_drifting",
-            "Targets whose last pass found drift that is not acceptable.",
-            labels=["environment", "app"],
-        )
-        pending = GaugeMetricFamily(
-            "reconciler_escalations_pending",
-            "Escalated drift waiting for a person's approval.",
-            labels=["environment", "app"],
-        )
-        oldest_drift = GaugeMetricFamily(
-            "reconciler_oldest_open_drift_timestamp_seconds",
-            "Unix time since which the longest-drifting target of the group has had drift that is not "
-            "acceptable (0: none drifts); time() minus this is the age of the oldest open drift.",
-            labels=["environment", "app"],
-        )
-        oldest_success = GaugeMetricFamily(
-            "reconciler_oldest_successful_pass_timestamp_seconds",
-            "The stalest target's last pass that ended without error, as Unix time (0: a target has had none).",
-            labels=["environment", "app"],
-        )
-        for (environment, app), members in sorted(groups.items()):
-            for class_ in CLASSES:
-                drift.add_metric([environment, app, class_], sum(m.drift[class_] for m in members))
-            drifting.add_metric([environment, app], sum(1 for m in members if m.open_since))
-            pending.add_metric([environment, app], sum(m.pending for m in members))
-            opened = [m.open_since for m in members if m.open_since]
-            oldest_drift.add_metric([environment, app], min(opened, default=0.0))
-            oldest_success.add_metric([environment, app], min(m.last_success for m in members))
-        yield from (drift, drifting, pending, oldest_drift, oldest_success)
-        if not self.per_target:
-            return
-        per_drift = GaugeMetricFamily(
-            "reconciler_target_drift_items",
-            "Drift items found by the target's last pass, by class (RECONCILER_METRICS__PER_TARGET).",
-            labels=["target", "environment", "class"],
-        )
-        per_pending = GaugeMetricFamily(
-            "reconciler_target_escalations_pending",
-            "The target's escalated drift waiting for approval (RECONCILER_METRICS__PER_TARGET).",
-            labels=["target", "environment"],
-        )
-        per_success = GaugeMetricFamily(
-            "reconciler_target_last_successful_pass_timestamp_seconds",
-            "Unix time of the target's last pass that ended without error (RECONCILER_METRICS__PER_TARGET).",
-            labels=["target", "environment"],
-        )
-        per_open = GaugeMetricFamily(
-            "reconciler_target_drift_open_since_timestamp_seconds",
-            "Unix time since which the target has had drift that is not acceptable, 0 when none "
-            "(RECONCILER_METRICS__PER_TARGET).",
-            labels=["target", "environment"],
-        )
-        for name, state in sorted(targets):
-            for class_ in CLASSES:
-                per_drift.add_metric([name, state.environment, class_], state.drift[class_])
-            per_pending.add_metric([name, state.environment], state.pending)
-            per_success.add_metric([name, state.environment], state.last_success)
-            per_open.add_metric([name, state.environment], state.open_since)
-        yield from (per_drift, per_pending, per_success, per_open)
+        yield from _group_families([state for _, state in targets])
+        if self.per_target:
+            yield from _target_families(targets)
+
+
+def _group_families(states: list[_Target]) -> tuple[GaugeMetricFamily, ...]:
+    """The targets' last passes summed up by environment and app, groups in sorted order."""
+    groups: dict[tuple[str, str], list[_Target]] = {}
+    for state in states:
+        groups.setdefault((state.environment, state.app), []).append(state)
+    drift = GaugeMetricFamily(
+        "reconciler_drift_items",
+        "Drift items found by the targets' last passes, by environment, app and class.",
+        labels=["environment", "app", "class"],
+    )
+    drifting = GaugeMetricFamily(
+        "reconciler_targets_drifting",
+        "Targets whose last pass found drift that is not acceptable.",
+        labels=["environment", "app"],
+    )
+    pending = GaugeMetricFamily(
+        "reconciler_escalations_pending",
+        "Escalated drift waiting for a person's approval.",
+        labels=["environment", "app"],
+    )
+    oldest_drift = GaugeMetricFamily(
+        "reconciler_oldest_open_drift_timestamp_seconds",
+        "Unix time since which the longest-drifting target of the group has had drift that is not "
+        "acceptable (0: none drifts); time() minus this is the age of the oldest open drift.",
+        labels=["environment", "app"],
+    )
+    oldest_success = GaugeMetricFamily(
+        "reconciler_oldest_successful_pass_timestamp_seconds",
+        "The stalest target's last pass that ended without error, as Unix time (0: a target has had none).",
+        labels=["environment", "app"],
+    )
+    for (environment, app), members in sorted(groups.items()):
+        for class_ in CLASSES:
+            drift.add_metric([environment, app, class_], sum(m.drift[class_] for m in members))
+        drifting.add_metric([environment, app], sum(1 for m in members if m.open_since))
+        pending.add_metric([environment, app], sum(m.pending for m in members))
+        opened = [m.open_since for m in members if m.open_since]
+        oldest_drift.add_metric([environment, app], min(opened, default=0.0))
+        oldest_success.add_metric([environment, app], min(m.last_success for m in members))
+    return drift, drifting, pending, oldest_drift, oldest_success
+
+
+def _target_families(targets: list[tuple[str, _Target]]) -> tuple[GaugeMetricFamily, ...]:
+    """Each target's last pass on its own, targets in sorted order (RECONCILER_METRICS__PER_TARGET)."""
+    per_drift = GaugeMetricFamily(
+        "reconciler_target_drift_items",
+        "Drift items found by the target's last pass, by class (RECONCILER_METRICS__PER_TARGET).",
+        labels=["target", "environment", "class"],
+    )
+    per_pending = GaugeMetricFamily(
+        "reconciler_target_escalations_pending",
+        "The target's escalated drift waiting for approval (RECONCILER_METRICS__PER_TARGET).",
+        labels=["target", "environment"],
+    )
+    per_success = GaugeMetricFamily(
+        "reconciler_target_last_successful_pass_timestamp_seconds",
+        "Unix time of the target's last pass that ended without error (RECONCILER_METRICS__PER_TARGET).",
+        labels=["target", "environment"],
+    )
+    per_open = GaugeMetricFamily(
+        "reconciler_target_drift_open_since_timestamp_seconds",
+        "Unix time since which the target has had drift that is not acceptable, 0 when none "
+        "(RECONCILER_METRICS__PER_TARGET).",
+        labels=["target", "environment"],
+    )
+    for name, state in sorted(targets):
+        for class_ in CLASSES:
+            per_drift.add_metric([name, state.environment, class_], state.drift[class_])
+        per_pending.add_metric([name, state.environment], state.pending)
+        per_success.add_metric([name, state.environment], state.last_success)
+        per_open.add_metric([name, state.environment], state.open_since)
+    return per_drift, per_pending, per_success, per_open
 
 
 def render_families(families: Iterable[Metric]) -> bytes:
@@ -179,10 +188,26 @@ class Metrics:
 
     def __init__(self, per_target: bool = False) -> None:
         self._standard = CollectorRegistry(auto_describe=True)
-        r = self._standard
         self.target_states = TargetStates(per_target)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Union(self._standard, self.target_states))
+        # In this order: /metrics lists the standard collectors in the order they were registered.
+        self._register_pass_collectors()
+        self._register_adapter_collectors()
+        self._register_desired_collectors()
+        self._register_safety_collectors()
+        self._register_fleet_collectors()
+        self._register_watch_collectors()
+        self._register_exception_collectors()
+        self._desired_labels: tuple[str, str] | None = None
+        self._environments: set[str] = set()
+        # (environment, result) -> the pass counter's and duration histogram's children: labels() costs
+        # more than the increment itself, and every pass (10,000 targets: 170 a second) records both.
+        self._pass_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def _register_pass_collectors(self) -> None:
+        """What passes did: how many ended how, how long they took, and their actions' outcomes."""
+        r = self._standard
         self.passes = Counter(
             "reconciler_passes_total",
             "Reconcile passes by environment and result.",
@@ -202,6 +227,10 @@ class Metrics:
             ["environment", "outcome"],
             registry=r,
         )
+
+    def _register_adapter_collectors(self) -> None:
+        """How reading and writing live systems went."""
+        r = self._standard
         self.adapter_errors = Counter(
             "reconciler_adapter_errors_total",
             "Errors reading or writing live systems.",
@@ -214,6 +243,10 @@ class Metrics:
             ["adapter"],
             registry=r,
         )
+
+    def _register_desired_collectors(self) -> None:
+        """The desired state in force, and edits of it that were refused."""
+        r = self._standard
         self.desired_reload_errors = Counter(
             "reconciler_desired_reload_errors_total",
             "Edits of the desired state refused as invalid (the last good version stays in force).",
@@ -225,6 +258,10 @@ class Metrics:
             ["digest", "git_commit"],
             registry=r,
         )
+
+    def _register_safety_collectors(self) -> None:
+        """What held writes back: flapping drift, the circuit breaker, blast radius and rollout waves."""
+        r = self._standard
         self.flapping = Counter(
             "reconciler_flapping_total",
             "Drift that was escalated instead of fixed again, because another writer kept changing it back.",
@@ -261,6 +298,10 @@ class Metrics:
             ["environment"],
             registry=r,
         )
+
+    def _register_fleet_collectors(self) -> None:
+        """The targets, the replicas sharing them, this replica's share, and its workers."""
+        r = self._standard
         self.worker_crashes = Counter(
             "reconciler_worker_crashes_total",
             "Daemon workers that crashed on a bug and started again (the pass they held is retried).",
@@ -273,6 +314,10 @@ class Metrics:
         self.leased_targets = Gauge(
             "reconciler_leased_targets", "Targets this replica holds the lease of (all of them on SQLite).", registry=r
         )
+
+    def _register_watch_collectors(self) -> None:
+        """Watches of live systems: what they cover, what they saw, how fast it was recorded."""
+        r = self._standard
         self.watches = Gauge(
             "reconciler_watches",
             "Targets an established watch covers, by adapter (0 until it is up and while it is re-established).",
@@ -295,6 +340,10 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
         )
+
+    def _register_exception_collectors(self) -> None:
+        """Policy exceptions by state, every state at zero from the start."""
+        r = self._standard
         self.exceptions = Gauge(
             "reconciler_exceptions",
             "Policy exceptions by state: active, expiring (within the warning horizon) or expired.",
@@ -303,11 +352,6 @@ class Metrics:
         )
         for state in ("active", "expiring", "expired"):
             self.exceptions.labels(state)
-        self._desired_labels: tuple[str, str] | None = None
-        self._environments: set[str] = set()
-        # (environment, result) -> the pass counter's and duration histogram's children: labels() costs
-        # more than the increment itself, and every pass (10,000 targets: 170 a second) records both.
-        self._pass_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def pass_done(self, environment: str, result: str, duration_s: float) -> None:
         """Count a pass of a target of `environment` that ended with `result`, and observe its duration."""

@@ -159,6 +159,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def indented_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table set in by two spaces, under the title of what it belongs to."""
+    return "  " + table(headers, rows).replace("\n", "\n  ")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table's lines, headers as given; a `|` in a cell is escaped."""
+    return [
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows),
+    ]
+
+
 def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -172,71 +186,77 @@ def render_run(report: RunOutcome, fmt: str, key: bytes) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False)
     md = fmt == "markdown"
-    out = []
     head = f"run {data['run_id']} ({data['kind']}) against desired version {data['desired_version'][:12]}: "
-    out.append(("**" + head + data["status"] + "**") if md else head + data["status"])
+    out = [("**" + head + data["status"] + "**") if md else head + data["status"]]
     for t in data["targets"]:
-        pct = "" if t["drift_percent"] is None else f", {t['drift_percent']:.1f}% drift"
-        title = f"{t['target']} ({t['environment']}, {t['mode']}): {t['status']}{pct}"
-        out.append("")
-        out.append(f"### {title}" if md else title)
-        if t["error"]:
-            out.append(f"  error: {t['error']}")
-        if t["note"]:
-            out.append(f"  note: {t['note']}")
-        if data["kind"] == "rollback":
-            undo = [
-                (
-                    a["path"],
-                    short(_before_after(a, "before")),
-                    short(_before_after(a, "after")),
-                    _state_words(a["state"]),
-                    short(a["error"] or "", 60),
-                )
-                for a in t["actions"]
-            ]
-            out.append("  " + table(("path", "live now", "put back", "state", "note"), undo).replace("\n", "\n  "))
-            continue
-        if not t["drift"]:
-            if t["status"] != "failed":
-                out.append(
-                    "  no drift: live matches desired" + (", nothing written" if data["kind"] == "apply" else "")
-                )
-            continue
-        headers = ("path", "op", "class", "desired", "live", "action", "reason")
-        rows = [
-            (
-                d["path"],
-                d["op"],
-                d["class"],
-                short(render(MISSING) if d["desired_missing"] else render(d["desired"])),
-                short(render(MISSING) if d["observed_missing"] else render(d["observed"])),
-                _action_words(d),
-                short(d["reason"], 60),
-            )
-            for d in t["drift"]
-        ]
-        if md:
-            out.append("| " + " | ".join(h.title() for h in headers) + " |")
-            out.append("|" + "---|" * len(headers))
-            out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-        else:
-            out.append("  " + table(headers, rows).replace("\n", "\n  "))
-        layered = [d for d in t["drift"] if d["layers"] is not None]
-        if layered:
-            out.append("  where the values come from (highest precedence first):")
-            out += [f"    {_layer_words(d)}" for d in layered]
-        if data["kind"] == "apply" and not any(a["state"] in ("verified",) for a in t["actions"]):
-            out.append("  nothing written")
-    for refusal in data["refused"]:
-        out.append(f"refused: {refusal['target']} {refusal['path']}: {refusal['reason']}")
+        out += _target_lines(t, data["kind"], md)
+    out += [f"refused: {r['target']} {r['path']}: {r['reason']}" for r in data["refused"]]
     if not data["targets"] and not data["refused"]:
         out.append("nothing to do")
     return "\n".join(out)
 
 
-def _before_after(action: dict[str, Any], side: str) -> str:
-    return render(MISSING) if action[f"{side}_missing"] else render(action[side])
+def _target_lines(t: dict[str, Any], kind: str, md: bool) -> list[str]:
+    """One target's part of a run report: its title, error and note, then what was undone or what drifted."""
+    pct = "" if t["drift_percent"] is None else f", {t['drift_percent']:.1f}% drift"
+    title = f"{t['target']} ({t['environment']}, {t['mode']}): {t['status']}{pct}"
+    out = ["", f"### {title}" if md else title]
+    if t["error"]:
+        out.append(f"  error: {t['error']}")
+    if t["note"]:
+        out.append(f"  note: {t['note']}")
+    if kind == "rollback":
+        out.append(indented_table(("path", "live now", "put back", "state", "note"), _undo_rows(t["actions"])))
+        return out
+    if not t["drift"]:
+        if t["status"] != "failed":
+            out.append("  no drift: live matches desired" + (", nothing written" if kind == "apply" else ""))
+        return out
+    out += _drift_table(t["drift"], md)
+    layered = [d for d in t["drift"] if d["layers"] is not None]
+    if layered:
+        out.append("  where the values come from (highest precedence first):")
+        out += [f"    {_layer_words(d)}" for d in layered]
+    if kind == "apply" and not any(a["state"] in ("verified",) for a in t["actions"]):
+        out.append("  nothing written")
+    return out
+
+
+def _undo_rows(actions: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [
+        (
+            a["path"],
+            short(_side_text(a, "before")),
+            short(_side_text(a, "after")),
+            _state_words(a["state"]),
+            short(a["error"] or "", 60),
+        )
+        for a in actions
+    ]
+
+
+def _drift_table(drift: list[dict[str, Any]], md: bool) -> list[str]:
+    headers = ("path", "op", "class", "desired", "live", "action", "reason")
+    rows = [
+        (
+            d["path"],
+            d["op"],
+            d["class"],
+            short(_side_text(d, "desired")),
+            short(_side_text(d, "observed")),
+            _action_words(d),
+            short(d["reason"], 60),
+        )
+        for d in drift
+    ]
+    if md:
+        return markdown_table([h.title() for h in headers], rows)
+    return [indented_table(headers, rows)]
+
+
+def _side_text(data: dict[str, Any], side: str) -> str:
+    """One side of a drift or action dict (desired, observed, before, after) as text, MISSING if it is absent."""
+    return render(MISSING) if data[f"{side}_missing"] else render(data[side])
 
 
 def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
@@ -290,35 +310,8 @@ def render_run_detail(
         return json.dumps(
             {
                 **_run_record_dict(run),
-                "passes": [
-                    {
-                        "target": p.target,
-                        "environment": p.environment,
-                        "status": p.status.value,
-                        "drift": p.drift_count,
-                        "drift_percent": p.drift_percent,
-                        "error": p.error,
-                        "note": p.note,
-                    }
-                    for p in passes
-                ],
-                "drift": [
-                    {
-                        "id": d["id"],
-                        "target": d["target"],
-                        "path": d["path"],
-                        "op": d["op"],
-                        "class": d["class"],
-                        "reason": d["reason"],
-                        "decided_by": d["decided_by"],
-                        "desired": json_value(d["desired"]),
-                        "desired_missing": d["desired"] is MISSING,
-                        "observed": json_value(d["observed"]),
-                        "observed_missing": d["observed"] is MISSING,
-                        "secret": d["secret"],
-                    }
-                    for d in drifts
-                ],
+                "passes": [_pass_record_dict(p) for p in passes],
+                "drift": [_recorded_drift_dict(d) for d in drifts],
                 "actions": [_action_dict(a, b"") for a in actions],
             },
             indent=2,
@@ -327,51 +320,81 @@ def render_run_detail(
     if run.rollback_of:
         out.append(f"rolls back run {run.rollback_of}")
     if passes:
-        out.append(
-            table(
-                ("target", "environment", "status", "drift", "error"),
-                [
-                    (p.target, p.environment, p.status.value, str(p.drift_count), p.error or p.note or "")
-                    for p in passes
-                ],
-            )
-        )
+        out.append(_passes_table(passes))
     if drifts:
-        out.append("")
-        out.append(
-            table(
-                ("drift", "target", "path", "op", "class", "desired", "live"),
-                [
-                    (
-                        str(d["id"]),
-                        d["target"],
-                        d["path"],
-                        d["op"],
-                        d["class"],
-                        short(render(d["desired"])),
-                        short(render(d["observed"])),
-                    )
-                    for d in drifts
-                ],
-            )
-        )
+        out += ["", _recorded_drift_table(drifts)]
     if actions:
-        out.append("")
-        out.append(
-            table(
-                ("action", "target", "path", "before", "after", "state", "error"),
-                [
-                    (
-                        a.id,
-                        a.target,
-                        a.pointer,
-                        short(render(a.before)),
-                        short(render(a.after)),
-                        a.state.value,
-                        short(a.error or "", 60),
-                    )
-                    for a in actions
-                ],
-            )
-        )
+        out += ["", _actions_table(actions)]
     return "\n".join(out)
+
+
+def _pass_record_dict(p: PassRecord) -> dict[str, Any]:
+    return {
+        "target": p.target,
+        "environment": p.environment,
+        "status": p.status.value,
+        "drift": p.drift_count,
+        "drift_percent": p.drift_percent,
+        "error": p.error,
+        "note": p.note,
+    }
+
+
+def _recorded_drift_dict(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": d["id"],
+        "target": d["target"],
+        "path": d["path"],
+        "op": d["op"],
+        "class": d["class"],
+        "reason": d["reason"],
+        "decided_by": d["decided_by"],
+        "desired": json_value(d["desired"]),
+        "desired_missing": d["desired"] is MISSING,
+        "observed": json_value(d["observed"]),
+        "observed_missing": d["observed"] is MISSING,
+        "secret": d["secret"],
+    }
+
+
+def _passes_table(passes: Sequence[PassRecord]) -> str:
+    return table(
+        ("target", "environment", "status", "drift", "error"),
+        [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or p.note or "") for p in passes],
+    )
+
+
+def _recorded_drift_table(drifts: Sequence[dict[str, Any]]) -> str:
+    return table(
+        ("drift", "target", "path", "op", "class", "desired", "live"),
+        [
+            (
+                str(d["id"]),
+                d["target"],
+                d["path"],
+                d["op"],
+                d["class"],
+                short(render(d["desired"])),
+                short(render(d["observed"])),
+            )
+            for d in drifts
+        ],
+    )
+
+
+def _actions_table(actions: Sequence[Action]) -> str:
+    return table(
+        ("action", "target", "path", "before", "after", "state", "error"),
+        [
+            (
+                a.id,
+                a.target,
+                a.pointer,
+                short(render(a.before)),
+                short(render(a.after)),
+                a.state.value,
+                short(a.error or "", 60),
+            )
+            for a in actions
+        ],
+    )

@@ -12,7 +12,7 @@ from reconciler.domain.approval import Approval
 from reconciler.domain.paths import MISSING
 from reconciler.domain.values import render
 from reconciler.engine.explain import Explanation
-from reconciler.present.report import json_value, short, table
+from reconciler.present.report import indented_table, json_value, markdown_table, short, table
 
 
 def render_explanation(result: Explanation) -> str:
@@ -89,31 +89,7 @@ def render_parity(
                 "source": source,
                 "environments": list(environments),
                 "errors": errors,
-                "pairs": [
-                    {
-                        "app": r.app,
-                        "a": {"target": r.a.name, "environment": r.a.environment},
-                        "b": {"target": r.b.name, "environment": r.b.environment},
-                        "drift_percent": round(r.drift_percent, 3),
-                        "threshold": r.threshold,
-                        "significant": r.significant,
-                        "unexpected": len(r.unexpected),
-                        "differences": [
-                            {
-                                "path": i.pointer,
-                                "kind": i.kind,
-                                "expected": i.expected,
-                                "note": i.note,
-                                "a": json_value(i.a),
-                                "a_absent": i.a is MISSING,
-                                "b": json_value(i.b),
-                                "b_absent": i.b is MISSING,
-                            }
-                            for i in r.items
-                        ],
-                    }
-                    for r in results
-                ],
+                "pairs": [_pair_dict(r) for r in results],
             },
             indent=2,
         )
@@ -124,28 +100,57 @@ def render_parity(
     if not results and not errors:
         out.append("no app has targets in two of these environments")
     for r in results:
-        verdict = "significant" if r.significant else "within threshold"
-        title = (
-            f"{r.app}: {r.a.environment} ({r.a.name}) vs {r.b.environment} ({r.b.name}): "
-            f"{r.drift_percent:.1f}% drift, {verdict} ({r.threshold:.0%}); "
-            f"{len(r.unexpected)} unexpected, {len(r.items) - len(r.unexpected)} expected"
-        )
-        out += ["", f"### {title}" if md else title]
-        if not r.items:
-            out.append("  no differences")
-            continue
-        headers = ("key", r.a.environment, r.b.environment, "kind", "expected")
-        rows = [
-            (i.pointer, _side(i.a), _side(i.b), i.kind, ("yes: " + i.note) if i.expected else (i.note or "no"))
-            for i in r.items
-        ]
-        if md:
-            out.append("| " + " | ".join(h.title() if h in ("key", "kind", "expected") else h for h in headers) + " |")
-            out.append("|" + "---|" * len(headers))
-            out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        else:
-            out.append("  " + table(headers, rows).replace("\n", "\n  "))
+        out += _pair_lines(r, md)
     return "\n".join(out)
+
+
+def _pair_dict(r: PairResult) -> dict[str, Any]:
+    return {
+        "app": r.app,
+        "a": {"target": r.a.name, "environment": r.a.environment},
+        "b": {"target": r.b.name, "environment": r.b.environment},
+        "drift_percent": round(r.drift_percent, 3),
+        "threshold": r.threshold,
+        "significant": r.significant,
+        "unexpected": len(r.unexpected),
+        "differences": [
+            {
+                "path": i.pointer,
+                "kind": i.kind,
+                "expected": i.expected,
+                "note": i.note,
+                "a": json_value(i.a),
+                "a_absent": i.a is MISSING,
+                "b": json_value(i.b),
+                "b_absent": i.b is MISSING,
+            }
+            for i in r.items
+        ],
+    }
+
+
+def _pair_lines(r: PairResult, md: bool) -> list[str]:
+    """One pair of environments: its verdict as a title, then its differences as a table."""
+    verdict = "significant" if r.significant else "within threshold"
+    title = (
+        f"{r.app}: {r.a.environment} ({r.a.name}) vs {r.b.environment} ({r.b.name}): "
+        f"{r.drift_percent:.1f}% drift, {verdict} ({r.threshold:.0%}); "
+        f"{len(r.unexpected)} unexpected, {len(r.items) - len(r.unexpected)} expected"
+    )
+    out = ["", f"### {title}" if md else title]
+    if not r.items:
+        out.append("  no differences")
+        return out
+    headers = ("key", r.a.environment, r.b.environment, "kind", "expected")
+    rows = [
+        (i.pointer, _side(i.a), _side(i.b), i.kind, ("yes: " + i.note) if i.expected else (i.note or "no"))
+        for i in r.items
+    ]
+    if md:  # the environments' names stay as they are spelt
+        out += markdown_table([h.title() if h in ("key", "kind", "expected") else h for h in headers], rows)
+    else:
+        out.append(indented_table(headers, rows))
+    return out
 
 
 def render_approvals(approvals: Sequence[Approval], fmt: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,33 +32,10 @@ class SqlApprovalStore(SqlStore):
         keys = {drift_key(target, c.item): c for c in escalations}
         try:
             with self.engine.begin() as conn:
-                rows = (
-                    conn.execute(
-                        sa.select(t.approvals).where(t.approvals.c.target == target, t.approvals.c.state.in_(OPEN))
-                    )
-                    .mappings()
-                    .all()
-                )
+                rows = _open_rows(conn, target)
                 known = {r["drift_key"] for r in rows}
-                gone = [r["id"] for r in rows if r["drift_key"] not in keys and r["state"] != ApprovalState.REJECTED]
-                if gone:
-                    conn.execute(
-                        t.approvals.update()
-                        .where(t.approvals.c.id.in_(gone))
-                        .values(state=ApprovalState.SUPERSEDED.value, decided_at=now)
-                    )
-                late = [
-                    r["id"]
-                    for r in rows
-                    if r["state"] == ApprovalState.APPROVED
-                    and r["expires_at"]
-                    and r["expires_at"] <= now
-                    and r["id"] not in gone
-                ]
-                if late:
-                    conn.execute(
-                        t.approvals.update().where(t.approvals.c.id.in_(late)).values(state=ApprovalState.EXPIRED.value)
-                    )
+                gone = _supersede_gone(conn, rows, keys, now)
+                late = _expire_late(conn, rows, gone, now)
                 new = [
                     {
                         "id": str(uuid.uuid4()),
@@ -79,17 +56,7 @@ class SqlApprovalStore(SqlStore):
                 ]
                 if new:
                     conn.execute(t.approvals.insert(), new)
-                current = (
-                    conn.execute(
-                        sa.select(t.approvals).where(
-                            t.approvals.c.target == target,
-                            t.approvals.c.drift_key.in_(list(keys)),
-                            t.approvals.c.state.in_(OPEN),
-                        )
-                    )
-                    .mappings()
-                    .all()
-                )
+                current = _open_rows(conn, target, list(keys))
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         created_ids = {row["id"] for row in new}
@@ -149,6 +116,41 @@ class SqlApprovalStore(SqlStore):
                 return [_approval(r) for r in conn.execute(query).mappings().all()]
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
+
+
+def _open_rows(conn: sa.Connection, target: str, keys: list[str] | None = None) -> Sequence[sa.RowMapping]:
+    """The target's open approvals (pending, approved or rejected); only those of these drift keys if given."""
+    where = [t.approvals.c.target == target]
+    if keys is not None:
+        where.append(t.approvals.c.drift_key.in_(keys))
+    where.append(t.approvals.c.state.in_(OPEN))
+    return conn.execute(sa.select(t.approvals).where(*where)).mappings().all()
+
+
+def _supersede_gone(
+    conn: sa.Connection, rows: Sequence[sa.RowMapping], keys: Collection[str], now: datetime
+) -> list[str]:
+    """Supersede the open approvals whose drift is no longer escalated (a rejection stays); their ids."""
+    gone = [r["id"] for r in rows if r["drift_key"] not in keys and r["state"] != ApprovalState.REJECTED]
+    if gone:
+        conn.execute(
+            t.approvals.update()
+            .where(t.approvals.c.id.in_(gone))
+            .values(state=ApprovalState.SUPERSEDED.value, decided_at=now)
+        )
+    return gone
+
+
+def _expire_late(conn: sa.Connection, rows: Sequence[sa.RowMapping], gone: list[str], now: datetime) -> list[str]:
+    """Expire the approvals given for drift that is still there but not used before their time; their ids."""
+    late = [
+        r["id"]
+        for r in rows
+        if r["state"] == ApprovalState.APPROVED and r["expires_at"] and r["expires_at"] <= now and r["id"] not in gone
+    ]
+    if late:
+        conn.execute(t.approvals.update().where(t.approvals.c.id.in_(late)).values(state=ApprovalState.EXPIRED.value))
+    return late
 
 
 def _approval(r: Any) -> Approval:
