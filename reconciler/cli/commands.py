@@ -30,6 +30,7 @@ from reconciler.engine import explain
 from reconciler.engine.gate import Override
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
+from reconciler.present import history as history_views
 from reconciler.present import report, views
 from reconciler.runtime import compose, daemon, undo
 from reconciler.settings import load_settings
@@ -199,13 +200,13 @@ def history(
     try:
         store = compose.build_store(load(database_url=database_url))
         if run_id is None:
-            typer.echo(report.render_runs(store.runs(limit), fmt))
+            typer.echo(history_views.render_runs(store.runs(limit), fmt))
             return
         run = store.run(run_id)
         if run is None:
             raise ConfigurationError(f"no run with id {run_id}")
         typer.echo(
-            report.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt, store.drifts(run_id))
+            history_views.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt, store.drifts(run_id))
         )
     except ReconcilerError as exc:
         raise fail(exc) from None

@@ -8,7 +8,6 @@ from typing import Any
 
 from reconciler.domain.approval import Approval
 from reconciler.domain.drift import Classified
-from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
 from reconciler.domain.run import RunStatus
@@ -32,7 +31,7 @@ def json_value(value: Any) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _action_dict(action: Action, key: bytes) -> dict[str, Any]:
+def action_dict(action: Action, key: bytes) -> dict[str, Any]:
     return {
         "id": action.id,
         "path": action.pointer,
@@ -82,7 +81,7 @@ def target_dict(report: PassOutcome, key: bytes) -> dict[str, Any]:
         "error": report.error,
         "note": report.note,
         "drift": drift,
-        "actions": [_action_dict(a, key) for a in actions],
+        "actions": [action_dict(a, key) for a in actions],
     }
 
 
@@ -257,144 +256,3 @@ def _drift_table(drift: list[dict[str, Any]], md: bool) -> list[str]:
 def _side_text(data: dict[str, Any], side: str) -> str:
     """One side of a drift or action dict (desired, observed, before, after) as text, MISSING if it is absent."""
     return render(MISSING) if data[f"{side}_missing"] else render(data[side])
-
-
-def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([_run_record_dict(r) for r in runs], indent=2)
-    rows = [
-        (
-            r.id,
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.kind.value,
-            r.trigger,
-            r.status.value,
-            str(r.targets),
-            str(r.drift_count),
-            ", ".join(f"{k} {v}" for k, v in sorted(r.action_counts.items())) or "-",
-        )
-        for r in runs
-    ]
-    if not rows:
-        return "no runs recorded yet"
-    return table(("run", "started (utc)", "kind", "trigger", "status", "targets", "drift", "actions"), rows)
-
-
-def _run_record_dict(r: RunRecord) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "kind": r.kind.value,
-        "trigger": r.trigger,
-        "status": r.status.value,
-        "started_at": r.started_at.isoformat(),
-        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-        "desired_version": r.desired_version,
-        "rollback_of": r.rollback_of,
-        "error": r.error,
-        "targets": r.targets,
-        "drift": r.drift_count,
-        "actions": r.action_counts,
-    }
-
-
-def render_run_detail(
-    run: RunRecord,
-    passes: Sequence[PassRecord],
-    actions: Sequence[Action],
-    fmt: str,
-    drifts: Sequence[dict[str, Any]] = (),
-) -> str:
-    """A recorded run with its passes, drift (with the ids `reconciler adopt` takes) and actions; secrets are
-    already redacted in history."""
-    if fmt == "json":
-        return json.dumps(
-            {
-                **_run_record_dict(run),
-                "passes": [_pass_record_dict(p) for p in passes],
-                "drift": [_recorded_drift_dict(d) for d in drifts],
-                "actions": [_action_dict(a, b"") for a in actions],
-            },
-            indent=2,
-        )
-    out = [render_runs([run], "table"), ""]
-    if run.rollback_of:
-        out.append(f"rolls back run {run.rollback_of}")
-    if passes:
-        out.append(_passes_table(passes))
-    if drifts:
-        out += ["", _recorded_drift_table(drifts)]
-    if actions:
-        out += ["", _actions_table(actions)]
-    return "\n".join(out)
-
-
-def _pass_record_dict(p: PassRecord) -> dict[str, Any]:
-    return {
-        "target": p.target,
-        "environment": p.environment,
-        "status": p.status.value,
-        "drift": p.drift_count,
-        "drift_percent": p.drift_percent,
-        "error": p.error,
-        "note": p.note,
-    }
-
-
-def _recorded_drift_dict(d: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": d["id"],
-        "target": d["target"],
-        "path": d["path"],
-        "op": d["op"],
-        "class": d["class"],
-        "reason": d["reason"],
-        "decided_by": d["decided_by"],
-        "desired": json_value(d["desired"]),
-        "desired_missing": d["desired"] is MISSING,
-        "observed": json_value(d["observed"]),
-        "observed_missing": d["observed"] is MISSING,
-        "secret": d["secret"],
-    }
-
-
-def _passes_table(passes: Sequence[PassRecord]) -> str:
-    return table(
-        ("target", "environment", "status", "drift", "error"),
-        [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or p.note or "") for p in passes],
-    )
-
-
-def _recorded_drift_table(drifts: Sequence[dict[str, Any]]) -> str:
-    return table(
-        ("drift", "target", "path", "op", "class", "desired", "live"),
-        [
-            (
-                str(d["id"]),
-                d["target"],
-                d["path"],
-                d["op"],
-                d["class"],
-                short(render(d["desired"])),
-                short(render(d["observed"])),
-            )
-            for d in drifts
-        ],
-    )
-
-
-def _actions_table(actions: Sequence[Action]) -> str:
-    return table(
-        ("action", "target", "path", "before", "after", "state", "error"),
-        [
-            (
-                a.id,
-                a.target,
-                a.pointer,
-                short(render(a.before)),
-                short(render(a.after)),
-                a.state.value,
-                short(a.error or "", 60),
-            )
-            for a in actions
-        ],
-    )
