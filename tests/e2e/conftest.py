@@ -63,6 +63,25 @@ def reconciler(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def write_fleet(root: Path, environments: list[str], interval_s: float) -> tuple[Path, Path]:
+    """live/ and desired/ under `root`: a target `tNN` per entry of `environments`, each with drift (live says
+    DEBUG where INFO is desired), and a policy that makes drift reversible."""
+    live, desired = root / "live", root / "desired"
+    live.mkdir()
+    desired.mkdir()
+    docs = []
+    for i, environment in enumerate(environments):
+        (live / f"t{i:02}.yaml").write_text("log_level: DEBUG\n")
+        docs.append(
+            f"kind: Target\nmetadata: {{name: t{i:02}, environment: {environment}}}\n"
+            f"spec:\n  source: {{adapter: file, path: ../live/t{i:02}.yaml}}\n"
+            f"  desired: {{log_level: INFO}}\n  interval: {interval_s:g}s\n"
+        )
+    (desired / "targets.yaml").write_text("---\n".join(docs))
+    (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+    return live, desired
+
+
 @pytest.fixture
 def daemon(settings: Settings, example: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     for manifest in (example / "desired").glob("*.yaml"):

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.conftest import free_port, reconciler, wait_for
+from tests.e2e.conftest import free_port, reconciler, wait_for, write_fleet
 
 pytestmark = pytest.mark.e2e
 TARGETS = 40
@@ -30,19 +30,7 @@ INTERVAL_S = 3
 
 @pytest.fixture
 def fleet(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    live, desired = tmp_path / "live", tmp_path / "desired"
-    live.mkdir()
-    desired.mkdir()
-    docs = []
-    for i in range(TARGETS):
-        (live / f"t{i:02}.yaml").write_text("log_level: DEBUG\n")
-        docs.append(
-            f"kind: Target\nmetadata: {{name: t{i:02}, environment: dev}}\n"
-            f"spec:\n  source: {{adapter: file, path: ../live/t{i:02}.yaml}}\n"
-            f"  desired: {{log_level: INFO}}\n  interval: {INTERVAL_S}s\n"
-        )
-    (desired / "targets.yaml").write_text("---\n".join(docs))
-    (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+    live, desired = write_fleet(tmp_path, ["dev"] * TARGETS, INTERVAL_S)
     env = {
         **os.environ,
         "RECONCILER_DESIRED_DIR": str(desired),

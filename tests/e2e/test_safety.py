@@ -15,28 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import free_port, reconciler, wait_for
+from tests.e2e.conftest import free_port, reconciler, wait_for, write_fleet
 
 pytestmark = pytest.mark.e2e
 INTERVAL_S = 1
-
-
-def fleet_folder(root: Path, environments: list[str]) -> tuple[Path, Path]:
-    """A target per environment entry, each with live drift (DEBUG where INFO is desired)."""
-    live, desired = root / "live", root / "desired"
-    live.mkdir()
-    desired.mkdir()
-    docs = []
-    for i, environment in enumerate(environments):
-        (live / f"t{i}.yaml").write_text("log_level: DEBUG\n")
-        docs.append(
-            f"kind: Target\nmetadata: {{name: t{i}, environment: {environment}}}\n"
-            f"spec:\n  source: {{adapter: file, path: ../live/t{i}.yaml}}\n"
-            f"  desired: {{log_level: INFO}}\n  interval: {INTERVAL_S}s\n"
-        )
-    (desired / "targets.yaml").write_text("---\n".join(docs))
-    (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
-    return live, desired
 
 
 @pytest.fixture
@@ -92,7 +74,7 @@ def logged(tmp_path: Path, text: str) -> bool:
 def test_the_window_holds_the_daemon_to_its_blast_radius(spawn: Any, tmp_path: Path) -> None:
     """With at most 2 targets written per window, a daemon whose passes each run alone writes 2 of 5 drifted
     targets and holds the rest in dry-run, saying why."""
-    live, desired = fleet_folder(tmp_path, ["dev"] * 5)
+    live, desired = write_fleet(tmp_path, ["dev"] * 5, INTERVAL_S)
     spawn(f"sqlite:///{tmp_path / 'history.db'}", desired, live, {"RECONCILER_SAFETY__MAX_TARGETS_PER_RUN": "2"})
     wait_for(lambda: len(fixed(live)) == 2, timeout_s=30, what="two targets written")
     wait_for(lambda: logged(tmp_path, "blast radius: 2 targets written in the last 600s"), what="the refusal")
@@ -102,11 +84,11 @@ def test_the_window_holds_the_daemon_to_its_blast_radius(spawn: Any, tmp_path: P
 
 def test_a_new_version_waits_for_the_earlier_wave_and_its_bake_time(spawn: Any, tmp_path: Path) -> None:
     """Dev is written first; prod waits out the bake time, and `reconciler rollout status` says why."""
-    live, desired = fleet_folder(tmp_path, ["dev", "dev", "prod"])
+    live, desired = write_fleet(tmp_path, ["dev", "dev", "prod"], INTERVAL_S)
     spawn(f"sqlite:///{tmp_path / 'history.db'}", desired, live, {"RECONCILER_ROLLOUT__BAKE_S": "3600"})
-    wait_for(lambda: fixed(live) == {"t0", "t1"}, timeout_s=30, what="the dev wave written")
+    wait_for(lambda: fixed(live) == {"t00", "t01"}, timeout_s=30, what="the dev wave written")
     time.sleep(3 * INTERVAL_S)
-    assert fixed(live) == {"t0", "t1"}  # prod is held
+    assert fixed(live) == {"t00", "t01"}  # prod is held
     status = reconciler("rollout", "status")
     assert status.returncode == 2 and "wave 4 bakes until" in status.stdout, status.stdout + status.stderr
 
@@ -114,7 +96,7 @@ def test_a_new_version_waits_for_the_earlier_wave_and_its_bake_time(spawn: Any, 
 def test_window_and_waves_hold_across_replicas(spawn: Any, tmp_path: Path, postgres_url: str) -> None:
     """Three replicas on PostgreSQL share one window and one rollout: of six drifted dev targets only three are
     written, and the prod target waits for its wave whichever replica holds it."""
-    live, desired = fleet_folder(tmp_path, ["dev"] * 6 + ["prod"])
+    live, desired = write_fleet(tmp_path, ["dev"] * 6 + ["prod"], INTERVAL_S)
     extra = {
         "RECONCILER_SAFETY__MAX_TARGETS_PER_RUN": "3",
         "RECONCILER_ROLLOUT__BAKE_S": "0",
@@ -124,6 +106,6 @@ def test_window_and_waves_hold_across_replicas(spawn: Any, tmp_path: Path, postg
     wait_for(lambda: len(fixed(live)) == 3, timeout_s=40, what="three targets written")
     time.sleep(5 * INTERVAL_S)
     written = fixed(live)
-    assert len(written) == 3 and "t6" not in written, written  # the window, and prod waiting for the dev wave
+    assert len(written) == 3 and "t06" not in written, written  # the window, and prod waiting for the dev wave
     assert all(p.poll() is None for p in processes)
     assert logged(tmp_path, "blast radius: 3 targets written in the last 600s")
