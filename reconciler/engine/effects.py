@@ -91,6 +91,8 @@ class MetricsEffect:
         metrics.pass_done(target.environment, result, outcome.duration_s)
         if outcome.status is not RunStatus.FAILED:
             states.update(target.name, last_success=self.clock.now().timestamp())
+        elif outcome.error_type is not None:  # live (or history) could not be read or written
+            metrics.adapter_errors.labels(target.spec.source.adapter, target.environment).inc()
         if outcome.unchanged:
             return
         if outcome.approvals:

@@ -32,6 +32,7 @@ class PassOutcome:
     plan: TargetPlan | None = None
     execution: Execution | None = None
     error: str | None = None
+    error_type: str | None = None  # the exception that failed the pass (an adapter's, the store's), if one did
     retry: bool = False  # a temporary error: try the pass again with backoff
     requeue_after_s: float | None = None  # ... after this long, when the error said when
     duration_s: float = 0.0

@@ -62,8 +62,8 @@ def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchange
             log.warning("pass failed", error=str(exc), error_type=type(exc).__name__)
             temporary = isinstance(exc, TemporaryError)
             delay = exc.delay_s if isinstance(exc, TemporaryError) else None
-            outcome = PassOutcome(target, decision, RunStatus.FAILED, error=str(exc), retry=temporary)
-            outcome = replace(outcome, requeue_after_s=delay)
+            outcome = PassOutcome(target, decision, RunStatus.FAILED, error=str(exc), error_type=type(exc).__name__)
+            outcome = replace(outcome, retry=temporary, requeue_after_s=delay)
         except Exception as exc:  # a bug must not take the daemon down; it is a failed pass
             log.exception("pass crashed")
             outcome = PassOutcome(

@@ -288,6 +288,7 @@ def test_an_adapter_that_times_out_is_retried_within_the_pass(
     engine, _ = make(settings, store, adapters=lambda name: give_up, clock=SystemClock(), metrics=metrics)
     failed = engine.reconcile(["payments-api-prod"]).targets[0]
     assert failed.status is RunStatus.FAILED and failed.retry and "timed out" in (failed.error or "")
+    assert 'reconciler_adapter_errors_total{adapter="file",environment="prod"} 1.0' in metrics.render()[0].decode()
 
 
 def test_a_wave_limit_holds_the_rest_of_that_wave_only(
