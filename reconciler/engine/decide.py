@@ -11,9 +11,11 @@ from typing import NamedTuple
 
 from reconciler.domain.drift import Classified
 from reconciler.domain.manifest import DriftClass, Target
+from reconciler.observe import logging as logs
 from reconciler.ports import HistoryStore
 from reconciler.remediate import safety
 
+log = logs.get_logger("reconciler.decide")
 READ_ONLY = "the source is read-only: nothing can be fixed here"
 
 
@@ -62,4 +64,7 @@ def _flapping(
     writes = store.recent_writes(target.name, reversible, now - timedelta(seconds=limits.flap_window_s))
     if not writes:
         return list(classified), []
-    return safety.flapping(classified, writes, limits)
+    result, flapped = safety.flapping(classified, writes, limits)
+    for pointer in flapped:
+        log.warning("flapping: stopped writing and escalated", path=pointer, writes=len(writes[pointer]))
+    return result, flapped

@@ -95,7 +95,7 @@ class MetricsEffect:
             metrics.adapter_errors.labels(target.spec.source.adapter, target.environment).inc()
         if outcome.unchanged:
             return
-        if outcome.approvals:
+        if outcome.plan is not None:  # a full pass: its approvals are current (none left: zero pending)
             pending = sum(1 for a in outcome.approvals.values() if a.state is ApprovalState.PENDING)
             states.update(target.name, pending=pending)
         for _ in outcome.flapped:

@@ -4,7 +4,7 @@ new escalations and an opened breaker are announced."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +130,23 @@ def test_the_breaker_opened_by_the_error_budget_is_announced(
     (opened,) = [e for e in events if e.kind is EventKind.BREAKER]
     assert opened.summary.startswith("remediation paused until") and opened.details["opened_by"] == "error budget"
     assert SqlBreakerStore(store.engine).get().is_open(datetime.now(UTC))
+
+
+def test_pending_escalations_fall_back_to_zero_once_an_approved_fix_is_written(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """The pending-approvals gauge follows every full pass, down to zero when the last approval was used."""
+    approvals = SqlApprovalStore(store.engine)
+    engine, metrics = make(settings, store, clock=SystemClock(), approvals=approvals)
+    metrics.init_targets((t.name, t.environment, t.metadata.app or "") for t in engine.desired().targets.values())
+    gauge = 'reconciler_escalations_pending{app="payments-api",environment="prod"}'
+    first = engine.reconcile(["payments-api-prod"]).targets[0]
+    assert f"{gauge} 1.0" in metrics.render()[0].decode()
+    approval = first.approvals["/database/pool_size"]
+    now = datetime.now(UTC)
+    approvals.decide(approval.id, approve=True, actor="alice", comment="ok", now=now, ttl=timedelta(hours=1))
+    second = engine.reconcile(["payments-api-prod"]).targets[0]
+    assert (
+        second.execution is not None and "pool_size: 20" in (example / "live/payments-api/prod/config.yaml").read_text()
+    )
+    assert f"{gauge} 0.0" in metrics.render()[0].decode()
