@@ -145,6 +145,21 @@ class SafetySettings(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    """Bounds on waiting for the history database (PostgreSQL), so that an unreachable one never hangs a pass
+    or /readyz."""
+
+    connect_timeout_s: float = Field(
+        5.0, ge=1, le=300, description="Longest wait to connect, or for a pooled connection. Defaults to 5."
+    )
+    statement_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="Longest one statement may run (0: no limit); `reconciler db upgrade` has none. Defaults to 30.",
+    )
+
+
 class RolloutSettings(BaseModel):
     """Progressive rollout of a new desired version in the daemon: its writes go in waves."""
 
@@ -292,6 +307,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
 

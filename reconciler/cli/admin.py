@@ -187,7 +187,10 @@ def db_upgrade(
     """Run the Alembic migrations (SQLite or PostgreSQL)."""
     try:
         settings = load(database_url=database_url)
-        engine = engines.create_engine(settings.database_url)
+        # Migrations may rewrite large tables: no statement timeout here.
+        engine = engines.create_engine(
+            settings.database_url, connect_timeout_s=settings.store.connect_timeout_s, statement_timeout_s=0
+        )
         before = migrate.current(engine)
         migrate.upgrade(engine, revision)
         after = migrate.current(engine)

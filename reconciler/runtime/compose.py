@@ -130,7 +130,12 @@ def build_offline(settings: Settings) -> tuple[DesiredSource, Adapters]:
 
 
 def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistoryStore:
-    engine = engines.create_engine(settings.database_url)
+    bounds = settings.store
+    engine = engines.create_engine(
+        settings.database_url,
+        connect_timeout_s=bounds.connect_timeout_s,
+        statement_timeout_s=bounds.statement_timeout_s,
+    )
     if check_migrated:
         migrate.check(engine)
     return SqlHistoryStore(engine, settings.hmac_key())

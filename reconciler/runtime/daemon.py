@@ -32,6 +32,8 @@ from reconciler.runtime.watch import WatchSupervisor
 
 log = logs.get_logger("reconciler.daemon")
 BATCH = 64  # passes that fell due together, taken by one worker at once
+PROBE_S = 1.0  # how often the history store is looked at for /readyz
+STALE_PROBE_S = 5.0  # a probe older than this (the store hangs): not ready
 
 
 class Daemon:
@@ -54,6 +56,8 @@ class Daemon:
         )
         self.stopping = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._prober: threading.Thread | None = None
+        self._store_state: tuple[str, str | None, float] = ("not looked at yet", None, time.monotonic())
         self._state: DesiredState | None = None
         self._reported_error: str | None = None
         self._lock: ProcessLock | None = None
@@ -83,24 +87,40 @@ class Daemon:
         return {"digest": state.version.digest, "git_commit": state.version.git_commit, "root": str(state.root)}
 
     def readiness(self) -> dict[str, Any]:
+        """What /readyz says, at once: the store's state comes from the background probe's last look (a store
+        that hangs never holds up the answer), the rest from memory."""
+        if self._prober is None:  # not running as a daemon (yet): look now
+            self._probe_store()
+        store, remediation, at = self._store_state
+        age = time.monotonic() - at
+        if age > STALE_PROBE_S:
+            store = f"no answer from the history store for {age:.0f}s"
         detail: dict[str, Any] = {"desired_loaded": self.c.desired.loaded, "stopping": self.stopping.is_set()}
-        try:
-            self.c.store.ping()
-            detail["store"] = "ok"
-            breaker = self.c.breaker.get()
-            detail["remediation"] = "paused: " + (breaker.reason or "") if breaker.is_open(datetime.now(UTC)) else "on"
-        except ReconcilerError as exc:
-            detail["store"] = str(exc)
+        detail["store"] = store
+        if remediation is not None:
+            detail["remediation"] = remediation
         if self.c.desired.last_error is not None:
             detail["desired_error"] = str(self.c.desired.last_error).splitlines()[0]
         configured = self.c.settings.scheduler.workers
         alive = sum(1 for w in self._workers if w.is_alive())
         detail["workers"] = f"{alive}/{configured}"
         working = alive == configured or not self._workers  # not started yet: nothing to say
-        detail["ready"] = (
-            detail["store"] == "ok" and detail["desired_loaded"] and working and not self.stopping.is_set()
-        )
+        detail["ready"] = store == "ok" and detail["desired_loaded"] and working and not self.stopping.is_set()
         return detail
+
+    def _probe_store(self) -> None:
+        """One look at the history store and the breaker kept in it, for /readyz."""
+        try:
+            self.c.store.ping()
+            breaker = self.c.breaker.get()
+            paused = breaker.is_open(datetime.now(UTC))
+            self._store_state = ("ok", "paused: " + (breaker.reason or "") if paused else "on", time.monotonic())
+        except ReconcilerError as exc:
+            self._store_state = (str(exc), None, time.monotonic())
+
+    def _probe_forever(self) -> None:
+        while not self.stopping.wait(PROBE_S):
+            self._probe_store()
 
     def _watch_exceptions(self, state: DesiredState) -> None:
         """Count exceptions by state, and log each one once when it starts expiring and once when it ends."""
@@ -265,6 +285,9 @@ class Daemon:
             recovered = undo.recover(self.c.reconciler)  # before any pass: settle what a crash left in flight
             if recovered:
                 log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))
+        self._probe_store()
+        self._prober = threading.Thread(target=self._probe_forever, name="store-probe", daemon=True)
+        self._prober.start()
         self.http.start()
         host, port = self.http.address
         self._refresh_desired()  # queues a first pass for every target right away

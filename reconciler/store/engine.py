@@ -25,8 +25,13 @@ def safe_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
-def create_engine(url: str) -> sa.Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys, and its folder is created."""
+def create_engine(url: str, *, connect_timeout_s: float = 5.0, statement_timeout_s: float = 30.0) -> sa.Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys, and its folder is created.
+
+    PostgreSQL gets bounds on everything that could hang a pass or /readyz when the server or the network
+    goes away: a connect timeout, a statement timeout (0: none, for migrations), TCP keepalives and a TCP user
+    timeout (unacknowledged data for longer than that drops the connection, as when packets are silently
+    dropped), and a bounded wait for a pooled connection."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -38,6 +43,18 @@ def create_engine(url: str) -> sa.Engine:
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        kwargs["pool_timeout"] = max(connect_timeout_s, 1.0)
+        connect_args: dict[str, Any] = {
+            "connect_timeout": max(int(connect_timeout_s), 1),  # libpq takes whole seconds, at least 2 in effect
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(max(connect_timeout_s, 1.0) * 2000),
+        }
+        if statement_timeout_s > 0:
+            connect_args["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+        kwargs["connect_args"] = connect_args
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:

@@ -130,3 +130,31 @@ def test_a_worker_outlives_a_crash_and_a_target_whose_interval_cannot_be_schedul
     daemon.queue.close()
     worker.join(10)
     components.store.engine.dispose()
+
+
+def test_readyz_answers_at_once_while_the_store_hangs(
+    settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/readyz answers from the background probe's last look: a store that hangs never holds it up, and once
+    the probe has had no answer for a while it says so and is not ready."""
+    engine = engines.create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    components = build(settings)
+    daemon = Daemon(components)
+    assert daemon.readiness()["store"] == "ok"
+    release = threading.Event()
+    monkeypatch.setattr(components.store, "ping", lambda: release.wait(30))
+    monkeypatch.setattr("reconciler.runtime.daemon.STALE_PROBE_S", 0.3)
+    monkeypatch.setattr("reconciler.runtime.daemon.PROBE_S", 0.05)
+    daemon._prober = threading.Thread(target=daemon._probe_forever, daemon=True)
+    daemon._prober.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    detail = daemon.readiness()
+    assert time.monotonic() - started < 0.5
+    assert detail["ready"] is False and detail["store"].startswith("no answer from the history store for")
+    release.set()
+    daemon.stopping.set()
+    daemon._prober.join(5)
+    components.store.engine.dispose()
