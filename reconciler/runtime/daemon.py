@@ -104,7 +104,7 @@ class Daemon:
         configured = self.c.settings.scheduler.workers
         alive = sum(1 for w in self._workers if w.is_alive())
         detail["workers"] = f"{alive}/{configured}"
-        working = alive == configured or not self._workers  # not started yet: nothing to say
+        working = alive == configured  # all started, none dead
         detail["ready"] = store == "ok" and detail["desired_loaded"] and working and not self.stopping.is_set()
         return detail
 
