@@ -207,7 +207,13 @@ class SafetyWindow(Protocol):
 
 
 class RolloutStore(Protocol):
-    """Keeps where each target is in a desired version's rollout, and the version's hold."""
+    """Keeps where each target is in the rollout of the desired version in force, and the version's hold."""
+
+    def begin(self, version: str, now: datetime) -> bool: ...
+
+    def completed(self, version: str) -> bool: ...
+
+    def complete(self, version: str, now: datetime) -> None: ...
 
     def progress(self, version: str) -> list[TargetProgress]: ...
 
@@ -217,7 +223,9 @@ class RolloutStore(Protocol):
 
     def set_hold(self, hold: Hold) -> bool: ...
 
-    def release(self, version: str, actor: str, reason: str, now: datetime) -> int: ...
+    def release(
+        self, version: str, targets: Sequence[tuple[str, int]], actor: str, reason: str, now: datetime
+    ) -> int: ...
 
 
 class ApprovalDecisions(Protocol):

@@ -33,6 +33,8 @@ def upgrade() -> None:
     op.create_table(
         "rollouts",
         sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("started_at", UtcDateTime(), nullable=False),
+        sa.Column("completed_at", UtcDateTime(), nullable=True),
         sa.Column("held_wave", sa.Integer(), nullable=True),
         sa.Column("held_reason", sa.Text(), nullable=True),
         sa.Column("held_at", UtcDateTime(), nullable=True),
@@ -41,6 +43,7 @@ def upgrade() -> None:
         sa.Column("release_reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("version", name=op.f("pk_rollouts")),
     )
+    op.create_index(op.f("ix_rollouts_started_at"), "rollouts", ["started_at"])
     op.create_table(
         "rollout_targets",
         sa.Column("version", sa.String(64), nullable=False),
@@ -55,6 +58,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollout_targets")
+    op.drop_index(op.f("ix_rollouts_started_at"), table_name="rollouts")
     op.drop_table("rollouts")
     op.drop_index(op.f("ix_safety_window_at"), table_name="safety_window")
     op.drop_table("safety_window")

@@ -78,20 +78,30 @@ def rollout_release(
     version: Annotated[str, typer.Argument(help="The held desired version (its digest, or a prefix of it).")],
     reason: Annotated[str, typer.Option("--reason", "-m", help="Why the later waves may go on.")],
     actor: ActorOpt = None,
+    desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Release a version whose later waves a failed write held: they are written again, within the limits."""
+    """Release the rollout in force: a failed write's hold is lifted and every target of it that has not
+    settled (failed, waiting, unreadable) counts as done, so later waves are written again, within the limits."""
     try:
-        settings = load(database_url=database_url)
+        settings = load(desired, database_url)
+        state = DesiredSource(settings.desired_dir).current()
         store = compose.build_store(settings)
         found = SqlRolloutStore(store.engine).versions(version)
         if len(found) != 1:
             what = "no desired version" if not found else f"{len(found)} desired versions"
             raise ConfigurationError(f"{what} in history start with {version!r}; give more of the digest")
+        if found[0] != state.version.digest:
+            raise ConfigurationError(
+                f"version {found[0][:12]} is not the desired version in force ({state.version.digest[:12]}): "
+                "only the rollout in force can be released"
+            )
         notifier = compose.build_notifier(settings)
         rollout = compose.build_rollout(settings, store, Metrics(), notifier.notify)
-        released = rollout.release(found[0], actor or getpass.getuser(), reason)
+        released = rollout.release(state, found[0], actor or getpass.getuser(), reason)
         notifier.stop()
     except ReconcilerError as exc:
         raise fail(exc) from None
-    typer.echo(f"released the rollout of {found[0][:12]}: {released} failed target(s) count as done; later waves go on")
+    typer.echo(
+        f"released the rollout of {found[0][:12]}: {released} unsettled target(s) count as done; later waves go on"
+    )

@@ -164,23 +164,31 @@ class Walker:
         self.node(here, d, o, ign, sec)
 
     def secret_node(self, here: KeyPath, d: Any, o: Any, ign: States) -> None:
-        """Below a secret glob every leaf is secret, and each is compared on its own path: a secret glob
-        marks values, it never makes a map one opaque value, so rules, exceptions, prune and approvals see
-        the inner paths as they see plain ones."""
-        d_map, o_map = type(d) is dict, type(o) is dict
-        if not (d_map or o_map) or not (d_map or d is MISSING) or not (o_map or o is MISSING):
+        """Below a secret glob every leaf is secret, and is compared on the path it has without the glob: a
+        secret glob marks values, it never changes the granularity of comparison, so rules, exceptions, prune
+        and approvals see the same paths as for plain values (maps by key, keyed lists by item, a key on one
+        side only as one item)."""
+        if d is MISSING or o is MISSING:
             self.leaf(here, d, o, secret=True)
             return
-        desired: dict[str, Any] = d if d_map else {}
-        observed: dict[str, Any] = o if o_map else {}
-        if not desired and not observed:
+        kind = type(d)
+        if kind is list and type(o) is list and self.list_keys and here in self.list_keys:
+            key = self.list_keys[here]
+            keyed = all(isinstance(i, Mapping) and key in i for i in d) and all(
+                isinstance(i, Mapping) and key in i for i in o
+            )
+            if keyed:
+                d = {key_segment(i[key]): i for i in d}
+                o = {key_segment(i[key]): i for i in o}
+                kind = dict
+        if kind is not dict or type(o) is not dict or (not d and not o):
             self.leaf(here, d, o, secret=True)
             return
-        for key in [*desired, *(k for k in observed if k not in desired)]:
+        for key in [*d, *(k for k in o if k not in d)]:
             step = self.ignore.step(ign, key)
             if step and self.ignore.matched(step):
                 continue
-            self.secret_node((*here, key), desired.get(key, MISSING), observed.get(key, MISSING), step)
+            self.secret_node((*here, key), d.get(key, MISSING), o.get(key, MISSING), step)
 
     def node(self, here: KeyPath, d: Any, o: Any, ign: States, sec: States) -> None:
         if d is MISSING or o is MISSING:
@@ -255,9 +263,16 @@ class Walker:
         else:
             op = _TYPE_CHANGE
         if secret:
+            # Counted as the plain values would be (a map: its leaves), then redacted.
+            nested = type(desired) is dict or type(observed) is dict
+            count = count_leaves(desired) + count_leaves(observed) if nested else 1
             key = self.options.hmac_key
             desired = MISSING if desired is MISSING else Redacted.of(desired, key)
             observed = MISSING if observed is MISSING else Redacted.of(observed, key)
+            self.leaves += count
+            self.differing += count
+            self.items.append(DriftItem(path, op, desired, observed, True))
+            return
         self.differ(path, desired, observed, op, secret)
 
     def differ(self, path: KeyPath, desired: Any, observed: Any, op: DriftOp, secret: bool = False) -> None:

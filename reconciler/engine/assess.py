@@ -52,6 +52,7 @@ class Assessment(NamedTuple):
     key: MemoKey
     valid_until: datetime  # the next exception expiry that could change a class
     unchanged: bool
+    rework: bool = False  # looked at in full even when nothing changed (an approval may have arrived)
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Assessor:
             secrets_hash = Redacted.of([get_in(desired, p) for p in secret_paths], self._hmac_key).digest
         key = (state.version.digest, observed.fingerprint, mode, secrets_hash)
         memo = self._memo.get(target.name)
-        if memo is not None and memo.key == key and now < memo.valid_until and not _rework(memo):
+        if memo is not None and memo.key == key and now < memo.valid_until and not memo.rework:
             return memo  # the same bytes, so the memo's Observed stands for this one
         desired = adapter.normalize(target, desired)
         options = CompareOptions.for_target(target, self._hmac_key)
@@ -145,9 +146,12 @@ class Assessor:
             return None
         return memo
 
-    def remember(self, target: str, assessment: Assessment) -> None:
-        """Keep a good pass's assessment, so the next pass over the same state can skip the work."""
-        memo = assessment._replace(observed=assessment.observed.summary(), desired=None, unchanged=True)
+    def remember(self, target: str, assessment: Assessment, *, rework: bool | None = None) -> None:
+        """Keep a good pass's assessment, so the next pass over the same state can skip the work. `rework`: it
+        must be looked at in full again all the same (default: in apply mode, when it has escalated drift,
+        so that an approval given since is picked up)."""
+        rework = _rework(assessment) if rework is None else rework
+        memo = assessment._replace(observed=assessment.observed.summary(), desired=None, unchanged=True, rework=rework)
         self._memo[target] = memo
         digest, fp, mode, secrets_hash = memo.key
         with self._fresh_lock:
@@ -155,7 +159,7 @@ class Assessor:
                 del self._fresh[other]  # a new desired version: the old one's memos stand no more
             for fresh in self._fresh.values():
                 fresh.fingerprints.pop(target, None)
-            if secrets_hash or _rework(memo):
+            if secrets_hash or memo.rework:
                 return  # a fingerprint alone cannot confirm this memo: secrets or approvals may change
             fresh = self._fresh.setdefault((digest, mode), _Fresh())
             fresh.fingerprints[target] = fp

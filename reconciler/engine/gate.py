@@ -170,13 +170,15 @@ class Gate:
     # -- rollback --------------------------------------------------------------------------------------------
 
     def rollback(self, target: Target, override: Override | None = None) -> ModeDecision:
-        """Whether a rollback may write to `target`: the switch, the breaker and the guard refuse it unless an
-        operator overrides them (`--force --reason`); the decision then says who and why, for the record."""
+        """Whether a rollback may write to `target`: the switch, the breaker, the target's own mode and the guard
+        refuse it unless an operator overrides them (`--force --reason`); the decision then says who and why, for the record."""
         switched, breaker = self.guard.switched(), self.breaker_hold()
         if switched is not None:
             held_by, held = Hold.SWITCH, switched
         elif breaker is not None:
             held_by, held = Hold.BREAKER, breaker
+        elif target.spec.mode is Mode.DRY_RUN:
+            held_by, held = Hold.TARGET, f"the manifest of {target.name} says mode: dry-run"
         elif not self.guard.allows_apply(target.environment):
             held_by, held = Hold.GUARD, f"apply is not allowed in environment {target.environment} (guard)"
         else:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from reconciler.domain.approval import Approval
 from reconciler.domain.manifest import DriftClass, Target
 from reconciler.domain.plan import ActionState
-from reconciler.domain.run import RunStatus
+from reconciler.domain.run import Mode, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine import decide, health
 from reconciler.engine.assess import Assessment, Assessor
@@ -128,7 +128,7 @@ def _look_and_act(
         fingerprint=seen.observed.fingerprint,
         layers=seen.observed.layers,
     )
-    _remember(deps, ctx, seen._replace(classified=list(decided.classified)), outcome)
+    _remember(deps, ctx, seen._replace(classified=list(decided.classified)), outcome, decided.unfixable)
     return outcome
 
 
@@ -178,14 +178,21 @@ def _mark_used(deps: PassDeps, plan: planner.TargetPlan, execution: Execution) -
     deps.approvals.mark_used(used)
 
 
-def _remember(deps: PassDeps, ctx: PassContext, seen: Assessment, outcome: PassOutcome) -> None:
-    """Keep the assessment for the next pass if it stands for what live holds now in this mode."""
+def _remember(
+    deps: PassDeps, ctx: PassContext, seen: Assessment, outcome: PassOutcome, unfixable: frozenset[str]
+) -> None:
+    """Keep the assessment for the next pass if it stands for what live holds now in this mode. In apply mode
+    one with escalations an approval could let through is looked at in full every pass (an approval may have
+    arrived); escalations nothing can fix (a read-only source, an unwritable path) need no such look."""
     name = outcome.target.name
     if outcome.wrote or outcome.mode is not seen.key[2]:
         # Live changed under us, or a hold turned the pass to dry-run and its fixes are still to do: look again.
         deps.assessor.forget(name)
     elif outcome.status is not RunStatus.FAILED:
-        deps.assessor.remember(name, seen)
+        rework = outcome.mode is Mode.APPLY and any(
+            c.class_ is DriftClass.ESCALATE and c.item.pointer not in unfixable for c in outcome.classified
+        )
+        deps.assessor.remember(name, seen, rework=rework)
         ctx.last_status[name] = outcome.status
 
 

@@ -28,10 +28,12 @@ SETTLED = (Progress.DONE, Progress.RELEASED)
 
 @dataclass(frozen=True, slots=True)
 class _View:
-    """One read of a version's rollout: why each wave may not be written yet (absent: it may)."""
+    """One read of a version's rollout: why each wave may not be written yet (absent: it may), and whether
+    the rollout is complete (every wave has opened: later drift is fixed without waves)."""
 
     at: datetime
     closed: dict[int, str]
+    complete: bool
 
 
 class Rollout:
@@ -55,18 +57,49 @@ class Rollout:
         self.check = timedelta(seconds=check_s)
         self._views: dict[str, _View] = {}
         self._recorded: dict[tuple[str, str], Progress] = {}  # what this process last wrote, to write changes only
+        self._current: str | None = None  # the version whose rollout this process follows
         self._lock = threading.Lock()
+
+    def _begin(self, state: DesiredState) -> None:
+        """`state`'s version is in force here now: its rollout starts, unless it is the one already going on
+        (another replica started it, or this daemon restarted). The lock is held."""
+        version = state.version.digest
+        if self.store.begin(version, self.clock.now()):
+            log.info("rollout started", version=version[:12], waves=len({t.wave for t in state.targets.values()}))
+        self._views.pop(version, None)
+        self._recorded = {k: v for k, v in self._recorded.items() if k[0] != version}
+        self._current = version
 
     def hold(self, state: DesiredState, target: Target) -> str | None:
         """Why `target`'s wave may not be written yet under `state`'s version, or None."""
+        return self.view(state).closed.get(target.wave)
+
+    def view(self, state: DesiredState, *, follow: bool = True) -> _View:
+        """The rollout of `state`'s version as last read (at most `check_s` ago); a rollout whose waves have all
+        opened is marked complete, once, and never read again. A version this process has not followed yet
+        starts its rollout first (`follow`; an operator's look from the CLI never does)."""
         now = self.clock.now()
         version = state.version.digest
         with self._lock:
+            if follow and version != self._current:
+                self._begin(state)
             view = self._views.get(version)
-            if view is None or now - view.at >= self.check:
-                view = _View(now, self.waves(state, now))
+            if view is None or (not view.complete and now - view.at >= self.check):
+                view = self._read(state, now)
                 self._views = {version: view}  # one version in force at a time
-        return view.closed.get(target.wave)
+        return view
+
+    def _read(self, state: DesiredState, now: datetime) -> _View:
+        version = state.version.digest
+        if self.store.completed(version):
+            self.metrics.waves_held.set(0)
+            return _View(now, {}, True)
+        closed = self.waves(state, now)
+        if closed:
+            return _View(now, closed, False)
+        self.store.complete(version, now)
+        log.info("rollout complete: every wave is open", version=version[:12])
+        return _View(now, {}, True)
 
     def waves(self, state: DesiredState, now: datetime) -> dict[int, str]:
         """Every wave of `state` that may not be written now, with why."""
@@ -94,20 +127,23 @@ class Rollout:
         self, state: DesiredState, target: Target, progress: Progress, *, wrote: bool = False, error: str | None = None
     ) -> None:
         """Record where `target` is in the rollout of `state`'s version (`wrote`: it was just written, which
-        starts the bake time again); a failure holds the later waves. Only changes reach the database."""
+        starts the bake time again); a failure holds the later waves. Only changes reach the database, and
+        nothing once the rollout is complete."""
         version = state.version.digest
         key = (version, target.name)
-        now = self.clock.now()
         if self._recorded.get(key) is progress and not wrote and progress is not Progress.FAILED:
             return
+        if self.view(state).complete:
+            return
+        now = self.clock.now()
         at = now if (wrote or progress is Progress.FAILED) else None
         self.store.mark(version, [TargetProgress(target.name, target.wave, progress, at, error)])
         self._recorded[key] = progress
         if len(self._recorded) > 4 * max(len(state.targets), 1):
             self._recorded = {k: v for k, v in self._recorded.items() if k[0] == version}
-        with self._lock:
-            self._views.pop(version, None)  # look again at the next write
         if progress is Progress.FAILED:
+            with self._lock:
+                self._views.pop(version, None)  # the later waves are held from the next write on
             self._hold(state, target, error or "write failed", now)
 
     def _hold(self, state: DesiredState, target: Target, error: str, now: datetime) -> None:
@@ -127,9 +163,11 @@ class Rollout:
             )
         )
 
-    def release(self, version: str, actor: str, reason: str) -> int:
-        """Lift a version's hold (its failed targets count as done); how many failed targets it released."""
-        released = self.store.release(version, actor, reason, self.clock.now())
+    def release(self, state: DesiredState, version: str, actor: str, reason: str) -> int:
+        """Lift a version's hold and count the targets of its earliest unsettled wave (failed, pending, never
+        passed) as released, so that they no longer hold the next wave; how many were released."""
+        targets = [(t.name, t.wave) for t in state.targets.values()]
+        released = self.store.release(version, targets, actor, reason, self.clock.now())
         with self._lock:
             self._views.pop(version, None)
         self.metrics.waves_held.set(0)
@@ -138,8 +176,7 @@ class Rollout:
 
     def status(self, state: DesiredState) -> list[WaveState]:
         """Each wave of `state`'s version: its targets by progress, and why it is not open yet."""
-        now = self.clock.now()
-        closed = self.waves(state, now)
+        closed = self.view(state, follow=False).closed
         progress = {p.target: p.state for p in self.store.progress(state.version.digest)}
         by_wave: dict[int, list[Progress | None]] = {}
         for target in state.targets.values():

@@ -165,6 +165,7 @@ class Daemon:
             )
         elif error is None:
             self._reported_error = None
+        self._follow_rollout(state)
         if self._state is not None and state.version == self._state.version:
             return
         old = self._state.targets if self._state else {}
@@ -184,6 +185,17 @@ class Daemon:
         for name in sorted(added | (set(state.targets) if old else set())):
             self.queue.add(name)
         self._lease_tick()
+
+    def _follow_rollout(self, state: DesiredState) -> None:
+        """In apply mode, follow the rollout of the version in force: start it when the version changes, and mark
+        it complete once every wave has opened (from then on later drift is fixed without waves)."""
+        rollout = self.c.reconciler.gate.rollout
+        if rollout is None or self.c.settings.mode is not Mode.APPLY:
+            return
+        try:
+            rollout.view(state)
+        except ReconcilerError as exc:
+            log.warning("rollout state unknown", error=str(exc))
 
     def _lease_tick(self) -> None:
         state = self._state

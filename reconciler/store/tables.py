@@ -198,6 +198,8 @@ rollouts = sa.Table(
     "rollouts",
     metadata,
     sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("started_at", UtcDateTime, nullable=False, index=True),  # when the version (last) came into force
+    sa.Column("completed_at", UtcDateTime, nullable=True),  # every wave open: later drift is fixed without waves
     sa.Column("held_wave", sa.Integer, nullable=True),  # every later wave is held
     sa.Column("held_reason", sa.Text, nullable=True),
     sa.Column("held_at", UtcDateTime, nullable=True),

@@ -106,6 +106,24 @@ def test_a_secret_glob_over_a_mapping_compares_each_leaf_on_its_own_path() -> No
     assert [i.pointer for i in compare(desired, live, ignored).items] == ["/creds/token", "/creds/tls/key"]
 
 
+def test_a_secret_glob_keeps_keyed_lists_and_one_sided_keys_as_plain_paths_have_them() -> None:
+    """Under a secret glob a keyed list compares item by item, and a key on one side only is one item, as
+    without the glob: a live-only user is an add of its own (prune decides), never a change of the list."""
+    users = {("creds", "users"): "name"}
+    desired = {"creds": {"users": [{"name": "alice", "pw": "alice-old"}]}}
+    live = {
+        "creds": {"users": [{"name": "alice", "pw": "alice-new"}, {"name": "bob", "pw": "bob-pw"}], "tls": {"k": 1}}
+    }
+    plain = compare(desired, live, CompareOptions(list_keys=users))
+    secret = compare(
+        desired, live, CompareOptions(secrets=(PathGlob.parse("/creds/**"),), hmac_key=b"k", list_keys=users)
+    )
+    assert [(i.pointer, i.op.value) for i in secret.items] == [(i.pointer, i.op.value) for i in plain.items]
+    assert [i.pointer for i in secret.items] == ["/creds/users/alice/pw", "/creds/users/bob", "/creds/tls"]
+    assert all(i.secret for i in secret.items) and "bob-pw" not in repr(secret) and "alice-" not in repr(secret)
+    assert (secret.leaves, secret.differing) == (plain.leaves, plain.differing)
+
+
 def test_drift_percentage() -> None:
     """Differing leaf paths over the union of leaf paths, times 100; 0.0 when both are empty."""
     assert compare({}, {}).drift_percent == 0.0

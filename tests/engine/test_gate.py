@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from reconciler.adapters.file import FileAdapter as FileAdapterForTests
 from reconciler.cli import app
 from reconciler.domain.breaker import Breaker, BreakerState
+from reconciler.domain.observed import Observed
 from reconciler.domain.rollout import Progress
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.engine.gate import Hold, Override
@@ -66,7 +69,7 @@ def test_a_one_shot_run_keeps_its_own_budget_without_a_window(settings: Settings
 def rollout_engine(
     settings: Settings, store: SqlHistoryStore, clock: MovableClock, events: list[Event], **options: object
 ) -> tuple[object, Rollout]:
-    rollout = Rollout(SqlRolloutStore(store.engine), clock, Metrics(), events.append, bake_s=300, check_s=0.001)
+    rollout = Rollout(SqlRolloutStore(store.engine), clock, Metrics(), events.append, bake_s=300, check_s=0)
     engine, _ = make(settings, store, clock=clock, rollout=rollout, notify=events.append, **options)
     return engine, rollout
 
@@ -86,7 +89,8 @@ def test_a_new_desired_version_goes_in_waves_with_a_bake_time(
     clock.at = START + timedelta(seconds=301)
     assert engine.reconcile([PROD]).targets[0].mode is Mode.APPLY
     state = engine.desired()
-    assert [(w.wave, w.done, w.open) for w in rollout.status(state)] == [(2, 2, True), (4, 1, True)]
+    assert [(w.wave, w.open) for w in rollout.status(state)] == [(2, True), (4, True)]
+    assert rollout.store.completed(state.version.digest)  # every wave opened: later drift needs no waves
 
 
 def test_a_failed_wave_holds_the_later_ones_until_released(
@@ -184,3 +188,94 @@ def test_one_shot_apply_honours_the_dry_run_switch(
     assert {t["mode"] for t in data["targets"]} == {"dry-run"}
     assert all("flag file" in (t["note"] or "") for t in data["targets"])
     assert "FEATURE_FAST_PAY=true" in (example / "live" / "checkout" / "staging.env").read_text()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_a_version_that_comes_back_rolls_out_afresh(settings: Settings, store: SqlHistoryStore, example: Path) -> None:
+    """A → B → A: the second A does not reuse the first A's finished rollout; prod waits for staging again."""
+    clock, events = MovableClock(START), []
+    engine, _ = rollout_engine(settings, store, clock, events)
+    engine.reconcile()
+    clock.at += timedelta(seconds=301)
+    engine.reconcile()  # A is rolled out everywhere
+    manifest = example / "desired" / "checkout.yaml"
+    original = manifest.read_text()
+    edit(manifest, "interval: 30s", "interval: 31s")  # B
+    engine.reconcile()
+    manifest.write_text(original)  # A again
+    edit(example / "live" / "payments-api" / "prod" / "config.yaml", "log_level: INFO", "log_level: DEBUG")
+    clock.at += timedelta(seconds=1)
+    again = engine.reconcile([PROD]).targets[0]
+    assert again.decision.held_by is Hold.ROLLOUT and "waits" in (again.note or "")
+
+
+def test_a_clean_pass_on_another_replica_keeps_the_bake_time(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """Replica A writes staging; replica B then finds staging clean: prod still bakes from A's write."""
+    clock, events = MovableClock(START), []
+    first, _ = rollout_engine(settings, store, clock, events)
+    second, _ = rollout_engine(settings, store, clock, events)
+    first.reconcile([STAGING, "payments-api-staging"])
+    clock.at += timedelta(seconds=10)
+    second.reconcile([STAGING, "payments-api-staging"])  # nothing left to write there
+    held = first.reconcile([PROD]).targets[0]
+    assert held.decision.held_by is Hold.ROLLOUT and "bakes until" in (held.note or "")
+
+
+def test_a_late_fix_in_an_earlier_wave_does_not_hold_a_completed_rollout(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """Once every wave has opened, a hand edit fixed in staging later neither restarts the bake nor holds prod,
+    and a failed late fix holds nothing: later drift is fixed as before, within the limits."""
+    clock, events = MovableClock(START), []
+    engine, rollout = rollout_engine(settings, store, clock, events)
+    engine.reconcile()
+    clock.at += timedelta(seconds=301)
+    engine.reconcile([PROD])
+    assert rollout.store.completed(engine.desired().version.digest)
+    clock.at += timedelta(hours=3)
+    edit(example / "live" / "checkout" / "staging.env", "FEATURE_FAST_PAY=false", "FEATURE_FAST_PAY=true")
+    edit(example / "live" / "payments-api" / "prod" / "config.yaml", "log_level: INFO", "log_level: DEBUG")
+    assert engine.reconcile([STAGING]).targets[0].status is RunStatus.FIXED
+    prod = engine.reconcile([PROD]).targets[0]
+    assert prod.mode is Mode.APPLY and prod.decision.held_by is None
+    assert EventKind.WAVE_HELD not in [e.kind for e in events]
+
+
+def test_release_frees_a_wave_waiting_for_an_unreadable_target(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """A staging target that cannot be read holds prod (it never settles); `release` counts it as done."""
+    clock, events = MovableClock(START), []
+    engine, rollout = rollout_engine(settings, store, clock, events)
+    (example / "live" / "payments-api" / "staging" / "config.yaml").unlink()
+    engine.reconcile([STAGING, "payments-api-staging"])
+    clock.at += timedelta(hours=1)
+    waiting = engine.reconcile([PROD]).targets[0]
+    assert waiting.decision.held_by is Hold.ROLLOUT and "payments-api-staging" in (waiting.note or "")
+    state = engine.desired()
+    assert rollout.release(state, state.version.digest, "alice", "staging is being rebuilt") == 1
+    assert engine.reconcile([PROD]).targets[0].mode is Mode.APPLY
+
+
+def test_an_escalation_no_approval_can_fix_costs_no_full_pass(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """In apply mode, drift on a path the source cannot change is escalated once, then remembered: later passes
+    over unchanged live are unchanged passes (no comparison, no history row), as in dry-run."""
+
+    class Unwritable(FileAdapterForTests):
+        def discover(self, target: Any) -> Observed:
+            observed = super().discover(target)
+            return Observed(observed.fingerprint, observed.location, document=observed.document, unwritable={"": "ro"})
+
+    adapter = Unwritable(settings.file)
+    engine, _ = make(settings, store, adapters=lambda name: adapter)
+    first = engine.reconcile([STAGING]).targets[0]
+    assert not first.unchanged and {c.class_.value for c in first.classified} == {"escalate"}
+    second = engine.reconcile([STAGING]).targets[0]
+    assert second.unchanged and not second.plan
