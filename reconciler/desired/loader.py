@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from reconciler.desired import overlay
@@ -20,6 +19,7 @@ from reconciler.domain.manifest import Base, Origin, Target
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import KINDS, DesiredState
 from reconciler.errors import ConfigurationError, Problem
+from reconciler.yamlload import MANIFESTS, YamlError, load_all
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -97,9 +97,6 @@ def load(root: str | Path) -> DesiredState:
     return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
 
 
-SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when PyYAML has it
-
-
 def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
     try:
         text = file.read_text(encoding="utf-8")
@@ -108,16 +105,11 @@ def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument
         return
     index = 0
     try:
-        for body in yaml.load_all(text, Loader=SAFE_LOADER):
-            index += 1
-            if body is None:  # an empty document between two '---'
-                continue
-            yield RawDocument(file, index, body)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        detail = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem(file=str(file), document=index + 1, message=f"malformed YAML: {where}{detail}"))
+        for index, body in enumerate(load_all(text, MANIFESTS), start=1):
+            if body is not None:  # None: an empty document between two '---'
+                yield RawDocument(file, index, body)
+    except YamlError as exc:
+        problems.append(Problem(file=str(file), document=exc.document, field=exc.field, message=str(exc)))
 
 
 def _problem(doc: RawDocument, field: str | None, message: str) -> Problem:
