@@ -74,3 +74,29 @@ def test_deep_nesting_is_refused(tmp_path: Path) -> None:
     (found,) = problems(tmp_path, GOOD.replace("{x: 1}", "{x: " + "[" * 400 + "]" * 400 + "}"))
     assert "m.yaml: document 1: spec.desired.x" in found
     assert "nested deeper than" in found
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [".inf", ".nan", "-1", "0", "99999999999999999999999d", "9" * 400, "'٣s'", "0.5s", "8d", "1" + "0" * 400],
+)
+def test_intervals_out_of_range_are_refused(tmp_path: Path, interval: str) -> None:
+    """Intervals the scheduler cannot use (infinite, NaN, zero, absurd, non-ASCII) are refused in validation,
+    so they never reach a daemon worker; the problem names the file, document and field."""
+    (found,) = problems(tmp_path, GOOD + f"  interval: {interval}\n")
+    assert "m.yaml: document 1 (a): spec.interval: " in found
+
+
+def test_health_durations_are_bounded(tmp_path: Path) -> None:
+    """Health gate durations are bounded too (1ms to 1h)."""
+    text = GOOD + "  health:\n    http: {url: 'http://x', within: .inf, timeout: 2h}\n"
+    found = problems(tmp_path, text)
+    assert any("spec.health.http.within: a duration must be between 1ms and 1h" in p for p in found)
+    assert any("spec.health.http.timeout: a duration must be between 1ms and 1h" in p for p in found)
+
+
+def test_intervals_in_range_still_load(tmp_path: Path) -> None:
+    """Every form of a sane interval loads as before."""
+    for interval, expected in (("1s", 1.0), ("30s", 30.0), ("5m", 300.0), ("7d", 604800.0), ("90", 90.0)):
+        (tmp_path / "m.yaml").write_text(GOOD + f"  interval: {interval}\n")
+        assert load(tmp_path).targets["a"].spec.interval == expected
