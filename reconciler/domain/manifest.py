@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reconciler.domain import durations
-from reconciler.domain.paths import KeyPath, PathGlob, from_pointer
+from reconciler.domain.paths import KeyPath, PathGlob, from_pointer, open_class
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, Problem
 
@@ -51,7 +51,11 @@ def _parse_glob(value: Any) -> PathGlob:
         return value
     if not isinstance(value, str):
         raise ValueError("a path glob must be a string such as '/database/**'")
-    return PathGlob.parse(value)
+    glob = PathGlob.parse(value)
+    if any(open_class(segment) for segment in glob.segments):
+        shown = repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+        raise ValueError(f"{shown}: a '[' opens a character class that is never closed (write [[] for a literal '[')")
+    return glob
 
 
 Glob = Annotated[PathGlob, BeforeValidator(_parse_glob)]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from reconciler.classify import exceptions
 from reconciler.desired.loader import load
 from reconciler.errors import ConfigurationError
 from tests.test_yamlload import alias_bomb
@@ -100,3 +102,74 @@ def test_intervals_in_range_still_load(tmp_path: Path) -> None:
     for interval, expected in (("1s", 1.0), ("30s", 30.0), ("5m", 300.0), ("7d", 604800.0), ("90", 90.0)):
         (tmp_path / "m.yaml").write_text(GOOD + f"  interval: {interval}\n")
         assert load(tmp_path).targets["a"].spec.interval == expected
+
+
+def test_a_chain_of_3000_bases_resolves(tmp_path: Path) -> None:
+    """A chain of 3,000 Bases merges without a RecursionError (the chain is walked, not recursed)."""
+    bases = [
+        f"kind: Base\nmetadata: {{name: b{i}}}\nspec:\n  extends: b{i + 1}\n  desired: {{k{i}: {i}}}\n"
+        for i in range(2999)
+    ]
+    bases.append("kind: Base\nmetadata: {name: b2999}\nspec:\n  desired: {root: true}\n")
+    (tmp_path / "bases.yaml").write_text("---\n".join(bases))
+    (tmp_path / "m.yaml").write_text(GOOD.replace("  desired: {x: 1}\n", "  extends: b0\n  desired: {x: 1}\n"))
+    desired = load(tmp_path).targets["a"].spec.desired
+    assert desired["root"] is True and desired["k0"] == 0 and desired["k2998"] == 2998 and desired["x"] == 1
+
+
+def test_a_long_cycle_of_bases_is_reported_briefly(tmp_path: Path) -> None:
+    """A cycle through 3,000 Bases is one problem with a short message, not a RecursionError."""
+    bases = [f"kind: Base\nmetadata: {{name: b{i}}}\nspec: {{extends: b{(i + 1) % 3000}}}\n" for i in range(3000)]
+    (tmp_path / "bases.yaml").write_text("---\n".join(bases))
+    (found,) = problems(tmp_path, GOOD.replace("  desired: {x: 1}\n", "  extends: b0\n  desired: {x: 1}\n"))
+    assert "bases.yaml: document 3000 (b2999): spec.extends: extends cycle: b0 -> b1" in found
+    assert "more ..." in found and len(found) < 300
+
+
+@pytest.mark.parametrize("glob", ["/[", "/a/[!]", "/x[y/**", "/[]"])
+def test_unclosed_glob_classes_are_refused(tmp_path: Path, glob: str) -> None:
+    """A '[' that no ']' closes is refused (fnmatch would match it literally, silently)."""
+    (found,) = problems(tmp_path, GOOD + f"  ignore: ['{glob}']\n")
+    assert "m.yaml: document 1 (a): spec.ignore.0: " in found
+    assert "never closed" in found
+
+
+def test_closed_glob_classes_still_load(tmp_path: Path) -> None:
+    """Character classes that close, and a literal '[' written as [[], are still fine."""
+    (tmp_path / "m.yaml").write_text(GOOD + "  ignore: ['/log_[ab]', '/[[]x', '/[]]', '/**']\n")
+    assert len(load(tmp_path).targets["a"].spec.ignore) == 4
+
+
+POLICY = """kind: Policy
+metadata: {name: p}
+spec:
+  exceptions:
+    - {targets: [a], paths: [/x], reason: r, owner: o, expires: EXPIRES}
+"""
+
+
+@pytest.mark.parametrize("expires", ["20261215", "-1", "'1700000000'", "1.5", "true", "'next week'"])
+def test_expiry_that_is_not_a_date_is_refused(tmp_path: Path, expires: str) -> None:
+    """Numbers are not dates (pydantic read 20261215 as seconds since 1970, so the exception had expired)."""
+    (found,) = problems(tmp_path, POLICY.replace("EXPIRES", expires))
+    assert "m.yaml: document 1 (p): spec.exceptions.0.expires: " in found
+
+
+def test_expiry_at_the_end_of_time_does_not_overflow(tmp_path: Path) -> None:
+    """9999-12-31 holds to the last representable instant; classifying and listing it overflow nothing."""
+    (tmp_path / "p.yaml").write_text(POLICY.replace("EXPIRES", "9999-12-31"))
+    (tmp_path / "m.yaml").write_text(GOOD)
+    state = load(tmp_path)
+    (exception,) = state.policies[0].spec.exceptions
+    assert exception.expires == datetime.max.replace(tzinfo=UTC)
+    (status,) = exceptions.inventory(state, datetime.now(UTC), timedelta(days=7))
+    assert status.remaining > timedelta(days=365 * 7000)
+
+
+def test_expiry_in_other_zones_is_utc(tmp_path: Path) -> None:
+    """Times with an offset are kept as UTC; one that lies past year 9999 in UTC is refused, not an overflow."""
+    (tmp_path / "m.yaml").write_text(POLICY.replace("EXPIRES", "'2026-12-15T10:00:00+02:00'"))
+    (exception,) = load(tmp_path).policies[0].spec.exceptions
+    assert exception.expires.isoformat() == "2026-12-15T08:00:00+00:00"
+    (found,) = problems(tmp_path, POLICY.replace("EXPIRES", "'9999-12-31T23:00:00-05:00'"))
+    assert "spec.exceptions.0.expires: is out of the range of dates" in found
