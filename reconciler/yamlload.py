@@ -9,6 +9,7 @@ distinct node once, so neither a deep document nor a wide one can exhaust the st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _INT = "tag:yaml.org,2002:int"
 _MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,10 @@ class Limits:
     max_depth: int = 100  # nesting of mappings and lists, aliases followed
     max_int_chars: int = 1000  # an integer literal's length (Python refuses to convert > 4300 digits)
     unique_keys: bool = False  # refuse a mapping that names one key twice (otherwise the last one wins)
+    string_keys: bool = False  # refuse keys that are not strings (`1:`, `on:`, `2026-01-01:`, `[a]:`)
 
 
-MANIFESTS = Limits(unique_keys=True)
+MANIFESTS = Limits(unique_keys=True, string_keys=True)
 LIVE = Limits(max_chars=32 * 1024 * 1024, max_nodes=2_000_000)
 
 
@@ -131,9 +135,10 @@ def _check(root: yaml.Node, index: int, limits: Limits) -> None:
             for kid in kids:
                 if id(kid) in open_:
                     raise _refuse(root, kid, index, "a circular alias: a node that contains itself")
-                if type(kid) is not yaml.ScalarNode and id(kid) not in size:
-                    stack.append(kid)
-                elif type(kid) is yaml.ScalarNode and kid.tag == _INT:
+                if type(kid) is not yaml.ScalarNode:
+                    if id(kid) not in size:
+                        stack.append(kid)
+                elif kid.tag == _INT or not kid.value.isascii():
                     _check_scalar(root, kid, index, limits)
             continue
         stack.pop()
@@ -153,14 +158,23 @@ def _check(root: yaml.Node, index: int, limits: Limits) -> None:
 def _check_scalar(root: yaml.Node, node: yaml.Node, index: int, limits: Limits) -> None:
     if node.tag == _INT and len(node.value) > limits.max_int_chars:
         raise _refuse(root, node, index, f"an integer of {len(node.value)} characters; at most {limits.max_int_chars}")
+    if not node.value.isascii() and _SURROGATE.search(node.value):  # a "\ud800" escape: no encoding can hold it
+        raise _refuse(
+            root, node, index, "a string holds a lone surrogate (a \\uD800-\\uDFFF escape): not valid Unicode"
+        )
 
 
 def _check_keys(root: yaml.Node, node: yaml.Node, index: int, limits: Limits) -> None:
-    if not limits.unique_keys or type(node) is not yaml.MappingNode:
+    if type(node) is not yaml.MappingNode or not (limits.unique_keys or limits.string_keys):
         return
     seen: set[tuple[str, str]] = set()
     for key, value in node.value:
-        if type(key) is yaml.ScalarNode and key.tag != _MERGE:
+        if type(key) is yaml.ScalarNode and key.tag == _MERGE:
+            continue
+        if limits.string_keys and (type(key) is not yaml.ScalarNode or key.tag != _STR):
+            kind = key.tag.rsplit(":", 1)[-1] if type(key) is yaml.ScalarNode else "a collection"
+            raise _refuse(root, value, index, f"a key must be a string, not {kind}; quote it")
+        if limits.unique_keys and type(key) is yaml.ScalarNode:
             if (key.tag, key.value) in seen:
                 raise _refuse(root, value, index, f"duplicate key {key.value!r}; a key may appear once in a mapping")
             seen.add((key.tag, key.value))

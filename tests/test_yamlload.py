@@ -119,3 +119,28 @@ def test_documents_and_speed_of_normal_yaml() -> None:
     started = time.perf_counter()
     assert load(big) == plain
     assert time.perf_counter() - started < 3 * baseline + 0.2
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("a: {1: x}", "int"), ("on: 1", "bool"), ("x: {null: 1}", "null"), ("d: {2026-01-01: x}", "timestamp")],
+)
+def test_manifests_refuse_keys_that_are_not_strings(text: str, kind: str) -> None:
+    """A key that YAML reads as a number, a boolean, null or a date is refused in manifests (it broke the
+    version digest with a TypeError, and could never be a path segment); live files keep them (their parser
+    checks them itself)."""
+    with pytest.raises(YamlError, match=f"a key must be a string, not {kind}; quote it"):
+        list(load_all(text, MANIFESTS))
+    assert load(text, LIVE) is not None
+    assert list(load_all("'1': x\n'on': y\n", MANIFESTS)) == [{"1": "x", "on": "y"}]
+
+
+def test_lone_surrogates_are_refused_by_either_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A "\\ud800" escape is refused: by libyaml as malformed, by the pure-Python parser in the check."""
+    text = 'a: "\\ud800"\n'
+    with pytest.raises(YamlError, match=r"malformed YAML|lone surrogate"):
+        load(text)
+    monkeypatch.setattr(yamlload, "SAFE_LOADER", yaml.SafeLoader)
+    with pytest.raises(YamlError, match="lone surrogate") as info:
+        load(text)
+    assert info.value.field == "a"
