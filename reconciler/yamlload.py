@@ -23,6 +23,7 @@ _INT = "tag:yaml.org,2002:int"
 _MERGE = "tag:yaml.org,2002:merge"
 _STR = "tag:yaml.org,2002:str"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _malformed(exc: yaml.YAMLError, index: int) -> YamlError:
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None
     where = f"line {line}, column {mark.column + 1}: " if mark is not None else ""
-    detail = getattr(exc, "problem", None) or "cannot be parsed"
+    detail = _QUOTED.sub("'…'", getattr(exc, "problem", None) or "cannot be parsed")  # quotes are the text's
     return YamlError(f"malformed YAML: {where}{detail}", document=index, line=line)
 
 

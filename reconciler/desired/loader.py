@@ -6,6 +6,8 @@ and a folder with any problem yields no state at all.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +101,10 @@ def load(root: str | Path) -> DesiredState:
 
 def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(file=str(file), message=f"cannot be read: {exc}"))
+        text = _read_text(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.append(Problem(file=str(file), message=f"cannot be read: {detail}"))
         return
     index = 0
     try:
@@ -110,6 +113,26 @@ def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument
                 yield RawDocument(file, index, body)
     except YamlError as exc:
         problems.append(Problem(file=str(file), document=exc.document, field=exc.field, message=str(exc)))
+
+
+# Non-blocking, so that a FIFO that took a manifest's name since the folder was listed is refused, not waited on.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_text(file: Path, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file of at most `max_bytes`; ValueError for anything else."""
+    fd = os.open(file, _READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
+    return data.decode("utf-8")
 
 
 def _problem(doc: RawDocument, field: str | None, message: str) -> Problem:

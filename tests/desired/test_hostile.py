@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.classify import exceptions
+from reconciler.desired import loader
 from reconciler.desired.loader import load
-from reconciler.errors import ConfigurationError
+from reconciler.errors import ConfigurationError, Problem
 from tests.test_yamlload import alias_bomb
 
 GOOD = """kind: Target
@@ -173,3 +175,20 @@ def test_expiry_in_other_zones_is_utc(tmp_path: Path) -> None:
     assert exception.expires.isoformat() == "2026-12-15T08:00:00+00:00"
     (found,) = problems(tmp_path, POLICY.replace("EXPIRES", "'9999-12-31T23:00:00-05:00'"))
     assert "spec.exceptions.0.expires: is out of the range of dates" in found
+
+
+def test_a_manifest_too_large_is_refused_unread(tmp_path: Path) -> None:
+    """A manifest over the size limit is refused, naming the file, without being read whole."""
+    with (tmp_path / "big.yaml").open("wb") as handle:
+        handle.truncate(32 * 1024 * 1024)
+    (found,) = problems(tmp_path, GOOD)
+    assert "big.yaml: cannot be read: larger than" in found
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_named_like_a_manifest_does_not_block(tmp_path: Path) -> None:
+    """A FIFO that takes a manifest's name after the folder was listed is refused at once, not waited on."""
+    os.mkfifo(tmp_path / "pipe.yaml")
+    found: list[Problem] = []
+    assert list(loader._read_documents(tmp_path / "pipe.yaml", found)) == []
+    assert [str(p) for p in found] == [f"{tmp_path / 'pipe.yaml'}: cannot be read: not a regular file"]
