@@ -101,7 +101,7 @@ def load(root: str | Path) -> DesiredState:
 
 def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
     try:
-        text = _read_text(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
+        text = read_regular(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         problems.append(Problem(file=str(file), message=f"cannot be read: {detail}"))
@@ -115,12 +115,14 @@ def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument
         problems.append(Problem(file=str(file), document=exc.document, field=exc.field, message=str(exc)))
 
 
-# Non-blocking, so that a FIFO that took a manifest's name since the folder was listed is refused, not waited on.
+# Non-blocking, so that a FIFO (one that took a manifest's name since the folder was listed, or a secret
+# reference's file) is refused, not waited on.
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _read_text(file: Path, max_bytes: int) -> str:
-    """The UTF-8 text of a regular file of at most `max_bytes`; ValueError for anything else."""
+def read_regular(file: Path, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file of at most `max_bytes`; ValueError for anything else (a FIFO, a device,
+    a larger file), OSError when it cannot be opened, UnicodeDecodeError when it is not UTF-8."""
     fd = os.open(file, _READ_FLAGS)
     try:
         st = os.fstat(fd)
