@@ -34,6 +34,7 @@ class Limits:
     max_nodes: int = 200_000  # per document, every alias counted as the nodes it stands for
     max_depth: int = 100  # nesting of mappings and lists, aliases followed
     max_int_chars: int = 1000  # an integer literal's length (Python refuses to convert > 4300 digits)
+    max_documents: int = 10_000  # in one text: each costs a validation and, in a manifest, a problem or an object
     unique_keys: bool = False  # refuse a mapping that names one key twice (otherwise the last one wins)
     string_keys: bool = False  # refuse keys that are not strings (`1:`, `on:`, `2026-01-01:`, `[a]:`)
 
@@ -64,6 +65,8 @@ def load_all(text: str, limits: Limits = MANIFESTS) -> Iterator[Any]:
     try:
         while True:
             index += 1
+            if index > limits.max_documents:
+                raise YamlError(f"holds more than {limits.max_documents} documents", document=index)
             try:
                 if not loader.check_node():
                     return

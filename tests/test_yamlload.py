@@ -144,3 +144,10 @@ def test_lone_surrogates_are_refused_by_either_parser(monkeypatch: pytest.Monkey
     with pytest.raises(YamlError, match="lone surrogate") as info:
         load(text)
     assert info.value.field == "a"
+
+
+def test_too_many_documents() -> None:
+    """A text of more documents than the limit is refused at the first one past it."""
+    with pytest.raises(YamlError, match="more than 3 documents") as info:
+        list(load_all("---\na: 1\n" * 5, Limits(max_documents=3)))
+    assert info.value.document == 4

@@ -24,6 +24,7 @@ from reconciler.errors import ConfigurationError, Problem
 from reconciler.yamlload import MANIFESTS, YamlError, load_all
 
 SUFFIXES = (".yaml", ".yml")
+MAX_PROBLEMS = 1000  # listed in an error; the count says how many there are in all
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,10 @@ def load(root: str | Path) -> DesiredState:
     if len(defaults) > 1:
         problems.append(Problem(file=str(root), message=f"policies disagree on the default class: {sorted(defaults)}"))
     if problems:
-        raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", problems)
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(Problem(file=str(root), message=f"and {len(problems) - MAX_PROBLEMS} more problems"))
+        raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", shown)
     version = versioning.version_of(root, [d.body for d in documents])
     return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
 

@@ -192,3 +192,18 @@ def test_a_fifo_named_like_a_manifest_does_not_block(tmp_path: Path) -> None:
     found: list[Problem] = []
     assert list(loader._read_documents(tmp_path / "pipe.yaml", found)) == []
     assert [str(p) for p in found] == [f"{tmp_path / 'pipe.yaml'}: cannot be read: not a regular file"]
+
+
+def test_a_flood_of_problems_is_listed_capped(tmp_path: Path) -> None:
+    """Half a million empty documents cost seconds, not minutes: a file holds at most 10,000 documents (said
+    first), and an error lists at most 1,000 problems and says how many there are."""
+    (tmp_path / "m.yaml").write_text("---\n{}\n" * 500_000)
+    started = time.perf_counter()
+    with pytest.raises(ConfigurationError) as info:
+        load(tmp_path)
+    assert time.perf_counter() - started < 10
+    found = [str(p) for p in info.value.problems]
+    assert len(found) == 1001
+    assert "(10001 problems)" in str(info.value).splitlines()[0]
+    assert found[-1].endswith("and 9001 more problems")
+    assert "m.yaml: document 10001: holds more than 10000 documents" in found[0]
