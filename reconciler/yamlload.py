@@ -2,9 +2,10 @@
 
 Each document is composed first (libyaml's C parser when PyYAML has it, so aliases stay shared nodes), then
 its node graph is checked, then constructed. The check counts nodes as if every alias were expanded, bounds
-the nesting depth and the digits of integers, refuses circular aliases and, when asked, duplicate keys: an
-alias bomb is refused in milliseconds, before anything is built. The walk is iterative and visits each
-distinct node once, so neither a deep document nor a wide one can exhaust the stack or the clock.
+the nesting depth and the length of integers, refuses circular aliases and lone surrogates and, when asked
+(manifests), duplicate keys and keys that are not strings: an alias bomb is refused in milliseconds, before
+anything is built. The walk is iterative and visits each distinct node once, so neither a deep document nor
+a wide one can exhaust the stack or the clock. Errors say where (document, line, key path), never what.
 """
 
 from __future__ import annotations
