@@ -24,7 +24,7 @@ from reconciler import yamlload
 from reconciler.cli import app
 from tests.conftest import EXAMPLES
 
-BUDGET_S = float(os.environ.get("FUZZ_BUDGET_S", "25"))
+BUDGET_S = float(os.environ.get("FUZZ_BUDGET_S", "20"))
 CASES = int(os.environ.get("FUZZ_CASES", "1000"))
 PER_CASE_S = 10.0
 MARK = "__HOSTILE__"
