@@ -77,6 +77,17 @@ class Watcher(Protocol):
         ...
 
 
+@runtime_checkable
+class SourceChecker(Protocol):
+    """An adapter that can check a target's `spec.source` without touching the live system: what
+    `reconciler validate` runs, so that it accepts nothing a pass would refuse for its options."""
+
+    def check(self, target: Target) -> None:
+        """Raise the ConfigurationError that a read would raise for the target's options (unknown, missing or
+        wrongly typed ones, credential names that are not configured); never connect, read or write."""
+        ...
+
+
 class ChangeResult(StrEnum):
     """What staging found for one change."""
 
@@ -320,6 +331,7 @@ __all__ = [
     "ProcessLock",
     "RolloutStore",
     "SafetyWindow",
+    "SourceChecker",
     "Staged",
     "StagedSweeper",
     "SystemClock",

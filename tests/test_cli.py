@@ -36,8 +36,9 @@ def live(example: Path, rel: str) -> Any:
     return yaml.safe_load(text) if rel.endswith(".yaml") else text
 
 
-def test_validate(example: Path) -> None:
-    """validate says ok with counts and version, or lists every problem with file, document and field."""
+def test_validate(example: Path, settings: Settings) -> None:
+    """validate says ok with counts and version, or lists every problem with file, document and field (with
+    the settings a pass would use: live files are checked against the roots)."""
     ok = cli("validate", str(example / "desired"))
     assert ok.exit_code == 0 and "ok: 3 targets, 1 policies" in ok.output
     (example / "desired" / "broken.yaml").write_text("kind: Target\nmetadata: {name: x}\nspec: {desired: {}}\n")

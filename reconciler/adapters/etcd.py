@@ -112,6 +112,10 @@ class EtcdAdapter:
     def from_settings(cls, settings: Settings) -> EtcdAdapter:
         return cls(settings)
 
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; nothing is contacted."""
+        self._where(target)
+
     def _where(self, target: Target) -> _Where:
         options = Options.of(target, "etcd", OPTIONS)
         endpoint = options.text("endpoint", "http://127.0.0.1:2379").rstrip("/")

@@ -18,6 +18,8 @@ from typing import Any
 import tomli_w
 import yaml
 
+from reconciler import yamlload
+
 
 class FormatError(ValueError):
     """The content does not parse as its format, or a value cannot be written in it."""
@@ -39,19 +41,16 @@ def _mapping(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
-# libyaml's C parser and emitter when PyYAML has them (its wheels do): ~10x the pure-Python speed, the same
-# safe subset of YAML.
-SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's emitter when PyYAML has it (its wheels do): ~10x the pure-Python speed.
 SAFE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _parse_yaml(text: str) -> dict[str, Any]:
+    # Bounded like manifests (yamlload): an alias bomb or a circular alias in a live file is refused, not built.
     try:
-        return _mapping(yaml.load(text, Loader=SAFE_LOADER), "YAML")  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise FormatError(f"{where}{getattr(exc, 'problem', None) or exc}") from None
+        return _mapping(yamlload.load(text, yamlload.LIVE), "YAML")
+    except yamlload.YamlError as exc:
+        raise FormatError(str(exc).removeprefix("malformed YAML: ")) from None
 
 
 def _render_yaml(doc: dict[str, Any]) -> str:

@@ -67,6 +67,10 @@ class HttpJsonAdapter:
     def from_settings(cls, settings: Settings) -> HttpJsonAdapter:
         return cls(settings)
 
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; nothing is contacted."""
+        self._where(target)
+
     def _where(self, target: Target) -> _Where:
         options = Options.of(target, "http", OPTIONS)
         url = options.text("url")

@@ -90,6 +90,10 @@ class KubernetesAdapter:
                 self._client = client
             return self._client
 
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; nothing is contacted."""
+        self._ref(target)
+
     def _ref(self, target: Target) -> _Ref:
         options = Options.of(target, "kubernetes", OPTIONS)
         kind = options.text("kind", choices=KINDS)

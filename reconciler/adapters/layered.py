@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from reconciler import ports
 from reconciler.adapters.common import Options, apply_changes
 from reconciler.domain.manifest import SourceSpec, Target
 from reconciler.domain.observed import Observed
@@ -88,6 +89,14 @@ class LayeredAdapter:
         if authoritative not in names:
             raise options.problem("authoritative", f"{authoritative!r} is not a layer; layers: {', '.join(names)}")
         return layers, names.index(authoritative)
+
+    def check(self, target: Target) -> None:
+        """The target's options and each layer's, checked as a read checks them; nothing is contacted."""
+        layers, _ = self._layers(target)
+        for i, layer in enumerate(layers):
+            if isinstance(layer.adapter, ports.SourceChecker):
+                with _located(i):
+                    layer.adapter.check(layer.target)
 
     def _discover(self, target: Target) -> tuple[list[_Layer], int, list[Observed]]:
         layers, authoritative = self._layers(target)

@@ -77,6 +77,10 @@ class NatsKvAdapter:
     def from_settings(cls, settings: Settings) -> NatsKvAdapter:
         return cls(settings)
 
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; nothing is contacted."""
+        self._where(target)
+
     def _where(self, target: Target) -> _Where:
         options = Options.of(target, "nats-kv", OPTIONS)
         url = options.text("url", "nats://127.0.0.1:4222")

@@ -76,6 +76,10 @@ class PostgresSettingsAdapter:
 
     # -- connections ------------------------------------------------------------------------------------
 
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; nothing is contacted."""
+        self._conninfo(target)
+
     def _conninfo(self, target: Target) -> tuple[dict[str, Any], str, list[str]]:
         options = Options.of(target, "postgres", OPTIONS)
         info: dict[str, Any] = {

@@ -49,20 +49,31 @@ class ProcessEnvAdapter:
             raise options.problem("pid", "give exactly one of pid and command")
         return options, options.strings("include")
 
-    def locate(self, target: Target) -> int:
-        """The PID whose environment the target describes."""
+    def _wanted(self, target: Target) -> int | tuple[re.Pattern[str], str]:
+        """The pid, or the command's regular expression and which of its processes to pick."""
         options, _ = self._options(target)
         if "pid" in options.values:
             pid: int = options.integer("pid")
-            if not (self._proc / str(pid)).is_dir():
-                raise DiscoveryError(f"process {pid} does not exist")
             return pid
         pattern = options.text("command")
         try:
             regex = re.compile(pattern)
         except re.error as exc:
             raise options.problem("command", f"is not a regular expression: {exc}") from None
-        pick = options.text("pick", "oldest", choices=("oldest", "newest"))
+        return regex, options.text("pick", "oldest", choices=("oldest", "newest"))
+
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; no process is looked at."""
+        self._wanted(target)
+
+    def locate(self, target: Target) -> int:
+        """The PID whose environment the target describes."""
+        wanted = self._wanted(target)
+        if isinstance(wanted, int):
+            if not (self._proc / str(wanted)).is_dir():
+                raise DiscoveryError(f"process {wanted} does not exist")
+            return wanted
+        regex, pick = wanted
         found: list[tuple[int, int]] = []  # (start ticks, pid)
         me = os.getpid()
         for entry in self._proc.iterdir():
@@ -79,7 +90,7 @@ class ProcessEnvAdapter:
             start = int(stat[stat.rindex(")") + 2 :].split()[19])
             found.append((start, int(entry.name)))
         if not found:
-            raise DiscoveryError(f"no running process's command line matches {pattern!r}")
+            raise DiscoveryError(f"no running process's command line matches {regex.pattern!r}")
         found.sort()
         return found[0][1] if pick == "oldest" else found[-1][1]
 

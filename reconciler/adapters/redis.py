@@ -137,6 +137,11 @@ class RedisConfigAdapter(_RedisBase):
     def from_settings(cls, settings: Settings) -> RedisConfigAdapter:
         return cls(settings)
 
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; nothing is contacted."""
+        options, _ = self._options(target)
+        options.strings("include")
+
     def discover(self, target: Target) -> Observed:
         options, server = self._options(target)
         include = options.strings("include")
@@ -201,6 +206,10 @@ class RedisKeysAdapter(_RedisBase):
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisKeysAdapter:
         return cls(settings)
+
+    def check(self, target: Target) -> None:
+        """The target's options, checked as a read checks them; nothing is contacted."""
+        self._prefix(target)
 
     def _prefix(self, target: Target) -> tuple[_Server, str]:
         options, server = self._options(target)

@@ -20,6 +20,7 @@ from reconciler.cli import (
     check_format,
     fail,
     load,
+    sources,
 )
 from reconciler.desired import loader
 from reconciler.diff import parity
@@ -41,9 +42,13 @@ from reconciler.store.adoptions import SqlAdoptionStore
 def validate(
     directory: Annotated[Path, typer.Argument(help="Desired-state folder (or one manifest file).")],
 ) -> None:
-    """Check a desired-state folder; every problem names its file, document and field."""
+    """Check a desired-state folder; every problem names its file, document and field.
+
+    Each target's source is checked against the settings as a pass would check it (adapter installed, options
+    known and well typed, credentials configured, files inside the roots), without touching a live system."""
     try:
         state = loader.load(directory)
+        sources.check(state, load())
     except ConfigurationError as exc:
         raise fail(exc) from None
     typer.echo(

@@ -6,12 +6,13 @@ and a folder with any problem yields no state at all.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from reconciler.desired import overlay
@@ -20,8 +21,10 @@ from reconciler.domain.manifest import Base, Origin, Target
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import KINDS, DesiredState
 from reconciler.errors import ConfigurationError, Problem
+from reconciler.yamlload import MANIFESTS, YamlError, load_all
 
 SUFFIXES = (".yaml", ".yml")
+MAX_PROBLEMS = 1000  # listed in an error; the count says how many there are in all
 
 
 @dataclass(frozen=True)
@@ -92,32 +95,50 @@ def load(root: str | Path) -> DesiredState:
     if len(defaults) > 1:
         problems.append(Problem(file=str(root), message=f"policies disagree on the default class: {sorted(defaults)}"))
     if problems:
-        raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", problems)
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(Problem(file=str(root), message=f"and {len(problems) - MAX_PROBLEMS} more problems"))
+        raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", shown)
     version = versioning.version_of(root, [d.body for d in documents])
     return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
 
 
-SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when PyYAML has it
-
-
 def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(file=str(file), message=f"cannot be read: {exc}"))
+        text = read_regular(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.append(Problem(file=str(file), message=f"cannot be read: {detail}"))
         return
     index = 0
     try:
-        for body in yaml.load_all(text, Loader=SAFE_LOADER):
-            index += 1
-            if body is None:  # an empty document between two '---'
-                continue
-            yield RawDocument(file, index, body)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        detail = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem(file=str(file), document=index + 1, message=f"malformed YAML: {where}{detail}"))
+        for index, body in enumerate(load_all(text, MANIFESTS), start=1):
+            if body is not None:  # None: an empty document between two '---'
+                yield RawDocument(file, index, body)
+    except YamlError as exc:
+        problems.append(Problem(file=str(file), document=exc.document, field=exc.field, message=str(exc)))
+
+
+# Non-blocking, so that a FIFO (one that took a manifest's name since the folder was listed, or a secret
+# reference's file) is refused, not waited on.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular(file: Path, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file of at most `max_bytes`; ValueError for anything else (a FIFO, a device,
+    a larger file), OSError when it cannot be opened, UnicodeDecodeError when it is not UTF-8."""
+    fd = os.open(file, _READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
+    return data.decode("utf-8")
 
 
 def _problem(doc: RawDocument, field: str | None, message: str) -> Problem:

@@ -7,25 +7,36 @@ base first; list_keys merge like maps.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from reconciler.domain.manifest import Base, Overlay, Target
-from reconciler.domain.paths import MISSING, from_pointer, get_in, set_in
+from reconciler.domain.paths import MISSING, KeyPath, from_pointer, get_in, set_in
 
 M = TypeVar("M", Target, Base)
 Report = Callable[[Target | Base, str, str], None]  # (document, field, message)
 
 
 def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
+    """`child` merged onto `base`: new maps wherever the two meet, every other value shared, not copied.
+    Copying everything cost each level of a chain of Bases the size of all the levels above it."""
+    merged = dict(base)
     for key, value in child.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = value
     return merged
+
+
+def _owned(doc: dict[str, Any], path: KeyPath) -> None:
+    """Give `doc` its own copy of every map along `path`, so that removing a key below them changes no base."""
+    node = doc
+    for segment in path:
+        child = node.get(segment)
+        if not isinstance(child, dict):
+            return
+        node[segment] = node = dict(child)
 
 
 def _apply(base: Overlay, child: Overlay, owner: Target | Base, report: Report) -> dict[str, Any]:
@@ -35,6 +46,7 @@ def _apply(base: Overlay, child: Overlay, owner: Target | Base, report: Report) 
         if get_in(desired, path) is MISSING:
             report(owner, f"spec.unset.{index}", f"{pointer} is not in the merged desired state")
         elif path:
+            _owned(desired, path[:-1])
             set_in(desired, path, MISSING)
     return {
         "desired": desired,
@@ -50,37 +62,66 @@ def _apply(base: Overlay, child: Overlay, owner: Target | Base, report: Report) 
 def resolve(targets: dict[str, Target], bases: dict[str, Base], report: Report) -> dict[str, Target]:
     """Every target with its bases merged in; problems (missing base, cycle, bad unset) go to `report`."""
     merged_bases: dict[str, Overlay | None] = {}
-
-    def merged(name: str, trail: tuple[str, ...], owner: Target | Base) -> Overlay | None:
-        if name in trail:
-            report(owner, "spec.extends", "extends cycle: " + " -> ".join((*trail, name)))
-            return None
-        if name not in bases:
-            known = ", ".join(sorted(bases)) or "none defined"
-            report(owner, "spec.extends", f"no Base named {name!r} (bases: {known})")
-            return None
-        if name not in merged_bases:
-            base = bases[name]
-            spec = base.spec
-            if spec.extends is not None:
-                parent = merged(spec.extends, (*trail, name), base)
-                if parent is None:
-                    merged_bases[name] = None
-                    return None
-                spec = spec.model_copy(update=_apply(parent, spec, base, report))
-            elif spec.unset:
-                spec = spec.model_copy(update=_apply(Overlay(), spec, base, report))
-            merged_bases[name] = spec
-        return merged_bases[name]
-
     result: dict[str, Target] = {}
     for name, target in targets.items():
         spec = target.spec
         if spec.extends is None and not spec.unset:
             result[name] = target
             continue
-        parent = merged(spec.extends, (), target) if spec.extends else Overlay()
+        parent = _merged(spec.extends, target, bases, merged_bases, report) if spec.extends else Overlay()
         if parent is None:
             continue
         result[name] = target.with_spec(spec.model_copy(update=_apply(parent, spec, target, report)))
     return result
+
+
+def _merged(
+    name: str, owner: Target | Base, bases: dict[str, Base], done: dict[str, Overlay | None], report: Report
+) -> Overlay | None:
+    """Base `name` with its own bases merged in (memoised in `done`; None when its chain is broken).
+
+    Iterative: the chain is followed up to a root or a base already merged, then merged downwards, so a
+    chain of thousands of Bases needs no deep stack."""
+    chain: list[str] = []
+    seen: set[str] = set()
+    current, by = name, owner
+    while current not in done:
+        if current in seen:
+            report(by, "spec.extends", "extends cycle: " + _shown([*chain, current]))
+            _broken(chain, done)
+            return None
+        if current not in bases:
+            known = ", ".join(sorted(bases)[:20]) or "none defined"
+            report(by, "spec.extends", f"no Base named {current!r} (bases: {known})")
+            _broken(chain, done)
+            return None
+        chain.append(current)
+        seen.add(current)
+        by = bases[current]
+        if by.spec.extends is None:
+            break
+        current = by.spec.extends
+    parent = done.get(current)  # what the top of the chain extends, when that was merged before
+    for base_name in reversed(chain):
+        base = bases[base_name]
+        spec = base.spec
+        if spec.extends is not None:
+            if parent is None:
+                done[base_name] = None
+                continue
+            spec = spec.model_copy(update=_apply(parent, spec, base, report))
+        elif spec.unset:
+            spec = spec.model_copy(update=_apply(Overlay(), spec, base, report))
+        done[base_name] = parent = spec
+    return done[name]
+
+
+def _broken(chain: list[str], done: dict[str, Overlay | None]) -> None:
+    for base_name in chain:
+        done[base_name] = None
+
+
+def _shown(names: list[str]) -> str:
+    if len(names) > 12:
+        names = [*names[:5], f"... {len(names) - 10} more ...", *names[-5:]]
+    return " -> ".join(names)

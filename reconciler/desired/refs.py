@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler.desired import loader
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import KeyPath
 from reconciler.errors import ConfigurationError
 
+MAX_SECRET_BYTES = 1024 * 1024  # a password, a token or a certificate; not /dev/zero
 REF = re.compile(r"^\$\{(env|file):([^}]+)\}$")
 ESCAPED = re.compile(r"^\$(\$\{[^}]*\})$")
 
@@ -50,9 +52,10 @@ def resolve(
             where = ", ".join(str(r) for r in roots) or "none configured (set RECONCILER_SECRETS__FILE_ROOTS)"
             raise fail(path, f"secret file {name} is outside the secret roots: {where}")
         try:
-            text = real.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise fail(path, f"secret file {name} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+            text = loader.read_regular(real, MAX_SECRET_BYTES)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _reason(exc)
+            raise fail(path, f"secret file {name} cannot be read: {reason}") from None
         return text[:-1] if text.endswith("\n") else text
 
     def walk(path: KeyPath, node: Any) -> Any:
@@ -65,3 +68,8 @@ def resolve(
         return node
 
     return walk((), desired), paths
+
+
+def _reason(exc: Exception) -> str:
+    # A decoding error's message quotes the bytes it met: in a secret file, those may be the secret.
+    return "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)

@@ -11,19 +11,20 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from reconciler.domain import durations
 from reconciler.domain.manifest import NormalizeAs, NormalizeRule
 from reconciler.domain.paths import KeyPath, PathGlob, any_match
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
-_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n"}
 
 
 def _whole(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
+    if isinstance(value, int):  # float() of a huge integer would overflow
+        return value
+    return int(value) if value.is_integer() else value
 
 
 def as_bytes(value: Any) -> Any:
@@ -37,9 +38,9 @@ def as_bytes(value: Any) -> Any:
 def as_duration(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _whole(value)
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        unit = m.group(2).lower() if m.group(2) else None
-        return _whole(round(float(m.group(1)) * _SECONDS[unit], 6))
+    # Live systems write units in either case ('30S'); manifests only in lower case.
+    if isinstance(value, str) and (seconds := durations.parse(value.lower())) is not None:
+        return _whole(round(seconds, 6))
     return value
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -11,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from reconciler.domain.paths import KeyPath, PathGlob, from_pointer
+from reconciler.domain import durations
+from reconciler.domain.paths import KeyPath, PathGlob, from_pointer, open_class
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, Problem
 
@@ -36,26 +36,14 @@ def environment_rank(environment: str) -> int:
     return ENVIRONMENT_RANKS.get(environment.lower(), len(ENVIRONMENT_RANKS))
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+def _bounded(min_s: float, max_s: float) -> BeforeValidator:
+    return BeforeValidator(lambda value: durations.seconds(value, min_s=min_s, max_s=max_s))
 
 
-def parse_duration_s(value: Any) -> float:
-    """'500ms', '60s', '5m', '1h', '1d' or a number of seconds, as seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string such as '60s'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
-    else:
-        raise ValueError(f"{value!r} is not a duration such as '500ms', '60s', '5m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
-
-DurationS = Annotated[float, BeforeValidator(parse_duration_s)]
+# Bounded in validation, so that no later arithmetic (the scheduler's next delay, a probe's deadline) meets an
+# infinity, a NaN or a number too large for a float.
+IntervalS = Annotated[float, _bounded(1.0, 7 * 86400.0)]  # how often a target is passed: 1s to 7d
+ProbeS = Annotated[float, _bounded(0.001, 3600.0)]  # health gate durations: 1ms to 1h
 
 
 def _parse_glob(value: Any) -> PathGlob:
@@ -63,7 +51,11 @@ def _parse_glob(value: Any) -> PathGlob:
         return value
     if not isinstance(value, str):
         raise ValueError("a path glob must be a string such as '/database/**'")
-    return PathGlob.parse(value)
+    glob = PathGlob.parse(value)
+    if any(open_class(segment) for segment in glob.segments):
+        shown = repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+        raise ValueError(f"{shown}: a '[' opens a character class that is never closed (write [[] for a literal '[')")
+    return glob
 
 
 Glob = Annotated[PathGlob, BeforeValidator(_parse_glob)]
@@ -149,9 +141,9 @@ class HttpProbe(_Strict):
 
     url: str = Field(pattern=r"^https?://")
     status: int = Field(200, ge=100, le=599)
-    within: DurationS = 10.0
-    interval: DurationS = 1.0
-    timeout: DurationS = 2.0
+    within: ProbeS = 10.0
+    interval: ProbeS = 1.0
+    timeout: ProbeS = 2.0
 
 
 class PrometheusQuery(_Strict):
@@ -160,9 +152,9 @@ class PrometheusQuery(_Strict):
 
     url: str = Field(pattern=r"^https?://")  # the Prometheus server, e.g. http://prometheus:9090
     query: str = Field(min_length=1)
-    for_: DurationS = Field(30.0, alias="for")
-    interval: DurationS = 5.0
-    timeout: DurationS = 5.0
+    for_: ProbeS = Field(30.0, alias="for")
+    interval: ProbeS = 5.0
+    timeout: ProbeS = 5.0
 
 
 class HealthSpec(_Strict):
@@ -182,7 +174,7 @@ class TargetSpec(Overlay):
     wave: int | None = Field(None, ge=0)  # apply order; defaults to the environment's rank
     desired: dict[str, Any]  # required, unless the target extends a base
     prune: bool = False
-    interval: DurationS | None = None
+    interval: IntervalS | None = None
     mode: Mode | None = None
 
     @model_validator(mode="before")

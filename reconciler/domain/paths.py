@@ -87,6 +87,23 @@ def segment_matches(pattern: str, segment: str) -> bool:
     return pattern == segment
 
 
+def open_class(segment: str) -> bool:
+    """Whether a glob segment has a '[' that no ']' closes. fnmatch would quietly match such a '[' literally, so
+    '/[' meant as a pattern matches nothing the author expected; globs that people write refuse it."""
+    i = 0
+    while (i := segment.find("[", i)) >= 0:
+        j = i + 1
+        if segment[j : j + 1] == "!":
+            j += 1
+        if segment[j : j + 1] == "]":  # a leading ']' is a member of the class, not its end
+            j += 1
+        end = segment.find("]", j)
+        if end < 0:
+            return True
+        i = end + 1
+    return False
+
+
 def any_match(globs: Iterable[PathGlob], path: KeyPath) -> bool:
     return any(g.matches(path) for g in globs)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from reconciler.domain.manifest import NAME_RE, DriftClass, DriftOp, Glob, _Strict
 
@@ -35,23 +35,36 @@ class Rule(_Strict):
     reason: str = Field(min_length=1)
 
 
-def _end_of(value: Any) -> Any:
-    # A bare date means the entry holds through that whole day (UTC); a naive time is taken as UTC.
-    if isinstance(value, str) and len(value) == 10:  # "2026-12-15", quoted in YAML or from JSON
+def _end_of(value: Any) -> datetime:
+    """An expiry as an aware UTC datetime. A bare date means the entry holds through that whole day (UTC); a
+    naive time is taken as UTC. Numbers are refused: pydantic would read 20261215 as seconds since 1970."""
+    if isinstance(value, str):
+        value = _iso(value.strip())
+    if isinstance(value, datetime):
         try:
-            value = date.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, date) and not isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of the range of dates (year 1 to 9999, in UTC)") from None
+    if isinstance(value, date):
+        if value == date.max:  # the day after it does not exist: hold to its last microsecond
+            return datetime.max.replace(tzinfo=UTC)
         return datetime.combine(value + timedelta(days=1), time.min, tzinfo=UTC)
-    return value
+    raise ValueError(f"must be a date such as 2026-12-15 or a time such as 2026-12-15T18:00:00Z, not {_kind(value)}")
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _iso(text: str) -> date | datetime:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    except ValueError:
+        shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+        raise ValueError(f"{shown} is not a date such as 2026-12-15 or a time such as 2026-12-15T18:00:00Z") from None
 
 
-Expiry = Annotated[datetime, BeforeValidator(_end_of), AfterValidator(_utc)]
+def _kind(value: Any) -> str:
+    return "a number" if isinstance(value, int | float) else type(value).__name__
+
+
+Expiry = Annotated[datetime, BeforeValidator(_end_of)]
 
 
 class PolicyException(_Strict):

@@ -171,7 +171,8 @@ class Gate:
 
     def rollback(self, target: Target, override: Override | None = None) -> ModeDecision:
         """Whether a rollback may write to `target`: the switch, the breaker, the target's own mode and the guard
-        refuse it unless an operator overrides them (`--force --reason`); the decision then says who and why, for the record."""
+        refuse it unless an operator overrides them (`--force --reason`); the decision then says who and why,
+        for the record."""
         switched, breaker = self.guard.switched(), self.breaker_hold()
         if switched is not None:
             held_by, held = Hold.SWITCH, switched

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from reconciler.adapters import formats
+from tests.test_yamlload import alias_bomb
 
 SAMPLES = {
     "yaml": {"a": {"b": 1, "c": [1, "x"], "d": None}, "e": True, "f": 1.5},
@@ -63,3 +66,13 @@ def test_stringify_renders_like_strings_only_sources() -> None:
         "d": "",
         "e": {"f": "false"},
     }
+
+
+def test_yaml_alias_bomb_in_a_live_file_is_refused_fast() -> None:
+    """A ~450-byte alias bomb in a live YAML file is a FormatError within a second, not minutes of work."""
+    started = time.perf_counter()
+    with pytest.raises(formats.FormatError, match="expands to more than"):
+        formats.FORMATS["yaml"].parse(alias_bomb())
+    assert time.perf_counter() - started < 1.0
+    with pytest.raises(formats.FormatError, match="circular alias"):
+        formats.FORMATS["yaml"].parse("a: &a [*a]\n")

@@ -84,3 +84,17 @@ def test_a_copied_target_does_not_keep_cached_values_of_its_old_spec(tmp_path: P
     assert original.has_references and original.wave == 9
     copied = original.with_spec(original.spec.model_copy(update={"desired": {"x": 1}, "wave": 2}))
     assert not copied.has_references and copied.wave == 2 and copied.origin == original.origin
+
+
+def test_unset_in_one_target_leaves_its_base_and_siblings_alone(tmp_path: Path) -> None:
+    """Merges share unchanged values with the base; an unset copies the maps it changes, so a sibling target
+    of the same base still sees the key."""
+    (tmp_path / "bases.yaml").write_text(BASES)
+    (tmp_path / "t.yaml").write_text(
+        target("one", "  extends: payments\n  unset: [/db/timeout]\n")
+        + "---\n"
+        + target("two", "  extends: payments\n")
+    )
+    state = load(tmp_path)
+    assert state.targets["one"].spec.desired["db"] == {"pool": 20}
+    assert state.targets["two"].spec.desired["db"] == {"pool": 20, "timeout": 30}

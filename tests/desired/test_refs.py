@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,20 @@ def test_unresolvable_references_name_the_field(tmp_path: Path, desired: str, me
     with pytest.raises(ConfigurationError) as info:
         resolve(t, t.spec.desired, file_roots=[], environ={})
     assert message in str(info.value.problems[0])
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("kind", "message"), [("fifo", "not a regular file"), ("big", "larger than 1048576 bytes")])
+def test_secret_files_are_read_bounded(tmp_path: Path, kind: str, message: str) -> None:
+    """A secret reference to a FIFO (which would block the pass) or a huge file (or /dev/zero) is refused."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    if kind == "fifo":
+        os.mkfifo(secrets / "s")
+    else:
+        with (secrets / "s").open("wb") as handle:
+            handle.truncate(8 * 1024 * 1024)
+    t = target(tmp_path, f"{{p: '${{file:{secrets}/s}}'}}")
+    with pytest.raises(ConfigurationError) as info:
+        resolve(t, t.spec.desired, file_roots=[secrets], environ={})
+    assert f"spec.desired.p: secret file {secrets}/s cannot be read: {message}" in str(info.value.problems[0])

@@ -1,0 +1,153 @@
+"""Hostile YAML is refused before it is built, the same way for manifests and live files."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from reconciler import yamlload
+from reconciler.yamlload import LIVE, MANIFESTS, Limits, YamlError, load, load_all
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """The 'billion laughs' in YAML: ~1 KB that expands to 9**levels nodes."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        prev, name = chr(96 + i), chr(97 + i)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("limits", [MANIFESTS, LIVE])
+def test_alias_bomb_is_refused_before_it_is_built(limits: Limits) -> None:
+    """A 1 KB alias bomb is refused in well under a second, naming the line and the expansion."""
+    text = alias_bomb()
+    assert len(text) < 1024
+    started = time.perf_counter()
+    with pytest.raises(YamlError, match="expands to more than") as info:
+        list(load_all(text, limits))
+    assert time.perf_counter() - started < 1.0
+    assert info.value.document == 1
+    assert info.value.line is not None
+
+
+def test_aliases_below_the_limit_still_load() -> None:
+    """Aliases are counted expanded, but a document within the limit is built as before (shared values)."""
+    doc = load("base: &b {x: 1}\nuse: *b\n", Limits(max_nodes=9))
+    assert doc == {"base": {"x": 1}, "use": {"x": 1}}
+    with pytest.raises(YamlError, match="more than 8 nodes"):
+        load("base: &b {x: 1}\nuse: *b\n", Limits(max_nodes=8))
+
+
+def test_circular_alias_is_a_clean_error() -> None:
+    """A node that contains itself is refused; nothing recursive is ever built."""
+    with pytest.raises(YamlError, match="circular alias"):
+        load("a: &a [1, *a]\n")
+    with pytest.raises(YamlError, match="circular alias"):
+        load("a: &m {b: *m}\n")
+
+
+@pytest.mark.parametrize("text", ["[" * 300 + "]" * 300, "[" * 20000 + "]" * 20000, "{a: " * 150 + "1" + "}" * 150])
+def test_deep_nesting_is_a_clean_error(text: str) -> None:
+    """Deep nesting is refused with a YamlError, never a RecursionError."""
+    with pytest.raises(YamlError, match="nest"):
+        load(text)
+
+
+def test_depth_through_aliases_counts() -> None:
+    """An alias counts as deep as what it stands for."""
+    inner = "[" * 60 + "]" * 60
+    with pytest.raises(YamlError, match="nested deeper than 100"):
+        load(
+            f"a: &a {inner}\nb: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n"
+        )
+
+
+def test_huge_integers_are_refused_not_a_traceback() -> None:
+    """Integers past the limit are refused with the line, before Python's int-str conversion limit bites."""
+    with pytest.raises(YamlError, match="an integer of 5000 characters") as info:
+        load("x: 1\nn: " + "9" * 5000 + "\n")
+    assert info.value.line == 2
+    assert info.value.field == "n"
+
+
+def test_duplicate_keys_are_refused_when_asked() -> None:
+    """Manifests refuse a key named twice (naming it and its path); live files keep YAML's last-wins."""
+    text = "metadata:\n  name: a\n  name: b\n"
+    with pytest.raises(YamlError, match="duplicate key 'name'") as info:
+        list(load_all(text, MANIFESTS))
+    assert info.value.field == "metadata.name"
+    assert info.value.line == 3
+    assert load(text, LIVE) == {"metadata": {"name": "b"}}
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    """`<<` merges are YAML's own overriding, not a duplicate key."""
+    docs = list(load_all("b: &x {c: 1, d: 2}\ne:\n  <<: *x\n  c: 3\n", MANIFESTS))
+    assert docs == [{"b": {"c": 1, "d": 2}, "e": {"c": 3, "d": 2}}]
+
+
+def test_size_limit() -> None:
+    """A text over the character limit is refused without being parsed."""
+    with pytest.raises(YamlError, match="at most 100 are read"):
+        load("x: " + "a" * 200, Limits(max_chars=100))
+
+
+def test_malformed_yaml_says_where_and_quotes_no_value() -> None:
+    """A syntax error names document, line and column, not the text around it."""
+    with pytest.raises(YamlError, match=r"malformed YAML: line 4, column \d+") as info:
+        list(load_all("a: 1\n---\npassword: [S3cr3t\n"))
+    assert info.value.document == 2
+    assert "S3cr3t" not in str(info.value)
+
+
+def test_impossible_dates_are_a_clean_error() -> None:
+    """A timestamp that does not exist is refused as a YamlError, not a ValueError from the constructor."""
+    with pytest.raises(YamlError, match="cannot be read as its type"):
+        load("x: 2026-13-45\n")
+
+
+def test_documents_and_speed_of_normal_yaml() -> None:
+    """Several documents, empty ones included, load as before; the check costs little on a big document."""
+    assert list(load_all("a: 1\n---\n---\nb: [1, 2]\n")) == [{"a": 1}, None, {"b": [1, 2]}]
+    big = yaml.dump({f"k{i}": {"a": i, "b": [1, 2, "x"], "c": {"d": "t"}} for i in range(5000)})
+    started = time.perf_counter()
+    plain = yaml.load(big, Loader=yamlload.SAFE_LOADER)
+    baseline = time.perf_counter() - started
+    started = time.perf_counter()
+    assert load(big) == plain
+    assert time.perf_counter() - started < 3 * baseline + 0.2
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("a: {1: x}", "int"), ("on: 1", "bool"), ("x: {null: 1}", "null"), ("d: {2026-01-01: x}", "timestamp")],
+)
+def test_manifests_refuse_keys_that_are_not_strings(text: str, kind: str) -> None:
+    """A key that YAML reads as a number, a boolean, null or a date is refused in manifests (it broke the
+    version digest with a TypeError, and could never be a path segment); live files keep them (their parser
+    checks them itself)."""
+    with pytest.raises(YamlError, match=f"a key must be a string, not {kind}; quote it"):
+        list(load_all(text, MANIFESTS))
+    assert load(text, LIVE) is not None
+    assert list(load_all("'1': x\n'on': y\n", MANIFESTS)) == [{"1": "x", "on": "y"}]
+
+
+def test_lone_surrogates_are_refused_by_either_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A "\\ud800" escape is refused: by libyaml as malformed, by the pure-Python parser in the check."""
+    text = 'a: "\\ud800"\n'
+    with pytest.raises(YamlError, match=r"malformed YAML|lone surrogate"):
+        load(text)
+    monkeypatch.setattr(yamlload, "SAFE_LOADER", yaml.SafeLoader)
+    with pytest.raises(YamlError, match="lone surrogate") as info:
+        load(text)
+    assert info.value.field == "a"
+
+
+def test_too_many_documents() -> None:
+    """A text of more documents than the limit is refused at the first one past it."""
+    with pytest.raises(YamlError, match="more than 3 documents") as info:
+        list(load_all("---\na: 1\n" * 5, Limits(max_documents=3)))
+    assert info.value.document == 4
