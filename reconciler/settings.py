@@ -20,6 +20,12 @@ class FileSettings(BaseModel):
         description="Directories the file adapter may read and write; any other path is refused. "
         "Defaults to none, so every file target is refused until roots are configured.",
     )
+    max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="Largest live file the file adapter reads; a bigger one fails its target's pass with an "
+        "error naming it. Defaults to 16 MiB.",
+    )
 
 
 class SchedulerSettings(BaseModel):
