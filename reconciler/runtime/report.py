@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,17 +126,24 @@ def _action_words(drift: dict[str, Any]) -> str:
     return words
 
 
+_LEFT_ALONE = threading.local()  # per thread: the last plan seen (weakly), and what it leaves alone by pointer
+
+
 def _left_alone(report: TargetReport, pointer: str) -> str:
     plan = report.plan
     if plan is None:
         return "none"
-    if any(c.item.pointer == pointer for c in plan.escalations):
-        return "escalated"
-    if any(c.item.pointer == pointer for c in plan.unpruned):
-        return "reported (prune: false)"
-    if any(c.item.pointer == pointer for c in plan.accepted):
-        return "accepted"
-    return "none"
+    # Called once per drift item of a report: the plan's lists are indexed once per plan (and again if they
+    # grew), not searched per item, which made reports of 20k live-only keys take minutes.
+    sizes = (len(plan.escalations), len(plan.unpruned), len(plan.accepted))
+    cached = getattr(_LEFT_ALONE, "last", None)
+    if cached is None or cached[0]() is not plan or cached[1] != sizes:
+        index: dict[str, str] = {}
+        for words, items in (("accepted", plan.accepted), ("reported (prune: false)", plan.unpruned)):
+            index.update((c.item.pointer, words) for c in items)
+        index.update((c.item.pointer, "escalated") for c in plan.escalations)  # first in the order of precedence
+        cached = _LEFT_ALONE.last = (weakref.ref(plan), sizes, index)
+    return cached[2].get(pointer, "none")
 
 
 def run_dict(report: RunReport, key: bytes) -> dict[str, Any]:

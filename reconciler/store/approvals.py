@@ -16,6 +16,7 @@ from reconciler.domain.values import from_json, to_json
 from reconciler.errors import ConfigurationError
 from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
+from reconciler.store.history import chunks
 
 OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value, ApprovalState.REJECTED.value)
 
@@ -41,23 +42,26 @@ class SqlApprovalStore(SqlStore):
                 )
                 known = {r["drift_key"] for r in rows}
                 gone = [r["id"] for r in rows if r["drift_key"] not in keys and r["state"] != ApprovalState.REJECTED]
-                if gone:
+                gone_ids = set(gone)  # sets, not the lists: membership per row and per key stays linear
+                for some in chunks(gone):
                     conn.execute(
                         t.approvals.update()
-                        .where(t.approvals.c.id.in_(gone))
+                        .where(t.approvals.c.id.in_(some))
                         .values(state=ApprovalState.SUPERSEDED.value, decided_at=now)
                     )
-                late = [
-                    r["id"]
+                late_rows = [
+                    r
                     for r in rows
                     if r["state"] == ApprovalState.APPROVED
                     and r["expires_at"]
                     and r["expires_at"] <= now
-                    and r["id"] not in gone
+                    and r["id"] not in gone_ids
                 ]
-                if late:
+                late = [r["id"] for r in late_rows]
+                late_keys = {r["drift_key"] for r in late_rows}
+                for some in chunks(late):
                     conn.execute(
-                        t.approvals.update().where(t.approvals.c.id.in_(late)).values(state=ApprovalState.EXPIRED.value)
+                        t.approvals.update().where(t.approvals.c.id.in_(some)).values(state=ApprovalState.EXPIRED.value)
                     )
                 new = [
                     {
@@ -75,21 +79,21 @@ class SqlApprovalStore(SqlStore):
                         "run_id": run_id,
                     }
                     for key, c in keys.items()
-                    if key not in known or any(r["drift_key"] == key and r["id"] in late for r in rows)
+                    if key not in known or key in late_keys
                 ]
                 if new:
                     conn.execute(t.approvals.insert(), new)
-                current = (
-                    conn.execute(
+                current = [
+                    row
+                    for some in chunks(list(keys))
+                    for row in conn.execute(
                         sa.select(t.approvals).where(
                             t.approvals.c.target == target,
-                            t.approvals.c.drift_key.in_(list(keys)),
+                            t.approvals.c.drift_key.in_(some),
                             t.approvals.c.state.in_(OPEN),
                         )
-                    )
-                    .mappings()
-                    .all()
-                )
+                    ).mappings()
+                ]
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         created_ids = {row["id"] for row in new}

@@ -165,13 +165,15 @@ class SqlHistoryStore(SqlStore):
     def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
         if not ids:
             return
+        now = _now()
         try:
             with self._begin() as conn:
-                conn.execute(
-                    t.actions.update()
-                    .where(t.actions.c.id.in_(list(ids)))
-                    .values(state=state.value, error=error, updated_at=_now())
-                )
+                for some in chunks(ids):
+                    conn.execute(
+                        t.actions.update()
+                        .where(t.actions.c.id.in_(some))
+                        .values(state=state.value, error=error, updated_at=now)
+                    )
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
@@ -181,18 +183,19 @@ class SqlHistoryStore(SqlStore):
         """When each path of `target` was last fixed (verified forward writes, not rollbacks) since `since`."""
         if not pointers:
             return {}
-        rows = self._rows(
-            sa.select(t.actions.c.path, t.actions.c.updated_at).where(
-                t.actions.c.target == target,
-                t.actions.c.path.in_(list(pointers)),
-                t.actions.c.state == ActionState.VERIFIED.value,
-                t.actions.c.rollback_of.is_(None),
-                t.actions.c.updated_at >= since,
-            )
-        )
         found: dict[str, list[datetime]] = {}
-        for r in rows:
-            found.setdefault(r["path"], []).append(r["updated_at"])
+        for some in chunks(pointers):
+            rows = self._rows(
+                sa.select(t.actions.c.path, t.actions.c.updated_at).where(
+                    t.actions.c.target == target,
+                    t.actions.c.path.in_(some),
+                    t.actions.c.state == ActionState.VERIFIED.value,
+                    t.actions.c.rollback_of.is_(None),
+                    t.actions.c.updated_at >= since,
+                )
+            )
+            for r in rows:
+                found.setdefault(r["path"], []).append(r["updated_at"])
         return found
 
     def unfinished_runs(self) -> list[tuple[str, str | None]]:
@@ -309,6 +312,15 @@ class SqlHistoryStore(SqlStore):
             )
             for r in rows
         ]
+
+
+CHUNK = 900  # values bound in one IN (...): SQLite before 3.32 allows 999 in all, later ones 32,766
+
+
+def chunks(values: Sequence[str], size: int = CHUNK) -> list[list[str]]:
+    """`values` in lists of at most `size`, for statements that bind each value (`IN (...)`), which fail past
+    the database's limit of bound variables (`too many SQL variables` at 300,000 drifted keys)."""
+    return [list(values[i : i + size]) for i in range(0, len(values), size)]
 
 
 COPY_FROM = 200  # drift rows from which PostgreSQL gets them by COPY rather than an executemany INSERT
