@@ -83,16 +83,13 @@ class SqlApprovalStore(SqlStore):
                 ]
                 if new:
                     conn.execute(t.approvals.insert(), new)
+                # the target's open approvals, filtered here: `drift_key IN (...)` bound a value per key
                 current = [
                     row
-                    for some in chunks(list(keys))
                     for row in conn.execute(
-                        sa.select(t.approvals).where(
-                            t.approvals.c.target == target,
-                            t.approvals.c.drift_key.in_(some),
-                            t.approvals.c.state.in_(OPEN),
-                        )
+                        sa.select(t.approvals).where(t.approvals.c.target == target, t.approvals.c.state.in_(OPEN))
                     ).mappings()
+                    if row["drift_key"] in keys
                 ]
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None

@@ -183,18 +183,20 @@ class SqlHistoryStore(SqlStore):
         """When each path of `target` was last fixed (verified forward writes, not rollbacks) since `since`."""
         if not pointers:
             return {}
-        found: dict[str, list[datetime]] = {}
-        for some in chunks(pointers):
-            rows = self._rows(
-                sa.select(t.actions.c.path, t.actions.c.updated_at).where(
-                    t.actions.c.target == target,
-                    t.actions.c.path.in_(some),
-                    t.actions.c.state == ActionState.VERIFIED.value,
-                    t.actions.c.rollback_of.is_(None),
-                    t.actions.c.updated_at >= since,
-                )
+        # The target's fixes in the window, filtered here rather than by `path IN (...)`: one value bound per
+        # path failed past SQLite's variable limit (300k drifted keys), and chunks of it rescan the target.
+        wanted = set(pointers)
+        rows = self._rows(
+            sa.select(t.actions.c.path, t.actions.c.updated_at).where(
+                t.actions.c.target == target,
+                t.actions.c.state == ActionState.VERIFIED.value,
+                t.actions.c.rollback_of.is_(None),
+                t.actions.c.updated_at >= since,
             )
-            for r in rows:
+        )
+        found: dict[str, list[datetime]] = {}
+        for r in rows:
+            if r["path"] in wanted:
                 found.setdefault(r["path"], []).append(r["updated_at"])
         return found
 
