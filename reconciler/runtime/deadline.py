@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from reconciler.errors import DiscoveryError
 
 T = TypeVar("T")
+IDLE_S = 30.0  # an idle thread waits this long for another read, then ends
 
 
 class _Job:
@@ -80,7 +81,14 @@ class Deadline:
 
     def _work(self, inbox: queue.SimpleQueue[_Job]) -> None:
         while True:
-            job = inbox.get()
+            try:
+                job = inbox.get(timeout=IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:  # not handed out meanwhile: nobody will put work here
+                        self._idle.remove(inbox)
+                        return
+                continue  # a caller took this inbox just now; its job is on the way
             try:
                 job.value = job.fn()
             except BaseException as exc:  # handed to the caller, who re-raises it

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from reconciler.errors import DiscoveryError
+from reconciler.runtime import deadline as deadline_module
 from reconciler.runtime.deadline import Deadline
 
 
@@ -54,3 +55,17 @@ def test_abandoned_reads_are_bounded() -> None:
     assert time.monotonic() - started < 0.05
     assert threading.active_count() == before
     release.set()
+
+
+def test_idle_threads_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread left idle for IDLE_S ends, so that short-lived adapters (one per CLI command) leave none behind;
+    the next read starts a new one."""
+    monkeypatch.setattr(deadline_module, "IDLE_S", 0.05)
+    deadline = Deadline("idle-probe", 5)
+    assert deadline.run("discover", lambda: threading.current_thread().name) == "read-idle-probe"
+    for _ in range(100):
+        if not any(t.name == "read-idle-probe" for t in threading.enumerate()):
+            break
+        time.sleep(0.02)
+    assert not any(t.name == "read-idle-probe" for t in threading.enumerate())
+    assert deadline.run("discover", lambda: 1) == 1
