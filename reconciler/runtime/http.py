@@ -65,15 +65,31 @@ class HttpServer:
         self._server.server_close()
 
 
-def _handler(
-    render_metrics: Render, readiness: Check, api: Api | None, timeout_s: float
-) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "reconciler"
-        timeout = timeout_s  # per socket operation: a request trickled in slower than this is dropped
+class _Base(BaseHTTPRequestHandler):
+    """What every response shares: a Server header without the Python version, replies, logs at debug."""
 
-        def version_string(self) -> str:
-            return self.server_version  # not the Python version, which the default adds
+    server_version = "reconciler"
+
+    def version_string(self) -> str:
+        return self.server_version  # not the Python version, which the default adds
+
+    def _json(self, status: int, data: dict[str, Any]) -> None:
+        self._send(status, json.dumps(data, indent=2).encode() + b"\n", "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", request=format % args)
+
+
+def _handler(render_metrics: Render, readiness: Check, api: Api | None, timeout_s: float) -> type[_Base]:
+    class Handler(_Base):
+        timeout = timeout_s  # per socket operation: a request trickled in slower than this is dropped
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -112,18 +128,5 @@ def _handler(
                 self._json(400, {"error": "the body must be a JSON object"})
                 return
             self._json(*api.post(path, body, self.headers.get("Authorization")))
-
-        def _json(self, status: int, data: dict[str, Any]) -> None:
-            self._send(status, json.dumps(data, indent=2).encode() + b"\n", "application/json")
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http request", request=format % args)
 
     return Handler
