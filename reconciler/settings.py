@@ -20,6 +20,12 @@ class FileSettings(BaseModel):
         description="Directories the file adapter may read and write; any other path is refused. "
         "Defaults to none, so every file target is refused until roots are configured.",
     )
+    max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="Largest live file the file adapter reads; a bigger one fails its target's pass with an "
+        "error naming it. Defaults to 16 MiB.",
+    )
 
 
 class SchedulerSettings(BaseModel):
@@ -245,6 +251,13 @@ class RetrySettings(BaseModel):
     attempts: int = Field(3, ge=1, le=20, description="Tries per call, the first included. Defaults to 3.")
     initial_s: float = Field(0.1, gt=0, description="First wait between tries; doubles, with jitter. Defaults to 0.1.")
     max_s: float = Field(2.0, gt=0, description="Longest wait between tries. Defaults to 2.")
+    call_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Deadline of one adapter read (discover, bulk fingerprints), retries included: a read "
+        "that has not returned by then fails its target's pass, and the worker moves on. Defaults to 30.",
+    )
 
 
 class AdapterSettings(BaseModel):

@@ -2,6 +2,11 @@
 
 A format's values are either typed (YAML, JSON, TOML) or strings only (INI, .env); strings-only formats
 get desired values rendered to strings before comparison, so that `30` in a manifest equals `30` in a file.
+
+Live files are hostile input. A parse error says where (line and column) and what kind of mistake it is,
+never what the file holds: a malformed line may be `password S3cr3t`, and errors reach logs, reports and
+history. A document that parses is also checked before anything walks it: string keys only, nesting at
+most MAX_DEPTH deep, integers that can be printed, strings that are valid Unicode.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import configparser
 import io
 import json
 import re
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ import tomli_w
 import yaml
 
 from reconciler import yamlload
+from reconciler.domain.paths import to_pointer
 
 
 class FormatError(ValueError):
@@ -31,6 +38,78 @@ class Format:
     parse: Callable[[str], dict[str, Any]]
     render: Callable[[dict[str, Any]], str]
     strings_only: bool
+
+
+MAX_DEPTH = 100  # nesting of maps and lists a live document may have; real configuration stays far below
+MAX_INT_BITS = 14_000  # about 4,200 decimal digits: bigger integers cannot be printed (sys.int_info)
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def _content_free(message: str) -> str:
+    """A library's error message with every quoted part (where libraries quote the input) left out."""
+    return _QUOTED.sub("'…'", message).replace("\n", " ").strip()
+
+
+def _checked(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
+    """`parse`, with the errors that parsers raise besides their own (a recursion limit, an integer past
+    Python's digit limit, an impossible date) as FormatErrors, and the document checked (_check_tree)."""
+
+    def run(text: str) -> dict[str, Any]:
+        try:
+            doc = parse(text)
+        except FormatError:
+            raise
+        except RecursionError:
+            raise FormatError(f"nested more than {MAX_DEPTH} levels deep") from None
+        except (ValueError, OverflowError) as exc:
+            if "digits" in str(exc):
+                limit = sys.get_int_max_str_digits()
+                raise FormatError(f"an integer has more than {limit} digits") from None
+            raise FormatError("a value cannot be read as its type (an impossible date or number)") from None
+        _check_tree(doc)
+        return doc
+
+    return run
+
+
+def _check_tree(doc: dict[str, Any]) -> None:
+    """Refuse what the rest of reconciler cannot hold: non-string keys (YAML `1: a`), nesting deeper than
+    MAX_DEPTH, integers too big to print, strings with lone surrogates (JSON `"\\ud800"`), which cannot be
+    stored. Errors name the place by its path (keys are validated before they appear in one)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(doc, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) >= MAX_DEPTH:
+            raise FormatError(f"{to_pointer(path[:MAX_DEPTH])}: nested more than {MAX_DEPTH} levels deep")
+        if type(value) is dict:
+            items: Any = value.items()
+        elif type(value) is list:
+            items = enumerate(value)
+        else:
+            continue
+        for key, item in items:
+            if type(key) is not str and not (type(key) is int and type(value) is list):
+                where = to_pointer(path) or "the top level"
+                raise FormatError(f"{where}: a key of type {type(key).__name__}, not a string; quote it")
+            if type(key) is str and not _valid_text(key):
+                raise FormatError(f"{to_pointer(path) or 'the top level'}: a key is not valid Unicode")
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append((item, (*path, str(key))))
+            elif kind is str and not _valid_text(item):
+                raise FormatError(f"{to_pointer((*path, str(key)))}: not valid Unicode (a lone surrogate escape)")
+            elif kind is int and item.bit_length() > MAX_INT_BITS:
+                raise FormatError(f"{to_pointer((*path, str(key)))}: an integer too big to hold")
+
+
+def _valid_text(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _mapping(value: Any, name: str) -> dict[str, Any]:
@@ -72,7 +151,14 @@ def _parse_toml(text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise FormatError(str(exc)) from None
+        message = _content_free(str(exc))
+        at = _TOML_AT.search(message)
+        if at is None:
+            raise FormatError(message) from None
+        raise FormatError(f"line {at['line']}, column {at['column']}: {message[: at.start()]}") from None
+
+
+_TOML_AT = re.compile(r" \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
 
 
 def _render_toml(doc: dict[str, Any]) -> str:
@@ -94,8 +180,23 @@ def _parse_ini(text: str) -> dict[str, Any]:
     try:
         parser.read_string(text)
     except configparser.Error as exc:
-        raise FormatError(str(exc).replace("\n", " ")) from None
+        raise FormatError(_ini_problem(exc)) from None
     return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def _ini_problem(exc: configparser.Error) -> str:
+    """Where and what, from configparser's error, whose own message quotes the offending lines."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: a key before any [section] header"
+    if isinstance(exc, configparser.ParsingError):
+        lines = sorted(number for number, _ in exc.errors)
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        return f"line {lines[0] if lines else '?'}: expected [section] or key = value{more}"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: a section declared twice"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno}: a key set twice in its section"
+    return f"not valid INI ({type(exc).__name__})"
 
 
 def _render_ini(doc: dict[str, Any]) -> str:
@@ -113,7 +214,11 @@ def _render_ini(doc: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
+# Linear on any line: the key by a pattern that cannot backtrack far, the value by string methods. (A lazy
+# `(.*?)\s*$` took 12 s on a 100 KB line of padding.)
+_ENV_KEY = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_ENV_DOUBLE = re.compile(r'"((?:[^"\\]++|\\.)*+)"', re.DOTALL)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
 
 
@@ -123,30 +228,42 @@ def _parse_env(text: str) -> dict[str, Any]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        match = _ENV_LINE.match(line)
+        match = _ENV_KEY.match(line)
         if match is None:
             raise FormatError(f"line {number}: expected KEY=value")
-        key, raw = match.groups()
-        result[key] = _env_value(raw, number)
+        result[match.group(1)] = _env_value(line[match.end() :].strip(), number)
     return result
 
 
 def _env_value(raw: str, number: int) -> str:
-    if raw[:1] in ("'", '"'):
-        quote = raw[0]
-        end = raw.find(quote, 1)
-        while quote == '"' and end > 0 and raw[end - 1] == "\\" and not raw[1:end].endswith("\\\\"):
-            end = raw.find(quote, end + 1)
-        if end < 0:
-            raise FormatError(f"line {number}: unterminated {quote} quote")
-        rest = raw[end + 1 :].strip()
-        if rest and not rest.startswith("#"):
-            raise FormatError(f"line {number}: unexpected text after the closing quote")
+    """The value of a KEY=value line (`raw` is stripped): quoted, or plain up to a ` #` comment."""
+    if raw[:1] == "'":
+        end = raw.find("'", 1)
         body = raw[1:end]
-        if quote == "'":
-            return body
-        return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body)
-    return re.sub(r"\s+#.*$", "", raw)
+    elif raw[:1] == '"':
+        quoted = _ENV_DOUBLE.match(raw)
+        end = quoted.end() - 1 if quoted else -1
+        body = quoted.group(1) if quoted else ""
+    else:
+        return _env_plain(raw)
+    if end < 0:
+        raise FormatError(f"line {number}: unterminated {raw[0]} quote")
+    rest = raw[end + 1 :].lstrip()
+    if rest and not rest.startswith("#"):
+        raise FormatError(f"line {number}: unexpected text after the closing quote")
+    if raw[0] == "'":
+        return body
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body, flags=re.DOTALL)
+
+
+def _env_plain(raw: str) -> str:
+    """An unquoted value: everything before the first `#` that follows whitespace (a comment)."""
+    at = raw.find("#")
+    while at > 0:
+        if raw[at - 1].isspace():
+            return raw[:at].rstrip()
+        at = raw.find("#", at + 1)
+    return raw
 
 
 _ENV_PLAIN = re.compile(r"^[A-Za-z0-9_./:@%+,-]*$")
@@ -155,7 +272,7 @@ _ENV_PLAIN = re.compile(r"^[A-Za-z0-9_./:@%+,-]*$")
 def _render_env(doc: dict[str, Any]) -> str:
     lines = []
     for key, value in doc.items():
-        if not _ENV_LINE.match(f"{key}=x"):
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
             raise FormatError(f".env key {key!r} is not a valid variable name")
         if not isinstance(value, str):
             raise FormatError(f".env value {key} must be a string, not {type(value).__name__}")
@@ -168,11 +285,11 @@ def _render_env(doc: dict[str, Any]) -> str:
 
 
 FORMATS: dict[str, Format] = {
-    "yaml": Format("yaml", _parse_yaml, _render_yaml, strings_only=False),
-    "json": Format("json", _parse_json, _render_json, strings_only=False),
-    "toml": Format("toml", _parse_toml, _render_toml, strings_only=False),
-    "ini": Format("ini", _parse_ini, _render_ini, strings_only=True),
-    "env": Format("env", _parse_env, _render_env, strings_only=True),
+    "yaml": Format("yaml", _checked(_parse_yaml), _render_yaml, strings_only=False),
+    "json": Format("json", _checked(_parse_json), _render_json, strings_only=False),
+    "toml": Format("toml", _checked(_parse_toml), _render_toml, strings_only=False),
+    "ini": Format("ini", _checked(_parse_ini), _render_ini, strings_only=True),
+    "env": Format("env", _checked(_parse_env), _render_env, strings_only=True),
 }
 
 _BY_SUFFIX = {

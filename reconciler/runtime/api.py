@@ -92,7 +92,14 @@ class Api:
         if self.token is None:
             return 403, {"error": "the state-changing API is off (set RECONCILER_HTTP__API_TOKEN to turn it on)"}
         given = (authorization or "").removeprefix("Bearer ").strip()
-        if not authorization or not authorization.startswith("Bearer ") or not hmac.compare_digest(given, self.token):
+        # Bytes, not str: compare_digest refuses non-ASCII str (a TypeError per request for any client to send).
+        # Header values arrive decoded as Latin-1, so this gives back the bytes sent; the token is UTF-8.
+        given_bytes = given.encode("latin-1", "replace")
+        if (
+            not authorization
+            or not authorization.startswith("Bearer ")
+            or not hmac.compare_digest(given_bytes, self.token.encode("utf-8"))
+        ):
             return 401, {"error": "a valid `Authorization: Bearer <token>` header is required"}
         if path == "/api/v1/mode":
             mode = body.get("mode")

@@ -85,6 +85,7 @@ class Adapters:
                     initial_s=retry.initial_s,
                     max_s=retry.max_s,
                     on_retry=self._retried,
+                    call_timeout_s=retry.call_timeout_s,
                 )
             return self._instances[name]
 

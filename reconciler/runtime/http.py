@@ -4,6 +4,7 @@ desired state loaded) and the JSON API under /api/v1/ (runtime/api.py)."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -20,15 +21,35 @@ Render = Callable[[], tuple[bytes, str]]
 MAX_BODY = 64 * 1024
 
 
+BACKLOG = 256  # connections the kernel queues before accept: a burst of scrapes is answered, not refused
+REQUEST_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed (slow partial requests)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback to stderr; one line of log says as much without a flood to provoke
+        error = sys.exc_info()[1]
+        log.warning("http request failed", error=type(error).__name__, client=str(client_address[0]))
+
+
 class HttpServer:
     """Serves the three endpoints on a background thread."""
 
     def __init__(
-        self, host: str, port: int, *, render_metrics: Render, readiness: Check, api: Api | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        render_metrics: Render,
+        readiness: Check,
+        api: Api | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        handler = _handler(render_metrics, readiness, api)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        handler = _handler(render_metrics, readiness, api, request_timeout_s)
+        self._server = _Server((host, port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
@@ -44,9 +65,31 @@ class HttpServer:
         self._server.server_close()
 
 
-def _handler(render_metrics: Render, readiness: Check, api: Api | None) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "reconciler"
+class _Base(BaseHTTPRequestHandler):
+    """What every response shares: a Server header without the Python version, replies, logs at debug."""
+
+    server_version = "reconciler"
+
+    def version_string(self) -> str:
+        return self.server_version  # not the Python version, which the default adds
+
+    def _json(self, status: int, data: dict[str, Any]) -> None:
+        self._send(status, json.dumps(data, indent=2).encode() + b"\n", "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", request=format % args)
+
+
+def _handler(render_metrics: Render, readiness: Check, api: Api | None, timeout_s: float) -> type[_Base]:
+    class Handler(_Base):
+        timeout = timeout_s  # per socket operation: a request trickled in slower than this is dropped
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -85,18 +128,5 @@ def _handler(render_metrics: Render, readiness: Check, api: Api | None) -> type[
                 self._json(400, {"error": "the body must be a JSON object"})
                 return
             self._json(*api.post(path, body, self.headers.get("Authorization")))
-
-        def _json(self, status: int, data: dict[str, Any]) -> None:
-            self._send(status, json.dumps(data, indent=2).encode() + b"\n", "application/json")
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http request", request=format % args)
 
     return Handler

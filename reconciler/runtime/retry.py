@@ -3,6 +3,10 @@
 discover, fingerprints and stage are retried (reads; a stage cleans up after itself when it fails). commit
 is never retried here: a failed commit is the executor's to handle (conflict, rollback, the next pass).
 Permanent errors (conflict, validation) are never retried. Whole passes are retried by the queue, not here.
+
+Reads (discover, fingerprints) also have a deadline, retries included (runtime/deadline.py): a read that
+hangs fails its own target's pass instead of holding the worker, and with it every target after it.
+Stages and commits have none: abandoning a write half-way would leave it to finish unobserved.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from reconciler.domain.observed import Observed
 from reconciler.errors import TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged, StagedSweeper
+from reconciler.runtime.deadline import Deadline
+from reconciler.settings import RetrySettings
 
 T = TypeVar("T")
 log = logs.get_logger("reconciler.retry")
+CALL_TIMEOUT_S: float = RetrySettings.model_fields["call_timeout_s"].default
 
 
 class RetryingAdapter:
@@ -36,6 +43,7 @@ class RetryingAdapter:
         initial_s: float,
         max_s: float,
         on_retry: Callable[[str], None] | None = None,
+        call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
         self.name = name
         self.inner = inner
@@ -44,6 +52,7 @@ class RetryingAdapter:
         self._initial_s = initial_s
         self._max_s = max_s
         self._on_retry = on_retry
+        self._deadline = Deadline(name, call_timeout_s)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         # The first try runs bare: most calls succeed, and building tenacity's machinery for each one costs
@@ -81,7 +90,7 @@ class RetryingAdapter:
     def discover(self, target: Target) -> Observed:
         # The read only: parsing stays lazy, so that an unchanged target is never parsed. A document that
         # does not parse fails the pass, and the queue's backoff tries the pass again.
-        return self._call("discover", lambda: self.inner.discover(target))
+        return self._deadline.run("discover", lambda: self._call("discover", lambda: self.inner.discover(target)))
 
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
         # Every wrapped adapter answers BulkReader; one that cannot read in bulk fingerprints nothing, and
@@ -89,7 +98,9 @@ class RetryingAdapter:
         inner = self.inner
         if not isinstance(inner, BulkReader):
             return {}
-        return self._call("fingerprints", lambda: inner.fingerprints(targets))
+        return self._deadline.run(
+            "fingerprints", lambda: self._call("fingerprints", lambda: inner.fingerprints(targets))
+        )
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
         return self.inner.normalize(target, desired)

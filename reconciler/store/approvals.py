@@ -16,6 +16,7 @@ from reconciler.domain.values import from_json, to_json
 from reconciler.errors import ConfigurationError
 from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
+from reconciler.store.history import chunks
 
 OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value, ApprovalState.REJECTED.value)
 
@@ -35,7 +36,7 @@ class SqlApprovalStore(SqlStore):
                 rows = _open_rows(conn, target)
                 known = {r["drift_key"] for r in rows}
                 gone = _supersede_gone(conn, rows, keys, now)
-                late = _expire_late(conn, rows, gone, now)
+                late_keys = _expire_late(conn, rows, gone, now)
                 new = [
                     {
                         "id": str(uuid.uuid4()),
@@ -52,11 +53,11 @@ class SqlApprovalStore(SqlStore):
                         "run_id": run_id,
                     }
                     for key, c in keys.items()
-                    if key not in known or any(r["drift_key"] == key and r["id"] in late for r in rows)
+                    if key not in known or key in late_keys
                 ]
                 if new:
                     conn.execute(t.approvals.insert(), new)
-                current = _open_rows(conn, target, list(keys))
+                current = [row for row in _open_rows(conn, target) if row["drift_key"] in keys]
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         created_ids = {row["id"] for row in new}
@@ -118,39 +119,38 @@ class SqlApprovalStore(SqlStore):
             raise self._fail(exc) from None
 
 
-def _open_rows(conn: sa.Connection, target: str, keys: list[str] | None = None) -> Sequence[sa.RowMapping]:
-    """The target's open approvals (pending, approved or rejected); only those of these drift keys if given."""
-    where = [t.approvals.c.target == target]
-    if keys is not None:
-        where.append(t.approvals.c.drift_key.in_(keys))
-    where.append(t.approvals.c.state.in_(OPEN))
-    return conn.execute(sa.select(t.approvals).where(*where)).mappings().all()
+def _open_rows(conn: sa.Connection, target: str) -> Sequence[sa.RowMapping]:
+    """The target's open approvals (pending, approved or rejected). Filtered by drift key in Python, not with
+    `drift_key IN (...)`, which binds a variable per key (SQLite allows 32,766)."""
+    query = sa.select(t.approvals).where(t.approvals.c.target == target, t.approvals.c.state.in_(OPEN))
+    return conn.execute(query).mappings().all()
 
 
 def _supersede_gone(
     conn: sa.Connection, rows: Sequence[sa.RowMapping], keys: Collection[str], now: datetime
-) -> list[str]:
+) -> set[str]:
     """Supersede the open approvals whose drift is no longer escalated (a rejection stays); their ids."""
     gone = [r["id"] for r in rows if r["drift_key"] not in keys and r["state"] != ApprovalState.REJECTED]
-    if gone:
+    for some in chunks(gone):
         conn.execute(
             t.approvals.update()
-            .where(t.approvals.c.id.in_(gone))
+            .where(t.approvals.c.id.in_(some))
             .values(state=ApprovalState.SUPERSEDED.value, decided_at=now)
         )
-    return gone
+    return set(gone)
 
 
-def _expire_late(conn: sa.Connection, rows: Sequence[sa.RowMapping], gone: list[str], now: datetime) -> list[str]:
-    """Expire the approvals given for drift that is still there but not used before their time; their ids."""
+def _expire_late(conn: sa.Connection, rows: Sequence[sa.RowMapping], gone: set[str], now: datetime) -> set[str]:
+    """Expire the approvals given for drift that is still there but not used before their time; the drift keys
+    they were given for (asked about again)."""
     late = [
-        r["id"]
+        r
         for r in rows
         if r["state"] == ApprovalState.APPROVED and r["expires_at"] and r["expires_at"] <= now and r["id"] not in gone
     ]
-    if late:
-        conn.execute(t.approvals.update().where(t.approvals.c.id.in_(late)).values(state=ApprovalState.EXPIRED.value))
-    return late
+    for some in chunks([r["id"] for r in late]):
+        conn.execute(t.approvals.update().where(t.approvals.c.id.in_(some)).values(state=ApprovalState.EXPIRED.value))
+    return {r["drift_key"] for r in late}
 
 
 def _approval(r: Any) -> Approval:

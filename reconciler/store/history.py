@@ -169,13 +169,15 @@ class SqlHistoryStore(SqlStore):
     def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
         if not ids:
             return
+        now = _now()
         try:
             with self._begin() as conn:
-                conn.execute(
-                    t.actions.update()
-                    .where(t.actions.c.id.in_(list(ids)))
-                    .values(state=state.value, error=error, updated_at=_now())
-                )
+                for some in chunks(ids):
+                    conn.execute(
+                        t.actions.update()
+                        .where(t.actions.c.id.in_(some))
+                        .values(state=state.value, error=error, updated_at=now)
+                    )
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
@@ -187,6 +189,9 @@ class SqlHistoryStore(SqlStore):
         because another writer got there first). A fight with another writer shows in all of them."""
         if not pointers:
             return {}
+        # The target's writes in the window, filtered here rather than by `path IN (...)`: one value bound per
+        # path failed past SQLite's variable limit (300k drifted keys), and chunks of it rescan the target.
+        wanted = set(pointers)
         a = t.actions.c
         committed = sa.or_(
             a.state.in_([s.value for s in COMMITTED]),
@@ -195,7 +200,6 @@ class SqlHistoryStore(SqlStore):
         rows = self._rows(
             sa.select(a.path, a.updated_at).where(
                 a.target == target,
-                a.path.in_(list(pointers)),
                 committed,
                 a.rollback_of.is_(None),
                 a.updated_at >= since,
@@ -203,7 +207,8 @@ class SqlHistoryStore(SqlStore):
         )
         found: dict[str, list[datetime]] = {}
         for r in rows:
-            found.setdefault(r["path"], []).append(r["updated_at"])
+            if r["path"] in wanted:
+                found.setdefault(r["path"], []).append(r["updated_at"])
         return found
 
     def unfinished_runs(self) -> list[tuple[str, str | None]]:
@@ -320,6 +325,15 @@ class SqlHistoryStore(SqlStore):
             )
             for r in rows
         ]
+
+
+CHUNK = 900  # values bound in one IN (...): SQLite before 3.32 allows 999 in all, later ones 32,766
+
+
+def chunks(values: Sequence[str], size: int = CHUNK) -> list[list[str]]:
+    """`values` in lists of at most `size`, for statements that bind each value (`IN (...)`), which fail past
+    the database's limit of bound variables (`too many SQL variables` at 300,000 drifted keys)."""
+    return [list(values[i : i + size]) for i in range(0, len(values), size)]
 
 
 COPY_FROM = 200  # drift rows from which PostgreSQL gets them by COPY rather than an executemany INSERT

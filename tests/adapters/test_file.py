@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -225,3 +227,84 @@ def test_bulk_fingerprints_match_discover_and_leave_out_what_cannot_be_read(tmp_
     (tmp_path / "live" / "a.yaml").write_text("a: 2\n")
     again = adapter.fingerprints(targets)
     assert again["a"] != seen["a"] and again["b"] == seen["b"]
+
+
+def _within(seconds: float, call: Callable[[], object]) -> object:
+    """Run `call` on a daemon thread and return what it returned or raised, failing if it has not finished
+    within `seconds` (so that a regression hangs one test, not the suite)."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still blocked after {seconds} s"
+    return outcome[0]
+
+
+def test_a_fifo_at_a_live_path_is_refused_at_once(tmp_path: Path, adapter: FileAdapter) -> None:
+    """A FIFO where a live file should be fails its target's read at once, naming the path, instead of
+    blocking the worker until something writes to it; the bulk read leaves it out."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    fifo = tmp_path / "live" / "c.yaml"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    error = _within(5, lambda: adapter.discover(target))
+    assert isinstance(error, DiscoveryError)
+    assert str(fifo) in str(error) and "a FIFO, not a regular file" in str(error)
+    assert _within(5, lambda: adapter.fingerprints({"t": target})) == {}
+
+
+def test_a_directory_or_device_at_a_live_path_is_refused(tmp_path: Path, adapter: FileAdapter) -> None:
+    """Directories and devices are not configuration files: each is refused by its kind."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    live = tmp_path / "live" / "c.yaml"
+    live.unlink()
+    live.mkdir()
+    with pytest.raises(DiscoveryError, match="is a directory, not a regular file"):
+        adapter.discover(target)
+    live.rmdir()
+    live.symlink_to("/dev/zero")
+    device = FileAdapter(FileSettings(roots=[tmp_path / "live", Path("/dev")]))
+    error = _within(5, lambda: device.discover(target))
+    assert isinstance(error, DiscoveryError) and "a character device" in str(error)
+
+
+def test_a_live_file_past_the_size_limit_is_refused(tmp_path: Path) -> None:
+    """A live file bigger than RECONCILER_FILE__MAX_BYTES is refused, naming the file and the limit; one at
+    the limit is read."""
+    target = make_target(tmp_path, "c.yaml", "a: 1\n" + "#" * 95 + "\n")
+    small = FileAdapter(FileSettings(roots=[tmp_path / "live"], max_bytes=100))
+    with pytest.raises(DiscoveryError, match=r"c\.yaml: 101 bytes, more than RECONCILER_FILE__MAX_BYTES \(100\)"):
+        small.discover(target)
+    (tmp_path / "live" / "c.yaml").write_text("a: 1\n" + "#" * 94 + "\n")
+    assert small.discover(target).document == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "message"),
+    [
+        ("ini", "[db]\npassword S3cr3t\n", "line 2"),
+        ("yaml", "1: S3cr3t\n", "a key of type int"),
+        ("json", '{"password": "\\ud800S3cr3t"}', "/password: not valid Unicode"),
+        ("json", '{"a": ' + "[" * 5000 + "]" * 5000 + "}", "nested more than"),
+        ("toml", 'password = "S3cr3t' + "\n", "line 1"),
+        ("json", '{"S3cr3t": ' + "9" * 5000 + "}", "an integer has more than"),
+    ],
+)
+def test_hostile_live_documents_fail_cleanly_naming_the_file(
+    tmp_path: Path, adapter: FileAdapter, fmt: str, text: str, message: str
+) -> None:
+    """A live document that does not parse, or parses into what cannot be held, is a DiscoveryError naming
+    the file and the place, quoting nothing the file holds."""
+    target = make_target(tmp_path, f"c.{fmt}", text, fmt)
+    with pytest.raises(DiscoveryError) as caught:
+        adapter.discover(target).document  # noqa: B018 - parsing is what raises
+    assert str(tmp_path / "live" / f"c.{fmt}") in str(caught.value)
+    assert message in str(caught.value)
+    assert "S3cr3t" not in str(caught.value)

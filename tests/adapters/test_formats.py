@@ -76,3 +76,84 @@ def test_yaml_alias_bomb_in_a_live_file_is_refused_fast() -> None:
     assert time.perf_counter() - started < 1.0
     with pytest.raises(formats.FormatError, match="circular alias"):
         formats.FORMATS["yaml"].parse("a: &a [*a]\n")
+
+
+SECRET = "S3cr3t-pl41ntext"
+MALFORMED = [
+    ("yaml", f"a: 1\npassword {SECRET}\n"),
+    ("yaml", f"a:\n\tpassword: {SECRET}\n"),
+    ("yaml", f"a: !{SECRET} x\n"),
+    ("yaml", f"a: *{SECRET}\n"),
+    ("yaml", f"a: [{SECRET}\n"),
+    ("json", f'{{"password": {SECRET}}}'),
+    ("json", f'{{"password": "{SECRET}"'),
+    ("toml", f"password = {SECRET}\n"),
+    ("toml", f'password = "{SECRET}\n'),
+    ("toml", f"[a]\npassword = 1\n[a]\n{SECRET} = 2\n"),
+    ("ini", f"[db]\npassword {SECRET}\n"),
+    ("ini", f"password {SECRET}\n"),
+    ("ini", f"[db]\npassword = {SECRET}\npassword = {SECRET}\n"),
+    ("ini", f"[{SECRET}]\n[{SECRET}]\n"),
+    ("env", f"password {SECRET}\n"),
+    ("env", f"PASSWORD='{SECRET}\n"),
+    ("env", f'PASSWORD="{SECRET}" {SECRET}\n'),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), MALFORMED)
+def test_parse_errors_quote_no_content(name: str, text: str) -> None:
+    """A live file that does not parse is reported by line (and column), never by what the line holds."""
+    with pytest.raises(formats.FormatError) as caught:
+        formats.FORMATS[name].parse(text)
+    message = str(caught.value)
+    assert SECRET not in message
+    assert "password" not in message
+    assert "line" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("yaml", "1: a\n", "the top level: a key of type int"),
+        ("yaml", "a:\n  2020-01-01: x\n", "/a: a key of type date"),
+        ("yaml", "a:\n  - {null: 1}\n", "/a/0: a key of type NoneType"),
+        ("json", '{"a": "\\ud800"}', "/a: not valid Unicode"),
+        ("json", '{"\\udc80": 1}', "the top level: a key is not valid Unicode"),
+        ("json", '{"a": [' + "1" * 5000 + "]}", "an integer has more than"),
+        ("yaml", "a: " + "1" * 5000, "an integer of 5000 characters"),
+        ("yaml", "a: 0b" + "1" * 20000, "an integer of 20002 characters"),
+        ("toml", "a = " + "1" * 5000, "an integer has more than"),
+        ("json", "[" * 50_000 + "]" * 50_000, "nested more than"),
+        ("json", '{"a": ' + "[" * 150 + "]" * 150 + "}", "nested more than 100 levels"),
+        ("toml", "a = " + "[" * 5000 + "]" * 5000, "nested more than"),
+        ("toml", "a = " + "{b = " * 3000 + "1" + "}" * 3000, "nested more than"),
+        ("yaml", "a: 2001-02-30\n", "cannot be read as its type"),
+    ],
+)
+def test_documents_the_rest_cannot_hold_are_refused(name: str, text: str, message: str) -> None:
+    """Non-string keys, lone surrogates, giant integers, deep nesting and impossible dates are FormatErrors
+    (nothing else escapes a parser), saying where when the place is known."""
+    with pytest.raises(formats.FormatError, match=message):
+        formats.FORMATS[name].parse(text)
+
+
+def test_nesting_up_to_the_limit_parses() -> None:
+    """Deep but reasonable nesting is fine: the limit is on the pathological, not the merely nested."""
+    expected: list[object] = []
+    for _ in range(90):
+        expected = [expected]
+    assert formats.FORMATS["json"].parse('{"a": ' + "[" * 91 + "]" * 91 + "}") == {"a": expected}
+
+
+def test_env_parsing_is_linear_on_long_padded_lines() -> None:
+    """A 100 KB .env line of padding parses in well under a second (the old pattern took 12 s)."""
+    started = time.perf_counter()
+    for text in ("A=x" + " " * 100_000 + "y\n", "A=" + " " * 100_000 + "#\n", "B" + " " * 100_000 + "=1\n"):
+        formats.FORMATS["env"].parse(text)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_env_escapes_inside_double_quotes() -> None:
+    """An escaped backslash before an escaped quote is read as both, and ends no string early."""
+    assert formats.FORMATS["env"].parse('A="x\\\\\\"y"  # note\n') == {"A": 'x\\"y'}
+    assert formats.FORMATS["env"].parse("A=a#b c # d\n") == {"A": "a#b c"}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -85,3 +87,29 @@ def test_bulk_reads_are_retried_and_absent_without_the_inner_adapter() -> None:
     plain = Flaky(0, DiscoveryError("unused"))
     assert wrap(plain, []).fingerprints({"a": None}) == {}  # type: ignore[dict-item]
     assert plain.calls == {}
+
+
+class Hanging(Flaky):
+    """Blocks every read until released, the way a read of a FIFO or a dead peer does."""
+
+    def __init__(self) -> None:
+        super().__init__(0, DiscoveryError("unused"))
+        self.release = threading.Event()
+
+    def discover(self, target: Any) -> str:
+        self.release.wait(30)
+        return "observed"
+
+
+def test_a_hanging_read_fails_its_target_at_the_call_deadline() -> None:
+    """A read that hangs fails with a DiscoveryError at RECONCILER_RETRY__CALL_TIMEOUT_S instead of holding its
+    worker; a healthy adapter's reads are unaffected."""
+    hanging = Hanging()
+    adapter = RetryingAdapter("file", hanging, attempts=3, initial_s=0.001, max_s=0.01, call_timeout_s=0.2)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(DiscoveryError, match=r"discover did not return within 0\.2 s"):
+        adapter.discover(None)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2
+    hanging.release.set()
+    healthy = RetryingAdapter("ok", Flaky(0, DiscoveryError("x")), attempts=3, initial_s=0.001, max_s=0.01)  # type: ignore[arg-type]
+    assert healthy.discover(None) == "observed"  # type: ignore[arg-type]

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -135,3 +138,25 @@ def test_a_large_pass_is_written_in_bulk_and_reads_back_the_same(store: SqlHisto
     with pytest.raises(StoreUnavailable):
         store.record_pass(run_id, PassRecord("broken", "prod", RunStatus.DRIFT, 301), bad)
     assert [p.target for p in store.passes(run_id)] == ["big"]
+
+
+def test_statements_over_many_keys_stay_within_the_bound_variable_limit(sqlite_url: str) -> None:
+    """Reads and updates that bind one value per key (recent fixes, action states) are chunked, so that
+    300,000 drifted keys do not fail with `too many SQL variables`: here SQLite allows only 999."""
+    engine = engines.create_engine(sqlite_url)
+    migrate.upgrade(engine)
+
+    @sa.event.listens_for(engine, "connect")
+    def _few_variables(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    engine.dispose()  # reconnect with the limit
+    store = SqlHistoryStore(engine, HMAC_KEY)
+    run_id = store.start_run(RunKind.APPLY, "cli", None)
+    actions = [Action(f"a{i}", run_id, "t", ("k", str(i)), DriftOp.CHANGE, i, i + 1, "v", "r") for i in range(25_000)]
+    store.record_actions(actions)
+    store.update_actions([a.id for a in actions], ActionState.VERIFIED)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    fixes = store.recent_writes("t", [a.pointer for a in actions], since)
+    assert len(fixes) == 25_000 and fixes["/k/24999"]
+    engine.dispose()
