@@ -22,7 +22,8 @@ from pathlib import Path
 
 from reconciler.domain.run import Mode
 from reconciler.observe import logging as logs
-from reconciler.runtime import daemon, report
+from reconciler.present import report
+from reconciler.runtime import compose
 from reconciler.settings import load_settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
@@ -57,7 +58,7 @@ def one_pass(keys: int, kind: str) -> tuple[float, float]:
         url = f"sqlite:///{folder / 'history.db'}"
         migrate.upgrade(engines.create_engine(url))
         settings = load_settings(desired_dir=folder / "desired", database_url=url, file={"roots": [folder / "live"]})
-        components = daemon.build(settings)
+        components = compose.build(settings)
         started = time.perf_counter()
         result = components.reconciler.reconcile(None, mode=Mode.DRY_RUN, trigger="bench")
         recorded = time.perf_counter()
