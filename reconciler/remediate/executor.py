@@ -17,7 +17,7 @@ from reconciler.domain.paths import get_in
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.values import holds
 from reconciler.errors import ConflictError, ReconcilerError
-from reconciler.ports import Adapter, Change, ChangeResult, Journal
+from reconciler.ports import Adapter, Change, ChangeResult, Journal, Staged
 
 
 @dataclass
@@ -42,8 +42,11 @@ def execute(
     result = Execution()
     if not actions:
         return result
+    if dry_run:
+        result.actions.extend(_dry_run(target, list(actions), adapter, journal))
+        return result
     journal.record_actions(actions)
-    done = _write(target, list(actions), adapter, journal, dry_run=dry_run)
+    done = _write(target, list(actions), adapter, journal, dry_run=False)
     wrote_cleanly = any(a.state is ActionState.VERIFIED for a in done) and not any(
         a.state is ActionState.FAILED for a in done
     )
@@ -96,12 +99,15 @@ def reverse_of(action: Action, *, reason: str, run_id: str | None = None) -> Act
     )
 
 
-def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Journal, *, dry_run: bool) -> list[Action]:
+def _stage(
+    target: Target, actions: list[Action], adapter: Adapter, *, dry_run: bool
+) -> tuple[Staged | None, list[tuple[Action, ActionState, str | None]]]:
+    """Stage the actions' changes: what the adapter staged (None when staging failed), and each action's state."""
     changes = [Change(a.path, a.before, a.after) for a in actions]
     try:
         staged = adapter.stage(target, changes, dry_run=dry_run)
     except ReconcilerError as exc:
-        return settle(journal, [(a, ActionState.FAILED, f"stage: {exc}") for a in actions])
+        return None, [(a, ActionState.FAILED, f"stage: {exc}") for a in actions]
     outcome: list[tuple[Action, ActionState, str | None]] = []
     for action, found, message in zip(actions, staged.results, staged.messages, strict=True):
         if found is ChangeResult.NOOP:
@@ -110,6 +116,24 @@ def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Jou
             outcome.append((action, ActionState.CONFLICT, message))
         else:
             outcome.append((action, ActionState.DRY_RUN if dry_run else ActionState.STAGED, None))
+    return staged, outcome
+
+
+def _dry_run(target: Target, actions: list[Action], adapter: Adapter, journal: Journal) -> list[Action]:
+    """Dry-run goes down to the adapter's stage and stops before the write. Nothing changes, so nothing needs
+    journaling ahead: each action is journaled once, in the state staging found."""
+    staged, outcome = _stage(target, actions, adapter, dry_run=True)
+    if staged is not None:
+        adapter.discard(staged)
+    done = [action.with_state(state, error) for action, state, error in outcome]
+    journal.record_actions(done)
+    return done
+
+
+def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Journal, *, dry_run: bool) -> list[Action]:
+    staged, outcome = _stage(target, actions, adapter, dry_run=dry_run)
+    if staged is None:
+        return settle(journal, outcome)
     settled = settle(journal, outcome)
     to_commit = [a for a in settled if a.state is ActionState.STAGED]
     if dry_run or not to_commit:
