@@ -84,7 +84,8 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     # A breaker opened from the CLI shows on the dry-run daemon's /metrics and /readyz.
     assert reconciler("breaker", "open", "--reason", "freeze").returncode == 0
     wait_for(lambda: metric(get(base + "/metrics")[1], "reconciler_circuit_open") == 1.0, what="breaker gauge")
-    assert json.loads(get(base + "/readyz")[1])["remediation"] == "paused: freeze"
+    # /readyz answers from the store probe's last look, at most a second old.
+    wait_for(lambda: json.loads(get(base + "/readyz")[1])["remediation"] == "paused: freeze", what="readyz paused")
     assert reconciler("breaker", "reset").returncode == 0
     wait_for(lambda: metric(get(base + "/metrics")[1], "reconciler_circuit_open") == 0.0, what="breaker closed")
 
