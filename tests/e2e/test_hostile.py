@@ -61,7 +61,8 @@ def test_hostile_edits_next_to_healthy_targets(daemon: dict[str, Any]) -> None:
 
     wait_for(refused, what="the bomb refused and named in /readyz")
     ready = json.loads(get(base + "/readyz")[1])
-    assert "zz-bomb.yaml" in ready["desired_error"] and ready["workers"] == "4/4" and ready["ready"] is True
+    assert "is invalid" in ready["desired_error"] and ready["workers"] == "4/4" and ready["ready"] is True
+    assert "zz-bomb.yaml" in daemon["log"].read_text()  # the refusal is logged with the file it names
 
     def fifo_failed() -> bool:
         status = json.loads(get(base + "/api/v1/status")[1])
