@@ -126,7 +126,11 @@ class Notifications:
         target = outcome.target
         for approval in outcome.new_escalations:
             log.warning(
-                "escalation awaits approval", approval=approval.id, path=approval.pointer, reason=approval.reason
+                "escalation awaits approval",
+                target=target.name,
+                approval=approval.id,
+                path=approval.pointer,
+                reason=approval.reason,
             )
             self.notify(
                 Event(
