@@ -32,7 +32,7 @@ class Limits:
     """How much one YAML text may hold. Every bound is far above what a configuration file needs."""
 
     max_chars: int = 4 * 1024 * 1024  # of the whole text
-    max_nodes: int = 200_000  # per document, every alias counted as the nodes it stands for
+    max_nodes: int = 1_000_000  # per document, every alias counted as the nodes it stands for
     max_depth: int = 100  # nesting of mappings and lists, aliases followed
     max_int_chars: int = 1000  # an integer literal's length (Python refuses to convert > 4300 digits)
     max_documents: int = 10_000  # in one text: each costs a validation and, in a manifest, a problem or an object
