@@ -81,8 +81,9 @@ def rollout_release(
     desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Release the rollout in force: a failed write's hold is lifted and every target of it that has not
-    settled (failed, waiting, unreadable) counts as done, so later waves are written again, within the limits."""
+    """Release the rollout in force: a failed write's hold is lifted and the targets of its earliest wave that
+    have not settled (failed, waiting, unreadable) count as done, so the next wave is written, within the
+    limits; the waves after it still go one by one."""
     try:
         settings = load(desired, database_url)
         state = DesiredSource(settings.desired_dir).current()

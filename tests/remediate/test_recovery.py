@@ -37,6 +37,14 @@ def setup(tmp_path: Path, live: str) -> tuple[DesiredState, FileAdapter]:
     return state, adapter
 
 
+def engine_over(state: Any, store: SqlHistoryStore, adapter: Any) -> Any:
+    """A Reconciler over `state` whose every target reads through `adapter`."""
+    guard = Guard(Mode.APPLY, ["*"])
+    return assemble(
+        lambda: state, store, lambda name: adapter, Metrics(), SystemClock(), guard=guard, hmac_key=HMAC_KEY
+    )
+
+
 def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHistoryStore) -> None:
     """In-flight actions of a dead process become verified, failed or conflict by what live holds (secrets by
     hash); the run is marked failed; runs of live processes are not touched."""
@@ -57,15 +65,7 @@ def test_recovery_settles_dead_runs_against_live(tmp_path: Path, store: SqlHisto
         ]
     )
     store.record_actions([action(alive, "b", 1, 2).with_state(ActionState.STAGED)])
-    engine = assemble(
-        lambda: state,
-        store,
-        lambda name: adapter,
-        Metrics(),
-        SystemClock(),  # type: ignore[arg-type,return-value]
-        guard=Guard(Mode.APPLY, ["*"]),
-        hmac_key=HMAC_KEY,
-    )
+    engine = engine_over(state, store, adapter)
     settled = {a.pointer: a.state.value for a in undo.recover(engine)}
     assert settled == {"/a": "verified", "/b": "interrupted", "/c": "conflict", "/pw": "verified"}
     assert {a.pointer: a.state for a in store.actions(alive)} == {"/b": ActionState.STAGED}
@@ -99,14 +99,6 @@ def test_recovery_removes_staged_files_an_interrupted_commit_left(
             )
         ]
     )
-    engine = assemble(
-        lambda: state,
-        store,
-        lambda name: adapter,
-        Metrics(),
-        SystemClock(),  # type: ignore[arg-type,return-value]
-        guard=Guard(Mode.APPLY, ["*"]),
-        hmac_key=HMAC_KEY,
-    )
+    engine = engine_over(state, store, adapter)
     assert [a.state for a in undo.recover(engine)] == [ActionState.INTERRUPTED]
     assert sorted(p.name for p in live.iterdir()) == sorted(others)
