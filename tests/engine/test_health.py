@@ -11,19 +11,14 @@ from typing import Any
 
 import pytest
 
-from reconciler.desired.source import DesiredSource
 from reconciler.domain.manifest import HealthSpec
-from reconciler.domain.run import Mode, RunStatus
-from reconciler.engine.guard import Guard
+from reconciler.domain.run import RunStatus
 from reconciler.engine.health import gate_for
-from reconciler.engine.run import assemble
-from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import SystemClock
-from reconciler.runtime.compose import Adapters
 from reconciler.settings import Settings
 from reconciler.store.history import SqlHistoryStore
-from tests.conftest import HMAC_KEY
+from tests.engine.helpers import make
 
 
 @pytest.fixture
@@ -74,16 +69,7 @@ def test_a_failing_health_gate_rolls_the_change_back(
         manifest.read_text() + f"  health:\n    http: {{url: '{service['url']}', within: 300ms, interval: 50ms}}\n"
     )
     service["status"] = 500
-    source = DesiredSource(settings.desired_dir)
-    engine = assemble(
-        source.current,
-        store,
-        Adapters(settings),
-        Metrics(),
-        SystemClock(),
-        guard=Guard(Mode.APPLY, ["*"]),
-        hmac_key=HMAC_KEY,
-    )
+    engine, _ = make(settings, store, clock=SystemClock())
     report = engine.reconcile(["checkout-staging"]).targets[0]
     assert report.status is RunStatus.FAILED and report.execution is not None and report.execution.rolled_back
     assert "health gate:" in (report.error or "")
@@ -104,17 +90,7 @@ def test_an_automatic_rollback_is_notified(
     )
     service["status"] = 500
     events: list[Event] = []
-    source = DesiredSource(settings.desired_dir)
-    engine = assemble(
-        source.current,
-        store,
-        Adapters(settings),
-        Metrics(),
-        SystemClock(),
-        guard=Guard(Mode.APPLY, ["*"]),
-        hmac_key=HMAC_KEY,
-        notify=events.append,
-    )
+    engine, _ = make(settings, store, clock=SystemClock(), notify=events.append)
     engine.reconcile(["checkout-staging"])
     (event,) = events
     assert event.kind is EventKind.ROLLBACK and event.details["target"] == "checkout-staging"
