@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.adapters import etcd_watch
+from reconciler.adapters import etcd_watch, formats
 from reconciler.adapters.common import Credentials, Options, apply_changes, run_streams
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
@@ -90,8 +90,8 @@ def _keys(where: _Where, kvs: list[dict[str, Any]], error: type[ReconcilerError]
         name = base64.b64decode(kv["key"]).decode("utf-8", "replace")[len(where.prefix) :]
         raw = base64.b64decode(kv.get("value", ""))
         try:
-            value: Any = json.loads(raw) if where.json_values else raw.decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
+            value: Any = formats.parse_json_value(raw) if where.json_values else raw.decode("utf-8")
+        except (formats.FormatError, UnicodeDecodeError):
             kind = "JSON" if where.json_values else "UTF-8 text"
             raise error(f"{where.location}: the value of {where.prefix}{name} is not {kind}") from None
         keys[name] = _Key(value, int(kv.get("mod_revision", 0)))

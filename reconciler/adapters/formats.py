@@ -72,10 +72,12 @@ def _checked(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str
     return run
 
 
-def _check_tree(doc: dict[str, Any]) -> None:
+def _check_tree(doc: Any) -> None:
     """Refuse what the rest of reconciler cannot hold: non-string keys (YAML `1: a`), nesting deeper than
     MAX_DEPTH, integers too big to print, strings with lone surrogates (JSON `"\\ud800"`), which cannot be
     stored. Errors name the place by its path (keys are validated before they appear in one)."""
+    if type(doc) is str and not _valid_text(doc):
+        raise FormatError("not valid Unicode (a lone surrogate escape)")
     stack: list[tuple[Any, tuple[str, ...]]] = [(doc, ())]
     while stack:
         value, path = stack.pop()
@@ -139,6 +141,24 @@ def _render_yaml(doc: dict[str, Any]) -> str:
 def _parse_json(text: str) -> dict[str, Any]:
     try:
         return _mapping(json.loads(text), "JSON")
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+
+
+def parse_json_value(data: str | bytes) -> Any:
+    """JSON that a live system answered (an HTTP body, a key's value), held to the bounds of a live file: any
+    JSON value, checked like a document (depth, key types, integer size, lone surrogates); a FormatError
+    gives position and kind, never content."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise FormatError("not UTF-8 text") from None
+    return _checked(_json_any)(text)
+
+
+def _json_any(text: str) -> Any:
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
 

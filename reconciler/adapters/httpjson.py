@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.adapters import formats
 from reconciler.adapters.common import Credentials, Options, apply_changes, safe_url
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
@@ -117,9 +118,9 @@ class HttpJsonAdapter:
     def _read(self, where: _Where) -> tuple[bytes, str | None, Any]:
         _, body, etag = self._request(where, "GET", where.url)
         try:
-            whole = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DiscoveryError(f"GET {safe_url(where.url)}: the answer is not JSON: {exc}") from None
+            whole = formats.parse_json_value(body)
+        except formats.FormatError as exc:  # position and kind only: the answer may hold secrets
+            raise DiscoveryError(f"GET {safe_url(where.url)}: the answer is not usable JSON: {exc}") from None
         return body, etag, whole
 
     def _part(self, where: _Where, whole: Any) -> dict[str, Any]:

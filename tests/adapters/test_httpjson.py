@@ -211,3 +211,21 @@ def test_bad_options(
     with pytest.raises(ConfigurationError, match=message) as caught:
         adapter.discover(target(tmp_path, source(service, **options)))
     assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ({"flags": {"checkout": {"token": "s3cr3t-\ud800"}}}, "not valid Unicode"),
+        ({"flags": {"checkout": {"deep": json.loads("[" * 200 + "]" * 200)}}}, "nested more than 100 levels"),
+    ],
+)
+def test_an_answer_the_rest_cannot_hold_is_refused_without_its_content(
+    tmp_path: Path, service: FlagService, adapter: HttpJsonAdapter, document: dict[str, Any], words: str
+) -> None:
+    """A lone surrogate or a 200-level nesting in a service's answer is a clean DiscoveryError naming the URL,
+    held to the bounds of a live file, and the error quotes nothing of the answer."""
+    service.document = document
+    with pytest.raises(DiscoveryError, match=words) as caught:
+        adapter.discover(target(tmp_path, source(service)))
+    assert "the answer is not usable JSON" in str(caught.value) and "s3cr3t" not in str(caught.value)
