@@ -6,13 +6,20 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reconciler.domain.run import Mode
 
 
-class FileSettings(BaseModel):
+class Group(BaseModel):
+    """A group of settings. No number may be infinite or NaN: `inf` passes `gt=0` and would break every timer
+    built from it."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class FileSettings(Group):
     """The file adapter."""
 
     roots: list[Path] = Field(
@@ -28,7 +35,7 @@ class FileSettings(BaseModel):
     )
 
 
-class SchedulerSettings(BaseModel):
+class SchedulerSettings(Group):
     """When passes run in the daemon."""
 
     default_interval_s: float = Field(60.0, gt=0, description="Interval of a target without one. Defaults to 60.")
@@ -62,7 +69,7 @@ class SchedulerSettings(BaseModel):
     )
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Group):
     """The daemon's HTTP endpoint (/metrics, /healthz, /readyz)."""
 
     host: str = Field("127.0.0.1", description="Address to listen on. Defaults to 127.0.0.1.")
@@ -74,14 +81,14 @@ class HttpSettings(BaseModel):
     )
 
 
-class LogSettings(BaseModel):
+class LogSettings(Group):
     """Logging."""
 
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Defaults to info.")
     format: Literal["json", "console"] = Field("json", description="Defaults to json.")
 
 
-class SecretSettings(BaseModel):
+class SecretSettings(Group):
     """How secret values are resolved and compared."""
 
     file_roots: list[Path] = Field(
@@ -96,7 +103,7 @@ class SecretSettings(BaseModel):
     )
 
 
-class PolicySettings(BaseModel):
+class PolicySettings(Group):
     """How policies are watched."""
 
     expiry_warning_s: float = Field(
@@ -107,7 +114,7 @@ class PolicySettings(BaseModel):
     )
 
 
-class ApprovalSettings(BaseModel):
+class ApprovalSettings(Group):
     """Approvals of escalated drift."""
 
     ttl_s: float = Field(
@@ -118,7 +125,7 @@ class ApprovalSettings(BaseModel):
     )
 
 
-class SafetySettings(BaseModel):
+class SafetySettings(Group):
     """Limits on what one run may change, and when to stop fixing a path another writer keeps changing."""
 
     max_actions_per_run: int = Field(
@@ -151,7 +158,7 @@ class SafetySettings(BaseModel):
     )
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(Group):
     """Bounds on waiting for the history database (PostgreSQL), so that an unreachable one never hangs a pass
     or /readyz."""
 
@@ -166,7 +173,7 @@ class StoreSettings(BaseModel):
     )
 
 
-class RolloutSettings(BaseModel):
+class RolloutSettings(Group):
     """Progressive rollout of a new desired version in the daemon: its writes go in waves."""
 
     bake_s: float = Field(
@@ -184,7 +191,7 @@ class RolloutSettings(BaseModel):
     )
 
 
-class BreakerSettings(BaseModel):
+class BreakerSettings(Group):
     """The circuit breaker on remediation (detection goes on while it is open)."""
 
     window_s: float = Field(600.0, gt=0, description="Window of the error budget. Defaults to 600.")
@@ -205,7 +212,7 @@ EventName = Literal["escalation", "failed_fix", "rollback", "breaker", "wave_hel
 EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker", "wave_held")
 
 
-class WebhookSettings(BaseModel):
+class WebhookSettings(Group):
     """One webhook."""
 
     url: SecretStr = Field(description="Where to POST; kept secret because such URLs often hold a token.")
@@ -219,7 +226,7 @@ class WebhookSettings(BaseModel):
     timeout_s: float = Field(5.0, gt=0, description="Per request. Defaults to 5.")
 
 
-class NotifySettings(BaseModel):
+class NotifySettings(Group):
     """Notifications."""
 
     webhooks: list[WebhookSettings] = Field(
@@ -230,7 +237,7 @@ class NotifySettings(BaseModel):
     )
 
 
-class GuardSettings(BaseModel):
+class GuardSettings(Group):
     """Where apply may run at all, and how to stop it without a restart."""
 
     apply_environments: list[str] = Field(
@@ -245,7 +252,7 @@ class GuardSettings(BaseModel):
     )
 
 
-class RetrySettings(BaseModel):
+class RetrySettings(Group):
     """Retries of single adapter calls (reads and stages) on temporary errors."""
 
     attempts: int = Field(3, ge=1, le=20, description="Tries per call, the first included. Defaults to 3.")
@@ -260,7 +267,7 @@ class RetrySettings(BaseModel):
     )
 
 
-class AdapterSettings(BaseModel):
+class AdapterSettings(Group):
     """What every network adapter shares."""
 
     timeout_s: float = Field(
@@ -273,7 +280,7 @@ class AdapterSettings(BaseModel):
     )
 
 
-class KubernetesSettings(BaseModel):
+class KubernetesSettings(Group):
     """The Kubernetes adapter."""
 
     kubeconfig: Path | None = Field(
@@ -283,7 +290,7 @@ class KubernetesSettings(BaseModel):
     context: str | None = Field(None, description="kubeconfig context to use. Defaults to its current context.")
 
 
-class MetricsSettings(BaseModel):
+class MetricsSettings(Group):
     """What /metrics exports."""
 
     per_target: bool = Field(
@@ -297,7 +304,9 @@ class MetricsSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything reconciler can be told, from the environment (RECONCILER_ prefix, `__` between groups)."""
 
-    model_config = SettingsConfigDict(env_prefix="RECONCILER_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="RECONCILER_", env_nested_delimiter="__", extra="ignore", allow_inf_nan=False
+    )
 
     desired_dir: Path = Field(Path("desired"), description="Folder of desired-state manifests. Defaults to ./desired.")
     database_url: str = Field(
