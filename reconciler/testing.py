@@ -27,7 +27,7 @@ from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.manifest import DesiredVersion, Target
 from reconciler.domain.observed import Observed
-from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.plan import Action, ActionState, committed
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.values import canonical_json
 from reconciler.errors import ConflictError, DiscoveryError
@@ -159,15 +159,11 @@ class MemoryHistory:
                 self.updated_at[i] = now
 
     def recent_writes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
-        committed = (ActionState.APPLIED, ActionState.VERIFIED, ActionState.ROLLED_BACK, ActionState.NOOP)
         wanted = set(pointers)
         found: dict[str, list[datetime]] = {}
         for i, a in self.action_rows.items():
-            written = a.state in committed or (
-                a.state is ActionState.FAILED and (a.error or "").startswith(("verify", "health gate"))
-            )
             when = self.updated_at[i]
-            if a.target == target and a.pointer in wanted and a.rollback_of is None and written and when >= since:
+            if a.target == target and a.pointer in wanted and a.rollback_of is None and committed(a) and when >= since:
                 found.setdefault(a.pointer, []).append(when)
         return found
 

@@ -88,6 +88,22 @@ def _journal_value(value: Any, secret: bool, key: bytes) -> Any:
     return Redacted.of(value, key)
 
 
+# Errors of an action that failed after its write reached live (verification or a health gate found live
+# other than written): live was changed, so it is rolled back, and it counts as a write.
+FAILED_AFTER_WRITE = ("verify", "health gate")
+# Forward writes that reached live, or found the value already there: what a fight with another writer counts.
+COMMITTED = (ActionState.APPLIED, ActionState.VERIFIED, ActionState.ROLLED_BACK, ActionState.NOOP)
+
+
+def failed_after_write(action: Action) -> bool:
+    return action.state is ActionState.FAILED and (action.error or "").startswith(FAILED_AFTER_WRITE)
+
+
+def committed(action: Action) -> bool:
+    """Whether reconciler committed this write, however it ended."""
+    return action.state in COMMITTED or failed_after_write(action)
+
+
 def idempotency_key(action: Action) -> str:
     """Same target, path, before, after and desired version: the same change, whichever pass plans it."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import get_in
-from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.plan import Action, ActionState, failed_after_write
 from reconciler.domain.values import holds
 from reconciler.errors import ConflictError, ReconcilerError
 from reconciler.ports import Adapter, Change, ChangeResult, Journal, Staged
@@ -57,7 +57,7 @@ def execute(
         done = [a.with_state(ActionState.FAILED, error) if a.state is ActionState.VERIFIED else a for a in done]
     result.actions.extend(done)
     failed = [a for a in done if a.state is ActionState.FAILED]
-    written = [a for a in done if a.state in (ActionState.VERIFIED, ActionState.APPLIED) or _was_written(a)]
+    written = [a for a in done if a.state in (ActionState.VERIFIED, ActionState.APPLIED) or failed_after_write(a)]
     if failed and written:
         result.error = failed[0].error
         reverse = [reverse_of(a, reason=f"automatic rollback: {failed[0].error}") for a in reversed(written)]
@@ -76,11 +76,6 @@ def execute(
     elif failed:
         result.error = failed[0].error
     return result
-
-
-def _was_written(action: Action) -> bool:
-    # A failed verify or health gate leaves the action FAILED but live was changed: it is rolled back too.
-    return action.state is ActionState.FAILED and (action.error or "").startswith(("verify", "health gate"))
 
 
 def reverse_of(action: Action, *, reason: str, run_id: str | None = None) -> Action:

@@ -15,7 +15,7 @@ from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.paths import from_pointer
-from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.plan import COMMITTED, FAILED_AFTER_WRITE, Action, ActionState
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.values import from_json, to_json
 from reconciler.store import tables as t
@@ -24,10 +24,6 @@ from reconciler.store.base import SqlStore
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-# Forward writes that reached live (or found the value already there): what counts towards flapping.
-COMMITTED = (ActionState.APPLIED, ActionState.VERIFIED, ActionState.ROLLED_BACK, ActionState.NOOP)
 
 
 class SqlHistoryStore(SqlStore):
@@ -195,7 +191,7 @@ class SqlHistoryStore(SqlStore):
         a = t.actions.c
         committed = sa.or_(
             a.state.in_([s.value for s in COMMITTED]),
-            (a.state == ActionState.FAILED.value) & (a.error.like("verify%") | a.error.like("health gate%")),
+            (a.state == ActionState.FAILED.value) & sa.or_(*(a.error.startswith(p) for p in FAILED_AFTER_WRITE)),
         )
         rows = self._rows(
             sa.select(a.path, a.updated_at).where(
