@@ -279,3 +279,18 @@ def test_an_escalation_no_approval_can_fix_costs_no_full_pass(
     assert not first.unchanged and {c.class_.value for c in first.classified} == {"escalate"}
     second = engine.reconcile([STAGING]).targets[0]
     assert second.unchanged and not second.plan
+
+
+def test_rollback_is_refused_for_a_target_whose_manifest_says_dry_run(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """A target switched to `mode: dry-run` after a write is not written by its rollback either, unless forced."""
+    engine, _ = make(settings, store)
+    applied = engine.reconcile([STAGING])
+    edit(example / "desired" / "checkout.yaml", "interval: 30s", "interval: 30s\n  mode: dry-run")
+    live = example / "live" / "checkout" / "staging.env"
+    refused = undo.rollback(engine, applied.run_id, dry_run=False)
+    assert refused.targets[0].decision.held_by is Hold.TARGET and "FEATURE_FAST_PAY=false" in live.read_text()
+    assert "says mode: dry-run" in (refused.targets[0].error or "")
+    forced = undo.rollback(engine, applied.run_id, dry_run=False, override=Override("bob", "INC-10"))
+    assert forced.status is RunStatus.FIXED and "FEATURE_FAST_PAY=true" in live.read_text()
