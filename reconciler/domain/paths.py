@@ -34,6 +34,12 @@ MISSING: Any = _Missing()
 
 def to_pointer(path: KeyPath) -> str:
     """Render a key path as a JSON Pointer; the root is the empty string."""
+    joined = "/".join(path)
+    # No segment holds "~" or "/" (then the join has exactly one "/" between segments): nothing to escape.
+    # The common case, and several times faster than escaping segment by segment (a pass with 100,000
+    # drifted keys renders each pointer a few times).
+    if "~" not in joined and joined.count("/") == len(path) - 1:
+        return "/" + joined if path else ""
     return "".join("/" + seg.replace("~", "~0").replace("/", "~1") for seg in path)
 
 

@@ -16,8 +16,10 @@ from reconciler.domain.values import from_json, to_json
 from reconciler.errors import ConfigurationError
 from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
+from reconciler.store.bulk import insert_rows
 from reconciler.store.history import chunks
 
+UNDECIDED = {"actor": None, "comment": None, "decided_at": None, "expires_at": None, "action_id": None}
 OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value, ApprovalState.REJECTED.value)
 
 
@@ -55,14 +57,13 @@ class SqlApprovalStore(SqlStore):
                     for key, c in keys.items()
                     if key not in known or key in late_keys
                 ]
-                if new:
-                    conn.execute(t.approvals.insert(), new)
-                current = [row for row in _open_rows(conn, target) if row["drift_key"] in keys]
+                insert_rows(conn, t.approvals, new)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
-        created_ids = {row["id"] for row in new}
-        approvals = [_approval(r) for r in current]
-        return {a.pointer: a for a in approvals}, [a for a in approvals if a.id in created_ids]
+        # What is open now, without reading it back: the rows read above that stay open, and the new ones.
+        kept = [_approval(r) for r in rows if r["drift_key"] in keys and r["drift_key"] not in late_keys]
+        created = [_approval({**row, **UNDECIDED}) for row in new]
+        return {a.pointer: a for a in kept + created}, created
 
     def decide(
         self, approval_id: str, *, approve: bool, actor: str, comment: str | None, now: datetime, ttl: timedelta

@@ -20,6 +20,7 @@ from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.values import from_json, to_json
 from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
+from reconciler.store.bulk import insert_rows
 
 
 def _now() -> datetime:
@@ -123,10 +124,7 @@ class SqlHistoryStore(SqlStore):
                         note=record.note,
                     )
                 )
-                if len(rows) >= COPY_FROM and conn.dialect.name == "postgresql":
-                    _copy_rows(conn, t.drifts, rows)
-                elif rows:
-                    conn.execute(t.drifts.insert(), rows)
+                insert_rows(conn, t.drifts, rows)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
@@ -158,7 +156,7 @@ class SqlHistoryStore(SqlStore):
         ]
         try:
             with self._begin() as conn:
-                conn.execute(t.actions.insert(), rows)
+                insert_rows(conn, t.actions, rows)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
@@ -330,23 +328,6 @@ def chunks(values: Sequence[str], size: int = CHUNK) -> list[list[str]]:
     """`values` in lists of at most `size`, for statements that bind each value (`IN (...)`), which fail past
     the database's limit of bound variables (`too many SQL variables` at 300,000 drifted keys)."""
     return [list(values[i : i + size]) for i in range(0, len(values), size)]
-
-
-COPY_FROM = 200  # drift rows from which PostgreSQL gets them by COPY rather than an executemany INSERT
-
-
-def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows into `table` with PostgreSQL's COPY, in the connection's transaction: several times the rate of
-    an executemany INSERT (bench/history_writes.py)."""
-    columns = list(rows[0])
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    dbapi: Any = conn.connection.dbapi_connection
-    try:
-        with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
-    except Exception as exc:  # the driver's error, as SQLAlchemy's, so the store reports it the usual way
-        raise sa.exc.DBAPIError(f"COPY {table.name}", None, exc) from exc
 
 
 def drift_rows(run_id: str, target: str, drifts: Sequence[Classified]) -> list[dict[str, Any]]:
