@@ -117,6 +117,7 @@ class MemoryHistory:
         rollback_of: str | None = None,
         run_id: str | None = None,
         owner: str | None = None,
+        at: datetime | None = None,
     ) -> str:
         run_id = run_id or str(uuid.uuid4())
         with self._lock:
@@ -124,7 +125,7 @@ class MemoryHistory:
                 "kind": kind,
                 "trigger": trigger,
                 "status": RunStatus.RUNNING,
-                "started_at": datetime.now(UTC),
+                "started_at": at or datetime.now(UTC),
                 "finished_at": None,
                 "desired_version": desired_version,
                 "rollback_of": rollback_of,
@@ -133,9 +134,9 @@ class MemoryHistory:
             }
         return run_id
 
-    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None, at: datetime | None = None) -> None:
         with self._lock:
-            self.run_rows[run_id].update(status=status, error=error, finished_at=datetime.now(UTC))
+            self.run_rows[run_id].update(status=status, error=error, finished_at=at or datetime.now(UTC))
 
     def unfinished_runs(self) -> list[tuple[str, str | None]]:
         return [(i, r["owner"]) for i, r in self.run_rows.items() if r["status"] is RunStatus.RUNNING]
@@ -144,8 +145,8 @@ class MemoryHistory:
         with self._lock:
             self.pass_rows.append((run_id, record, tuple(drifts)))
 
-    def record_actions(self, actions: Sequence[Action]) -> None:
-        now = datetime.now(UTC)
+    def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
+        now = at or datetime.now(UTC)
         with self._lock:
             for action in actions:
                 self.action_rows[action.id] = action

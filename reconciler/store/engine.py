@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from reconciler.errors import ConfigurationError
+from reconciler.store import availability
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -61,6 +62,7 @@ def create_engine(url: str, *, connect_timeout_s: float = 5.0, statement_timeout
         raise ConfigurationError(f"no driver for {safe_url(url)}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    availability.watch(engine)  # while the store is unreachable, fail at once rather than wait each time
     return engine
 
 

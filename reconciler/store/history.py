@@ -74,7 +74,9 @@ class SqlHistoryStore(SqlStore):
         rollback_of: str | None = None,
         run_id: str | None = None,
         owner: str | None = None,
+        at: datetime | None = None,
     ) -> str:
+        """A new run; `at` when it started, if not now (a run kept in memory while the store was away)."""
         run_id = run_id or str(uuid.uuid4())
         try:
             with self._begin() as conn:
@@ -84,7 +86,7 @@ class SqlHistoryStore(SqlStore):
                         kind=kind.value,
                         trigger=trigger,
                         status=RunStatus.RUNNING.value,
-                        started_at=_now(),
+                        started_at=at or _now(),
                         desired_version=desired_version,
                         rollback_of=rollback_of,
                         owner=owner,
@@ -94,13 +96,13 @@ class SqlHistoryStore(SqlStore):
             raise self._fail(exc) from None
         return run_id
 
-    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None, at: datetime | None = None) -> None:
         try:
             with self._begin() as conn:
                 conn.execute(
                     t.runs.update()
                     .where(t.runs.c.id == run_id)
-                    .values(status=status.value, finished_at=_now(), error=error)
+                    .values(status=status.value, finished_at=at or _now(), error=error)
                 )
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
@@ -128,10 +130,10 @@ class SqlHistoryStore(SqlStore):
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
-    def record_actions(self, actions: Sequence[Action]) -> None:
+    def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
         if not actions:
             return
-        now = _now()
+        now = at or _now()
         rows = [
             {
                 "id": a.id,
