@@ -171,6 +171,20 @@ class StoreSettings(Group):
         le=86400,
         description="Longest one statement may run (0: no limit); `reconciler db upgrade` has none. Defaults to 30.",
     )
+    backlog_passes: int = Field(
+        10_000,
+        ge=0,
+        le=10_000_000,
+        description="Passes the daemon keeps in memory while the history store is unreachable, written when it "
+        "is back; past this, new passes' history is dropped (counted and logged). Defaults to 10000.",
+    )
+    backlog_rows: int = Field(
+        1_000_000,
+        ge=0,
+        le=100_000_000,
+        description="Drift rows and actions those passes may hold in all (memory: about 1 KB each). "
+        "Defaults to 1000000.",
+    )
 
 
 class RolloutSettings(Group):

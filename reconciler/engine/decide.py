@@ -31,11 +31,12 @@ def decide(
     *,
     writable: bool,
     unwritable: Mapping[str, str],
-    store: HistoryStore,
+    store: HistoryStore | None,
     limits: safety.Limits,
     now: datetime,
 ) -> Decided:
-    """The final classes of a target's drift, before planning."""
+    """The final classes of a target's drift, before planning. Without a store (it is unreachable and the pass
+    writes nothing) flapping is not looked for."""
     result, flapped = _flapping(target, classified, store, limits, now)
     unfixable: set[str] = set()
     if not writable or unwritable:
@@ -55,11 +56,11 @@ def decide(
 
 
 def _flapping(
-    target: Target, classified: Sequence[Classified], store: HistoryStore, limits: safety.Limits, now: datetime
+    target: Target, classified: Sequence[Classified], store: HistoryStore | None, limits: safety.Limits, now: datetime
 ) -> tuple[list[Classified], list[str]]:
     """Reversible drift that reconciler wrote too often lately is escalated instead of written once more."""
     reversible = [c.item.pointer for c in classified if c.class_ is DriftClass.REVERSIBLE]
-    if not reversible:
+    if not reversible or store is None:
         return list(classified), []
     writes = store.recent_writes(target.name, reversible, now - timedelta(seconds=limits.flap_window_s))
     if not writes:

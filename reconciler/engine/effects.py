@@ -16,13 +16,14 @@ from reconciler.domain.rollout import Progress
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine import process
+from reconciler.engine.backlog import Recorder
 from reconciler.engine.gate import Hold
 from reconciler.engine.outcome import PassOutcome
 from reconciler.engine.rollout import Rollout
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
-from reconciler.ports import Clock, HistoryStore
+from reconciler.ports import Clock
 
 log = logs.get_logger("reconciler.effects")
 _ids = random.Random()  # noqa: S311 - ids, not secrets; seeded from os.urandom once per process
@@ -31,20 +32,25 @@ _ids = random.Random()  # noqa: S311 - ids, not secrets; seeded from os.urandom 
 class RunRecord:
     """A run's row in history, written on first need, so that passes with nothing new leave no trace."""
 
-    def __init__(self, store: HistoryStore, kind: RunKind, trigger: str, version: str) -> None:
+    def __init__(self, recorder: Recorder, kind: RunKind, trigger: str, version: str) -> None:
         # A version-4 UUID from the process's PRNG: run ids identify, they guard nothing, and one is made for
         # every pass (most leave no trace), where uuid4()'s read of os.urandom showed in profiles.
         self.id = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
         self.kind = kind
-        self._args = (store, trigger, version)
+        self.recorder = recorder  # where what the run found is written: the store, or the daemon's backlog
+        self._args = (trigger, version)
         self.started = False
 
     def ensure(self) -> str:
         if not self.started:
-            store, trigger, version = self._args
-            store.start_run(self.kind, trigger, version, run_id=self.id, owner=process.identity())
+            trigger, version = self._args
+            self.recorder.start_run(self.kind, trigger, version, run_id=self.id, owner=process.identity())
             self.started = True
         return self.id
+
+    def finish(self, status: RunStatus) -> None:
+        if self.started:
+            self.recorder.finish_run(self.id, status)
 
 
 class Observer(Protocol):
@@ -54,10 +60,7 @@ class Observer(Protocol):
 
 
 class History:
-    """Every pass that found something new, with its drift, in the history store (the journal has its actions)."""
-
-    def __init__(self, store: HistoryStore) -> None:
-        self.store = store
+    """Every pass that found something new, with its drift, in the run's recorder (the journal has its actions)."""
 
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         if outcome.unchanged:
@@ -74,7 +77,7 @@ class History:
             duration_s=outcome.duration_s,
             note=outcome.note,
         )
-        self.store.record_pass(run.ensure(), record, outcome.classified)
+        run.recorder.record_pass(run.ensure(), record, outcome.classified)
 
 
 class MetricsEffect:

@@ -4,7 +4,9 @@ Every path that writes (a daemon pass, `reconciler apply`, `reconciler rollback`
 approved) asks here, and nothing else decides. The answer is data, a ModeDecision: apply, or dry-run with
 why. In order, a write is held by: the dry-run switch (flag file, signal), the configured mode, the circuit
 breaker, the target's own mode, the apply-environment guard, a failed earlier wave of the run, the rollout of
-a new desired version (daemon), the run's blast-radius budget, and the daemon's rolling window.
+a new desired version (daemon), the run's blast-radius budget, and the daemon's rolling window. While the
+history store is unreachable (or the history kept meanwhile is not yet written) nothing is written at all:
+a write's journal must be on disk first.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.domain.window import Reservation, Spend
 from reconciler.engine import process
+from reconciler.engine.backlog import Backlog
 from reconciler.engine.guard import Guard
 from reconciler.engine.rollout import Rollout
+from reconciler.errors import StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
@@ -43,6 +47,7 @@ class Hold(StrEnum):
     WAVE = "wave"  # an earlier wave of this run failed
     ROLLOUT = "rollout"  # the rollout of a new desired version has not reached this wave
     BLAST_RADIUS = "blast_radius"
+    STORE = "store"  # the history store is unreachable, or history kept meanwhile is not yet written
 
     @property
     def lasting(self) -> bool:
@@ -92,8 +97,10 @@ class Gate:
         window: SafetyWindow | None = None,
         rollout: Rollout | None = None,
         notify: Callable[[Event], None] | None = None,
+        backlog: Backlog | None = None,
     ) -> None:
         self.guard = guard
+        self.backlog = backlog
         self.clock = clock
         self.metrics = metrics
         self.limits = limits or safety.Limits()
@@ -106,9 +113,10 @@ class Gate:
 
     # -- a run, then each target of it -----------------------------------------------------------------------
 
-    def run(self, requested: Mode | None = None) -> ModeDecision:
+    def run(self, requested: Mode | None = None, *, cut_off: str | None = None) -> ModeDecision:
         """The mode of a run: the configured one (or the one a command asked for), held by the dry-run switch
-        and, for apply, by an open circuit breaker."""
+        and, for apply, by the history store (unreachable: `cut_off` says why when the caller found out, or
+        history kept in memory not yet written) and an open circuit breaker."""
         configured, switched = self.guard.now()
         if requested is Mode.DRY_RUN:
             return dry_run(Hold.CONFIGURED)
@@ -116,7 +124,15 @@ class Gate:
             return dry_run(Hold.SWITCH, switched)
         if requested is None and configured is not Mode.APPLY:
             return dry_run(Hold.CONFIGURED)
-        held = self.breaker_hold()
+        if cut_off is not None:
+            return dry_run(Hold.STORE, f"remediation paused: {cut_off}")
+        if self.backlog is not None and self.backlog.waiting:
+            why = f"remediation paused: the history of {self.backlog.pending} passes is not yet written to the store"
+            return dry_run(Hold.STORE, why)
+        try:
+            held = self.breaker_hold()
+        except StoreUnavailable as exc:
+            return dry_run(Hold.STORE, f"remediation paused: the circuit breaker cannot be read: {exc}")
         return dry_run(Hold.BREAKER, held) if held is not None else APPLY
 
     def target(self, run: ModeDecision, target: Target) -> ModeDecision:

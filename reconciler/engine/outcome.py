@@ -42,6 +42,7 @@ class PassOutcome:
     new_escalations: tuple[Approval, ...] = ()  # approvals this pass raised: each is announced once
     flapped: tuple[str, ...] = ()  # pointers escalated because another writer keeps changing them
     layers: Mapping[str, list[tuple[str, Any]]] | None = None  # a layered source's values per pointer, winner last
+    degraded: bool = False  # the store could not be asked (flapping, approvals): look in full once it is back
 
     @property
     def mode(self) -> Mode:

@@ -18,9 +18,9 @@ from reconciler.engine.assess import Assessment, Assessor
 from reconciler.engine.effects import RunRecord
 from reconciler.engine.gate import Gate, ModeDecision
 from reconciler.engine.outcome import PassOutcome
-from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.errors import ReconcilerError, StoreUnavailable, TemporaryError
 from reconciler.observe import logging as logs
-from reconciler.ports import AdapterLookup, ApprovalStore, Clock, HistoryStore
+from reconciler.ports import Adapter, AdapterLookup, ApprovalStore, Clock, HistoryStore
 from reconciler.remediate import planner, safety
 from reconciler.remediate.executor import Execution, execute
 
@@ -96,22 +96,14 @@ def _look_and_act(
             fingerprint=seen.observed.fingerprint,
             layers=seen.observed.layers,
         )
-    decided = decide.decide(
-        target,
-        seen.classified,
-        writable=adapter.capabilities.write,
-        unwritable=seen.observed.unwritable,
-        store=deps.store,
-        limits=deps.limits,
-        now=now,
-    )
-    approvals, created = _sync_approvals(deps, ctx, target, decided)
+    decided, approvals, created, degraded = _decide(deps, ctx, target, seen, adapter, decision)
     plan = _plan(ctx, target, seen, decided, approvals)
     decision = deps.gate.admit(decision, ctx.state, target, len(plan.actions), ctx.budget)
     if plan.actions:
         ctx.run.ensure()  # the journal's rows point at the run
     health_gate = health.gate_for(target.spec.health)
-    execution = execute(target, plan.actions, adapter, deps.store, dry_run=not decision.writes, gate=health_gate)
+    journal = deps.store if decision.writes else ctx.run.recorder
+    execution = execute(target, plan.actions, adapter, journal, dry_run=not decision.writes, gate=health_gate)
     _mark_used(deps, plan, execution)
     outcome = PassOutcome(
         target,
@@ -127,9 +119,39 @@ def _look_and_act(
         flapped=decided.flapped,
         fingerprint=seen.observed.fingerprint,
         layers=seen.observed.layers,
+        degraded=degraded,
     )
     _remember(deps, ctx, seen._replace(classified=list(decided.classified)), outcome, decided.unfixable)
     return outcome
+
+
+def _decide(
+    deps: PassDeps, ctx: PassContext, target: Target, seen: Assessment, adapter: Adapter, decision: ModeDecision
+) -> tuple[decide.Decided, Mapping[str, Approval], list[Approval], bool]:
+    """The final classes and the target's approvals, and whether the store could not be asked for them. A pass
+    that writes nothing goes on without the store (detection never stops with it): it skips flapping and
+    approvals, and is looked at in full once the store is back. A pass that would write stops here."""
+
+    def final(store: HistoryStore | None) -> decide.Decided:
+        writable, unwritable = adapter.capabilities.write, seen.observed.unwritable
+        now = deps.clock.now()
+        return decide.decide(
+            target, seen.classified, writable=writable, unwritable=unwritable, store=store, limits=deps.limits, now=now
+        )
+
+    try:
+        decided = final(deps.store)
+    except StoreUnavailable:
+        if decision.writes:
+            raise
+        return final(None), {}, [], True
+    try:
+        approvals, created = _sync_approvals(deps, ctx, target, decided)
+    except StoreUnavailable:
+        if decision.writes:
+            raise
+        return decided, {}, [], True
+    return decided, approvals, created, False
 
 
 def _plan(

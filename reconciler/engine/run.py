@@ -16,6 +16,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine.assess import Assessor
+from reconciler.engine.backlog import Backlog, Recorder
 from reconciler.engine.effects import (
     Effects,
     History,
@@ -64,14 +65,27 @@ class Reconciler:
         self.assessor: Assessor = engine.deps.assessor
         self.gate: Gate = engine.deps.gate
         self.hmac_key = engine.hmac_key
+        self.backlog = self.gate.backlog  # the daemon's: what passes found while the store was away
         self._last_status: dict[str, RunStatus] = {}
         self._stored_version: str | None = None
+        self._resync: set[str] = set()  # targets to look at in full once the store answers again
 
-    def ensure_version(self, state: DesiredState) -> None:
+    def ensure_version(self, state: DesiredState, recorder: Recorder | None = None) -> None:
         """Store the desired version once per change, not once per pass."""
         if self._stored_version != state.version.digest:
-            self.store.ensure_version(state.version, str(state.root))
+            (recorder or self.store).ensure_version(state.version, str(state.root))
             self._stored_version = state.version.digest
+
+    def _recorder(self, decision: ModeDecision) -> Recorder:
+        """Where a run writes what it found: a run that may write live needs its journal on disk first, so it
+        uses the store; the others go through the daemon's backlog, which keeps them while the store is away."""
+        if self.backlog is None or decision.writes:
+            return self.store
+        if self._resync and self.backlog.healthy:
+            for name in self._resync:  # passes made while the store was away skipped what needs it (approvals)
+                self.assessor.forget(name)
+            self._resync.clear()
+        return self.backlog
 
     def reconcile(
         self,
@@ -80,21 +94,24 @@ class Reconciler:
         mode: Mode | None = None,
         trigger: str = "cli",
         unchanged: Mapping[str, Mode] | None = None,
+        cut_off: str | None = None,
     ) -> RunOutcome:
         """One run over `names` (all targets when None), in waves of environment rank. `mode` is what a command
         asked for (None: the configured mode); the gate may hold it. `unchanged` is what `unchanged()` found
-        for them before, if it was asked; otherwise the run finds out itself."""
+        for them before, if it was asked; otherwise the run finds out itself. `cut_off`: why this process may
+        look but not write (a replica that cannot reach the store to hold its leases)."""
         state = self.desired()
         unknown = sorted({n for n in names or () if n not in state.targets})  # not set(state.targets): O(fleet)
         if unknown:
             raise ConfigurationError(f"no target named {', '.join(unknown)} in {state.root}")
-        decision = self.gate.run(mode)
+        decision = self.gate.run(mode, cut_off=cut_off)
         # An apply run whose writes the breaker holds is still an apply run; the switch makes it a dry-run one.
         asked = mode or (Mode.DRY_RUN if decision.held_by in (Hold.CONFIGURED, Hold.SWITCH) else Mode.APPLY)
         kind = RunKind.APPLY if asked is Mode.APPLY else RunKind.DRY_RUN
-        self.ensure_version(state)
+        recorder = self._recorder(decision)
+        self.ensure_version(state, recorder)
         self.engine.metrics.set_desired_version(state.version.digest, state.version.git_commit)
-        run = RunRecord(self.store, kind, trigger, state.version.digest)
+        run = RunRecord(recorder, kind, trigger, state.version.digest)
         budget = safety.Budget(self.gate.limits, fleet=len(state.targets))
         ctx = PassContext(state, run, decision, budget, self._last_status)
         outcomes: list[PassOutcome] = []
@@ -107,11 +124,12 @@ class Reconciler:
                     same = unchanged.get(target.name) is self.gate.target(decision, target).mode
                     done = run_pass(self.engine.deps, ctx, target, known_unchanged=same)
                     self.engine.effects.pass_done(done, run, state)
+                    if done.degraded:
+                        self._resync.add(target.name)
                     outcomes.append(done)
                     self._stop_later_waves(budget, done)
             finally:
-                if run.started:
-                    self.store.finish_run(run.id, RunStatus.worst([o.status for o in outcomes]))
+                run.finish(RunStatus.worst([o.status for o in outcomes]))
         if any(o.execution and o.execution.actions and o.mode is Mode.APPLY for o in outcomes):
             self.gate.spend_error_budget()
         return RunOutcome(run.id, kind, state.version.digest, tuple(outcomes), recorded=run.started)
@@ -180,9 +198,10 @@ def assemble(
     notify: Callable[[Event], None] | None = None,
     window: SafetyWindow | None = None,
     rollout: Rollout | None = None,
+    backlog: Backlog | None = None,
 ) -> Reconciler:
     """A Reconciler from its parts: the gate, the pass's dependencies and the observers of its outcomes. The
-    daemon's has the rolling window and the rollout; a one-shot command's has neither."""
+    daemon's has the rolling window, the rollout and the backlog; a one-shot command's has none of them."""
     limits = limits or safety.Limits()
     notify = notify or (lambda event: None)
     gate = Gate(
@@ -195,9 +214,10 @@ def assemble(
         window=window,
         rollout=rollout,
         notify=notify,
+        backlog=backlog,
     )
     deps = PassDeps(store, adapters, Assessor(hmac_key, secret_file_roots), gate, clock, limits, approvals)
-    observers: list[Observer] = [History(store), MetricsEffect(metrics, clock), Notifications(notify)]
+    observers: list[Observer] = [History(), MetricsEffect(metrics, clock), Notifications(notify)]
     if rollout is not None:
         observers.append(RolloutProgress(rollout))
     return Reconciler(Engine(desired, deps, Effects(observers), metrics, hmac_key))

@@ -168,6 +168,16 @@ class Metrics:
         self.leased_targets = Gauge(
             "reconciler_leased_targets", "Targets this replica holds the lease of (all of them on SQLite).", registry=r
         )
+        self.history_backlog = Gauge(
+            "reconciler_history_backlog",
+            "Passes kept in memory while the history store is unreachable, written when it is back.",
+            registry=r,
+        )
+        self.history_dropped = Counter(
+            "reconciler_history_backlog_dropped_total",
+            "Passes whose history was lost because the backlog was full during a store outage.",
+            registry=r,
+        )
 
     def _register_watch_collectors(self) -> None:
         """Watches of live systems: what they cover, what they saw, how fast it was recorded."""

@@ -5,14 +5,17 @@ Only this module and cli/ construct adapters and stores; everything else reaches
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.adapters import registry
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.breaker import ErrorBudget
+from reconciler.engine.backlog import Backlog
 from reconciler.engine.guard import Guard
 from reconciler.engine.rollout import Rollout
 from reconciler.engine.run import Reconciler, assemble
@@ -23,8 +26,8 @@ from reconciler.ports import Adapter, SystemClock, Watcher
 from reconciler.remediate import safety
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import Settings
+from reconciler.store import availability, migrate
 from reconciler.store import engine as engines
-from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
@@ -109,6 +112,12 @@ class Components:
         """The lock that keeps a second daemon off this database, where it serves only one (SQLite)."""
         return engines.DaemonLock(self.settings.database_url)
 
+    def probing(self) -> AbstractContextManager[None]:
+        """Marks the calling thread as the store's prober: while the store is unreachable every other use of it
+        fails at once, and only the prober's connections try it again (store/availability.py)."""
+        health = availability.health_of(self.store.engine)
+        return health.probing() if health is not None else contextlib.nullcontext()
+
 
 def build_notifier(settings: Settings) -> Notifier:
     """The webhooks of the settings, sending in the background (call stop() to deliver what is queued)."""
@@ -152,7 +161,8 @@ def build_rollout(
 
 def build(settings: Settings, *, daemon: bool = False) -> Components:
     """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine. The daemon's
-    gate also holds the rolling blast-radius window and the rollout of new desired versions."""
+    gate also holds the rolling blast-radius window, the rollout of new desired versions and the backlog of
+    history kept while the store is unreachable."""
     store = build_store(settings)
     approvals = SqlApprovalStore(store.engine)
     breaker = SqlBreakerStore(store.engine)
@@ -162,12 +172,10 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
     adapters = Adapters(settings, metrics)
     notifier = build_notifier(settings)
     clock = SystemClock()
-    rollout = None
-    if daemon:
-        r = settings.rollout
-        rollout = Rollout(
-            SqlRolloutStore(store.engine), clock, metrics, notifier.notify, bake_s=r.bake_s, check_s=r.check_s
-        )
+    rollout = build_rollout(settings, store, metrics, notifier.notify) if daemon else None
+    # The daemon keeps what passes find while the store is away, and writes it when the store is back.
+    kept = settings.store
+    backlog = Backlog(store, metrics, max_passes=kept.backlog_passes, max_rows=kept.backlog_rows) if daemon else None
     engine = assemble(
         # Passes use the version in force without walking the folder each time; the refresh job
         # (RECONCILER_SCHEDULER__DESIRED_POLL_S) looks for edits and reloads.
@@ -186,6 +194,7 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
         notify=notifier.notify,
         window=SqlSafetyWindow(store.engine) if daemon else None,
         rollout=rollout,
+        backlog=backlog,
     )
     leases = SqlLeaseStore(store.engine)
     return Components(settings, adapters, store, approvals, breaker, desired, metrics, engine, notifier, leases)

@@ -33,6 +33,7 @@ from reconciler.runtime.watch import WatchSupervisor
 log = logs.get_logger("reconciler.daemon")
 BATCH = 64  # passes that fell due together, taken by one worker at once
 PROBE_S = 1.0  # how often the history store is looked at for /readyz
+PROBE_TIMEOUT_S = 1.0  # a probe in flight for longer than this (the store hangs): not ready
 STALE_PROBE_S = 5.0  # a probe older than this (the store hangs): not ready
 
 
@@ -57,6 +58,8 @@ class Daemon:
         self.stopping = threading.Event()
         self._workers: list[threading.Thread] = []
         self._prober: threading.Thread | None = None
+        self._probe_started: float | None = None  # when the probe in flight began, if one is
+        self._flusher: threading.Thread | None = None
         self._store_state: tuple[str, str | None, float] = ("not looked at yet", None, time.monotonic())
         self._state: DesiredState | None = None
         self._reported_error: str | None = None
@@ -92,11 +95,21 @@ class Daemon:
         if self._prober is None:  # not running as a daemon (yet): look now
             self._probe_store()
         store, remediation, at = self._store_state
-        age = time.monotonic() - at
-        if age > STALE_PROBE_S:
+        now = time.monotonic()
+        age, probing = now - at, self._probe_started
+        if probing is not None and now - probing > PROBE_TIMEOUT_S:
+            store = f"no answer from the history store for {now - probing:.1f}s"
+        elif age > STALE_PROBE_S:
             store = f"no answer from the history store for {age:.0f}s"
         detail: dict[str, Any] = {"desired_loaded": self.c.desired.loaded, "stopping": self.stopping.is_set()}
         detail["store"] = store
+        backlog = self.c.reconciler.backlog
+        if store != "ok":
+            remediation = "paused: the history store is unreachable (detection goes on)"
+        elif backlog is not None and backlog.waiting:
+            remediation = f"paused: writing the history of {backlog.pending} passes kept during a store outage"
+        if backlog is not None and backlog.pending:
+            detail["history_backlog"] = backlog.pending
         if remediation is not None:
             detail["remediation"] = remediation
         if self.c.desired.last_error is not None:
@@ -109,14 +122,25 @@ class Daemon:
         return detail
 
     def _probe_store(self) -> None:
-        """One look at the history store and the breaker kept in it, for /readyz."""
+        """One look at the history store and the breaker kept in it, for /readyz. During an outage this is the
+        one caller that tries the store again (every other use of it fails at once, store/availability.py);
+        once it answers, the history kept meanwhile is written in the background."""
+        self._probe_started = time.monotonic()
         try:
-            self.c.store.ping()
-            breaker = self.c.breaker.get()
+            with self.c.probing():
+                self.c.store.ping()
+                breaker = self.c.breaker.get()
             paused = breaker.is_open(datetime.now(UTC))
             self._store_state = ("ok", "paused: " + (breaker.reason or "") if paused else "on", time.monotonic())
         except ReconcilerError as exc:
             self._store_state = (str(exc), None, time.monotonic())
+        finally:
+            self._probe_started = None
+        backlog = self.c.reconciler.backlog
+        flushing = self._flusher is not None and self._flusher.is_alive()
+        if self._store_state[0] == "ok" and backlog is not None and backlog.waiting and not flushing:
+            self._flusher = threading.Thread(target=backlog.flush, name="history-flush", daemon=True)
+            self._flusher.start()
 
     def _probe_forever(self) -> None:
         while not self.stopping.wait(PROBE_S):
@@ -242,11 +266,14 @@ class Daemon:
     def _pass(self, name: str, unchanged: dict[str, Mode]) -> None:
         started = time.monotonic()
         try:
-            with self.replicas.exclusive(name) as mine:
-                if not mine:  # another replica holds this target
+            with self.replicas.exclusive(name) as access:
+                if not access.run:  # another replica holds this target
                     self.queue.forget(name)
                     return
-                outcome = self.c.reconciler.reconcile([name], trigger="schedule", unchanged=unchanged).targets[0]
+                run = self.c.reconciler.reconcile(
+                    [name], trigger="schedule", unchanged=unchanged, cut_off=access.cut_off
+                )
+                outcome = run.targets[0]
             self.api.record(target_dict(outcome, self.c.settings.hmac_key()))
             # What happens next is decided here, from the outcome alone: a temporary error is retried with
             # backoff (or when it said), anything else waits for its interval.

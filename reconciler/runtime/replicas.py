@@ -5,24 +5,42 @@ newly holds is queued at once, so the targets of a replica that died are worked 
 lease time (set it at or below the shortest interval). A pass runs only on the replica holding the target's
 lease, and only with the target's advisory lock. One replica, the holder of the housekeeping lease, settles
 the in-flight actions of replicas that died. On SQLite (one daemon) every target is this daemon's.
+
+A replica that cannot reach the database cannot renew its leases, and after a lease time another replica may
+take its targets. It goes on *looking* at the targets it last held (detection never stops with the store) but
+writes nothing until a tick has renewed its leases: a read done twice is harmless, a write done twice is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from reconciler.engine import process
 from reconciler.engine.run import Reconciler
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import LeaseStore
 from reconciler.runtime import undo
 
 log = logs.get_logger("reconciler.replicas")
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What this replica may do with a target now: nothing (another holds it), or run its pass; `cut_off` says
+    why the pass may look but not write (the store is unreachable, so the lease is not known to be held)."""
+
+    run: bool
+    cut_off: str | None = None
+
+
+NONE = Access(False)
 
 
 class Replicas:
@@ -44,6 +62,7 @@ class Replicas:
         self.owner = owner or process.identity()
         self.shared = leases.shared
         self._held: set[str] = set()
+        self._cut_off: str | None = None  # why the last tick could not renew the leases, until one does
         self._lock = threading.Lock()
 
     def owns(self, target: str) -> bool:
@@ -53,13 +72,22 @@ class Replicas:
             return target in self._held
 
     @contextmanager
-    def exclusive(self, target: str) -> Iterator[bool]:
-        """Whether this replica may run `target`'s pass now: it holds the lease and the advisory lock."""
+    def exclusive(self, target: str) -> Iterator[Access]:
+        """Whether this replica may run `target`'s pass now, and write in it: it holds the lease and the advisory
+        lock; cut off from the store, it may look at the targets it last held, without writing."""
         if not self.owns(target):
-            yield False
+            yield NONE
             return
-        with self.leases.exclusive(target) as got:
-            yield got
+        if self._cut_off is not None:
+            yield Access(True, self._cut_off)
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                got = stack.enter_context(self.leases.exclusive(target))
+            except StoreUnavailable as exc:
+                yield Access(True, f"the advisory lock of {target} cannot be taken: {exc}")
+                return
+            yield Access(True) if got else NONE
 
     def tick(self, targets: list[str]) -> None:
         """Heartbeat, claim this replica's share, and (as housekeeper) settle dead replicas' runs."""
@@ -73,12 +101,14 @@ class Replicas:
             held = self.leases.claim(self.owner, targets, now, self.ttl, alive)
             housekeeper = self.leases.housekeeper(self.owner, now, self.ttl)
         except ReconcilerError as exc:
-            # Leases this replica cannot renew expire; it stops working targets rather than risk a second worker.
-            log.error("leases could not be renewed; holding no targets until they can", error=str(exc))
-            with self._lock:
-                self._held = set()
+            # Leases this replica cannot renew expire: it writes nothing (another replica may take its targets),
+            # and looks at the targets it held until a tick renews them.
+            if self._cut_off is None:
+                log.error("leases could not be renewed; detection only until they can", error=str(exc))
+            self._cut_off = f"this replica cannot renew its leases: {exc}"
             self.metrics.leased_targets.set(0)
             return
+        self._cut_off = None
         with self._lock:
             new, lost = held - self._held, self._held - held
             self._held = held

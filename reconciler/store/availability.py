@@ -85,6 +85,17 @@ class StoreHealth:
                 self.down_since = None
                 self.cause = None
 
+    def refuse(self) -> str:
+        """The words of a refusal to try the store now, remembered for refused() in this thread."""
+        self._local.refused = True
+        return self.refusal()
+
+    def refused(self) -> bool:
+        """Whether this thread's last connection was refused here (once: the flag is cleared)."""
+        was = getattr(self._local, "refused", False)
+        self._local.refused = False
+        return bool(was)
+
     def refusal(self) -> str:
         since = time.strftime("%H:%M:%S", time.gmtime(self.down_since or time.time()))
         return f"history store unreachable since {since} UTC ({self.cause}); retried every {self.retry_s:g}s"
@@ -105,7 +116,7 @@ def watch(engine: sa.Engine) -> StoreHealth:
 
     def before_connect(dialect: Any, record: Any, _args: Any, _params: Any) -> None:
         if not health.admit():
-            raise dialect.loaded_dbapi.OperationalError(health.refusal())
+            raise dialect.loaded_dbapi.OperationalError(health.refuse())
         record.info[_FRESH] = True
 
     def on_checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
@@ -116,6 +127,8 @@ def watch(engine: sa.Engine) -> StoreHealth:
             raise sa.exc.DisconnectionError(health.refusal())
 
     def on_error(ctx: Any) -> None:
+        if health.refused():  # this thread was refused above: no trial, so no news about the store
+            return
         if _unavailable(ctx, sqlite):
             health.failed(_first_line(ctx.original_exception))
 
