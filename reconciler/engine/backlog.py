@@ -2,9 +2,9 @@
 order, and written when the store answers again; past a bound, new passes' history is dropped, counted and
 logged, and never half of a run.
 
-Only what a pass *found* goes through here (its run, its drift, the actions a dry-run would have taken). A
-write to live needs its journal on disk before it happens, so writing passes use the store itself, and the gate
-holds every write while anything is kept here (engine/gate.py: Hold.STORE).
+What a pass found goes through here (its run, its drift, the actions a dry-run would have taken), and what a
+write leaves behind (its actions' states). What a write needs on disk before it happens never does: see
+WriteAhead. The gate holds every write while anything is kept here (engine/gate.py: Hold.STORE).
 """
 
 from __future__ import annotations
@@ -207,3 +207,35 @@ class Backlog:
         except StoreUnavailable:
             return False
         return True
+
+
+class WriteAhead:
+    """The recorder of a run that may write live, in the daemon: what must be on disk before a write (the run,
+    the actions about to be written, a rollback's reverse actions) goes to the store, or the pass fails and
+    writes nothing; what comes after a write (the actions' states, the pass, the end of the run) goes through
+    the backlog, so that a store lost mid-pass loses none of it. Until the backlog is written the gate holds
+    every write; a crash meanwhile leaves in-flight actions that recovery settles, as after any crash."""
+
+    def __init__(self, store: HistoryStore, backlog: Backlog) -> None:
+        self.store = store
+        self.backlog = backlog
+
+    def ensure_version(self, version: DesiredVersion, root: str) -> None:
+        self.store.ensure_version(version, root)
+
+    def start_run(
+        self, kind: RunKind, trigger: str, desired_version: str | None, *, run_id: str, owner: str | None
+    ) -> object:
+        return self.store.start_run(kind, trigger, desired_version, run_id=run_id, owner=owner)
+
+    def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
+        self.store.record_actions(actions, at)
+
+    def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        self.backlog.update_actions(ids, state, error)
+
+    def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None:
+        self.backlog.record_pass(run_id, record, drifts)
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        self.backlog.finish_run(run_id, status, error)

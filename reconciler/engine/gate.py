@@ -232,7 +232,11 @@ class Gate:
             return
         now = self.clock.now()
         budget = self.error_budget
-        failed, total = self.breaker.write_outcomes(now - timedelta(seconds=budget.window_s))
+        try:
+            failed, total = self.breaker.write_outcomes(now - timedelta(seconds=budget.window_s))
+        except StoreUnavailable as exc:  # no write happens until the store is back: then it is counted
+            log.warning("error budget not checked: the history store is unreachable", error=str(exc))
+            return
         reason = budget.exceeded(failed, total)
         if reason is None or self.breaker.get().is_open(now):
             return

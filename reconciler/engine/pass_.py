@@ -102,8 +102,7 @@ def _look_and_act(
     if plan.actions:
         ctx.run.ensure()  # the journal's rows point at the run
     health_gate = health.gate_for(target.spec.health)
-    journal = deps.store if decision.writes else ctx.run.recorder
-    execution = execute(target, plan.actions, adapter, journal, dry_run=not decision.writes, gate=health_gate)
+    execution = execute(target, plan.actions, adapter, ctx.run.recorder, dry_run=not decision.writes, gate=health_gate)
     _mark_used(deps, plan, execution)
     outcome = PassOutcome(
         target,

@@ -7,6 +7,7 @@ wave of the run.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine.assess import Assessor
-from reconciler.engine.backlog import Backlog, Recorder
+from reconciler.engine.backlog import Backlog, Recorder, WriteAhead
 from reconciler.engine.effects import (
     Effects,
     History,
@@ -69,6 +70,7 @@ class Reconciler:
         self._last_status: dict[str, RunStatus] = {}
         self._stored_version: str | None = None
         self._resync: set[str] = set()  # targets to look at in full once the store answers again
+        self._resync_lock = threading.Lock()
 
     def ensure_version(self, state: DesiredState, recorder: Recorder | None = None) -> None:
         """Store the desired version once per change, not once per pass."""
@@ -77,15 +79,16 @@ class Reconciler:
             self._stored_version = state.version.digest
 
     def _recorder(self, decision: ModeDecision) -> Recorder:
-        """Where a run writes what it found: a run that may write live needs its journal on disk first, so it
-        uses the store; the others go through the daemon's backlog, which keeps them while the store is away."""
-        if self.backlog is None or decision.writes:
+        """Where a run writes what it found: through the daemon's backlog, which keeps it while the store is
+        away; a run that may write live puts what a write needs first straight into the store (WriteAhead)."""
+        if self.backlog is None:
             return self.store
         if self._resync and self.backlog.healthy:
-            for name in self._resync:  # passes made while the store was away skipped what needs it (approvals)
+            with self._resync_lock:
+                names, self._resync = self._resync, set()
+            for name in names:  # passes made while the store was away skipped what needs it (approvals)
                 self.assessor.forget(name)
-            self._resync.clear()
-        return self.backlog
+        return WriteAhead(self.store, self.backlog) if decision.writes else self.backlog
 
     def reconcile(
         self,
@@ -125,7 +128,8 @@ class Reconciler:
                     done = run_pass(self.engine.deps, ctx, target, known_unchanged=same)
                     self.engine.effects.pass_done(done, run, state)
                     if done.degraded:
-                        self._resync.add(target.name)
+                        with self._resync_lock:
+                            self._resync.add(target.name)
                     outcomes.append(done)
                     self._stop_later_waves(budget, done)
             finally:

@@ -158,7 +158,16 @@ class SqlLeaseStore(SqlStore):
                 yield got
             finally:
                 if got:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), {"c": ADVISORY_CLASS, "k": key})
-                    conn.commit()
+                    _unlock(conn, key)
         finally:
             conn.close()
+
+
+def _unlock(conn: sa.Connection, key: int) -> None:
+    """Release a target's advisory lock. If the connection is gone, so is the lock: PostgreSQL releases a
+    session's advisory locks when the session ends."""
+    try:
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), {"c": ADVISORY_CLASS, "k": key})
+        conn.commit()
+    except SQLAlchemyError:
+        conn.invalidate()
