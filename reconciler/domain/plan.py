@@ -55,11 +55,12 @@ class Action:
     state: ActionState = ActionState.PLANNED
     error: str | None = None
     idempotency_key: str = field(default="")
-    # `path` as a JSON Pointer, rendered once: the key, the journal and every message use it.
-    pointer: str = field(init=False, repr=False, compare=False, default="")
+    # `path` as a JSON Pointer, rendered once (given by with_state): the key, the journal and messages use it.
+    pointer: str = field(repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pointer", to_pointer(self.path))
+        if not self.pointer:
+            object.__setattr__(self, "pointer", to_pointer(self.path))
         if not self.idempotency_key:
             object.__setattr__(self, "idempotency_key", idempotency_key(self))
 
@@ -87,6 +88,7 @@ class Action:
             state,
             error,
             self.idempotency_key,
+            self.pointer,
         )
 
     def journal_before(self, key: bytes) -> Any:

@@ -3,13 +3,13 @@ progress. The steps of a pass only return values; everything a pass leaves behin
 
 from __future__ import annotations
 
-import random
-import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from reconciler.domain.approval import ApprovalState
 from reconciler.domain.history import PassRecord
+from reconciler.domain.ids import new_id
 from reconciler.domain.manifest import DriftClass
 from reconciler.domain.plan import ActionState
 from reconciler.domain.rollout import Progress
@@ -26,16 +26,13 @@ from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import Clock
 
 log = logs.get_logger("reconciler.effects")
-_ids = random.Random()  # noqa: S311 - ids, not secrets; seeded from os.urandom once per process
 
 
 class RunRecord:
     """A run's row in history, written on first need, so that passes with nothing new leave no trace."""
 
     def __init__(self, recorder: Recorder, kind: RunKind, trigger: str, version: str) -> None:
-        # A version-4 UUID from the process's PRNG: run ids identify, they guard nothing, and one is made for
-        # every pass (most leave no trace), where uuid4()'s read of os.urandom showed in profiles.
-        self.id = str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+        self.id = new_id()  # one for every pass, though most leave no trace
         self.kind = kind
         self.recorder = recorder  # where what the run found is written: the store, or the daemon's backlog
         self._args = (trigger, version)
@@ -114,8 +111,8 @@ class MetricsEffect:
                 since = 0.0
             states.update(target.name, drift=counts, open_since=since)
         if outcome.execution:
-            for action in outcome.execution.actions:
-                metrics.actions.labels(target.environment, action.state.value).inc()
+            for outcome_state, count in Counter(a.state.value for a in outcome.execution.actions).items():
+                metrics.actions.labels(target.environment, outcome_state).inc(count)
 
 
 class Notifications:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.domain.approval import Approval, ApprovalState, drift_key
 from reconciler.domain.drift import Classified
+from reconciler.domain.ids import new_id
 from reconciler.domain.manifest import DriftClass, DriftOp, Target
 from reconciler.domain.paths import MISSING, get_in
 from reconciler.domain.plan import Action
@@ -68,7 +68,7 @@ def plan(
         after = MISSING if c.item.op is DriftOp.ADD else get_in(desired, c.item.path, list_keys)
         result.actions.append(
             Action(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 run_id=run_id,
                 target=target.name,
                 path=c.item.path,
