@@ -137,6 +137,8 @@ def test_detection_goes_on_while_the_store_is_away_and_history_is_complete_after
     assert running == 0 and planned == 0
     log = daemon["log"].read_text()
     assert "Traceback" not in log and "history store back: kept passes written" in log
+    for line in log.splitlines():  # every line, the libraries' included, is one JSON object
+        json.loads(line)
 
 
 def _up(base: str, process: subprocess.Popen[bytes]) -> bool:

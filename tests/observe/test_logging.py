@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import pytest
@@ -41,3 +42,22 @@ def test_bound_values_nest_end_with_their_block_and_stay_in_their_thread(capsys:
     assert "run_id" not in lines["elsewhere"]  # a thread starts with nothing bound
     assert lines["outer"]["mode"] == "dry-run" and "target" not in lines["outer"]
     assert "run_id" not in lines["after"]
+
+
+def test_libraries_log_in_the_same_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """APScheduler's and the HTTP server's own warnings, tracebacks included, are JSON lines like ours (issue:
+    plain `apscheduler … skipped` lines and bare tracebacks broke log parsing); below warning they are quiet."""
+    logs.configure("info", "json")
+    logging.getLogger("apscheduler.scheduler").warning("Execution of job %r skipped", "pass")
+    logging.getLogger("apscheduler.scheduler").info("Added job")
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except BrokenPipeError:
+        logging.getLogger("uvicorn.error").exception("client went away")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert [(line["logger"], line["level"]) for line in lines] == [
+        ("apscheduler.scheduler", "warning"),
+        ("uvicorn.error", "error"),
+    ]
+    assert lines[0]["event"] == "Execution of job 'pass' skipped"
+    assert "BrokenPipeError" in lines[1]["exception"]
