@@ -6,7 +6,7 @@ thing in the same words. Values are as history keeps them: secrets only as their
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -49,6 +49,7 @@ class AuditEvent:
     run_id: str | None = None
     id: str | None = None  # the row's own id: a run, drift, action or approval id
     environment: str | None = None
+    run_kind: str | None = None  # dry-run, apply or rollback: the run this happened in
     op: str | None = None
     class_: str | None = None
     state: str | None = None
@@ -62,7 +63,9 @@ class AuditEvent:
     git_commit: str | None = None
     error: str | None = None
     secret: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # kind-specific counts (a run's passes, a pass's drift)
+    decided_by: str | None = None  # what classified a drift: "rule default/2", "exception default/0", "default"
+    rollback_of: str | None = None  # the run or action this undoes
+    drift_count: int | None = None  # a pass's drift items
 
 
 # The export's columns, in order: renaming one breaks every audit tool that reads exports.
