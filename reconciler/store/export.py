@@ -56,7 +56,13 @@ class SqlExport(SqlStore):
                 .order_by(a.updated_at, a.id),
                 _action,
             ),
-            self._stream(sa.select(t.approvals).where(ap.created_at >= since).order_by(ap.created_at), _escalated),
+            self._stream(
+                sa.select(t.approvals, r.trigger, r.owner)
+                .outerjoin(t.runs, r.id == ap.run_id)
+                .where(ap.created_at >= since)
+                .order_by(ap.created_at),
+                _escalated,
+            ),
             self._stream(sa.select(t.approvals).where(ap.decided_at >= since).order_by(ap.decided_at), _decided),
             self._stream(sa.select(t.adoptions).where(t.adoptions.c.at >= since).order_by(t.adoptions.c.at), _adopted),
             self._stream(
@@ -127,7 +133,8 @@ def _approval(row: Row) -> dict[str, Any]:
 
 def _escalated(row: Row) -> AuditEvent:
     return AuditEvent(
-        at=row["created_at"], event=EventKind.ESCALATED, actor=DAEMON, reason=row["reason"], state="pending",
+        at=row["created_at"], event=EventKind.ESCALATED, actor=run_actor(row["trigger"], row["owner"]),
+        reason=row["reason"], state="pending",
         desired=value(row["desired"]), observed=value(row["observed"]), **_approval(row),
     )  # fmt: skip
 

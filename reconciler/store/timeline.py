@@ -108,16 +108,17 @@ def _common(run: Any, target: str, pointer: str, actor: str) -> dict[str, Any]:
 def _approval_events(conn: sa.Connection, target: str, pointer: str, since: datetime) -> Iterator[AuditEvent]:
     a = t.approvals.c
     rows = conn.execute(
-        sa.select(t.approvals).where(
-            a.target == target, a.path == pointer, sa.or_(a.created_at >= since, a.decided_at >= since)
-        )
+        sa.select(t.approvals, t.runs.c.trigger, t.runs.c.owner)
+        .outerjoin(t.runs, t.runs.c.id == a.run_id)
+        .where(a.target == target, a.path == pointer, sa.or_(a.created_at >= since, a.decided_at >= since))
     ).mappings()
     for row in rows:
         common = {"target": target, "path": pointer, "id": row["id"], "environment": row["environment"]}
         values = {"desired": value(row["desired"]), "observed": value(row["observed"]), "op": row["op"]}
         if row["created_at"] >= since:
             yield AuditEvent(
-                at=row["created_at"], event=EventKind.ESCALATED, actor=DAEMON, run_id=row["run_id"],
+                at=row["created_at"], event=EventKind.ESCALATED, actor=run_actor(row["trigger"], row["owner"]),
+                run_id=row["run_id"],
                 reason=row["reason"], state="pending", **common, **values,
             )  # fmt: skip
         if row["decided_at"] is not None and row["decided_at"] >= since:
