@@ -15,8 +15,10 @@ from reconciler.domain import durations
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.present import audit as audit_views
 from reconciler.present import history as history_views
-from reconciler.runtime import compose, retention
+from reconciler.present import inventory as inventory_views
+from reconciler.runtime import compose, inventory, retention
 from reconciler.store.export import SqlExport
+from reconciler.store.inventory import SqlInventoryReader
 from reconciler.store.retention import SqlRetention
 from reconciler.store.timeline import SqlTimeline
 
@@ -139,3 +141,38 @@ def db_prune(
     except ReconcilerError as exc:
         raise fail(exc) from None
     typer.echo(audit_views.render_prune(stats))
+
+
+@app.command("report")
+def report_cmd(
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="An environment (glob, repeatable).")] = None,
+    app_: Annotated[list[str] | None, typer.Option("--app", help="An app (glob, repeatable).")] = None,
+    desired: DesiredOpt = None,
+    database_url: DatabaseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
+) -> None:
+    """What runs where: per app and environment, the effective value of every key (secrets as keyed hashes;
+    for layered sources the layer that wins), whether it matches desired, drift and since when, exceptions in
+    force, the last recorded and last clean pass, and the desired version with its git commit.
+
+    Reads live state as a dry-run pass does; writes and records nothing. Exit code 0, or 1 when a target could
+    not be read (the report still lists it, with the error)."""
+    check_format(fmt, inventory_views.FORMATS)
+    try:
+        settings = load(desired, database_url)
+        source, adapters = compose.build_offline(settings)
+        state = source.current()
+        reader = SqlInventoryReader(compose.build_store(settings).engine)
+        found = inventory.build(
+            state,
+            inventory.chosen(state, env or (), app_ or ()),
+            adapters,
+            reader.target_history,
+            hmac_key=settings.hmac_key(),
+            secret_file_roots=settings.secrets.file_roots,
+            now=datetime.now(UTC),
+        )
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    typer.echo(inventory_views.render_inventory(found, fmt))
+    raise typer.Exit(1 if any(t.error for t in found.targets) else 0)
