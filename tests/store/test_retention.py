@@ -119,3 +119,13 @@ def test_a_stopped_prune_ends_between_batches(store: SqlHistoryStore) -> None:
     stop.set()
     stats = SqlRetention(store.engine).prune(days(30), stop=stop)
     assert stats.rows == 0 and ids(store, t.runs) == set(runs.values())
+
+
+def test_the_migrations_create_exactly_the_tables_the_code_declares(store: SqlHistoryStore) -> None:
+    """After `db upgrade`, Alembic finds no difference between the database and store/tables.py (tables,
+    columns, indexes), so a migration that forgets an index fails here."""
+    from alembic.autogenerate import compare_metadata  # noqa: PLC0415
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), t.metadata) == []
