@@ -8,28 +8,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from reconciler.cli import app
 from reconciler.domain.audit import EXPORT_FIELDS
-from reconciler.settings import Settings
+from tests.test_cli import cli, migrated  # noqa: F401 - the fixture, found by name
 
-runner = CliRunner()
+# Every test here starts from the example with a migrated history (the fixture of tests/test_cli.py).
+pytestmark = pytest.mark.usefixtures("migrated")
 KEY = ("--target", "payments-api-prod", "--path", "/database/pool_size")
-
-
-def cli(*args: str) -> Any:
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-@pytest.fixture
-def migrated(settings: Settings) -> Settings:
-    assert cli("db", "upgrade").exit_code == 0
-    return settings
 
 
 def approve_and_fix() -> None:
@@ -41,7 +29,7 @@ def approve_and_fix() -> None:
     cli("plan")
 
 
-def test_a_keys_timeline_from_the_cli(migrated: Settings) -> None:
+def test_a_keys_timeline_from_the_cli() -> None:
     """`history --target --path` tells the escalated key's story with who approved it and why; JSON gives the
     same events; --since narrows it."""
     approve_and_fix()
@@ -57,7 +45,7 @@ def test_a_keys_timeline_from_the_cli(migrated: Settings) -> None:
     assert markdown.startswith("## payments-api-prod `/database/pool_size`") and "| approved | alice |" in markdown
 
 
-def test_history_refuses_bad_input_with_exit_1(migrated: Settings) -> None:
+def test_history_refuses_bad_input_with_exit_1() -> None:
     """A timeline needs both --target and --path, a pointer and a real duration; export takes jsonl or csv."""
     for args, words in [
         (("history", "--target", "x"), "needs both --target and --path"),
@@ -72,7 +60,7 @@ def test_history_refuses_bad_input_with_exit_1(migrated: Settings) -> None:
         assert result.returncode == 1 and words in result.stderr, (args, result.stderr)
 
 
-def test_export_streams_every_event_as_jsonl_or_csv(migrated: Settings) -> None:
+def test_export_streams_every_event_as_jsonl_or_csv() -> None:
     """`history export` writes every event with the stable field names, secrets never in clear."""
     approve_and_fix()
     lines = [json.loads(line) for line in cli("history", "export", "--since", "30d").stdout.splitlines()]
@@ -82,7 +70,7 @@ def test_export_streams_every_event_as_jsonl_or_csv(migrated: Settings) -> None:
     assert len(rows) == len(lines) and rows[0]["at"] <= rows[-1]["at"]
 
 
-def test_db_prune_counts_then_deletes(migrated: Settings, sqlite_url: str) -> None:
+def test_db_prune_counts_then_deletes(sqlite_url: str) -> None:
     """`db prune --dry-run` counts and changes nothing; `db prune` deletes what is older and not needed. Of two
     old plans, the first stays (it holds the first drift under the example's active exception), the second
     goes (later passes of every target superseded it)."""
@@ -107,7 +95,7 @@ def test_db_prune_counts_then_deletes(migrated: Settings, sqlite_url: str) -> No
     engine.dispose()
 
 
-def test_db_prune_with_a_broken_desired_state_changes_nothing(migrated: Settings, example: Path) -> None:
+def test_db_prune_with_a_broken_desired_state_changes_nothing(example: Path) -> None:
     """The desired state says which exceptions are active; if it cannot be read, prune refuses and exits 1."""
     (example / "desired" / "broken.yaml").write_text("kind: Target\nmetadata: {name: x}\nspec: {desired: {}}\n")
     result = cli("db", "prune", "--older-than", "1d")

@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from reconciler.cli import app
 from reconciler.settings import Settings
-
-runner = CliRunner()
+from tests.test_cli import cli
 
 LAYERED = """
 kind: Target
@@ -27,10 +24,6 @@ spec:
   desired: {POOL_SIZE: "20", LOG_LEVEL: INFO, DB_PASSWORD: hunter2}
   secrets: ["/DB_PASSWORD"]
 """
-
-
-def cli(*args: str) -> Any:
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.fixture

@@ -89,3 +89,16 @@ def action_at(
     with store.engine.begin() as conn:
         conn.execute(t.actions.update().where(t.actions.c.id == action_id).values(created_at=at, updated_at=at))
     return action_id
+
+
+def approval_at(
+    store: SqlHistoryStore, at: datetime, approval_id: str, run_id: str, state: str, **values: object
+) -> None:
+    """An approval row as the approval store would have left it (`values` override the defaults)."""
+    row = {
+        "id": approval_id, "drift_key": approval_id, "target": "a", "environment": "prod", "path": "/x",
+        "op": "change", "desired": "1", "observed": "2", "reason": "r", "state": state, "created_at": at,
+        "run_id": run_id, "decided_at": at,
+    }  # fmt: skip
+    with store.engine.begin() as conn:
+        conn.execute(t.approvals.insert().values(**{**row, **values}))

@@ -14,34 +14,13 @@ from reconciler.store import tables as t
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.retention import SqlRetention
-from tests.store.history_builder import action_at, drift, run_at, version
+from tests.store.history_builder import action_at, approval_at, drift, run_at, version
 
 NOW = datetime.now(UTC)
 
 
 def days(n: float) -> datetime:
     return NOW - timedelta(days=n)
-
-
-def approval(store: SqlHistoryStore, approval_id: str, run_id: str, state: str, at: datetime) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(
-            t.approvals.insert().values(
-                id=approval_id,
-                drift_key=approval_id,
-                target="a",
-                environment="prod",
-                path="/x",
-                op="change",
-                desired="1",
-                observed="2",
-                reason="r",
-                state=state,
-                created_at=at,
-                run_id=run_id,
-                decided_at=at,
-            )
-        )
 
 
 def ids(store: SqlHistoryStore, table: sa.Table) -> set[str]:
@@ -72,8 +51,8 @@ def history(store: SqlHistoryStore) -> dict[str, str]:
     }
     action_at(store, days(58), runs["w-older"], "c", "/w", ActionState.VERIFIED)
     action_at(store, days(55), runs["w-newest"], "c", "/w", ActionState.VERIFIED)
-    approval(store, "ap-pending", runs["approval"], "pending", days(57))
-    approval(store, "ap-used", runs["approval-used"], "used", days(56))
+    approval_at(store, days(57), "ap-pending", runs["approval"], "pending")
+    approval_at(store, days(56), "ap-used", runs["approval-used"], "used")
     running = store.start_run(RunKind.APPLY, "cli", None)
     with store.engine.begin() as conn:
         conn.execute(t.runs.update().where(t.runs.c.id == running).values(started_at=days(80)))

@@ -21,7 +21,7 @@ from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.export import SqlExport
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.timeline import SqlTimeline
-from tests.store.history_builder import action_at, drift, run_at, version
+from tests.store.history_builder import action_at, approval_at, drift, run_at, version
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 KEY = "/db/timeout"
@@ -38,28 +38,11 @@ def story(store: SqlHistoryStore) -> dict[str, str]:
     esc = drift(KEY, observed=45, desired=30, class_="escalate", by="rule p/0")
     other = drift("/db/pool", observed=5, desired=10)
     runs = {"seen": run_at(store, days(10), "a", [esc, other], desired_version=v1)}
-    with store.engine.begin() as conn:
-        conn.execute(
-            t.approvals.insert().values(
-                id="ap-1",
-                drift_key="k",
-                target="a",
-                environment="prod",
-                path=KEY,
-                op="change",
-                desired="30",
-                observed="45",
-                reason="prod database settings need a human [rule p/0]",
-                state="used",
-                created_at=days(10),
-                run_id=runs["seen"],
-                actor="alice",
-                comment="INC-1: go ahead",
-                decided_at=days(9.5),
-                expires_at=days(8.5),
-                action_id="act-fix",
-            )
-        )
+    approval_at(
+        store, days(10), "ap-1", runs["seen"], "used", drift_key="k", path=KEY, desired="30", observed="45",
+        reason="prod database settings need a human [rule p/0]", actor="alice", comment="INC-1: go ahead",
+        decided_at=days(9.5), expires_at=days(8.5), action_id="act-fix",
+    )  # fmt: skip
     runs["fix"] = run_at(
         store, days(9), "a", [esc], kind=RunKind.APPLY, trigger="cli", desired_version=v1, status=RunStatus.FIXED
     )
