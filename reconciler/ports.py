@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from reconciler.domain.approval import Approval
+from reconciler.domain.audit import PruneStats
 from reconciler.domain.breaker import Breaker
 from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord
@@ -277,6 +278,21 @@ class ProcessLock(Protocol):
     def release(self) -> None: ...
 
 
+class HistoryPruner(Protocol):
+    """Deletes history older than a cutoff in small batches, keeping whatever is still needed."""
+
+    def prune(
+        self,
+        cutoff: datetime,
+        *,
+        active_exceptions: Collection[str] = (),
+        batch_rows: int = 5000,
+        pause_s: float = 0.0,
+        dry_run: bool = False,
+        stop: threading.Event | None = None,
+    ) -> PruneStats: ...
+
+
 class Clock(Protocol):
     """Tells the time, so that expiry can be tested."""
 
@@ -328,6 +344,7 @@ __all__ = [
     "DesiredVersion",
     "DiscoveryAdapter",
     "FixedClock",
+    "HistoryPruner",
     "HistoryStore",
     "Journal",
     "LeaseStore",

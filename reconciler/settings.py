@@ -205,6 +205,31 @@ class RolloutSettings(Group):
     )
 
 
+class HistorySettings(Group):
+    """How long history is kept, and how the daemon prunes it."""
+
+    retain_days: float = Field(
+        90.0,
+        ge=0,
+        le=36500,
+        description="History older than this many days is pruned by the daemon and by `reconciler db prune` "
+        "(what is still needed stays: each target's newest pass, open approvals, the newest write of a key, "
+        "active exceptions' first drift). 0 keeps everything. Defaults to 90.",
+    )
+    prune_interval_s: float = Field(
+        3600.0, ge=60, le=7 * 86400, description="How often the daemon prunes. Defaults to 3600 (hourly)."
+    )
+    prune_batch_rows: int = Field(
+        2000,
+        ge=100,
+        le=100_000,
+        description="Rows deleted per transaction: the longest a pass ever waits for a prune. Defaults to 2000.",
+    )
+    prune_pause_s: float = Field(
+        0.05, ge=0, le=60, description="Pause between two of the daemon's prune transactions. Defaults to 0.05."
+    )
+
+
 class BreakerSettings(Group):
     """The circuit breaker on remediation (detection goes on while it is open)."""
 
@@ -345,6 +370,7 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("database_url")

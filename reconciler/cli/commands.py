@@ -1,4 +1,5 @@
-"""Commands that run or look at passes: validate, plan, apply, rollback, run, history, explain, compare, adopt."""
+"""Commands that run or look at passes: validate, plan, apply, rollback, run, explain, compare, adopt (history and
+reports are in audit.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from reconciler.cli import (
     DatabaseOpt,
     DesiredOpt,
     FormatOpt,
-    TableFormatOpt,
     TargetOpt,
     app,
     check_format,
@@ -31,7 +31,6 @@ from reconciler.engine import explain
 from reconciler.engine.gate import Override
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.present import history as history_views
 from reconciler.present import report, views
 from reconciler.runtime import compose, daemon, undo
 from reconciler.settings import load_settings
@@ -191,30 +190,6 @@ def adopt_cmd(
         raise fail(exc) from None
     what = "no longer desired" if value is MISSING else f"= {render(value)}"
     typer.echo(f"adopted by {who}: {target.name} {drift['path']} {what}, written to {file}; commit it")
-
-
-@app.command()
-def history(
-    run_id: Annotated[str | None, typer.Argument(help="Show one run with its passes and actions.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many runs to list.")] = 20,
-    database_url: DatabaseOpt = None,
-    fmt: TableFormatOpt = "table",
-) -> None:
-    """List recent runs, or show one run's passes and actions."""
-    check_format(fmt, ("table", "json"))
-    try:
-        store = compose.build_store(load(database_url=database_url))
-        if run_id is None:
-            typer.echo(history_views.render_runs(store.runs(limit), fmt))
-            return
-        run = store.run(run_id)
-        if run is None:
-            raise ConfigurationError(f"no run with id {run_id}")
-        typer.echo(
-            history_views.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt, store.drifts(run_id))
-        )
-    except ReconcilerError as exc:
-        raise fail(exc) from None
 
 
 @app.command()

@@ -24,6 +24,7 @@ from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
 from reconciler.ports import Adapter, SystemClock, Watcher
 from reconciler.remediate import safety
+from reconciler.runtime.retention import Pruner
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import Settings
 from reconciler.store import availability, migrate
@@ -32,6 +33,7 @@ from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.leases import SqlLeaseStore
+from reconciler.store.retention import SqlRetention
 from reconciler.store.rollouts import SqlRolloutStore
 from reconciler.store.window import SqlSafetyWindow
 
@@ -149,6 +151,15 @@ def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistor
     if check_migrated:
         migrate.check(engine)
     return SqlHistoryStore(engine, settings.hmac_key())
+
+
+def start_pruner(components: Components, stop: threading.Event) -> Pruner:
+    """The daemon's background pruning of history (RECONCILER_HISTORY__*), started; it ends when `stop` is set."""
+    pruner = Pruner(
+        SqlRetention(components.store.engine), components.settings.history, components.desired.loaded_state, stop
+    )
+    pruner.start()
+    return pruner
 
 
 def build_rollout(

@@ -21,7 +21,7 @@ from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
 from reconciler.present.report import target_dict
-from reconciler.runtime import undo
+from reconciler.runtime import compose, undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
@@ -327,6 +327,7 @@ class Daemon:
         self._probe_store()
         self._prober = threading.Thread(target=self._probe_forever, name="store-probe", daemon=True)
         self._prober.start()
+        compose.start_pruner(self.c, self.stopping)  # history retention, in the background
         self.http.start()
         host, port = self.http.address
         self._refresh_desired()  # queues a first pass for every target right away

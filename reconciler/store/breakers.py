@@ -41,6 +41,17 @@ class SqlBreakerStore(SqlStore):
                 updated = conn.execute(t.breakers.update().where(t.breakers.c.name == NAME).values(**values))
                 if updated.rowcount == 0:
                     conn.execute(t.breakers.insert().values(name=NAME, **values))
+                # kept for the audit trail (`reconciler history export`); pruned with the rest of history
+                conn.execute(
+                    t.breaker_events.insert().values(
+                        name=NAME,
+                        state=breaker.state.value,
+                        reason=breaker.reason,
+                        until=breaker.until,
+                        changed_by=breaker.changed_by,
+                        at=now,
+                    )
+                )
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 

@@ -81,7 +81,7 @@ drifts = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("target", sa.String(200), nullable=False, index=True),
+    sa.Column("target", sa.String(200), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("op", sa.String(16), nullable=False),
     sa.Column("class", sa.String(16), nullable=False),
@@ -91,6 +91,8 @@ drifts = sa.Table(
     sa.Column("desired", sa.Text, nullable=True),
     sa.Column("observed", sa.Text, nullable=True),
     sa.Column("secret", sa.Boolean, nullable=False),
+    # one key's story (`reconciler history --target T --path P`) without reading the target's other keys
+    sa.Index("ix_drifts_target_path", "target", "path"),
 )
 
 actions = sa.Table(
@@ -148,6 +150,19 @@ breakers = sa.Table(
     sa.Column("until", UtcDateTime, nullable=True),  # when an open breaker closes by itself
     sa.Column("changed_by", sa.String(200), nullable=True),
     sa.Column("changed_at", UtcDateTime, nullable=False),
+)
+
+# Every change of the breaker, for the audit trail (the `breakers` row holds only the state now).
+breaker_events = sa.Table(
+    "breaker_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("until", UtcDateTime, nullable=True),
+    sa.Column("changed_by", sa.String(200), nullable=True),
+    sa.Column("at", UtcDateTime, nullable=False, index=True),
 )
 
 adoptions = sa.Table(
