@@ -33,6 +33,12 @@ class FileSettings(Group):
         description="Largest live file the file adapter reads; a bigger one fails its target's pass with an "
         "error naming it. Defaults to 16 MiB.",
     )
+    undo_dir: Path | None = Field(
+        None,
+        description="Where the file adapter keeps, per live file, the lines its last write replaced (files "
+        "0600, none for writes that touch a secret path), so that a rollback from another process restores the "
+        "original bytes. Defaults to none: kept in memory, for rollbacks within the process that wrote.",
+    )
 
 
 class SchedulerSettings(Group):
