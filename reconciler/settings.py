@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reconciler.domain.run import Mode
+from reconciler.settings_git import AdoptSettings, GitSettings
 
 
 class Group(BaseModel):
@@ -214,8 +215,8 @@ class BreakerSettings(Group):
     )
 
 
-EventName = Literal["escalation", "failed_fix", "rollback", "breaker", "wave_held"]
-EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker", "wave_held")
+EventName = Literal["escalation", "failed_fix", "rollback", "breaker", "wave_held", "adoption"]
+EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker", "wave_held", "adoption")
 
 
 class WebhookSettings(Group):
@@ -338,6 +339,8 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    git: GitSettings = Field(default_factory=GitSettings)
+    adopt: AdoptSettings = Field(default_factory=AdoptSettings)
 
     @field_validator("database_url")
     @classmethod

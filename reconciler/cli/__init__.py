@@ -93,4 +93,4 @@ if __name__ == "__main__":
 
 
 # The commands register themselves on the apps above.
-from reconciler.cli import admin, commands, rollout  # noqa: E402, F401
+from reconciler.cli import admin, adoption, commands, rollout  # noqa: E402, F401
