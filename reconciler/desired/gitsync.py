@@ -21,7 +21,7 @@ from reconciler.errors import ConfigurationError
 
 GIT_TIMEOUT_S = 120.0  # a push over a slow link; a hung remote fails the command rather than holding it
 _URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]*):[^@/\s]*@")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class GitError(ConfigurationError):
