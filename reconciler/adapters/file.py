@@ -246,8 +246,8 @@ class FileAdapter:
         restored = self._undo.restore(path, data)
         if restored is not None and _reads_back(fmt, restored.decode("utf-8"), doc):
             return restored.decode("utf-8")
-        edited = fileshape.rewrite(fmt.name, data.decode("utf-8"), current, doc)
-        if edited is not None and _reads_back(fmt, edited, doc):
+        edited = fileshape.rewrite(fmt, data.decode("utf-8"), current, doc)
+        if edited is not None:
             return edited
         log.warning("rewriting the whole file: its shape could not be kept", path=str(path), format=fmt.name)
         try:

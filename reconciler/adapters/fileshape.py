@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import lineedit, shape, yamledit
+from reconciler.adapters import formats, lineedit, shape, yamledit
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import MISSING, KeyPath, any_match
+from reconciler.domain.values import strict_equal
 from reconciler.ports import Change
 
 EDITORS: dict[str, Callable[[str, dict[str, Any], dict[str, Any]], str]] = {
@@ -38,14 +39,16 @@ EDITORS: dict[str, Callable[[str, dict[str, Any], dict[str, Any]], str]] = {
 _MAX_PATCH_LINES = 10_000  # a write that replaced more lines than this keeps no undo record
 
 
-def rewrite(name: str, text: str, current: dict[str, Any], updated: dict[str, Any]) -> str | None:
-    """`text` edited to hold `updated` in the shape it has; None when the format's editor cannot."""
-    editor = EDITORS.get(name)
+def rewrite(fmt: formats.Format, text: str, current: dict[str, Any], updated: dict[str, Any]) -> str | None:
+    """`text` edited to hold `updated` in the shape it has, read back to check; None when the format's editor
+    cannot (the caller renders the whole file instead)."""
+    editor = EDITORS.get(fmt.name)
     if editor is None:
         return None
     try:
-        return editor(text, current, updated)
-    except (shape.Unshaped, KeyError, IndexError, ValueError):
+        edited = editor(text, current, updated)
+        return edited if strict_equal(fmt.parse(edited), updated) else None
+    except (shape.Unshaped, formats.FormatError, KeyError, IndexError, ValueError, TypeError, RecursionError):
         return None
 
 

@@ -81,18 +81,21 @@ def edit_toml(text: str, current: dict[str, Any], updated: dict[str, Any]) -> st
         document = tomlkit.parse(text)
     except (tomlkit.exceptions.TOMLKitError, RecursionError, ValueError):
         raise Unshaped("tomlkit cannot read it") from None
-    for change in edits(current, updated, into_lists=False):
-        parent: Any = document
-        for segment in change.path[:-1]:
-            parent = parent[segment]
-        key = change.path[-1]
-        if change.value is MISSING:
-            del parent[key]
-        elif change.new:
-            parent[key] = change.value
-        else:
-            parent[key] = _toml_like(parent[key], change.value)
-    return tomlkit.dumps(document)
+    try:
+        for change in edits(current, updated, into_lists=False):
+            parent: Any = document
+            for segment in change.path[:-1]:
+                parent = parent[segment]
+            key = change.path[-1]
+            if change.value is MISSING:
+                del parent[key]
+            elif change.new:
+                parent[key] = change.value
+            else:
+                parent[key] = _toml_like(parent[key], change.value)
+        return tomlkit.dumps(document)
+    except tomlkit.exceptions.TOMLKitError:
+        raise Unshaped("tomlkit cannot make the change") from None
 
 
 def _toml_like(old: Any, value: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from reconciler import yamlload
@@ -42,7 +43,10 @@ def edit_yaml(text: str, current: dict[str, Any], updated: dict[str, Any]) -> st
             return spliced
     except (Unshaped, yamlload.YamlError, yaml.YAMLError):
         pass
-    return _round_trip(text, changes)
+    try:
+        return _round_trip(text, changes)
+    except (RuamelError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise Unshaped(f"round-trip editing failed: {type(exc).__name__}") from None
 
 
 def _splice(text: str, changes: list[Edit]) -> str:
@@ -128,7 +132,7 @@ def _span_end(node: Any, text: str) -> int:
         last = node.value[-1]
         node = last[1] if type(node) is yaml.MappingNode else last
     start, end = int(node.start_mark.index), int(node.end_mark.index)
-    if node.style in ("|", ">") and "+" not in text[start : text.find("\n", start)]:
+    if type(node) is yaml.ScalarNode and node.style in ("|", ">") and "+" not in text[start : text.find("\n", start)]:
         content = len(text[start:end].rstrip(" \n"))
         return min(start + content + 1, end)
     return end

@@ -73,7 +73,8 @@ def _git(repo: Path, *args: str, stdin: str | None = None, env: dict[str, str] |
             command,
             input=stdin,
             capture_output=True,
-            text=True,
+            encoding="utf-8",  # manifests are UTF-8 whatever the locale says
+            errors="replace",
             timeout=GIT_TIMEOUT_S,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
             check=False,

@@ -33,21 +33,15 @@ spec:
       timeout: 30   # seconds; raised in incidents
       pool_size: 20
 """
-TARGETS = """\
+TARGET = """\
 kind: Target
-metadata: {name: payments-api-prod, app: payments-api, environment: prod}
+metadata: {{name: payments-api-{env}, app: payments-api, environment: {env}}}
 spec:
-  source: {adapter: file, path: ../live/prod.yaml}
+  source: {{adapter: file, path: ../live/{env}.yaml}}
   extends: payments-api
-  desired: {database: {host: db.prod}}
----
-kind: Target
-metadata: {name: payments-api-staging, app: payments-api, environment: staging}
-spec:
-  source: {adapter: file, path: ../live/staging.yaml}
-  extends: payments-api
-  desired: {database: {host: db.staging}}
+  desired: {{database: {{host: db.{env}}}}}
 """
+TARGETS = "---\n".join(TARGET.format(env=env) for env in ("prod", "staging"))
 POLICY = """\
 kind: Policy
 metadata: {name: default}
