@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reconciler.domain.run import Mode
+from reconciler.settings_git import AdoptSettings, GitSettings
 
 
 class Group(BaseModel):
@@ -32,6 +33,12 @@ class FileSettings(Group):
         ge=1,
         description="Largest live file the file adapter reads; a bigger one fails its target's pass with an "
         "error naming it. Defaults to 16 MiB.",
+    )
+    undo_dir: Path | None = Field(
+        None,
+        description="Where the file adapter keeps, per live file, the lines its last write replaced (files "
+        "0600, none for writes that touch a secret path), so that a rollback from another process restores the "
+        "original bytes. Defaults to none: kept in memory, for rollbacks within the process that wrote.",
     )
 
 
@@ -247,8 +254,8 @@ class BreakerSettings(Group):
     )
 
 
-EventName = Literal["escalation", "failed_fix", "rollback", "breaker", "wave_held"]
-EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker", "wave_held")
+EventName = Literal["escalation", "failed_fix", "rollback", "breaker", "wave_held", "adoption"]
+EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker", "wave_held", "adoption")
 
 
 class WebhookSettings(Group):
@@ -372,6 +379,8 @@ class Settings(BaseSettings):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    git: GitSettings = Field(default_factory=GitSettings)
+    adopt: AdoptSettings = Field(default_factory=AdoptSettings)
 
     @field_validator("database_url")
     @classmethod

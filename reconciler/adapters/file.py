@@ -22,15 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import atomic, formats
+from reconciler.adapters import atomic, fileshape, formats
 from reconciler.adapters.common import apply_changes
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.values import strict_equal
 from reconciler.errors import ApplyError, ConflictError, DiscoveryError, ReconcilerError
+from reconciler.observe import logging as logs
 from reconciler.ports import Capabilities, Change, Staged
 from reconciler.settings import FileSettings, Settings
+
+log = logs.get_logger("reconciler.adapters.file")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class _Pending:
     path: Path
     temp: Path | None
     original: bytes  # what the file held when staged: commit refuses if it holds anything else
+    content: bytes = b""  # what the commit puts in its place
+    undoable: bool = False  # whether the undo log may keep what this write replaced (it touches no secret)
 
 
 class FileAdapter:
@@ -56,6 +61,7 @@ class FileAdapter:
         self._located: dict[str, tuple[object, str, str | None]] = {}
         self._resolved: dict[str, tuple[str, tuple[int, int]]] = {}  # path -> (real path, its device and inode)
         self._max_bytes = settings.max_bytes
+        self._undo = fileshape.UndoLog(settings.undo_dir)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileAdapter:
@@ -178,9 +184,11 @@ class FileAdapter:
         staged = Staged(target.name, results, messages, dry_run, _Pending(path, None, data))
         if not staged.writes:
             return staged
-        content = self._render_checked(path, fmt, updated)
+        content = self._render_checked(path, fmt, data, current, updated)
         if not dry_run:
-            staged.handle = _Pending(path, _write_temp(path, content, fmt), data)
+            undoable = not fileshape.touches_secret(target, changes)
+            temp = _write_temp(path, content, fmt)
+            staged.handle = _Pending(path, temp, data, content.encode("utf-8"), undoable)
         return staged
 
     def commit(self, staged: Staged) -> None:
@@ -200,17 +208,21 @@ class FileAdapter:
             self.discard(staged)
             raise ConflictError(f"{pending.path}: changed by another writer while the change was staged")
         try:
-            if atomic.swap_in(pending.temp, pending.path, pending.original):
-                return
+            swapped = atomic.swap_in(pending.temp, pending.path, pending.original)
         except OSError as exc:  # raised only before anything was swapped
             self.discard(staged)
             raise ApplyError(f"{pending.path}: atomic exchange failed: {exc.strerror}") from None
+        if not swapped:
+            try:
+                os.replace(pending.temp, pending.path)
+                atomic.fsync_dir(pending.path.parent)
+            except OSError as exc:
+                self.discard(staged)
+                raise ApplyError(f"{pending.path}: atomic rename failed: {exc.strerror}") from None
         try:
-            os.replace(pending.temp, pending.path)
-            atomic.fsync_dir(pending.path.parent)
-        except OSError as exc:
-            self.discard(staged)
-            raise ApplyError(f"{pending.path}: atomic rename failed: {exc.strerror}") from None
+            self._undo.remember(pending.path, pending.original, pending.content, keep=pending.undoable)
+        except (OSError, UnicodeDecodeError) as exc:  # the write itself is done; only a later exact undo is lost
+            log.warning("could not keep what the write replaced", path=str(pending.path), error=type(exc).__name__)
 
     def sweep_staged(self, target: Target) -> list[str]:
         """Remove the staged files that interrupted commits left beside the target's file: only this
@@ -225,15 +237,33 @@ class FileAdapter:
             with contextlib.suppress(FileNotFoundError):
                 pending.temp.unlink()
 
-    def _render_checked(self, path: Path, fmt: formats.Format, doc: dict[str, Any]) -> str:
+    def _render_checked(
+        self, path: Path, fmt: formats.Format, data: bytes, current: dict[str, Any], doc: dict[str, Any]
+    ) -> str:
+        """The file's new text: its original bytes when this undoes reconciler's last write and nothing else
+        changed since; else the live text edited in place; else (an editor could not keep the shape) the
+        whole document rendered, as announced in the log. Each candidate must read back as `doc`."""
+        restored = self._undo.restore(path, data)
+        if restored is not None and _reads_back(fmt, restored.decode("utf-8"), doc):
+            return restored.decode("utf-8")
+        edited = fileshape.rewrite(fmt, data.decode("utf-8"), current, doc)
+        if edited is not None:
+            return edited
+        log.warning("rewriting the whole file: its shape could not be kept", path=str(path), format=fmt.name)
         try:
             content = fmt.render(doc)
-            parsed = fmt.parse(content)
         except formats.FormatError as exc:
             raise ApplyError(f"{path}: the new content cannot be written as {fmt.name}: {exc}") from None
-        if not strict_equal(parsed, doc):
+        if not _reads_back(fmt, content, doc):
             raise ApplyError(f"{path}: the new content does not read back as written in {fmt.name}")
         return content
+
+
+def _reads_back(fmt: formats.Format, content: str, doc: dict[str, Any]) -> bool:
+    try:
+        return strict_equal(fmt.parse(content), doc)
+    except formats.FormatError:
+        return False
 
 
 # Non-blocking, so that opening a FIFO (or a device) returns at once instead of waiting for a writer; it is

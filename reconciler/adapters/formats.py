@@ -236,9 +236,9 @@ def _render_ini(doc: dict[str, Any]) -> str:
 
 # Linear on any line: the key by a pattern that cannot backtrack far, the value by string methods. (A lazy
 # `(.*?)\s*$` took 12 s on a 100 KB line of padding.)
-_ENV_KEY = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
+ENV_KEY = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_ENV_DOUBLE = re.compile(r'"((?:[^"\\]++|\\.)*+)"', re.DOTALL)
+ENV_DOUBLE = re.compile(r'"((?:[^"\\]++|\\.)*+)"', re.DOTALL)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
 
 
@@ -248,7 +248,7 @@ def _parse_env(text: str) -> dict[str, Any]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        match = _ENV_KEY.match(line)
+        match = ENV_KEY.match(line)
         if match is None:
             raise FormatError(f"line {number}: expected KEY=value")
         result[match.group(1)] = _env_value(line[match.end() :].strip(), number)
@@ -261,11 +261,11 @@ def _env_value(raw: str, number: int) -> str:
         end = raw.find("'", 1)
         body = raw[1:end]
     elif raw[:1] == '"':
-        quoted = _ENV_DOUBLE.match(raw)
+        quoted = ENV_DOUBLE.match(raw)
         end = quoted.end() - 1 if quoted else -1
         body = quoted.group(1) if quoted else ""
     else:
-        return _env_plain(raw)
+        return env_plain(raw)
     if end < 0:
         raise FormatError(f"line {number}: unterminated {raw[0]} quote")
     rest = raw[end + 1 :].lstrip()
@@ -276,7 +276,7 @@ def _env_value(raw: str, number: int) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body, flags=re.DOTALL)
 
 
-def _env_plain(raw: str) -> str:
+def env_plain(raw: str) -> str:
     """An unquoted value: everything before the first `#` that follows whitespace (a comment)."""
     at = raw.find("#")
     while at > 0:
@@ -286,22 +286,29 @@ def _env_plain(raw: str) -> str:
     return raw
 
 
-_ENV_PLAIN = re.compile(r"^[A-Za-z0-9_./:@%+,-]*$")
+ENV_PLAIN = re.compile(r"^[A-Za-z0-9_./:@%+,-]*$")
 
 
-def _render_env(doc: dict[str, Any]) -> str:
+def render_env(doc: dict[str, Any]) -> str:
     lines = []
     for key, value in doc.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
             raise FormatError(f".env key {key!r} is not a valid variable name")
         if not isinstance(value, str):
             raise FormatError(f".env value {key} must be a string, not {type(value).__name__}")
-        if _ENV_PLAIN.match(value):
-            lines.append(f"{key}={value}")
-        else:
-            escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
-            lines.append(f'{key}="{escaped}"')
+        lines.append(f"{key}={env_token(value)}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def env_token(value: str, style: str = "") -> str:
+    """A .env value as written: plain where it can be (and `style` is plain), in single quotes where `style`
+    asks for them and it can be, else in double quotes with escapes."""
+    if style == "'" and "'" not in value and "\n" not in value and "\r" not in value:
+        return f"'{value}'"
+    if style != '"' and ENV_PLAIN.match(value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 FORMATS: dict[str, Format] = {
@@ -309,7 +316,7 @@ FORMATS: dict[str, Format] = {
     "json": Format("json", _checked(_parse_json), _render_json, strings_only=False),
     "toml": Format("toml", _checked(_parse_toml), _render_toml, strings_only=False),
     "ini": Format("ini", _checked(_parse_ini), _render_ini, strings_only=True),
-    "env": Format("env", _checked(_parse_env), _render_env, strings_only=True),
+    "env": Format("env", _checked(_parse_env), render_env, strings_only=True),
 }
 
 _BY_SUFFIX = {

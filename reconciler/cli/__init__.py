@@ -94,4 +94,4 @@ if __name__ == "__main__":
 
 
 # The commands register themselves on the apps above.
-from reconciler.cli import admin, audit, commands, rollout  # noqa: E402, F401
+from reconciler.cli import admin, adoption, audit, commands, rollout  # noqa: E402, F401

@@ -1,5 +1,5 @@
-"""Commands that run or look at passes: validate, plan, apply, rollback, run, explain, compare, adopt (history and
-reports are in audit.py)."""
+"""Commands that run or look at passes: validate, plan, apply, rollback, run, explain, compare (history and
+reports are in audit.py, adopt in adoption.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ from reconciler.cli import (
 )
 from reconciler.desired import loader
 from reconciler.diff import parity
-from reconciler.domain.paths import MISSING
 from reconciler.domain.run import Mode
-from reconciler.domain.values import render
 from reconciler.engine import explain
 from reconciler.engine.gate import Override
 from reconciler.errors import ConfigurationError, ReconcilerError
@@ -34,7 +32,6 @@ from reconciler.observe import logging as logs
 from reconciler.present import report, views
 from reconciler.runtime import compose, daemon, undo
 from reconciler.settings import load_settings
-from reconciler.store.adoptions import SqlAdoptionStore
 
 
 @app.command()
@@ -164,32 +161,6 @@ def compare_cmd(
     if errors:
         raise typer.Exit(1)
     raise typer.Exit(2 if any(r.unexpected for r in results) else 0)
-
-
-@app.command("adopt")
-def adopt_cmd(
-    drift_id: Annotated[int, typer.Argument(help="A drift's id, from `reconciler history RUN_ID`.")],
-    reason: Annotated[str, typer.Option("--reason", "-m", help="Why the live value is right.")],
-    actor: ActorOpt = None,
-    desired: DesiredOpt = None,
-    database_url: DatabaseOpt = None,
-) -> None:
-    """Make a live value the desired one: write it into the target's manifest (comments and order kept),
-    if live still holds it, and record who adopted it and why. Commit the manifest afterwards."""
-    try:
-        settings = load(desired, database_url)
-        store = SqlAdoptionStore(compose.build_store(settings).engine)
-        drift = store.drift(drift_id)
-        if drift is None:
-            raise ConfigurationError(f"no drift with id {drift_id}")
-        source, adapters = compose.build_offline(settings)
-        target, value, file = explain.adopt_drift(source.current(), adapters, drift)
-        who = actor or getpass.getuser()
-        store.record(drift_id, target.name, drift["path"], value, str(file), who, reason, datetime.now(UTC))
-    except ReconcilerError as exc:
-        raise fail(exc) from None
-    what = "no longer desired" if value is MISSING else f"= {render(value)}"
-    typer.echo(f"adopted by {who}: {target.name} {drift['path']} {what}, written to {file}; commit it")
 
 
 @app.command()

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.classify.classifier import Step, explain
-from reconciler.desired import adopt
 from reconciler.domain.drift import DriftItem
 from reconciler.domain.manifest import Target
-from reconciler.domain.paths import MISSING, any_match, from_pointer, get_in
+from reconciler.domain.paths import MISSING, KeyPath, any_match, from_pointer, get_in
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.domain.values import strict_equal
@@ -86,13 +85,13 @@ def live_documents(
     return documents, errors
 
 
-def adopt_drift(
+def adoptable(
     state: DesiredState,
     adapters: Callable[[str], Adapter],
     drift: dict[str, Any],
-) -> tuple[Target, Any, Path]:
-    """Write a recorded drift's live value into its target's manifest, if live still holds that value.
-    Returns the target, the value adopted (MISSING: the key is no longer desired) and the file written."""
+) -> tuple[Target, KeyPath, Any]:
+    """A recorded drift's target, path and live value, if live still holds that value (MISSING: the key is
+    no longer there, so it is no longer desired); nothing is written."""
     if drift["secret"]:
         raise ConfigurationError("secret values are not kept in history, so they cannot be adopted; edit the secret")
     if drift["target"] not in state.targets:
@@ -108,5 +107,4 @@ def adopt_drift(
             f"live {target.name} {drift['path']} no longer holds what drift {drift['id']} recorded; plan again and "
             "adopt the new drift"
         )
-    file = adopt.adopt(target, path, recorded, state.root)
-    return target, recorded, file
+    return target, path, recorded

@@ -34,6 +34,7 @@ class EventKind(StrEnum):
     ROLLBACK = "rollback"
     BREAKER = "breaker"
     WAVE_HELD = "wave_held"
+    ADOPTION = "adoption"  # a live value proposed or committed back to the manifests, on a branch
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ def _slack(event: Event) -> dict[str, Any]:
         "failed_fix": ":x:",
         "rollback": ":leftwards_arrow_with_hook:",
         "breaker": ":rotating_light:",
-    }[event.kind.value]
+        "adoption": ":twisted_rightwards_arrows:",
+    }.get(event.kind.value, ":bell:")
     lines = [f"{icon} *reconciler {event.kind.value}*: {event.summary}"]
     lines += [f"• {key}: {value}" for key, value in event.details.items()]
     return {"text": "\n".join(lines)}

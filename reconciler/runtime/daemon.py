@@ -21,7 +21,7 @@ from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
 from reconciler.present.report import target_dict
-from reconciler.runtime import compose, undo
+from reconciler.runtime import adoption, compose, undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
@@ -333,6 +333,9 @@ class Daemon:
         self._refresh_desired()  # queues a first pass for every target right away
         assert self._state is not None
         self.scheduler.add_job("desired", self._refresh_desired, self.c.settings.scheduler.desired_poll_s)
+        if self.c.settings.adopt.propose_after is not None:  # escalations nobody reverted: proposal branches
+            proposer = adoption.Proposer(self.c.settings, self.c.approvals, self.c.notifier, lambda: self._state)
+            self.scheduler.add_job("proposals", proposer.tick, adoption.PROPOSE_EVERY_S)
         if self.replicas.shared:  # replicas: renew and claim a share of the targets every third of a lease
             self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
         self.scheduler.start()
