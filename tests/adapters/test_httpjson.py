@@ -203,6 +203,10 @@ def test_unreachable_server_and_bad_answers(tmp_path: Path, service: FlagService
         ({"write": "POST"}, r"spec\.source\.write: 'POST' is not one of PUT, PATCH"),
         ({"headers": {"Authorization": "x"}}, r"spec\.source\.headers: Authorization is a secret"),
         ({"auth": "other"}, r"spec\.source\.auth: no credential named 'other' .*configured: flags\)"),
+        ({"select": "/flags/*/limit"}, r"spec\.source\.select: give either pointer or select, not both"),
+        ({"pointer": "", "select": "/flags/**"}, r"spec\.source\.select: .*`\*\*` is not allowed"),
+        ({"pointer": "", "select": "/*", "write": "PUT"}, r"spec\.source\.select: a selection cannot be written"),
+        ({"select_key": "name"}, r"spec\.source\.select_key: .*give select"),
     ],
 )
 def test_bad_options(
@@ -229,3 +233,31 @@ def test_an_answer_the_rest_cannot_hold_is_refused_without_its_content(
     with pytest.raises(DiscoveryError, match=words) as caught:
         adapter.discover(target(tmp_path, source(service)))
     assert "the answer is not usable JSON" in str(caught.value) and "s3cr3t" not in str(caught.value)
+
+
+def test_select_projects_the_answer(tmp_path: Path, service: FlagService, adapter: HttpJsonAdapter) -> None:
+    """`select` maps a nested answer to the values that matter; a field the service adds later changes neither
+    the document nor the fingerprint, so it is no drift and costs no comparison."""
+    service.document = {
+        "flags": {"a": {"defaultVariant": "on", "state": "ENABLED"}, "b": {"defaultVariant": "off", "state": "X"}}
+    }
+    t = target(tmp_path, source(service, pointer="", select="/flags/*/defaultVariant"))
+    first = adapter.discover(t)
+    assert first.document == {"a": "on", "b": "off"}
+    assert first.unwritable == {"": "the source has no `write` method (read-only)"}
+    service.document["flags"]["a"]["metadata"] = {"owner": "team-x"}
+    assert adapter.discover(t).fingerprint == first.fingerprint
+    service.document["flags"]["b"]["defaultVariant"] = "on"
+    assert adapter.discover(t).document == {"a": "on", "b": "on"}
+
+
+def test_select_over_a_list_and_a_wrong_shape(tmp_path: Path, service: FlagService, adapter: HttpJsonAdapter) -> None:
+    """A list of flags is named by `select_key`; an answer without the selection's fixed part is an error that
+    names the URL and the selection, not an empty document (which would read as every flag removed)."""
+    service.document = {"features": [{"name": "a", "enabled": True}, {"name": "b", "enabled": False}]}
+    listed = target(tmp_path, source(service, pointer="", select="/features/*/enabled", select_key="name"))
+    assert adapter.discover(listed).document == {"a": True, "b": False}
+    with pytest.raises(DiscoveryError, match=r"select /flags/\*/on: the document has nothing at /flags"):
+        adapter.discover(target(tmp_path, source(service, pointer="", select="/flags/*/on")))
+    with pytest.raises(DiscoveryError, match=r"select /features/0/enabled selects bool, not a JSON object"):
+        adapter.discover(target(tmp_path, source(service, pointer="", select="/features/0/enabled")))
