@@ -1,7 +1,8 @@
 """The operator interface: parses, calls, renders. Exit codes: 0 clean, 2 drift remains, 1 error.
 
-Shared options and helpers live here; the commands are in commands.py (passes and looks) and admin.py
-(approvals, breaker, exceptions, database) and rollout.py (the daemon's rollout of desired versions)."""
+Shared options and helpers live here; the commands are in commands.py (passes and looks), admin.py
+(approvals, breaker, exceptions, database), rollout.py (the daemon's rollout of desired versions) and
+parity.py (`compare`: environment parity)."""
 
 from __future__ import annotations
 
@@ -93,4 +94,4 @@ if __name__ == "__main__":
 
 
 # The commands register themselves on the apps above.
-from reconciler.cli import admin, commands, rollout  # noqa: E402, F401
+from reconciler.cli import admin, commands, parity, rollout  # noqa: E402, F401
