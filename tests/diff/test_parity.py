@@ -184,3 +184,15 @@ def test_baseline_matrix_rows(tmp_path: Path) -> None:
         ("/a", 1, [("prod", 2, False)]),
         ("/flag", True, [("prod", False, False)]),  # the entry is for staging-prod only
     ]
+
+
+def test_a_reference_at_a_key_with_glob_characters_leaves_out_only_that_key(tmp_path: Path) -> None:
+    """A `${...}` reference at the key `a*` is left out of the pair; its sibling `abc` is still compared."""
+    (tmp_path / "f.yaml").write_text(
+        "kind: Target\nmetadata: {name: x-dev, app: x, environment: dev}\n"
+        'spec: {source: {adapter: file, path: x}, desired: {"a*": "${env:A}", abc: 1}}\n---\n'
+        "kind: Target\nmetadata: {name: x-prod, app: x, environment: prod}\n"
+        'spec: {source: {adapter: file, path: x}, desired: {"a*": "${env:B}", abc: 2}}\n'
+    )
+    [result] = compare_environments(load(tmp_path), ["dev", "prod"], now=NOW)
+    assert [(i.pointer, i.a, i.b) for i in result.items] == [("/abc", 1, 2)]
