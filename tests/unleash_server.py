@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.conftest import ADMIN_URL, REPO, free_port, unavailable
+from tests.conftest import REPO, free_port, fresh_database, unavailable
 
 SERVER = REPO / ".services" / "unleash" / "node_modules" / "unleash-server" / "dist" / "server.js"
 ADMIN_TOKEN = "*:*.reconciler-test-admin-token"
@@ -73,25 +72,6 @@ def _node() -> str:
     return node
 
 
-@contextmanager
-def _database() -> Iterator[str]:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"unleash_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        unavailable(f"PostgreSQL is not reachable at {admin.url}: {str(exc.orig).splitlines()[0]}")
-    url = admin.url.set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=1) as response:
@@ -104,7 +84,7 @@ def _healthy(url: str) -> bool:
 def unleash_server(folder: Path) -> Iterator[Unleash]:
     """Start unleash-server with an admin token (ADMIN_TOKEN) and the three ENVIRONMENTS in project default."""
     node = _node()
-    with _database() as db_url:
+    with fresh_database("unleash_test") as db_url:
         port = free_port()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
