@@ -79,6 +79,7 @@ class _Live:
 
 class UnleashAdapter:
     known_options = OPTIONS
+    address_option = "environment"  # `reconciler diff unleash:production,url=...,token=...`
     capabilities = Capabilities(read=True, write=True, watch=True)
 
     def __init__(self, settings: Settings) -> None:

@@ -94,4 +94,4 @@ if __name__ == "__main__":
 
 
 # The commands register themselves on the apps above.
-from reconciler.cli import admin, commands, parity, rollout  # noqa: E402, F401
+from reconciler.cli import admin, commands, diff, parity, rollout  # noqa: E402, F401

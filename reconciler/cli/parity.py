@@ -13,7 +13,7 @@ from reconciler.cli import DesiredOpt, FormatOpt, app, check_format, fail, load
 from reconciler.diff import allowlist, parity, significance
 from reconciler.domain.state import DesiredState
 from reconciler.engine import explain
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.present import parity as parity_views
 from reconciler.runtime import compose
 
@@ -74,8 +74,10 @@ def compare_cmd(
         settings = load(desired)
         source, adapters = compose.build_offline(settings)
         state = source.current()
-        environments = env or [e for e in parity.environments_of(state) if e != baseline]
+        environments = [e for e in (env or parity.environments_of(state)) if e != baseline]
         parity.check_environments(state, [*environments, *([baseline] if baseline else [])])
+        if baseline and not environments:
+            raise ConfigurationError(f"no environment besides the baseline {baseline} to compare with it")
         documents: dict[str, dict[str, Any]] | None = None
         errors: dict[str, str] = {}
         if not desired_only:

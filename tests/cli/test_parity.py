@@ -108,8 +108,15 @@ def exit_code(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 
 
 def test_unknown_environment_threshold_or_fail_on_is_an_error(flags: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An --env or --baseline that no target has, a threshold outside 0..1 and an unknown --fail-on exit 1."""
-    for args in (("--env", "prd"), ("--baseline", "qa"), ("--threshold", "1.5"), ("--fail-on", "sometimes")):
+    """An --env or --baseline that no target has, nothing to compare with the baseline, a threshold outside 0..1
+    and an unknown --fail-on exit 1."""
+    for args in (
+        ("--env", "prd"),
+        ("--baseline", "qa"),
+        ("--baseline", "dev", "--env", "dev"),
+        ("--threshold", "1.5"),
+        ("--fail-on", "sometimes"),
+    ):
         assert exit_code(monkeypatch, "compare", "--desired", *args) == 1, args
     assert "no target of an app is in environment 'prd'" in cli("compare", "--desired", "--env", "prd").output
 
