@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from reconciler.adapters.httpjson import HttpJsonAdapter
+from reconciler.cli import app
 from reconciler.domain.paths import MISSING
 from reconciler.errors import AccessDenied, ApplyError, ConfigurationError, ConflictError, DiscoveryError
 from reconciler.ports import Change, ChangeResult
@@ -261,3 +263,17 @@ def test_select_over_a_list_and_a_wrong_shape(tmp_path: Path, service: FlagServi
         adapter.discover(target(tmp_path, source(service, pointer="", select="/flags/*/on")))
     with pytest.raises(DiscoveryError, match=r"select /features/0/enabled selects bool, not a JSON object"):
         adapter.discover(target(tmp_path, source(service, pointer="", select="/features/0/enabled")))
+
+
+def test_reconciler_diff_with_a_selection(
+    tmp_path: Path, service: FlagService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconciler diff http:URL,select=...` compares the projection with a file of resolved flags."""
+    service.etags = False
+    service.document = {"flags": {"a": {"defaultVariant": "on", "state": "X"}, "b": {"defaultVariant": "off"}}}
+    (tmp_path / "prod.json").write_text('{"a": "on", "b": "on"}')
+    monkeypatch.setenv("RECONCILER_ADAPTERS__CREDENTIALS", json.dumps({"flags": TOKEN}))
+    spec = f"http:{service.url},select=/flags/*/defaultVariant,auth=flags"
+    result = CliRunner().invoke(app, ["diff", spec, str(tmp_path / "prod.json"), "-f", "json"])
+    assert result.exit_code == 2, result.output
+    assert [(d["path"], d["a"], d["b"]) for d in json.loads(result.stdout)["differences"]] == [("/b", "off", "on")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -9,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from reconciler.adapters.unleash import UnleashAdapter
+from reconciler.cli import app
 from reconciler.domain.paths import MISSING
 from reconciler.errors import AccessDenied, ApplyError, ConfigurationError, ConflictError, DiscoveryError
 from reconciler.ports import Change, ChangeResult
@@ -286,3 +289,17 @@ def test_watch_wakes_the_environment_that_changed(tmp_path: Path, unleash: Unlea
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_reconciler_diff_of_two_environments(tmp_path: Path, unleash: Unleash, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reconciler diff unleash:ENV,url=...,token=NAME` compares two environments without manifests."""
+    flag = new_flag(unleash)
+    unleash.strategy(flag, "development", {"name": "default"})
+    unleash.switch(flag, "development", on=True)
+    monkeypatch.setenv("RECONCILER_ADAPTERS__CREDENTIALS", json.dumps({"unleash": ADMIN_TOKEN}))
+    dev, prod = (f"unleash:{env},url={unleash.url},token=unleash" for env in ("development", "production"))
+    result = CliRunner().invoke(app, ["diff", dev, prod, "-f", "json"])
+    assert result.exit_code == 2, result.output
+    differences = {d["path"]: (d["a"], d["b"]) for d in json.loads(result.stdout)["differences"]}
+    assert differences[f"/{flag}/enabled"] == (True, False)
+    assert ADMIN_TOKEN not in result.output
