@@ -86,8 +86,15 @@ def unavailable(reason: str) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database on the machine's server; dropped after the test."""
+    with fresh_database("reconciler_test") as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """Create an empty database named `prefix_<random>` on the machine's PostgreSQL, yield its URL, drop it."""
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"reconciler_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))

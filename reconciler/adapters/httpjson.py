@@ -4,6 +4,9 @@ admin endpoint's settings), optionally written back by PUT or PATCH.
 source options:
   url: https://flags.internal/api/flags     # GET returns JSON
   pointer: /flags/checkout                  # the part to compare (default: the whole document)
+  select: /flags/*/defaultVariant           # or: a projection (read-only): {"a": "on", ...}; see
+                                            # reconciler/domain/selection.py
+  select_key: name                          # with select: the field that names a list's items
   write: PUT | PATCH                        # absent: read-only, drift is escalated
   write_url: https://...                    # where writes go (default: url)
   headers: {Accept: application/json}       # plain headers; never secrets
@@ -30,12 +33,13 @@ from reconciler.adapters.common import Credentials, Options, apply_changes, safe
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.domain.paths import MISSING, from_pointer, get_in, set_in
+from reconciler.domain.paths import MISSING, KeyPath, from_pointer, get_in, set_in
+from reconciler.domain.selection import Selection, SelectionError
 from reconciler.errors import AccessDenied, ApplyError, ConflictError, DiscoveryError
 from reconciler.ports import Capabilities, Change, Staged
 from reconciler.settings import Settings
 
-OPTIONS = ("url", "pointer", "write", "write_url", "headers", "auth")
+OPTIONS = ("url", "pointer", "select", "select_key", "write", "write_url", "headers", "auth")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class _Where:
     write: str | None
     write_url: str
     headers: dict[str, str]
+    selection: Selection | None = None
+    select_key: str | None = None
 
 
 @dataclass
@@ -90,7 +96,25 @@ class HttpJsonAdapter:
         if token is not None:
             headers["Authorization"] = token
         write = options.text("write", None, choices=("PUT", "PATCH"))
-        return _Where(url, pointer, write, options.text("write_url", url), headers)
+        selection, select_key = self._selection(options, pointer, write)
+        return _Where(url, pointer, write, options.text("write_url", url), headers, selection, select_key)
+
+    @staticmethod
+    def _selection(options: Options, pointer: KeyPath, write: str | None) -> tuple[Selection | None, str | None]:
+        text = options.text("select", None)
+        key = options.text("select_key", None)
+        if text is None:
+            if key is not None:
+                raise options.problem("select_key", "names the items of a list that `select` ranges over: give select")
+            return None, None
+        if pointer:
+            raise options.problem("select", "give either pointer or select, not both")
+        if write is not None:
+            raise options.problem("select", "a selection cannot be written back: drop `write`, or use `pointer`")
+        try:
+            return Selection.parse(text), key
+        except ValueError as exc:
+            raise options.problem("select", str(exc)) from None
 
     def _request(
         self, where: _Where, method: str, url: str, body: bytes | None = None, extra: dict[str, str] | None = None
@@ -124,10 +148,18 @@ class HttpJsonAdapter:
         return body, etag, whole
 
     def _part(self, where: _Where, whole: Any) -> dict[str, Any]:
-        part = get_in(whole, where.pointer)
+        what = "the pointer"
+        if where.selection is not None:
+            what = f"select {where.selection}"
+            try:
+                part = where.selection.apply(whole, where.select_key)
+            except SelectionError as exc:
+                raise DiscoveryError(f"GET {safe_url(where.url)}: {what}: {exc}") from None
+        else:
+            part = get_in(whole, where.pointer)
         if not isinstance(part, dict):
             kind = "nothing" if part is MISSING else type(part).__name__
-            raise DiscoveryError(f"GET {safe_url(where.url)}: the pointer selects {kind}, not a JSON object")
+            raise DiscoveryError(f"GET {safe_url(where.url)}: {what} selects {kind}, not a JSON object")
         return part
 
     def discover(self, target: Target) -> Observed:
@@ -135,6 +167,8 @@ class HttpJsonAdapter:
         body, _, whole = self._read(where)
         part = self._part(where, whole)
         unwritable = {} if where.write else {"": "the source has no `write` method (read-only)"}
+        if where.selection is not None:  # what is left out of the selection does not count as a change either
+            body = json.dumps(part, sort_keys=True).encode()
         return Observed(fingerprint.of_bytes(body), safe_url(where.url), document=part, unwritable=unwritable)
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def classify(target: Target, items: Iterable[DriftItem], state: DesiredState, no
     for item in items:
         for policy, index, exc in exceptions:
             if any_match(exc.paths, item.path):
-                reason = f"{exc.reason} (owner {exc.owner}, expires {exc.expires.isoformat()})"
+                reason = f"{exc.reason} (owner {exc.owner}, expires {exc.expires_text})"
                 result.append(Classified(item, DriftClass.ACCEPTABLE, reason, f"exception {policy}/{index}"))
                 break
         else:
@@ -68,9 +68,9 @@ def _steps(target: Target, item: DriftItem, state: DesiredState, now: datetime) 
         elif not any_match(exc.paths, item.path):
             yield Step(name, False, f"paths {[str(p) for p in exc.paths]} do not cover {item.pointer}")
         elif exc.expires <= now:
-            yield Step(name, False, f"expired {exc.expires.isoformat()} (owner {exc.owner}: {exc.reason})")
+            yield Step(name, False, f"expired {exc.expires_text} (owner {exc.owner}: {exc.reason})")
         else:
-            why = f"{exc.reason} (owner {exc.owner}, expires {exc.expires.isoformat()}{_intent(exc)})"
+            why = f"{exc.reason} (owner {exc.owner}, expires {exc.expires_text}{_intent(exc)})"
             yield Step(name, True, why, DriftClass.ACCEPTABLE)
             return
     for policy, index, rule in state.rules():

@@ -1,8 +1,9 @@
 """The operator interface: parses, calls, renders. Exit codes: 0 clean, 2 drift remains, 1 error.
 
-Shared options and helpers live here; the commands are in commands.py (passes and looks) and admin.py
-(approvals, breaker, exceptions, database) and rollout.py (the daemon's rollout of desired versions) and
-audit.py (history, its export and retention, the report of what runs where)."""
+Shared options and helpers live here; the commands are in commands.py (passes and looks), admin.py
+(approvals, breaker, exceptions, database), rollout.py (the daemon's rollout of desired versions),
+parity.py (`compare`: environment parity), diff.py (`diff`: any two sources), audit.py (history, its export
+and retention, the report of what runs where) and adoption.py (`adopt`, and its git side)."""
 
 from __future__ import annotations
 
@@ -94,4 +95,4 @@ if __name__ == "__main__":
 
 
 # The commands register themselves on the apps above.
-from reconciler.cli import admin, adoption, audit, commands, rollout  # noqa: E402, F401
+from reconciler.cli import admin, adoption, audit, commands, diff, parity, rollout  # noqa: E402, F401

@@ -159,11 +159,12 @@ def breaker_reset(actor: ActorOpt = None, database_url: DatabaseOpt = None) -> N
 def exceptions_list(
     desired: DesiredOpt = None,
     fmt: TableFormatOpt = "table",
-    expiring: Annotated[bool, typer.Option("--expiring", help="Only exceptions expiring or expired.")] = False,
+    expiring: Annotated[bool, typer.Option("--expiring", help="Only entries expiring or expired.")] = False,
 ) -> None:
-    """Every policy exception with its owner, reason, expiry and state (active, expiring, expired).
+    """Every policy exception and expected difference (the parity allowlist) with its owner, reason, expiry
+    as written (a date holds through that day, UTC) and state (active, expiring, expired).
 
-    Exit code 0, or 2 when any exception is expiring or expired, so a scheduled job can nag.
+    Exit code 0, or 2 when any entry is expiring or expired, so a scheduled job can nag.
     """
     check_format(fmt, ("table", "json"))
     try:

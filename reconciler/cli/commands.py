@@ -1,5 +1,5 @@
-"""Commands that run or look at passes: validate, plan, apply, rollback, run, explain, compare (history and
-reports are in audit.py, adopt in adoption.py)."""
+"""Commands that run or look at passes: validate, plan, apply, rollback, run, explain (compare is in parity.py,
+diff in diff.py, history and reports in audit.py, adopt in adoption.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from reconciler.cli import (
     load,
     sources,
 )
+from reconciler.cli import parity as parity_cli
 from reconciler.desired import loader
-from reconciler.diff import parity
 from reconciler.domain.run import Mode
 from reconciler.engine import explain
 from reconciler.engine.gate import Override
@@ -41,7 +41,9 @@ def validate(
     """Check a desired-state folder; every problem names its file, document and field.
 
     Each target's source is checked against the settings as a pass would check it (adapter installed, options
-    known and well typed, credentials configured, files inside the roots), without touching a live system."""
+    known and well typed, credentials configured, files inside the roots), without touching a live system.
+    Expired exceptions and expected differences, and expected differences that no longer differ in the
+    desired state, are warned about (exit code 0 still)."""
     try:
         state = loader.load(directory)
         sources.check(state, load())
@@ -50,6 +52,8 @@ def validate(
     typer.echo(
         f"ok: {len(state.targets)} targets, {len(state.policies)} policies, version {state.version} in {directory}"
     )
+    for warning in parity_cli.policy_warnings(state, datetime.now(UTC)):
+        typer.echo(f"warning: {warning}")
 
 
 def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, targets: list[str] | None) -> None:
@@ -118,49 +122,6 @@ def explain_cmd(
     except ReconcilerError as exc:
         raise fail(exc) from None
     typer.echo(views.render_explanation(result))
-
-
-@app.command("compare")
-def compare_cmd(
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="An environment (repeatable); default: every one.")
-    ] = None,
-    app_: Annotated[list[str] | None, typer.Option("--app", help="Only this app (glob, repeatable).")] = None,
-    desired_only: Annotated[
-        bool, typer.Option("--desired", help="Compare the desired state instead of live state.")
-    ] = False,
-    threshold: Annotated[
-        float, typer.Option(min=0, max=1, help="Drift fraction above which a pair is significant (0.1 = 10%).")
-    ] = 0.1,
-    desired: DesiredOpt = None,
-    fmt: FormatOpt = "table",
-) -> None:
-    """Does staging match production? Compare every pair of environments for every app.
-
-    Exit code 0 when every difference is expected, 2 when any is not, 1 when a target could not be read.
-    """
-    check_format(fmt)
-    try:
-        settings = load(desired)
-        source, adapters = compose.build_offline(settings)
-        state = source.current()
-        environments = env or sorted({t.environment for t in state.targets.values() if t.metadata.app})
-        documents: dict[str, dict[str, Any]] | None = None
-        errors: dict[str, str] = {}
-        if not desired_only:
-            chosen = parity.pairs(state, environments, app_ or ())
-            names = sorted({t.name for _, a, b in chosen for t in (a, b)})
-            documents, errors = explain.live_documents(state, adapters, names)
-        results = parity.compare_environments(
-            state, environments, documents=documents, apps=app_ or (), threshold=threshold, now=datetime.now(UTC)
-        )
-    except ReconcilerError as exc:
-        raise fail(exc) from None
-    source_name = "desired state" if desired_only else "live state"
-    typer.echo(views.render_parity(results, errors, environments, source_name, fmt))
-    if errors:
-        raise typer.Exit(1)
-    raise typer.Exit(2 if any(r.unexpected for r in results) else 0)
 
 
 @app.command()

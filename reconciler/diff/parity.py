@@ -1,9 +1,12 @@
-"""Environment parity: does staging match production? Pairwise and batch comparison of an app's targets.
+"""Environment parity: does staging match production? Pairs of an app's targets compared, every pair of the
+environments given (batch) or each environment against a baseline.
 
 Left out of every pair: both targets' ignore globs, secrets (and `${...}` references) and
 environment_specific paths. Differences an active `expected_differences` entry covers are shown as
-expected and do not count; an expired entry counts again. The drift percentage of a pair is DESIGN.md's:
-differing leaf paths (unexpected ones) over the union of leaf paths after the left-out paths, times 100.
+expected and do not count; an expired entry counts again. The drift of a pair is DESIGN.md's: differing leaf
+paths (unexpected ones) over the union of leaf paths after the left-out paths; every count shown is a leaf
+count, so counts and percentage agree. Significance compares that fraction with the threshold exactly
+(reconciler.diff.significance).
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from itertools import combinations
 from typing import Any
 
+from reconciler.diff import allowlist, significance
 from reconciler.diff.compare import CompareOptions, compare
 from reconciler.diff.normalize import normalize
+from reconciler.diff.walk import count_leaves
 from reconciler.domain.drift import DriftItem
 from reconciler.domain.manifest import DriftOp, Target, environment_rank, reference_paths
-from reconciler.domain.paths import MISSING, KeyPath, PathGlob, any_match, to_pointer
-from reconciler.domain.policy import ExpectedDifference
+from reconciler.domain.paths import KeyPath, PathGlob, to_pointer
 from reconciler.domain.state import DesiredState
+from reconciler.errors import ConfigurationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,8 @@ class ParityItem:
     b: Any  # MISSING when only in a
     expected: bool
     note: str = ""  # the allowlist entry's reason (or that it has expired)
+    leaves: int = 1  # leaf paths this difference stands for (a map on one side only: its leaves)
+    entry: str | None = None  # the id of the allowlist entry that covers it (active or expired)
 
     @property
     def pointer(self) -> str:
@@ -42,34 +50,59 @@ class ParityItem:
 
 @dataclass
 class PairResult:
-    """One app in two environments."""
+    """One app in two environments (with a baseline, `a` is the baseline's target)."""
 
     app: str
     a: Target
     b: Target
     items: list[ParityItem] = field(default_factory=list)
-    leaves: int = 0
+    leaves: int = 0  # the union of leaf paths of both documents after the left-out paths
     differing: int = 0  # unexpected differing leaf paths
-    threshold: float = 0.1
+    threshold: Fraction = significance.DEFAULT
+    expected_leaves: int = 0  # differing leaf paths that an active allowlist entry covers
+    uses: list[allowlist.Use] = field(default_factory=list)  # allowlist entries about this pair
+
+    @property
+    def drift_fraction(self) -> Fraction:
+        """Unexpected differing leaves over all leaves, exactly."""
+        return significance.fraction(self.differing, self.leaves)
 
     @property
     def drift_percent(self) -> float:
-        return 0.0 if self.leaves == 0 else self.differing * 100.0 / self.leaves
+        """The drift fraction times 100, unrounded (as near as a float gets: 9/125 is 7.2)."""
+        return float(self.drift_fraction * 100)
 
     @property
     def significant(self) -> bool:
-        return self.drift_percent / 100.0 > self.threshold
+        return significance.exceeds(self.differing, self.leaves, self.threshold)
 
     @property
     def unexpected(self) -> list[ParityItem]:
         return [i for i in self.items if not i.expected]
 
 
+def environments_of(state: DesiredState) -> list[str]:
+    """Environments that have a target belonging to an app, in rank order."""
+    found = {t.environment for t in state.targets.values() if t.metadata.app}
+    return sorted(found, key=lambda e: (environment_rank(e), e))
+
+
+def check_environments(state: DesiredState, environments: Sequence[str]) -> None:
+    """Refuse an environment that no target of an app has: a typo must never pass as 'no differences'."""
+    known = environments_of(state)
+    unknown = [e for e in environments if e not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"no target of an app is in environment {unknown[0]!r}; environments: {', '.join(known) or 'none'}"
+        )
+
+
 def pairs(
-    state: DesiredState, environments: Sequence[str], apps: Sequence[str] = ()
+    state: DesiredState, environments: Sequence[str], apps: Sequence[str] = (), baseline: str | None = None
 ) -> list[tuple[str, Target, Target]]:
-    """(app, lower-ranked target, higher-ranked target) for every pair of the given environments, per app."""
-    wanted = set(environments)
+    """(app, a, b) per app: every pair of the given environments, lower rank first; with a baseline, the
+    baseline's target against each other environment's (an app without a target in the baseline has none)."""
+    wanted = set(environments) | ({baseline} if baseline else set())
     by_app: dict[str, list[Target]] = {}
     for target in state.ordered_targets():
         app = target.metadata.app
@@ -81,7 +114,11 @@ def pairs(
     result = []
     for app in sorted(by_app):
         ranked = sorted(by_app[app], key=lambda t: (environment_rank(t.environment), t.environment, t.name))
-        result += [(app, a, b) for a, b in combinations(ranked, 2) if a.environment != b.environment]
+        if baseline is None:
+            result += [(app, a, b) for a, b in combinations(ranked, 2) if a.environment != b.environment]
+            continue
+        bases = [t for t in ranked if t.environment == baseline]
+        result += [(app, base, t) for base in bases[:1] for t in ranked if t.environment != baseline]
     return result
 
 
@@ -91,47 +128,44 @@ def compare_pair(
     a_doc: Mapping[str, Any],
     b: Target,
     b_doc: Mapping[str, Any],
-    expected: Sequence[ExpectedDifference],
+    entries: Sequence[allowlist.Entry],
     *,
     now: datetime,
-    threshold: float = 0.1,
+    threshold: Fraction = significance.DEFAULT,
 ) -> PairResult:
-    """Compare one app's documents in two environments."""
+    """Compare one app's documents in two environments, the allowlist entries about them applied."""
     left_out = tuple(
         [*a.spec.ignore, *b.spec.ignore, *a.spec.secrets, *b.spec.secrets]
         + [*a.spec.environment_specific, *b.spec.environment_specific]
-        + [PathGlob.parse(to_pointer(p)) for t in (a, b) for p in reference_paths(t.spec.desired)]
+        + [PathGlob.literal(p) for t in (a, b) for p in reference_paths(t.spec.desired)]
     )
     rules = [*a.spec.normalize, *b.spec.normalize]
     options = CompareOptions(ignore=left_out, list_keys={**a.list_keys(), **b.list_keys()})
     comparison = compare(normalize(dict(a_doc), rules), normalize(dict(b_doc), rules), options)
-    entries = [
-        e
-        for e in expected
-        if any(fnmatch.fnmatchcase(app, p) for p in e.apps)
-        and (not e.environments or {a.environment, b.environment} <= set(e.environments))
-    ]
+    about = [e for e in entries if e.applies(app, (a.environment, b.environment))]
     result = PairResult(app, a, b, leaves=comparison.leaves, threshold=threshold)
+    covered: set[str] = set()
     for item in comparison.items:
-        covering = [e for e in entries if any_match(e.paths, item.path)]
-        active = [e for e in covering if e.expires > now]
+        covering = [e for e in about if e.covers(item.path)]
+        active = [e for e in covering if e.active(now)]
+        leaves = _leaves(item)
+        entry = (active or covering)[0].id if covering else None
+        if entry is not None:
+            covered.add(entry)
         if active:
-            note, is_expected = (
-                f"{active[0].reason} (owner {active[0].owner}, until {active[0].expires:%Y-%m-%d})",
-                True,
-            )
+            note = active[0].describe()
+            result.expected_leaves += leaves
         elif covering:
-            note, is_expected = f"allowlist entry expired {_when(covering[0].expires)}: {covering[0].reason}", False
+            gone = covering[0]
+            note = f"allowlist entry {gone.id} expired {gone.spec.expires_text}: {gone.spec.reason}"
+            result.differing += leaves
         else:
-            note, is_expected = "", False
-        result.items.append(ParityItem(item.path, _kind(item, a, b), item.desired, item.observed, is_expected, note))
-        if not is_expected:
-            result.differing += _leaves(item)
+            note = ""
+            result.differing += leaves
+        kind = _kind(item, a, b)
+        result.items.append(ParityItem(item.path, kind, item.desired, item.observed, bool(active), note, leaves, entry))
+    result.uses = [allowlist.Use(e, e.id in covered) for e in about]
     return result
-
-
-def _when(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _kind(item: DriftItem, a: Target, b: Target) -> str:
@@ -143,15 +177,9 @@ def _kind(item: DriftItem, a: Target, b: Target) -> str:
 
 
 def _leaves(item: DriftItem) -> int:
-    def count(value: Any) -> int:
-        if value is MISSING:
-            return 0
-        if type(value) is not dict or not value:
-            return 1
-        return sum(count(v) for v in value.values())
-
+    """The leaf paths one difference stands for, counted as the walk counted them."""
     if type(item.desired) is dict or type(item.observed) is dict:
-        return count(item.desired) + count(item.observed)
+        return count_leaves(item.desired) + count_leaves(item.observed)
     return 1
 
 
@@ -161,15 +189,19 @@ def compare_environments(
     *,
     documents: Mapping[str, Mapping[str, Any]] | None = None,
     apps: Sequence[str] = (),
-    threshold: float = 0.1,
+    threshold: significance.Threshold = significance.DEFAULT,
+    baseline: str | None = None,
     now: datetime,
 ) -> list[PairResult]:
-    """Every pair of `environments` for every app (or the `apps` given), on `documents` by target name
-    (live documents, say) or on the desired state when None. A pair whose document is missing from
-    `documents` (its target could not be read) is left out."""
-    expected = [e for policy in state.policies for e in policy.spec.expected_differences]
+    """Every pair of `environments` for every app (or the `apps` given), or with `baseline` each of them
+    against the baseline only, on `documents` by target name (live documents, say) or on the desired state
+    when None. A pair whose document is missing from `documents` (its target could not be read) is left out.
+    An environment (or baseline) that no target of an app has is a ConfigurationError."""
+    check_environments(state, [*environments, *([baseline] if baseline else [])])
+    exact = _threshold(threshold)
+    entries = allowlist.entries(state)
     results = []
-    for app, a, b in pairs(state, environments, apps):
+    for app, a, b in pairs(state, environments, apps, baseline):
         a_doc: Mapping[str, Any]
         b_doc: Mapping[str, Any]
         if documents is None:
@@ -178,5 +210,18 @@ def compare_environments(
             a_doc, b_doc = documents[a.name], documents[b.name]
         else:
             continue
-        results.append(compare_pair(app, a, a_doc, b, b_doc, expected, now=now, threshold=threshold))
+        results.append(compare_pair(app, a, a_doc, b, b_doc, entries, now=now, threshold=exact))
     return results
+
+
+def _threshold(value: significance.Threshold) -> Fraction:
+    try:
+        return significance.parse(value)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def findings(results: Sequence[PairResult], now: datetime) -> list[allowlist.Finding]:
+    """Allowlist entries about the compared pairs that have expired, or that cover no difference in any of
+    them (stale: remove them)."""
+    return allowlist.audit([u for r in results for u in r.uses], now)

@@ -46,7 +46,8 @@ IntervalS = Annotated[float, _bounded(1.0, 7 * 86400.0)]  # how often a target i
 ProbeS = Annotated[float, _bounded(0.001, 3600.0)]  # health gate durations: 1ms to 1h
 
 
-def _parse_glob(value: Any) -> PathGlob:
+def parse_glob(value: Any) -> PathGlob:
+    """A JSON-Pointer glob as people write it; ValueError saying what is wrong (no pointer, an open `[`)."""
     if isinstance(value, PathGlob):
         return value
     if not isinstance(value, str):
@@ -58,7 +59,7 @@ def _parse_glob(value: Any) -> PathGlob:
     return glob
 
 
-Glob = Annotated[PathGlob, BeforeValidator(_parse_glob)]
+Glob = Annotated[PathGlob, BeforeValidator(parse_glob)]
 
 
 class DriftClass(StrEnum):

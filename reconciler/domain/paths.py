@@ -66,6 +66,11 @@ class PathGlob:
     def parse(cls, pattern: str) -> PathGlob:
         return cls(pattern, from_pointer(pattern))
 
+    @classmethod
+    def literal(cls, path: KeyPath) -> PathGlob:
+        """The glob that matches exactly `path`, whatever characters its keys hold."""
+        return cls.parse(to_pointer(tuple(escape_segment(s) for s in path)))
+
     def matches(self, path: KeyPath) -> bool:
         return _match(self.segments, path)
 
@@ -91,6 +96,40 @@ def segment_matches(pattern: str, segment: str) -> bool:
     if any(c in pattern for c in "*?["):
         return fnmatch.fnmatchcase(segment, pattern)
     return pattern == segment
+
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def escape_segment(segment: str) -> str:
+    """A glob segment that matches exactly the key `segment`: `*`, `?` and `[` in it become `[*]`, `[?]`, `[[]`.
+    Every glob built from a literal path goes through this, so that a key named `a*` never stands for `abc`."""
+    if not any(c in _GLOB_CHARS for c in segment):
+        return segment
+    return "".join(f"[{c}]" if c in _GLOB_CHARS else c for c in segment)
+
+
+def literal_key(segment: str) -> str | None:
+    """The one key a glob segment matches, when it matches only one (`a[*]b` → `a*b`, `name` → `name`);
+    None for a real wildcard (`*`, `a*`, `v?`, `[ab]`)."""
+    if not any(c in _GLOB_CHARS for c in segment):
+        return segment
+    out: list[str] = []
+    i = 0
+    while i < len(segment):
+        c = segment[i]
+        if c in "*?":
+            return None
+        if c == "[":
+            # a one-character class `[x]` (not a negation `[!…]`) is an escape of x
+            if i + 2 < len(segment) and segment[i + 2] == "]" and segment[i + 1] not in "!]":
+                out.append(segment[i + 1])
+                i += 3
+                continue
+            return None
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def open_class(segment: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ModelWrapValidatorHandler, PrivateAttr, field_validator, model_validator
 
 from reconciler.domain.manifest import NAME_RE, DriftClass, DriftOp, Glob, _Strict
 
@@ -67,21 +67,52 @@ def _kind(value: Any) -> str:
 Expiry = Annotated[datetime, BeforeValidator(_end_of)]
 
 
-class PolicyException(_Strict):
+def written(value: Any) -> str:
+    """An expiry as its author wrote it: a bare date stays a date (it holds through that day, inclusive), a
+    time stays that time; only the quoting and surrounding spaces of the YAML are gone."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+class _Expiring(_Strict):
+    """A policy entry with an expiry, which it keeps both as the moment it ends (for comparing with now) and
+    as written (for showing people: `expires: 2026-07-15` is shown as 2026-07-15, not as the midnight after
+    it)."""
+
+    expires: Expiry
+    _expires_written: str = PrivateAttr(default="")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_written(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        model = handler(data)
+        if isinstance(data, dict) and "expires" in data:
+            model._expires_written = written(data["expires"])
+        return model
+
+    @property
+    def expires_text(self) -> str:
+        """The expiry as written in the manifest (a date is inclusive: the entry holds through that day, UTC)."""
+        return self._expires_written or written(self.expires)
+
+
+class PolicyException(_Expiring):
     """Acceptable drift with a paper trail; it stops covering anything once it expires."""
 
     targets: list[str] = Field(min_length=1)  # name globs
     paths: list[Glob] = Field(min_length=1)
     reason: str = Field(min_length=1)
     owner: str = Field(min_length=1)
-    expires: Expiry
     # Optional intent, for the people who find this exception later.
     ticket: str | None = None
     purpose: str | None = None
     stakeholders: list[str] = Field(default_factory=list)
 
 
-class ExpectedDifference(_Strict):
+class ExpectedDifference(_Expiring):
     """A difference between environments that is meant to be there, with a paper trail and an expiry."""
 
     apps: list[str] = Field(min_length=1)  # app name globs
@@ -89,7 +120,6 @@ class ExpectedDifference(_Strict):
     paths: list[Glob] = Field(min_length=1)
     reason: str = Field(min_length=1)
     owner: str = Field(min_length=1)
-    expires: Expiry
 
 
 class PolicySpec(_Strict):

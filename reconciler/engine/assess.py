@@ -26,7 +26,7 @@ from reconciler.diff.normalize import normalize
 from reconciler.domain.drift import Classified, Comparison
 from reconciler.domain.manifest import DriftClass, Target
 from reconciler.domain.observed import Observed
-from reconciler.domain.paths import KeyPath, PathGlob, get_in, to_pointer
+from reconciler.domain.paths import KeyPath, PathGlob, get_in
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.domain.values import Redacted
@@ -94,7 +94,7 @@ class Assessor:
         desired = adapter.normalize(target, desired)
         options = CompareOptions.for_target(target, self._hmac_key)
         if secret_paths:
-            extra = tuple(PathGlob.parse(to_pointer(p)) for p in secret_paths)
+            extra = tuple(PathGlob.literal(p) for p in secret_paths)
             options = replace(options, secrets=options.secrets + extra)
         rules = target.spec.normalize
         comparison = compare(normalize(desired, rules), normalize(observed.document, rules), options)

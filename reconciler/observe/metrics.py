@@ -206,11 +206,12 @@ class Metrics:
         )
 
     def _register_exception_collectors(self) -> None:
-        """Policy exceptions by state, every state at zero from the start."""
+        """Policy exceptions and expected differences by state, every state at zero from the start."""
         r = self._standard
         self.exceptions = Gauge(
             "reconciler_exceptions",
-            "Policy exceptions by state: active, expiring (within the warning horizon) or expired.",
+            "Policy exceptions and expected differences by state: active, expiring (within the warning horizon) "
+            "or expired.",
             ["state"],
             registry=r,
         )

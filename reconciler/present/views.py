@@ -1,4 +1,4 @@
-"""Reports for people and programs beyond runs: explain, exceptions, parity, approvals."""
+"""Reports for people and programs beyond runs: explain, exceptions, approvals."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.classify.exceptions import ExceptionStatus
-from reconciler.diff.parity import PairResult
+from reconciler.classify.exceptions import EntryKind, ExceptionStatus
 from reconciler.domain.approval import Approval
 from reconciler.domain.paths import MISSING
+from reconciler.domain.policy import PolicyException
 from reconciler.domain.values import render
 from reconciler.engine.explain import Explanation
-from reconciler.present.report import indented_table, json_value, markdown_table, short, table
+from reconciler.present.report import json_value, short, table
 
 
 def render_explanation(result: Explanation) -> str:
@@ -32,125 +32,53 @@ def render_explanation(result: Explanation) -> str:
 
 
 def render_exceptions(statuses: Sequence[ExceptionStatus], fmt: str) -> str:
+    """Exceptions and expected differences; expiry dates as written (a date holds through that day, UTC)."""
     if fmt == "json":
-        return json.dumps(
-            [
-                {
-                    "id": s.id,
-                    "state": s.state.value,
-                    "expires": s.exception.expires.isoformat(),
-                    "remaining_s": int(s.remaining.total_seconds()),
-                    "targets": s.exception.targets,
-                    "paths": [str(p) for p in s.exception.paths],
-                    "reason": s.exception.reason,
-                    "owner": s.exception.owner,
-                    "ticket": s.exception.ticket,
-                    "purpose": s.exception.purpose,
-                    "stakeholders": s.exception.stakeholders,
-                }
-                for s in statuses
-            ],
-            indent=2,
-        )
+        return json.dumps([_exception_dict(s) for s in statuses], indent=2)
     if not statuses:
-        return "no exceptions"
+        return "no exceptions or expected differences"
     rows = [
         (
             s.id,
+            "exception" if s.kind is EntryKind.EXCEPTION else "expected",
             s.state.value,
-            s.exception.expires.strftime("%Y-%m-%d %H:%M"),
+            s.exception.expires_text,
             _days(s.remaining.total_seconds()),
-            ",".join(s.exception.targets),
+            s.scope,
             ",".join(str(p) for p in s.exception.paths),
             s.exception.owner,
-            s.exception.ticket or "",
+            s.ticket or "",
             short(s.exception.reason, 50),
         )
         for s in statuses
     ]
-    return table(("id", "state", "expires (utc)", "left", "targets", "paths", "owner", "ticket", "reason"), rows)
+    headers = ("id", "kind", "state", "expires", "left", "covers", "paths", "owner", "ticket", "reason")
+    return table(headers, rows)
+
+
+def _exception_dict(s: ExceptionStatus) -> dict[str, Any]:
+    entry = s.exception
+    data: dict[str, Any] = {
+        "id": s.id,
+        "kind": s.kind.value,
+        "state": s.state.value,
+        "expires": entry.expires_text,
+        "ends_at": entry.expires.isoformat(),
+        "remaining_s": int(s.remaining.total_seconds()),
+    }
+    if isinstance(entry, PolicyException):
+        data |= {"targets": entry.targets}
+    else:
+        data |= {"apps": entry.apps, "environments": entry.environments}
+    data |= {"paths": [str(p) for p in entry.paths], "reason": entry.reason, "owner": entry.owner}
+    if isinstance(entry, PolicyException):
+        data |= {"ticket": entry.ticket, "purpose": entry.purpose, "stakeholders": entry.stakeholders}
+    return data
 
 
 def _days(seconds: float) -> str:
     days = seconds / 86400
     return f"{days:.1f}d" if days >= 0 else f"{-days:.1f}d ago"
-
-
-def _side(value: Any) -> str:
-    return "(absent)" if value is MISSING else short(render(value))
-
-
-def render_parity(
-    results: Sequence[PairResult], errors: dict[str, str], environments: Sequence[str], source: str, fmt: str
-) -> str:
-    if fmt == "json":
-        return json.dumps(
-            {
-                "source": source,
-                "environments": list(environments),
-                "errors": errors,
-                "pairs": [_pair_dict(r) for r in results],
-            },
-            indent=2,
-        )
-    md = fmt == "markdown"
-    out = [f"{'**' if md else ''}Environment parity on {source}: {', '.join(environments)}{'**' if md else ''}"]
-    for name, error in sorted(errors.items()):
-        out.append(f"error: {name}: {error}")
-    if not results and not errors:
-        out.append("no app has targets in two of these environments")
-    for r in results:
-        out += _pair_lines(r, md)
-    return "\n".join(out)
-
-
-def _pair_dict(r: PairResult) -> dict[str, Any]:
-    return {
-        "app": r.app,
-        "a": {"target": r.a.name, "environment": r.a.environment},
-        "b": {"target": r.b.name, "environment": r.b.environment},
-        "drift_percent": round(r.drift_percent, 3),
-        "threshold": r.threshold,
-        "significant": r.significant,
-        "unexpected": len(r.unexpected),
-        "differences": [
-            {
-                "path": i.pointer,
-                "kind": i.kind,
-                "expected": i.expected,
-                "note": i.note,
-                "a": json_value(i.a),
-                "a_absent": i.a is MISSING,
-                "b": json_value(i.b),
-                "b_absent": i.b is MISSING,
-            }
-            for i in r.items
-        ],
-    }
-
-
-def _pair_lines(r: PairResult, md: bool) -> list[str]:
-    """One pair of environments: its verdict as a title, then its differences as a table."""
-    verdict = "significant" if r.significant else "within threshold"
-    title = (
-        f"{r.app}: {r.a.environment} ({r.a.name}) vs {r.b.environment} ({r.b.name}): "
-        f"{r.drift_percent:.1f}% drift, {verdict} ({r.threshold:.0%}); "
-        f"{len(r.unexpected)} unexpected, {len(r.items) - len(r.unexpected)} expected"
-    )
-    out = ["", f"### {title}" if md else title]
-    if not r.items:
-        out.append("  no differences")
-        return out
-    headers = ("key", r.a.environment, r.b.environment, "kind", "expected")
-    rows = [
-        (i.pointer, _side(i.a), _side(i.b), i.kind, ("yes: " + i.note) if i.expected else (i.note or "no"))
-        for i in r.items
-    ]
-    if md:  # the environments' names stay as they are spelt
-        out += markdown_table([h.title() if h in ("key", "kind", "expected") else h for h in headers], rows)
-    else:
-        out.append(indented_table(headers, rows))
-    return out
 
 
 def render_approvals(approvals: Sequence[Approval], fmt: str) -> str:

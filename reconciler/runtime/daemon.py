@@ -147,7 +147,8 @@ class Daemon:
             self._probe_store()
 
     def _watch_exceptions(self, state: DesiredState) -> None:
-        """Count exceptions by state, and log each one once when it starts expiring and once when it ends."""
+        """Count exceptions and expected differences by state, and log each one once when it starts expiring and
+        once when it ends."""
         horizon = timedelta(seconds=self.c.settings.policy.expiry_warning_s)
         statuses = exceptions.inventory(state, datetime.now(UTC), horizon)
         counts = Counter(s.state.value for s in statuses)
@@ -162,11 +163,12 @@ class Daemon:
             log.warning(
                 "exception expires soon" if status.state is exceptions.ExceptionState.EXPIRING else "exception expired",
                 exception=status.id,
+                kind=status.kind.value,
                 owner=exc.owner,
                 reason=exc.reason,
-                ticket=exc.ticket,
-                expires=exc.expires.isoformat(),
-                targets=exc.targets,
+                ticket=status.ticket,
+                expires=exc.expires_text,
+                covers=status.scope,
                 paths=[str(p) for p in exc.paths],
             )
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.k8s_emulator import Emulator, emulator
 from tests.servers import etcd_server, nats_server, postgres_cluster, redis_server
+from tests.unleash_server import Unleash, unleash_server
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,10 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, P
     """kmock's Kubernetes API emulator on loopback, and a kubeconfig pointing at it."""
     with emulator(tmp_path_factory.mktemp("kube")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def unleash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unleash]:
+    """A real unleash-server (tests/unleash_server.py) shared by the session's tests: each names its own flags."""
+    with unleash_server(tmp_path_factory.mktemp("unleash")) as server:
+        yield server

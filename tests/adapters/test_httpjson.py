@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from reconciler.adapters.httpjson import HttpJsonAdapter
+from reconciler.cli import app
 from reconciler.domain.paths import MISSING
 from reconciler.errors import AccessDenied, ApplyError, ConfigurationError, ConflictError, DiscoveryError
 from reconciler.ports import Change, ChangeResult
@@ -203,6 +205,10 @@ def test_unreachable_server_and_bad_answers(tmp_path: Path, service: FlagService
         ({"write": "POST"}, r"spec\.source\.write: 'POST' is not one of PUT, PATCH"),
         ({"headers": {"Authorization": "x"}}, r"spec\.source\.headers: Authorization is a secret"),
         ({"auth": "other"}, r"spec\.source\.auth: no credential named 'other' .*configured: flags\)"),
+        ({"select": "/flags/*/limit"}, r"spec\.source\.select: give either pointer or select, not both"),
+        ({"pointer": "", "select": "/flags/**"}, r"spec\.source\.select: .*`\*\*` is not allowed"),
+        ({"pointer": "", "select": "/*", "write": "PUT"}, r"spec\.source\.select: a selection cannot be written"),
+        ({"select_key": "name"}, r"spec\.source\.select_key: .*give select"),
     ],
 )
 def test_bad_options(
@@ -229,3 +235,45 @@ def test_an_answer_the_rest_cannot_hold_is_refused_without_its_content(
     with pytest.raises(DiscoveryError, match=words) as caught:
         adapter.discover(target(tmp_path, source(service)))
     assert "the answer is not usable JSON" in str(caught.value) and "s3cr3t" not in str(caught.value)
+
+
+def test_select_projects_the_answer(tmp_path: Path, service: FlagService, adapter: HttpJsonAdapter) -> None:
+    """`select` maps a nested answer to the values that matter; a field the service adds later changes neither
+    the document nor the fingerprint, so it is no drift and costs no comparison."""
+    service.document = {
+        "flags": {"a": {"defaultVariant": "on", "state": "ENABLED"}, "b": {"defaultVariant": "off", "state": "X"}}
+    }
+    t = target(tmp_path, source(service, pointer="", select="/flags/*/defaultVariant"))
+    first = adapter.discover(t)
+    assert first.document == {"a": "on", "b": "off"}
+    assert first.unwritable == {"": "the source has no `write` method (read-only)"}
+    service.document["flags"]["a"]["metadata"] = {"owner": "team-x"}
+    assert adapter.discover(t).fingerprint == first.fingerprint
+    service.document["flags"]["b"]["defaultVariant"] = "on"
+    assert adapter.discover(t).document == {"a": "on", "b": "on"}
+
+
+def test_select_over_a_list_and_a_wrong_shape(tmp_path: Path, service: FlagService, adapter: HttpJsonAdapter) -> None:
+    """A list of flags is named by `select_key`; an answer without the selection's fixed part is an error that
+    names the URL and the selection, not an empty document (which would read as every flag removed)."""
+    service.document = {"features": [{"name": "a", "enabled": True}, {"name": "b", "enabled": False}]}
+    listed = target(tmp_path, source(service, pointer="", select="/features/*/enabled", select_key="name"))
+    assert adapter.discover(listed).document == {"a": True, "b": False}
+    with pytest.raises(DiscoveryError, match=r"select /flags/\*/on: the document has nothing at /flags"):
+        adapter.discover(target(tmp_path, source(service, pointer="", select="/flags/*/on")))
+    with pytest.raises(DiscoveryError, match=r"select /features/0/enabled selects bool, not a JSON object"):
+        adapter.discover(target(tmp_path, source(service, pointer="", select="/features/0/enabled")))
+
+
+def test_reconciler_diff_with_a_selection(
+    tmp_path: Path, service: FlagService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconciler diff http:URL,select=...` compares the projection with a file of resolved flags."""
+    service.etags = False
+    service.document = {"flags": {"a": {"defaultVariant": "on", "state": "X"}, "b": {"defaultVariant": "off"}}}
+    (tmp_path / "prod.json").write_text('{"a": "on", "b": "on"}')
+    monkeypatch.setenv("RECONCILER_ADAPTERS__CREDENTIALS", json.dumps({"flags": TOKEN}))
+    spec = f"http:{service.url},select=/flags/*/defaultVariant,auth=flags"
+    result = CliRunner().invoke(app, ["diff", spec, str(tmp_path / "prod.json"), "-f", "json"])
+    assert result.exit_code == 2, result.output
+    assert [(d["path"], d["a"], d["b"]) for d in json.loads(result.stdout)["differences"]] == [("/b", "off", "on")]

@@ -148,7 +148,8 @@ spec:
         ("rule p/0", False),
         ("rule p/1", True),
     ]
-    assert "expired 2026-01-02" in steps[0].why and "environment prod is not one of ['staging']" in steps[1].why
+    assert "expired 2026-01-01 " in steps[0].why  # as written: the date is inclusive
+    assert "environment prod is not one of ['staging']" in steps[1].why
     (decided,) = classify(target, [item("/db/pool")], state, NOW)
     assert (decided.class_, decided.decided_by) == (steps[-1].class_, steps[-1].candidate)
 

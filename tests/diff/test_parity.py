@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from reconciler.desired.loader import load
-from reconciler.diff.parity import compare_environments, pairs
+from reconciler.diff import matrix
+from reconciler.diff.parity import compare_environments, findings, pairs
+from reconciler.domain.paths import MISSING
+from reconciler.errors import ConfigurationError
 from tests.conftest import EXAMPLES, REPO
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -59,7 +64,7 @@ def test_pair_results(tmp_path: Path) -> None:
         ("/a", "differs", False),
         ("/flag", "differs", True),
     ]
-    assert "allowlist entry expired" in stg_prod.items[0].note
+    assert stg_prod.items[0].note == "allowlist entry p/expected/1 expired 2026-01-01: old"
     assert (stg_prod.leaves, stg_prod.differing, round(stg_prod.drift_percent, 1)) == (2, 1, 50.0)
     assert stg_prod.significant
     dev_stg = results[("dev", "staging")]
@@ -85,3 +90,109 @@ def test_public_api_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     monkeypatch.chdir(REPO)
     exec(compile(block, "docs/parity.md", "exec"), {})
     assert capsys.readouterr().out.startswith("payments-api staging prod 0.0% False")
+
+
+def test_baseline_pairs_each_environment_with_the_baseline_only(tmp_path: Path) -> None:
+    """With a baseline, each other environment is compared with it and never with each other; the baseline is
+    side a even when it ranks higher."""
+    (tmp_path / "f.yaml").write_text(FLEET)
+    state = load(tmp_path)
+    found = [(a.environment, b.environment) for _, a, b in pairs(state, ["staging", "prod"], baseline="dev")]
+    assert found == [("dev", "staging"), ("dev", "prod")]
+    found = [(a.environment, b.environment) for _, a, b in pairs(state, ["dev", "staging"], baseline="prod")]
+    assert found == [("prod", "dev"), ("prod", "staging")]
+
+
+def test_an_unknown_environment_is_an_error(tmp_path: Path) -> None:
+    """An environment or baseline that no target of an app has is refused, never compared as 'no pairs'."""
+    (tmp_path / "f.yaml").write_text(FLEET)
+    state = load(tmp_path)
+    with pytest.raises(ConfigurationError, match="'prd'; environments: dev, staging, prod"):
+        compare_environments(state, ["staging", "prd"], now=NOW)
+    with pytest.raises(ConfigurationError, match="'qa'"):
+        compare_environments(state, ["staging"], baseline="qa", now=NOW)
+
+
+def leaves_fleet(differing: int, total: int) -> str:
+    """Two environments of one app with `total` leaves, `differing` of them different."""
+    dev = {f"k{i}": i for i in range(total)}
+    prod = {f"k{i}": (i + 1000 if i < differing else i) for i in range(total)}
+    return (
+        f"kind: Target\nmetadata: {{name: a-dev, app: a, environment: dev}}\n"
+        f"spec: {{source: {{adapter: file, path: x}}, desired: {json.dumps(dev)}}}\n---\n"
+        f"kind: Target\nmetadata: {{name: a-prod, app: a, environment: prod}}\n"
+        f"spec: {{source: {{adapter: file, path: x}}, desired: {json.dumps(prod)}}}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("threshold", "significant"),
+    [(0.072, False), ("0.072", False), ("7.2%", False), (Decimal("0.0719"), True), ("7.19%", True), (0, True)],
+)
+def test_the_threshold_compares_exactly(tmp_path: Path, threshold: object, significant: bool) -> None:
+    """9 of 125 leaves is exactly 7.2%: not above a 7.2% threshold however it is written (floats said it was)."""
+    (tmp_path / "f.yaml").write_text(leaves_fleet(9, 125))
+    (result,) = compare_environments(load(tmp_path), ["dev", "prod"], threshold=threshold, now=NOW)  # type: ignore[arg-type]
+    assert (result.differing, result.leaves, result.drift_percent) == (9, 125, 7.2)
+    assert result.significant is significant
+
+
+def test_a_bad_threshold_is_an_error(tmp_path: Path) -> None:
+    """A threshold outside 0..1, or not a number, is refused with what is accepted."""
+    (tmp_path / "f.yaml").write_text(leaves_fleet(1, 2))
+    for bad in ("1.5", "ten", "nan", -0.1):
+        with pytest.raises(ConfigurationError, match="threshold"):
+            compare_environments(load(tmp_path), ["dev", "prod"], threshold=bad, now=NOW)  # type: ignore[arg-type]
+
+
+def test_counts_are_leaf_counts(tmp_path: Path) -> None:
+    """A map on one side only is one difference but counts its leaves, in `differing` and in the item, as in
+    the percentage; expected leaves are counted apart."""
+    text = FLEET.replace("only_dev: 1", "only_dev: {x: 1, y: 2, z: 3}")
+    (tmp_path / "f.yaml").write_text(text)
+    results = compare_environments(load(tmp_path), ["dev", "staging"], now=NOW)
+    (dev_stg,) = results
+    assert [(i.pointer, i.leaves) for i in dev_stg.items] == [("/only_dev", 3)]
+    assert (dev_stg.differing, dev_stg.leaves, dev_stg.expected_leaves) == (3, 5, 0)
+    (stg_prod,) = compare_environments(load(tmp_path), ["staging", "prod"], now=NOW)
+    assert (stg_prod.differing, stg_prod.expected_leaves) == (1, 1)
+
+
+def test_expired_and_stale_allowlist_entries_are_found(tmp_path: Path) -> None:
+    """An entry about a compared pair is reported when it has expired, or when its paths differ in none of the
+    pairs it is about (stale); entries about pairs not compared are not judged."""
+    text = FLEET + "    - {apps: [api], paths: [/gone], reason: cleanup, owner: team, expires: 2027-01-01}\n"
+    text += "    - {apps: [other], paths: [/x], reason: elsewhere, owner: team, expires: 2027-01-01}\n"
+    (tmp_path / "f.yaml").write_text(text)
+    results = compare_environments(load(tmp_path), ["staging", "prod"], baseline="dev", now=NOW)
+    found = [(f.id, f.state) for f in findings(results, NOW)]
+    assert found == [("p/expected/1", "expired"), ("p/expected/2", "stale")]
+    (expired,) = [f for f in findings(results, NOW) if f.state == "expired"]
+    assert expired.message == "p/expected/1 expired 2026-01-01 (/a): old"
+
+
+def test_baseline_matrix_rows(tmp_path: Path) -> None:
+    """The baseline matrix has one row per drifted key with the baseline's value and only the environments
+    that differ from it; absent keys are absent on whichever side lacks them."""
+    (tmp_path / "f.yaml").write_text(FLEET)
+    results = compare_environments(load(tmp_path), ["staging", "prod"], baseline="dev", now=NOW)
+    found = [
+        (r.pointer, r.baseline, [(c.environment, c.value, c.expected) for c in r.cells]) for r in matrix.rows(results)
+    ]
+    assert found == [
+        ("/only_dev", 1, [("staging", MISSING, False), ("prod", MISSING, False)]),
+        ("/a", 1, [("prod", 2, False)]),
+        ("/flag", True, [("prod", False, False)]),  # the entry is for staging-prod only
+    ]
+
+
+def test_a_reference_at_a_key_with_glob_characters_leaves_out_only_that_key(tmp_path: Path) -> None:
+    """A `${...}` reference at the key `a*` is left out of the pair; its sibling `abc` is still compared."""
+    (tmp_path / "f.yaml").write_text(
+        "kind: Target\nmetadata: {name: x-dev, app: x, environment: dev}\n"
+        'spec: {source: {adapter: file, path: x}, desired: {"a*": "${env:A}", abc: 1}}\n---\n'
+        "kind: Target\nmetadata: {name: x-prod, app: x, environment: prod}\n"
+        'spec: {source: {adapter: file, path: x}, desired: {"a*": "${env:B}", abc: 2}}\n'
+    )
+    [result] = compare_environments(load(tmp_path), ["dev", "prod"], now=NOW)
+    assert [(i.pointer, i.a, i.b) for i in result.items] == [("/abc", 1, 2)]

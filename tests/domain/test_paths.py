@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.domain.paths import MISSING, PathGlob, from_pointer, get_in, set_in, to_pointer
+from reconciler.domain.paths import (
+    MISSING,
+    PathGlob,
+    escape_segment,
+    from_pointer,
+    get_in,
+    literal_key,
+    set_in,
+    to_pointer,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,3 +69,45 @@ def test_set_creates_maps_and_delete_is_quiet_when_absent() -> None:
     set_in(doc, ("x", "y"), MISSING)
     assert doc == {"a": {"b": {"c": 1}}}
     assert get_in(doc, ("a", "b", "c", "d")) is MISSING
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("/a[*]", "a*", True),
+        ("/a[*]", "abc", False),
+        ("/a*", "abc", True),
+        ("/v[?]", "v?", True),
+        ("/v[?]", "v1", False),
+        ("/[[]x]", "[x]", True),
+        ("/[[]x]", "x", False),
+        ("/[*][*]", "**", True),
+        ("/[*][*]", "a", False),
+    ],
+)
+def test_bracket_escapes_match_one_key(pattern: str, key: str, expected: bool) -> None:
+    """`[*]`, `[?]` and `[[]` stand for the characters themselves, so a key that holds them can be named alone."""
+    assert PathGlob.parse(pattern).matches((key,)) is expected
+
+
+@pytest.mark.parametrize("key", ["a*", "a?", "[x]", "**", "*", "x[!a]", "plain", "a~b/c"])
+def test_a_literal_glob_matches_its_path_and_nothing_else(key: str) -> None:
+    """A glob built from a literal path (secrets, references) matches that path only: a key `a*` never hides
+    `abc`, `**` never stands for any depth."""
+    glob = PathGlob.literal(("top", key))
+    assert glob.matches(("top", key))
+    for other in ("abc", "a", "ab", "x", "top"):
+        if other != key:
+            assert not glob.matches(("top", other))
+    assert not glob.matches(("top", "x", key))
+
+
+@pytest.mark.parametrize(
+    ("segment", "key"),
+    [("name", "name"), ("a[*]b", "a*b"), ("[[]", "["), ("[?]", "?"), ("*", None), ("a*", None), ("[ab]", None)],
+)
+def test_literal_key_of_a_segment(segment: str, key: str | None) -> None:
+    """A segment that matches one key only (escapes included) says which; a real wildcard says None."""
+    assert literal_key(segment) == key
+    if key is not None:
+        assert literal_key(escape_segment(key)) == key

@@ -173,3 +173,14 @@ def test_no_bulk_read_leaves_every_target_to_its_own_read(fleet: tuple[DesiredSt
     adapter.bulk_error = None
     adapter.unreadable = {"svc-0"}
     assert stale(assessor, state, adapter, Mode.DRY_RUN, NOW) == {"svc-0"}
+
+
+def test_a_secret_reference_at_a_key_with_glob_characters_hides_only_that_key(tmp_path: Path) -> None:
+    """A reference at the key `a*` makes that key secret, not its sibling `abc` (which a glob `/a*` would)."""
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2")
+    refs = state_of(1, desired={"a*": f"${{file:{secret}}}", "abc": 1})
+    adapter = Memory()
+    adapter.raw["svc-0"] = json.dumps({"a*": "hunter2", "abc": 2}).encode()
+    found = Assessor(b"k", [tmp_path]).assess(refs, refs.targets["svc-0"], adapter, Mode.DRY_RUN, NOW)
+    assert [(i.pointer, i.desired, i.observed, i.secret) for i in found.comparison.items] == [("/abc", 1, 2, False)]
