@@ -34,7 +34,8 @@ from reconciler.domain.run import RunKind, RunStatus
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store import tables as t
-from reconciler.store.history import COPY_FROM, SqlHistoryStore, _copy_rows, drift_rows
+from reconciler.store.bulk import insert_rows
+from reconciler.store.history import SqlHistoryStore, drift_rows
 from reconciler.store.retention import SqlRetention
 
 NOW = datetime.now(UTC)
@@ -76,10 +77,7 @@ def fill(engine: sa.Engine, rows: int, targets: int, passes: int) -> int:
                 drift_batch += [{**row, "run_id": run_id, "target": f"t{i}"} for row in template]
             conn.execute(t.runs.insert(), run_rows)
             conn.execute(t.passes.insert(), pass_rows)
-            if conn.dialect.name == "postgresql" and len(drift_batch) >= COPY_FROM:
-                _copy_rows(conn, t.drifts, drift_batch)
-            else:
-                conn.execute(t.drifts.insert(), drift_batch)
+            insert_rows(conn, t.drifts, drift_batch)
             written += len(drift_batch)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
