@@ -10,9 +10,20 @@ from reconciler.errors import ConfigurationError
 GROUP = "reconciler.adapters"
 
 
+# Adapters of this tree that are found even where the installed package's entry points predate them (an
+# editable install made before they were added); pyproject.toml registers them as entry points too. Each
+# class declares its option schema (`known_options`) and what it can do (`capabilities`).
+BUILTIN = {
+    "ssm": "reconciler.adapters.ssm:SsmAdapter",
+    "aws-secrets": "reconciler.adapters.awssecrets:AwsSecretsAdapter",
+}
+
+
 def available() -> dict[str, Any]:
     """Adapter name → adapter class, from every installed distribution's entry points."""
-    return {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
+    found: dict[str, Any] = {name: metadata.EntryPoint(name, value, GROUP) for name, value in BUILTIN.items()}
+    found.update({ep.name: ep for ep in metadata.entry_points(group=GROUP)})
+    return found
 
 
 def adapter_class(name: str) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.k8s_emulator import Emulator, emulator
-from tests.servers import etcd_server, nats_server, postgres_cluster, redis_server
+from tests.servers import etcd_server, moto_server, nats_server, postgres_cluster, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +51,10 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, P
     """kmock's Kubernetes API emulator on loopback, and a kubeconfig pointing at it."""
     with emulator(tmp_path_factory.mktemp("kube")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server mode on loopback: AWS Parameter Store and Secrets Manager for the real boto3 client."""
+    with moto_server() as url:
+        yield url
