@@ -8,36 +8,16 @@ from typing import Any
 
 import boto3
 import pytest
-from pydantic import SecretStr
 
 from reconciler.adapters.ssm import SsmAdapter
 from reconciler.domain.paths import MISSING, PathGlob
 from reconciler.errors import AccessDenied, ApplyError, ConfigurationError, ConflictError, DiscoveryError
 from reconciler.ports import Change, ChangeResult
-from reconciler.settings import AdapterSettings, AwsSettings, Settings
-from tests.adapters.helpers import target
+from reconciler.settings import AwsSettings, Settings
+from tests.adapters.helpers import REGION, aws_settings, target
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.integration
-
-REGION = "eu-west-1"
-
-
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The standard chain's credentials (moto takes any), and no ~/.aws of the developer's."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-
-
-def settings(moto_url: str, **credentials: str) -> Settings:
-    return Settings(
-        adapters=AdapterSettings(timeout_s=2, credentials={k: SecretStr(v) for k, v in credentials.items()}),
-        aws=AwsSettings(region=REGION, endpoint_url=moto_url),
-    )
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("aws_env")]
 
 
 @pytest.fixture
@@ -52,7 +32,7 @@ def path() -> str:
 
 @pytest.fixture
 def adapter(moto_url: str) -> SsmAdapter:
-    return SsmAdapter(settings(moto_url))
+    return SsmAdapter(aws_settings(moto_url))
 
 
 def put(ssm: Any, name: str, value: str, kind: str = "String") -> None:
@@ -191,7 +171,7 @@ def test_values_a_parameter_cannot_hold_are_refused_before_anything_is_written(
 def test_named_credentials_and_bad_options(moto_url: str, ssm: Any, path: str, tmp_path: Path) -> None:
     """access_key_id + a named secret_access_key replace the standard chain; options errors name the field."""
     put(ssm, path + "level", "INFO")
-    adapter = SsmAdapter(settings(moto_url, **{"aws-prod": "named-secret-key"}))
+    adapter = SsmAdapter(aws_settings(moto_url, **{"aws-prod": "named-secret-key"}))
     named = {"adapter": "ssm", "path": path, "access_key_id": "AKIANAMED", "secret_access_key": "aws-prod"}
     assert adapter.discover(target(tmp_path, named)).document == {"level": "INFO"}
     bad = [
@@ -217,7 +197,7 @@ def test_unreachable_endpoint_and_missing_credentials(
     moto_url: str, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A closed port is a retryable read error; no credentials anywhere is AccessDenied, never retried."""
-    adapter = SsmAdapter(settings(moto_url))
+    adapter = SsmAdapter(aws_settings(moto_url))
     closed = {"adapter": "ssm", "path": path, "endpoint_url": f"http://127.0.0.1:{free_port()}"}
     with pytest.raises(DiscoveryError, match=r"cannot reach AWS"):
         adapter.discover(target(tmp_path, closed))
@@ -225,4 +205,4 @@ def test_unreachable_endpoint_and_missing_credentials(
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(AccessDenied, match=r"no AWS credentials"):
-        SsmAdapter(settings(moto_url)).discover(target(tmp_path, {"adapter": "ssm", "path": path}))
+        SsmAdapter(aws_settings(moto_url)).discover(target(tmp_path, {"adapter": "ssm", "path": path}))
