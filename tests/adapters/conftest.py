@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s_emulator import Emulator, emulator
-from tests.servers import etcd_server, moto_server, nats_server, postgres_cluster, redis_server
+from tests.servers import etcd_server, nats_server, postgres_cluster, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -44,28 +43,3 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private nats-server with JetStream and a password (reconciler / tests.servers.NATS_PASSWORD)."""
     with nats_server(tmp_path_factory.mktemp("nats")) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, Path]]:
-    """kmock's Kubernetes API emulator on loopback, and a kubeconfig pointing at it."""
-    with emulator(tmp_path_factory.mktemp("kube")) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto's server mode on loopback: AWS Parameter Store and Secrets Manager for the real boto3 client."""
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Credentials for boto3's standard chain (moto takes any), and no ~/.aws or instance role of the machine's."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
