@@ -10,7 +10,6 @@ import json
 import os
 import random
 import subprocess
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +26,8 @@ import sqlalchemy as sa
 import yaml
 
 from tests.conftest import AWS_ENV
-from tests.e2e.test_crash import apply_cmd, wait_for_run
+from tests.e2e.conftest import BOTO_KEYS, stand_in
+from tests.e2e.test_crash import apply_cmd, killed_apply, settled_round
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ class Fleet:
 
 
 def ssm_fleet(moto_url: str) -> Fleet:
-    client = boto3.client("ssm", endpoint_url=moto_url, region_name=REGION, **_keys())
+    client = boto3.client("ssm", endpoint_url=moto_url, region_name=REGION, **BOTO_KEYS)
     root = f"/crash-{uuid.uuid4().hex[:8]}"
 
     def set_all(word: str) -> None:
@@ -66,7 +66,7 @@ def ssm_fleet(moto_url: str) -> Fleet:
 
 
 def aws_secrets_fleet(moto_url: str) -> Fleet:
-    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name=REGION, **_keys())
+    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name=REGION, **BOTO_KEYS)
     root = f"crash-{uuid.uuid4().hex[:8]}"
     for i in range(TARGETS):
         client.create_secret(Name=f"{root}/t{i}", SecretString="{}")
@@ -106,16 +106,9 @@ def kubernetes_fleet(kubeconfig: Path) -> Fleet:
     )
 
 
-def _keys() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
 @pytest.fixture(params=["ssm", "aws-secrets", "kubernetes"])
 def fleet(request: pytest.FixtureRequest) -> Fleet:
-    if request.param == "kubernetes":
-        return kubernetes_fleet(request.getfixturevalue("kube")[1])
-    moto_url = request.getfixturevalue("moto_url")
-    return ssm_fleet(moto_url) if request.param == "ssm" else aws_secrets_fleet(moto_url)
+    return stand_in(request, {"ssm": ssm_fleet, "aws-secrets": aws_secrets_fleet, "kubernetes": kubernetes_fleet})
 
 
 def test_sigkill_at_random_points_of_an_apply_to_secret_sources(fleet: Fleet, tmp_path: Path) -> None:
@@ -155,28 +148,9 @@ def test_sigkill_at_random_points_of_an_apply_to_secret_sources(fleet: Fleet, tm
     outcomes: Counter[str] = Counter()
     for _ in range(KILLS):
         fleet.set_all("bad")
-        process = subprocess.Popen(apply_cmd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_run(engine, seen_runs, process)
-        time.sleep(rng.uniform(0.0, phase_s))
-        process.kill()
-        process.wait(30)
-        finish = subprocess.run(apply_cmd(), env=env, capture_output=True, text=True, check=False)
-        assert finish.returncode == 0, finish.stdout + finish.stderr
+        killed_apply(env, engine, seen_runs, rng.uniform(0.0, phase_s))
         assert all(fleet.read(i) == {k: f"good-{i}-{k}" for k in KEYS} for i in range(TARGETS))
-        with engine.connect() as conn:
-            runs = {r[0] for r in conn.execute(sa.text("SELECT id FROM runs"))} - seen_runs
-            seen_runs |= runs
-            rows = conn.execute(
-                sa.text("SELECT target, path, state, error FROM actions WHERE run_id IN :ids").bindparams(
-                    sa.bindparam("ids", expanding=True)
-                ),
-                {"ids": sorted(runs)},
-            ).all()
-        states = Counter(state for _, _, state, _ in rows)
-        assert not {"planned", "staged", "applied"} & set(states), states
-        verified = Counter((target, path) for target, path, state, _ in rows if state == "verified")
-        assert len(verified) == TARGETS * len(KEYS) and set(verified.values()) == {1}, verified.most_common(3)
-        outcomes.update(state for _, _, state, error in rows if error and error.startswith("recovered:"))
+        outcomes.update(settled_round(engine, seen_runs, TARGETS * len(KEYS)))
     engine.dispose()
     print(f"\n{KILLS} kills; recovered actions by outcome: {dict(outcomes)}")
     # Kills must reach writes in flight for this to mean anything: 10 kills per source recovered 16-27

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.conftest import AWS_ENV
+from tests.e2e.conftest import BOTO_KEYS, stand_in
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ class Source:
 
 
 def ssm_source(moto_url: str) -> Source:
-    client = boto3.client("ssm", endpoint_url=moto_url, region_name=REGION, **_keys())
+    client = boto3.client("ssm", endpoint_url=moto_url, region_name=REGION, **BOTO_KEYS)
     root = f"/leak-{uuid.uuid4().hex[:8]}"
     for environment, password in (("dev", OLD), ("prod", PROD)):
         client.put_parameter(Name=f"{root}/{environment}/db/user", Value="app", Type="String")
@@ -55,7 +56,7 @@ def ssm_source(moto_url: str) -> Source:
 
 
 def aws_secrets_source(moto_url: str) -> Source:
-    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name=REGION, **_keys())
+    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name=REGION, **BOTO_KEYS)
     root = f"leak-{uuid.uuid4().hex[:8]}"
     for environment, password in (("dev", OLD), ("prod", PROD)):
         client.create_secret(Name=f"{root}/{environment}", SecretString=json.dumps({"db": {"password": password}}))
@@ -88,16 +89,9 @@ def kubernetes_source(kubeconfig: Path) -> Source:
     )
 
 
-def _keys() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
 @pytest.fixture(params=["ssm", "aws-secrets", "kubernetes"])
 def source(request: pytest.FixtureRequest) -> Source:
-    if request.param == "kubernetes":
-        return kubernetes_source(request.getfixturevalue("kube")[1])
-    moto_url = request.getfixturevalue("moto_url")
-    return ssm_source(moto_url) if request.param == "ssm" else aws_secrets_source(moto_url)
+    return stand_in(request, {"ssm": ssm_source, "aws-secrets": aws_secrets_source, "kubernetes": kubernetes_source})
 
 
 def desired(source: Source, environment: str, password: str) -> dict[str, Any]:
