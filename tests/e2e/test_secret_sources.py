@@ -103,27 +103,20 @@ def desired(source: Source, environment: str, password: str) -> dict[str, Any]:
     return document
 
 
-def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Path) -> None:
-    """plan, apply, history, rollback and compare in every format, with debug logs, and every table of the
-    history: neither the old nor the new nor the other environment's password appears anywhere; the fix is
-    written, and rollback refuses rather than guess a secret it never kept."""
-    (tmp_path / "desired").mkdir()
-    docs = [
-        {
-            "kind": "Target",
-            "metadata": {"name": f"db-{e}", "environment": e, "app": "leaky"},
-            "spec": {"source": source.options(e), "desired": desired(source, e, NEW if e == "dev" else PROD)},
-        }
-        for e in ("dev", "prod")
-    ]
-    (tmp_path / "desired" / "t.yaml").write_text(yaml.safe_dump_all(docs))
-    (tmp_path / "desired" / "p.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+def cli(
+    folder: Path, targets: list[dict[str, Any]], extra: dict[str, str]
+) -> tuple[Callable[..., subprocess.CompletedProcess[str]], str]:
+    """`targets` as the desired state in `folder` (every drift reversible), and a function that runs the CLI
+    on it as a process, with debug logs; and the URL of its SQLite history."""
+    (folder / "desired").mkdir()
+    (folder / "desired" / "t.yaml").write_text(yaml.safe_dump_all(targets))
+    (folder / "desired" / "p.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "AWS_"))}
-    database = f"sqlite:///{tmp_path / 'history.db'}"
+    database = f"sqlite:///{folder / 'history.db'}"
     env.update(AWS_ENV)
-    env.update(source.env)
+    env.update(extra)
     env.update(
-        RECONCILER_DESIRED_DIR=str(tmp_path / "desired"),
+        RECONCILER_DESIRED_DIR=str(folder / "desired"),
         RECONCILER_DATABASE_URL=database,
         RECONCILER_SECRETS__HMAC_KEY="leak-test",
         RECONCILER_LOG__LEVEL="debug",
@@ -135,6 +128,22 @@ def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Pat
         )
 
     assert run("db", "upgrade").returncode == 0
+    return run, database
+
+
+def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Path) -> None:
+    """plan, apply, history, rollback and compare in every format, with debug logs, and every table of the
+    history: neither the old nor the new nor the other environment's password appears anywhere; the fix is
+    written, and rollback refuses rather than guess a secret it never kept."""
+    docs = [
+        {
+            "kind": "Target",
+            "metadata": {"name": f"db-{e}", "environment": e, "app": "leaky"},
+            "spec": {"source": source.options(e), "desired": desired(source, e, NEW if e == "dev" else PROD)},
+        }
+        for e in ("dev", "prod")
+    ]
+    run, database = cli(tmp_path, docs, source.env)
     outputs = [run("plan", "--format", f) for f in ("table", "json", "markdown")]
     assert outputs[0].returncode == 2, outputs[0].stdout + outputs[0].stderr
     drift = json.loads(outputs[1].stdout)["targets"]
@@ -159,3 +168,29 @@ def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Pat
     for value in (OLD, NEW, PROD):
         assert value not in text, f"{value} leaked"
     assert "<redacted hmac-sha256:" in text
+
+
+def test_ssm_plain_parameters_are_fixed_and_rolled_back(moto_url: str, tmp_path: Path) -> None:
+    """A String and a StringList fixed by apply go back by `rollback`: each reverse write is version-guarded
+    like the fix (the version moves by one per write), and the parameters keep their types."""
+    client = boto3.client("ssm", endpoint_url=moto_url, region_name=REGION, **BOTO_KEYS)
+    root = f"/rollback-{uuid.uuid4().hex[:8]}/"
+    client.put_parameter(Name=root + "level", Value="DEBUG", Type="String")
+    client.put_parameter(Name=root + "hosts", Value="a,b", Type="StringList")
+    target = {
+        "kind": "Target",
+        "metadata": {"name": "params", "environment": "dev"},
+        "spec": {"source": {"adapter": "ssm", "path": root}, "desired": {"level": "INFO", "hosts": ["a", "c"]}},
+    }
+    run, _ = cli(tmp_path, [target], {"RECONCILER_AWS__ENDPOINT_URL": moto_url, "RECONCILER_AWS__REGION": REGION})
+
+    def live() -> dict[str, tuple[str, str, int]]:
+        found = client.get_parameters_by_path(Path=root)["Parameters"]
+        return {p["Name"][len(root) :]: (p["Value"], p["Type"], p["Version"]) for p in found}
+
+    applied = run("apply", "--format", "json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert live() == {"level": ("INFO", "String", 2), "hosts": ("a,c", "StringList", 2)}
+    undone = run("rollback", json.loads(applied.stdout)["run_id"])
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert live() == {"level": ("DEBUG", "String", 3), "hosts": ("a,b", "StringList", 3)}
