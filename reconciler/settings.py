@@ -336,6 +336,21 @@ class KubernetesSettings(Group):
     context: str | None = Field(None, description="kubeconfig context to use. Defaults to its current context.")
 
 
+class AwsSettings(Group):
+    """The AWS adapters (ssm, aws-secrets)."""
+
+    region: str | None = Field(
+        None,
+        description="AWS region of targets that name none (`region:` in spec.source). Defaults to none: "
+        "the standard chain's (AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config).",
+    )
+    endpoint_url: str | None = Field(
+        None,
+        description="Endpoint URL of targets that name none (`endpoint_url:`), for VPC endpoints, FIPS "
+        "endpoints or an emulator. Defaults to none: AWS's own endpoint for the region.",
+    )
+
+
 class MetricsSettings(Group):
     """What /metrics exports."""
 
@@ -364,6 +379,7 @@ class Settings(BaseSettings):
     file: FileSettings = Field(default_factory=FileSettings)
     adapters: AdapterSettings = Field(default_factory=AdapterSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)

@@ -187,3 +187,40 @@ def receiver() -> Iterator[dict[str, Any]]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+# Stand-ins for systems that do not run here, shared by the adapter and end-to-end tests (imported when used:
+# tests.servers imports this module).
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",  # moto takes any key
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_CONFIG_FILE": "/nonexistent",  # nothing of the machine's ~/.aws, and no instance role
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """kmock's Kubernetes API emulator on loopback, and a kubeconfig pointing at it: (Emulator, Path)."""
+    from tests.k8s_emulator import emulator  # noqa: PLC0415
+
+    with emulator(tmp_path_factory.mktemp("kube")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server mode on loopback: AWS Parameter Store and Secrets Manager for the real boto3 client."""
+    from tests.servers import moto_server  # noqa: PLC0415
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3's standard chain finds AWS_ENV's credentials and nothing else."""
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)

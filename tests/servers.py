@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -250,6 +251,37 @@ def nats_server(folder: Path) -> Iterator[str]:
     _wait(ready, process, "a private nats-server")
     try:
         yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto in server mode (a real HTTP server that speaks the AWS APIs, state in memory), standing in for AWS;
+    yields its endpoint URL. Any access key is accepted."""
+    try:
+        import moto.server  # noqa: F401, PLC0415 - only to tell a missing package from a failed start
+    except ImportError:
+        unavailable("moto[server] is not installed (it is a dev dependency: pip install -e '.[dev]')")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/moto-api/data.json", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    _wait(ready, process, "moto's server")
+    try:
+        yield url
     finally:
         process.terminate()
         process.wait(30)

@@ -49,7 +49,7 @@ def test_kubernetes_manifests() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert {v["mountPath"] for v in main["volumeMounts"]} >= {"/tmp", "/var/lib/reconciler"}
     rules = docs[("Role", "reconciler-managed")]["rules"]
-    assert {r for rule in rules for r in rule["resources"]} == {"configmaps", "deployments"}
+    assert {r for rule in rules for r in rule["resources"]} == {"configmaps", "secrets", "deployments"}
     assert {v for rule in rules for v in rule["verbs"]} == {"get", "list", "watch", "update"}
     shipped = yaml.safe_load((RULES / "rules.yml").read_text())["groups"]
     assert docs[("PrometheusRule", "reconciler")]["spec"]["groups"] == shipped

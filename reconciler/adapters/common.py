@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import KeyPath, get_in, set_in, to_pointer
-from reconciler.domain.values import holds
-from reconciler.errors import ApplyError, ConfigurationError
+from reconciler.domain.values import canonical_json, holds
+from reconciler.errors import ApplyError, ConfigurationError, DiscoveryError
 from reconciler.ports import Change, ChangeResult
 from reconciler.settings import Settings
 
@@ -183,3 +186,37 @@ def run_streams(
                 ready()
         if stop.is_set():
             done.set()
+
+
+def nest(flat: dict[str, Any], location: str) -> dict[str, Any]:
+    """`{"db/pool": "10"}` as `{"db": {"pool": "10"}}` (keys of a store whose names nest with `/`: etcd, SSM
+    parameters); a key that is both a value and a folder is an error."""
+    document: dict[str, Any] = {}
+    for name in sorted(flat):
+        parts = [p for p in name.split("/") if p] or [name]
+        node = document
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise DiscoveryError(f"{location}: {name} is below a key that holds a value")
+            node = child
+        if parts[-1] in node:
+            raise DiscoveryError(f"{location}: {name} is both a value and a folder of keys")
+        node[parts[-1]] = flat[name]
+    return document
+
+
+def flatten(document: dict[str, Any], path: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in document.items():
+        name = f"{path}{key}"
+        if isinstance(value, dict) and value:
+            yield from flatten(value, name + "/")
+        else:
+            yield name, value
+
+
+def secret_fingerprint(document: Any, key: bytes) -> str:
+    """The fingerprint of a document of secrets: a keyed hash first, so that what history keeps of it (the
+    pass's fingerprint) cannot be used to test guesses of the values."""
+    mac = hmac.new(key, canonical_json(document).encode(), hashlib.sha256).digest()
+    return fingerprint.of_bytes(mac)

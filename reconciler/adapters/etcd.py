@@ -27,12 +27,12 @@ import os
 import socket
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.adapters import etcd_watch, formats
-from reconciler.adapters.common import Credentials, Options, apply_changes, run_streams
+from reconciler.adapters.common import Credentials, Options, apply_changes, flatten, nest, run_streams
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
@@ -220,7 +220,7 @@ class EtcdAdapter:
     def discover(self, target: Target) -> Observed:
         where = self._where(target)
         keys, data = self._range(where, DiscoveryError)
-        document = _nest({k: v.value for k, v in keys.items()}, where.location)
+        document = nest({k: v.value for k, v in keys.items()}, where.location)
         return Observed(fingerprint.of_bytes(data), where.location, document=document)
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
@@ -241,13 +241,13 @@ class EtcdAdapter:
     def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged:
         where = self._where(target)
         keys, _ = self._range(where, ApplyError)
-        current = _nest({k: v.value for k, v in keys.items()}, where.location)
+        current = nest({k: v.value for k, v in keys.items()}, where.location)
         updated, results, messages = apply_changes(
             current, changes, target.list_keys(), dry_run=dry_run, where=where.location
         )
         if ChangeResult.WRITE not in results:
             return Staged(target.name, results, messages, dry_run, None)
-        before, after = dict(_flatten(current)), dict(_flatten(updated))
+        before, after = dict(flatten(current)), dict(flatten(updated))
         compare: list[dict[str, Any]] = []
         success: list[dict[str, Any]] = []
         for name in sorted({*before, *after}):
@@ -351,29 +351,3 @@ class EtcdAdapter:
         finally:
             done.set()
             conn.close()
-
-
-def _nest(flat: dict[str, Any], location: str) -> dict[str, Any]:
-    """`{"db/pool": "10"}` as `{"db": {"pool": "10"}}`; a key that is both a value and a folder is an error."""
-    document: dict[str, Any] = {}
-    for name in sorted(flat):
-        parts = [p for p in name.split("/") if p] or [name]
-        node = document
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise DiscoveryError(f"{location}: {name} is below a key that holds a value")
-            node = child
-        if parts[-1] in node:
-            raise DiscoveryError(f"{location}: {name} is both a value and a folder of keys")
-        node[parts[-1]] = flat[name]
-    return document
-
-
-def _flatten(document: dict[str, Any], path: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in document.items():
-        name = f"{path}{key}"
-        if isinstance(value, dict) and value:
-            yield from _flatten(value, name + "/")
-        else:
-            yield name, value

@@ -1,15 +1,19 @@
-"""The Kubernetes adapter: a ConfigMap's data, or a Deployment container's environment, through the official
-client.
+"""The Kubernetes adapter: a ConfigMap's data, a Secret's data, or a Deployment container's environment,
+through the official client.
 
 source options:
-  kind: ConfigMap | Deployment
+  kind: ConfigMap | Secret | Deployment
   namespace: payments            # default "default"
   name: payments-api
   container: api                 # Deployment only; may be left out when the pod has one container
 
 The cluster comes from settings (RECONCILER_KUBERNETES__KUBECONFIG and __CONTEXT), else the in-cluster
-service account, else ~/.kube/config. The RBAC the adapter needs: get, list, watch and update on configmaps
-and deployments in the namespaces it manages (deploy/kubernetes/ has the Role).
+service account, else ~/.kube/config. The RBAC the adapter needs: get, list, watch and update on configmaps,
+secrets and deployments in the namespaces it manages (deploy/kubernetes/ has the Role).
+
+A Secret's data is read base64-decoded (UTF-8 text; a binary value fails the read, naming only its key) and
+every key of it is secret: compared by keyed hash, never shown, logged or recorded, and its fingerprint is
+keyed too. Writes replace `data` (base64-encoded) under the same resourceVersion guard as a ConfigMap's.
 
 A write reads the object, changes the data or env entries, and replaces it carrying the resourceVersion that
 was read: the API server refuses a stale one (409), so a writer that got there first is a conflict. The stage
@@ -20,6 +24,8 @@ plain value replaces it. Watching uses one watch stream per kind and namespace.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import threading
@@ -33,16 +39,18 @@ import kubernetes.watch
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.adapters.common import Options, apply_changes, flat_strings, run_streams
+from reconciler.adapters.common import Options, apply_changes, flat_strings, run_streams, secret_fingerprint
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
+from reconciler.domain.paths import PathGlob
 from reconciler.errors import AccessDenied, ApplyError, ConflictError, DiscoveryError, ReconcilerError
 from reconciler.ports import Capabilities, Change, ChangeResult, Staged
 from reconciler.settings import Settings
 
 OPTIONS = ("kind", "namespace", "name", "container")
-KINDS = ("ConfigMap", "Deployment")
+KINDS = ("ConfigMap", "Secret", "Deployment")
+EVERYTHING = (PathGlob.parse("/**"),)  # every key of a Secret is secret
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class KubernetesAdapter:
 
     def __init__(self, settings: Settings) -> None:
         self._timeout = settings.adapters.timeout_s
+        self._hmac_key = settings.hmac_key()
         self._kubeconfig = settings.kubernetes.kubeconfig
         self._context = settings.kubernetes.context
         self._client: Any = None
@@ -102,11 +111,18 @@ class KubernetesAdapter:
             raise options.problem("container", "only a Deployment has containers")
         return _Ref(kind, options.text("namespace", "default"), options.text("name"), container)
 
-    def _call(self, ref: _Ref, what: str, error: type[ReconcilerError], fn: Callable[[], Any]) -> Any:
+    def _call(
+        self, ref: _Ref, what: str, error: type[ReconcilerError], fn: Callable[[], Any], hide: Sequence[str] = ()
+    ) -> Any:
+        """`fn()`, with the client's errors as reconciler's; none of the values in `hide` (a Secret's data, as
+        text and base64) is ever quoted from the server's message."""
         try:
             return fn()
         except ApiException as exc:
             reason = _reason(exc)
+            for value in hide:
+                if value:
+                    reason = reason.replace(value, "<redacted>")
             if exc.status in (401, 403):
                 raise AccessDenied(f"{ref}: the API server refused {what}: {reason}") from None
             if exc.status == 404:
@@ -122,6 +138,8 @@ class KubernetesAdapter:
         read: Any
         if ref.kind == "ConfigMap":
             read = kubernetes.client.CoreV1Api(api).read_namespaced_config_map
+        elif ref.kind == "Secret":
+            read = kubernetes.client.CoreV1Api(api).read_namespaced_secret
         else:
             read = kubernetes.client.AppsV1Api(api).read_namespaced_deployment
         fetch = lambda: read(ref.name, ref.namespace, _request_timeout=self._timeout)  # noqa: E731
@@ -143,6 +161,8 @@ class KubernetesAdapter:
     def _document(self, ref: _Ref, obj: dict[str, Any], error: type[ReconcilerError]) -> dict[str, Any]:
         if ref.kind == "ConfigMap":
             return dict(obj.get("data") or {})
+        if ref.kind == "Secret":
+            return _decoded(ref, obj.get("data") or {}, error)
         document: dict[str, Any] = {}
         for entry in self._container(ref, obj, error).get("env") or []:
             if "valueFrom" in entry:
@@ -156,6 +176,10 @@ class KubernetesAdapter:
     def discover(self, target: Target) -> Observed:
         ref = self._ref(target)
         document = self._document(ref, self._read(ref, DiscoveryError), DiscoveryError)
+        if ref.kind == "Secret":
+            return Observed(
+                secret_fingerprint(document, self._hmac_key), str(ref), document=document, secrets=EVERYTHING
+            )
         data = json.dumps(document, sort_keys=True).encode()
         return Observed(fingerprint.of_bytes(data), str(ref), document=document)
 
@@ -190,6 +214,10 @@ class KubernetesAdapter:
         if ref.kind == "ConfigMap":
             body["data"] = document
             return body
+        if ref.kind == "Secret":
+            body.pop("stringData", None)
+            body["data"] = {k: base64.b64encode(str(v).encode()).decode() for k, v in document.items()}
+            return body
         containers = body["spec"]["template"]["spec"]["containers"]
         index = containers.index(self._container(ref, obj, ApplyError))
         old = {e["name"]: e for e in containers[index].get("env") or []}
@@ -210,9 +238,15 @@ class KubernetesAdapter:
         write: Any
         if ref.kind == "ConfigMap":
             write = kubernetes.client.CoreV1Api(api).replace_namespaced_config_map
+        elif ref.kind == "Secret":
+            write = kubernetes.client.CoreV1Api(api).replace_namespaced_secret
         else:
             write = kubernetes.client.AppsV1Api(api).replace_namespaced_deployment
-        self._call(ref, "the write", error, lambda: write(ref.name, ref.namespace, body, **extra))
+        hide = []
+        if ref.kind == "Secret":
+            encoded = body.get("data") or {}
+            hide = [*encoded.values(), *(base64.b64decode(v).decode("utf-8", "replace") for v in encoded.values())]
+        self._call(ref, "the write", error, lambda: write(ref.name, ref.namespace, body, **extra), hide)
 
     def watch(
         self,
@@ -259,6 +293,8 @@ class KubernetesAdapter:
         listing: Any
         if kind == "ConfigMap":
             listing = kubernetes.client.CoreV1Api(api).list_namespaced_config_map
+        elif kind == "Secret":
+            listing = kubernetes.client.CoreV1Api(api).list_namespaced_secret
         else:
             listing = kubernetes.client.AppsV1Api(api).list_namespaced_deployment
         try:
@@ -297,3 +333,16 @@ def _reason(exc: ApiException) -> str:
         return str(json.loads(exc.body or "").get("message") or exc.reason)
     except (TypeError, ValueError):
         return str(exc.reason)
+
+
+def _decoded(ref: _Ref, data: dict[str, Any], error: type[ReconcilerError]) -> dict[str, Any]:
+    """A Secret's data as text; a value that is not base64 of UTF-8 text fails the read, naming only its key."""
+    document: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            document[key] = base64.b64decode(str(value), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise error(
+                f"{ref}: the value of key {key!r} is not UTF-8 text; binary Secret data is not compared"
+            ) from None
+    return document

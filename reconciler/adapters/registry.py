@@ -7,7 +7,7 @@ from typing import Any
 
 from reconciler.errors import ConfigurationError
 
-GROUP = "reconciler.adapters"
+GROUP = "reconciler.adapters"  # pyproject.toml registers this tree's; each class declares its options and capabilities
 
 
 def available() -> dict[str, Any]:

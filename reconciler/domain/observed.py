@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from reconciler.domain.paths import PathGlob
+
 _NOTHING: Mapping[str, str] = MappingProxyType({})  # shared: most sources can change everything live
 
 
@@ -16,7 +18,7 @@ class Observed:
     that finds the fingerprint unchanged never pays for parsing.
     """
 
-    __slots__ = ("_document", "_parse", "fingerprint", "layers", "location", "unwritable")
+    __slots__ = ("_document", "_parse", "fingerprint", "layers", "location", "secrets", "unwritable")
 
     def __init__(
         self,
@@ -25,6 +27,7 @@ class Observed:
         document: dict[str, Any] | None = None,
         parse: Callable[[], dict[str, Any]] | None = None,
         unwritable: Mapping[str, str] | None = None,
+        secrets: tuple[PathGlob, ...] = (),
     ) -> None:
         # No validation here: one is built per target per pass. Pass a document or a parse function.
         self.fingerprint = fingerprint  # changes whenever the live content changes
@@ -32,6 +35,9 @@ class Observed:
         # JSON pointers the source cannot change live, with why (a setting that needs a restart): drift there
         # is escalated, never written.
         self.unwritable: Mapping[str, str] = _NOTHING if unwritable is None else unwritable
+        # Paths the source itself holds secret (a SecureString parameter, every key of a Kubernetes Secret):
+        # compared by keyed hash like a target's own `secrets`, whatever the manifest says.
+        self.secrets = secrets
         # For a layered source: per JSON pointer of a leaf, every layer that sets it and its value, the
         # winning layer last. None for a single source.
         self.layers: dict[str, list[tuple[str, Any]]] | None = None
@@ -51,6 +57,23 @@ class Observed:
     def summary(self) -> Observed:
         """This snapshot without its document: what a memo keeps, so that 10,000 remembered targets do not
         hold 10,000 parsed documents."""
-        light = Observed(self.fingerprint, self.location, unwritable=self.unwritable)
+        light = Observed(self.fingerprint, self.location, unwritable=self.unwritable, secrets=self.secrets)
         light.layers = self.layers
         return light
+
+    def without_secrets(self) -> dict[str, Any]:
+        """The document without the values of the source's own secret paths: what may be shown side by side
+        with another target's (parity) without a keyed hash to stand in for them."""
+        if not self.secrets:
+            return self.document
+        return _drop(self.document, (), self.secrets)
+
+
+def _drop(node: dict[str, Any], here: tuple[str, ...], secrets: tuple[PathGlob, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        path = (*here, key)
+        if any(glob.matches(path) for glob in secrets):
+            continue
+        out[key] = _drop(value, path, secrets) if isinstance(value, dict) else value
+    return out

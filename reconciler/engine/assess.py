@@ -93,8 +93,8 @@ class Assessor:
             return memo  # the same bytes, so the memo's Observed stands for this one
         desired = adapter.normalize(target, desired)
         options = CompareOptions.for_target(target, self._hmac_key)
-        if secret_paths:
-            extra = tuple(PathGlob.literal(p) for p in secret_paths)
+        if secret_paths or observed.secrets:
+            extra = tuple(PathGlob.literal(p) for p in secret_paths) + observed.secrets
             options = replace(options, secrets=options.secrets + extra)
         rules = target.spec.normalize
         comparison = compare(normalize(desired, rules), normalize(observed.document, rules), options)

@@ -79,7 +79,7 @@ def live_documents(
     for name in names:
         target = state.targets[name]
         try:
-            documents[name] = adapters(target.spec.source.adapter).discover(target).document
+            documents[name] = adapters(target.spec.source.adapter).discover(target).without_secrets()
         except ReconcilerError as exc:
             errors[name] = str(exc)
     return documents, errors

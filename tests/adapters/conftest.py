@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s_emulator import Emulator, emulator
 from tests.servers import etcd_server, nats_server, postgres_cluster, redis_server
 from tests.unleash_server import Unleash, unleash_server
 
@@ -45,13 +44,6 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private nats-server with JetStream and a password (reconciler / tests.servers.NATS_PASSWORD)."""
     with nats_server(tmp_path_factory.mktemp("nats")) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, Path]]:
-    """kmock's Kubernetes API emulator on loopback, and a kubeconfig pointing at it."""
-    with emulator(tmp_path_factory.mktemp("kube")) as running:
-        yield running
 
 
 @pytest.fixture(scope="session")

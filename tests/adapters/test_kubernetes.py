@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ from reconciler.adapters.kubernetes import KubernetesAdapter
 from reconciler.domain.paths import MISSING
 from reconciler.errors import ApplyError, ConfigurationError, ConflictError, DiscoveryError
 from reconciler.ports import Change, ChangeResult
-from reconciler.settings import AdapterSettings, KubernetesSettings, Settings
+from reconciler.settings import AdapterSettings, KubernetesSettings, SecretSettings, Settings
 from tests.adapters.helpers import target
 from tests.conftest import free_port
 from tests.k8s_emulator import Emulator
@@ -87,6 +88,60 @@ def test_a_second_writer_is_a_conflict(tmp_path: Path, api: Any, adapter: Kubern
     assert core.read_namespaced_config_map("app", namespace).data == {"LOG_LEVEL": "TRACE"}
 
 
+def secret(api: Any, namespace: str, data: dict[str, str], name: str = "db") -> None:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    kubernetes.client.CoreV1Api(api).create_namespaced_secret(
+        namespace, {"metadata": {"name": name, "namespace": namespace}, "type": "Opaque", "data": encoded}
+    )
+
+
+def test_secret_data_is_decoded_secret_and_written_under_the_resource_version(
+    tmp_path: Path, api: Any, adapter: KubernetesAdapter, namespace: str, kube: tuple[Emulator, Path]
+) -> None:
+    """A Secret's data reads base64-decoded, every key declared secret and a keyed fingerprint; a write
+    replaces the data base64-encoded, keeps the type, and a second writer after the stage is a conflict."""
+    secret(api, namespace, {"password": "old-pass", "user": "app"})
+    t = target(tmp_path, {"adapter": "kubernetes", "kind": "Secret", "namespace": namespace, "name": "db"})
+    observed = adapter.discover(t)
+    assert observed.document == {"password": "old-pass", "user": "app"}
+    assert [str(g) for g in observed.secrets] == ["/**"] and observed.without_secrets() == {}
+    keyed = Settings(kubernetes=KubernetesSettings(kubeconfig=kube[1]), secrets=SecretSettings(hmac_key="another"))
+    other = KubernetesAdapter(keyed)
+    assert other.discover(t).fingerprint != observed.fingerprint  # keyed: another key, another fingerprint
+    assert adapter.discover(t).fingerprint == observed.fingerprint
+    staged = adapter.stage(
+        t, [Change(("password",), "old-pass", "new-pass"), Change(("token",), MISSING, "t")], dry_run=False
+    )
+    assert staged.results == [ChangeResult.WRITE, ChangeResult.WRITE]
+    adapter.commit(staged)
+    core = kubernetes.client.CoreV1Api(api)
+    live = core.read_namespaced_secret("db", namespace)
+    assert {k: base64.b64decode(v).decode() for k, v in live.data.items()} == {
+        "password": "new-pass",
+        "user": "app",
+        "token": "t",
+    }
+    assert live.type == "Opaque"
+    staged = adapter.stage(t, [Change(("user",), "app", "svc")], dry_run=False)
+    live.data["user"] = base64.b64encode(b"someone").decode()
+    core.replace_namespaced_secret("db", namespace, live)
+    with pytest.raises(ConflictError, match=f"secret/db in {namespace}: changed by another writer") as exc:
+        adapter.commit(staged)
+    assert "svc" not in str(exc.value) and "new-pass" not in str(exc.value)
+
+
+def test_binary_secret_data_fails_the_read_naming_only_the_key(
+    tmp_path: Path, api: Any, adapter: KubernetesAdapter, namespace: str
+) -> None:
+    """A value that is not UTF-8 text is not compared: the error names the key, never the value."""
+    kubernetes.client.CoreV1Api(api).create_namespaced_secret(
+        namespace, {"metadata": {"name": "bin", "namespace": namespace}, "data": {"blob": "/w=="}}
+    )
+    t = target(tmp_path, {"adapter": "kubernetes", "kind": "Secret", "namespace": namespace, "name": "bin"})
+    with pytest.raises(DiscoveryError, match=r"the value of key 'blob' is not UTF-8 text"):
+        adapter.discover(t)
+
+
 def test_deployment_container_env(tmp_path: Path, api: Any, adapter: KubernetesAdapter, namespace: str) -> None:
     secret_ref = {"secretKeyRef": {"name": "db", "key": "password"}}
     deployment(
@@ -143,8 +198,8 @@ def test_errors(tmp_path: Path, adapter: KubernetesAdapter, namespace: str) -> N
         adapter.discover(
             target(tmp_path, {"adapter": "kubernetes", "kind": "ConfigMap", "namespace": namespace, "name": "nope"})
         )
-    with pytest.raises(ConfigurationError, match=r"spec\.source\.kind: 'Secret' is not one of ConfigMap, Deployment"):
-        adapter.discover(target(tmp_path, {"adapter": "kubernetes", "kind": "Secret", "name": "x"}))
+    with pytest.raises(ConfigurationError, match=r"spec\.source\.kind: 'Job' is not one of ConfigMap, Secret, Deploy"):
+        adapter.discover(target(tmp_path, {"adapter": "kubernetes", "kind": "Job", "name": "x"}))
     with pytest.raises(ConfigurationError, match=r"spec\.source\.container: only a Deployment has containers"):
         adapter.discover(
             target(tmp_path, {"adapter": "kubernetes", "kind": "ConfigMap", "name": "x", "container": "c"})

@@ -118,3 +118,14 @@ def _ready(base: str, process: subprocess.Popen[bytes]) -> bool:
         return get(base + "/readyz")[0] == 200
     except OSError:
         return False
+
+
+BOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto takes any
+
+
+def stand_in(request: pytest.FixtureRequest, builders: dict[str, Callable[[Any], Any]]) -> Any:
+    """What the builder for `request.param` (a source: ssm, aws-secrets, kubernetes) makes of the server that
+    stands in for that system here: moto's URL, or the Kubernetes emulator's kubeconfig."""
+    if request.param == "kubernetes":
+        return builders["kubernetes"](request.getfixturevalue("kube")[1])
+    return builders[request.param](request.getfixturevalue("moto_url"))

@@ -85,6 +85,36 @@ def apply_cmd() -> list[str]:
     return [sys.executable, "-m", "reconciler", "apply", "--format", "json"]
 
 
+def killed_apply(env: dict[str, str], engine: sa.Engine, seen: set[str], after_s: float) -> None:
+    """An apply killed `after_s` into its journaled phase, then a normal apply, which must succeed."""
+    process = subprocess.Popen(apply_cmd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_run(engine, seen, process)
+    time.sleep(after_s)
+    process.kill()
+    process.wait(30)
+    finish = subprocess.run(apply_cmd(), env=env, capture_output=True, text=True, check=False)
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+
+
+def settled_round(engine: sa.Engine, seen: set[str], drifted: int) -> Counter[str]:
+    """The actions of the runs since `seen` (added to it): none left in flight, and exactly one verified write
+    of each of the `drifted` keys. Returns the recovered actions by outcome."""
+    with engine.connect() as conn:
+        runs = {r[0] for r in conn.execute(sa.text("SELECT id FROM runs"))} - seen
+        seen |= runs
+        rows = conn.execute(
+            sa.text("SELECT target, path, state, error FROM actions WHERE run_id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": sorted(runs)},
+        ).all()
+    states = Counter(state for _, _, state, _ in rows)
+    assert not {"planned", "staged", "applied"} & set(states), states
+    verified = Counter((target, path) for target, path, state, _ in rows if state == "verified")
+    assert len(verified) == drifted and set(verified.values()) == {1}, verified.most_common(3)
+    return Counter(state for _, _, state, error in rows if error and error.startswith("recovered:"))
+
+
 def test_sigkill_at_random_points_of_an_apply(env: dict[str, str]) -> None:
     """50 applies killed at random moments, each followed by a normal apply: zero actions left pending,
     exactly one verified write per drifted key per round, live equal to desired after every round, and no
@@ -106,29 +136,10 @@ def test_sigkill_at_random_points_of_an_apply(env: dict[str, str]) -> None:
     outcomes: Counter[str] = Counter()
     for _ in range(KILLS):
         drift_all(root)
-        process = subprocess.Popen(apply_cmd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_run(engine, seen_runs, process)
-        time.sleep(rng.uniform(0.0, phase_s))
-        process.kill()
-        process.wait(30)
-        finish = subprocess.run(apply_cmd(), env=env, capture_output=True, text=True, check=False)
-        assert finish.returncode == 0, finish.stdout + finish.stderr
+        killed_apply(env, engine, seen_runs, rng.uniform(0.0, phase_s))
         assert converged(root)
         assert sorted(p.name for p in (root / "live").glob(".*")) == []  # staged files of the killed apply swept
-        with engine.connect() as conn:
-            runs = {r[0] for r in conn.execute(sa.text("SELECT id FROM runs"))} - seen_runs
-            seen_runs |= runs
-            rows = conn.execute(
-                sa.text("SELECT target, path, state, error, run_id FROM actions WHERE run_id IN :ids").bindparams(
-                    sa.bindparam("ids", expanding=True)
-                ),
-                {"ids": sorted(runs)},
-            ).all()
-        states = Counter(state for _, _, state, _, _ in rows)
-        assert not {"planned", "staged", "applied"} & set(states), states
-        verified = Counter((target, path) for target, path, state, _, _ in rows if state == "verified")
-        assert len(verified) == TARGETS * len(KEYS) and set(verified.values()) == {1}, verified.most_common(3)
-        recovered = Counter(state for _, _, state, error, _ in rows if error and error.startswith("recovered:"))
+        recovered = settled_round(engine, seen_runs, TARGETS * len(KEYS))
         outcomes.update(recovered)
         if recovered:
             killed_mid_journal += 1
