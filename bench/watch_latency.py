@@ -2,12 +2,13 @@
 
     .venv/bin/python -m bench.watch_latency [--changes 40]
 
-It starts private servers (redis-server, etcd, nats-server; kmock's Kubernetes emulator in this process),
-a daemon subprocess in dry-run on SQLite with one target per adapter, each with a one-hour interval so that
-only its watch can notice a change, and a file target polled every second: the baseline, measured in the
-same run, of what the daemon does without a watch. Each change writes a value never seen before and waits
-for the history row that records it; the latency is that run's finish time (written by the daemon) minus
-the time of the write. Changes are made one at a time, adapter after adapter.
+It starts private servers (redis-server, etcd, nats-server; kmock's Kubernetes emulator in this process), a
+daemon subprocess in dry-run on SQLite with one target per adapter, each with a one-hour interval so that only
+its watch can notice a change (a watched file among them), and a file read through a `layered` source (which
+does not watch) polled every second: the baseline, measured in the same run, of what the daemon does without a
+watch. Each change writes a value never seen before and waits for the history row that records it; the latency
+is that run's finish time (written by the daemon) minus the time of the write. Changes are made one at a time,
+adapter after adapter.
 """
 
 from __future__ import annotations
@@ -114,6 +115,10 @@ def main() -> None:
         core.create_namespaced_config_map("bench", {"metadata": {"name": "app"}, "data": {"LOG_LEVEL": "INFO"}})
         live_file = folder / "live" / "app.yaml"
         live_file.write_text("LOG_LEVEL: INFO\n")
+        watched_file = folder / "live" / "watched.yaml"
+        watched_file.write_text("LOG_LEVEL: INFO\n")
+        defaults_file = folder / "live" / "defaults.yaml"
+        defaults_file.write_text("LOG_LEVEL: INFO\n")
 
         def set_configmap(value: str) -> None:
             core.replace_namespaced_config_map(
@@ -125,6 +130,7 @@ def main() -> None:
             "etcd": etcd_put,
             "nats-kv": bucket.put,
             "kubernetes": set_configmap,
+            "file (watched)": lambda v: watched_file.write_text(f"LOG_LEVEL: {v}\n") and None,
             "file (polled every 1s, baseline)": lambda v: live_file.write_text(f"LOG_LEVEL: {v}\n") and None,
         }
         targets = {
@@ -158,7 +164,21 @@ def main() -> None:
             "kubernetes": _target(
                 "w-kube", {"adapter": "kubernetes", "kind": "ConfigMap", "namespace": "bench", "name": "app"}, "1h"
             ),
-            "file (polled every 1s, baseline)": _target("w-file", {"adapter": "file", "path": str(live_file)}, "1s"),
+            "file (watched)": _target("w-watched", {"adapter": "file", "path": str(watched_file)}, "1h"),
+            # File targets are watched: the baseline reads its file as the top layer of a `layered` source, which
+            # does not watch, so it is polled at its interval as every file target was before.
+            "file (polled every 1s, baseline)": _target(
+                "w-file",
+                {
+                    "adapter": "layered",
+                    "authoritative": "f",
+                    "layers": [
+                        {"name": "defaults", "adapter": "file", "path": str(defaults_file)},
+                        {"name": "f", "adapter": "file", "path": str(live_file)},
+                    ],
+                },
+                "1s",
+            ),
         }
         for target in targets.values():
             (folder / "desired" / f"{target['metadata']['name']}.yaml").write_text(yaml.safe_dump(target))

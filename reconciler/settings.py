@@ -40,6 +40,11 @@ class FileSettings(Group):
         "0600, none for writes that touch a secret path), so that a rollback from another process restores the "
         "original bytes. Defaults to none: kept in memory, for rollbacks within the process that wrote.",
     )
+    watch: bool = Field(
+        True,
+        description="Watch the folders of live files (inotify, one watcher for all of them) so that a change "
+        "wakes its target at once; the interval still applies. Defaults to true.",
+    )
 
 
 class SchedulerSettings(Group):

@@ -17,12 +17,13 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from threading import Event
 from typing import Any
 
-from reconciler.adapters import atomic, fileshape, formats
+from reconciler.adapters import atomic, file_watch, fileshape, formats
 from reconciler.adapters.common import apply_changes
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
@@ -48,7 +49,7 @@ class _Pending:
 class FileAdapter:
     """Reads and writes one configuration file per target (`source: {adapter: file, path, format}`)."""
 
-    capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True)
+    capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True, watch=True)
     known_options = ("path", "format")
 
     def __init__(self, settings: FileSettings, *, started_s: float | None = None) -> None:
@@ -61,6 +62,8 @@ class FileAdapter:
         self._located: dict[str, tuple[object, str, str | None]] = {}
         self._resolved: dict[str, tuple[str, tuple[int, int]]] = {}  # path -> (real path, its device and inode)
         self._max_bytes = settings.max_bytes
+        if not settings.watch:
+            self.capabilities = replace(self.capabilities, watch=False)
         self._undo = fileshape.UndoLog(settings.undo_dir)
 
     @classmethod
@@ -89,6 +92,17 @@ class FileAdapter:
             known = ", ".join(formats.FORMATS)
             raise target.problem("spec.source.format", f"unknown format {name!r}; expected one of {known}")
         return Path(real), fmt
+
+    def watch(
+        self, targets: Sequence[Target], changed: Callable[[str], None], ready: Callable[[], None], stop: Event
+    ) -> None:
+        """The Watcher port: one inotify watcher over the folders of every target's file (file_watch.py)."""
+
+        def paths(target: Target) -> tuple[str, str]:
+            real, _ = self.locate(target)
+            return self._located[target.name][1], str(real)
+
+        file_watch.watch_files(targets, paths, changed, ready, stop)
 
     def _resolve(self, path: str) -> str:
         """os.path.realpath(path), which lstat()s every component, kept per path while `path` still leads to

@@ -56,6 +56,19 @@ def watched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
             },
         }
         (desired / "app.yaml").write_text(yaml.safe_dump(target))
+        live = tmp_path / "live"
+        live.mkdir()
+        (live / "app.env").write_text("LOG_LEVEL=INFO\n")
+        file_target = {
+            "kind": "Target",
+            "metadata": {"name": "app-file", "environment": "staging"},
+            "spec": {
+                "source": {"adapter": "file", "path": "../live/app.env"},
+                "desired": {"LOG_LEVEL": "INFO"},
+                "interval": "1h",
+            },
+        }
+        (desired / "file.yaml").write_text(yaml.safe_dump(file_target))
         port = free_port()
         env = {
             **os.environ,
@@ -63,6 +76,7 @@ def watched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
             "RECONCILER_DATABASE_URL": f"sqlite:///{tmp_path / 'h.db'}",
             "RECONCILER_ADAPTERS__CREDENTIALS": json.dumps({"etcd": ETCD_PASSWORD}),
             "RECONCILER_HTTP__PORT": str(port),
+            "RECONCILER_FILE__ROOTS": json.dumps([str(live)]),
         }
         monkeypatch.setenv("RECONCILER_DATABASE_URL", env["RECONCILER_DATABASE_URL"])
         assert reconciler("db", "upgrade").returncode == 0
@@ -73,7 +87,7 @@ def watched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for(lambda: _ready(base, process), what="/readyz")
-            yield {"base": base, "etcd": etcd_url, "log": tmp_path / "daemon.log", "process": process}
+            yield {"base": base, "etcd": etcd_url, "log": tmp_path / "daemon.log", "process": process, "live": live}
         finally:
             process.kill()
             process.wait(10)
@@ -110,3 +124,23 @@ def test_a_watched_change_is_seen_at_once(watched: dict[str, Any]) -> None:
         assert (metric(text, "reconciler_detection_latency_seconds_count", adapter="etcd") or 0) >= 1
     events = [json.loads(line) for line in watched["log"].read_text().splitlines() if line.startswith("{")]
     assert any(e.get("event") == "watch started" and e.get("adapter") == "etcd" for e in events)
+
+
+def test_a_watched_file_is_seen_at_once_even_when_an_editor_renames_over_it(watched: dict[str, Any]) -> None:
+    base, live = watched["base"], watched["live"]
+
+    def drift() -> float | None:
+        text = get(base + "/metrics")[1]
+        return metric(text, "reconciler_drift_items", app="", environment="staging", **{"class": "escalate"})
+
+    wait_for(
+        lambda: drift() == 0.0 and metric(get(base + "/metrics")[1], "reconciler_watches", adapter="file") == 1,
+        what="the file target's first pass and its watch",
+    )
+    started = time.monotonic()
+    (live / ".app.env.swp").write_text("LOG_LEVEL=DEBUG\n")
+    os.replace(live / ".app.env.swp", live / "app.env")
+    wait_for(lambda: drift() == 1.0, timeout_s=10, what="the drift of a watched file")
+    assert time.monotonic() - started < 5  # the interval is an hour: only the watch can have seen it
+    text = get(base + "/metrics")[1]
+    assert (metric(text, "reconciler_watch_events_total", adapter="file") or 0) >= 1
