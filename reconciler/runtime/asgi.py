@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +47,11 @@ class Mountable(Protocol):
 
 def _text(status: int, text: str) -> Response:
     return PlainTextResponse(text, status, media_type="text/plain; charset=utf-8")
+
+
+def html_response(html: str, status: int = 200) -> Response:
+    """A page of the web UI: never cached, since it shows live state and the session's CSRF token."""
+    return HTMLResponse(html, status, headers={"cache-control": "no-store"})
 
 
 def json_response(status: int, data: Any, *, indent: int | None = 2) -> Response:
