@@ -16,6 +16,8 @@ from reconciler.domain.values import Redacted, render
 from reconciler.present.report import short
 from reconciler.present.web import ABSENT, MASK
 
+SAME = ("baseline", "equal", "env-specific")  # what "only differing keys" leaves out (unless it drifts)
+
 
 @dataclass(frozen=True, slots=True)
 class Cell:
@@ -96,7 +98,7 @@ def build(
     )
     for path in sorted(keys):
         cells = [look.cell(path, env) for env in environments]
-        if only_differing and all(c.baseline in ("baseline", "equal") and not c.drift for c in cells):
+        if only_differing and all(c.baseline in SAME and not c.drift for c in cells):
             continue
         matrix.rows.append((to_pointer(path), cells))
     return matrix
