@@ -16,6 +16,7 @@ from reconciler.domain.state import DesiredState
 
 # Worst last: a tile takes the worst state that applies. `waiting`: no pass yet since the daemon started.
 STATES = ("waiting", "in-sync", "acceptable", "reversible", "escalated", "failing", "stale")
+APPS_PER_PAGE = 80  # rows of the fleet page: up to ~320 tiles, under 200 KB
 CLASS_STATES = {"acceptable": "acceptable", "reversible": "reversible", "escalate": "escalated"}
 
 
@@ -71,6 +72,9 @@ class Fleet:
     labels: list[str] = field(default_factory=list)  # every key=value, for the filter
     all_apps: list[str] = field(default_factory=list)
     all_environments: list[str] = field(default_factory=list)
+    page: int = 1
+    pages: int = 1
+    matching_apps: int = 0
 
 
 def app_of(target: Target) -> str:
@@ -101,32 +105,50 @@ def build(
     default_interval_s: float,
     now: datetime,
     filters: Filters,
+    page: int = 1,
 ) -> Fleet:
+    """The tiles of the apps on `page` (APPS_PER_PAGE apps a page, so a page of a big fleet stays small); the
+    counts by state are over the whole fleet."""
     targets = state.ordered_targets()
-    grid: dict[tuple[str, str], list[Tile]] = {}
     counts = dict.fromkeys(STATES, 0)
+    kept: list[tuple[Target, str]] = []
+    stamp = now.timestamp()
     for target in targets:
-        tile = _tile(target, latest.get(target.name), times(target.name), default_interval_s, now)
-        counts[tile.state] += 1
-        if filters.keeps(target, tile.state):
+        found = latest.get(target.name)
+        interval_s = float(target.spec.interval or default_interval_s)
+        colour = tile_state(found, times(target.name), interval_s, stamp)
+        counts[colour] += 1
+        if filters.keeps(target, colour):
+            kept.append((target, colour))
+    apps = sorted({app_of(t) for t, _ in kept})
+    pages = max(1, -(-len(apps) // APPS_PER_PAGE))
+    page = min(max(page, 1), pages)
+    shown = set(apps[(page - 1) * APPS_PER_PAGE : page * APPS_PER_PAGE])
+    grid: dict[tuple[str, str], list[Tile]] = {}
+    for target, colour in kept:
+        if app_of(target) in shown:
+            tile = _tile(target, latest.get(target.name), times(target.name), colour, now)
             grid.setdefault((tile.app, tile.environment), []).append(tile)
-    environments = sorted({e for _, e in grid}, key=lambda e: (environment_rank(e), e))
-    every_env = sorted({t.environment for t in targets}, key=lambda e: (environment_rank(e), e))
-    labels = sorted({f"{k}={v}" for t in targets for k, v in t.metadata.labels.items()})
     return Fleet(
-        apps=sorted({a for a, _ in grid}),
-        environments=environments,
+        apps=sorted(shown),
+        environments=sorted({e for _, e in grid}, key=_rank),
         grid=grid,
         counts=counts,
-        labels=labels,
+        labels=sorted({f"{k}={v}" for t in targets for k, v in t.metadata.labels.items()}),
         all_apps=sorted({app_of(t) for t in targets}),
-        all_environments=every_env,
+        all_environments=sorted({t.environment for t in targets}, key=_rank),
+        page=page,
+        pages=pages,
+        matching_apps=len(apps),
     )
 
 
-def _tile(target: Target, latest: Mapping[str, Any] | None, times: Times, default_s: float, now: datetime) -> Tile:
+def _rank(environment: str) -> tuple[int, str]:
+    return environment_rank(environment), environment
+
+
+def _tile(target: Target, latest: Mapping[str, Any] | None, times: Times, state: str, now: datetime) -> Tile:
     stamp = now.timestamp()
-    interval_s = float(target.spec.interval or default_s)
     counts = {"acceptable": 0, "reversible": 0, "escalate": 0}
     for d in latest["drift"] if latest else ():
         counts[d["class"]] = counts.get(d["class"], 0) + 1
@@ -136,7 +158,7 @@ def _tile(target: Target, latest: Mapping[str, Any] | None, times: Times, defaul
         target=target.name,
         app=app_of(target),
         environment=target.environment,
-        state=tile_state(latest, times, interval_s, stamp),
+        state=state,
         status=latest["status"] if latest else "waiting",
         counts=counts,
         drift_age_s=stamp - times.open_since if times.open_since else None,

@@ -6,6 +6,7 @@ compute (report.target_dict, diff/parity.py, engine/explain.py, history, approva
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,7 @@ class Ui:
             default_interval_s=self.s.default_interval_s,
             now=now,
             filters=filters,
+            page=_number(q.get("page"), 1),
         )
         ready = self.s.api.readiness()
         return self._render(
@@ -139,10 +141,12 @@ class Ui:
             fleet=view,
             filters=filters,
             states=fleet.STATES,
+            per_page=fleet.APPS_PER_PAGE,
             version={"digest": state.version.digest, "git_commit": state.version.git_commit},
             mode=self.s.api.guard.mode().value,
             remediation=ready.get("remediation"),
             held=self._held_waves(state),
+            pages={n: _with(request, page=str(n)) for n in (view.page - 1, view.page + 1) if 1 <= n <= view.pages},
         )
 
     def _held_waves(self, state: DesiredState) -> list[tuple[int, str]]:
@@ -219,10 +223,7 @@ class Ui:
 
     def history(self, request: Request) -> Response:
         q = request.query_params
-        try:
-            limit = min(max(int(q.get("limit") or 50), 1), 1000)
-        except ValueError:
-            limit = 50
+        limit = min(_number(q.get("limit"), 50), 1000)
         filters = {"kind": q.get("kind", ""), "status": q.get("status", ""), "trigger": q.get("trigger", "")}
         runs = json.loads(
             history_views.render_runs(self.s.engine.store.runs(limit * 5 if any(filters.values()) else limit), "json")
@@ -305,6 +306,19 @@ class Ui:
             "signin.html", title="Sign in", next=request.query_params.get("next", "/"), chrome=self.chrome(request)
         )
         return html_response(html)
+
+
+def _number(text: str | None, default: int) -> int:
+    """A positive whole number from a query parameter, or the default."""
+    try:
+        return max(int(text or default), 1)
+    except ValueError:
+        return default
+
+
+def _with(request: Request, **changes: str) -> str:
+    """This page's URL with some query parameters changed."""
+    return request.url.path + "?" + urllib.parse.urlencode({**request.query_params, **changes})
 
 
 def _left(seconds: float) -> str:

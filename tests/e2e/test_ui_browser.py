@@ -117,7 +117,7 @@ def test_the_ui_in_a_browser_shows_drift_approves_and_rolls_back(
     _no_console_errors(browser, seen)
 
     browser.get(base + "/apps/payments-api?baseline=prod")
-    cell = browser.find_element(By.CSS_SELECTOR, 'td[data-key="/log_level"]')  # staging's, the first column
+    cell = browser.find_element(By.CSS_SELECTOR, 'tr[data-key="/log_level"] td:nth-child(2)')  # staging's column
     assert "drifted" in str(cell.get_attribute("class"))
     _no_console_errors(browser, seen)
     browser.get(base + "/targets/payments-api-staging")
