@@ -1,6 +1,14 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.domain.manifest import DesiredVersion, Target
+from reconciler.domain.state import DesiredState
 from reconciler.present import fleet, web
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+EVERYTHING = fleet.Filters()
 
 PASS = {"status": "drift", "drift": [{"class": "acceptable"}, {"class": "reversible"}]}
 
@@ -43,3 +51,33 @@ def test_ages_read_like_people_say_them() -> None:
         "3h 2m",
         "2d 1h",
     ]
+
+
+def test_a_big_fleet_is_shown_a_page_of_apps_at_a_time_with_counts_over_all() -> None:
+    """200 apps: the first page has the first 80, the last page the rest; the counts cover every target, and
+    a filter pages over what it keeps."""
+    targets = {
+        f"app{i:03}-{env}": Target.model_validate(
+            {
+                "kind": "Target",
+                "metadata": {"name": f"app{i:03}-{env}", "app": f"app{i:03}", "environment": env},
+                "spec": {"source": {"adapter": "file", "path": "/x"}, "desired": {"a": 1}},
+            }
+        )
+        for i in range(200)
+        for env in ("staging", "prod")
+    }
+    state = DesiredState(Path("."), DesiredVersion("f" * 64), targets, ())
+    latest = {name: {"status": "clean", "drift": [], "at": NOW.isoformat(), "error": None} for name in targets}
+
+    def view(page: int, filters: fleet.Filters = EVERYTHING) -> fleet.Fleet:
+        return fleet.build(
+            state, latest, lambda _: fleet.Times(None, None), default_interval_s=60, now=NOW, filters=filters, page=page
+        )
+
+    first, last = view(1), view(99)
+    assert first.apps[0] == "app000" and len(first.apps) == fleet.APPS_PER_PAGE and first.pages == 3
+    assert last.page == 3 and last.apps[-1] == "app199" and len(last.apps) == 200 - 2 * fleet.APPS_PER_PAGE
+    assert first.counts["in-sync"] == 400 and first.environments == ["staging", "prod"]
+    only_prod = view(1, fleet.Filters(environment="prod"))
+    assert only_prod.environments == ["prod"] and len(only_prod.grid) == fleet.APPS_PER_PAGE
