@@ -105,7 +105,7 @@ def test_the_ui_in_a_browser_shows_drift_approves_and_rolls_back(
     base, example, seen = daemon["base"], daemon["example"], []
     browser.get(base + "/")
     wait_for(lambda: _state(browser, "payments-api-prod") == "escalated", what="prod escalated in the fleet")
-    assert _state(browser, "payments-api-staging") == "in-sync"
+    wait_for(lambda: _state(browser, "payments-api-staging") == "in-sync", what="staging's first pass in the fleet")
     _no_console_errors(browser, seen)
 
     # A drift that appears shows in the open page without a reload (htmx refreshes the tiles every 2 s).
@@ -113,7 +113,7 @@ def test_the_ui_in_a_browser_shows_drift_approves_and_rolls_back(
     doc = yaml.safe_load(staging.read_text())
     doc["log_level"] = "DEBUG"
     staging.write_text(yaml.safe_dump(doc))
-    wait_for(lambda: _state(browser, "payments-api-staging") == "reversible", timeout_s=15, what="drift in the tile")
+    wait_for(lambda: _state(browser, "payments-api-staging") == "reversible", timeout_s=30, what="drift in the tile")
     _no_console_errors(browser, seen)
 
     browser.get(base + "/apps/payments-api?baseline=prod")
