@@ -21,14 +21,15 @@ from starlette.staticfiles import StaticFiles
 from reconciler.classify import exceptions
 from reconciler.diff import parity
 from reconciler.domain.approval import Approval, ApprovalState
+from reconciler.domain.audit import AuditEvent
 from reconciler.domain.state import DesiredState
 from reconciler.engine import explain
 from reconciler.engine.rollout import Rollout
 from reconciler.engine.run import Reconciler
 from reconciler.errors import ConfigurationError, ReconcilerError
-from reconciler.present import fleet, matrix, views, web
+from reconciler.present import audit, fleet, matrix, views, web
 from reconciler.present import history as history_views
-from reconciler.runtime import ui_actions
+from reconciler.runtime import compose, ui_actions
 from reconciler.runtime.api import Api
 from reconciler.runtime.asgi import html_response
 from reconciler.runtime.compose import Components
@@ -47,6 +48,7 @@ class UiSources:
     engine: Reconciler  # the desired state in force, adapters, history, the keyed-hash key
     list_approvals: ListApprovals
     drifts: Callable[[str], list[dict[str, Any]]]  # a run's recorded drift (secrets redacted), by run id
+    timeline: Callable[[str, str, datetime], list[AuditEvent]]  # a key's story, as `reconciler history -t -p`
     times: Callable[[str], tuple[float, float]]  # metrics: (drift open since, last good pass) per target
     default_interval_s: float
     secret_file_roots: tuple[Path, ...]
@@ -64,6 +66,7 @@ class Ui:
             ("/", self.fleet),
             ("/apps/{app:path}", self.app),
             ("/targets/{name}/explain", self.explain),
+            ("/targets/{name}/timeline", self.timeline),
             ("/targets/{name}", self.target),
             ("/history", self.history),
             ("/history/{run_id}", self.run),
@@ -221,6 +224,35 @@ class Ui:
         title = f"Why {result.target.name} {result.pointer}"
         return self._render(request, "explain.html", "trace", title=title, result=result)
 
+    def timeline(self, request: Request) -> Response:
+        """A key's story: seen, classified, escalated, decided (by whom), written, verified or rolled back,
+        gone, adopted; a secret's values are not shown."""
+        name, pointer = request.path_params["name"], request.query_params.get("path", "")
+        if not pointer.startswith("/"):
+            raise ConfigurationError("path must be a JSON Pointer, e.g. ?path=/database/timeout")
+        days = min(_number(request.query_params.get("days"), 30), 3650)
+        events = self.s.timeline(name, pointer, datetime.now(UTC) - timedelta(days=days))
+        rows = [
+            {
+                "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                "event": e.event.value,
+                "actor": e.actor,
+                "what": f"{web.MASK} (a secret: its values are not shown)" if e.secret else audit.what(e),
+                "run": e.run_id,
+            }
+            for e in events
+        ]
+        html = web.page(
+            "timeline.html",
+            title=f"{name} {pointer}",
+            target=name,
+            pointer=pointer,
+            days=days,
+            events=rows,
+            chrome=self.chrome(request),
+        )
+        return html_response(html)
+
     def history(self, request: Request) -> Response:
         q = request.query_params
         limit = min(_number(q.get("limit"), 50), 1000)
@@ -333,6 +365,7 @@ def build(components: Components, api: Api) -> Ui:
         engine=c.reconciler,
         list_approvals=c.approvals.list,
         drifts=c.store.drifts,
+        timeline=compose.build_timeline(c.store).timeline,
         times=c.metrics.target_states.times,
         default_interval_s=c.settings.scheduler.default_interval_s,
         secret_file_roots=tuple(c.settings.secrets.file_roots),

@@ -289,3 +289,22 @@ def test_without_an_api_token_the_ui_is_read_only(read_only: Served) -> None:
     assert 'type="password"' not in read_only.request("GET", "/signin").body
     answer = json.loads(read_only.request("GET", "/api/v1/status").body)
     assert answer["targets_by_status"]
+
+
+def test_a_keys_timeline_shows_its_story_with_who_decided(served: Served) -> None:
+    """The target page links each drift to its key's timeline: seen and escalated at the first pass, then
+    the approval given in the UI with the name signed in; a secret's timeline shows no value."""
+    assert (
+        "/targets/payments-api-prod/timeline?path=/database/pool_size"
+        in served.request("GET", "/targets/payments-api-prod").body
+    )
+    pending = next(a for a in served.daemon.c.approvals.list() if a.pointer == "/database/pool_size")
+    cookie, csrf = served.sign_in("carol")
+    served.request("POST", f"/approvals/{pending.id}/approve", {"csrf": csrf}, cookie)
+    page = served.request("GET", "/targets/payments-api-prod/timeline?path=/database/pool_size").body
+    events = re.findall(r'data-event="([a-z]+)"', page)
+    assert {"seen", "escalated", "approved"} <= set(events), events
+    assert "carol" in page
+    secret = served.request("GET", "/targets/payments-api-prod/timeline?path=/database/password").body
+    assert "seen" in secret and DESIRED_SECRET not in secret and LIVE_SECRET not in secret and "redacted" not in secret
+    assert served.request("GET", "/targets/payments-api-prod/timeline?path=nope").status == 404
