@@ -305,32 +305,13 @@ class Ui:
         return html_response(html)
 
     def exceptions(self, request: Request) -> Response:
-        state = self._state()
-        now = datetime.now(UTC)
-        statuses = exceptions.inventory(state, now, timedelta(seconds=self.s.expiry_warning_s))
+        """Exceptions and expected differences (the parity allowlist), soonest expiry first, as
+        `reconciler exceptions list` gives them."""
+        statuses = exceptions.inventory(self._state(), datetime.now(UTC), timedelta(seconds=self.s.expiry_warning_s))
         rows = json.loads(views.render_exceptions(statuses, "json"))
         for row in rows:
             row["left"] = _left(row["remaining_s"])
-        allowlist = sorted(
-            (
-                {
-                    "policy": policy.metadata.name,
-                    "apps": e.apps,
-                    "environments": e.environments,
-                    "paths": [str(p) for p in e.paths],
-                    "expires": e.expires.isoformat(),
-                    "left": _left((e.expires - now).total_seconds()),
-                    "owner": e.owner,
-                    "reason": e.reason,
-                }
-                for policy in state.policies
-                for e in policy.spec.expected_differences
-            ),
-            key=lambda e: str(e["expires"]),
-        )
-        html = web.page(
-            "exceptions.html", title="Exceptions", exceptions=rows, allowlist=allowlist, chrome=self.chrome(request)
-        )
+        html = web.page("exceptions.html", title="Exceptions", exceptions=rows, chrome=self.chrome(request))
         return html_response(html)
 
     def signin(self, request: Request) -> Response:
