@@ -30,7 +30,7 @@ from reconciler.engine.gate import Override
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.present import report, views
-from reconciler.runtime import compose, daemon, undo
+from reconciler.runtime import compose, undo
 from reconciler.settings import load_settings
 
 
@@ -181,6 +181,9 @@ def run(
         if port is not None:
             settings.http.port = port
         logs.configure(settings.log.level, settings.log.format)
+        # Only the daemon loads its HTTP stack (uvicorn, Starlette, Jinja2): every other command starts faster.
+        from reconciler.runtime import daemon  # noqa: PLC0415
+
         code = daemon.Daemon(compose.build(settings, daemon=True)).run()
     except ReconcilerError as exc:
         raise fail(exc) from None

@@ -54,6 +54,13 @@ class TargetStates(Collector):
             state = self._targets.get(name)
             return None if state is None else state.open_since
 
+    def times(self, name: str) -> tuple[float, float]:
+        """Since when the target has had drift that is not acceptable, and its last pass without error (Unix
+        seconds, 0 for none), as the metrics export them; for the web UI's fleet page."""
+        with self._lock:
+            state = self._targets.get(name)
+            return (0.0, 0.0) if state is None else (state.open_since, state.last_success)
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             targets = list(self._targets.items())

@@ -55,9 +55,13 @@ class Api:
             for name in names:
                 self._latest.pop(name, None)
 
-    def get(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """Each target's last pass, by name (report.target_dict, with `at`): what /status, /drift and the UI show."""
         with self._lock:
-            latest = dict(self._latest)
+            return dict(self._latest)
+
+    def get(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        latest = self.latest()
         if path == "/api/v1/status":
             counts: dict[str, int] = {}
             for t in latest.values():
@@ -92,13 +96,11 @@ class Api:
         if self.token is None:
             return 403, {"error": "the state-changing API is off (set RECONCILER_HTTP__API_TOKEN to turn it on)"}
         given = (authorization or "").removeprefix("Bearer ").strip()
-        # Bytes, not str: compare_digest refuses non-ASCII str (a TypeError per request for any client to send).
         # Header values arrive decoded as Latin-1, so this gives back the bytes sent; the token is UTF-8.
-        given_bytes = given.encode("latin-1", "replace")
         if (
             not authorization
             or not authorization.startswith("Bearer ")
-            or not hmac.compare_digest(given_bytes, self.token.encode("utf-8"))
+            or not token_matches(self.token, given.encode("latin-1", "replace"))
         ):
             return 401, {"error": "a valid `Authorization: Bearer <token>` header is required"}
         if path == "/api/v1/mode":
@@ -114,26 +116,36 @@ class Api:
                 return 400, {"error": 'body must name the deciding person: {"actor": "..."}'}
             if comment is not None and not isinstance(comment, str):
                 return 400, {"error": "comment must be a string"}
-            try:
-                decided = self.approvals.decide(
-                    match.group(1),
-                    approve=match.group(2) == "approve",
-                    actor=actor,
-                    comment=comment,
-                    now=datetime.now(UTC),
-                    ttl=timedelta(seconds=self.approval_ttl_s),
-                )
-            except ConfigurationError as exc:
-                return 409 if "only pending" in str(exc) else 404, {"error": str(exc)}
-            except ReconcilerError as exc:
-                return 503, {"error": str(exc)}
-            log.warning("approval decided over the API", approval=decided.id, state=decided.state.value, actor=actor)
-            return 200, {
-                "id": decided.id,
-                "state": decided.state.value,
-                "target": decided.target,
-                "path": decided.pointer,
-                "actor": decided.actor,
-                "expires_at": decided.expires_at.isoformat() if decided.expires_at else None,
-            }
+            return self.decide(match.group(1), approve=match.group(2) == "approve", actor=actor, comment=comment)
         return 404, {"error": "not found"}
+
+    def decide(self, approval_id: str, *, approve: bool, actor: str, comment: str | None) -> tuple[int, dict[str, Any]]:
+        """Approve or reject a pending approval as `actor`: what POST /api/v1/approvals/... and the web UI do."""
+        try:
+            decided = self.approvals.decide(
+                approval_id,
+                approve=approve,
+                actor=actor,
+                comment=comment,
+                now=datetime.now(UTC),
+                ttl=timedelta(seconds=self.approval_ttl_s),
+            )
+        except ConfigurationError as exc:
+            return 409 if "only pending" in str(exc) else 404, {"error": str(exc)}
+        except ReconcilerError as exc:
+            return 503, {"error": str(exc)}
+        log.warning("approval decided", approval=decided.id, state=decided.state.value, actor=actor)
+        return 200, {
+            "id": decided.id,
+            "state": decided.state.value,
+            "target": decided.target,
+            "path": decided.pointer,
+            "actor": decided.actor,
+            "expires_at": decided.expires_at.isoformat() if decided.expires_at else None,
+        }
+
+
+def token_matches(token: str, given: bytes) -> bool:
+    """Whether `given` is the API token, in constant time. Bytes, not str: compare_digest refuses non-ASCII str
+    (a TypeError per request for any client to send)."""
+    return hmac.compare_digest(given, token.encode("utf-8"))

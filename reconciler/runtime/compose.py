@@ -35,6 +35,7 @@ from reconciler.store.history import SqlHistoryStore
 from reconciler.store.leases import SqlLeaseStore
 from reconciler.store.retention import SqlRetention
 from reconciler.store.rollouts import SqlRolloutStore
+from reconciler.store.timeline import SqlTimeline
 from reconciler.store.window import SqlSafetyWindow
 
 
@@ -151,6 +152,11 @@ def build_store(settings: Settings, *, check_migrated: bool = True) -> SqlHistor
     if check_migrated:
         migrate.check(engine)
     return SqlHistoryStore(engine, settings.hmac_key())
+
+
+def build_timeline(store: SqlHistoryStore) -> SqlTimeline:
+    """A key's timeline from the history store, for the web UI (the CLI builds its own)."""
+    return SqlTimeline(store.engine)
 
 
 def start_pruner(components: Components, stop: threading.Event) -> Pruner:

@@ -21,7 +21,7 @@ from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
 from reconciler.present.report import target_dict
-from reconciler.runtime import adoption, compose, undo
+from reconciler.runtime import adoption, compose, ui, undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
@@ -81,6 +81,7 @@ class Daemon:
             render_metrics=components.metrics.render,
             readiness=self.readiness,
             api=self.api,
+            ui=ui.build(components, self.api),
         )
 
     def _version_info(self) -> dict[str, Any]:

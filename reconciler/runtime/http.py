@@ -1,42 +1,72 @@
-"""The daemon's HTTP endpoint: /metrics, /healthz (the process answers), /readyz (store reachable,
-desired state loaded) and the JSON API under /api/v1/ (runtime/api.py)."""
+"""The daemon's HTTP endpoint: one ASGI application (runtime/asgi.py: /metrics, /healthz, /readyz, the JSON API
+under /api/v1/ and the web UI under /) served by uvicorn on a background thread."""
 
 from __future__ import annotations
 
-import json
-import sys
+import asyncio
+import socket
 import threading
-import urllib.parse
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from reconciler.observe import logging as logs
+from reconciler.runtime import asgi
 from reconciler.runtime.api import Api
+from reconciler.runtime.asgi import Check, Render
 
 log = logs.get_logger("reconciler.http")
 
-Check = Callable[[], dict[str, Any]]  # {"ready": bool, ...details}
-Render = Callable[[], tuple[bytes, str]]
-MAX_BODY = 64 * 1024
-
+__all__ = ["BACKLOG", "REQUEST_TIMEOUT_S", "Check", "HttpServer", "Render"]
 
 BACKLOG = 256  # connections the kernel queues before accept: a burst of scrapes is answered, not refused
-REQUEST_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed (slow partial requests)
+REQUEST_TIMEOUT_S = 10.0  # a request whose head has not arrived this long after it began is dropped (slow loris)
+KEEP_ALIVE_S = 5.0  # an idle kept-alive connection is closed after this long
+STOP_TIMEOUT_S = 5.0
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = BACKLOG
-    daemon_threads = True
+def _protocol(timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with a deadline on reading a request's head: uvicorn times out idle kept-alive
+    connections, but a client that trickles a request in (or sends half of one and waits) is held for ever."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver prints a traceback to stderr; one line of log says as much without a flood to provoke
-        error = sys.exc_info()[1]
-        log.warning("http request failed", error=type(error).__name__, client=str(client_address[0]))
+    class DeadlineProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()  # the first bytes of the next request on a kept-alive connection
+            super().data_received(data)
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # the head is in: the application has the request
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(timeout_s, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return DeadlineProtocol
 
 
 class HttpServer:
-    """Serves the three endpoints on a background thread."""
+    """Serves the application on a background thread. The socket is bound (and listening) when this is built, so
+    a port taken fails at once, port 0 has its number, and connections that arrive before start() are queued."""
 
     def __init__(
         self,
@@ -46,87 +76,49 @@ class HttpServer:
         render_metrics: Render,
         readiness: Check,
         api: Api | None = None,
+        ui: asgi.Mountable | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        handler = _handler(render_metrics, readiness, api, request_timeout_s)
-        self._server = _Server((host, port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        app = asgi.application(render_metrics, readiness, api, ui, body_timeout_s=request_timeout_s)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket.bind((host, port))
+            self._socket.listen(BACKLOG)
+        except OSError:
+            self._socket.close()
+            raise
+        config = uvicorn.Config(
+            app,
+            http=_protocol(request_timeout_s),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,  # the application says `Server: reconciler`, without versions
+            backlog=BACKLOG,
+            timeout_keep_alive=int(KEEP_ALIVE_S),
+            timeout_graceful_shutdown=int(STOP_TIMEOUT_S),
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        except Exception:
+            log.exception("http server stopped")
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
+        host, port = self._socket.getsockname()[:2]
         return str(host), int(port)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _Base(BaseHTTPRequestHandler):
-    """What every response shares: a Server header without the Python version, replies, logs at debug."""
-
-    server_version = "reconciler"
-
-    def version_string(self) -> str:
-        return self.server_version  # not the Python version, which the default adds
-
-    def _json(self, status: int, data: dict[str, Any]) -> None:
-        self._send(status, json.dumps(data, indent=2).encode() + b"\n", "application/json")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http request", request=format % args)
-
-
-def _handler(render_metrics: Render, readiness: Check, api: Api | None, timeout_s: float) -> type[_Base]:
-    class Handler(_Base):
-        timeout = timeout_s  # per socket operation: a request trickled in slower than this is dropped
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, content_type = render_metrics()
-                self._send(200, body, content_type)
-            elif path == "/healthz":
-                self._send(200, b"ok\n", "text/plain; charset=utf-8")
-            elif path == "/readyz":
-                detail = readiness()
-                status = 200 if detail.get("ready") else 503
-                self._send(status, json.dumps(detail).encode() + b"\n", "application/json")
-            elif path.startswith("/api/") and api is not None:
-                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
-                self._json(*api.get(path, query))
-            else:
-                self._send(404, b"not found\n", "text/plain; charset=utf-8")
-
-        def do_POST(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if api is None or not path.startswith("/api/"):
-                self._send(404, b"not found\n", "text/plain; charset=utf-8")
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_BODY:
-                self._json(400, {"error": f"a JSON body of at most {MAX_BODY} bytes is required"})
-                return
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                self._json(400, {"error": "the body must be a JSON object"})
-                return
-            self._json(*api.post(path, body, self.headers.get("Authorization")))
-
-    return Handler
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(STOP_TIMEOUT_S + 1)
+        self._socket.close()

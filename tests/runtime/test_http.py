@@ -56,11 +56,11 @@ def test_a_non_ascii_bearer_token_is_refused_with_401(server: HttpServer, capfd:
     body = json.dumps({"mode": "dry-run"}).encode()
     head = f"POST /api/v1/mode HTTP/1.0\r\nContent-Length: {len(body)}\r\n".encode()
     answer = _exchange(server.address, head + b"Authorization: Bearer s3cr\xc3\xa9t-\xff\r\n\r\n" + body)
-    assert answer.startswith(b"HTTP/1.0 401 ")
+    assert answer.startswith(b"HTTP/1.1 401 ")
     assert b"Bearer <token>" in answer
     assert "Traceback" not in capfd.readouterr().err
     good = head + b"Authorization: Bearer s3cret-token\r\n\r\n" + body
-    assert _exchange(server.address, good).startswith(b"HTTP/1.0 200 ")
+    assert _exchange(server.address, good).startswith(b"HTTP/1.1 200 ")
 
 
 def test_the_server_header_names_no_python_version(server: HttpServer) -> None:
@@ -106,7 +106,7 @@ def test_a_burst_of_200_concurrent_scrapes_is_answered() -> None:
         for reader in readers:
             reader.join(max(0.0, deadline - time.monotonic()))
         assert len(answers) == 200
-        assert all(a.startswith(b"HTTP/1.0 200 ") and a.endswith(b"reconciler_up 1\n") for a in answers)
+        assert all(a.startswith(b"HTTP/1.1 200 ") and a.endswith(b"reconciler_up 1\n") for a in answers)
         for conn in conns:
             conn.close()
     finally:
