@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -227,3 +227,12 @@ def set_in(doc: dict[str, Any], path: KeyPath, value: Any, list_keys: Mapping[Ke
             node[last] = value
     else:
         raise ValueError(f"cannot set a key inside a {type(node).__name__} at {to_pointer(path[:-1])}")
+
+
+def leaf_paths(doc: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
+    """Every leaf path of a document; lists are leaves (values), as the comparison takes them by default."""
+    if isinstance(doc, dict) and doc:
+        for key, value in doc.items():
+            yield from leaf_paths(value, (*path, str(key)))
+    elif path:
+        yield path

@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.diff.parity import PairResult, ParityItem
 from reconciler.domain.manifest import Target, environment_rank, reference_paths
-from reconciler.domain.paths import MISSING, KeyPath, PathGlob, any_match, get_in, to_pointer
+from reconciler.domain.paths import MISSING, KeyPath, PathGlob, any_match, get_in, leaf_paths, to_pointer
 from reconciler.domain.values import Redacted, render
 from reconciler.present.report import short
 from reconciler.present.web import ABSENT, MASK
@@ -36,15 +36,6 @@ class Matrix:
     rows: list[tuple[str, list[Cell]]] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # environment -> why its live state could not be read
     total_keys: int = 0
-
-
-def leaves(doc: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
-    """Every leaf path of a document (lists are leaves: they compare as whole values)."""
-    if isinstance(doc, dict) and doc:
-        for key, value in doc.items():
-            yield from leaves(value, (*path, str(key)))
-    elif path:
-        yield path
 
 
 def secret_globs(target: Target) -> list[PathGlob]:
@@ -89,7 +80,7 @@ def build(
     drift = {e: {d["path"]: d["class"] for d in latest.get(t.name, {}).get("drift", [])} for e, t in by_env.items()}
     keys: dict[KeyPath, None] = {}
     for target in by_env.values():
-        for path in leaves(documents.get(target.name, {})):
+        for path in leaf_paths(documents.get(target.name, {})):
             if not any_match(target.spec.ignore, path):
                 keys.setdefault(path, None)
     matrix.total_keys = len(keys)

@@ -13,7 +13,7 @@ from typing import Any
 from reconciler.domain.drift import Classified
 from reconciler.domain.inventory import ExceptionInForce, Inventory, KeyState, TargetHistory, TargetInventory
 from reconciler.domain.manifest import Target, reference_paths
-from reconciler.domain.paths import MISSING, KeyPath, any_match, get_in, to_pointer
+from reconciler.domain.paths import MISSING, KeyPath, any_match, get_in, leaf_paths, to_pointer
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.domain.values import Redacted
@@ -87,7 +87,7 @@ def _keys(
     live = assessment.observed.document
     layers = assessment.observed.layers or {}
     refs = set(reference_paths(target.spec.desired))
-    paths = sorted({*_leaves(desired), *_leaves(live)} | {c.item.path for c in drift.values()})
+    paths = sorted({*leaf_paths(desired), *leaf_paths(live)} | {c.item.path for c in drift.values()})
     for path in paths:
         if any_match(target.spec.ignore, path):
             continue
@@ -121,15 +121,6 @@ def _masked(value: Any, secret: bool, key: bytes) -> Any:
     if not secret or value is MISSING or isinstance(value, Redacted):
         return value
     return Redacted.of(value, key)
-
-
-def _leaves(node: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
-    """Every leaf path of a document; lists are values, as the comparison takes them by default."""
-    if isinstance(node, dict) and node:
-        for k, v in node.items():
-            yield from _leaves(v, (*path, str(k)))
-    elif path:
-        yield path
 
 
 def _exceptions(state: DesiredState, target: Target, now: datetime) -> tuple[ExceptionInForce, ...]:
