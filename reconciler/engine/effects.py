@@ -57,12 +57,28 @@ class Observer(Protocol):
 
 
 class History:
-    """Every pass that found something new, with its drift, in the run's recorder (the journal has its actions)."""
+    """Every pass that found something new, with its drift, in the run's recorder (the journal has its actions).
+
+    A pass that is looked at in full again only in case something else changed (apply mode, escalations an
+    approval could let through) and then finds what the last recorded pass of its target found — same desired
+    version, same live state, same status and classes, nothing written, nothing new to ask — is not recorded
+    again: it is an unchanged pass in all but name. Before, such a target added every drift row once per
+    interval, the largest part of history's growth (docs/operations.md, retention sizing)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[object, ...]] = {}  # target -> what its last recorded pass found
 
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         if outcome.unchanged:
             return
         target = outcome.target
+        found = _found(outcome, state)
+        if found is not None and self._last.get(target.name) == found:
+            return
+        if found is None:
+            self._last.pop(target.name, None)
+        else:
+            self._last[target.name] = found
         record = PassRecord(
             target=target.name,
             environment=target.environment,
@@ -75,6 +91,20 @@ class History:
             note=outcome.note,
         )
         run.recorder.record_pass(run.ensure(), record, outcome.classified)
+
+
+def _found(outcome: PassOutcome, state: DesiredState) -> tuple[object, ...] | None:
+    """What a pass found, to tell a repeat of the last recorded one; None for a pass that must be recorded (it
+    failed, wrote or would write something, raised an escalation, or could not ask the store)."""
+    if (
+        outcome.status is RunStatus.FAILED
+        or outcome.degraded
+        or outcome.new_escalations
+        or (outcome.execution is not None and outcome.execution.actions)
+    ):
+        return None
+    classes = Counter((c.class_, c.decided_by) for c in outcome.classified)
+    return (state.version.digest, outcome.fingerprint, outcome.status, outcome.note, frozenset(classes.items()))
 
 
 class MetricsEffect:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from reconciler.adapters.file import FileAdapter
 from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.manifest import DriftClass
@@ -16,6 +18,7 @@ from reconciler.observe.notify import Event, EventKind
 from reconciler.ports import SystemClock
 from reconciler.remediate.safety import Limits
 from reconciler.settings import Settings
+from reconciler.store import tables as t
 from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
@@ -150,3 +153,30 @@ def test_pending_escalations_fall_back_to_zero_once_an_approved_fix_is_written(
         second.execution is not None and "pool_size: 20" in (example / "live/payments-api/prod/config.yaml").read_text()
     )
     assert f"{gauge} 0.0" in metrics.render()[0].decode()
+
+
+def test_a_repeated_full_pass_that_finds_the_same_is_not_recorded_again(
+    settings: Settings, store: SqlHistoryStore, example: Path
+) -> None:
+    """In apply mode a target with an escalation is looked at in full every pass (an approval may arrive); one
+    that finds exactly what the last recorded pass found adds no pass and no drift rows. A change is recorded."""
+    approvals = SqlApprovalStore(store.engine)
+    engine, _ = make(settings, store, clock=SystemClock(), approvals=approvals)
+
+    def recorded() -> int:
+        with store.engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(t.passes.c.target == "payments-api-prod")
+            return int(conn.execute(query).scalar_one())
+
+    first = engine.reconcile(["payments-api-prod"]).targets[0]  # fixes the reversible drift, escalates the rest
+    assert first.execution is not None and first.execution.actions
+    engine.reconcile(["payments-api-prod"])  # only the escalation left: recorded once more (it differs)
+    after = recorded()
+    for _ in range(3):
+        again = engine.reconcile(["payments-api-prod"]).targets[0]
+        assert not again.unchanged and again.status is RunStatus.DRIFT  # looked at in full, in case of approvals
+    assert recorded() == after
+    live = example / "live/payments-api/prod/config.yaml"
+    live.write_text(live.read_text().replace("log_level: INFO", "log_level: WARN"))
+    engine.reconcile(["payments-api-prod"])
+    assert recorded() == after + 1
