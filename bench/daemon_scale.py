@@ -16,12 +16,14 @@ import argparse
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,7 +50,7 @@ def metric(port: int, name: str, exclude: str = "\0") -> float:
     )
 
 
-def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path]:
+def build(folder: Path, targets: int, keys: int, apps: int = 500) -> tuple[Path, Path]:
     live, desired = folder / "live", folder / "desired"
     live.mkdir()
     desired.mkdir()
@@ -66,7 +68,7 @@ def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path]:
                 "metadata": {
                     "name": f"t{i:05}",
                     "environment": ("dev", "staging", "prod", "prod-eu")[i % 4],
-                    "app": f"app{(i // 4) % 500:03}",
+                    "app": f"app{(i // 4) % apps:03}",
                 },
                 "spec": {
                     "source": {"adapter": "file", "path": f"../live/t{i:05}.yaml"},
@@ -81,6 +83,65 @@ def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path]:
     return live, desired
 
 
+def start(folder: Path, live: Path, desired: Path, extra: dict[str, str] | None = None) -> tuple[Any, int]:
+    """The daemon over the fleet in `folder`, migrated, as a subprocess, and its HTTP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {
+        **os.environ,
+        "RECONCILER_DESIRED_DIR": str(desired),
+        "RECONCILER_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
+        "RECONCILER_FILE__ROOTS": json.dumps([str(live)]),
+        "RECONCILER_HTTP__PORT": str(port),
+        "RECONCILER_LOG__LEVEL": "warning",
+        **(extra or {}),
+    }
+    subprocess.run([sys.executable, "-m", "reconciler", "db", "upgrade"], env=env, check=True, capture_output=True)
+    log = (folder / "daemon.log").open("w")
+    return subprocess.Popen([sys.executable, "-m", "reconciler", "run"], env=env, stdout=log, stderr=log), port
+
+
+def first_cycle(daemon: Any, port: int, targets: int) -> tuple[float, float]:
+    """Wait until every target has had its first (full, recorded) pass: (its wall seconds, the CPU seconds)."""
+    started = time.monotonic()
+    while True:
+        time.sleep(5)
+        try:
+            if metric(port, "reconciler_passes_total", exclude='result="unchanged"') >= targets:
+                break
+        except OSError:
+            pass
+        if daemon.poll() is not None or time.monotonic() - started > 1800:
+            raise SystemExit("the daemon did not finish its first cycle")
+    return time.monotonic() - started, cpu_seconds(daemon.pid)
+
+
+def steady(daemon: Any, live: Path, targets: int, minutes: float) -> tuple[float, float, float, int]:
+    """Change 0.1% of the live files a minute for `minutes`: (CPU seconds, wall seconds, peak RSS MB, changes
+    per minute)."""
+    rng = random.Random(5)
+    per_minute = max(1, targets // 1000)
+    cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+    peak = rss_mb(daemon.pid)
+    next_change = t0
+    end = t0 + minutes * 60
+    while time.monotonic() < end:
+        if time.monotonic() >= next_change:
+            for i in rng.sample(range(targets), per_minute):
+                path = live / f"t{i:05}.yaml"
+                path.write_text(path.read_text().replace("value-", f"v{int(time.time())}-", 1))
+            next_change += 60
+        peak = max(peak, rss_mb(daemon.pid))
+        time.sleep(1)
+    return cpu_seconds(daemon.pid) - cpu0, time.monotonic() - t0, peak, per_minute
+
+
+def stop(daemon: Any) -> None:
+    daemon.terminate()
+    daemon.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", type=int, default=10_000)
@@ -89,56 +150,16 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reconciler-scale-"))
     live, desired = build(folder, args.targets, args.keys)
-    port = 19000 + os.getpid() % 1000
-    env = {
-        **os.environ,
-        "RECONCILER_DESIRED_DIR": str(desired),
-        "RECONCILER_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
-        "RECONCILER_FILE__ROOTS": json.dumps([str(live)]),
-        "RECONCILER_HTTP__PORT": str(port),
-        "RECONCILER_LOG__LEVEL": "warning",
-    }
-    subprocess.run([sys.executable, "-m", "reconciler", "db", "upgrade"], env=env, check=True, capture_output=True)
-    log = (folder / "daemon.log").open("w")
-    daemon = subprocess.Popen([sys.executable, "-m", "reconciler", "run"], env=env, stdout=log, stderr=log)
+    daemon, port = start(folder, live, desired)
     try:
-        started = time.monotonic()
-        while True:  # the first full cycle: every target has had its first (full, recorded) pass
-            time.sleep(5)
-            try:
-                if metric(port, "reconciler_passes_total", exclude='result="unchanged"') >= args.targets:
-                    break
-            except OSError:
-                pass
-            if daemon.poll() is not None or time.monotonic() - started > 1800:
-                raise SystemExit("the daemon did not finish its first cycle")
-        first_cpu = cpu_seconds(daemon.pid)
-        first_wall = time.monotonic() - started
+        first_wall, first_cpu = first_cycle(daemon, port, args.targets)
         print(
             f"first full cycle: {args.targets:,} targets in {first_wall:.0f} s wall (within 5 s), {first_cpu:.1f} s CPU"
         )
-
-        rng = random.Random(5)
-        per_minute = max(1, args.targets // 1000)
-        cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
-        peak = rss_mb(daemon.pid)
-        next_change = t0
-        end = t0 + args.minutes * 60
-        while time.monotonic() < end:
-            if time.monotonic() >= next_change:
-                for i in rng.sample(range(args.targets), per_minute):
-                    path = live / f"t{i:05}.yaml"
-                    path.write_text(path.read_text().replace("value-", f"v{int(time.time())}-", 1))
-                next_change += 60
-            peak = max(peak, rss_mb(daemon.pid))
-            time.sleep(1)
-        cpu = cpu_seconds(daemon.pid) - cpu0
-        wall = time.monotonic() - t0
+        cpu, wall, peak, per_minute = steady(daemon, live, args.targets, args.minutes)
         passes = metric(port, "reconciler_passes_total")
     finally:
-        daemon.terminate()
-        daemon.wait(60)
-        log.close()
+        stop(daemon)
     share = cpu / wall
     per_minute_cpu = cpu / (wall / 60)
     print(f"steady state over {wall / 60:.1f} min ({per_minute} live changes per minute, {passes:,.0f} passes in all):")

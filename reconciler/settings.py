@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reconciler.domain.run import Mode
 from reconciler.settings_git import AdoptSettings, GitSettings
+from reconciler.settings_parity import ParitySettings
 
 
 class Group(BaseModel):
@@ -259,8 +260,19 @@ class BreakerSettings(Group):
     )
 
 
-EventName = Literal["escalation", "failed_fix", "rollback", "breaker", "wave_held", "adoption"]
-EVENT_NAMES: tuple[EventName, ...] = ("escalation", "failed_fix", "rollback", "breaker", "wave_held", "adoption")
+EventName = Literal[
+    "escalation", "failed_fix", "rollback", "breaker", "wave_held", "adoption", "parity_diverged", "parity_converged"
+]
+EVENT_NAMES: tuple[EventName, ...] = (
+    "escalation",
+    "failed_fix",
+    "rollback",
+    "breaker",
+    "wave_held",
+    "adoption",
+    "parity_diverged",
+    "parity_converged",
+)
 
 
 class WebhookSettings(Group):
@@ -402,6 +414,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     git: GitSettings = Field(default_factory=GitSettings)
     adopt: AdoptSettings = Field(default_factory=AdoptSettings)
+    parity: ParitySettings = Field(default_factory=ParitySettings)
 
     @field_validator("database_url")
     @classmethod

@@ -83,8 +83,12 @@ class PairResult:
 
 def environments_of(state: DesiredState) -> list[str]:
     """Environments that have a target belonging to an app, in rank order."""
-    found = {t.environment for t in state.targets.values() if t.metadata.app}
-    return sorted(found, key=lambda e: (environment_rank(e), e))
+    return environments_of_targets([t for t in state.targets.values() if t.metadata.app])
+
+
+def environments_of_targets(targets: Sequence[Target]) -> list[str]:
+    """The environments of `targets`, in rank order."""
+    return sorted({t.environment for t in targets}, key=lambda e: (environment_rank(e), e))
 
 
 def check_environments(state: DesiredState, environments: Sequence[str]) -> None:
@@ -111,15 +115,27 @@ def pairs(
         if apps and not any(fnmatch.fnmatchcase(app, p) for p in apps):
             continue
         by_app.setdefault(app, []).append(target)
-    result = []
-    for app in sorted(by_app):
-        ranked = sorted(by_app[app], key=lambda t: (environment_rank(t.environment), t.environment, t.name))
-        if baseline is None:
-            result += [(app, a, b) for a, b in combinations(ranked, 2) if a.environment != b.environment]
-            continue
-        bases = [t for t in ranked if t.environment == baseline]
-        result += [(app, base, t) for base in bases[:1] for t in ranked if t.environment != baseline]
-    return result
+    return [pair for app in sorted(by_app) for pair in app_pairs(app, by_app[app], baseline)]
+
+
+def app_pairs(app: str, targets: Sequence[Target], baseline: str | None) -> list[tuple[str, Target, Target]]:
+    """The pairs of one app's targets: every pair of environments, lower rank first; with a baseline, the
+    baseline's (first) target against each target of every other environment, in rank order."""
+    ranked = sorted(targets, key=lambda t: (environment_rank(t.environment), t.environment, t.name))
+    if baseline is None:
+        return [(app, a, b) for a, b in combinations(ranked, 2) if a.environment != b.environment]
+    bases = [t for t in ranked if t.environment == baseline]
+    return [(app, base, t) for base in bases[:1] for t in ranked if t.environment != baseline]
+
+
+def baseline_of(state: DesiredState, app: str, default: str | None, environments: Sequence[str]) -> str | None:
+    """An app's baseline environment: the first policy `parity_baselines` entry whose `apps` glob matches it,
+    else `default`, else the lowest-ranked of `environments` (the app's own, in rank order)."""
+    for policy in state.policies:
+        for entry in policy.spec.parity_baselines:
+            if any(fnmatch.fnmatchcase(app, p) for p in entry.apps):
+                return entry.environment
+    return default or (environments[0] if environments else None)
 
 
 def compare_pair(

@@ -122,11 +122,19 @@ class ExpectedDifference(_Expiring):
     owner: str = Field(min_length=1)
 
 
+class ParityBaseline(_Strict):
+    """The environment that the daemon compares the other environments of these apps with."""
+
+    apps: list[str] = Field(min_length=1)  # app name globs
+    environment: str = Field(min_length=1)
+
+
 class PolicySpec(_Strict):
     default: DriftClass | None = None
     rules: list[Rule] = Field(default_factory=list)
     exceptions: list[PolicyException] = Field(default_factory=list)
     expected_differences: list[ExpectedDifference] = Field(default_factory=list)
+    parity_baselines: list[ParityBaseline] = Field(default_factory=list)  # first match wins, across policies
 
 
 class PolicyMetadata(_Strict):

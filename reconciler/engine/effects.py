@@ -219,6 +219,10 @@ class Effects:
     def __init__(self, observers: Sequence[Observer]) -> None:
         self.observers = tuple(observers)
 
+    def add(self, observer: Observer) -> None:
+        """One more observer, after the others (the composition root adds the daemon's own before passes run)."""
+        self.observers = (*self.observers, observer)
+
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         for observer in self.observers:
             observer.pass_done(outcome, run, state)

@@ -16,6 +16,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from reconciler.observe.parity import ParityStates
 from reconciler.observe.targets import TargetStates, render_families
 
 PASS_RESULTS = ("clean", "drift", "fixed", "failed", "unchanged")
@@ -23,14 +24,15 @@ ACTION_OUTCOMES = ("verified", "noop", "conflict", "failed", "rolled_back", "dry
 
 
 class _Union(Collector):
-    """The standard collectors and the target states, as one registry sees them (for inspection and tests)."""
+    """The standard collectors and the plain-dict ones, as one registry sees them (for inspection and tests)."""
 
-    def __init__(self, standard: CollectorRegistry, states: TargetStates) -> None:
+    def __init__(self, standard: CollectorRegistry, *states: Collector) -> None:
         self._standard, self._states = standard, states
 
     def collect(self) -> Iterator[Metric]:
         yield from self._standard.collect()
-        yield from self._states.collect()
+        for states in self._states:
+            yield from states.collect()
 
 
 class Metrics:
@@ -44,7 +46,8 @@ class Metrics:
         self._standard = CollectorRegistry(auto_describe=True)
         self.target_states = TargetStates(per_target)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Union(self._standard, self.target_states))
+        self.parity = ParityStates()  # environment parity (observe/parity.py): empty unless the daemon keeps it
+        self.registry.register(_Union(self._standard, self.target_states, self.parity))
         # In this order: /metrics lists the standard collectors in the order they were registered.
         self._register_pass_collectors()
         self._register_adapter_collectors()
@@ -261,4 +264,5 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        return generate_latest(self._standard) + render_families(self.target_states.collect()), CONTENT_TYPE_LATEST
+        families = (*self.target_states.collect(), *self.parity.collect())
+        return generate_latest(self._standard) + render_families(families), CONTENT_TYPE_LATEST

@@ -35,6 +35,8 @@ class EventKind(StrEnum):
     BREAKER = "breaker"
     WAVE_HELD = "wave_held"
     ADOPTION = "adoption"  # a live value proposed or committed back to the manifests, on a branch
+    PARITY_DIVERGED = "parity_diverged"  # an app's environments began to differ where no allowlist entry lets them
+    PARITY_CONVERGED = "parity_converged"  # ... and no longer do
 
 
 @dataclass(frozen=True)

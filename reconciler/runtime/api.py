@@ -3,6 +3,7 @@
 Read-only, for dashboards and scripts (no token, like /metrics):
   GET  /api/v1/status            version, mode, remediation, per-status counts, watches, each target's last pass
   GET  /api/v1/drift[?target=N]  every target's drift from its last pass (secret values only as a keyed hash)
+  GET  /api/v1/parity[?app=A]    each app's environments against its baseline, as `compare --baseline` JSON
 
 State-changing, off unless RECONCILER_HTTP__API_TOKEN is set, and then only with `Authorization: Bearer <token>`:
   POST /api/v1/approvals/<id>/approve   {"actor": "...", "comment": "..."}
@@ -41,6 +42,7 @@ class Api:
     readiness: Callable[[], dict[str, Any]]
     watches: Callable[[], dict[str, int]]
     token: str | None = None
+    parity: Callable[[str | None], tuple[int, dict[str, Any]]] | None = None  # runtime/parity_api.py
     _latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,6 +92,10 @@ class Api:
                     {k: t[k] for k in ("target", "environment", "status", "drift", "at")} for t in chosen if t["drift"]
                 ]
             }
+        if path == "/api/v1/parity":
+            if self.parity is None:
+                return 404, {"error": "the daemon keeps no environment parity (RECONCILER_PARITY__ENABLED=false)"}
+            return self.parity(query.get("app"))
         return 404, {"error": "not found"}
 
     def post(self, path: str, body: dict[str, Any], authorization: str | None) -> tuple[int, dict[str, Any]]:

@@ -10,13 +10,17 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from reconciler.adapters import registry
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.breaker import ErrorBudget
+from reconciler.domain.manifest import Target
+from reconciler.domain.observed import Observed
 from reconciler.engine.backlog import Backlog
 from reconciler.engine.guard import Guard
+from reconciler.engine.parity_watch import ParityWatch
 from reconciler.engine.rollout import Rollout
 from reconciler.engine.run import Reconciler, assemble
 from reconciler.errors import ReconcilerError
@@ -42,9 +46,15 @@ from reconciler.store.window import SqlSafetyWindow
 class Adapters:
     """Adapter instances by name, built on first use from the entry-point registry, with retries."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        on_read: Callable[[Target, Observed], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._on_read = on_read
         self._instances: dict[str, Adapter] = {}
         self._raw_instances: dict[str, Adapter] = {}
         self._lock = threading.RLock()
@@ -92,6 +102,7 @@ class Adapters:
                     max_s=retry.max_s,
                     on_retry=self._retried,
                     call_timeout_s=retry.call_timeout_s,
+                    on_read=self._on_read,
                 )
             return self._instances[name]
 
@@ -110,6 +121,7 @@ class Components:
     reconciler: Reconciler
     notifier: Notifier
     leases: SqlLeaseStore
+    parity: ParityWatch | None = None  # the daemon's environment parity, unless RECONCILER_PARITY__ENABLED=false
 
     def lock(self) -> engines.DaemonLock:
         """The lock that keeps a second daemon off this database, where it serves only one (SQLite)."""
@@ -186,9 +198,10 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
     desired = DesiredSource(settings.desired_dir)
     desired.current()  # refuse to go on with an invalid desired state
     metrics = Metrics(per_target=settings.metrics.per_target)
-    adapters = Adapters(settings, metrics)
     notifier = build_notifier(settings)
     clock = SystemClock()
+    watch = build_parity(settings, metrics, notifier.notify) if daemon else None
+    adapters = Adapters(settings, metrics, on_read=watch.read if watch else None)
     rollout = build_rollout(settings, store, metrics, notifier.notify) if daemon else None
     # The daemon keeps what passes find while the store is away, and writes it when the store is back.
     kept = settings.store
@@ -213,5 +226,15 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
         rollout=rollout,
         backlog=backlog,
     )
+    if watch is not None:
+        engine.engine.effects.add(watch)
     leases = SqlLeaseStore(store.engine)
-    return Components(settings, adapters, store, approvals, breaker, desired, metrics, engine, notifier, leases)
+    return Components(settings, adapters, store, approvals, breaker, desired, metrics, engine, notifier, leases, watch)
+
+
+def build_parity(settings: Settings, metrics: Metrics, notify: Callable[[Event], None]) -> ParityWatch | None:
+    """The daemon's environment parity (RECONCILER_PARITY__*), or None when it is turned off."""
+    if not settings.parity.enabled:
+        return None
+    horizon = timedelta(seconds=settings.policy.expiry_warning_s)
+    return ParityWatch(metrics.parity, notify, SystemClock(), baseline=settings.parity.baseline, horizon=horizon)

@@ -21,7 +21,7 @@ from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
 from reconciler.present.report import target_dict
-from reconciler.runtime import adoption, compose, ui, undo
+from reconciler.runtime import adoption, compose, parity_api, ui, undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
@@ -74,6 +74,7 @@ class Daemon:
             readiness=self.readiness,
             watches=self.watches.covered,
             token=token.get_secret_value() if token is not None else None,
+            parity=parity_api.view_of(components.parity),
         )
         self.http = HttpServer(
             components.settings.http.host,

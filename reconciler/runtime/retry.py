@@ -44,6 +44,7 @@ class RetryingAdapter:
         max_s: float,
         on_retry: Callable[[str], None] | None = None,
         call_timeout_s: float = CALL_TIMEOUT_S,
+        on_read: Callable[[Target, Observed], None] | None = None,
     ) -> None:
         self.name = name
         self.inner = inner
@@ -53,6 +54,7 @@ class RetryingAdapter:
         self._max_s = max_s
         self._on_retry = on_retry
         self._deadline = Deadline(name, call_timeout_s)
+        self._on_read = on_read  # told of every successful read (the daemon's environment parity)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         # The first try runs bare: most calls succeed, and building tenacity's machinery for each one costs
@@ -90,7 +92,10 @@ class RetryingAdapter:
     def discover(self, target: Target) -> Observed:
         # The read only: parsing stays lazy, so that an unchanged target is never parsed. A document that
         # does not parse fails the pass, and the queue's backoff tries the pass again.
-        return self._deadline.run("discover", lambda: self._call("discover", lambda: self.inner.discover(target)))
+        observed = self._deadline.run("discover", lambda: self._call("discover", lambda: self.inner.discover(target)))
+        if self._on_read is not None:
+            self._on_read(target, observed)
+        return observed
 
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
         # Every wrapped adapter answers BulkReader; one that cannot read in bulk fingerprints nothing, and

@@ -1,0 +1,229 @@
+"""Environment parity, kept current by the daemon: per app, the latest live document of each of its targets,
+and each environment compared with the app's baseline (diff/parity.py, as `reconciler compare --baseline`),
+the allowlist applied. An observer of pass outcomes: an unchanged pass costs a dictionary look-up; a changed
+document recomputes only the pairs it is in; an allowlist entry that starts expiring or expires recomputes
+the apps. One notification when an app starts to differ unexpectedly, one when it stops; none per pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconciler.classify import exceptions
+from reconciler.diff import allowlist, parity
+from reconciler.domain.manifest import Target
+from reconciler.domain.observed import Observed
+from reconciler.domain.run import RunStatus
+from reconciler.domain.state import DesiredState
+from reconciler.engine.assess import NEVER
+from reconciler.engine.effects import RunRecord
+from reconciler.engine.outcome import PassOutcome
+from reconciler.errors import ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.observe.notify import Event, EventKind
+from reconciler.observe.parity import EnvironmentParity, ParityStates
+from reconciler.ports import Clock
+
+log = logs.get_logger("reconciler.parity")
+PATHS_SHOWN = 20  # per environment in a notification: enough to act on, bounded for a chat message
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the daemon knows of the parity of some apps, for /api/v1/parity: the pairs whose both documents
+    have been read (in `compare`'s order), the targets whose last read failed, each app's baseline."""
+
+    results: tuple[parity.PairResult, ...]
+    errors: Mapping[str, str]
+    baselines: Mapping[str, str | None]
+    environments: tuple[str, ...]  # every environment of an app, in rank order
+
+
+@dataclass
+class _App:
+    targets: list[Target]
+    baseline: str | None
+    pairs: list[tuple[str, Target, Target]]
+    results: dict[str, parity.PairResult]  # by the other target's name
+    diverged: bool = False
+
+
+class ParityWatch:
+    """Keeps every app's parity against its baseline as passes read live documents (an Observer)."""
+
+    def __init__(
+        self,
+        states: ParityStates,
+        notify: Callable[[Event], None],
+        clock: Clock,
+        *,
+        baseline: str | None = None,
+        horizon: timedelta = timedelta(days=7),
+    ) -> None:
+        self.states = states
+        self.notify = notify
+        self.clock = clock
+        self.default_baseline = baseline
+        self.horizon = horizon  # an entry ending within this is `expiring`
+        self._read: dict[str, Observed] = {}  # a target's latest read, until its pass is done
+        self._documents: dict[str, tuple[str, dict[str, Any]]] = {}  # target -> (fingerprint, document)
+        self._errors: dict[str, str] = {}
+        self._apps: dict[str, _App] = {}
+        self._entries: dict[str, allowlist.Entry] = {}
+        self._all_entries: list[allowlist.Entry] = []
+        self._state: DesiredState | None = None
+        self._version: str | None = None
+        self._next_change = NEVER  # when an allowlist entry next starts expiring or expires
+        self._lock = threading.RLock()
+
+    def read(self, target: Target, observed: Observed) -> None:
+        """What an adapter just read for `target` (the daemon's adapters call this after each discover)."""
+        self._read[target.name] = observed
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
+        observed = self._read.pop(outcome.target.name, None)
+        if state.version.digest != self._version:
+            self.load(state)
+        if self.clock.now() >= self._next_change:
+            self._recheck()
+        target = outcome.target
+        if outcome.unchanged or target.metadata.app is None:
+            return
+        if outcome.status is RunStatus.FAILED:
+            self._errors[target.name] = outcome.error or "the pass failed"
+            return  # its last good document stands: a failed read is not a change of live state
+        self._errors.pop(target.name, None)
+        known = self._documents.get(target.name)
+        if observed is None or (known is not None and known[0] == observed.fingerprint):
+            return
+        try:
+            document = observed.without_secrets()
+        except ReconcilerError:
+            return  # the pass parsed it, so this cannot fail; if it did, the last good document stands
+        with self._lock:
+            if self._state is not state or target.name not in state.targets:
+                return  # a newer desired version was loaded meanwhile: its first pass brings this again
+            self._documents[target.name] = (observed.fingerprint, document)
+            self._recompute(target.metadata.app, changed=target.name)
+
+    def load(self, state: DesiredState) -> None:
+        """A desired version: its apps, their baselines and pairs, every series at zero for a new app, and
+        every app recomputed on the documents already read."""
+        with self._lock:
+            if self._version == state.version.digest:
+                return
+            by_app: dict[str, list[Target]] = {}
+            for target in state.ordered_targets():
+                if target.metadata.app is not None:
+                    by_app.setdefault(target.metadata.app, []).append(target)
+            self._state = state
+            self._all_entries = allowlist.entries(state)
+            self._entries = {e.id: e for e in self._all_entries}
+            apps: dict[str, _App] = {}
+            for app, targets in sorted(by_app.items()):
+                environments = parity.environments_of_targets(targets)
+                baseline = parity.baseline_of(state, app, self.default_baseline, environments)
+                if baseline is not None and baseline not in environments:
+                    log.warning("parity baseline has no target of the app", app=app, baseline=baseline)
+                pairs = parity.app_pairs(app, targets, baseline)
+                apps[app] = _App(targets, baseline, pairs, {}, self._apps[app].diverged if app in self._apps else False)
+            self._apps = apps
+            self._documents = {n: d for n, d in self._documents.items() if n in state.targets}
+            self._errors = {n: e for n, e in self._errors.items() if n in state.targets}
+            self.states.sync(
+                {
+                    app: [e for e in parity.environments_of_targets(a.targets) if e != a.baseline]
+                    for app, a in apps.items()
+                }
+            )
+            self._version = state.version.digest
+            self._recheck()
+
+    def _recheck(self) -> None:
+        """Every app again (an allowlist entry changed state, or a new desired version), and when that next
+        happens."""
+        with self._lock:
+            now = self.clock.now()
+            moments = [m for e in self._all_entries for m in (e.spec.expires - self.horizon, e.spec.expires) if m > now]
+            self._next_change = min(moments, default=NEVER)
+            for app in self._apps:
+                self._recompute(app, changed=None)
+
+    def _recompute(self, app: str, changed: str | None) -> None:
+        """The app's pairs that `changed` is in (all of them when None, or when it is the baseline's), then
+        its series and whether it diverges."""
+        known = self._apps.get(app)
+        state = self._state
+        if known is None or state is None:
+            return
+        now = self.clock.now()
+        for _, a, b in known.pairs:
+            if changed is not None and changed not in (a.name, b.name):
+                continue
+            docs = self._documents.get(a.name), self._documents.get(b.name)
+            if docs[0] is None or docs[1] is None:
+                continue
+            known.results[b.name] = parity.compare_pair(app, a, docs[0][1], b, docs[1][1], self._all_entries, now=now)
+        by_environment: dict[str, list[parity.PairResult]] = {}
+        for result in known.results.values():
+            by_environment.setdefault(result.b.environment, []).append(result)
+        for environment, results in by_environment.items():
+            self.states.set(app, environment, self._series(results, now))
+        self._announce(app, known)
+
+    def _series(self, results: Sequence[parity.PairResult], now: datetime) -> EnvironmentParity:
+        """One environment's figures (summed over its targets, when it has several)."""
+        differing = sum(r.differing for r in results)
+        leaves = sum(r.leaves for r in results)
+        value = EnvironmentParity(differing, 0.0 if leaves == 0 else differing * 100.0 / leaves)
+        for result in results:
+            for item in result.items:
+                entry = self._entries.get(item.entry) if item.entry else None
+                if entry is not None:
+                    value.expected[exceptions.state_of(entry.spec.expires, now, self.horizon).value] += item.leaves
+        return value
+
+    def _announce(self, app: str, known: _App) -> None:
+        """Once when the app starts to differ unexpectedly (paths only, never values), once when it stops."""
+        unexpected = {r.b.environment: [i.pointer for i in r.unexpected] for r in known.results.values() if r.differing}
+        diverged = bool(unexpected)
+        if diverged == known.diverged:
+            return
+        known.diverged = diverged
+        if diverged:
+            count = sum(len(paths) for paths in unexpected.values())
+            where = ", ".join(sorted(unexpected))
+            summary = f"{app}: {count} unexpected difference(s) from {known.baseline} in {where}"
+            details = {
+                "app": app,
+                "baseline": known.baseline,
+                "environments": {e: sorted(p)[:PATHS_SHOWN] for e, p in sorted(unexpected.items())},
+            }
+            log.warning("environments diverged", app=app, baseline=known.baseline, environments=sorted(unexpected))
+            self.notify(Event(EventKind.PARITY_DIVERGED, app, summary, details))
+        else:
+            log.info("environments converged", app=app, baseline=known.baseline)
+            summary = f"{app}: every environment matches {known.baseline} again, allowlisted differences aside"
+            self.notify(Event(EventKind.PARITY_CONVERGED, app, summary, {"app": app, "baseline": known.baseline}))
+
+    def snapshot(self, app: str | None = None) -> Snapshot:
+        """The current parity of `app` (every app when None), as `compare --baseline` would give it."""
+        with self._lock:
+            chosen = [a for a in sorted(self._apps) if app is None or a == app]
+            results: list[parity.PairResult] = []
+            errors: dict[str, str] = {}
+            for name in chosen:
+                known = self._apps[name]
+                results += [known.results[b.name] for _, _, b in known.pairs if b.name in known.results]
+                members = {t.name for _, a, b in known.pairs for t in (a, b)}
+                errors.update({n: e for n, e in self._errors.items() if n in members})
+            environments = parity.environments_of(self._state) if self._state is not None else []
+            return Snapshot(tuple(results), errors, {n: self._apps[n].baseline for n in chosen}, tuple(environments))
+
+    def apps(self) -> list[str]:
+        with self._lock:
+            return sorted(self._apps)

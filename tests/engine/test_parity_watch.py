@@ -1,0 +1,137 @@
+"""The daemon's environment parity (engine/parity_watch.py) through the daemon's own components on file
+targets: series from the start, recomputed only when a document changes, one notification per divergence and
+per convergence, and /api/v1/parity equal to `compare --baseline --format json`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.runtime import parity_api
+from reconciler.runtime.compose import Components, build
+from reconciler.settings import load_settings
+from reconciler.store import engine as engines
+from reconciler.store import migrate
+from tests.cli.test_parity import FLAGS
+
+LIVE = {
+    "dev": {"new_ui": True, "checkout_v2": True, "beta": "on", "limits": {"rps": 100, "burst": 20}},
+    "staging": {"new_ui": True, "checkout_v2": True, "beta": "off", "limits": {"rps": 100, "burst": 20}},
+    "prod": {"new_ui": True, "checkout_v2": True, "beta": "on", "limits": {"rps": 100, "burst": 20}},
+}
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: dict[str, Any]) -> Iterator[Components]:
+    """Three file targets of one app (dev, staging, prod) whose live files equal dev's but for staging's beta,
+    which the allowlist lets differ; webhooks go to `receiver`."""
+    desired = tmp_path / "desired"
+    desired.mkdir()
+    (desired / "flags.yaml").write_text(FLAGS)
+    for env, doc in LIVE.items():
+        (desired / f"{env}.json").write_text(json.dumps(doc))
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    monkeypatch.setenv("RECONCILER_DESIRED_DIR", str(desired))
+    monkeypatch.setenv("RECONCILER_FILE__ROOTS", f'["{desired}"]')
+    monkeypatch.setenv("RECONCILER_DATABASE_URL", url)
+    hook = {"url": receiver["url"], "events": ["parity_diverged", "parity_converged"]}
+    monkeypatch.setenv("RECONCILER_NOTIFY__WEBHOOKS", json.dumps([hook]))
+    monkeypatch.setenv("RECONCILER_NOTIFY__DEDUP_S", "0")
+    engine = engines.create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    components = build(load_settings(), daemon=True)
+    yield components
+    components.notifier.stop()
+
+
+def series(components: Components, name: str, **labels: str) -> float | None:
+    return components.metrics.registry.get_sample_value(name, {"app": "flags", **labels})
+
+
+def delivered(components: Components, receiver: dict[str, Any]) -> list[dict[str, Any]]:
+    components.notifier.stop()  # delivers what is queued
+    components.notifier.start()
+    bodies: list[dict[str, Any]] = receiver["bodies"]
+    return bodies
+
+
+def test_series_exist_before_any_pass_and_follow_live_edits(fleet: Components, receiver: dict[str, Any]) -> None:
+    """Every series of the app is there (zero) once the desired state is loaded; prod's live beta differs from
+    dev's baseline only where the allowlist does not cover it; a hand edit raises the count and notifies once
+    (paths, never values); unchanged passes notify nothing; undoing the edit notifies convergence once."""
+    assert fleet.parity is not None
+    fleet.parity.load(fleet.desired.current())
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 0
+    assert series(fleet, "reconciler_parity_expected_differences", environment="staging", state="expired") == 0
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="dev") is None  # the baseline
+
+    fleet.reconciler.reconcile()
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 0
+    assert series(fleet, "reconciler_parity_expected_differences", environment="staging", state="active") == 1
+    assert delivered(fleet, receiver) == []
+
+    prod = Path(fleet.settings.desired_dir) / "prod.json"
+    prod.write_text(json.dumps({**LIVE["prod"], "limits": {"rps": 100, "burst": 31}, "checkout_v2": False}))
+    fleet.reconciler.reconcile()
+    fleet.reconciler.reconcile()  # unchanged: nothing new
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 2
+    assert series(fleet, "reconciler_parity_drift_percent", environment="prod") == pytest.approx(200 / 5)
+    (event,) = delivered(fleet, receiver)
+    assert event["event"] == "parity_diverged"
+    assert event["details"]["environments"] == {"prod": ["/checkout_v2", "/limits/burst"]}
+    assert "31" not in json.dumps(event)
+
+    prod.write_text(json.dumps(LIVE["prod"]))
+    fleet.reconciler.reconcile()
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 0
+    assert [b["event"] for b in delivered(fleet, receiver)] == ["parity_diverged", "parity_converged"]
+
+
+def test_api_gives_what_compare_baseline_gives(fleet: Components) -> None:
+    """GET /api/v1/parity (all apps, and ?app=) is the JSON of `compare --baseline dev --format json`; an
+    unknown app is a 404."""
+    assert fleet.parity is not None
+    (Path(fleet.settings.desired_dir) / "prod.json").write_text(json.dumps({**LIVE["prod"], "new_ui": False}))
+    fleet.reconciler.reconcile()
+    view = parity_api.view_of(fleet.parity)
+    assert view is not None
+    result = CliRunner().invoke(app, ["compare", "--baseline", "dev", "--format", "json"])
+    assert result.exit_code == 2, result.output
+    assert view(None) == (200, json.loads(result.output))
+    assert view("flags") == (200, json.loads(result.output))
+    assert view("nope")[0] == 404
+
+
+def test_policy_names_the_baseline_and_parity_can_be_off(
+    fleet: Components, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A Policy's parity_baselines picks the app's baseline over the default; RECONCILER_PARITY__ENABLED=false
+    builds no parity (and no series)."""
+    policy = tmp_path / "desired" / "baseline.yaml"
+    policy.write_text(
+        "kind: Policy\nmetadata: {name: b}\nspec:\n  parity_baselines: [{apps: ['fl*'], environment: staging}]\n"
+    )
+    assert fleet.parity is not None
+    fleet.parity.load(fleet.desired.current())
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="dev") == 0
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="staging") is None
+    monkeypatch.setenv("RECONCILER_PARITY__ENABLED", "false")
+    off = build(load_settings(), daemon=True)
+    try:
+        assert off.parity is None
+        off.reconciler.reconcile()
+        assert (
+            off.metrics.registry.get_sample_value(
+                "reconciler_parity_unexpected_differences", {"app": "flags", "environment": "prod"}
+            )
+            is None
+        )
+    finally:
+        off.notifier.stop()
