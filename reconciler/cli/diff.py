@@ -80,6 +80,13 @@ def diff_cmd(
         list_keys=pairs(list_key, "--list-key"),
         threshold=threshold,
     )
+    result = _compare(a, b, options, input_format)
+    typer.echo(diff_views.render_diff(result, fmt))
+    raise typer.Exit(2 if result.significant else 0)
+
+
+def _compare(a: str, b: str, options: configs.DiffOptions, input_format: str | None) -> configs.ConfigDiff:
+    """Read both sources and compare them; a failure exits 1 with the error."""
     try:
         settings = load()
         options = dataclasses.replace(options, hmac_key=settings.hmac_key())
@@ -96,11 +103,7 @@ def diff_cmd(
         raise fail(ConfigurationError(f"{a} or {b} is nested too deep to compare")) from None
     finally:
         gc.unfreeze()
-    result = configs.ConfigDiff(
-        result.differences, result.total_leaves, result.differing_leaves, result.threshold, a, b
-    )
-    typer.echo(diff_views.render_diff(result, fmt))
-    raise typer.Exit(2 if result.significant else 0)
+    return configs.ConfigDiff(result.differences, result.total_leaves, result.differing_leaves, result.threshold, a, b)
 
 
 def _like(doc: inputs.Document, other: inputs.Document) -> dict[str, object]:

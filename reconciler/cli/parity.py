@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -70,31 +71,7 @@ def compare_cmd(
     """
     check_format(fmt)
     now = datetime.now(UTC)
-    try:
-        settings = load(desired)
-        source, adapters = compose.build_offline(settings)
-        state = source.current()
-        environments = [e for e in (env or parity.environments_of(state)) if e != baseline]
-        parity.check_environments(state, [*environments, *([baseline] if baseline else [])])
-        if baseline and not environments:
-            raise ConfigurationError(f"no environment besides the baseline {baseline} to compare with it")
-        documents: dict[str, dict[str, Any]] | None = None
-        errors: dict[str, str] = {}
-        if not desired_only:
-            chosen = parity.pairs(state, environments, app_ or (), baseline)
-            names = sorted({t.name for _, a, b in chosen for t in (a, b)})
-            documents, errors = explain.live_documents(state, adapters, names)
-        results = parity.compare_environments(
-            state,
-            environments,
-            documents=documents,
-            apps=app_ or (),
-            threshold=threshold,
-            baseline=baseline,
-            now=now,
-        )
-    except ReconcilerError as exc:
-        raise fail(exc) from None
+    environments, results, errors = _compared(desired, env, app_, baseline, desired_only, threshold, now)
     report = parity_views.ParityReport(
         "desired state" if desired_only else "live state",
         environments,
@@ -108,6 +85,38 @@ def compare_cmd(
     if errors:
         raise typer.Exit(1)
     raise typer.Exit(2 if report.failed else 0)
+
+
+def _compared(
+    desired: Path | None,
+    env: list[str] | None,
+    apps: list[str] | None,
+    baseline: str | None,
+    desired_only: bool,
+    threshold: str,
+    now: datetime,
+) -> tuple[list[str], list[Any], dict[str, str]]:
+    """The environments compared, each pair's result, and the targets whose live state could not be read."""
+    try:
+        settings = load(desired)
+        source, adapters = compose.build_offline(settings)
+        state = source.current()
+        environments = [e for e in (env or parity.environments_of(state)) if e != baseline]
+        parity.check_environments(state, [*environments, *([baseline] if baseline else [])])
+        if baseline and not environments:
+            raise ConfigurationError(f"no environment besides the baseline {baseline} to compare with it")
+        documents: dict[str, dict[str, Any]] | None = None
+        errors: dict[str, str] = {}
+        if not desired_only:
+            chosen = parity.pairs(state, environments, apps or (), baseline)
+            names = sorted({t.name for _, a, b in chosen for t in (a, b)})
+            documents, errors = explain.live_documents(state, adapters, names)
+        results = parity.compare_environments(
+            state, environments, documents=documents, apps=apps or (), threshold=threshold, baseline=baseline, now=now
+        )
+    except ReconcilerError as exc:
+        raise fail(exc) from None
+    return environments, list(results), errors
 
 
 def policy_warnings(state: DesiredState, now: datetime) -> list[str]:
