@@ -59,11 +59,14 @@ def parameter(ssm: Any, name: str) -> tuple[str, str, int]:
 
 def test_ssm_puts_a_secure_string_back_from_its_history(moto_url: str, ssm: Any, tmp_path: Path) -> None:
     """The newest version whose keyed hash matches is put back as a new version (moved by one), type kept;
-    nothing in the staged messages holds a value."""
+    a dry run finds it and writes nothing; nothing in the staged messages holds a value."""
     path = f"/hist-{uuid.uuid4().hex[:8]}/"
     for value in ("first-pass", "old-pass", "new-pass"):
         ssm.put_parameter(Name=path + "db/password", Value=value, Type="SecureString", Overwrite=True)
     adapter, t = SsmAdapter(settings(moto_url)), target(tmp_path, {"adapter": "ssm", "path": path})
+    preview = adapter.stage(t, [undo(("db", "password"), "new-pass", "old-pass")], dry_run=True)
+    adapter.commit(preview)
+    assert preview.results == [ChangeResult.WRITE] and parameter(ssm, path + "db/password")[2] == 3
     staged = adapter.stage(t, [undo(("db", "password"), "new-pass", "old-pass")], dry_run=False)
     assert staged.results == [ChangeResult.WRITE]
     assert not any("pass" in m for m in staged.messages) and "old-pass" not in repr(staged)
