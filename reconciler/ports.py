@@ -34,6 +34,9 @@ class Capabilities:
     compare_and_swap: bool = False
     watch: bool = False
     strings_only: bool = False  # every live value is a string
+    # Puts a secret value back from the live system's own history of values, found by the keyed hash that
+    # reconciler's journal keeps (reconciler never keeps the value): what rolling back a secret needs.
+    secret_history: bool = False
 
 
 @runtime_checkable

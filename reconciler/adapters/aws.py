@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,10 +111,15 @@ class Clients:
 
 @contextmanager
 def errors(
-    where: str, error: type[ReconcilerError], credentials: Credentials, hide: Sequence[str] = ()
+    where: str,
+    error: type[ReconcilerError],
+    credentials: Credentials,
+    hide: Sequence[str] = (),
+    conflicts: Collection[str] = (),
 ) -> Iterator[None]:
     """botocore's exceptions as reconciler's, naming `where`; never a credential, nor any of the values in
-    `hide` (what is being written, which may be secret)."""
+    `hide` (what is being written, which may be secret). The error codes in `conflicts` are a ConflictError:
+    for a call whose guard is the server's own (a stage moved only from the version that holds it)."""
     try:
         yield
     except botocore.exceptions.ClientError as exc:
@@ -125,6 +130,8 @@ def errors(
             raise AccessDenied(f"{where}: AWS refused the request ({code}): {message}") from None
         if code in NOT_FOUND:
             raise error(f"{where}: not found ({code}): {message}") from None
+        if code in conflicts:
+            raise ConflictError(f"{where}: another writer got in between ({code}): {message}") from None
         if code in EXISTS:
             raise ConflictError(f"{where}: created by another writer since it was read ({code})") from None
         raise error(f"{where}: AWS answered {code}: {message}") from None

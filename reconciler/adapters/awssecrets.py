@@ -14,6 +14,14 @@ Secrets Manager has no conditional write: the current version is checked just be
 the version it displaced (AWSPREVIOUS) must be the one that was read; when another writer got in between,
 AWSCURRENT is moved back to that writer's version and the write is a conflict.
 
+Rollback of a secret (capabilities.secret_history): reconciler's journal keeps only a keyed hash of what it
+replaced, so the value is found again in the secret's versions (ListSecretVersionIds with the deprecated ones,
+GetSecretValue by VersionId; AWSPREVIOUS first, then newest first) and put back, with the guards of any write:
+live must still hold what the run wrote (by hash), and the current version must be the one read. When the
+restored secret is exactly an earlier version (the usual rollback of a whole run), AWSCURRENT is moved back
+to that version (rollback by version stage: its text byte for byte, no new version), moved only from the
+version that was read; otherwise the restored secret is put as a new version.
+
 The fingerprint is the secret's current version id (no value), so the fleet's unchanged check is one
 paginated listing of the account's secrets, without reading any of them.
 """
@@ -24,16 +32,17 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.adapters import aws
-from reconciler.adapters.common import Credentials, Options, apply_changes, flat_strings
+from reconciler.adapters.common import Credentials, Options, SecretHistory, apply_changes, flat_strings, recalled
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.domain.paths import MISSING, PathGlob
+from reconciler.domain.paths import MISSING, KeyPath, PathGlob, get_in
+from reconciler.domain.values import Redacted, strict_equal
 from reconciler.errors import ApplyError, ConflictError, DiscoveryError, ReconcilerError
 from reconciler.ports import Capabilities, Change, ChangeResult, Staged
 from reconciler.settings import Settings
@@ -56,9 +65,21 @@ class _Where:
         return f"aws-secrets:{self.secret_id}"
 
 
+@dataclass(frozen=True)
+class _Put:
+    """What commit writes, guarded by `version` (current at stage): `text` as a new version, idempotent by
+    `token`; or, when the restored secret is an earlier version, AWSCURRENT moved back to `back_to`."""
+
+    where: _Where
+    version: str
+    text: str = field(repr=False)
+    token: str
+    back_to: str | None = None
+
+
 class AwsSecretsAdapter:
     known_options = OPTIONS
-    capabilities = Capabilities(read=True, write=True, compare_and_swap=True)
+    capabilities = Capabilities(read=True, write=True, compare_and_swap=True, secret_history=True)
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -87,24 +108,16 @@ class AwsSecretsAdapter:
     def _client(self, where: _Where) -> Any:
         return self._clients.get("secretsmanager", where.connection, where.options)
 
-    def _read(self, where: _Where, error: type[ReconcilerError]) -> tuple[dict[str, Any], str]:
-        """The secret's document and the id of its current version."""
+    def _read(
+        self, where: _Where, error: type[ReconcilerError], version: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """The secret's document and the id of its version: the current one, or `version`."""
+        # AWSCURRENT named explicitly: what AWS reads by default, and what emulators that keep a default
+        # version of their own (moto) then read too, after a stage was moved.
+        which = {"VersionId": version} if version is not None else {"VersionStage": CURRENT}
         with aws.errors(where.location, error, self._credentials):
-            # AWSCURRENT named explicitly: what AWS reads by default, and what emulators that keep a default
-            # version of their own (moto) then read too, after a stage was moved.
-            answer = self._client(where).get_secret_value(SecretId=where.secret_id, VersionStage=CURRENT)
-        text = answer.get("SecretString")
-        if text is None:
-            raise error(f"{where.location}: a binary secret; only string and JSON secrets are compared")
-        if not where.json_format:
-            return {where.key: text}, str(answer["VersionId"])
-        try:
-            document = json.loads(text)
-        except ValueError:
-            document = None  # the parser's message may quote the secret: it is not passed on
-        if not isinstance(document, dict):
-            raise error(f"{where.location}: the secret is not a JSON object (for a plain string, set format: string)")
-        return document, str(answer["VersionId"])
+            answer = self._client(where).get_secret_value(SecretId=where.secret_id, **which)
+        return _document(where, answer.get("SecretString"), error), str(answer["VersionId"])
 
     def _stages(self, where: _Where, error: type[ReconcilerError]) -> dict[str, str]:
         """Stage → version id, read without reading the value."""
@@ -157,11 +170,24 @@ class AwsSecretsAdapter:
     def stage(self, target: Target, changes: Sequence[Change], *, dry_run: bool) -> Staged:
         where = self._where(target)
         current, version = self._read(where, ApplyError)
+        earlier: dict[str, dict[str, Any]] = {}  # version id -> document, of the versions a rollback read
+        list_keys = target.list_keys()
+
+        def recall(path: KeyPath, journaled: Redacted) -> Any:
+            values = (get_in(d, path, list_keys) for d in self._earlier(where, earlier))
+            return recalled(where.location, path, journaled, self._hmac_key, values)
+
         updated, results, messages = apply_changes(
-            current, changes, target.list_keys(), dry_run=dry_run, where=where.location
+            current,
+            changes,
+            list_keys,
+            dry_run=dry_run,
+            where=where.location,
+            secrets=SecretHistory(self._hmac_key, recall),
         )
         if ChangeResult.WRITE not in results:
             return Staged(target.name, results, messages, dry_run, None)
+        back_to = next((vid for vid, document in earlier.items() if strict_equal(document, updated)), None)
         if where.json_format:
             text = json.dumps(updated, ensure_ascii=False)
         else:
@@ -171,15 +197,20 @@ class AwsSecretsAdapter:
             text = value
         mac = hmac.new(self._hmac_key, f"{where.secret_id}\n{version}\n{text}".encode(), hashlib.sha256).digest()
         token = str(uuid.UUID(bytes=mac[:16]))
-        return Staged(target.name, results, messages, dry_run, (where, version, text, token))
+        return Staged(target.name, results, messages, dry_run, _Put(where, version, text, token, back_to))
 
     def commit(self, staged: Staged) -> None:
         if staged.dry_run or staged.handle is None:
             return
-        where, version, text, token = staged.handle
+        put: _Put = staged.handle
+        where, version, text, token = put.where, put.version, put.text, put.token
         before = self._stages(where, ApplyError).get(CURRENT)
         if before != version:
             raise ConflictError(f"{where.location}: another writer put a new version since it was read")
+        if put.back_to is not None:
+            # Secrets Manager moves a stage only away from the version named, which is the guard here.
+            self._move_current(where, put.back_to, version, conflicts=("InvalidParameterException",))
+            return
         with aws.errors(where.location, ApplyError, self._credentials, hide=[text]):
             answer = self._client(where).put_secret_value(
                 SecretId=where.secret_id, SecretString=text, ClientRequestToken=token
@@ -197,11 +228,54 @@ class AwsSecretsAdapter:
     def discard(self, staged: Staged) -> None:
         """Nothing is written before commit."""
 
-    def _move_current(self, where: _Where, to: str, away_from: str) -> None:
+    def _earlier(self, where: _Where, seen: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The documents of the secret's versions other than the current one, AWSPREVIOUS first, then newest
+        first (those that are no JSON object left out); read once per stage, into `seen`."""
+        ranked: list[tuple[bool, float, str]] = []
         with aws.errors(where.location, ApplyError, self._credentials):
+            more: dict[str, str] = {}
+            while True:
+                answer = self._client(where).list_secret_version_ids(
+                    SecretId=where.secret_id, IncludeDeprecated=True, **more
+                )
+                for entry in answer.get("Versions", []):
+                    stages, created = entry.get("VersionStages", []), entry.get("CreatedDate")
+                    if CURRENT not in stages:
+                        when = created.timestamp() if created is not None else 0.0
+                        ranked.append((PREVIOUS not in stages, -when, str(entry["VersionId"])))
+                if not answer.get("NextToken"):
+                    break
+                more = {"NextToken": str(answer["NextToken"])}
+        for _, _, vid in sorted(ranked):
+            if vid not in seen:
+                with aws.errors(where.location, ApplyError, self._credentials):
+                    answer = self._client(where).get_secret_value(SecretId=where.secret_id, VersionId=vid)
+                try:
+                    seen[vid] = _document(where, answer.get("SecretString"), ApplyError)
+                except ApplyError:
+                    continue  # binary, or not a JSON object: holds no value of this document
+            yield seen[vid]
+
+    def _move_current(self, where: _Where, to: str, away_from: str, conflicts: Sequence[str] = ()) -> None:
+        with aws.errors(where.location, ApplyError, self._credentials, conflicts=conflicts):
             self._client(where).update_secret_version_stage(
                 SecretId=where.secret_id, VersionStage=CURRENT, MoveToVersionId=to, RemoveFromVersionId=away_from
             )
+
+
+def _document(where: _Where, text: str | None, error: type[ReconcilerError]) -> dict[str, Any]:
+    """A version's text as the target's document."""
+    if text is None:
+        raise error(f"{where.location}: a binary secret; only string and JSON secrets are compared")
+    if not where.json_format:
+        return {where.key: text}
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None  # the parser's message may quote the secret: it is not passed on
+    if not isinstance(document, dict):
+        raise error(f"{where.location}: the secret is not a JSON object (for a plain string, set format: string)")
+    return document
 
 
 def _fingerprint(where: _Where, version: str) -> str:

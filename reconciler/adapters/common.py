@@ -13,9 +13,9 @@ from typing import Any
 
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target
-from reconciler.domain.paths import KeyPath, get_in, set_in, to_pointer
-from reconciler.domain.values import canonical_json, holds
-from reconciler.errors import ApplyError, ConfigurationError, DiscoveryError
+from reconciler.domain.paths import MISSING, KeyPath, get_in, set_in, to_pointer
+from reconciler.domain.values import Redacted, canonical_json, holds
+from reconciler.errors import ApplyError, ConfigurationError, DiscoveryError, RollbackError
 from reconciler.ports import Change, ChangeResult
 from reconciler.settings import Settings
 
@@ -123,21 +123,35 @@ def safe_url(url: str) -> str:
 
 
 def apply_changes(
-    current: dict[str, Any], changes: Sequence[Change], list_keys: Mapping[KeyPath, str], *, dry_run: bool, where: str
+    current: dict[str, Any],
+    changes: Sequence[Change],
+    list_keys: Mapping[KeyPath, str],
+    *,
+    dry_run: bool,
+    where: str,
+    secrets: SecretHistory | None = None,
 ) -> tuple[dict[str, Any], list[ChangeResult], list[str]]:
     """Check each change against `current` (compare-and-swap on its `before`) and apply the writable ones to a
-    copy: the updated document, each change's result and a message for people."""
+    copy: the updated document, each change's result and a message for people. A change of a journaled secret
+    (a rollback: `before`, `after` or both a keyed hash) is compared by that hash, and its value to write is
+    looked up in the live system's history through `secrets`; without one, it is refused."""
     updated = copy.deepcopy(current)
     results: list[ChangeResult] = []
     messages: list[str] = []
+    key = secrets.key if secrets is not None else None
     for change in changes:
         live = get_in(current, change.path, list_keys)
-        if holds(live, change.after):
+        if holds(live, change.after, key):
             results.append(ChangeResult.NOOP)
             messages.append("live already holds the new value")
-        elif holds(live, change.before):
+        elif holds(live, change.before, key):
+            after = change.after
+            if isinstance(after, Redacted):
+                if secrets is None:
+                    raise RollbackError(f"{where}: {to_pointer(change.path)}: a secret value cannot be put back here")
+                after = secrets.recall(change.path, after)
             try:
-                set_in(updated, change.path, change.after, list_keys)
+                set_in(updated, change.path, after, list_keys)
             except ValueError as exc:
                 raise ApplyError(f"{where}: {to_pointer(change.path)}: {exc}") from None
             results.append(ChangeResult.WRITE)
@@ -146,6 +160,27 @@ def apply_changes(
             results.append(ChangeResult.CONFLICT)
             messages.append("live holds neither the expected value nor the new one")
     return updated, results, messages
+
+
+@dataclass(frozen=True)
+class SecretHistory:
+    """How an adapter that keeps secret values' history (capabilities.secret_history) finds one again: the key
+    of the journal's hashes, and `recall(path, hash)`, the value at `path` in the live system's history whose
+    keyed hash is `hash` (a RollbackError, naming no value, when there is none: never retried)."""
+
+    key: bytes
+    recall: Callable[[KeyPath, Redacted], Any]
+
+
+def recalled(where: str, path: KeyPath, journaled: Redacted, key: bytes, history: Iterable[Any]) -> Any:
+    """The first of `history` (one path's past values, newest first) whose keyed hash is `journaled`."""
+    for value in history:
+        if value is not MISSING and Redacted.of(value, key) == journaled:
+            return value
+    raise RollbackError(
+        f"{where}: {to_pointer(path)}: no version in its history holds the value to put back ({journaled}); "
+        "the history may no longer reach back that far, or RECONCILER_SECRETS__HMAC_KEY has changed since"
+    )
 
 
 def flat_strings(target: Target, desired: dict[str, Any], what: str) -> dict[str, Any]:

@@ -17,6 +17,11 @@ otherwise another writer got in between, and the write is a conflict. A new para
 overwrite, so a second creator fails. When a fix of several parameters meets a conflict part way, those
 it already wrote are put back (version-guarded again) before the conflict is reported.
 
+Rollback of a secret (capabilities.secret_history): reconciler's journal keeps only a keyed hash of what it
+replaced, so the value is found again in the parameter's own history (GetParameterHistory, decrypted; the
+newest version whose keyed hash matches) and put back as a new version, with the guards of any write: live
+must still hold what the run wrote (by hash), and the version must move by exactly one.
+
 The fingerprint is every parameter's name, type, version and modification time: no value, so the bulk read
 of a fleet (one recursive read per shared path, without decryption) needs no KMS access.
 """
@@ -30,13 +35,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.adapters import aws
-from reconciler.adapters.common import Credentials, Options, apply_changes, flatten, nest, scalar_string
+from reconciler.adapters.common import (
+    Credentials,
+    Options,
+    SecretHistory,
+    apply_changes,
+    flatten,
+    nest,
+    recalled,
+    scalar_string,
+)
 from reconciler.domain import fingerprint
 from reconciler.domain.manifest import Target, reference_paths
 from reconciler.domain.observed import Observed
-from reconciler.domain.paths import MISSING, PathGlob, to_pointer
-from reconciler.domain.values import strict_equal
-from reconciler.errors import ApplyError, ConflictError, DiscoveryError, ReconcilerError
+from reconciler.domain.paths import MISSING, KeyPath, PathGlob, to_pointer
+from reconciler.domain.values import Redacted, strict_equal
+from reconciler.errors import ApplyError, ConflictError, DiscoveryError, ReconcilerError, RollbackError
 from reconciler.ports import Capabilities, Change, ChangeResult, Staged
 from reconciler.settings import Settings
 
@@ -78,10 +92,11 @@ class _Write:
 
 class SsmAdapter:
     known_options = OPTIONS
-    capabilities = Capabilities(read=True, write=True, compare_and_swap=True, strings_only=True)
+    capabilities = Capabilities(read=True, write=True, compare_and_swap=True, strings_only=True, secret_history=True)
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._hmac_key = settings.hmac_key()  # of the journal's hashes: a secret's rollback finds its value by it
         self._credentials = Credentials(settings)
         self._clients = aws.Clients(settings)
 
@@ -176,8 +191,9 @@ class SsmAdapter:
         where = self._where(target)
         params = self._params(where, ApplyError)
         current = nest({name: p.value for name, p in params.items()}, where.location)
+        history = SecretHistory(self._hmac_key, lambda path, journaled: self._recall(where, params, path, journaled))
         updated, results, messages = apply_changes(
-            current, changes, target.list_keys(), dry_run=dry_run, where=where.location
+            current, changes, target.list_keys(), dry_run=dry_run, where=where.location, secrets=history
         )
         if ChangeResult.WRITE not in results:
             return Staged(target.name, results, messages, dry_run, None)
@@ -217,6 +233,24 @@ class SsmAdapter:
 
     def discard(self, staged: Staged) -> None:
         """Nothing is written before commit."""
+
+    def _recall(self, where: _Where, params: Mapping[str, _Param], path: KeyPath, journaled: Redacted) -> Any:
+        """A parameter's value from its history (decrypted), newest version first, whose keyed hash is `journaled`."""
+        name = "/".join(str(p) for p in path)
+        if name not in params:
+            raise RollbackError(
+                f"{where.location}: {to_pointer(path)}: there is no such parameter now, and Parameter Store keeps "
+                "no history of a deleted one: its value cannot be put back"
+            )
+        found: list[tuple[int, Any]] = []
+        with aws.errors(f"ssm:{where.path}{name}", ApplyError, self._credentials):
+            pages = self._client(where).get_paginator("get_parameter_history")
+            for page in pages.paginate(Name=where.path + name, WithDecryption=True):
+                for p in page.get("Parameters", []):
+                    text = str(p.get("Value", ""))
+                    found.append((int(p["Version"]), text.split(",") if p["Type"] == LIST else text))
+        newest_first = [value for _, value in sorted(found, key=lambda v: v[0], reverse=True)]
+        return recalled(where.location, path, journaled, self._hmac_key, newest_first)
 
     # -- writes -----------------------------------------------------------------------------------------
 

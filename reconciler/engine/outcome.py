@@ -76,6 +76,7 @@ class RunOutcome:
     targets: tuple[PassOutcome, ...]
     refused: tuple[Refusal, ...] = ()
     recorded: bool = False  # whether history holds this run (a run of unchanged passes writes nothing)
+    notes: tuple[str, ...] = ()  # for people, about the run as a whole (a rollback: what was undone before)
 
     @property
     def status(self) -> RunStatus:

@@ -149,6 +149,7 @@ def run_dict(report: RunOutcome, key: bytes) -> dict[str, Any]:
             {"action": r.action.id, "target": r.action.target, "path": r.action.pointer, "reason": r.reason}
             for r in report.refused
         ],
+        "notes": list(report.notes),
     }
 
 
@@ -191,6 +192,7 @@ def render_run(report: RunOutcome, fmt: str, key: bytes) -> str:
     for t in data["targets"]:
         out += _target_lines(t, data["kind"], md)
     out += [f"refused: {r['target']} {r['path']}: {r['reason']}" for r in data["refused"]]
+    out += [f"note: {n}" for n in data["notes"]]
     if not data["targets"] and not data["refused"]:
         out.append("nothing to do")
     return "\n".join(out)

@@ -37,8 +37,11 @@ def execute(
     *,
     dry_run: bool,
     gate: Callable[[], str | None] | None = None,
+    hmac_key: bytes | None = None,
 ) -> Execution:
-    """Apply `actions` to `target`; when verification or the health gate fails, roll back what this call wrote."""
+    """Apply `actions` to `target`; when verification or the health gate fails, roll back what this call wrote.
+    `hmac_key` is the key of the journal's hashes: actions that carry a secret only as its keyed hash (a
+    rollback of secrets, from the journal) are verified by it."""
     result = Execution()
     if not actions:
         return result
@@ -46,7 +49,7 @@ def execute(
         result.actions.extend(_dry_run(target, list(actions), adapter, journal))
         return result
     journal.record_actions(actions)
-    done = _write(target, list(actions), adapter, journal, dry_run=False)
+    done = _write(target, list(actions), adapter, journal, dry_run=False, key=hmac_key)
     wrote_cleanly = any(a.state is ActionState.VERIFIED for a in done) and not any(
         a.state is ActionState.FAILED for a in done
     )
@@ -62,7 +65,7 @@ def execute(
         result.error = failed[0].error
         reverse = [reverse_of(a, reason=f"automatic rollback: {failed[0].error}") for a in reversed(written)]
         journal.record_actions(reverse)
-        undone = _write(target, reverse, adapter, journal, dry_run=False)
+        undone = _write(target, reverse, adapter, journal, dry_run=False, key=hmac_key)
         result.actions.extend(undone)
         ok = {a.rollback_of for a in undone if a.state in (ActionState.VERIFIED, ActionState.NOOP)}
         journal.update_actions([i for i in ok if i], ActionState.ROLLED_BACK, f"rolled back: {result.error}")
@@ -125,7 +128,9 @@ def _dry_run(target: Target, actions: list[Action], adapter: Adapter, journal: J
     return done
 
 
-def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Journal, *, dry_run: bool) -> list[Action]:
+def _write(
+    target: Target, actions: list[Action], adapter: Adapter, journal: Journal, *, dry_run: bool, key: bytes | None
+) -> list[Action]:
     staged, outcome = _stage(target, actions, adapter, dry_run=dry_run)
     if staged is None:
         return settle(journal, outcome)
@@ -137,14 +142,16 @@ def _write(target: Target, actions: list[Action], adapter: Adapter, journal: Jou
     try:
         adapter.commit(staged)
     except ConflictError as exc:  # live changed between stage and commit: nothing written
-        return _merge(settled, _raced(target, to_commit, adapter, journal, str(exc)))
+        return _merge(settled, _raced(target, to_commit, adapter, journal, str(exc), key))
     except ReconcilerError as exc:
         return _merge(settled, settle(journal, [(a, ActionState.FAILED, f"commit: {exc}") for a in to_commit]))
     applied = settle(journal, [(a, ActionState.APPLIED, None) for a in to_commit])
-    return _merge(settled, _verify(target, applied, adapter, journal))
+    return _merge(settled, _verify(target, applied, adapter, journal, key))
 
 
-def _raced(target: Target, actions: list[Action], adapter: Adapter, journal: Journal, why: str) -> list[Action]:
+def _raced(
+    target: Target, actions: list[Action], adapter: Adapter, journal: Journal, why: str, key: bytes | None
+) -> list[Action]:
     """Another writer changed live between stage and commit. Where it wrote exactly what this action would
     have, the action is a noop (nothing to do, nothing drifts); elsewhere a conflict: the next pass plans again."""
     try:
@@ -155,14 +162,16 @@ def _raced(target: Target, actions: list[Action], adapter: Adapter, journal: Jou
     raced = "another writer wrote the same value first"
     outcome = [
         (a, ActionState.NOOP, raced)
-        if holds(get_in(observed, a.path, list_keys), a.after)
+        if holds(get_in(observed, a.path, list_keys), a.after, key)
         else (a, ActionState.CONFLICT, why)
         for a in actions
     ]
     return settle(journal, outcome)
 
 
-def _verify(target: Target, applied: list[Action], adapter: Adapter, journal: Journal) -> list[Action]:
+def _verify(
+    target: Target, applied: list[Action], adapter: Adapter, journal: Journal, key: bytes | None
+) -> list[Action]:
     """Read live again and check that every applied action's path now holds its `after`."""
     try:
         observed = adapter.discover(target).document
@@ -172,7 +181,7 @@ def _verify(target: Target, applied: list[Action], adapter: Adapter, journal: Jo
     outcome: list[tuple[Action, ActionState, str | None]] = []
     for action in applied:
         live = get_in(observed, action.path, list_keys)
-        if holds(live, action.after):
+        if holds(live, action.after, key):
             outcome.append((action, ActionState.VERIFIED, None))
         else:
             outcome.append((action, ActionState.FAILED, "verify: live does not hold the written value"))

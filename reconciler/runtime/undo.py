@@ -17,6 +17,7 @@ from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.engine.run import Reconciler
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
+from reconciler.ports import Capabilities
 from reconciler.remediate import recovery
 from reconciler.remediate import rollback as rollbacks
 from reconciler.remediate.executor import Execution
@@ -84,6 +85,8 @@ def rollback(
         if not found:
             raise ConfigurationError(f"no run or action with id {undo}")
         only = found[0]
+        if only.state is ActionState.ROLLED_BACK:
+            raise ConfigurationError(f"action {undo} was already rolled back: it wrote nothing to undo")
         if not only.state.wrote:
             raise ConfigurationError(f"action {undo} is {only.state.value}: it wrote nothing to undo")
     of_run = only.run_id if only is not None else undo
@@ -96,7 +99,13 @@ def rollback(
     with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
         try:
             originals = [only] if only is not None else engine.store.actions(of_run)
-            plan = rollbacks.plan_rollback(originals, run_id=run_id, of_run=of_run, known_targets=set(state.targets))
+            plan = rollbacks.plan_rollback(
+                originals,
+                run_id=run_id,
+                of_run=of_run,
+                known_targets=state.targets,
+                capabilities=lambda target: _capabilities(engine, target),
+            )
             refused = plan.refused
             for name in plan.by_target:
                 target = state.targets[name]
@@ -105,7 +114,26 @@ def rollback(
         finally:
             status = RunStatus.worst([o.status for o in outcomes] + ([RunStatus.FAILED] if refused else []))
             engine.store.finish_run(run_id, status)
-    return RunOutcome(run_id, kind, state.version.digest, tuple(outcomes), tuple(refused), recorded=True)
+    notes = _already_undone(of_run, len(plan.undone), bool(plan.by_target or plan.refused))
+    return RunOutcome(run_id, kind, state.version.digest, tuple(outcomes), tuple(refused), True, notes)
+
+
+def _already_undone(of_run: str, undone: int, more: bool) -> tuple[str, ...]:
+    """What the report says of writes that an earlier rollback (or an automatic one) already undid."""
+    if not undone:
+        return ()
+    if not more:
+        return (f"run {of_run} was already rolled back: nothing it wrote is left to undo",)
+    return (f"{undone} of the writes of run {of_run} were already rolled back",)
+
+
+def _capabilities(engine: Reconciler, target: Target) -> Capabilities:
+    """What the target's adapter can do; an adapter that cannot be built can do nothing (its writes then fail
+    with why)."""
+    try:
+        return engine.adapters(target.spec.source.adapter).capabilities
+    except ReconcilerError:
+        return Capabilities(read=False)
 
 
 def _rollback_target(
@@ -118,7 +146,9 @@ def _rollback_target(
     with logs.bound_contextvars(target=target.name):
         try:
             adapter = engine.adapters(target.spec.source.adapter)
-            execution = rollbacks.rollback(target, reverse, adapter, engine.store, dry_run=not decision.writes)
+            execution = rollbacks.rollback(
+                target, reverse, adapter, engine.store, dry_run=not decision.writes, hmac_key=engine.hmac_key
+            )
             states = {a.state for a in execution.actions}
             if refused:
                 status, error = RunStatus.FAILED, decision.why

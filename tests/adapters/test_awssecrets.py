@@ -76,8 +76,8 @@ def test_a_write_is_a_new_version_with_an_idempotency_token(
     assert current(sm, name) == {"user": "app", "password": "new-pass"}
     versions = sm.list_secret_version_ids(SecretId=name)["Versions"]
     assert sorted(s for v in versions for s in v["VersionStages"]) == ["AWSCURRENT", "AWSPREVIOUS"]
-    token = staged.handle[3]
-    again = sm.put_secret_value(SecretId=name, SecretString=staged.handle[2], ClientRequestToken=token)
+    token = staged.handle.token
+    again = sm.put_secret_value(SecretId=name, SecretString=staged.handle.text, ClientRequestToken=token)
     assert again["VersionId"] == token and len(sm.list_secret_version_ids(SecretId=name)["Versions"]) == 2
     assert adapter.discover(t).fingerprint != before
 

@@ -1,6 +1,7 @@
 """Sources whose values are secret by their nature (a SecureString parameter, a Secrets Manager secret, a
 Kubernetes Secret), driven through the real CLI as processes: the manifests declare no `secrets`, yet no
-value reaches output, logs, history or the parity report, and the fix is written."""
+value reaches output, logs, history or the parity report, and the fix is written; ssm and aws-secrets roll it
+back from their own history, a Kubernetes Secret (which keeps none) refuses."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class Source:
     name: str
     options: Callable[[str], dict[str, Any]]  # environment -> spec.source
     read: Callable[[str], str]  # environment -> the password live holds
+    write: Callable[[str, str], None]  # environment, password: another writer's change
     env: dict[str, str]
 
 
@@ -51,6 +53,7 @@ def ssm_source(moto_url: str) -> Source:
         "ssm",
         lambda e: {"adapter": "ssm", "path": f"{root}/{e}/"},
         lambda e: client.get_parameter(Name=f"{root}/{e}/db/password", WithDecryption=True)["Parameter"]["Value"],
+        lambda e, p: client.put_parameter(Name=f"{root}/{e}/db/password", Value=p, Type="SecureString", Overwrite=True),
         {"RECONCILER_AWS__ENDPOINT_URL": moto_url, "RECONCILER_AWS__REGION": REGION},
     )
 
@@ -69,6 +72,7 @@ def aws_secrets_source(moto_url: str) -> Source:
         "aws-secrets",
         lambda e: {"adapter": "aws-secrets", "secret_id": f"{root}/{e}"},
         read,
+        lambda e, p: client.put_secret_value(SecretId=f"{root}/{e}", SecretString=json.dumps({"db": {"password": p}})),
         {"RECONCILER_AWS__ENDPOINT_URL": moto_url, "RECONCILER_AWS__REGION": REGION},
     )
 
@@ -81,10 +85,16 @@ def kubernetes_source(kubeconfig: Path) -> Source:
         core.create_namespaced_secret(
             namespace, {"metadata": {"name": environment, "namespace": namespace}, "data": data}
         )
+
+    def write(environment: str, password: str) -> None:
+        data = {"password": base64.b64encode(password.encode()).decode()}
+        core.patch_namespaced_secret(environment, namespace, {"data": data})
+
     return Source(
         "kubernetes",
         lambda e: {"adapter": "kubernetes", "kind": "Secret", "namespace": namespace, "name": e},
         lambda e: base64.b64decode(core.read_namespaced_secret(e, namespace).data["password"]).decode(),
+        write,
         {"RECONCILER_KUBERNETES__KUBECONFIG": str(kubeconfig)},
     )
 
@@ -131,11 +141,9 @@ def cli(
     return run, database
 
 
-def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Path) -> None:
-    """plan, apply, history, rollback and compare in every format, with debug logs, and every table of the
-    history: neither the old nor the new nor the other environment's password appears anywhere; the fix is
-    written, and rollback refuses rather than guess a secret it never kept."""
-    docs = [
+def targets(source: Source) -> list[dict[str, Any]]:
+    """db-dev (to be fixed from OLD to NEW) and db-prod (already right), one app."""
+    return [
         {
             "kind": "Target",
             "metadata": {"name": f"db-{e}", "environment": e, "app": "leaky"},
@@ -143,7 +151,14 @@ def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Pat
         }
         for e in ("dev", "prod")
     ]
-    run, database = cli(tmp_path, docs, source.env)
+
+
+def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Path) -> None:
+    """plan, apply, history, rollback (twice) and compare in every format, with debug logs, and every table of
+    the history: neither the old nor the new nor the other environment's password appears anywhere; the fix
+    is written, and rolled back from the store's own history where it keeps one (the second rollback says it
+    was done already), refused where it keeps none (Kubernetes) rather than guess a secret never kept."""
+    run, database = cli(tmp_path, targets(source), source.env)
     outputs = [run("plan", "--format", f) for f in ("table", "json", "markdown")]
     assert outputs[0].returncode == 2, outputs[0].stdout + outputs[0].stderr
     drift = json.loads(outputs[1].stdout)["targets"]
@@ -154,11 +169,22 @@ def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Pat
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert source.read("dev") == NEW
     run_id = json.loads(applied.stdout)["run_id"]
-    refused = run("rollback", run_id)
-    assert refused.returncode == 1 and "secret values are not kept in history" in refused.stdout + refused.stderr
+    undone, again = run("rollback", run_id, "--format", "json"), run("rollback", run_id)
+    if source.name == "kubernetes":
+        assert (
+            undone.returncode == 1 and "the kubernetes adapter's live system keeps no earlier values" in undone.stdout
+        )
+        assert source.read("dev") == NEW
+    else:
+        assert undone.returncode == 0, undone.stdout + undone.stderr
+        assert source.read("dev") == OLD
+        assert [a["state"] for t in json.loads(undone.stdout)["targets"] for a in t["actions"]] == ["verified"]
+        assert again.returncode == 0 and f"run {run_id} was already rolled back" in again.stdout, again.stdout
+    undo_id = json.loads(undone.stdout)["run_id"]
     compared = [run("compare", "--format", f) for f in ("table", "json", "markdown")]
     assert compared[1].returncode in (0, 2), compared[1].stdout + compared[1].stderr
-    outputs += [applied, refused, *compared, run("history", run_id), run("history", run_id, "--format", "json")]
+    outputs += [applied, undone, again, *compared, run("history", run_id), run("history", run_id, "--format", "json")]
+    outputs += [run("history", undo_id), run("history", undo_id, "--format", "json")]
     text = "\n".join(o.stdout + o.stderr for o in outputs)
     engine = sa.create_engine(database)
     with engine.connect() as conn:
@@ -168,6 +194,23 @@ def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Pat
     for value in (OLD, NEW, PROD):
         assert value not in text, f"{value} leaked"
     assert "<redacted hmac-sha256:" in text
+
+
+@pytest.mark.parametrize("source", ["ssm", "aws-secrets"], indirect=True)
+def test_a_secret_changed_since_the_fix_is_not_rolled_back(source: Source, tmp_path: Path) -> None:
+    """Someone set the password again after reconciler's fix: the rollback is refused as a conflict (live no
+    longer holds what the run wrote, by keyed hash), their value stays, and no value reaches the output."""
+    run, _ = cli(tmp_path, targets(source), source.env)
+    applied = run("apply", "--target", "db-dev", "--format", "json")
+    assert applied.returncode == 0 and source.read("dev") == NEW, applied.stdout + applied.stderr
+    source.write("dev", PROD)
+    refused = run("rollback", json.loads(applied.stdout)["run_id"], "--format", "json")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    report = json.loads(refused.stdout)["targets"][0]
+    assert [a["state"] for a in report["actions"]] == ["conflict"]
+    assert "live no longer holds what the run wrote" in report["error"]
+    assert source.read("dev") == PROD
+    assert not any(v in refused.stdout + refused.stderr for v in (OLD, NEW, PROD))
 
 
 def test_ssm_plain_parameters_are_fixed_and_rolled_back(moto_url: str, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_rollback_refuses_where_another_writer_changed_live(tmp_path: Path, stor
     execute(target, [action(run_id, "a", 1, 10), action(run_id, "b", 2, 20)], adapter, store, dry_run=False)
     (tmp_path / "live" / "c.yaml").write_text("a: 42\nb: 20\n")  # someone changed /a since
     undo_run = _run(store)
-    plan = plan_rollback(store.actions(run_id), run_id=undo_run, of_run=run_id, known_targets={"t"})
+    plan = plan_rollback(store.actions(run_id), run_id=undo_run, of_run=run_id, known_targets={"t": target})
     result = rollback(target, plan.by_target["t"], adapter, store, dry_run=False)
     assert {a.pointer: a.state.value for a in result.actions} == {"/b": "verified", "/a": "conflict"}
     assert adapter.discover(target).document == {"a": 42, "b": 2}
