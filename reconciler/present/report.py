@@ -15,7 +15,8 @@ from reconciler.domain.values import render, to_json
 from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.remediate.planner import TargetPlan
 
-FORMATS = ("table", "json", "markdown", "html")
+FORMATS = ("table", "json", "markdown")
+PAGE_FORMATS = (*FORMATS, "html")  # a run or a parity report can also be one self-contained page
 
 
 def exit_code(status: RunStatus) -> int:
