@@ -45,6 +45,7 @@ DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="History database URL [env RECONCILER_DATABASE_URL].")
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")]
+PageFormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json, markdown or html (one page).")]
 TableFormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
 TargetOpt = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")]
 

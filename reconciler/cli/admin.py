@@ -27,9 +27,8 @@ from reconciler.desired import loader
 from reconciler.domain.approval import ApprovalState
 from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.errors import ReconcilerError
-from reconciler.observe.notify import Event, EventKind
 from reconciler.present import views
-from reconciler.runtime import compose
+from reconciler.runtime import compose, controls
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore
@@ -100,7 +99,7 @@ def _breaker_store(database_url: str | None) -> SqlBreakerStore:
 def _announce(summary: str, details: dict[str, str], database_url: str | None) -> None:
     """Tell the webhooks about a breaker change made by hand, and wait briefly for delivery."""
     notifier = compose.build_notifier(load(database_url=database_url))
-    notifier.notify(Event(EventKind.BREAKER, f"remediation:{datetime.now(UTC).isoformat()}", summary, details))
+    controls.announce_breaker(notifier.notify, summary, details, datetime.now(UTC))
     notifier.stop()
 
 
@@ -142,14 +141,17 @@ def breaker_open(
 
 
 @breaker_app.command("reset")
-def breaker_reset(actor: ActorOpt = None, database_url: DatabaseOpt = None) -> None:
+def breaker_reset(
+    actor: ActorOpt = None,
+    reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why remediation may run again.")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Close the circuit breaker: remediation runs again."""
     try:
         store = _breaker_store(database_url)
-        now = datetime.now(UTC)
-        who = actor or getpass.getuser()
-        store.set(Breaker(BreakerState.CLOSED, None, None, None, who), now)
-        _announce(f"remediation resumed by {who}", {}, database_url)
+        notifier = compose.build_notifier(load(database_url=database_url))
+        controls.reset_breaker(store, notifier.notify, actor or getpass.getuser(), reason, datetime.now(UTC))
+        notifier.stop()  # wait briefly for delivery
     except ReconcilerError as exc:
         raise fail(exc) from None
     typer.echo("closed: remediation runs")

@@ -149,7 +149,7 @@ def report_cmd(
     app_: Annotated[list[str] | None, typer.Option("--app", help="An app (glob, repeatable).")] = None,
     desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, json or html.")] = "markdown",
 ) -> None:
     """What runs where: per app and environment, the effective value of every key (secrets as keyed hashes;
     for layered sources the layer that wins), whether it matches desired, drift and since when, exceptions in

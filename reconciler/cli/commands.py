@@ -14,7 +14,7 @@ from reconciler.cli import (
     ActorOpt,
     DatabaseOpt,
     DesiredOpt,
-    FormatOpt,
+    PageFormatOpt,
     TargetOpt,
     app,
     check_format,
@@ -57,7 +57,7 @@ def validate(
 
 
 def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, targets: list[str] | None) -> None:
-    check_format(fmt)
+    check_format(fmt, report.PAGE_FORMATS)
     try:
         settings = load(desired, database_url)
         components = compose.build(settings)
@@ -75,7 +75,7 @@ def _pass(mode: Mode, desired: Path | None, database_url: str | None, fmt: str, 
 def plan(
     desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
-    fmt: FormatOpt = "table",
+    fmt: PageFormatOpt = "table",
     target: TargetOpt = None,
 ) -> None:
     """One dry-run pass: the drift per target, its class, and what apply would do.
@@ -89,7 +89,7 @@ def plan(
 def apply(
     desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
-    fmt: FormatOpt = "table",
+    fmt: PageFormatOpt = "table",
     target: TargetOpt = None,
 ) -> None:
     """One pass in apply mode: fix reversible drift (staged, verified, journaled); list escalations.
@@ -135,7 +135,7 @@ def rollback(
     actor: ActorOpt = None,
     desired: DesiredOpt = None,
     database_url: DatabaseOpt = None,
-    fmt: FormatOpt = "table",
+    fmt: PageFormatOpt = "table",
 ) -> None:
     """Undo a run's applied actions (or a single action), newest first, only where live still holds what was
     written.
@@ -145,7 +145,7 @@ def rollback(
     given (recorded in history with the actor). The rollback is itself a run (and can be rolled back).
     Exit code 0 when everything was undone, 1 when something was refused or failed.
     """
-    check_format(fmt)
+    check_format(fmt, report.PAGE_FORMATS)
     if force and not (reason or "").strip():
         raise typer.BadParameter("--force needs --reason: why the gate may be overridden", param_hint="--reason")
     override = Override(actor or getpass.getuser(), (reason or "").strip()) if force else None

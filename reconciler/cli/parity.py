@@ -10,12 +10,13 @@ from typing import Annotated, Any
 import typer
 
 from reconciler.classify import exceptions
-from reconciler.cli import DesiredOpt, FormatOpt, app, check_format, fail, load
+from reconciler.cli import DesiredOpt, PageFormatOpt, app, check_format, fail, load
 from reconciler.diff import allowlist, parity, significance
 from reconciler.domain.state import DesiredState
 from reconciler.engine import explain
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.present import parity as parity_views
+from reconciler.present import report as report_views
 from reconciler.runtime import compose
 
 
@@ -60,7 +61,7 @@ def compare_cmd(
         FailOn, typer.Option("--fail-on", help="Exit 2 on any unexpected difference, or only on significant drift.")
     ] = FailOn.UNEXPECTED,
     desired: DesiredOpt = None,
-    fmt: FormatOpt = "table",
+    fmt: PageFormatOpt = "table",
 ) -> None:
     """Does staging match production? Compare every pair of environments for every app, or with --baseline
     each environment with the baseline only (one row per drifted key, like the matrix a person draws).
@@ -69,7 +70,7 @@ def compare_cmd(
     2 when it fails (--fail-on unexpected: any unexpected difference; significant: an unexpected difference in
     a pair whose drift is above --threshold), 1 when a target could not be read or an environment is unknown.
     """
-    check_format(fmt)
+    check_format(fmt, report_views.PAGE_FORMATS)
     now = datetime.now(UTC)
     environments, results, errors = _compared(desired, env, app_, baseline, desired_only, threshold, now)
     report = parity_views.ParityReport(

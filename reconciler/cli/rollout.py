@@ -11,10 +11,10 @@ import typer
 from reconciler.cli import ActorOpt, DatabaseOpt, DesiredOpt, TableFormatOpt, check_format, fail, load, rollout_app
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.rollout import WaveState
-from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.errors import ReconcilerError
 from reconciler.observe.metrics import Metrics
 from reconciler.present import report
-from reconciler.runtime import compose
+from reconciler.runtime import compose, controls
 from reconciler.store.rollouts import SqlRolloutStore
 
 
@@ -88,21 +88,15 @@ def rollout_release(
         settings = load(desired, database_url)
         state = DesiredSource(settings.desired_dir).current()
         store = compose.build_store(settings)
-        found = SqlRolloutStore(store.engine).versions(version)
-        if len(found) != 1:
-            what = "no desired version" if not found else f"{len(found)} desired versions"
-            raise ConfigurationError(f"{what} in history start with {version!r}; give more of the digest")
-        if found[0] != state.version.digest:
-            raise ConfigurationError(
-                f"version {found[0][:12]} is not the desired version in force ({state.version.digest[:12]}): "
-                "only the rollout in force can be released"
-            )
         notifier = compose.build_notifier(settings)
         rollout = compose.build_rollout(settings, store, Metrics(), notifier.notify)
-        released = rollout.release(state, found[0], actor or getpass.getuser(), reason)
+        versions = SqlRolloutStore(store.engine).versions
+        digest, released = controls.release_rollout(
+            rollout, versions, state, version, actor or getpass.getuser(), reason
+        )
         notifier.stop()
     except ReconcilerError as exc:
         raise fail(exc) from None
     typer.echo(
-        f"released the rollout of {found[0][:12]}: {released} unsettled target(s) count as done; later waves go on"
+        f"released the rollout of {digest[:12]}: {released} unsettled target(s) count as done; later waves go on"
     )

@@ -39,3 +39,14 @@ class RunRecord:
     drift_count: int = 0
     action_counts: dict[str, int] = field(default_factory=dict)
     targets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPass:
+    """One of a target's passes, with the run it was part of (the target page's last passes)."""
+
+    run_id: str
+    kind: RunKind
+    trigger: str
+    started_at: datetime
+    record: PassRecord

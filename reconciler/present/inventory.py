@@ -14,12 +14,17 @@ from reconciler.domain.values import render
 from reconciler.present.audit import plain
 from reconciler.present.report import markdown_table, short
 
-FORMATS = ("markdown", "json")
+FORMATS = ("markdown", "json", "html")
 
 
 def render_inventory(report: Inventory, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(inventory_dict(report), indent=2, ensure_ascii=False, default=str)
+    if fmt == "html":
+        from reconciler.present import web  # noqa: PLC0415 (Jinja2 is loaded for an html report only)
+
+        data = json.loads(json.dumps(inventory_dict(report), default=str))  # what the json format holds
+        return web.standalone("report_inventory.html", title="What runs where", inventory=data)
     return "\n".join(_markdown(report))
 
 

@@ -39,6 +39,11 @@ class ParityReport:
 def render_parity(report: ParityReport, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(_report_dict(report), indent=2)
+    if fmt == "html":
+        from reconciler.present import web  # noqa: PLC0415 (Jinja2 is loaded for an html report only)
+
+        title = f"Environment parity on {report.source}"
+        return web.standalone("report_parity.html", title=title, parity=_report_dict(report))
     md = fmt == "markdown"
     against = f", baseline {report.baseline}" if report.baseline else ""
     title = f"Environment parity on {report.source}{against}: {', '.join(report.environments)}"

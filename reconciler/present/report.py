@@ -16,6 +16,7 @@ from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.remediate.planner import TargetPlan
 
 FORMATS = ("table", "json", "markdown")
+PAGE_FORMATS = (*FORMATS, "html")  # a run or a parity report can also be one self-contained page
 
 
 def exit_code(status: RunStatus) -> int:
@@ -186,6 +187,10 @@ def render_run(report: RunOutcome, fmt: str, key: bytes) -> str:
     data = run_dict(report, key)
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False)
+    if fmt == "html":
+        from reconciler.present import web  # noqa: PLC0415 (Jinja2 is loaded for an html report only)
+
+        return web.standalone("report_run.html", title=f"{data['kind']} run: {data['status']}", run=data)
     md = fmt == "markdown"
     head = f"run {data['run_id']} ({data['kind']}) against desired version {data['desired_version'][:12]}: "
     out = [("**" + head + data["status"] + "**") if md else head + data["status"]]

@@ -6,12 +6,13 @@ equals or differs (by keyed hash) is said.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from reconciler.domain.values import render
+from reconciler.domain.values import Redacted, render
 from reconciler.present.report import short
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -33,10 +34,14 @@ def side(data: dict[str, Any], name: str, limit: int = 80) -> str:
     (absent) for a key that is not there, else the value as short JSON."""
     if data.get("secret"):
         return MASK
-    if data.get(f"{name}_missing"):
+    return shown(data[name], bool(data.get(f"{name}_missing")), limit)
+
+
+def shown(value: Any, absent: bool = False, limit: int = 80) -> str:
+    """A JSON value for a page: (absent), a mask for a redacted secret (its keyed hash), else short JSON."""
+    if absent:
         return ABSENT
-    value = data[name]
-    if isinstance(value, dict) and set(value) == {"$redacted"}:  # a journaled secret
+    if isinstance(value, dict) and set(value) == {Redacted.JSON_KEY}:  # a journaled or compared secret
         return MASK
     return short(render(value), limit)
 
@@ -58,6 +63,7 @@ def age(seconds: float | None) -> str:
 _ENV.filters["side"] = side
 _ENV.filters["age"] = age
 _ENV.filters["short"] = short
+_ENV.filters["shown"] = shown
 
 
 def page(template: str, **context: Any) -> str:
@@ -70,3 +76,14 @@ def fragment(template: str, block: str, **context: Any) -> str:
     tpl = _ENV.get_template(template)
     ctx = tpl.new_context(context)
     return "".join(tpl.blocks[block](ctx))
+
+
+@cache
+def _css() -> str:
+    return (STATIC / "ui.css").read_text(encoding="utf-8")
+
+
+def standalone(template: str, **context: Any) -> str:
+    """A report as one self-contained page (`--format html`: CI artifacts, e-mail): the UI's templates with its
+    styles inline, no script and nothing fetched from anywhere, no links into the UI."""
+    return page(template, css=_css(), standalone=True, **context)

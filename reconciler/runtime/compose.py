@@ -171,6 +171,11 @@ def build_timeline(store: SqlHistoryStore) -> SqlTimeline:
     return SqlTimeline(store.engine)
 
 
+def rollout_versions(store: SqlHistoryStore) -> Callable[[str], list[str]]:
+    """The desired versions in history that start with a prefix, for a rollout release from the web UI."""
+    return SqlRolloutStore(store.engine).versions
+
+
 def start_pruner(components: Components, stop: threading.Event) -> Pruner:
     """The daemon's background pruning of history (RECONCILER_HISTORY__*), started; it ends when `stop` is set."""
     pruner = Pruner(

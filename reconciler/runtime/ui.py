@@ -22,14 +22,16 @@ from reconciler.classify import exceptions
 from reconciler.diff import parity
 from reconciler.domain.approval import Approval, ApprovalState
 from reconciler.domain.audit import AuditEvent
+from reconciler.domain.history import TargetPass
 from reconciler.domain.state import DesiredState
 from reconciler.engine import explain
 from reconciler.engine.rollout import Rollout
 from reconciler.engine.run import Reconciler
 from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.ports import BreakerStore
 from reconciler.present import audit, fleet, matrix, views, web
 from reconciler.present import history as history_views
-from reconciler.runtime import compose, ui_actions
+from reconciler.runtime import compose, controls, ui_actions, ui_controls
 from reconciler.runtime.api import Api
 from reconciler.runtime.asgi import html_response
 from reconciler.runtime.compose import Components
@@ -38,6 +40,7 @@ from reconciler.runtime.session import Session, Sessions
 ListApprovals = Callable[[Sequence[ApprovalState], int], list[Approval]]
 RUN_KINDS = ("dry-run", "apply", "rollback")
 RUN_STATUSES = ("clean", "drift", "fixed", "failed", "running")
+LAST_PASSES = 10  # on a target's page
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,14 @@ class UiSources:
     list_approvals: ListApprovals
     drifts: Callable[[str], list[dict[str, Any]]]  # a run's recorded drift (secrets redacted), by run id
     timeline: Callable[[str, str, datetime], list[AuditEvent]]  # a key's story, as `reconciler history -t -p`
+    target_passes: Callable[[str, int], list[TargetPass]]  # a target's last passes, newest first
     times: Callable[[str], tuple[float, float]]  # metrics: (drift open since, last good pass) per target
     default_interval_s: float
     secret_file_roots: tuple[Path, ...]
     expiry_warning_s: float
+    breaker: BreakerStore  # the circuit breaker's state (reset from /remediation)
+    notify: controls.Notify  # the daemon's notifier: a breaker reset is announced as the CLI's is
+    rollout_versions: Callable[[str], list[str]]  # desired versions in history starting with a prefix
     rollout: Rollout | None = None
 
 
@@ -73,10 +80,11 @@ class Ui:
             ("/approvals", self.approvals),
             ("/exceptions", self.exceptions),
             ("/signin", self.signin),
+            (ui_controls.PAGE, lambda request: ui_controls.page(self, request)),
         ]
         routes: list[BaseRoute] = [Route(path, self._guarded(handler), methods=["GET"]) for path, handler in pages]
         routes.append(Mount("/static", StaticFiles(directory=web.STATIC), name="static"))
-        return routes + ui_actions.routes(self)
+        return routes + ui_actions.routes(self) + ui_controls.routes(self)
 
     def chrome(self, request: Request, session: Session | None = None) -> dict[str, Any]:
         """What every page shows around its content: who is signed in, the CSRF token, a one-time message."""
@@ -209,6 +217,7 @@ class Ui:
             latest=self.s.api.latest().get(name),
             view=view,
             approvals=pending,
+            passes=self.s.target_passes(name, LAST_PASSES),
         )
 
     def explain(self, request: Request) -> Response:
@@ -347,10 +356,14 @@ def build(components: Components, api: Api) -> Ui:
         list_approvals=c.approvals.list,
         drifts=c.store.drifts,
         timeline=compose.build_timeline(c.store).timeline,
+        target_passes=c.store.target_passes,
         times=c.metrics.target_states.times,
         default_interval_s=c.settings.scheduler.default_interval_s,
         secret_file_roots=tuple(c.settings.secrets.file_roots),
         expiry_warning_s=c.settings.policy.expiry_warning_s,
+        breaker=c.breaker,
+        notify=c.notifier.notify,
+        rollout_versions=compose.rollout_versions(c.store),
         rollout=c.reconciler.gate.rollout,
     )
     return Ui(sources, Sessions(api.token))

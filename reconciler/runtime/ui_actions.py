@@ -34,10 +34,10 @@ TRIGGER = 32  # the history column's width
 def routes(ui: Ui) -> list[BaseRoute]:
     return [
         Route("/signin", _signin(ui), methods=["POST"]),
-        Route("/signout", _signed(ui, _signout), methods=["POST"]),
-        Route("/approvals/{id}/{verdict:str}", _signed(ui, _decide), methods=["POST"]),
-        Route("/history/{undo}/rollback/preview", _signed(ui, _rollback_preview), methods=["POST"]),
-        Route("/history/{undo}/rollback", _signed(ui, _rollback), methods=["POST"]),
+        Route("/signout", signed(ui, _signout), methods=["POST"]),
+        Route("/approvals/{id}/{verdict:str}", signed(ui, _decide), methods=["POST"]),
+        Route("/history/{undo}/rollback/preview", signed(ui, _rollback_preview), methods=["POST"]),
+        Route("/history/{undo}/rollback", signed(ui, _rollback), methods=["POST"]),
     ]
 
 
@@ -59,7 +59,7 @@ async def _form(request: Request) -> FormData | None:
 Handler = Callable[["Ui", Request, Session, FormData], Response]
 
 
-def _signed(ui: Ui, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def signed(ui: Ui, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """A form that needs a session and its CSRF token: refused with 403 otherwise, before anything is read."""
 
     async def endpoint(request: Request) -> Response:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from reconciler.domain.drift import Classified
-from reconciler.domain.history import PassRecord, RunRecord
+from reconciler.domain.history import PassRecord, RunRecord, TargetPass
 from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.paths import from_pointer
 from reconciler.domain.plan import COMMITTED, FAILED_AFTER_WRITE, Action, ActionState
@@ -271,19 +271,20 @@ class SqlHistoryStore(SqlStore):
 
     def passes(self, run_id: str) -> list[PassRecord]:
         rows = self._rows(sa.select(t.passes).where(t.passes.c.run_id == run_id).order_by(t.passes.c.id))
+        return [_pass_record(r) for r in rows]
+
+    def target_passes(self, target: str, limit: int = 20) -> list[TargetPass]:
+        """`target`'s most recent passes, newest first, each with its run's kind, trigger and start."""
+        query = (
+            sa.select(t.passes, t.runs.c.kind, t.runs.c.trigger, t.runs.c.started_at)
+            .join(t.runs, t.runs.c.id == t.passes.c.run_id)
+            .where(t.passes.c.target == target)
+            .order_by(t.runs.c.started_at.desc(), t.passes.c.id.desc())
+            .limit(limit)
+        )
         return [
-            PassRecord(
-                target=r["target"],
-                environment=r["environment"],
-                status=RunStatus(r["status"]),
-                drift_count=r["drift_count"],
-                drift_percent=r["drift_percent"],
-                observed_fingerprint=r["observed_fingerprint"],
-                error=r["error"],
-                duration_s=r["duration_s"],
-                note=r["note"],
-            )
-            for r in rows
+            TargetPass(r["run_id"], RunKind(r["kind"]), r["trigger"], r["started_at"], _pass_record(r))
+            for r in self._rows(query)
         ]
 
     def drifts(self, run_id: str) -> list[dict[str, Any]]:
@@ -321,6 +322,20 @@ class SqlHistoryStore(SqlStore):
             )
             for r in rows
         ]
+
+
+def _pass_record(r: sa.RowMapping) -> PassRecord:
+    return PassRecord(
+        target=r["target"],
+        environment=r["environment"],
+        status=RunStatus(r["status"]),
+        drift_count=r["drift_count"],
+        drift_percent=r["drift_percent"],
+        observed_fingerprint=r["observed_fingerprint"],
+        error=r["error"],
+        duration_s=r["duration_s"],
+        note=r["note"],
+    )
 
 
 CHUNK = 900  # values bound in one IN (...): SQLite before 3.32 allows 999 in all, later ones 32,766

@@ -155,7 +155,7 @@ def test_the_ui_in_a_browser_shows_drift_approves_and_rolls_back(
     wait_for(lambda: yaml.safe_load(staging.read_text())["log_level"] == "DEBUG", what="the live file restored")
     _no_console_errors(browser, seen)
 
-    for page in ("/history", "/exceptions", "/approvals", f"/history/{run_id}"):
+    for page in ("/history", "/exceptions", "/approvals", "/remediation", f"/history/{run_id}"):
         browser.get(base + page)
         _no_console_errors(browser, seen)
     for api in ("/api/v1/status", "/api/v1/drift"):
@@ -166,4 +166,5 @@ def test_the_ui_in_a_browser_shows_drift_approves_and_rolls_back(
     assert _post(f"{base}/history/{run_id}/rollback", b"csrf=x") == 403
     assert _post(f"{base}/history/{run_id}/rollback", b"", cookie) == 403
     assert _post(f"{base}/approvals/x/approve", b"csrf=", cookie) == 403
+    assert _post(f"{base}/breaker/reset", b"csrf=&reason=r", cookie) == 403
     assert yaml.safe_load(staging.read_text())["log_level"] == "DEBUG"

@@ -102,12 +102,14 @@ def _add_secret(example: Path) -> None:
     staging.write_text(yaml.safe_dump(doc))  # not desired in staging: a drift there too
 
 
-def _serve(settings: Settings, sqlite_url: str, example: Path, token: str | None) -> Iterator[Served]:
+def _serve(
+    settings: Settings, sqlite_url: str, example: Path, token: str | None, *, rollout: bool = False
+) -> Iterator[Served]:
     engine = engines.create_engine(sqlite_url)
     migrate.upgrade(engine)
     engine.dispose()
     http_settings = settings.http.model_copy(update={"port": 0, "api_token": SecretStr(token) if token else None})
-    components = build(settings.model_copy(update={"http": http_settings}))
+    components = build(settings.model_copy(update={"http": http_settings}), daemon=rollout)
     daemon = Daemon(components)
     state = components.desired.current()
     daemon._state = state

@@ -79,6 +79,33 @@ def test_history_round_trip(store: SqlHistoryStore) -> None:
     exercise(store)
 
 
+def test_a_targets_last_passes_come_newest_first_with_their_run_and_a_limit(store: SqlHistoryStore) -> None:
+    """target_passes joins each pass with its run: only that target's, newest run first, at most `limit`."""
+    version = DesiredVersion("e" * 64, None, False)
+    store.ensure_version(version, "/desired")
+    ids = []
+    for i, (kind, status) in enumerate(
+        [(RunKind.DRY_RUN, RunStatus.DRIFT), (RunKind.APPLY, RunStatus.FIXED), (RunKind.DRY_RUN, RunStatus.CLEAN)]
+    ):
+        run_id = store.start_run(kind, f"trigger-{i}", version.digest)
+        store.record_pass(run_id, PassRecord("t", "prod", status, 2 - i, 10.0 * (2 - i)), [])
+        store.record_pass(run_id, PassRecord("other", "prod", RunStatus.CLEAN), [])
+        store.finish_run(run_id, status)
+        ids.append(run_id)
+    with store.engine.begin() as conn:  # three runs a minute apart, oldest first
+        for i, run_id in enumerate(ids):
+            at = datetime(2026, 1, 1, 12, i, tzinfo=UTC)
+            conn.execute(sa.text("UPDATE runs SET started_at = :at WHERE id = :id"), {"at": at, "id": run_id})
+    found = store.target_passes("t", limit=2)
+    assert [(p.run_id, p.kind, p.trigger, p.record.status, p.record.drift_count) for p in found] == [
+        (ids[2], RunKind.DRY_RUN, "trigger-2", RunStatus.CLEAN, 0),
+        (ids[1], RunKind.APPLY, "trigger-1", RunStatus.FIXED, 1),
+    ]
+    assert found[0].started_at == datetime(2026, 1, 1, 12, 2, tzinfo=UTC)
+    assert {p.record.target for p in store.target_passes("t")} == {"t"} and len(store.target_passes("t")) == 3
+    assert store.target_passes("nobody") == []
+
+
 def test_unmigrated_database_is_refused_with_the_command_to_run(tmp_path: Path) -> None:
     """Start-up on an empty database says which command to run."""
     engine = engines.create_engine(f"sqlite:///{tmp_path / 'h.db'}")
