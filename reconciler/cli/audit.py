@@ -73,7 +73,7 @@ def history(
     if target is not None and path is not None:
         _timeline(target, path, since, database_url, fmt)
         return
-    check_format(fmt, ("table", "json"))
+    check_format(fmt)
     try:
         store = compose.build_store(load(database_url=database_url))
         if run_id is None:

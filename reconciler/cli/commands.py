@@ -37,7 +37,10 @@ from reconciler.store.ids import SqlIds
 
 @app.command()
 def validate(
-    directory: Annotated[Path, typer.Argument(help="Desired-state folder (or one manifest file).")],
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Desired-state folder (or one manifest file); default: RECONCILER_DESIRED_DIR."),
+    ] = None,
 ) -> None:
     """Check a desired-state folder; every problem names its file, document and field.
 
@@ -46,8 +49,10 @@ def validate(
     Expired exceptions and expected differences, and expected differences that no longer differ in the
     desired state, are warned about (exit code 0 still)."""
     try:
+        settings = load()
+        directory = directory or settings.desired_dir
         state = loader.load(directory)
-        sources.check(state, load())
+        sources.check(state, settings)
     except ConfigurationError as exc:
         raise fail(exc) from None
     typer.echo(

@@ -35,6 +35,7 @@ def json_value(value: Any) -> Any:
 def action_dict(action: Action, key: bytes) -> dict[str, Any]:
     return {
         "id": action.id,
+        "target": action.target,
         "path": action.pointer,
         "verb": action.verb,
         "before": json_value(action.journal_before(key)),
@@ -209,7 +210,13 @@ def render_run(report: RunOutcome, fmt: str, key: bytes) -> str:
     out += [f"refused: {r['target']} {r['path']}: {r['reason']}" for r in data["refused"]]
     if not data["targets"] and not data["refused"]:
         out.append("nothing to do")
-    return "\n".join(out)
+    return "\n".join(_as_markdown(out) if md else out)
+
+
+def _as_markdown(lines: list[str]) -> list[str]:
+    """A report's lines as Markdown: set-in and `refused:` lines become list items (indented, they would run
+    into one paragraph, or past four spaces into a code block)."""
+    return [f"- {line.strip()}" if line.startswith(" ") or line.startswith("refused: ") else line for line in lines]
 
 
 def _target_lines(t: dict[str, Any], kind: str, md: bool) -> list[str]:
