@@ -97,9 +97,15 @@ def test_every_documented_command_line_parses(doc: str, line: Line) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["reconciler adopt TARGET PATH --reason r", "reconciler plan --desired d", "reconciler nosuch", "reconciler history --nope"]
+    "line",
+    [
+        "reconciler adopt TARGET PATH --reason r",
+        "reconciler plan --desired d",
+        "reconciler nosuch",
+        "reconciler history --nope",
+    ],
 )
 def test_a_wrong_command_line_fails(line: str) -> None:
     """What the docs once said and the CLI never took fails the parse."""
-    with pytest.raises(Exception):  # noqa: B017,PT011 - click's usage errors or the AssertionError above
+    with pytest.raises(Exception):
         parse(words(line))
