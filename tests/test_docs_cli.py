@@ -32,8 +32,8 @@ def command_lines(text: str) -> list[Line]:
     found: list[Line] = []
     for block in FENCE.findall(text):
         joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
-            line = line.strip().removeprefix("$ ")
+        for raw in joined.splitlines():
+            line = raw.strip().removeprefix("$ ")
             found += [Line(p.strip(), False) for p in re.split(r"&&|;", line) if p.strip().startswith("reconciler ")]
     found += [Line(span, True) for span in INLINE.findall(text)]
     return found
@@ -48,17 +48,20 @@ def words(line: str) -> list[str]:
     except ValueError:  # an unclosed quote in a synopsis with `…`
         tokens = line.replace('"', "").split()
     out: list[str] = []
-    for token in tokens[1:]:
-        if token in SHELL_STOP:
+    for given in tokens[1:]:
+        if given in SHELL_STOP:
             break
-        token = "X" if token == "…" else token.strip("[]").replace("...", "").replace("…", "")
-        if PLACEHOLDER.match(token):
-            token = "1"
-        if "|" in token and not token.startswith(("http", "-")) and "=" not in token:
-            token = token.split("|")[0]
-        if token:
-            out.append(token)
+        out += [word] if (word := _word(given)) else []
     return out
+
+
+def _word(token: str) -> str:
+    word = "X" if token == "…" else token.strip("[]").replace("...", "").replace("…", "")
+    if PLACEHOLDER.match(word):
+        return "1"
+    if "|" in word and not word.startswith(("http", "-")) and "=" not in word:
+        return word.split("|")[0]
+    return word
 
 
 def parse(args: list[str], inline: bool = False) -> None:
@@ -93,7 +96,8 @@ def test_every_documented_command_line_parses(doc: str, line: Line) -> None:
     try:
         parse(words(line.text), line.inline)
     except Exception as exc:  # click's usage errors, and ours
-        pytest.fail(f"{doc}: `{line.text}`: {getattr(exc, 'format_message', lambda: exc)()}")
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        pytest.fail(f"{doc}: `{line.text}`: {message}")
 
 
 @pytest.mark.parametrize(
