@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from reconciler.cli import app
 from reconciler.domain.run import RunKind
 from reconciler.runtime import compose
 from reconciler.settings import Settings
-
-runner = CliRunner()
-
-
-def cli(*args: str) -> Any:
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-@pytest.fixture
-def migrated(settings: Settings) -> Settings:
-    assert cli("db", "upgrade").exit_code == 0
-    return settings
+from tests.test_cli import cli, migrated  # noqa: F401 - the fixture, shared
 
 
 def prod_file(example: Path) -> Path:
@@ -36,7 +22,8 @@ def recorded_runs() -> int:
     return len(json.loads(cli("history", "--limit", "10000", "--format", "json").stdout))
 
 
-def test_a_unique_prefix_works_wherever_an_id_is_taken(migrated: Settings, example: Path) -> None:
+@pytest.mark.usefixtures("migrated")
+def test_a_unique_prefix_works_wherever_an_id_is_taken(settings: Settings, example: Path) -> None:
     """history, rollback and approvals take the first eight characters of an id as the tables print them."""
     applied = json.loads(cli("apply", "--target", "payments-api-prod", "--format", "json").stdout)
     prefix = applied["run_id"][:8]
@@ -53,9 +40,10 @@ def test_a_unique_prefix_works_wherever_an_id_is_taken(migrated: Settings, examp
     assert decided.exit_code == 0 and "approved: payments-api-prod /database/pool_size by alice" in decided.output
 
 
-def test_an_ambiguous_prefix_lists_the_matches_and_a_short_one_is_refused(migrated: Settings) -> None:
+@pytest.mark.usefixtures("migrated")
+def test_an_ambiguous_prefix_lists_the_matches_and_a_short_one_is_refused(settings: Settings) -> None:
     """Two runs sharing a prefix: the prefix names both and exits 1; fewer than six characters never match."""
-    store = compose.build_store(migrated)
+    store = compose.build_store(settings)
     first = store.start_run(RunKind.APPLY, "cli", None, run_id="abcdef01-0000-4000-8000-000000000001")
     second = store.start_run(RunKind.APPLY, "cli", None, run_id="abcdef02-0000-4000-8000-000000000002")
     ambiguous = cli("history", "abcdef")
@@ -70,14 +58,16 @@ def test_an_ambiguous_prefix_lists_the_matches_and_a_short_one_is_refused(migrat
     assert "no approval with id 0123456" in cli("approvals", "reject", "0123456").output
 
 
-def test_adopt_takes_a_drift_id_exactly(migrated: Settings) -> None:
+@pytest.mark.usefixtures("migrated")
+def test_adopt_takes_a_drift_id_exactly(settings: Settings) -> None:
     """A drift id is a whole number: anything else, or an unknown one, is a clear error with exit 1."""
     for bad, words in (("not-a-number", "no drift with id not-a-number"), ("999999", "no drift with id 999999")):
         result = cli("adopt", bad, "--reason", "r")
         assert result.exit_code == 1 and words in result.output
 
 
-def test_a_refused_rollback_shows_what_live_really_holds(migrated: Settings, example: Path) -> None:
+@pytest.mark.usefixtures("migrated")
+def test_a_refused_rollback_shows_what_live_really_holds(settings: Settings, example: Path) -> None:
     """Someone changed the key after the run wrote it: the rollback refuses it, and LIVE NOW shows the hand-made
     value (not the one the run wrote), in the table, JSON and Markdown; the dry run records nothing."""
     applied = json.loads(cli("apply", "--target", "payments-api-prod", "--format", "json").stdout)
