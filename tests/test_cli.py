@@ -105,12 +105,15 @@ def test_apply_is_idempotent_and_rollback_restores(migrated: Settings, example: 
 
     undo = cli("rollback", first["run_id"], "--dry-run")
     assert undo.exit_code == 0 and live(example, "payments-api/prod/config.yaml") == prod
-    undo = cli("rollback", first["run_id"])
+    undo = cli("rollback", first["run_id"], "--format", "json")
     assert undo.exit_code == 0
     assert live(example, "payments-api/prod/config.yaml") == original_prod
     assert live(example, "checkout/staging.env") == original_env
+    runs = len(json.loads(cli("history", "--format", "json").stdout))
     again = cli("rollback", first["run_id"])
-    assert again.exit_code == 0 and "nothing to do" in again.output
+    undone_by = json.loads(undo.stdout)["run_id"]
+    assert again.exit_code == 1 and f"already rolled back by run {undone_by}" in again.output
+    assert len(json.loads(cli("history", "--format", "json").stdout)) == runs  # no empty run recorded
     assert cli("rollback", "no-such-run").exit_code == 1
 
 
@@ -311,7 +314,9 @@ def test_rollback_of_a_single_action(migrated: Settings, example: Path) -> None:
     prod = yaml.safe_load((example / "live" / "payments-api" / "prod" / "config.yaml").read_text())
     assert prod["log_level"] == "DEBUG" and "debug_endpoints" not in prod
     again = cli("rollback", prod_actions["/log_level"])
-    assert again.exit_code == 1 and "it wrote nothing to undo" in again.output
+    assert (
+        again.exit_code == 1 and f"action {prod_actions['/log_level']} was already rolled back by run" in again.output
+    )
     assert "no run or action with id" in cli("rollback", "nope").output
 
 

@@ -33,6 +33,7 @@ from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
+from reconciler.store.ids import SqlIds
 
 
 @approvals_app.command("list")
@@ -56,7 +57,7 @@ def _decide(approval_id: str, approve: bool, actor: str | None, comment: str | N
         settings = load(database_url=database_url)
         store = SqlApprovalStore(compose.build_store(settings).engine)
         decided = store.decide(
-            approval_id,
+            SqlIds(store.engine).resolve(approval_id, ("approval",)).id,
             approve=approve,
             actor=actor or getpass.getuser(),
             comment=comment,
@@ -71,7 +72,7 @@ def _decide(approval_id: str, approve: bool, actor: str | None, comment: str | N
 
 @approvals_app.command("approve")
 def approvals_approve(
-    approval_id: Annotated[str, typer.Argument(help="The approval's id.")],
+    approval_id: Annotated[str, typer.Argument(help="The approval's id (or 6+ first characters).")],
     actor: ActorOpt = None,
     comment: CommentOpt = None,
     database_url: DatabaseOpt = None,
@@ -83,7 +84,7 @@ def approvals_approve(
 
 @approvals_app.command("reject")
 def approvals_reject(
-    approval_id: Annotated[str, typer.Argument(help="The approval's id.")],
+    approval_id: Annotated[str, typer.Argument(help="The approval's id (or 6+ first characters).")],
     actor: ActorOpt = None,
     comment: CommentOpt = None,
     database_url: DatabaseOpt = None,

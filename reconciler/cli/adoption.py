@@ -16,6 +16,7 @@ from reconciler.engine import explain
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.runtime import adoption, compose
 from reconciler.store.adoptions import SqlAdoptionStore
+from reconciler.store.ids import SqlIds
 
 ScopeOpt = Annotated[
     str,
@@ -28,7 +29,9 @@ ScopeOpt = Annotated[
 
 @app.command("adopt")
 def adopt_cmd(
-    drift_id: Annotated[int, typer.Argument(help="A drift's id, from `reconciler history RUN_ID`.")],
+    drift_text: Annotated[
+        str, typer.Argument(metavar="DRIFT_ID", help="A drift's id (a whole number), from `reconciler history RUN`.")
+    ],
     reason: Annotated[str, typer.Option("--reason", "-m", help="Why the live value is right.")],
     scope: ScopeOpt = "target",
     commit: Annotated[
@@ -53,6 +56,7 @@ def adopt_cmd(
             raise ConfigurationError("--branch and --push go with --commit")
         settings = load(desired, database_url)
         store = SqlAdoptionStore(compose.build_store(settings).engine)
+        drift_id = int(SqlIds(store.engine).resolve(drift_text, ("drift",)).id)
         drift = store.drift(drift_id)
         if drift is None:
             raise ConfigurationError(f"no drift with id {drift_id}")

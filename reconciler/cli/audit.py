@@ -18,6 +18,7 @@ from reconciler.present import history as history_views
 from reconciler.present import inventory as inventory_views
 from reconciler.runtime import compose, inventory, retention
 from reconciler.store.export import SqlExport
+from reconciler.store.ids import SqlIds
 from reconciler.store.inventory import SqlInventoryReader
 from reconciler.store.retention import SqlRetention
 from reconciler.store.timeline import SqlTimeline
@@ -46,7 +47,8 @@ SinceOpt = Annotated[
 @app.command()
 def history(
     run_id: Annotated[
-        str | None, typer.Argument(help="Show one run with its passes and actions; or `export` (see above).")
+        str | None,
+        typer.Argument(help="Show one run (its id or 6+ first characters) with its passes and actions; or `export`."),
     ] = None,
     target: Annotated[str | None, typer.Option("--target", "-t", help="A key's timeline: the target.")] = None,
     path: Annotated[str | None, typer.Option("--path", "-p", help="A key's timeline: its JSON Pointer.")] = None,
@@ -71,17 +73,18 @@ def history(
     if target is not None and path is not None:
         _timeline(target, path, since, database_url, fmt)
         return
-    check_format(fmt, ("table", "json"))
+    check_format(fmt)
     try:
         store = compose.build_store(load(database_url=database_url))
         if run_id is None:
             typer.echo(history_views.render_runs(store.runs(limit), fmt))
             return
-        run = store.run(run_id)
+        found = SqlIds(store.engine).resolve(run_id, ("run",)).id
+        run = store.run(found)
         if run is None:
             raise ConfigurationError(f"no run with id {run_id}")
         typer.echo(
-            history_views.render_run_detail(run, store.passes(run_id), store.actions(run_id), fmt, store.drifts(run_id))
+            history_views.render_run_detail(run, store.passes(found), store.actions(found), fmt, store.drifts(found))
         )
     except ReconcilerError as exc:
         raise fail(exc) from None

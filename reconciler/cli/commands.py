@@ -32,11 +32,15 @@ from reconciler.observe import logging as logs
 from reconciler.present import report, views
 from reconciler.runtime import compose, undo
 from reconciler.settings import load_settings
+from reconciler.store.ids import SqlIds
 
 
 @app.command()
 def validate(
-    directory: Annotated[Path, typer.Argument(help="Desired-state folder (or one manifest file).")],
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Desired-state folder (or one manifest file); default: RECONCILER_DESIRED_DIR."),
+    ] = None,
 ) -> None:
     """Check a desired-state folder; every problem names its file, document and field.
 
@@ -45,8 +49,10 @@ def validate(
     Expired exceptions and expected differences, and expected differences that no longer differ in the
     desired state, are warned about (exit code 0 still)."""
     try:
+        settings = load()
+        directory = directory or settings.desired_dir
         state = loader.load(directory)
-        sources.check(state, load())
+        sources.check(state, settings)
     except ConfigurationError as exc:
         raise fail(exc) from None
     typer.echo(
@@ -126,7 +132,9 @@ def explain_cmd(
 
 @app.command()
 def rollback(
-    run_id: Annotated[str, typer.Argument(help="The run whose applied actions to undo, or one action's id.")],
+    run_id: Annotated[
+        str, typer.Argument(help="The run whose applied actions to undo, or one action's id (or 6+ first characters).")
+    ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone; change nothing.")] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Write despite an open breaker, the guard or the dry-run switch.")
@@ -142,8 +150,10 @@ def rollback(
 
     Like every write, a rollback asks the safety gate: an open circuit breaker, an environment outside
     RECONCILER_GUARD__APPLY_ENVIRONMENTS or the dry-run switch refuse it, unless `--force --reason "…"` is
-    given (recorded in history with the actor). The rollback is itself a run (and can be rolled back).
-    Exit code 0 when everything was undone, 1 when something was refused or failed.
+    given (recorded in history with the actor). The rollback is itself a run (and can be rolled back); a dry
+    run is not recorded. LIVE NOW is what live holds at each key, read again after the rollback. A run already
+    undone is refused, naming the run that undid it. Exit code 0 when everything was undone, 1 when something
+    was refused or failed.
     """
     check_format(fmt, report.PAGE_FORMATS)
     if force and not (reason or "").strip():
@@ -151,10 +161,12 @@ def rollback(
     override = Override(actor or getpass.getuser(), (reason or "").strip()) if force else None
     try:
         settings = load(desired, database_url)
-        engine = compose.build(settings).reconciler
+        components = compose.build(settings)
+        engine, ids = components.reconciler, SqlIds(components.store.engine)
+        undoing = ids.resolve(run_id, ("run", "action")).id
         if not dry_run:
             undo.recover(engine)
-        result = undo.rollback(engine, run_id, dry_run=dry_run, override=override)
+        result = undo.rollback(engine, undoing, dry_run=dry_run, override=override, undone_by=ids.undone_by)
     except ReconcilerError as exc:
         raise fail(exc) from None
     typer.echo(report.render_run(result, fmt, settings.hmac_key()))

@@ -43,6 +43,7 @@ class PassOutcome:
     flapped: tuple[str, ...] = ()  # pointers escalated because another writer keeps changing them
     layers: Mapping[str, list[tuple[str, Any]]] | None = None  # a layered source's values per pointer, winner last
     degraded: bool = False  # the store could not be asked (flapping, approvals): look in full once it is back
+    live_now: Mapping[str, Any] | None = None  # a rollback: live's value at each path it touched, read after it
 
     @property
     def mode(self) -> Mode:

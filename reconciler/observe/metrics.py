@@ -230,9 +230,16 @@ class Metrics:
         children[0].inc()
         children[1].observe(duration_s)
 
-    def init_targets(self, targets: Iterable[tuple[str, str, str]]) -> None:
-        """The desired state's targets, (name, environment, app): their series start at zero, and every
-        per-environment series exists from the first scrape, so dashboards and alerts see them."""
+    def init_targets(self, targets: Iterable[tuple[str, str, str]], adapters: Iterable[tuple[str, str]] = ()) -> None:
+        """The desired state's targets, (name, environment, app), and the (adapter, environment) pairs they
+        use: their series start at zero, and every per-environment and per-adapter series exists from the first
+        scrape, so dashboards and alerts see them."""
+        for adapter, environment in adapters:
+            self.adapter_errors.labels(adapter, environment)
+            self.watches.labels(adapter)
+            self.watch_events.labels(adapter)
+            self.watch_errors.labels(adapter)
+            self.detection_latency.labels(adapter)
         targets = list(targets)
         self.target_states.sync(targets)
         environments: dict[str, int] = {}

@@ -11,7 +11,7 @@ from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.paths import MISSING
 from reconciler.domain.plan import Action
 from reconciler.domain.values import render
-from reconciler.present.report import action_dict, json_value, short, table
+from reconciler.present.report import action_dict, json_value, markdown_table, short, table
 
 
 def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
@@ -32,7 +32,8 @@ def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
     ]
     if not rows:
         return "no runs recorded yet"
-    return table(("run", "started (utc)", "kind", "trigger", "status", "targets", "drift", "actions"), rows)
+    headers = ("run", "started (utc)", "kind", "trigger", "status", "targets", "drift", "actions")
+    return "\n".join(markdown_table(headers, rows)) if fmt == "markdown" else table(headers, rows)
 
 
 def _run_record_dict(r: RunRecord) -> dict[str, Any]:
@@ -71,16 +72,21 @@ def render_run_detail(
             },
             indent=2,
         )
-    out = [render_runs([run], "table"), ""]
+    md = fmt == "markdown"
+    out = ([f"## Run {run.id}"] if md else []) + [render_runs([run], fmt), ""]
     if run.rollback_of:
-        out.append(f"rolls back run {run.rollback_of}")
-    if passes:
-        out.append(_passes_table(passes))
-    if drifts:
-        out += ["", _recorded_drift_table(drifts)]
-    if actions:
-        out += ["", _actions_table(actions)]
-    return "\n".join(out)
+        out += [f"rolls back run {run.rollback_of}", ""] if md else [f"rolls back run {run.rollback_of}"]
+    sections = (
+        ("Passes", passes and _passes_table(passes, md)),
+        ("Drift", drifts and _recorded_drift_table(drifts, md)),
+        ("Actions", actions and _actions_table(actions, md)),
+    )
+    shown = [([f"### {title}"] if md else []) + [text] for title, text in sections if text]
+    return "\n".join([*out, "\n\n".join("\n".join(s) for s in shown)]).rstrip("\n")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], md: bool) -> str:
+    return "\n".join(markdown_table(headers, rows)) if md else table(headers, rows)
 
 
 def _pass_record_dict(p: PassRecord) -> dict[str, Any]:
@@ -112,15 +118,16 @@ def _recorded_drift_dict(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _passes_table(passes: Sequence[PassRecord]) -> str:
-    return table(
+def _passes_table(passes: Sequence[PassRecord], md: bool) -> str:
+    return _table(
         ("target", "environment", "status", "drift", "error"),
         [(p.target, p.environment, p.status.value, str(p.drift_count), p.error or p.note or "") for p in passes],
+        md,
     )
 
 
-def _recorded_drift_table(drifts: Sequence[dict[str, Any]]) -> str:
-    return table(
+def _recorded_drift_table(drifts: Sequence[dict[str, Any]], md: bool) -> str:
+    return _table(
         ("drift", "target", "path", "op", "class", "desired", "live"),
         [
             (
@@ -134,11 +141,12 @@ def _recorded_drift_table(drifts: Sequence[dict[str, Any]]) -> str:
             )
             for d in drifts
         ],
+        md,
     )
 
 
-def _actions_table(actions: Sequence[Action]) -> str:
-    return table(
+def _actions_table(actions: Sequence[Action], md: bool) -> str:
+    return _table(
         ("action", "target", "path", "before", "after", "state", "error"),
         [
             (
@@ -152,4 +160,5 @@ def _actions_table(actions: Sequence[Action]) -> str:
             )
             for a in actions
         ],
+        md,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.domain.approval import Approval
@@ -36,6 +36,7 @@ def json_value(value: Any) -> Any:
 def action_dict(action: Action, key: bytes) -> dict[str, Any]:
     return {
         "id": action.id,
+        "target": action.target,
         "path": action.pointer,
         "verb": action.verb,
         "before": json_value(action.journal_before(key)),
@@ -84,8 +85,19 @@ def target_dict(report: PassOutcome, key: bytes) -> dict[str, Any]:
         "error": report.error,
         "note": report.note,
         "drift": drift,
-        "actions": [action_dict(a, key) for a in actions],
+        "actions": [_with_live_now(action_dict(a, key), report.live_now) for a in actions],
     }
+
+
+def _with_live_now(action: dict[str, Any], live_now: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A rollback's action with what live holds at its path now (read after the rollback; secrets as keyed
+    hashes); `live_now_read` is false when live could not be read again."""
+    if live_now is None:
+        return action
+    if action["path"] not in live_now:
+        return {**action, "live_now": None, "live_now_missing": False, "live_now_read": False}
+    value = live_now[action["path"]]
+    return {**action, "live_now": json_value(value), "live_now_missing": value is MISSING, "live_now_read": True}
 
 
 def _layers(report: PassOutcome, drift: Classified) -> list[dict[str, Any]] | None:
@@ -192,7 +204,12 @@ def render_run(report: RunOutcome, fmt: str, key: bytes) -> str:
 
         return web.standalone("report_run.html", title=f"{data['kind']} run: {data['status']}", run=data)
     md = fmt == "markdown"
-    head = f"run {data['run_id']} ({data['kind']}) against desired version {data['desired_version'][:12]}: "
+    kind = (
+        f"{data['kind']}, a dry run: not recorded"
+        if data["kind"] == "rollback" and not report.recorded
+        else data["kind"]
+    )
+    head = f"run {data['run_id']} ({kind}) against desired version {data['desired_version'][:12]}: "
     out = [("**" + head + data["status"] + "**") if md else head + data["status"]]
     for t in data["targets"]:
         out += _target_lines(t, data["kind"], md)
@@ -200,7 +217,13 @@ def render_run(report: RunOutcome, fmt: str, key: bytes) -> str:
     out += [f"note: {n}" for n in data["notes"]]
     if not data["targets"] and not data["refused"]:
         out.append("nothing to do")
-    return "\n".join(out)
+    return "\n".join(_as_markdown(out) if md else out)
+
+
+def _as_markdown(lines: list[str]) -> list[str]:
+    """A report's lines as Markdown: set-in and `refused:` lines become list items (indented, they would run
+    into one paragraph, or past four spaces into a code block)."""
+    return [f"- {line.strip()}" if line.startswith(" ") or line.startswith("refused: ") else line for line in lines]
 
 
 def _target_lines(t: dict[str, Any], kind: str, md: bool) -> list[str]:
@@ -213,7 +236,8 @@ def _target_lines(t: dict[str, Any], kind: str, md: bool) -> list[str]:
     if t["note"]:
         out.append(f"  note: {t['note']}")
     if kind == "rollback":
-        out.append(indented_table(("path", "live now", "put back", "state", "note"), _undo_rows(t["actions"])))
+        headers, rows = ("path", "live now", "put back", "state", "note"), _undo_rows(t["actions"])
+        out += markdown_table([h.title() for h in headers], rows) if md else [indented_table(headers, rows)]
         return out
     if not t["drift"]:
         if t["status"] != "failed":
@@ -233,7 +257,7 @@ def _undo_rows(actions: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (
             a["path"],
-            short(_side_text(a, "before")),
+            short(_side_text(a, "live_now") if a.get("live_now_read") else "(not read)"),
             short(_side_text(a, "after")),
             _state_words(a["state"]),
             short(a["error"] or "", 60),

@@ -201,7 +201,10 @@ class Daemon:
         added, removed = self.scheduler.sync(state)
         self.watches.sync(state)
         self.api.forget(set(removed))
-        self.c.metrics.init_targets((t.name, t.environment, t.metadata.app or "") for t in state.targets.values())
+        self.c.metrics.init_targets(
+            ((t.name, t.environment, t.metadata.app or "") for t in state.targets.values()),
+            {(t.spec.source.adapter, t.environment) for t in state.targets.values()},
+        )
         self.c.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         log.info(
             "desired state loaded",

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
+from reconciler.domain import ids
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import Target
+from reconciler.domain.paths import MISSING, get_in
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import RunKind, RunStatus
+from reconciler.domain.values import Redacted
 from reconciler.engine import gate, process
 from reconciler.engine.gate import Override
 from reconciler.engine.outcome import PassOutcome, RunOutcome
@@ -23,6 +28,9 @@ from reconciler.remediate import rollback as rollbacks
 from reconciler.remediate.executor import Execution
 
 log = logs.get_logger("reconciler.undo")
+
+# Which run undid each of these actions: action id -> run id (store/ids.py answers it from history).
+UndoneBy = Callable[[Sequence[str]], Mapping[str, str]]
 
 
 def recover(
@@ -74,31 +82,44 @@ def recover(
 
 
 def rollback(
-    engine: Reconciler, undo: str, *, dry_run: bool, trigger: str = "cli", override: Override | None = None
+    engine: Reconciler,
+    undo: str,
+    *,
+    dry_run: bool,
+    trigger: str = "cli",
+    override: Override | None = None,
+    undone_by: UndoneBy | None = None,
 ) -> RunOutcome:
     """Undo what a run wrote, or one action of it (`undo` names either), as a new run; refuses (and says
     why) where that cannot be done. Each target's writes ask the gate: the dry-run switch, an open breaker and
-    the apply-environment guard refuse them unless `override` says who overrides them and why."""
+    the apply-environment guard refuse them unless `override` says who overrides them and why. A dry run is
+    not recorded; a run or action that an earlier rollback undid already is refused, naming the run that did
+    (`undone_by` finds it), and records nothing."""
     only: Action | None = None
     if engine.store.run(undo) is None:
         found = engine.store.actions(action_id=undo)
         if not found:
             raise ConfigurationError(f"no run or action with id {undo}")
         only = found[0]
-        if only.state is ActionState.ROLLED_BACK:
-            raise ConfigurationError(f"action {undo} was already rolled back: it wrote nothing to undo")
+        _refuse_repeat(f"action {undo}", [only], undone_by)
         if not only.state.wrote:
             raise ConfigurationError(f"action {undo} is {only.state.value}: it wrote nothing to undo")
     of_run = only.run_id if only is not None else undo
+    originals = [only] if only is not None else engine.store.actions(of_run)
+    if only is None:
+        _refuse_repeat(f"run {undo}", originals, undone_by)
     state = engine.desired()
     engine.ensure_version(state)
     kind = RunKind.ROLLBACK
-    run_id = engine.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run, owner=process.identity())
+    run_id = (
+        ids.new_id()
+        if dry_run
+        else engine.store.start_run(kind, trigger, state.version.digest, rollback_of=of_run, owner=process.identity())
+    )
     outcomes: list[PassOutcome] = []
     refused: list[rollbacks.Refusal] = []
     with logs.bound_contextvars(run_id=run_id, rollback_of=of_run, dry_run=dry_run):
         try:
-            originals = [only] if only is not None else engine.store.actions(of_run)
             plan = rollbacks.plan_rollback(
                 originals,
                 run_id=run_id,
@@ -110,20 +131,21 @@ def rollback(
             for name in plan.by_target:
                 target = state.targets[name]
                 decision = gate.dry_run(gate.Hold.CONFIGURED) if dry_run else engine.gate.rollback(target, override)
-                outcomes.append(_rollback_target(engine, target, plan.by_target[name], decision, run_id))
+                outcome = _rollback_target(engine, target, plan.by_target[name], decision, run_id, record=not dry_run)
+                outcomes.append(replace(outcome, live_now=_live_now(engine, target, plan.by_target[name])))
         finally:
             status = RunStatus.worst([o.status for o in outcomes] + ([RunStatus.FAILED] if refused else []))
-            engine.store.finish_run(run_id, status)
+            if not dry_run:
+                engine.store.finish_run(run_id, status)
     notes = _already_undone(of_run, len(plan.undone), bool(plan.by_target or plan.refused))
-    return RunOutcome(run_id, kind, state.version.digest, tuple(outcomes), tuple(refused), True, notes)
+    return RunOutcome(run_id, kind, state.version.digest, tuple(outcomes), tuple(refused), not dry_run, notes)
 
 
 def _already_undone(of_run: str, undone: int, more: bool) -> tuple[str, ...]:
-    """What the report says of writes that an earlier rollback (or an automatic one) already undid."""
-    if not undone:
+    """What the report says of writes that an earlier rollback (or an automatic one) already undid, when the
+    rollback still has others to undo (a run undone whole is refused before: _refuse_repeat)."""
+    if not undone or not more:
         return ()
-    if not more:
-        return (f"run {of_run} was already rolled back: nothing it wrote is left to undo",)
     return (f"{undone} of the writes of run {of_run} were already rolled back",)
 
 
@@ -136,8 +158,27 @@ def _capabilities(engine: Reconciler, target: Target) -> Capabilities:
         return Capabilities(read=False)
 
 
+def _refuse_repeat(what: str, originals: list[Action], undone_by: UndoneBy | None) -> None:
+    """Refuse a rollback of writes that are all rolled back already, naming the run (or runs) that undid them."""
+    undone = [a.id for a in originals if a.state is ActionState.ROLLED_BACK]
+    if not undone or any(a.state.wrote for a in originals):
+        return
+    runs = sorted(set((undone_by(undone) if undone_by is not None else {}).values()))
+    own = {a.run_id for a in originals}
+    by = [f"run {r}" + (" (its automatic rollback)" if r in own else "") for r in runs]
+    raise ConfigurationError(
+        f"{what} was already rolled back" + (f" by {', '.join(by)}" if by else "") + ": nothing is left to undo"
+    )
+
+
 def _rollback_target(
-    engine: Reconciler, target: Target, reverse: list[Action], decision: gate.ModeDecision, run_id: str
+    engine: Reconciler,
+    target: Target,
+    reverse: list[Action],
+    decision: gate.ModeDecision,
+    run_id: str,
+    *,
+    record: bool = True,
 ) -> PassOutcome:
     started = time.perf_counter()
     execution: Execution | None = None
@@ -146,8 +187,9 @@ def _rollback_target(
     with logs.bound_contextvars(target=target.name):
         try:
             adapter = engine.adapters(target.spec.source.adapter)
+            journal = engine.store if record else _UNRECORDED
             execution = rollbacks.rollback(
-                target, reverse, adapter, engine.store, dry_run=not decision.writes, hmac_key=engine.hmac_key
+                target, reverse, adapter, journal, dry_run=not decision.writes, hmac_key=engine.hmac_key
             )
             states = {a.state for a in execution.actions}
             if refused:
@@ -161,7 +203,38 @@ def _rollback_target(
         except ReconcilerError as exc:
             status, error = RunStatus.FAILED, str(exc)
         duration_s = time.perf_counter() - started
-        record = PassRecord(target.name, target.environment, status, error=error, duration_s=duration_s)
-        engine.store.record_pass(run_id, replace(record, note=decision.why), [])
+        done = PassRecord(target.name, target.environment, status, error=error, duration_s=duration_s)
+        if record:
+            engine.store.record_pass(run_id, replace(done, note=decision.why), [])
         log.info("rollback done", status=status.value, error=error)
     return PassOutcome(target, decision, status, execution=execution, error=error, duration_s=duration_s)
+
+
+class _Unrecorded:
+    """The journal of a rollback's dry run, which is not recorded: it keeps nothing."""
+
+    def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
+        return None
+
+    def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        return None
+
+
+_UNRECORDED = _Unrecorded()
+
+
+def _live_now(engine: Reconciler, target: Target, reverse: Sequence[Action]) -> Mapping[str, Any]:
+    """What live holds now at each path a rollback touched (read again after it; a secret as its keyed hash),
+    by pointer; empty when live cannot be read. A refused key then shows what really is there, not what the
+    run wrote."""
+    try:
+        document = engine.adapters(target.spec.source.adapter).discover(target).document
+    except ReconcilerError as exc:
+        log.warning("live not read after the rollback", error=str(exc))
+        return {}
+    list_keys = target.list_keys()
+    found: dict[str, Any] = {}
+    for action in reverse:
+        value = get_in(document, action.path, list_keys)
+        found[action.pointer] = Redacted.of(value, engine.hmac_key) if action.secret and value is not MISSING else value
+    return found

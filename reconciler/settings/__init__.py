@@ -64,7 +64,8 @@ class SchedulerSettings(Group):
     jitter_s: float = Field(
         5.0,
         ge=0,
-        description="Random delay added to each trigger so targets do not fire together. Defaults to 5.",
+        description="Random delay added to each trigger (at most half the interval) so targets do not fire "
+        "together. Defaults to 5.",
     )
     workers: int = Field(4, ge=1, le=64, description="Passes worked at once (never two for one target). Defaults to 4.")
     backoff_base_s: float = Field(1.0, gt=0, description="First retry delay after a failed pass. Defaults to 1.")

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.errors import StoreUnavailable
-from reconciler.store.engine import safe_url
+from reconciler.store.engine import describe_error
 
 
 class SqlStore:
@@ -14,7 +14,6 @@ class SqlStore:
         self.engine = engine
 
     def _fail(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        """The driver's words (first line, without SQLAlchemy's statement dump); never a password."""
-        cause = getattr(exc, "orig", None) or exc
-        detail = str(cause).splitlines()[0] if str(cause) else ""
-        return StoreUnavailable(f"history store {safe_url(str(self.engine.url))}: {type(exc).__name__}: {detail}")
+        """The cause in words (store/engine.describe_error), without SQLAlchemy's statement dump; never a
+        password."""
+        return StoreUnavailable(f"history store {describe_error(exc, self.engine.url.render_as_string(False))}")

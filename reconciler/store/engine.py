@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,47 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable database URL>"
+
+
+# What libpq and psycopg say, and what an SRE at 2 AM should read instead: (pattern, words); {0} is the name
+# the pattern caught. The first that matches wins.
+_CAUSES = (
+    (
+        re.compile(r'database "([^"]+)" does not exist'),
+        "database {0} does not exist (create it, then `reconciler db upgrade`)",
+    ),
+    (re.compile(r'role "([^"]+)" does not exist'), "role {0} does not exist (create it, or fix the user in the URL)"),
+    (
+        re.compile(r"password authentication failed for user \"([^\"]+)\"|no password supplied|authentication failed"),
+        "authentication failed{0} (check the password or the server's pg_hba.conf)",
+    ),
+    (re.compile(r"Connection refused"), "connection refused: is the server running and listening on that port?"),
+    (re.compile(r"timeout expired|timed out|canceling statement due to statement timeout"), "timed out"),
+    (re.compile(r"failed to resolve host '([^']+)'|could not translate host name \"([^\"]+)\""), "unknown host {0}"),
+)
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """A database error as its cause (database or role missing, authentication, refused, timeout, unknown
+    host), else the driver's first line; never the password, even where a driver repeats it."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause)
+    found = next(((m, words) for pattern, words in _CAUSES if (m := pattern.search(text))), None)
+    if found is not None:
+        match, words = found
+        name = next((g for g in match.groups() if g), "")
+        if words.startswith("authentication") and name:
+            name = f" for user {name}"
+        detail = words.format(name)
+    else:
+        detail = f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        password = None
+    if password:
+        detail = detail.replace(str(password), "***")
+    return f"{safe_url(url)}: {detail}"
 
 
 def create_engine(url: str, *, connect_timeout_s: float = 5.0, statement_timeout_s: float = 30.0) -> sa.Engine:

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.errors import NotMigrated, StoreUnavailable
-from reconciler.store.engine import safe_url
+from reconciler.store.engine import describe_error, safe_url
 
 
 def migrations_dir() -> Path:
@@ -43,7 +43,7 @@ def current(engine: sa.Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
-        raise StoreUnavailable(f"cannot reach {safe_url(str(engine.url))}: {type(exc).__name__}") from None
+        raise StoreUnavailable(f"cannot reach {describe_error(exc, engine.url.render_as_string(False))}") from None
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
