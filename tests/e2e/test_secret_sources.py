@@ -179,7 +179,8 @@ def test_secret_sources_never_leak_through_the_cli(source: Source, tmp_path: Pat
         assert undone.returncode == 0, undone.stdout + undone.stderr
         assert source.read("dev") == OLD
         assert [a["state"] for t in json.loads(undone.stdout)["targets"] for a in t["actions"]] == ["verified"]
-        assert again.returncode == 0 and f"run {run_id} was already rolled back" in again.stdout, again.stdout
+        # A second rollback is refused, naming the run that undid it, and records nothing.
+        assert again.returncode == 1 and f"run {run_id} was already rolled back by run" in again.stderr, again.stderr
     undo_id = json.loads(undone.stdout)["run_id"]
     compared = [run("compare", "--format", f) for f in ("table", "json", "markdown")]
     assert compared[1].returncode in (0, 2), compared[1].stdout + compared[1].stderr
