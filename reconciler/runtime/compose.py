@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +36,7 @@ from reconciler.store import engine as engines
 from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
+from reconciler.store.ids import SqlIds
 from reconciler.store.leases import SqlLeaseStore
 from reconciler.store.retention import SqlRetention
 from reconciler.store.rollouts import SqlRolloutStore
@@ -174,6 +175,11 @@ def build_timeline(store: SqlHistoryStore) -> SqlTimeline:
 def rollout_versions(store: SqlHistoryStore) -> Callable[[str], list[str]]:
     """The desired versions in history that start with a prefix, for a rollout release from the web UI."""
     return SqlRolloutStore(store.engine).versions
+
+
+def undone_by(store: SqlHistoryStore) -> Callable[[Sequence[str]], dict[str, str]]:
+    """Which rollback run undid each of some actions: what a refused repeat rollback names (CLI and web UI)."""
+    return SqlIds(store.engine).undone_by
 
 
 def start_pruner(components: Components, stop: threading.Event) -> Pruner:

@@ -60,6 +60,7 @@ class UiSources:
     breaker: BreakerStore  # the circuit breaker's state (reset from /remediation)
     notify: controls.Notify  # the daemon's notifier: a breaker reset is announced as the CLI's is
     rollout_versions: Callable[[str], list[str]]  # desired versions in history starting with a prefix
+    undone_by: Callable[[Sequence[str]], dict[str, str]] | None = None  # what a repeat rollback names
     rollout: Rollout | None = None
 
 
@@ -364,6 +365,7 @@ def build(components: Components, api: Api) -> Ui:
         breaker=c.breaker,
         notify=c.notifier.notify,
         rollout_versions=compose.rollout_versions(c.store),
+        undone_by=compose.undone_by(c.store),
         rollout=c.reconciler.gate.rollout,
     )
     return Ui(sources, Sessions(api.token))

@@ -135,7 +135,7 @@ def _undo(ui: Ui, request: Request, session: Session, *, dry_run: bool) -> Respo
     target = request.path_params["undo"]
     trigger = f"ui:{session.actor}"[:TRIGGER]
     try:
-        result = undo.rollback(ui.s.engine, target, dry_run=dry_run, trigger=trigger)
+        result = undo.rollback(ui.s.engine, target, dry_run=dry_run, trigger=trigger, undone_by=ui.s.undone_by)
     except ConfigurationError as exc:
         return ui.error(request, 404, "Cannot roll back", str(exc))
     except ReconcilerError as exc:
