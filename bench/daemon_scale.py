@@ -1,5 +1,6 @@
 """One daemon, 10,000 file targets of 100 keys each at a 60 s interval, 0.1% of them changing per minute:
-its average CPU (share of one core) and peak RSS, measured over five minutes.
+its average CPU (share of one core) and peak RSS, measured over five minutes; then an edit of the desired
+state that touches 1% of the targets, and how long until those are reconciled.
 
     .venv/bin/python -m bench.daemon_scale [--targets 10000] [--keys 100] [--minutes 5]
 
@@ -8,6 +9,12 @@ targets carry standing drift. After its first full cycle (every target read, par
 drift recorded) the bench changes 0.1% of the live files each minute and samples /proc/PID every second:
 CPU time (utime + stime) and VmRSS. The baseline, in the same run, is the CPU of that first full cycle over
 the fleet, i.e. what every minute would cost without skipping unchanged targets.
+
+Throughout, a prober asks /readyz and /metrics twice a second and keeps their slowest answers. At the end,
+1% of the targets get a new desired value (in their manifests, a key's value changes, so live drifts from
+it): the bench waits until the daemon counts them all as drifting and reports the wall time, the daemon's
+CPU and how many full (not unchanged) passes that took: one per edited target when the other 99% keep
+their memo.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -48,18 +57,45 @@ def metric(port: int, name: str, exclude: str = "\0") -> float:
     )
 
 
-def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path]:
+class Prober(threading.Thread):
+    """Asks /readyz and /metrics every half second and keeps the slowest answer of each (and any failure)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.slowest = {"readyz": 0.0, "metrics": 0.0}
+        self.failures = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            for name in self.slowest:
+                started = time.monotonic()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{name}", timeout=10) as response:
+                        response.read()
+                except urllib.error.HTTPError:
+                    pass  # /readyz answers 503 until ready: an answer all the same
+                except OSError:
+                    self.failures += 1
+                    continue
+                self.slowest[name] = max(self.slowest[name], time.monotonic() - started)
+
+
+def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path, set[int]]:
     live, desired = folder / "live", folder / "desired"
     live.mkdir()
     desired.mkdir()
     rng = random.Random(3)
     documents = []
+    drifting: set[int] = set()
     for i in range(targets):
         doc = {f"key{k:03}": f"value-{i}-{k}" for k in range(keys)}
         (live / f"t{i:05}.yaml").write_text(yaml.safe_dump(doc))
         wanted = dict(doc)
         if rng.random() < 0.05:
             wanted["key000"] = "drifted"
+            drifting.add(i)
         documents.append(
             {
                 "kind": "Target",
@@ -78,7 +114,22 @@ def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path]:
     for chunk in range(0, targets, 100):
         (desired / f"targets-{chunk:05}.yaml").write_text(yaml.safe_dump_all(documents[chunk : chunk + 100]))
     (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
-    return live, desired
+    return live, desired, drifting
+
+
+def edit_desired(desired: Path, targets: int, share: float) -> int:
+    """Give `share` of the targets (whole manifest files of 100, a few spread over the folder) a new desired value
+    for one key, so that their live state drifts from it; how many targets changed."""
+    files = sorted(desired.glob("targets-*.yaml"))
+    step = max(1, round(1 / share))
+    edited = 0
+    for path in files[::step]:
+        documents = list(yaml.safe_load_all(path.read_text()))
+        for doc in documents:
+            doc["spec"]["desired"]["key001"] = "edited"
+        path.write_text(yaml.safe_dump_all(documents))
+        edited += len(documents)
+    return edited
 
 
 def main() -> None:
@@ -88,7 +139,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reconciler-scale-"))
-    live, desired = build(folder, args.targets, args.keys)
+    live, desired, drifting = build(folder, args.targets, args.keys)
     port = 19000 + os.getpid() % 1000
     env = {
         **os.environ,
@@ -101,6 +152,8 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "reconciler", "db", "upgrade"], env=env, check=True, capture_output=True)
     log = (folder / "daemon.log").open("w")
     daemon = subprocess.Popen([sys.executable, "-m", "reconciler", "run"], env=env, stdout=log, stderr=log)
+    prober = Prober(port)
+    prober.start()
     try:
         started = time.monotonic()
         while True:  # the first full cycle: every target has had its first (full, recorded) pass
@@ -135,7 +188,9 @@ def main() -> None:
         cpu = cpu_seconds(daemon.pid) - cpu0
         wall = time.monotonic() - t0
         passes = metric(port, "reconciler_passes_total")
+        edit = edit_change(port, daemon.pid, desired, args.targets, drifting)
     finally:
+        prober.stop.set()
         daemon.terminate()
         daemon.wait(60)
         log.close()
@@ -148,6 +203,31 @@ def main() -> None:
         f"  CPU per minute {per_minute_cpu:.2f} s vs the first full cycle's {first_cpu:.1f} s: "
         f"{per_minute_cpu / first_cpu:.3f}x"
     )
+    print(
+        f"desired edit of {edit['edited']:,} targets (1%): all reconciled in {edit['wall']:.0f} s wall, "
+        f"{edit['cpu']:.1f} s CPU, {edit['full']:,.0f} full passes (target: within one interval, 60 s)"
+    )
+    print(
+        f"slowest answers throughout: /readyz {prober.slowest['readyz'] * 1000:.0f} ms, "
+        f"/metrics {prober.slowest['metrics'] * 1000:.0f} ms, {prober.failures} failed (target <= 200 ms)"
+    )
+
+
+def edit_change(port: int, pid: int, desired: Path, targets: int, drifting: set[int]) -> dict[str, float]:
+    """Edit 1% of the targets' desired state; wait until each of them is counted as drifting."""
+    files = sorted(desired.glob("targets-*.yaml"))
+    step = max(1, round(1 / 0.01))
+    newly = sum(1 for f in files[::step] for i in range(int(f.stem.split("-")[1]), targets)[:100] if i not in drifting)
+    before = metric(port, "reconciler_targets_drifting")
+    full_before = metric(port, "reconciler_passes_total", exclude='result="unchanged"')
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    edited = edit_desired(desired, targets, 0.01)
+    while metric(port, "reconciler_targets_drifting") < before + newly:
+        if time.monotonic() - t0 > 1800:
+            raise SystemExit("the edited targets were not reconciled within 30 minutes")
+        time.sleep(0.5)
+    full = metric(port, "reconciler_passes_total", exclude='result="unchanged"') - full_before
+    return {"edited": edited, "wall": time.monotonic() - t0, "cpu": cpu_seconds(pid) - cpu0, "full": full}
 
 
 if __name__ == "__main__":

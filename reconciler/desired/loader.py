@@ -55,8 +55,9 @@ def load(root: str | Path) -> DesiredState:
         raise ConfigurationError(f"desired-state folder {root} holds no .yaml or .yml files")
     problems: list[Problem] = []
     documents: list[RawDocument] = []
+    keys: dict[str, str] = {}  # each mapping key once, however many manifests name it
     for file in files:
-        documents.extend(_read_documents(file, problems))
+        documents.extend(_read_documents(file, problems, keys))
     targets: dict[str, Target] = {}
     bases: dict[str, Base] = {}
     policies: list[Policy] = []
@@ -103,7 +104,7 @@ def load(root: str | Path) -> DesiredState:
     return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
 
 
-def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
+def _read_documents(file: Path, problems: list[Problem], keys: dict[str, str] | None = None) -> Iterator[RawDocument]:
     try:
         text = read_regular(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -112,7 +113,7 @@ def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument
         return
     index = 0
     try:
-        for index, body in enumerate(load_all(text, MANIFESTS), start=1):
+        for index, body in enumerate(load_all(text, MANIFESTS, keys), start=1):
             if body is not None:  # None: an empty document between two '---'
                 yield RawDocument(file, index, body)
     except YamlError as exc:
