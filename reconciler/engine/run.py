@@ -8,7 +8,8 @@ wave of the run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine.assess import Assessor
-from reconciler.engine.backlog import Backlog, Recorder, WriteAhead
+from reconciler.engine.backlog import Backlog, Gathered, Recorder, WriteAhead
 from reconciler.engine.effects import (
     Effects,
     History,
@@ -71,6 +72,7 @@ class Reconciler:
         self._stored_version: str | None = None
         self._resync: set[str] = set()  # targets to look at in full once the store answers again
         self._resync_lock = threading.Lock()
+        self._gathering = threading.local()  # .current: this thread's Gathered, while it gathers
 
     def ensure_version(self, state: DesiredState, recorder: Recorder | None = None) -> None:
         """Store the desired version once per change, not once per pass."""
@@ -88,7 +90,26 @@ class Reconciler:
                 names, self._resync = self._resync, set()
             for name in names:  # passes made while the store was away skipped what needs it (approvals)
                 self.assessor.forget(name)
-        return WriteAhead(self.store, self.backlog) if decision.writes else self.backlog
+        if decision.writes:
+            return WriteAhead(self.store, self.backlog)
+        gathered: Gathered | None = getattr(self._gathering, "current", None)
+        return gathered if gathered is not None else self.backlog
+
+    @contextmanager
+    def gathering(self) -> Iterator[None]:
+        """Within it, the history of this thread's runs that write nothing live is kept, and written in one
+        transaction when it ends (the daemon's batch of passes that fell due together); a run that may write
+        keeps its journal going to the store at once. Without the daemon's backlog, nothing changes."""
+        if self.backlog is None or self.backlog.batch is None or getattr(self._gathering, "current", None):
+            yield
+            return
+        gathered = Gathered()
+        self._gathering.current = gathered
+        try:
+            yield
+        finally:
+            self._gathering.current = None
+            self.backlog.write_all(gathered.entries)
 
     def reconcile(
         self,

@@ -248,20 +248,24 @@ class Daemon:
                     unchanged = self.c.reconciler.unchanged(batch)
                 except Exception:  # the passes still run, each reading on its own
                     log.exception("bulk check of a batch of passes failed", targets=len(batch))
-            for i, name in enumerate(batch):
-                if self.queue.closed:  # stopping: the rest of the batch is not started
-                    for rest in batch[i:]:
-                        self.queue.done(rest)
-                    break
-                try:
-                    self._pass(name, unchanged)
-                except BaseException:  # a bug: no target of the batch may be left marked as worked
-                    self.queue.done(name)
-                    self.queue.add_rate_limited(name)
-                    for rest in batch[i + 1 :]:
-                        self.queue.done(rest)
-                        self.queue.add(rest)
-                    raise
+            with self.c.reconciler.gathering():  # the batch's dry-run history: one transaction
+                self._passes(batch, unchanged)
+
+    def _passes(self, batch: list[str], unchanged: dict[str, Mode]) -> None:
+        for i, name in enumerate(batch):
+            if self.queue.closed:  # stopping: the rest of the batch is not started
+                for rest in batch[i:]:
+                    self.queue.done(rest)
+                break
+            try:
+                self._pass(name, unchanged)
+            except BaseException:  # a bug: no target of the batch may be left marked as worked
+                self.queue.done(name)
+                self.queue.add_rate_limited(name)
+                for rest in batch[i + 1 :]:
+                    self.queue.done(rest)
+                    self.queue.add(rest)
+                raise
 
     def _pass(self, name: str, unchanged: dict[str, Mode]) -> None:
         started = time.monotonic()

@@ -1,0 +1,84 @@
+"""A daemon's batch of passes that write nothing live gathers their history and writes it in one transaction
+when the batch ends: the same rows as one pass at a time, none of them before the end, and runs that may
+write keep their journal going to the store at once."""
+
+from __future__ import annotations
+
+import functools
+
+import sqlalchemy as sa
+
+from reconciler.domain.plan import ActionState
+from reconciler.domain.run import Mode, RunStatus
+from reconciler.engine.backlog import Backlog
+from reconciler.observe.metrics import Metrics
+from reconciler.settings import Settings
+from reconciler.store import tables as t
+from reconciler.store.approvals import SqlApprovalStore
+from reconciler.store.batch import HistoryBatch
+from reconciler.store.history import SqlHistoryStore
+from tests.conftest import HMAC_KEY
+from tests.engine.helpers import make
+
+TARGETS = ("checkout-staging", "payments-api-prod", "payments-api-staging")
+
+
+def _build(settings: Settings, store: SqlHistoryStore, mode: Mode) -> tuple[object, Backlog]:
+    metrics = Metrics()
+    batch = functools.partial(HistoryBatch, store, HMAC_KEY)
+    kept = Backlog(store, metrics, max_passes=100, max_rows=10_000, batch=batch)
+    approvals = SqlApprovalStore(store.engine)
+    reconciler, _ = make(settings, store, metrics=metrics, approvals=approvals, backlog=kept, global_mode=mode)
+    return reconciler, kept
+
+
+def _history(store: SqlHistoryStore) -> tuple[list[tuple[str, str, bool]], list[str], int, list[str]]:
+    with store.engine.connect() as conn:
+        runs = conn.execute(sa.select(t.runs.c.kind, t.runs.c.status, t.runs.c.finished_at)).all()
+        passes = conn.execute(sa.select(t.passes.c.target)).scalars().all()
+        drifts = conn.execute(sa.select(sa.func.count()).select_from(t.drifts)).scalar_one()
+        actions = conn.execute(sa.select(t.actions.c.state)).scalars().all()
+    return sorted((r[0], r[1], r[2] is not None) for r in runs), sorted(passes), drifts, sorted(actions)
+
+
+def test_a_gathered_batch_writes_what_its_passes_found_at_its_end(settings: Settings, store: SqlHistoryStore) -> None:
+    """Nothing of a gathered batch is in the store before it ends; then its runs (finished), passes, drift
+    and dry-run actions all are."""
+    reconciler, _ = _build(settings, store, Mode.DRY_RUN)
+    with reconciler.gathering():  # type: ignore[attr-defined]
+        outcomes = [reconciler.reconcile([name]).targets[0] for name in TARGETS]  # type: ignore[attr-defined]
+        assert _history(store) == ([], [], 0, [])  # nothing yet
+    runs, passes, drifts, actions = _history(store)
+    assert runs == sorted(("dry-run", o.status.value, True) for o in outcomes)
+    assert passes == sorted(TARGETS)
+    assert drifts == sum(len(o.classified) for o in outcomes) > 0
+    assert actions and set(actions) == {ActionState.DRY_RUN.value}
+    assert {o.status for o in outcomes} == {RunStatus.DRIFT, RunStatus.CLEAN}
+
+
+def test_gathered_history_is_what_passes_one_at_a_time_write(settings: Settings, store: SqlHistoryStore) -> None:
+    """The rows a gathered batch writes are the rows the same passes write one at a time."""
+    reconciler, _ = _build(settings, store, Mode.DRY_RUN)
+    for name in TARGETS:
+        reconciler.reconcile([name])  # type: ignore[attr-defined]
+    alone = _history(store)
+    with store.engine.begin() as conn:
+        for table in (t.drifts, t.actions, t.passes, t.runs):
+            conn.execute(table.delete())
+    again, _ = _build(settings, store, Mode.DRY_RUN)
+    with again.gathering():  # type: ignore[attr-defined]
+        for name in TARGETS:
+            again.reconcile([name])  # type: ignore[attr-defined]
+    assert _history(store) == alone
+
+
+def test_a_run_that_writes_keeps_its_journal_going_to_the_store_at_once(
+    settings: Settings, store: SqlHistoryStore
+) -> None:
+    """In a gathered batch, a pass that writes live has its run and actions in the store before the write."""
+    reconciler, _ = _build(settings, store, Mode.APPLY)
+    with reconciler.gathering():  # type: ignore[attr-defined]
+        fixed = reconciler.reconcile(["checkout-staging"]).targets[0]  # type: ignore[attr-defined]
+        assert fixed.status is RunStatus.FIXED
+        runs, _, _, actions = _history(store)
+        assert runs and actions  # the run and its actions were in the store before the write
