@@ -45,8 +45,10 @@ def manifest_files(root: Path) -> list[Path]:
     )
 
 
-def load(root: str | Path) -> DesiredState:
-    """Load and validate every manifest below `root`; raises ConfigurationError listing every problem."""
+def load(root: str | Path, previous: DesiredState | None = None) -> DesiredState:
+    """Load and validate every manifest below `root`; raises ConfigurationError listing every problem. A target
+    the same as in `previous` (the state this one replaces) is that very object, so that what is kept per
+    target object (the assessor's memo, the adapters' caches) stands for it across the edit."""
     root = Path(root).expanduser()
     if not root.exists():
         raise ConfigurationError(f"desired-state folder {root} does not exist")
@@ -101,7 +103,16 @@ def load(root: str | Path) -> DesiredState:
             shown.append(Problem(file=str(root), message=f"and {len(problems) - MAX_PROBLEMS} more problems"))
         raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", shown)
     version = versioning.version_of(root, [d.body for d in documents])
+    if previous is not None:
+        targets = {name: _unchanged(previous.targets.get(name), target) for name, target in targets.items()}
     return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
+
+
+def _unchanged(old: Target | None, new: Target) -> Target:
+    """`old` when it says what `new` says, from the same place; else `new`."""
+    if old is not None and old.origin == new.origin and old.metadata == new.metadata and old.spec == new.spec:
+        return old
+    return new
 
 
 def _read_documents(file: Path, problems: list[Problem], keys: dict[str, str] | None = None) -> Iterator[RawDocument]:

@@ -49,6 +49,7 @@ class PassContext:
     decision: ModeDecision  # the run's
     budget: safety.Budget
     last_status: dict[str, RunStatus]  # each target's status at its last full pass, for unchanged passes
+    basis: str | None = None  # what a memo depends on besides its target and live state (assess.basis)
 
 
 def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchanged: bool = False) -> PassOutcome:
@@ -83,8 +84,8 @@ def _look_and_act(
 ) -> PassOutcome:
     adapter = deps.adapters(target.spec.source.adapter)
     now = deps.clock.now()
-    seen = deps.assessor.remembered(target.name, ctx.state, decision.mode, now) if known_unchanged else None
-    seen = seen or deps.assessor.assess(ctx.state, target, adapter, decision.mode, now)
+    memo = deps.assessor.remembered(target, ctx.state, decision.mode, now, ctx.basis) if known_unchanged else None
+    seen = memo or deps.assessor.assess(ctx.state, target, adapter, decision.mode, now, ctx.basis)
     if seen.unchanged:
         return PassOutcome(
             target,

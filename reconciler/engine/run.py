@@ -17,6 +17,7 @@ from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
+from reconciler.engine import assess
 from reconciler.engine.assess import Assessor
 from reconciler.engine.backlog import Backlog, Gathered, Recorder, WriteAhead
 from reconciler.engine.effects import (
@@ -137,7 +138,7 @@ class Reconciler:
         self.engine.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         run = RunRecord(recorder, kind, trigger, state.version.digest)
         budget = safety.Budget(self.gate.limits, fleet=len(state.targets))
-        ctx = PassContext(state, run, decision, budget, self._last_status)
+        ctx = PassContext(state, run, decision, budget, self._last_status, self._basis(state, decision))
         outcomes: list[PassOutcome] = []
         with logs.bound_contextvars(run_id=run.id, mode=decision.mode.value):
             try:
@@ -158,6 +159,16 @@ class Reconciler:
         if any(o.execution and o.execution.actions and o.mode is Mode.APPLY for o in outcomes):
             self.gate.spend_error_budget()
         return RunOutcome(run.id, kind, state.version.digest, tuple(outcomes), recorded=run.started)
+
+    def carries_memos(self, decision: ModeDecision | None = None) -> bool:
+        """Whether a target's memo outlives a desired version that leaves its manifest (and the policies) as
+        they were: yes, unless this run's passes feed a rollout, which needs every target passed in full under
+        each new version (an apply-mode daemon)."""
+        decision = decision or self.gate.run()
+        return self.gate.rollout is None or decision.held_by in (Hold.CONFIGURED, Hold.SWITCH)
+
+    def _basis(self, state: DesiredState, decision: ModeDecision) -> str:
+        return assess.basis(state, across_versions=self.carries_memos(decision))
 
     def _stop_later_waves(self, budget: safety.Budget, done: PassOutcome) -> None:
         """Waves go in environment rank; a failed write stops every later wave of this run."""
@@ -201,7 +212,7 @@ class Reconciler:
             for target in group.values():
                 by_mode.setdefault(self.gate.target(decision, target).mode, {})[target.name] = target
             for mode, same in by_mode.items():
-                stale = self.assessor.stale(state, same, seen, mode, now)
+                stale = self.assessor.stale(state, same, seen, mode, now, self._basis(state, decision))
                 found.update((target, mode) for target in same.keys() - stale)
         return found
 
