@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -187,6 +187,8 @@ class ApprovalStore(Protocol):
     ) -> tuple[dict[str, Approval], list[Approval]]: ...
 
     def mark_used(self, used: Sequence[tuple[str, str]]) -> None: ...
+
+    def open_targets(self, targets: Collection[str]) -> set[str]: ...
 
 
 class BreakerStore(Protocol):

@@ -50,6 +50,9 @@ class PassContext:
     budget: safety.Budget
     last_status: dict[str, RunStatus]  # each target's status at its last full pass, for unchanged passes
     basis: str | None = None  # what a memo depends on besides its target and live state (assess.basis)
+    # Targets known (from one query for the batch) to have no open approval: when such a target finds nothing
+    # escalated, it has no approval to raise, keep or supersede, and need not ask the store.
+    no_approvals: frozenset[str] = frozenset()
 
 
 def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchanged: bool = False) -> PassOutcome:
@@ -188,6 +191,8 @@ def _sync_approvals(
     escalations = [
         c for c in decided.classified if c.class_ is DriftClass.ESCALATE and c.item.pointer not in decided.unfixable
     ]
+    if not escalations and target.name in ctx.no_approvals:
+        return {}, []
     return deps.approvals.sync(target.name, target.environment, escalations, ctx.run.id, deps.clock.now())
 
 

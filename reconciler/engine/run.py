@@ -8,7 +8,7 @@ wave of the run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from reconciler.engine.guard import Guard
 from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.engine.pass_ import PassContext, PassDeps, run_pass
 from reconciler.engine.rollout import Rollout
-from reconciler.errors import ConfigurationError
+from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event
@@ -73,7 +73,7 @@ class Reconciler:
         self._stored_version: str | None = None
         self._resync: set[str] = set()  # targets to look at in full once the store answers again
         self._resync_lock = threading.Lock()
-        self._gathering = threading.local()  # .current: this thread's Gathered, while it gathers
+        self._gathering = threading.local()  # .current: this thread's Gathered, .quiet: see gathering()
 
     def ensure_version(self, state: DesiredState, recorder: Recorder | None = None) -> None:
         """Store the desired version once per change, not once per pass."""
@@ -97,20 +97,37 @@ class Reconciler:
         return gathered if gathered is not None else self.backlog
 
     @contextmanager
-    def gathering(self) -> Iterator[None]:
+    def gathering(self, names: Collection[str] = ()) -> Iterator[None]:
         """Within it, the history of this thread's runs that write nothing live is kept, and written in one
         transaction when it ends (the daemon's batch of passes that fell due together); a run that may write
-        keeps its journal going to the store at once. Without the daemon's backlog, nothing changes."""
-        if self.backlog is None or self.backlog.batch is None or getattr(self._gathering, "current", None):
-            yield
-            return
-        gathered = Gathered()
-        self._gathering.current = gathered
+        keeps its journal going to the store at once. The approvals of `names` (the batch) are looked up
+        once, so that a target with none that finds nothing escalated does not ask for its own."""
+        self._gathering.quiet = self._without_approvals(names)
         try:
-            yield
+            if self.backlog is None or self.backlog.batch is None or getattr(self._gathering, "current", None):
+                yield
+                return
+            gathered = Gathered()
+            self._gathering.current = gathered
+            try:
+                yield
+            finally:
+                self._gathering.current = None
+                self.backlog.write_all(gathered.entries)
         finally:
-            self._gathering.current = None
-            self.backlog.write_all(gathered.entries)
+            self._gathering.quiet = frozenset()
+
+    def _without_approvals(self, names: Collection[str]) -> frozenset[str]:
+        approvals = self.engine.deps.approvals
+        if approvals is None or not names:
+            return frozenset()
+        try:
+            return frozenset(names) - approvals.open_targets(names)
+        except StoreUnavailable:
+            return frozenset()  # each pass asks for its own, and finds out
+        except Exception:  # a bug: the passes still run, each asking for its own approvals
+            log.exception("approvals of a batch could not be looked up", targets=len(names))
+            return frozenset()
 
     def reconcile(
         self,
@@ -138,7 +155,8 @@ class Reconciler:
         self.engine.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         run = RunRecord(recorder, kind, trigger, state.version.digest)
         budget = safety.Budget(self.gate.limits, fleet=len(state.targets))
-        ctx = PassContext(state, run, decision, budget, self._last_status, self._basis(state, decision))
+        quiet: frozenset[str] = getattr(self._gathering, "quiet", frozenset())
+        ctx = PassContext(state, run, decision, budget, self._last_status, self._basis(state, decision), quiet)
         outcomes: list[PassOutcome] = []
         with logs.bound_contextvars(run_id=run.id, mode=decision.mode.value):
             try:

@@ -261,7 +261,7 @@ class Daemon:
                     unchanged = self.c.reconciler.unchanged(batch)
                 except Exception:  # the passes still run, each reading on its own
                     log.exception("bulk check of a batch of passes failed", targets=len(batch))
-            with self.c.reconciler.gathering():  # the batch's dry-run history: one transaction
+            with self.c.reconciler.gathering(batch):  # its dry-run history in one transaction
                 self._passes(batch, unchanged)
 
     def _passes(self, batch: list[str], unchanged: dict[str, Mode]) -> None:
