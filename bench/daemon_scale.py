@@ -188,29 +188,35 @@ def main() -> None:
         cpu = cpu_seconds(daemon.pid) - cpu0
         wall = time.monotonic() - t0
         passes = metric(port, "reconciler_passes_total")
+        share = cpu / wall
+        per_minute_cpu = cpu / (wall / 60)
+        print(f"steady state over {wall / 60:.1f} min ({per_minute} live changes per minute, {passes:,.0f} passes):")
+        print(f"  average CPU  {share * 100:6.2f}% of one core   (target <= 8% at 100,000 targets)")
+        print(f"  peak RSS     {peak:6.0f} MB              (target <= 1,200 MB at 100,000 targets)")
+        print(
+            f"  CPU per minute {per_minute_cpu:.2f} s vs the first full cycle's {first_cpu:.1f} s: "
+            f"{per_minute_cpu / first_cpu:.3f}x",
+            flush=True,
+        )
         edit = edit_change(port, daemon.pid, desired, args.targets, drifting)
+        print(
+            f"desired edit of {edit['edited']:,} targets (1%): all reconciled in {edit['wall']:.0f} s wall, "
+            f"{edit['cpu']:.1f} s CPU, {edit['full']:,.0f} full passes (target: within one interval, 60 s); "
+            f"peak RSS {max(peak, rss_mb(daemon.pid)):.0f} MB"
+        )
     finally:
         prober.stop.set()
         daemon.terminate()
-        daemon.wait(60)
+        try:
+            daemon.wait(120)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
         log.close()
-    share = cpu / wall
-    per_minute_cpu = cpu / (wall / 60)
-    print(f"steady state over {wall / 60:.1f} min ({per_minute} live changes per minute, {passes:,.0f} passes in all):")
-    print(f"  average CPU  {share * 100:6.2f}% of one core   (target <= 10%)")
-    print(f"  peak RSS     {peak:6.0f} MB              (target <= 500 MB)")
-    print(
-        f"  CPU per minute {per_minute_cpu:.2f} s vs the first full cycle's {first_cpu:.1f} s: "
-        f"{per_minute_cpu / first_cpu:.3f}x"
-    )
-    print(
-        f"desired edit of {edit['edited']:,} targets (1%): all reconciled in {edit['wall']:.0f} s wall, "
-        f"{edit['cpu']:.1f} s CPU, {edit['full']:,.0f} full passes (target: within one interval, 60 s)"
-    )
-    print(
-        f"slowest answers throughout: /readyz {prober.slowest['readyz'] * 1000:.0f} ms, "
-        f"/metrics {prober.slowest['metrics'] * 1000:.0f} ms, {prober.failures} failed (target <= 200 ms)"
-    )
+        print(
+            f"slowest answers throughout: /readyz {prober.slowest['readyz'] * 1000:.0f} ms, "
+            f"/metrics {prober.slowest['metrics'] * 1000:.0f} ms, {prober.failures} failed or over 10 s "
+            "(target <= 200 ms)"
+        )
 
 
 def edit_change(port: int, pid: int, desired: Path, targets: int, drifting: set[int]) -> dict[str, float]:
@@ -222,7 +228,12 @@ def edit_change(port: int, pid: int, desired: Path, targets: int, drifting: set[
     full_before = metric(port, "reconciler_passes_total", exclude='result="unchanged"')
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     edited = edit_desired(desired, targets, 0.01)
-    while metric(port, "reconciler_targets_drifting") < before + newly:
+    while True:
+        try:
+            if metric(port, "reconciler_targets_drifting") >= before + newly:
+                break
+        except OSError:
+            pass  # no answer within 10 s (the prober counts those)
         if time.monotonic() - t0 > 1800:
             raise SystemExit("the edited targets were not reconciled within 30 minutes")
         time.sleep(0.5)
