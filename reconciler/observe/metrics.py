@@ -16,7 +16,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from reconciler.observe.targets import TargetStates, render_families
+from reconciler.observe.targets import TargetStates
 
 PASS_RESULTS = ("clean", "drift", "fixed", "failed", "unchanged")
 ACTION_OUTCOMES = ("verified", "noop", "conflict", "failed", "rolled_back", "dry_run", "interrupted")
@@ -260,4 +260,4 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        return generate_latest(self._standard) + render_families(self.target_states.collect()), CONTENT_TYPE_LATEST
+        return generate_latest(self._standard) + self.target_states.render(), CONTENT_TYPE_LATEST
