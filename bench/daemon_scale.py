@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 TICKS = os.sysconf("SC_CLK_TCK")
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: building 100,000 files takes minutes less
 
 
 def cpu_seconds(pid: int) -> float:
@@ -91,7 +92,7 @@ def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path, set[int]]:
     drifting: set[int] = set()
     for i in range(targets):
         doc = {f"key{k:03}": f"value-{i}-{k}" for k in range(keys)}
-        (live / f"t{i:05}.yaml").write_text(yaml.safe_dump(doc))
+        (live / f"t{i:05}.yaml").write_text(yaml.dump(doc, Dumper=DUMPER))
         wanted = dict(doc)
         if rng.random() < 0.05:
             wanted["key000"] = "drifted"
@@ -112,7 +113,7 @@ def build(folder: Path, targets: int, keys: int) -> tuple[Path, Path, set[int]]:
             }
         )
     for chunk in range(0, targets, 100):
-        (desired / f"targets-{chunk:05}.yaml").write_text(yaml.safe_dump_all(documents[chunk : chunk + 100]))
+        (desired / f"targets-{chunk:05}.yaml").write_text(yaml.dump_all(documents[chunk : chunk + 100], Dumper=DUMPER))
     (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
     return live, desired, drifting
 
