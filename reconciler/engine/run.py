@@ -76,8 +76,11 @@ class Reconciler:
         self._gathering = threading.local()  # .current: this thread's Gathered, .quiet: see gathering()
 
     def ensure_version(self, state: DesiredState, recorder: Recorder | None = None) -> None:
-        """Store the desired version once per change, not once per pass."""
+        """Store the desired version once per change, not once per pass. Never gathered: the runs of every
+        worker's batch point at it, and another worker's batch may be written first."""
         if self._stored_version != state.version.digest:
+            if isinstance(recorder, Gathered):
+                recorder = self.backlog
             (recorder or self.store).ensure_version(state.version, str(state.root))
             self._stored_version = state.version.digest
 

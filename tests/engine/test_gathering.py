@@ -121,3 +121,14 @@ def test_a_batch_asks_for_approvals_only_where_there_are_some(
         outcome = reconciler.reconcile(["payments-api-prod"]).targets[0]
     assert approvals.asked == ["payments-api-prod"] and outcome.approvals == {}
     assert [a.state for a in approvals.list()] == [ApprovalState.SUPERSEDED]
+
+
+def test_the_desired_version_is_stored_at_once_not_gathered(settings: Settings, store: SqlHistoryStore) -> None:
+    """Every worker's batch has runs that point at the desired version; the batch that met it first may be
+    written last, so the version goes to the store at once."""
+    reconciler, _ = _build(settings, store, Mode.DRY_RUN)
+    with reconciler.gathering():
+        reconciler.reconcile([TARGETS[0]])
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.desired_versions)).scalar_one() == 1
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.runs)).scalar_one() == 0
