@@ -50,11 +50,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def metric(port: int, name: str, exclude: str = "\0") -> float:
+def metric(port: int, name: str, exclude: str = "\0", include: str = "") -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name) and exclude not in line
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and exclude not in line and include in line
     )
 
 
@@ -143,7 +145,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reconciler-scale-"))
-    live, desired, drifting = build(folder, args.targets, args.keys)
+    live, desired, _ = build(folder, args.targets, args.keys)
     port = 19000 + os.getpid() % 1000
     env = {
         **os.environ,
@@ -202,7 +204,7 @@ def main() -> None:
             f"{per_minute_cpu / first_cpu:.3f}x",
             flush=True,
         )
-        edit = edit_change(port, daemon.pid, desired, args.targets, drifting)
+        edit = edit_change(port, daemon.pid, desired, args.targets)
         print(
             f"desired edit of {edit['edited']:,} targets (1%): all reconciled in {edit['wall']:.0f} s wall, "
             f"{edit['cpu']:.1f} s CPU, {edit['full']:,.0f} full passes (target: within one interval, 60 s); "
@@ -223,18 +225,17 @@ def main() -> None:
         )
 
 
-def edit_change(port: int, pid: int, desired: Path, targets: int, drifting: set[int]) -> dict[str, float]:
-    """Edit 1% of the targets' desired state; wait until each of them is counted as drifting."""
-    files = sorted(desired.glob("targets-*.yaml"))
-    step = max(1, round(1 / 0.01))
-    newly = sum(1 for f in files[::step] for i in range(int(f.stem.split("-")[1]), targets)[:100] if i not in drifting)
-    before = metric(port, "reconciler_targets_drifting")
+def edit_change(port: int, pid: int, desired: Path, targets: int) -> dict[str, float]:
+    """Edit 1% of the targets' desired state; wait until each of them has its new drift item (one reversible
+    item more per edited target: live changes have stopped, so nothing else moves that sum)."""
+    reversible = 'class="reversible"'
+    before = metric(port, "reconciler_drift_items", include=reversible)
     full_before = metric(port, "reconciler_passes_total", exclude='result="unchanged"')
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     edited = edit_desired(desired, targets, 0.01)
     while True:
         try:
-            if metric(port, "reconciler_targets_drifting") >= before + newly:
+            if metric(port, "reconciler_drift_items", include=reversible) >= before + edited:
                 break
         except OSError:
             pass  # no answer within 10 s (the prober counts those)
