@@ -13,7 +13,7 @@ from reconciler.adapters import registry
 from reconciler.adapters.file import FileAdapter
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.runtime.compose import build
+from reconciler.runtime.compose import Components, build
 from reconciler.runtime.daemon import Daemon
 from reconciler.runtime.queue import WorkQueue
 from reconciler.settings import Settings
@@ -50,9 +50,8 @@ def batch(daemon: Daemon, names: list[str]) -> None:
     assert not worker.is_alive()
 
 
-def test_a_batch_reads_in_full_only_the_targets_that_changed(
-    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def counted(settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Components:
+    """The daemon's parts over a migrated SQLite file, its file adapter counting reads."""
     real = registry.adapter_class
     monkeypatch.setattr(registry, "adapter_class", lambda name: Counting if name == "file" else real(name))
     monkeypatch.setattr(Counting, "discovered", [])
@@ -60,8 +59,13 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
     engine = engines.create_engine(sqlite_url)
     migrate.upgrade(engine)
     engine.dispose()
-    settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})
-    components = build(settings)  # one engine, and so one memo, for every daemon below
+    return build(settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})}))
+
+
+def test_a_batch_reads_in_full_only_the_targets_that_changed(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    components = counted(settings, sqlite_url, monkeypatch)  # one engine, and so one memo, for every daemon below
     names = sorted(components.desired.current().targets)
     assert len(names) == 3
 
@@ -166,15 +170,7 @@ def test_a_desired_edit_passes_again_only_the_targets_it_changed(
 ) -> None:
     """An edit of one target's manifest queues that target at once and reads it in full; the others keep their
     memo (no read of their own at their next pass), and a policy edit passes every target again."""
-    real = registry.adapter_class
-    monkeypatch.setattr(registry, "adapter_class", lambda name: Counting if name == "file" else real(name))
-    monkeypatch.setattr(Counting, "discovered", [])
-    monkeypatch.setattr(Counting, "bulk", [])
-    engine = engines.create_engine(sqlite_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})
-    components = build(settings)
+    components = counted(settings, sqlite_url, monkeypatch)
     daemon = Daemon(components)
     daemon._refresh_desired()  # the first version: every target queued
     names = sorted(components.desired.current().targets)
