@@ -5,7 +5,7 @@ what it leaves behind (history, metrics, notifications) is written by the observ
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, replace
 
 from reconciler.domain.approval import Approval
@@ -52,7 +52,7 @@ class PassContext:
     basis: str | None = None  # what a memo depends on besides its target and live state (assess.basis)
     # Targets known (from one query for the batch) to have no open approval: when such a target finds nothing
     # escalated, it has no approval to raise, keep or supersede, and need not ask the store.
-    no_approvals: frozenset[str] = frozenset()
+    no_approvals: Container[str] = frozenset()
 
 
 def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchanged: bool = False) -> PassOutcome:

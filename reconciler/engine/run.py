@@ -8,7 +8,7 @@ wave of the run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +105,7 @@ class Reconciler:
         transaction when it ends (the daemon's batch of passes that fell due together); a run that may write
         keeps its journal going to the store at once. The approvals of `names` (the batch) are looked up
         once, so that a target with none that finds nothing escalated does not ask for its own."""
-        self._gathering.quiet = self._without_approvals(names)
+        self._gathering.quiet = _Lazy(lambda: self._without_approvals(names))
         try:
             if self.backlog is None or self.backlog.batch is None or getattr(self._gathering, "current", None):
                 yield
@@ -158,7 +158,7 @@ class Reconciler:
         self.engine.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         run = RunRecord(recorder, kind, trigger, state.version.digest)
         budget = safety.Budget(self.gate.limits, fleet=len(state.targets))
-        quiet: frozenset[str] = getattr(self._gathering, "quiet", frozenset())
+        quiet: Container[str] = getattr(self._gathering, "quiet", frozenset())
         ctx = PassContext(state, run, decision, budget, self._last_status, self._basis(state, decision), quiet)
         outcomes: list[PassOutcome] = []
         with logs.bound_contextvars(run_id=run.id, mode=decision.mode.value):
@@ -236,6 +236,20 @@ class Reconciler:
                 stale = self.assessor.stale(state, same, seen, mode, now, self._basis(state, decision))
                 found.update((target, mode) for target in same.keys() - stale)
         return found
+
+
+class _Lazy:
+    """A set of names looked up on the first question only: a batch whose passes are all unchanged (most of
+    them, in a steady state) never asks the store which of its targets have approvals."""
+
+    def __init__(self, find: Callable[[], frozenset[str]]) -> None:
+        self._find = find
+        self._found: frozenset[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        if self._found is None:
+            self._found = self._find()
+        return name in self._found
 
 
 def assemble(
