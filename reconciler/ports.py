@@ -192,6 +192,8 @@ class ApprovalStore(Protocol):
 
     def mark_used(self, used: Sequence[tuple[str, str]]) -> None: ...
 
+    def open_targets(self, targets: Collection[str]) -> set[str]: ...
+
 
 class BreakerStore(Protocol):
     """Keeps the circuit breaker's state where every writing process sees it."""

@@ -10,9 +10,11 @@ a wide one can exhaust the stack or the clock. Errors say where (document, line,
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import yaml
@@ -23,8 +25,28 @@ SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _INT = "tag:yaml.org,2002:int"
 _MERGE = "tag:yaml.org,2002:merge"
 _STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+@functools.cache
+def _fast(base: Any) -> Any:
+    """`base` (a PyYAML loader class) with the tag of the common scalar found at once: libyaml's composer asks
+    Python for every scalar's tag, and PyYAML's answer (a list built, regexes tried) was an eighth of a
+    manifest's load. Every quoted scalar, and every plain one whose first character no implicit resolver
+    starts with (a number, a boolean, null, a date, a merge key), is a string."""
+    may_resolve = frozenset(k for k in base.yaml_implicit_resolvers if k)
+    if None in base.yaml_implicit_resolvers or base.yaml_path_resolvers:
+        return base  # resolvers that look at every scalar: PyYAML's own way
+
+    def resolve(self: Any, kind: Any, value: str, implicit: tuple[bool, bool]) -> Any:
+        if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in may_resolve)):
+            return _STR
+        return base.resolve(self, kind, value, implicit)
+
+    return type(f"Fast{base.__name__}", (base,), {"resolve": resolve})
 
 
 @dataclass(frozen=True)
@@ -57,11 +79,12 @@ class YamlError(ValueError):
         self.field = field  # dotted path of the key, when known
 
 
-def load_all(text: str, limits: Limits = MANIFESTS) -> Iterator[Any]:
-    """Every document of `text`, checked against `limits` before it is built; raises YamlError."""
+def load_all(text: str, limits: Limits = MANIFESTS, keys: dict[str, str] | None = None) -> Iterator[Any]:
+    """Every document of `text`, checked against `limits` before it is built; raises YamlError. `keys`: mapping
+    keys met before (in other texts of one load), shared instead of kept once per mapping; new ones are added."""
     if len(text) > limits.max_chars:
         raise YamlError(f"holds {len(text)} characters; at most {limits.max_chars} are read")
-    loader = SAFE_LOADER(text)
+    loader = _fast(SAFE_LOADER)(text)
     index = 0
     try:
         while True:
@@ -76,7 +99,7 @@ def load_all(text: str, limits: Limits = MANIFESTS) -> Iterator[Any]:
                 raise _malformed(exc, index) from None
             except RecursionError:  # the pure-Python composer, on a deeply nested document
                 raise YamlError(f"nested deeper than {limits.max_depth} levels", document=index) from None
-            yield None if node is None else _build(loader, node, index, limits)
+            yield None if node is None else _build(loader, node, index, limits, keys)
     finally:
         loader.dispose()
 
@@ -90,15 +113,47 @@ def load(text: str, limits: Limits = LIVE) -> Any:
     return first
 
 
-def _build(loader: Any, node: yaml.Node, index: int, limits: Limits) -> Any:
+def _build(loader: Any, node: yaml.Node, index: int, limits: Limits, keys: dict[str, str] | None) -> Any:
     _check(node, index, limits)
     try:
-        return loader.construct_document(node)
+        return _construct(loader, node, {}, {} if keys is None else keys)
     except yaml.YAMLError as exc:
         raise _malformed(exc, index) from None
     except (ValueError, OverflowError):  # a timestamp such as 2026-13-45; the message would quote the text
         message = "a value cannot be read as its type (a date that does not exist, say)"
         raise YamlError(message, document=index) from None
+    finally:  # what PyYAML's construct_document forgets after each document
+        loader.constructed_objects, loader.recursive_objects = {}, {}
+
+
+def _construct(loader: Any, node: yaml.Node, built: dict[int, Any], keys: dict[str, str]) -> Any:
+    """What PyYAML's safe constructor builds from `node` (checked: its depth is bounded), in a few Python
+    operations per node instead of PyYAML's generator-driven dozens: plain maps, lists and strings are built
+    here, anything else (numbers, booleans, dates, merge keys, sets) by PyYAML. A 100-key manifest was about
+    60% of its load time in construction. Aliased nodes are built once; mapping keys go through `keys`, so
+    that the same key in a thousand manifests is one string."""
+    kind = type(node)
+    if kind is yaml.ScalarNode:
+        return node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+    known = built.get(id(node))
+    if known is not None:
+        return known
+    if kind is yaml.MappingNode and node.tag == _MAP:
+        pairs = node.value
+        if any(type(k) is not yaml.ScalarNode or k.tag != _STR for k, _ in pairs):  # merge keys, odd keys
+            return loader.construct_object(node, deep=True)
+        mapping: dict[str, Any] = {}
+        built[id(node)] = mapping
+        for k, v in pairs:
+            name = k.value
+            mapping[keys.setdefault(name, name)] = _construct(loader, v, built, keys)
+        return mapping
+    if kind is yaml.SequenceNode and node.tag == _SEQ:
+        items: list[Any] = []
+        built[id(node)] = items
+        items.extend(_construct(loader, v, built, keys) for v in node.value)
+        return items
+    return loader.construct_object(node, deep=True)  # a set, an ordered map, pairs: PyYAML's rules
 
 
 def _malformed(exc: yaml.YAMLError, index: int) -> YamlError:
@@ -109,18 +164,16 @@ def _malformed(exc: yaml.YAMLError, index: int) -> YamlError:
     return YamlError(f"malformed YAML: {where}{detail}", document=index, line=line)
 
 
-def _kids(node: yaml.Node) -> list[yaml.Node]:
-    if type(node) is yaml.MappingNode:
-        return [child for pair in node.value for child in pair]
-    return list(node.value)
-
-
 def _check(root: yaml.Node, index: int, limits: Limits) -> None:
     """Walk the node graph once per distinct collection node (post-order, iteratively), computing each one's
-    expanded size and height; refuse as soon as a bound is passed. Paths are worked out only for an error."""
+    expanded size and height; refuse as soon as a bound is passed. Paths are worked out only for an error.
+    Scalars are checked and counted inside their parent's step, never as steps of their own."""
     size: dict[int, int] = {}
     height: dict[int, int] = {}
-    open_: set[int] = set()
+    opened: dict[int, tuple[int, list[yaml.Node]]] = {}  # open collections: their scalars, their collections
+    if type(root) is yaml.ScalarNode:
+        _check_scalar(root, root, index, limits)
+        return
     stack = [root]
     while stack:
         node = stack[-1]
@@ -128,30 +181,28 @@ def _check(root: yaml.Node, index: int, limits: Limits) -> None:
         if key in size:
             stack.pop()
             continue
-        if type(node) is yaml.ScalarNode:
-            stack.pop()
-            _check_scalar(root, node, index, limits)
-            size[key], height[key] = 1, 0
-            continue
-        kids = _kids(node)
-        if key not in open_:
-            open_.add(key)
+        if key not in opened:
+            opened[key] = (0, [])  # open from here: a kid that is this node is a circular alias
             _check_keys(root, node, index, limits)
+            kids = chain.from_iterable(node.value) if type(node) is yaml.MappingNode else node.value
+            scalars, nested = 0, []
             for kid in kids:
-                if id(kid) in open_:
+                if type(kid) is yaml.ScalarNode:
+                    scalars += 1
+                    if kid.tag == _INT or not kid.value.isascii():
+                        _check_scalar(root, kid, index, limits)
+                    continue
+                if id(kid) in opened:
                     raise _refuse(root, kid, index, "a circular alias: a node that contains itself")
-                if type(kid) is not yaml.ScalarNode:
-                    if id(kid) not in size:
-                        stack.append(kid)
-                elif kid.tag == _INT or not kid.value.isascii():
-                    _check_scalar(root, kid, index, limits)
+                nested.append(kid)
+                if id(kid) not in size:
+                    stack.append(kid)
+            opened[key] = (scalars, nested)
             continue
         stack.pop()
-        open_.discard(key)
-        total, deepest = 1, 0
-        for kid in kids:
-            total += size.get(id(kid), 1)
-            deepest = max(deepest, height.get(id(kid), 0))
+        scalars, nested = opened.pop(key)
+        total = 1 + scalars + sum(size[id(kid)] for kid in nested)
+        deepest = max((height[id(kid)] for kid in nested), default=0)
         size[key], height[key] = total, deepest + 1
         if total > limits.max_nodes:
             message = f"expands to more than {limits.max_nodes} nodes (aliases counted expanded)"
@@ -172,8 +223,13 @@ def _check_scalar(root: yaml.Node, node: yaml.Node, index: int, limits: Limits) 
 def _check_keys(root: yaml.Node, node: yaml.Node, index: int, limits: Limits) -> None:
     if type(node) is not yaml.MappingNode or not (limits.unique_keys or limits.string_keys):
         return
+    pairs = node.value
+    if all(type(k) is yaml.ScalarNode and k.tag == _STR for k, _ in pairs) and len({k.value for k, _ in pairs}) == len(
+        pairs
+    ):
+        return  # string keys, each once: the usual mapping, checked in two passes at C speed
     seen: set[tuple[str, str]] = set()
-    for key, value in node.value:
+    for key, value in pairs:
         if type(key) is yaml.ScalarNode and key.tag == _MERGE:
             continue
         if limits.string_keys and (type(key) is not yaml.ScalarNode or key.tag != _STR):

@@ -151,3 +151,26 @@ def test_too_many_documents() -> None:
     with pytest.raises(YamlError, match="more than 3 documents") as info:
         list(load_all("---\na: 1\n" * 5, Limits(max_documents=3)))
     assert info.value.document == 4
+
+
+def test_builds_what_pyyaml_builds() -> None:
+    """The fast construction gives what PyYAML's safe loader gives: typed scalars, quoted look-alikes, merge
+    keys, aliases, sets and nested lists."""
+    text = """
+base: &base {pool: 20, ratio: 0.5, on_call: yes, empty: ~, since: 2026-01-01, name: "007"}
+child:
+  <<: *base
+  pool: 30
+  list: [1, "2", three, [four, {five: 5}], *base]
+quoted: ["yes", 'null', "1.5", plain text, -3, +4, .inf, 0x1f]
+set: !!set {a, b}
+"""
+    assert load(text, Limits()) == yaml.load(text, Loader=yamlload.SAFE_LOADER)
+
+
+def test_keys_are_shared_across_documents() -> None:
+    """The same key in many manifests is one string: a fleet of 100,000 targets does not keep it 100,000 times."""
+    keys: dict[str, str] = {}
+    first = next(load_all("".join(["a", "b", "c"]) + ": 1\n", MANIFESTS, keys))
+    second = next(load_all("".join(["a", "b"]) + "c: 2\n", MANIFESTS, keys))
+    assert next(iter(first)) is next(iter(second))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,40 @@ class RawDocument:
     index: int  # 1-based
     body: Any
 
+    def located(self) -> RawDocument:
+        """This document with only as much of its body as a problem found later names (its name)."""
+        name = _name(self.body)
+        return RawDocument(self.file, self.index, None if name is None else {"metadata": {"name": name}})
+
+
+@dataclass
+class _Found:
+    """The valid documents of a folder so far, by kind, and where each came from (for problems found later)."""
+
+    targets: dict[str, Target] = field(default_factory=dict)
+    bases: dict[str, Base] = field(default_factory=dict)
+    policies: list[Policy] = field(default_factory=list)
+    where: dict[int, RawDocument] = field(default_factory=dict)  # id(model) -> where
+    seen: dict[tuple[str, str], RawDocument] = field(default_factory=dict)
+
+    def add(self, doc: RawDocument, model: Target | Policy | Base | None, problems: list[Problem]) -> None:
+        if model is None:
+            return
+        key = (model.kind, model.metadata.name)
+        if key in self.seen:
+            first = self.seen[key]
+            message = f"{model.kind} {model.metadata.name!r} is already defined in {first.file} document {first.index}"
+            problems.append(_problem(doc, "metadata.name", message))
+            return
+        self.seen[key] = self.where[id(model)] = doc.located()
+        if isinstance(model, Target):
+            model._origin = Origin(doc.file, doc.index)
+            self.targets[model.name] = model
+        elif isinstance(model, Base):
+            self.bases[model.metadata.name] = model
+        else:
+            self.policies.append(model)
+
 
 def manifest_files(root: Path) -> list[Path]:
     """The manifest files below `root`, in a stable order; hidden folders (.git) are skipped."""
@@ -45,8 +79,10 @@ def manifest_files(root: Path) -> list[Path]:
     )
 
 
-def load(root: str | Path) -> DesiredState:
-    """Load and validate every manifest below `root`; raises ConfigurationError listing every problem."""
+def load(root: str | Path, previous: DesiredState | None = None) -> DesiredState:
+    """Load and validate every manifest below `root`; raises ConfigurationError listing every problem. A target
+    the same as in `previous` (the state this one replaces) is that very object, so that what is kept per
+    target object (the assessor's memo, the adapters' caches) stands for it across the edit."""
     root = Path(root).expanduser()
     if not root.exists():
         raise ConfigurationError(f"desired-state folder {root} does not exist")
@@ -54,38 +90,16 @@ def load(root: str | Path) -> DesiredState:
     if not files:
         raise ConfigurationError(f"desired-state folder {root} holds no .yaml or .yml files")
     problems: list[Problem] = []
-    documents: list[RawDocument] = []
+    found = _Found()
+    digest = versioning.Digest()
+    keys: dict[str, str] = {}  # each mapping key once, however many manifests name it
+    invalid: list[Problem] = []  # listed after every problem of reading, as when documents were all read first
     for file in files:
-        documents.extend(_read_documents(file, problems))
-    targets: dict[str, Target] = {}
-    bases: dict[str, Base] = {}
-    policies: list[Policy] = []
-    raw_by_model: dict[int, RawDocument] = {}
-    seen: dict[tuple[str, str], RawDocument] = {}
-    for doc in documents:
-        model = _validate(doc, problems)
-        if model is None:
-            continue
-        key = (model.kind, model.metadata.name)
-        if key in seen:
-            first = seen[key]
-            problems.append(
-                _problem(
-                    doc,
-                    "metadata.name",
-                    f"{model.kind} {model.metadata.name!r} is already defined in {first.file} document {first.index}",
-                )
-            )
-            continue
-        seen[key] = doc
-        raw_by_model[id(model)] = doc
-        if isinstance(model, Target):
-            model._origin = Origin(doc.file, doc.index)
-            targets[model.name] = model
-        elif isinstance(model, Base):
-            bases[model.metadata.name] = model
-        else:
-            policies.append(model)
+        for doc in _read_documents(file, problems, keys):
+            digest.add(doc.body)  # then the body goes: a fleet's documents are never all held at once
+            found.add(doc, _validate(doc, invalid), invalid)
+    problems.extend(invalid)
+    targets, bases, policies, raw_by_model = found.targets, found.bases, found.policies, found.where
 
     def report(owner: Target | Base, field: str, message: str) -> None:
         problems.append(_problem(raw_by_model[id(owner)], field, message))
@@ -99,11 +113,20 @@ def load(root: str | Path) -> DesiredState:
         if len(problems) > MAX_PROBLEMS:
             shown.append(Problem(file=str(root), message=f"and {len(problems) - MAX_PROBLEMS} more problems"))
         raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", shown)
-    version = versioning.version_of(root, [d.body for d in documents])
+    version = versioning.version_of(root, digest)
+    if previous is not None:
+        targets = {name: _unchanged(previous.targets.get(name), target) for name, target in targets.items()}
     return DesiredState(root=root, version=version, targets=targets, policies=tuple(policies))
 
 
-def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument]:
+def _unchanged(old: Target | None, new: Target) -> Target:
+    """`old` when it says what `new` says, from the same place; else `new`."""
+    if old is not None and old.origin == new.origin and old.metadata == new.metadata and old.spec == new.spec:
+        return old
+    return new
+
+
+def _read_documents(file: Path, problems: list[Problem], keys: dict[str, str] | None = None) -> Iterator[RawDocument]:
     try:
         text = read_regular(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -112,7 +135,7 @@ def _read_documents(file: Path, problems: list[Problem]) -> Iterator[RawDocument
         return
     index = 0
     try:
-        for index, body in enumerate(load_all(text, MANIFESTS), start=1):
+        for index, body in enumerate(load_all(text, MANIFESTS, keys), start=1):
             if body is not None:  # None: an empty document between two '---'
                 yield RawDocument(file, index, body)
     except YamlError as exc:
@@ -141,12 +164,15 @@ def read_regular(file: Path, max_bytes: int) -> str:
     return data.decode("utf-8")
 
 
+def _name(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+        raw = body["metadata"].get("name")
+        return raw if isinstance(raw, str) else None
+    return None
+
+
 def _problem(doc: RawDocument, field: str | None, message: str) -> Problem:
-    name = None
-    if isinstance(doc.body, dict) and isinstance(doc.body.get("metadata"), dict):
-        raw = doc.body["metadata"].get("name")
-        name = raw if isinstance(raw, str) else None
-    return Problem(file=str(doc.file), document=doc.index, name=name, field=field, message=message)
+    return Problem(file=str(doc.file), document=doc.index, name=_name(doc.body), field=field, message=message)
 
 
 def _validate(doc: RawDocument, problems: list[Problem]) -> Target | Policy | Base | None:

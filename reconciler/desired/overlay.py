@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from reconciler.domain.manifest import Base, Overlay, Target
+from reconciler.domain.packed import Packed
 from reconciler.domain.paths import MISSING, KeyPath, from_pointer, get_in, set_in
 
 M = TypeVar("M", Target, Base)
@@ -49,7 +50,7 @@ def _apply(base: Overlay, child: Overlay, owner: Target | Base, report: Report) 
             _owned(desired, path[:-1])
             set_in(desired, path, MISSING)
     return {
-        "desired": desired,
+        "packed": Packed.of(desired),
         "unset": [],
         "ignore": [*base.ignore, *child.ignore],
         "secrets": [*base.secrets, *child.secrets],

@@ -50,7 +50,7 @@ class DesiredSource:
             if self._state is not None and signature == self._signature:
                 return self._state
             try:
-                state = loader.load(self.root)
+                state = loader.load(self.root, previous=self._state)
             except ConfigurationError as exc:
                 self._signature = signature  # do not re-parse the same bad files every pass
                 self.last_error = exc

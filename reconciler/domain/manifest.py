@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from reconciler.domain import durations
+from reconciler.domain.packed import Packed
 from reconciler.domain.paths import KeyPath, PathGlob, from_pointer, open_class
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, Problem
@@ -122,11 +124,29 @@ def _pointers(value: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
     return value
 
 
+def _pack(value: Any) -> Packed:
+    if isinstance(value, Packed):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("Input should be a valid dictionary")
+    if not set(map(type, value)) <= {str}:  # at C speed: a manifest's keys are all plain strings
+        odd = next((k for k in value if not isinstance(k, str)), None)
+        if odd is not None:
+            raise ValueError(f"a key must be a string, not {type(odd).__name__}")
+    return Packed.of(value)
+
+
+# The desired document, validated as a map with string keys and kept packed (domain/packed.py says why); the
+# `desired` property reads it.
+DesiredDocument = Annotated[Packed, BeforeValidator(_pack)]
+EMPTY = Packed.of({})
+
+
 class Overlay(_Strict):
     """What a Target and a Base share: the desired document and how to compare it."""
 
     extends: str | None = Field(None, pattern=NAME_RE)  # a Base whose spec this one deep-merges onto
-    desired: dict[str, Any] = Field(default_factory=dict)
+    packed: DesiredDocument = Field(EMPTY, alias="desired")
     unset: list[str] = Field(default_factory=list)  # JSON Pointers removed from the merged desired state
     ignore: list[Glob] = Field(default_factory=list)
     secrets: list[Glob] = Field(default_factory=list)
@@ -135,6 +155,17 @@ class Overlay(_Strict):
     environment_specific: list[Glob] = Field(default_factory=list)  # left out of environment parity
 
     _check_pointers = field_validator("list_keys", "unset")(_pointers)
+
+    @property
+    def desired(self) -> dict[str, Any]:
+        """The desired document, a new dict on every read."""
+        return self.packed.unpack()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; `update` may name the desired document as `desired`, as a manifest does."""
+        if update is not None and "desired" in update:
+            update = {**{k: v for k, v in update.items() if k != "desired"}, "packed": _pack(update["desired"])}
+        return super().model_copy(update=update, deep=deep)
 
 
 class HttpProbe(_Strict):
@@ -173,7 +204,7 @@ class TargetSpec(Overlay):
     source: SourceSpec
     health: HealthSpec | None = None  # checked after every write; a failure rolls the target's writes back
     wave: int | None = Field(None, ge=0)  # apply order; defaults to the environment's rank
-    desired: dict[str, Any]  # required, unless the target extends a base
+    packed: DesiredDocument = Field(alias="desired")  # required, unless the target extends a base
     prune: bool = False
     interval: IntervalS | None = None
     mode: Mode | None = None

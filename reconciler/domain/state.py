@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from reconciler.domain.manifest import Base, DesiredVersion, DriftClass, Target
 from reconciler.domain.policy import Policy, PolicyException, Rule
+from reconciler.domain.values import canonical_json, sha256_hex
 
 KINDS: dict[str, type[Target] | type[Policy] | type[Base]] = {"Target": Target, "Base": Base, "Policy": Policy}
 
@@ -19,6 +21,11 @@ class DesiredState:
     version: DesiredVersion
     targets: dict[str, Target]
     policies: tuple[Policy, ...] = ()
+
+    @cached_property
+    def policy_digest(self) -> str:
+        """The policies' identity: what every target's classes depend on besides its own manifest."""
+        return "policies:" + sha256_hex(canonical_json([p.model_dump(mode="json") for p in self.policies]))
 
     def default_class(self) -> DriftClass:
         """The policies' default class; escalate when no policy names one (the safe choice)."""

@@ -36,7 +36,7 @@ from reconciler.ports import BulkReader, DiscoveryAdapter
 
 log = logs.get_logger("reconciler.assess")
 NEVER = datetime.max.replace(tzinfo=UTC)
-MemoKey = tuple[str, str, Mode, str]  # desired version, live fingerprint, effective mode, secrets' hash
+MemoKey = tuple[str, str, Mode, str]  # basis (see `basis`), live fingerprint, effective mode, secrets' hash
 
 
 class Assessment(NamedTuple):
@@ -53,6 +53,7 @@ class Assessment(NamedTuple):
     valid_until: datetime  # the next exception expiry that could change a class
     unchanged: bool
     rework: bool = False  # looked at in full even when nothing changed (an approval may have arrived)
+    target: Target | None = None  # the manifest it was made against: a memo stands only for that very object
 
 
 @dataclass
@@ -78,8 +79,16 @@ class Assessor:
         self._fresh_lock = threading.Lock()
 
     def assess(
-        self, state: DesiredState, target: Target, adapter: DiscoveryAdapter, mode: Mode, now: datetime
+        self,
+        state: DesiredState,
+        target: Target,
+        adapter: DiscoveryAdapter,
+        mode: Mode,
+        now: datetime,
+        basis: str | None = None,
     ) -> Assessment:
+        """`target` as it is now in `mode`: its memo when nothing it depends on changed, else compared in full.
+        `basis`: what of the desired state besides the target itself the memo depends on (see `basis`)."""
         observed = adapter.discover(target)
         desired: dict[str, Any] = target.spec.desired
         secret_paths: list[KeyPath] = []
@@ -87,9 +96,15 @@ class Assessor:
         if target.has_references:
             desired, secret_paths = refs.resolve(target, desired, file_roots=self._secret_file_roots)
             secrets_hash = Redacted.of([get_in(desired, p) for p in secret_paths], self._hmac_key).digest
-        key = (state.version.digest, observed.fingerprint, mode, secrets_hash)
+        key = (basis or state.version.digest, observed.fingerprint, mode, secrets_hash)
         memo = self._memo.get(target.name)
-        if memo is not None and memo.key == key and now < memo.valid_until and not memo.rework:
+        if (
+            memo is not None
+            and memo.key == key
+            and memo.target is target
+            and now < memo.valid_until
+            and not memo.rework
+        ):
             return memo  # the same bytes, so the memo's Observed stands for this one
         desired = adapter.normalize(target, desired)
         options = CompareOptions.for_target(target, self._hmac_key)
@@ -99,7 +114,8 @@ class Assessor:
         rules = target.spec.normalize
         comparison = compare(normalize(desired, rules), normalize(observed.document, rules), options)
         classified = classify(target, comparison.items, state, now)
-        return Assessment(observed, desired, comparison, classified, key, next_expiry(state, target, now), False)
+        expiry = next_expiry(state, target, now)
+        return Assessment(observed, desired, comparison, classified, key, expiry, False, target=target)
 
     def fingerprints(self, adapter: DiscoveryAdapter, targets: Mapping[str, Target]) -> dict[str, str]:
         """The live fingerprints of `targets` (all read through `adapter`) from one bulk read, for `stale`.
@@ -119,16 +135,22 @@ class Assessor:
         return {}
 
     def stale(
-        self, state: DesiredState, targets: Mapping[str, Target], seen: Mapping[str, str], mode: Mode, now: datetime
+        self,
+        state: DesiredState,
+        targets: Mapping[str, Target],
+        seen: Mapping[str, str],
+        mode: Mode,
+        now: datetime,
+        basis: str | None = None,
     ) -> set[str]:
         """The names of `targets` that need a full `assess` in `mode`, given their live fingerprints `seen`
         (from `fingerprints`): every other one is unchanged since its last good pass, and `remembered` gives
-        its assessment. A target missing from `seen` is stale.
+        its assessment, unless its manifest changed since. A target missing from `seen` is stale.
 
         The batch is checked against the remembered fingerprints at C level (no Python frame per target), so
         an unchanged target costs no read of its own, no parse and no `Observed`."""
         with self._fresh_lock:
-            fresh = self._fresh.get((state.version.digest, mode))
+            fresh = self._fresh.get((basis or state.version.digest, mode))
             if fresh is None or not seen:
                 return set(targets)
             if now >= fresh.until:
@@ -138,11 +160,19 @@ class Assessor:
             then_fps = map(fresh.fingerprints.get, targets, repeat(None))
             return set(compress(targets, map(ne, now_fps, then_fps)))
 
-    def remembered(self, target: str, state: DesiredState, mode: Mode, now: datetime) -> Assessment | None:
-        """`target`'s last good assessment if it still stands for `state` in `mode` at `now` (for a target
-        `stale` left out)."""
-        memo = self._memo.get(target)
-        if memo is None or memo.key[0] != state.version.digest or memo.key[2] is not mode or now >= memo.valid_until:
+    def remembered(
+        self, target: Target, state: DesiredState, mode: Mode, now: datetime, basis: str | None = None
+    ) -> Assessment | None:
+        """`target`'s last good assessment if it still stands for `state` (and that very manifest) in `mode` at
+        `now` (for a target `stale` left out)."""
+        memo = self._memo.get(target.name)
+        if (
+            memo is None
+            or memo.key[0] != (basis or state.version.digest)
+            or memo.target is not target
+            or memo.key[2] is not mode
+            or now >= memo.valid_until
+        ):
             return None
         return memo
 
@@ -156,7 +186,7 @@ class Assessor:
         digest, fp, mode, secrets_hash = memo.key
         with self._fresh_lock:
             for other in [k for k in self._fresh if k[0] != digest]:
-                del self._fresh[other]  # a new desired version: the old one's memos stand no more
+                del self._fresh[other]  # a new basis: the old one's memos stand no more
             for fresh in self._fresh.values():
                 fresh.fingerprints.pop(target, None)
             if secrets_hash or memo.rework:
@@ -182,6 +212,14 @@ class Assessor:
             else:
                 until = min(until, memo.valid_until)
         fresh.until = until
+
+
+def basis(state: DesiredState, *, across_versions: bool) -> str:
+    """What a memo depends on besides its target's own manifest (which it holds) and live state: the whole
+    desired version, or, `across_versions`, only the policies (classes come from them). Across versions, a
+    desired-state edit that touches 1% of the targets has the other 99% keep their memos; a daemon whose
+    rollout needs every target passed under each new version uses the version."""
+    return state.policy_digest if across_versions else state.version.digest
 
 
 def _rework(memo: Assessment) -> bool:

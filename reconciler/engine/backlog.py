@@ -43,19 +43,107 @@ class Recorder(Journal, Protocol):
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None: ...
 
 
+class Writes(Journal, Protocol):
+    """What a kept entry writes to: the history store, or a batch of its writes (store/batch.py)."""
+
+    def ensure_version(self, version: DesiredVersion, root: str) -> None: ...
+
+    def start_run(
+        self,
+        kind: RunKind,
+        trigger: str,
+        desired_version: str | None,
+        *,
+        run_id: str,
+        owner: str | None,
+        at: datetime | None = None,
+    ) -> object: ...
+
+    def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None: ...
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, error: str | None = None, at: datetime | None = None
+    ) -> None: ...
+
+
+class Batch(Writes, Protocol):
+    """The history store's writes collected, and made in one transaction by `commit` (all or nothing)."""
+
+    def commit(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     run_id: str | None  # None: not part of a run (a desired version)
-    write: Callable[[HistoryStore], None]
+    write: Callable[[Writes], None]
     rows: int  # drift rows and actions it holds
     is_pass: bool  # counts as a pass (what the bound and the gauge count)
+    opens: bool = False  # starts a run
 
 
-class Backlog:
+class _Entries:
+    """A pass's findings as entries, each handed to `_put`: a Backlog writes or keeps them, Gathered collects."""
+
+    def _put(self, entry: _Entry) -> None:
+        raise NotImplementedError
+
+    def ensure_version(self, version: DesiredVersion, root: str) -> None:
+        self._put(_Entry(None, lambda s: s.ensure_version(version, root), rows=0, is_pass=False))
+
+    def start_run(
+        self, kind: RunKind, trigger: str, desired_version: str | None, *, run_id: str, owner: str | None
+    ) -> None:
+        at = datetime.now(UTC)
+
+        def write(s: Writes) -> None:
+            s.start_run(kind, trigger, desired_version, run_id=run_id, owner=owner, at=at)
+
+        self._put(_Entry(run_id, write, rows=0, is_pass=False, opens=True))
+
+    def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None:
+        kept = tuple(drifts)
+        self._put(_Entry(run_id, lambda s: s.record_pass(run_id, record, kept), rows=len(kept), is_pass=True))
+
+    def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
+        if not actions:
+            return
+        kept, when = tuple(actions), at or datetime.now(UTC)
+        self._put(_Entry(kept[0].run_id, lambda s: s.record_actions(kept, at=when), rows=len(kept), is_pass=False))
+
+    def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        """For the Journal protocol; a dry-run pass does not change its actions' states once recorded."""
+        kept = tuple(ids)
+        self._put(_Entry(None, lambda s: s.update_actions(kept, state, error), rows=0, is_pass=False))
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        at = datetime.now(UTC)
+        self._put(_Entry(run_id, lambda s: s.finish_run(run_id, status, error, at=at), rows=0, is_pass=False))
+
+
+class Gathered(_Entries):
+    """The history of passes that write nothing live, collected for `Backlog.write_all` (a daemon's batch)."""
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+
+    def _put(self, entry: _Entry) -> None:
+        self.entries.append(entry)
+
+
+class Backlog(_Entries):
     """Writes a pass's findings to the history store, or keeps them while it cannot (see the module doc)."""
 
-    def __init__(self, store: HistoryStore, metrics: Metrics, *, max_passes: int, max_rows: int) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        metrics: Metrics,
+        *,
+        max_passes: int,
+        max_rows: int,
+        batch: Callable[[], Batch] | None = None,
+    ) -> None:
         self.store = store
+        self.batch = batch  # a new batch of writes, for write_all; None: the store writes one call at a time
         self.metrics = metrics
         self.max_passes = max_passes
         self.max_rows = max_rows
@@ -84,63 +172,50 @@ class Backlog:
 
     # -- the history store's writes of a pass ----------------------------------------------------------------
 
-    def ensure_version(self, version: DesiredVersion, root: str) -> None:
-        self._write(None, lambda s: s.ensure_version(version, root), rows=0, is_pass=False)
-
-    def start_run(
-        self, kind: RunKind, trigger: str, desired_version: str | None, *, run_id: str, owner: str | None
-    ) -> None:
-        at = datetime.now(UTC)
-
-        def write(s: HistoryStore) -> None:
-            s.start_run(kind, trigger, desired_version, run_id=run_id, owner=owner, at=at)
-
-        self._write(run_id, write, rows=0, is_pass=False, opens=True)
-
-    def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None:
-        kept = tuple(drifts)
-        self._write(run_id, lambda s: s.record_pass(run_id, record, kept), rows=len(kept), is_pass=True)
-
-    def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
-        if not actions:
-            return
-        kept, when = tuple(actions), at or datetime.now(UTC)
-        self._write(kept[0].run_id, lambda s: s.record_actions(kept, at=when), rows=len(kept), is_pass=False)
-
-    def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
-        """For the Journal protocol; a dry-run pass does not change its actions' states once recorded."""
-        kept = tuple(ids)
-        self._write(None, lambda s: s.update_actions(kept, state, error), rows=0, is_pass=False)
-
-    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
-        at = datetime.now(UTC)
-        self._write(run_id, lambda s: s.finish_run(run_id, status, error, at=at), rows=0, is_pass=False)
-
-    def _write(
-        self,
-        run_id: str | None,
-        write: Callable[[HistoryStore], None],
-        *,
-        rows: int,
-        is_pass: bool,
-        opens: bool = False,
-    ) -> None:
-        entry = _Entry(run_id, write, rows, is_pass)
+    def _put(self, entry: _Entry) -> None:
         with self._lock:
-            if run_id in self._dropped_runs:
+            if entry.run_id in self._dropped_runs:
                 return  # its run was dropped: none of it is written, so no run is left half-recorded
             if self._entries:  # the store is away, or being caught up: keep the order
-                self._keep(entry, opens)
+                self._keep(entry, entry.opens)
                 return
         try:
-            write(self.store)
+            entry.write(self.store)
             self._down = False
         except StoreUnavailable as exc:
-            with self._lock:
-                if not self._down and not self._entries:
-                    log.error("history store unreachable: passes are kept in memory until it is back", error=str(exc))
-                self._down = True
-                self._keep(entry, opens)
+            self._kept_all([entry], exc)
+
+    def write_all(self, entries: Sequence[_Entry]) -> None:
+        """Write what a batch of passes gathered, in one transaction (see `batch`), or keep all of it."""
+        if not entries:
+            return
+        if self.batch is None:
+            for entry in entries:
+                self._put(entry)
+            return
+        with self._lock:
+            if self._entries:  # the store is away, or being caught up: keep the order
+                for entry in entries:
+                    if entry.run_id not in self._dropped_runs:
+                        self._keep(entry, entry.opens)
+                return
+        try:
+            batch = self.batch()
+            for entry in entries:
+                entry.write(batch)
+            batch.commit()
+            self._down = False
+        except StoreUnavailable as exc:
+            self._kept_all(entries, exc)
+
+    def _kept_all(self, entries: Sequence[_Entry], exc: StoreUnavailable) -> None:
+        with self._lock:
+            if not self._down and not self._entries:
+                log.error("history store unreachable: passes are kept in memory until it is back", error=str(exc))
+            self._down = True
+            for entry in entries:
+                if entry.run_id not in self._dropped_runs:
+                    self._keep(entry, entry.opens)
 
     def _keep(self, entry: _Entry, opens: bool) -> None:
         """Append `entry` (the lock is held), unless the bound is reached: then a new run, or a pass of one,

@@ -5,7 +5,7 @@ what it leaves behind (history, metrics, notifications) is written by the observ
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, replace
 
 from reconciler.domain.approval import Approval
@@ -49,6 +49,10 @@ class PassContext:
     decision: ModeDecision  # the run's
     budget: safety.Budget
     last_status: dict[str, RunStatus]  # each target's status at its last full pass, for unchanged passes
+    basis: str | None = None  # what a memo depends on besides its target and live state (assess.basis)
+    # Targets known (from one query for the batch) to have no open approval: when such a target finds nothing
+    # escalated, it has no approval to raise, keep or supersede, and need not ask the store.
+    no_approvals: Container[str] = frozenset()
 
 
 def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchanged: bool = False) -> PassOutcome:
@@ -83,8 +87,8 @@ def _look_and_act(
 ) -> PassOutcome:
     adapter = deps.adapters(target.spec.source.adapter)
     now = deps.clock.now()
-    seen = deps.assessor.remembered(target.name, ctx.state, decision.mode, now) if known_unchanged else None
-    seen = seen or deps.assessor.assess(ctx.state, target, adapter, decision.mode, now)
+    memo = deps.assessor.remembered(target, ctx.state, decision.mode, now, ctx.basis) if known_unchanged else None
+    seen = memo or deps.assessor.assess(ctx.state, target, adapter, decision.mode, now, ctx.basis)
     if seen.unchanged:
         return PassOutcome(
             target,
@@ -187,6 +191,8 @@ def _sync_approvals(
     escalations = [
         c for c in decided.classified if c.class_ is DriftClass.ESCALATE and c.item.pointer not in decided.unfixable
     ]
+    if not escalations and target.name in ctx.no_approvals:
+        return {}, []
     return deps.approvals.sync(target.name, target.environment, escalations, ctx.run.id, deps.clock.now())
 
 

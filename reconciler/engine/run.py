@@ -8,7 +8,8 @@ wave of the run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
+from reconciler.engine import assess
 from reconciler.engine.assess import Assessor
-from reconciler.engine.backlog import Backlog, Recorder, WriteAhead
+from reconciler.engine.backlog import Backlog, Gathered, Recorder, WriteAhead
 from reconciler.engine.effects import (
     Effects,
     History,
@@ -32,7 +34,7 @@ from reconciler.engine.guard import Guard
 from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.engine.pass_ import PassContext, PassDeps, run_pass
 from reconciler.engine.rollout import Rollout
-from reconciler.errors import ConfigurationError
+from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event
@@ -71,10 +73,14 @@ class Reconciler:
         self._stored_version: str | None = None
         self._resync: set[str] = set()  # targets to look at in full once the store answers again
         self._resync_lock = threading.Lock()
+        self._gathering = threading.local()  # .current: this thread's Gathered, .quiet: see gathering()
 
     def ensure_version(self, state: DesiredState, recorder: Recorder | None = None) -> None:
-        """Store the desired version once per change, not once per pass."""
+        """Store the desired version once per change, not once per pass. Never gathered: the runs of every
+        worker's batch point at it, and another worker's batch may be written first."""
         if self._stored_version != state.version.digest:
+            if isinstance(recorder, Gathered):
+                recorder = self.backlog
             (recorder or self.store).ensure_version(state.version, str(state.root))
             self._stored_version = state.version.digest
 
@@ -88,7 +94,43 @@ class Reconciler:
                 names, self._resync = self._resync, set()
             for name in names:  # passes made while the store was away skipped what needs it (approvals)
                 self.assessor.forget(name)
-        return WriteAhead(self.store, self.backlog) if decision.writes else self.backlog
+        if decision.writes:
+            return WriteAhead(self.store, self.backlog)
+        gathered: Gathered | None = getattr(self._gathering, "current", None)
+        return gathered if gathered is not None else self.backlog
+
+    @contextmanager
+    def gathering(self, names: Collection[str] = ()) -> Iterator[None]:
+        """Within it, the history of this thread's runs that write nothing live is kept, and written in one
+        transaction when it ends (the daemon's batch of passes that fell due together); a run that may write
+        keeps its journal going to the store at once. The approvals of `names` (the batch) are looked up
+        once, so that a target with none that finds nothing escalated does not ask for its own."""
+        self._gathering.quiet = _Lazy(lambda: self._without_approvals(names))
+        try:
+            if self.backlog is None or self.backlog.batch is None or getattr(self._gathering, "current", None):
+                yield
+                return
+            gathered = Gathered()
+            self._gathering.current = gathered
+            try:
+                yield
+            finally:
+                self._gathering.current = None
+                self.backlog.write_all(gathered.entries)
+        finally:
+            self._gathering.quiet = frozenset()
+
+    def _without_approvals(self, names: Collection[str]) -> frozenset[str]:
+        approvals = self.engine.deps.approvals
+        if approvals is None or not names:
+            return frozenset()
+        try:
+            return frozenset(names) - approvals.open_targets(names)
+        except StoreUnavailable:
+            return frozenset()  # each pass asks for its own, and finds out
+        except Exception:  # a bug: the passes still run, each asking for its own approvals
+            log.exception("approvals of a batch could not be looked up", targets=len(names))
+            return frozenset()
 
     def reconcile(
         self,
@@ -116,7 +158,8 @@ class Reconciler:
         self.engine.metrics.set_desired_version(state.version.digest, state.version.git_commit)
         run = RunRecord(recorder, kind, trigger, state.version.digest)
         budget = safety.Budget(self.gate.limits, fleet=len(state.targets))
-        ctx = PassContext(state, run, decision, budget, self._last_status)
+        quiet: Container[str] = getattr(self._gathering, "quiet", frozenset())
+        ctx = PassContext(state, run, decision, budget, self._last_status, self._basis(state, decision), quiet)
         outcomes: list[PassOutcome] = []
         with logs.bound_contextvars(run_id=run.id, mode=decision.mode.value):
             try:
@@ -137,6 +180,16 @@ class Reconciler:
         if any(o.execution and o.execution.actions and o.mode is Mode.APPLY for o in outcomes):
             self.gate.spend_error_budget()
         return RunOutcome(run.id, kind, state.version.digest, tuple(outcomes), recorded=run.started)
+
+    def carries_memos(self, decision: ModeDecision | None = None) -> bool:
+        """Whether a target's memo outlives a desired version that leaves its manifest (and the policies) as
+        they were: yes, unless this run's passes feed a rollout, which needs every target passed in full under
+        each new version (an apply-mode daemon)."""
+        decision = decision or self.gate.run()
+        return self.gate.rollout is None or decision.held_by in (Hold.CONFIGURED, Hold.SWITCH)
+
+    def _basis(self, state: DesiredState, decision: ModeDecision) -> str:
+        return assess.basis(state, across_versions=self.carries_memos(decision))
 
     def _stop_later_waves(self, budget: safety.Budget, done: PassOutcome) -> None:
         """Waves go in environment rank; a failed write stops every later wave of this run."""
@@ -180,9 +233,23 @@ class Reconciler:
             for target in group.values():
                 by_mode.setdefault(self.gate.target(decision, target).mode, {})[target.name] = target
             for mode, same in by_mode.items():
-                stale = self.assessor.stale(state, same, seen, mode, now)
+                stale = self.assessor.stale(state, same, seen, mode, now, self._basis(state, decision))
                 found.update((target, mode) for target in same.keys() - stale)
         return found
+
+
+class _Lazy:
+    """A set of names looked up on the first question only: a batch whose passes are all unchanged (most of
+    them, in a steady state) never asks the store which of its targets have approvals."""
+
+    def __init__(self, find: Callable[[], frozenset[str]]) -> None:
+        self._find = find
+        self._found: frozenset[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        if self._found is None:
+            self._found = self._find()
+        return name in self._found
 
 
 def assemble(

@@ -271,5 +271,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        families = (*self.target_states.collect(), *self.parity.collect())
-        return generate_latest(self._standard) + render_families(families), CONTENT_TYPE_LATEST
+        return (
+            generate_latest(self._standard) + self.target_states.render() + render_families(self.parity.collect()),
+            CONTENT_TYPE_LATEST,
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -29,6 +30,7 @@ class TargetStates(Collector):
     def __init__(self, per_target: bool = False) -> None:
         self.per_target = per_target
         self._targets: dict[str, _Target] = {}
+        self._groups: dict[tuple[str, str], list[_Target]] = {}  # by (environment, app), sorted; rebuilt by sync
         self._lock = threading.Lock()
 
     def sync(self, targets: Iterable[tuple[str, str, str]]) -> None:
@@ -40,6 +42,10 @@ class TargetStates(Collector):
                     del self._targets[name]
             for name, (environment, app) in wanted.items():
                 self._targets.setdefault(name, _Target(environment, app))
+            groups: dict[tuple[str, str], list[_Target]] = {}
+            for state in self._targets.values():
+                groups.setdefault((state.environment, state.app), []).append(state)
+            self._groups = dict(sorted(groups.items()))
 
     def update(self, name: str, **values: object) -> None:
         with self._lock:
@@ -67,6 +73,16 @@ class TargetStates(Collector):
         yield from _group_families([state for _, state in targets])
         if self.per_target:
             yield from _target_families(targets)
+
+    def render(self) -> bytes:
+        """What collect() gives, in the text format, written directly: the groups' sums and minimums are taken
+        with C-level maps over groups kept since the last sync, so that a scrape of 100,000 targets stays well
+        under 200 ms (bench/metrics_render.py); per-target series, when asked for, go the general way."""
+        with self._lock:
+            groups = list(self._groups.items())
+            targets = list(self._targets.items()) if self.per_target else []
+        text = _render_groups(groups)
+        return text + render_families(_target_families(targets)) if self.per_target else text
 
 
 def _group_families(states: list[_Target]) -> tuple[GaugeMetricFamily, ...]:
@@ -109,6 +125,36 @@ def _group_families(states: list[_Target]) -> tuple[GaugeMetricFamily, ...]:
         oldest_drift.add_metric([environment, app], min(opened, default=0.0))
         oldest_success.add_metric([environment, app], min(m.last_success for m in members))
     return drift, drifting, pending, oldest_drift, oldest_success
+
+
+_DRIFT = attrgetter("drift")
+_OPEN = attrgetter("open_since")
+_PENDING = attrgetter("pending")
+_SUCCESS = attrgetter("last_success")
+
+
+def _render_groups(groups: list[tuple[tuple[str, str], list[_Target]]]) -> bytes:
+    """The families of _group_families, in the same order, with the same samples, as text."""
+    heads = {family.name: family for family in _group_families([])}
+    lines: dict[str, list[str]] = {name: [] for name in heads}
+    drift, drifting, pending, oldest_drift, oldest_success = heads
+    for (environment, app), members in groups:
+        env, app_ = _escape_label(environment), _escape_label(app)
+        where = f'app="{app_}",environment="{env}"'
+        drifts = list(map(_DRIFT, members))
+        for class_ in CLASSES:
+            total = float(sum(map(itemgetter(class_), drifts)))
+            lines[drift].append(f'{drift}{{app="{app_}",class="{class_}",environment="{env}"}} {total!r}\n')
+        opened = list(filter(None, map(_OPEN, members)))
+        lines[drifting].append(f"{drifting}{{{where}}} {float(len(opened))!r}\n")
+        lines[pending].append(f"{pending}{{{where}}} {float(sum(map(_PENDING, members)))!r}\n")
+        lines[oldest_drift].append(f"{oldest_drift}{{{where}}} {float(min(opened, default=0.0))!r}\n")
+        lines[oldest_success].append(f"{oldest_success}{{{where}}} {float(min(map(_SUCCESS, members)))!r}\n")
+    out: list[str] = []
+    for name, family in heads.items():
+        out.append(f"# HELP {name} {_escape_help(family.documentation)}\n# TYPE {name} {family.type}\n")
+        out.extend(lines[name])
+    return "".join(out).encode()
 
 
 def _target_families(targets: list[tuple[str, _Target]]) -> tuple[GaugeMetricFamily, ...]:

@@ -6,6 +6,7 @@ Only this module and cli/ construct adapters and stores; everything else reaches
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -34,6 +35,7 @@ from reconciler.settings import Settings
 from reconciler.store import availability, migrate
 from reconciler.store import engine as engines
 from reconciler.store.approvals import SqlApprovalStore
+from reconciler.store.batch import HistoryBatch
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.ids import SqlIds
@@ -216,7 +218,11 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
     rollout = build_rollout(settings, store, metrics, notifier.notify) if daemon else None
     # The daemon keeps what passes find while the store is away, and writes it when the store is back.
     kept = settings.store
-    backlog = Backlog(store, metrics, max_passes=kept.backlog_passes, max_rows=kept.backlog_rows) if daemon else None
+    backlog = None
+    if daemon:  # a batch of passes' history goes to the store in one transaction (store/batch.py)
+        key = settings.hmac_key()
+        batch = functools.partial(HistoryBatch, store, key)
+        backlog = Backlog(store, metrics, max_passes=kept.backlog_passes, max_rows=kept.backlog_rows, batch=batch)
     engine = assemble(
         # Passes use the version in force without walking the folder each time; the refresh job
         # (RECONCILER_SCHEDULER__DESIRED_POLL_S) looks for edits and reloads.

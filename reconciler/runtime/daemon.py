@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.classify import exceptions
 from reconciler.diff import compare
+from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError
@@ -62,6 +63,7 @@ class Daemon:
         self._flusher: threading.Thread | None = None
         self._store_state: tuple[str, str | None, float] = ("not looked at yet", None, time.monotonic())
         self._state: DesiredState | None = None
+        self._previous_policies: str | None = None
         self._reported_error: str | None = None
         self._lock: ProcessLock | None = None
         self._announced: set[tuple[str, datetime, exceptions.ExceptionState]] = set()
@@ -213,9 +215,20 @@ class Daemon:
             added=sorted(added),
             removed=sorted(removed),
         )
-        for name in sorted(added | (set(state.targets) if old else set())):
+        for name in sorted(added | self._changed(old, state)):
             self.queue.add(name)
         self._lease_tick()
+
+    def _changed(self, old: dict[str, Target], state: DesiredState) -> set[str]:
+        """The targets to pass at once under a new desired version: those whose manifest changed (the loader
+        keeps an unchanged target's object), or all of them when the policies changed or the passes feed a
+        rollout; the others keep their memo and their time."""
+        previous, self._previous_policies = self._previous_policies, state.policy_digest
+        if not old:
+            return set()
+        if previous != state.policy_digest or not self.c.reconciler.carries_memos():
+            return set(state.targets)
+        return {name for name, target in state.targets.items() if old.get(name) is not target}
 
     def _follow_rollout(self, state: DesiredState) -> None:
         """In apply mode, follow the rollout of the version in force: start it when the version changes, and mark
@@ -255,20 +268,24 @@ class Daemon:
                     unchanged = self.c.reconciler.unchanged(batch)
                 except Exception:  # the passes still run, each reading on its own
                     log.exception("bulk check of a batch of passes failed", targets=len(batch))
-            for i, name in enumerate(batch):
-                if self.queue.closed:  # stopping: the rest of the batch is not started
-                    for rest in batch[i:]:
-                        self.queue.done(rest)
-                    break
-                try:
-                    self._pass(name, unchanged)
-                except BaseException:  # a bug: no target of the batch may be left marked as worked
-                    self.queue.done(name)
-                    self.queue.add_rate_limited(name)
-                    for rest in batch[i + 1 :]:
-                        self.queue.done(rest)
-                        self.queue.add(rest)
-                    raise
+            with self.c.reconciler.gathering(batch):  # its dry-run history in one transaction
+                self._passes(batch, unchanged)
+
+    def _passes(self, batch: list[str], unchanged: dict[str, Mode]) -> None:
+        for i, name in enumerate(batch):
+            if self.queue.closed:  # stopping: the rest of the batch is not started
+                for rest in batch[i:]:
+                    self.queue.done(rest)
+                break
+            try:
+                self._pass(name, unchanged)
+            except BaseException:  # a bug: no target of the batch may be left marked as worked
+                self.queue.done(name)
+                self.queue.add_rate_limited(name)
+                for rest in batch[i + 1 :]:
+                    self.queue.done(rest)
+                    self.queue.add(rest)
+                raise
 
     def _pass(self, name: str, unchanged: dict[str, Mode]) -> None:
         started = time.monotonic()

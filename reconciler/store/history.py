@@ -112,20 +112,7 @@ class SqlHistoryStore(SqlStore):
         rows = drift_rows(run_id, record.target, drifts)
         try:
             with self._begin() as conn:
-                conn.execute(
-                    t.passes.insert().values(
-                        run_id=run_id,
-                        target=record.target,
-                        environment=record.environment,
-                        status=record.status.value,
-                        drift_count=record.drift_count,
-                        drift_percent=record.drift_percent,
-                        observed_fingerprint=record.observed_fingerprint,
-                        error=record.error,
-                        duration_s=record.duration_s,
-                        note=record.note,
-                    )
-                )
+                conn.execute(t.passes.insert().values(**pass_row(run_id, record)))
                 insert_rows(conn, t.drifts, rows)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
@@ -133,29 +120,7 @@ class SqlHistoryStore(SqlStore):
     def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
         if not actions:
             return
-        now = at or _now()
-        rows = [
-            {
-                "id": a.id,
-                "run_id": a.run_id,
-                "seq": seq,
-                "target": a.target,
-                "path": a.pointer,
-                "op": a.op.value,
-                "before": to_json(a.journal_before(self._key)),
-                "after": to_json(a.journal_after(self._key)),
-                "desired_version": a.desired_version,
-                "idempotency_key": a.idempotency_key,
-                "reason": a.reason,
-                "secret": a.secret,
-                "rollback_of": a.rollback_of,
-                "state": a.state.value,
-                "error": a.error,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for seq, a in enumerate(actions)
-        ]
+        rows = action_rows(actions, self._key, at or _now())
         try:
             with self._begin() as conn:
                 insert_rows(conn, t.actions, rows)
@@ -363,4 +328,46 @@ def drift_rows(run_id: str, target: str, drifts: Sequence[Classified]) -> list[d
             "secret": c.item.secret,
         }
         for c in drifts
+    ]
+
+
+def pass_row(run_id: str, record: PassRecord) -> dict[str, Any]:
+    """The `passes` row of one pass."""
+    return {
+        "run_id": run_id,
+        "target": record.target,
+        "environment": record.environment,
+        "status": record.status.value,
+        "drift_count": record.drift_count,
+        "drift_percent": record.drift_percent,
+        "observed_fingerprint": record.observed_fingerprint,
+        "error": record.error,
+        "duration_s": record.duration_s,
+        "note": record.note,
+    }
+
+
+def action_rows(actions: Sequence[Action], key: bytes, now: datetime) -> list[dict[str, Any]]:
+    """The `actions` rows of a journal entry, secrets hashed with `key`."""
+    return [
+        {
+            "id": a.id,
+            "run_id": a.run_id,
+            "seq": seq,
+            "target": a.target,
+            "path": a.pointer,
+            "op": a.op.value,
+            "before": to_json(a.journal_before(key)),
+            "after": to_json(a.journal_after(key)),
+            "desired_version": a.desired_version,
+            "idempotency_key": a.idempotency_key,
+            "reason": a.reason,
+            "secret": a.secret,
+            "rollback_of": a.rollback_of,
+            "state": a.state.value,
+            "error": a.error,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for seq, a in enumerate(actions)
     ]

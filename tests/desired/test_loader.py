@@ -116,3 +116,17 @@ def test_empty_or_missing_folder(tmp_path: Path) -> None:
         load(tmp_path / "nope")
     with pytest.raises(ConfigurationError, match=r"holds no \.yaml"):
         load(tmp_path)
+
+
+def test_a_reload_keeps_the_objects_of_unchanged_targets(tmp_path: Path) -> None:
+    """After an edit, a target whose manifest says what it said is the very object it was (what the daemon's
+    memo of it is kept for); an edited target is a new object."""
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD.replace("name: a", "name: b"))
+    source = DesiredSource(tmp_path)
+    first = source.current()
+    (tmp_path / "b.yaml").write_text(GOOD.replace("name: a", "name: b").replace("{x: 1}", "{x: 2}"))
+    second = source.current()
+    assert second.version != first.version
+    assert second.targets["a"] is first.targets["a"]
+    assert second.targets["b"] is not first.targets["b"] and second.targets["b"].spec.desired == {"x": 2}

@@ -16,6 +16,7 @@ from reconciler.domain.observed import Observed
 from reconciler.domain.policy import Policy
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
+from reconciler.engine import assess
 from reconciler.engine.assess import Assessor
 from reconciler.errors import DiscoveryError
 from reconciler.ports import Capabilities
@@ -112,7 +113,7 @@ def test_only_changed_targets_are_stale_and_read(fleet: tuple[DesiredState, Memo
     adapter.discovered.clear()
     assert look(assessor, state, adapter) == set()
     assert adapter.discovered == []  # unchanged targets are not read one by one
-    memo = assessor.remembered("svc-2", state, Mode.DRY_RUN, NOW)
+    memo = assessor.remembered(state.targets["svc-2"], state, Mode.DRY_RUN, NOW)
     assert memo is not None and memo.unchanged and [i.pointer for i in memo.comparison.items] == ["/a"]
 
     adapter.raw["svc-3"] = json.dumps({"a": 1, "b": "y"}).encode()
@@ -135,10 +136,10 @@ def test_a_new_version_another_mode_or_an_expiry_makes_targets_stale(fleet: tupl
     # svc-1's exception expires on 2027-01-01: from then on its classes may change, the others' cannot
     later = datetime(2027, 1, 2, tzinfo=UTC)
     assert stale(assessor, newer, adapter, Mode.DRY_RUN, later) == {"svc-1"}
-    assert assessor.remembered("svc-1", newer, Mode.DRY_RUN, later) is None
-    assert assessor.remembered("svc-0", newer, Mode.DRY_RUN, later) is not None
-    assert assessor.remembered("svc-0", state, Mode.DRY_RUN, NOW) is None  # another version
-    assert assessor.remembered("svc-0", newer, Mode.APPLY, NOW) is None
+    assert assessor.remembered(newer.targets["svc-1"], newer, Mode.DRY_RUN, later) is None
+    assert assessor.remembered(newer.targets["svc-0"], newer, Mode.DRY_RUN, later) is not None
+    assert assessor.remembered(newer.targets["svc-0"], state, Mode.DRY_RUN, NOW) is None  # another version
+    assert assessor.remembered(newer.targets["svc-0"], newer, Mode.APPLY, NOW) is None
 
 
 def test_escalations_in_apply_mode_and_secrets_are_always_looked_at(tmp_path: Path) -> None:
@@ -184,3 +185,26 @@ def test_a_secret_reference_at_a_key_with_glob_characters_hides_only_that_key(tm
     adapter.raw["svc-0"] = json.dumps({"a*": "hunter2", "abc": 2}).encode()
     found = Assessor(b"k", [tmp_path]).assess(refs, refs.targets["svc-0"], adapter, Mode.DRY_RUN, NOW)
     assert [(i.pointer, i.desired, i.observed, i.secret) for i in found.comparison.items] == [("/abc", 1, 2, False)]
+
+
+def test_across_versions_only_targets_whose_manifest_changed_are_stale(fleet: tuple[DesiredState, Memory]) -> None:
+    """With the policies as the basis, a new desired version that keeps a target's manifest object keeps its
+    memo; a target given a new manifest is looked at in full, and so is every target when the policies change."""
+    state, adapter = fleet
+    assessor = Assessor(b"k")
+    basis = assess.basis(state, across_versions=True)
+    look(assessor, state, adapter)
+    for name, target in state.targets.items():
+        assessor.remember(name, assessor.assess(state, target, adapter, Mode.DRY_RUN, NOW, basis))
+    edited = state_of(1, digest="c" * 64, desired={"a": 1, "b": "z"}).targets["svc-0"]
+    newer = DesiredState(Path("."), DesiredVersion("b" * 64), {**state.targets, "svc-0": edited}, state.policies)
+    assert assess.basis(newer, across_versions=True) == basis != assess.basis(newer, across_versions=False)
+    seen = assessor.fingerprints(adapter, newer.targets)
+    assert assessor.stale(newer, newer.targets, seen, Mode.DRY_RUN, NOW, basis) == set()  # fingerprints alike
+    assert assessor.remembered(edited, newer, Mode.DRY_RUN, NOW, basis) is None  # but its manifest is new
+    assert not assessor.assess(newer, edited, adapter, Mode.DRY_RUN, NOW, basis).unchanged
+    kept = newer.targets["svc-3"]
+    assert assessor.remembered(kept, newer, Mode.DRY_RUN, NOW, basis) is not None
+    assert assessor.assess(newer, kept, adapter, Mode.DRY_RUN, NOW, basis).unchanged
+    stricter = state_of(5, expires="2028-01-01")
+    assert assess.basis(stricter, across_versions=True) != basis

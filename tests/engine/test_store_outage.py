@@ -4,6 +4,7 @@ complete once the store is back. Remediation resumes only after that."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from reconciler.store import availability, migrate
 from reconciler.store import engine as engines
 from reconciler.store import tables as t
 from reconciler.store.approvals import SqlApprovalStore
+from reconciler.store.batch import HistoryBatch
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
 from reconciler.testing import MemoryHistory
@@ -167,3 +169,27 @@ def test_an_entry_the_store_refuses_while_it_answers_is_dropped_not_retried_fore
     store.down = False
     assert kept.flush() and not kept.waiting
     assert list(store.run_rows) == ["r2"]  # the refused one is dropped, the rest written
+
+
+def test_a_gathered_batch_made_while_the_store_is_away_is_kept_whole(
+    settings: Settings, outage: tuple[sa.Engine, PausingProxy]
+) -> None:
+    """A daemon's batch of dry-run passes whose one transaction the store refuses is kept, every entry in
+    order, and written in full once the store is back."""
+    engine, proxy = outage
+    store, metrics = SqlHistoryStore(engine, HMAC_KEY), Metrics()
+    kept = Backlog(
+        store, metrics, max_passes=100, max_rows=10_000, batch=functools.partial(HistoryBatch, store, HMAC_KEY)
+    )
+    reconciler, _ = make(settings, store, metrics=metrics, backlog=kept, global_mode=Mode.DRY_RUN)
+    with reconciler.gathering():
+        reconciler.reconcile([STAGING])
+        proxy.set("refuse")
+        reconciler.reconcile([PROD])
+    assert kept.pending == 2
+    _back(proxy, kept)
+    with engine.connect() as conn:
+        runs = conn.execute(sa.select(t.runs.c.status, t.runs.c.finished_at)).all()
+        passes = conn.execute(sa.select(t.passes.c.target)).scalars().all()
+    assert sorted(passes) == sorted([STAGING, PROD])
+    assert [r[0] for r in runs] == ["drift", "drift"] and all(r[1] for r in runs)

@@ -13,8 +13,9 @@ from reconciler.adapters import registry
 from reconciler.adapters.file import FileAdapter
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.runtime.compose import build
+from reconciler.runtime.compose import Components, build
 from reconciler.runtime.daemon import Daemon
+from reconciler.runtime.queue import WorkQueue
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
@@ -49,9 +50,8 @@ def batch(daemon: Daemon, names: list[str]) -> None:
     assert not worker.is_alive()
 
 
-def test_a_batch_reads_in_full_only_the_targets_that_changed(
-    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def counted(settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Components:
+    """The daemon's parts over a migrated SQLite file, its file adapter counting reads."""
     real = registry.adapter_class
     monkeypatch.setattr(registry, "adapter_class", lambda name: Counting if name == "file" else real(name))
     monkeypatch.setattr(Counting, "discovered", [])
@@ -59,8 +59,13 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
     engine = engines.create_engine(sqlite_url)
     migrate.upgrade(engine)
     engine.dispose()
-    settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})
-    components = build(settings)  # one engine, and so one memo, for every daemon below
+    return build(settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})}))
+
+
+def test_a_batch_reads_in_full_only_the_targets_that_changed(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    components = counted(settings, sqlite_url, monkeypatch)  # one engine, and so one memo, for every daemon below
     names = sorted(components.desired.current().targets)
     assert len(names) == 3
 
@@ -157,4 +162,36 @@ def test_readyz_answers_at_once_while_the_store_hangs(
     release.set()
     daemon.stopping.set()
     daemon._prober.join(5)
+    components.store.engine.dispose()
+
+
+def test_a_desired_edit_passes_again_only_the_targets_it_changed(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit of one target's manifest queues that target at once and reads it in full; the others keep their
+    memo (no read of their own at their next pass), and a policy edit passes every target again."""
+    components = counted(settings, sqlite_url, monkeypatch)
+    daemon = Daemon(components)
+    daemon._refresh_desired()  # the first version: every target queued
+    names = sorted(components.desired.current().targets)
+    batch(daemon, [])
+    assert sorted(Counting.discovered) == names
+
+    manifest = settings.desired_dir / "checkout.yaml"
+    manifest.write_text(manifest.read_text().replace("LOG_LEVEL: INFO", "LOG_LEVEL: WARNING"))
+    daemon.queue = WorkQueue()
+    daemon._refresh_desired()
+    assert len(daemon.queue) == 1 and "checkout-staging" in daemon.queue
+    Counting.discovered.clear()
+    batch(daemon, [])
+    assert Counting.discovered == ["checkout-staging"]
+    daemon.queue = WorkQueue()
+    batch(daemon, names)
+    assert Counting.discovered == ["checkout-staging"]  # the other two took their memo under the new version
+
+    policy = settings.desired_dir / "policy.yaml"
+    policy.write_text(policy.read_text().replace("default: reversible", "default: escalate"))
+    daemon.queue = WorkQueue()
+    daemon._refresh_desired()
+    assert len(daemon.queue) == len(names)
     components.store.engine.dispose()

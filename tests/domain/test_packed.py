@@ -1,0 +1,57 @@
+"""A target's desired document is kept packed: read back exactly (types, order, dates), a new dict each time."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from reconciler.desired.loader import load
+from reconciler.domain.packed import Packed
+from reconciler.errors import ConfigurationError
+
+DOC = {"b": 1, "a": {"x": [1.5, None, True, "s"], "y": -0.0}, "n": 10**30}
+
+
+def test_a_document_reads_back_as_it_was_packed() -> None:
+    """Values, their types and the keys' order come back as they were; each read is a new dict."""
+    packed = Packed.of(DOC)
+    first, second = packed.unpack(), packed.unpack()
+    assert first == DOC and list(first) == ["b", "a", "n"] and first is not second
+    first["b"] = 2
+    assert packed.unpack()["b"] == 1
+
+
+def test_dates_and_times_are_kept() -> None:
+    """YAML's dates and times (which marshal cannot hold) come back as the same types."""
+    doc = {"on": date(2026, 1, 1), "at": datetime(2026, 1, 1, 12, tzinfo=UTC)}
+    assert Packed.of(doc).unpack() == doc
+
+
+def test_equality_is_strict() -> None:
+    """1, 1.0 and true are different documents, as they are different values in a comparison."""
+    assert Packed.of({"a": 1}) == Packed.of({"a": 1})
+    assert Packed.of({"a": 1}) != Packed.of({"a": True})
+    assert Packed.of({"a": 1}) != Packed.of({"a": 1.0})
+
+
+def test_a_desired_that_is_not_a_map_is_refused_by_name(tmp_path: Path) -> None:
+    """A manifest whose desired is a list names the file, the document and the field."""
+    (tmp_path / "t.yaml").write_text(
+        "kind: Target\nmetadata: {name: t}\nspec:\n  source: {adapter: file, path: x.yaml}\n  desired: [1, 2]\n"
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load(tmp_path)
+    assert any(
+        "t.yaml: document 1 (t): spec.desired: Input should be a valid dictionary" in str(p)
+        for p in info.value.problems
+    )
+
+
+def test_a_target_reads_its_desired_document(tmp_path: Path) -> None:
+    """spec.desired is the document the manifest holds."""
+    (tmp_path / "t.yaml").write_text(
+        "kind: Target\nmetadata: {name: t}\nspec:\n  source: {adapter: file, path: x.yaml}\n  desired: {a: 2026-01-01}\n"
+    )
+    assert load(tmp_path).targets["t"].spec.desired == {"a": date(2026, 1, 1)}

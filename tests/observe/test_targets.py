@@ -1,0 +1,32 @@
+"""/metrics writes the targets' last passes, summed by environment and app, directly as text: the same text the
+general path (gauge families through render_families) gives, for every group and label value."""
+
+from __future__ import annotations
+
+from reconciler.observe.metrics import Metrics
+from reconciler.observe.targets import render_families
+
+
+def test_the_direct_text_is_what_the_families_give() -> None:
+    """Groups, sums, minimums and escaped labels come out as the gauge families would write them."""
+    metrics = Metrics()
+    metrics.init_targets([("a", "prod", "pay"), ("b", "prod", "pay"), ("c", "dev", 'we"ird\\app'), ("d", "dev", "")])
+    states = metrics.target_states
+    states.update("a", drift={"acceptable": 1, "reversible": 2, "escalate": 0}, open_since=50.0, last_success=9.0)
+    states.update("b", drift={"acceptable": 0, "reversible": 1, "escalate": 1}, open_since=40.0, pending=2)
+    states.update("c", last_success=7.0)
+    text = states.render()
+    assert text == render_families(states.collect())
+    assert b'reconciler_drift_items{app="pay",class="reversible",environment="prod"} 3.0' in text
+    assert b'reconciler_oldest_open_drift_timestamp_seconds{app="pay",environment="prod"} 40.0' in text
+    assert b'reconciler_oldest_successful_pass_timestamp_seconds{app="pay",environment="prod"} 0.0' in text
+    assert b'app="we\\"ird\\\\app"' in text
+
+
+def test_per_target_series_follow_the_groups_when_asked() -> None:
+    """With per-target series on, the text holds both, as the families do."""
+    metrics = Metrics(per_target=True)
+    metrics.init_targets([("a", "prod", "pay")])
+    states = metrics.target_states
+    assert states.render() == render_families(states.collect())
+    assert b'reconciler_target_drift_items{class="escalate",environment="prod",target="a"} 0.0' in states.render()
