@@ -82,6 +82,22 @@ def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchange
         return replace(outcome, duration_s=time.perf_counter() - started)
 
 
+def unchanged_outcome(
+    target: Target, decision: ModeDecision, last_status: Mapping[str, RunStatus], seen: Assessment
+) -> PassOutcome:
+    """A pass that found nothing changed since the target's last good one: what that one found, again."""
+    return PassOutcome(
+        target,
+        decision,
+        last_status.get(target.name, RunStatus.CLEAN),
+        seen.comparison,
+        tuple(seen.classified),
+        unchanged=True,
+        fingerprint=seen.observed.fingerprint,
+        layers=seen.observed.layers,
+    )
+
+
 def _look_and_act(
     deps: PassDeps, ctx: PassContext, target: Target, decision: ModeDecision, known_unchanged: bool
 ) -> PassOutcome:
@@ -90,16 +106,7 @@ def _look_and_act(
     memo = deps.assessor.remembered(target, ctx.state, decision.mode, now, ctx.basis) if known_unchanged else None
     seen = memo or deps.assessor.assess(ctx.state, target, adapter, decision.mode, now, ctx.basis)
     if seen.unchanged:
-        return PassOutcome(
-            target,
-            decision,
-            ctx.last_status.get(target.name, RunStatus.CLEAN),
-            seen.comparison,
-            tuple(seen.classified),
-            unchanged=True,
-            fingerprint=seen.observed.fingerprint,
-            layers=seen.observed.layers,
-        )
+        return unchanged_outcome(target, decision, ctx.last_status, seen)
     decided, approvals, created, degraded = _decide(deps, ctx, target, seen, adapter, decision)
     plan = _plan(ctx, target, seen, decided, approvals)
     decision = deps.gate.admit(decision, ctx.state, target, len(plan.actions), ctx.budget)

@@ -32,7 +32,7 @@ from reconciler.engine.effects import (
 from reconciler.engine.gate import Gate, Hold, ModeDecision
 from reconciler.engine.guard import Guard
 from reconciler.engine.outcome import PassOutcome, RunOutcome
-from reconciler.engine.pass_ import PassContext, PassDeps, run_pass
+from reconciler.engine.pass_ import PassContext, PassDeps, run_pass, unchanged_outcome
 from reconciler.engine.rollout import Rollout
 from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.observe import logging as logs
@@ -180,6 +180,33 @@ class Reconciler:
         if any(o.execution and o.execution.actions and o.mode is Mode.APPLY for o in outcomes):
             self.gate.spend_error_budget()
         return RunOutcome(run.id, kind, state.version.digest, tuple(outcomes), recorded=run.started)
+
+    def unchanged_passes(self, names: Sequence[str], unchanged: Mapping[str, Mode]) -> tuple[RunOutcome, list[str]]:
+        """The passes of `names` that `unchanged()` found unchanged and whose memo still stands, as one run that
+        reads nothing, writes nothing and leaves no trace in history (the observers still see each pass); and
+        the names left for a pass of their own. The daemon's steady state: most passes of a batch end here,
+        for a fraction of the cost of a run each."""
+        state = self.desired()
+        decision = self.gate.run()
+        basis, now = self._basis(state, decision), self.engine.deps.clock.now()
+        held = decision.held_by in (Hold.CONFIGURED, Hold.SWITCH)
+        run = RunRecord(self.store, RunKind.DRY_RUN if held else RunKind.APPLY, "schedule", state.version.digest)
+        outcomes: list[PassOutcome] = []
+        rest: list[str] = []
+        for name in names:
+            target = state.targets.get(name)
+            mode = unchanged.get(name)
+            taken = self.gate.target(decision, target) if target is not None and mode is not None else None
+            memo = None
+            if target is not None and taken is not None and taken.mode is mode:
+                memo = self.assessor.remembered(target, state, mode, now, basis)
+            if target is None or taken is None or memo is None:
+                rest.append(name)
+                continue
+            done = unchanged_outcome(target, taken, self._last_status, memo)
+            self.engine.effects.pass_done(done, run, state)
+            outcomes.append(done)
+        return RunOutcome(run.id, run.kind, state.version.digest, tuple(outcomes), recorded=False), rest
 
     def carries_memos(self, decision: ModeDecision | None = None) -> bool:
         """Whether a target's memo outlives a desired version that leaves its manifest (and the policies) as

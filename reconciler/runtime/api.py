@@ -17,18 +17,45 @@ from __future__ import annotations
 import hmac
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.engine.guard import Guard
+from reconciler.engine.outcome import PassOutcome
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ApprovalDecisions
 
 log = logs.get_logger("reconciler.api")
 DECISION = re.compile(r"^/api/v1/approvals/([0-9a-fA-F-]{1,64})/(approve|reject)$")
+
+
+@dataclass(slots=True)
+class _Last:
+    """A target's last pass, when it ended (Unix seconds), and its rendering once asked for."""
+
+    last: PassOutcome | dict[str, Any]
+    at: float
+    rendered: dict[str, Any] | None = None
+
+
+def _shows_the_same(kept: object, new: object) -> bool:
+    """Whether an unchanged pass shows what the kept unchanged pass showed: its memo's findings, in the same
+    mode and status (its rendering can be kept)."""
+    return (
+        isinstance(kept, PassOutcome)
+        and isinstance(new, PassOutcome)
+        and kept.unchanged
+        and new.unchanged
+        and kept.target is new.target
+        and kept.comparison is new.comparison
+        and kept.status is new.status
+        and kept.decision == new.decision
+        and kept.fingerprint == new.fingerprint
+    )
 
 
 @dataclass
@@ -43,14 +70,22 @@ class Api:
     watches: Callable[[], dict[str, int]]
     token: str | None = None
     parity: Callable[[str | None], tuple[int, dict[str, Any]]] | None = None  # runtime/parity_api.py
-    _latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A pass outcome as /status and /drift show it (report.target_dict); a dict is taken as it is.
+    render: Callable[[Any], dict[str, Any]] = dict
+    _latest: dict[str, _Last] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, target: dict[str, Any]) -> None:
-        """Keep a target's last pass (report.target_dict), for /status and /drift."""
-        target = {**target, "at": datetime.now(UTC).isoformat()}
+    def record(self, name: str, last: PassOutcome | dict[str, Any]) -> None:
+        """Keep a target's last pass, for /status, /drift and the web UI. It is rendered when first asked for,
+        not per pass: most passes are unchanged, and one that shows what the last one showed keeps its
+        rendering (only its time moves)."""
+        now = time.time()
         with self._lock:
-            self._latest[target["target"]] = target
+            kept = self._latest.get(name)
+            if kept is not None and _shows_the_same(kept.last, last):
+                kept.last, kept.at = last, now
+            else:
+                self._latest[name] = _Last(last, now)
 
     def forget(self, names: set[str]) -> None:
         with self._lock:
@@ -60,7 +95,14 @@ class Api:
     def latest(self) -> dict[str, dict[str, Any]]:
         """Each target's last pass, by name (report.target_dict, with `at`): what /status, /drift and the UI show."""
         with self._lock:
-            return dict(self._latest)
+            kept = list(self._latest.items())
+        shown: dict[str, dict[str, Any]] = {}
+        for name, last in kept:
+            rendered = last.rendered
+            if rendered is None:  # rendered outside the lock; two readers at once may both render it, harmlessly
+                rendered = last.rendered = self.render(last.last)
+            shown[name] = {**rendered, "at": datetime.fromtimestamp(last.at, UTC).isoformat()}
+        return shown
 
     def get(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         latest = self.latest()

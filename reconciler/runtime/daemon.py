@@ -5,6 +5,7 @@ Its parts are built by runtime/compose.py, the composition root.
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ from reconciler.diff import compare
 from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
-from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
 from reconciler.present.report import target_dict
@@ -30,9 +31,9 @@ from reconciler.runtime.queue import WorkQueue
 from reconciler.runtime.replicas import Replicas
 from reconciler.runtime.scheduler import Scheduler
 from reconciler.runtime.watch import WatchSupervisor
+from reconciler.runtime.workers import Workers
 
 log = logs.get_logger("reconciler.daemon")
-BATCH = 64  # passes that fell due together, taken by one worker at once
 PROBE_S = 1.0  # how often the history store is looked at for /readyz
 PROBE_TIMEOUT_S = 1.0  # a probe in flight for longer than this (the store hangs): not ready
 STALE_PROBE_S = 5.0  # a probe older than this (the store hangs): not ready
@@ -57,7 +58,6 @@ class Daemon:
             self.queue, components.adapters.watcher, components.metrics, debounce_s=s.watch_debounce_s
         )
         self.stopping = threading.Event()
-        self._workers: list[threading.Thread] = []
         self._prober: threading.Thread | None = None
         self._probe_started: float | None = None  # when the probe in flight began, if one is
         self._flusher: threading.Thread | None = None
@@ -77,7 +77,9 @@ class Daemon:
             watches=self.watches.covered,
             token=token.get_secret_value() if token is not None else None,
             parity=parity_api.view_of(components.parity),
+            render=functools.partial(target_dict, key=components.settings.hmac_key()),
         )
+        self.workers = Workers(components, self.queue, self.scheduler, self.replicas, self.api, self.watches)
         self.http = HttpServer(
             components.settings.http.host,
             components.settings.http.port,
@@ -119,7 +121,7 @@ class Daemon:
         if self.c.desired.last_error is not None:
             detail["desired_error"] = str(self.c.desired.last_error).splitlines()[0]
         configured = self.c.settings.scheduler.workers
-        alive = sum(1 for w in self._workers if w.is_alive())
+        alive = self.workers.alive()
         detail["workers"] = f"{alive}/{configured}"
         working = alive == configured  # all started, none dead
         detail["ready"] = store == "ok" and detail["desired_loaded"] and working and not self.stopping.is_set()
@@ -246,90 +248,6 @@ class Daemon:
         if state is not None:
             self.replicas.tick(sorted(state.targets))
 
-    def _supervised(self) -> None:
-        """A worker that outlives its own bugs: a crash is logged and counted, and the worker starts again, so
-        one bad target can never stop the passes of the others."""
-        while True:
-            try:
-                self._work()
-                return  # the queue was closed: stopping
-            except Exception:
-                self.c.metrics.worker_crashes.inc()
-                log.exception("worker crashed; it starts again", worker=threading.current_thread().name)
-
-    def _work(self) -> None:
-        while (name := self.queue.get()) is not None:
-            # The passes that fell due together (a scheduler tick) are taken as one batch: one bulk read per
-            # adapter finds the unchanged targets, whose passes then take their memo without a read each.
-            batch = [name, *self.queue.take_ready(BATCH - 1)]
-            unchanged: dict[str, Mode] = {}
-            if len(batch) > 1:
-                try:
-                    unchanged = self.c.reconciler.unchanged(batch)
-                except Exception:  # the passes still run, each reading on its own
-                    log.exception("bulk check of a batch of passes failed", targets=len(batch))
-            with self.c.reconciler.gathering(batch):  # its dry-run history in one transaction
-                self._passes(batch, unchanged)
-
-    def _passes(self, batch: list[str], unchanged: dict[str, Mode]) -> None:
-        for i, name in enumerate(batch):
-            if self.queue.closed:  # stopping: the rest of the batch is not started
-                for rest in batch[i:]:
-                    self.queue.done(rest)
-                break
-            try:
-                self._pass(name, unchanged)
-            except BaseException:  # a bug: no target of the batch may be left marked as worked
-                self.queue.done(name)
-                self.queue.add_rate_limited(name)
-                for rest in batch[i + 1 :]:
-                    self.queue.done(rest)
-                    self.queue.add(rest)
-                raise
-
-    def _pass(self, name: str, unchanged: dict[str, Mode]) -> None:
-        started = time.monotonic()
-        try:
-            with self.replicas.exclusive(name) as access:
-                if not access.run:  # another replica holds this target
-                    self.queue.forget(name)
-                    return
-                run = self.c.reconciler.reconcile(
-                    [name], trigger="schedule", unchanged=unchanged, cut_off=access.cut_off
-                )
-                outcome = run.targets[0]
-            self.api.record(target_dict(outcome, self.c.settings.hmac_key()))
-            # What happens next is decided here, from the outcome alone: a temporary error is retried with
-            # backoff (or when it said), anything else waits for its interval.
-            if outcome.retry:
-                delay = self.queue.add_rate_limited(name, outcome.requeue_after_s)
-                log.info("pass will be retried", target=name, delay_s=round(delay, 2))
-            else:
-                self.queue.forget(name)
-        except ConfigurationError as exc:  # the target went away between trigger and pass
-            log.info("target skipped", target=name, reason=str(exc))
-        except ReconcilerError as exc:  # for example, the store is unreachable: try again later
-            delay = self.queue.add_rate_limited(name, getattr(exc, "delay_s", None))
-            log.error("pass could not run", target=name, error=str(exc), delay_s=round(delay, 2))
-        except Exception:
-            delay = self.queue.add_rate_limited(name)
-            log.exception("pass crashed", target=name, delay_s=round(delay, 2))
-        finally:
-            self.watches.pass_done(name, started)
-            self.queue.done(name)
-            self._schedule_next(name)
-
-    def _schedule_next(self, name: str) -> None:
-        """The next pass at its interval (a sooner one, if queued, stands); a target whose interval cannot be
-        scheduled still gets its next pass, at the default interval, and the log says why."""
-        try:
-            due = self.scheduler.next_delay(name)
-        except (ArithmeticError, ValueError) as exc:
-            due = self.c.settings.scheduler.default_interval_s
-            log.error("interval cannot be scheduled; the default interval is used", target=name, error=str(exc))
-        if due is not None:
-            self.queue.add(name, due)
-
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)
         self.stopping.set()
@@ -363,10 +281,7 @@ class Daemon:
         if self.replicas.shared:  # replicas: renew and claim a share of the targets every third of a lease
             self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
         self.scheduler.start()
-        for i in range(self.c.settings.scheduler.workers):
-            worker = threading.Thread(target=self._supervised, name=f"worker-{i}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
+        self.workers.start(self.c.settings.scheduler.workers)
         log.info(
             "daemon started",
             listen=f"http://{host}:{port}",
@@ -384,9 +299,7 @@ class Daemon:
         in_flight = sorted(self.queue.working)
         self.queue.close()
         timeout = self.c.settings.scheduler.shutdown_timeout_s
-        for worker in self._workers:
-            worker.join(timeout)
-        stuck = [w.name for w in self._workers if w.is_alive()]
+        stuck = self.workers.join(timeout)
         if not stuck:
             self.replicas.leave()  # the other replicas take this one's targets at their next tick
         self.http.stop()

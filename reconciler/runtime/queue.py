@@ -33,16 +33,39 @@ class WorkQueue:
         """Queue `name` to be worked in `delay_s` seconds (sooner if it is already queued for sooner)."""
         at = time.monotonic() + max(delay_s, 0.0)
         with self._cond:
-            if self._closed:
-                return
-            if name in self._working:
-                self._dirty[name] = min(at, self._dirty.get(name, at))
-                return
-            if name in self._ready_at and self._ready_at[name] <= at:
-                return
-            self._ready_at[name] = at
-            heapq.heappush(self._heap, (at, next(self._seq), name))
-            self._cond.notify()
+            if self._push(name, at):
+                self._cond.notify()
+
+    def _push(self, name: str, at: float) -> bool:
+        """Queue `name` for `at` unless it is queued for sooner; whether a worker should look again. The lock is
+        held."""
+        if self._closed:
+            return False
+        if name in self._working:
+            self._dirty[name] = min(at, self._dirty.get(name, at))
+            return False
+        if name in self._ready_at and self._ready_at[name] <= at:
+            return False
+        self._ready_at[name] = at
+        heapq.heappush(self._heap, (at, next(self._seq), name))
+        return True
+
+    def finish(self, next_in: dict[str, float | None]) -> None:
+        """Passes that ended well, each queued again after its delay (None: not again): what done(), forget()
+        and add() do for each, under one lock for the lot (a batch of unchanged passes)."""
+        now = time.monotonic()
+        woke = False
+        with self._cond:
+            for name, delay in next_in.items():
+                self._working.discard(name)
+                self._failures.pop(name, None)
+                again = self._dirty.pop(name, None)
+                if again is not None:
+                    woke = self._push(name, again) or woke
+                if delay is not None:
+                    woke = self._push(name, now + max(delay, 0.0)) or woke
+            if woke:
+                self._cond.notify()
 
     def add_rate_limited(self, name: str, delay_s: float | None = None) -> float:
         """Queue `name` again after its backoff (or `delay_s` if the error asked for one); returns the delay."""

@@ -71,6 +71,11 @@ class Replicas:
         with self._lock:
             return target in self._held
 
+    def may_look(self, target: str) -> bool:
+        """Whether this replica may pass `target` without writing (an unchanged pass): it holds the lease, and
+        its last tick could renew its leases."""
+        return self._cut_off is None and self.owns(target)
+
     @contextmanager
     def exclusive(self, target: str) -> Iterator[Access]:
         """Whether this replica may run `target`'s pass now, and write in it: it holds the lease and the advisory

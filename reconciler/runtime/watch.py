@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.domain.manifest import Target
@@ -136,11 +136,22 @@ class WatchSupervisor:
     def pass_done(self, target: str, started: float) -> None:
         """A pass of `target` that began at `started` (time.monotonic) ended: if a watch saw a change before it
         began, observe the time from that change to now. A change seen during the pass waits for the next."""
+        self.passes_done((target,), started)
+
+    def passes_done(self, targets: Iterable[str], started: float) -> None:
+        """pass_done() for passes that began together (a batch), under one lock."""
+        seen: list[tuple[str, float]] = []
         with self._lock:
-            at = self._changed_at.get(target)
-            if at is None or at > started:
+            if not self._changed_at:
                 return
-            del self._changed_at[target]
-            adapter = self._adapter_of.get(target)
-        if adapter is not None:
-            self.metrics.detection_latency.labels(adapter).observe(time.monotonic() - at)
+            for target in targets:
+                at = self._changed_at.get(target)
+                if at is None or at > started:
+                    continue
+                del self._changed_at[target]
+                adapter = self._adapter_of.get(target)
+                if adapter is not None:
+                    seen.append((adapter, at))
+        now = time.monotonic()
+        for adapter, at in seen:
+            self.metrics.detection_latency.labels(adapter).observe(now - at)

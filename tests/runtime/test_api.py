@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
-from reconciler.domain.run import Mode
+from reconciler.domain.drift import Comparison
+from reconciler.domain.manifest import Target
+from reconciler.domain.run import Mode, RunStatus
+from reconciler.engine.gate import Hold, dry_run
+from reconciler.engine.outcome import PassOutcome
 from reconciler.engine.guard import Guard
 from reconciler.runtime.api import Api
+
+
+DRY_RUN = dry_run(Hold.CONFIGURED)
 
 
 def api(token: str | None) -> Api:
@@ -36,11 +45,43 @@ def test_mode_holds_dry_run_and_never_goes_beyond_the_configured_mode() -> None:
 def test_status_counts_the_last_pass_of_each_target() -> None:
     served = api(None)
     base: dict[str, Any] = {"environment": "prod", "mode": "dry-run", "drift_percent": 0.0, "error": None}
-    served.record({**base, "target": "a", "status": "clean", "drift": []})
-    served.record({**base, "target": "b", "status": "drift", "drift": [{"path": "/x"}]})
+    served.record("a", {**base, "target": "a", "status": "clean", "drift": []})
+    served.record("b", {**base, "target": "b", "status": "drift", "drift": [{"path": "/x"}]})
     code, status = served.get("/api/v1/status", {})
     assert code == 200 and status["targets_by_status"] == {"clean": 1, "drift": 1}
     assert status["watches"] == {"etcd": 2} and status["desired_version"] == {"digest": "d"}
     assert [t["target"] for t in served.get("/api/v1/drift", {})[1]["targets"]] == ["b"]
     served.forget({"b"})
     assert served.get("/api/v1/drift", {})[1]["targets"] == []
+
+
+def test_a_pass_is_rendered_when_asked_for_and_an_unchanged_repeat_keeps_its_rendering() -> None:
+    """/status renders a target's last pass when asked, not per pass; an unchanged pass that shows what the
+    kept unchanged pass showed keeps that rendering (only `at` moves), anything else is rendered again."""
+    rendered: list[str] = []
+
+    def render(outcome: Any) -> dict[str, Any]:
+        rendered.append(outcome.status.value)
+        return {"target": outcome.target.name, "status": outcome.status.value}
+
+    served = api(None)
+    served.render = render
+    target = Target.model_validate(
+        {
+            "kind": "Target",
+            "metadata": {"name": "a", "environment": "prod"},
+            "spec": {"source": {"adapter": "file"}, "desired": {}},
+        }
+    )
+    comparison = Comparison(items=(), leaves=3, differing=1)
+    first = PassOutcome(target, DRY_RUN, RunStatus.DRIFT, comparison, unchanged=True, fingerprint="f")
+    served.record("a", first)
+    assert rendered == []  # nothing rendered until asked
+    at = served.latest()["a"]["at"]
+    assert rendered == ["drift"]
+    time.sleep(0.01)
+    served.record("a", replace(first))  # the next unchanged pass: same memo, same status
+    again = served.latest()["a"]
+    assert rendered == ["drift"] and again["at"] > at
+    served.record("a", replace(first, status=RunStatus.CLEAN, comparison=Comparison(items=(), leaves=3, differing=1)))
+    assert served.latest()["a"]["status"] == "clean" and rendered == ["drift", "clean"]

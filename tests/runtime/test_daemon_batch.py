@@ -40,7 +40,7 @@ def batch(daemon: Daemon, names: list[str]) -> None:
     """Queue `names` at once, then let one worker take them as one batch and finish it."""
     for name in names:
         daemon.queue.add(name)
-    worker = threading.Thread(target=daemon._work)
+    worker = threading.Thread(target=daemon.workers.work)
     worker.start()
     deadline = time.monotonic() + 20
     while (len(daemon.queue) or daemon.queue.working) and time.monotonic() < deadline:
@@ -73,13 +73,21 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
     assert sorted(Counting.discovered) == names and Counting.bulk == [3]
 
     Counting.discovered.clear()
-    batch(Daemon(components), names)
+    runs: list[list[str]] = []
+    real_reconcile = components.reconciler.reconcile
+    monkeypatch.setattr(
+        components.reconciler, "reconcile", lambda names, **kw: runs.append(list(names)) or real_reconcile(names, **kw)
+    )
+    daemon = Daemon(components)
+    batch(daemon, names)
     assert Counting.discovered == [] and Counting.bulk == [3, 3]  # one bulk read, no read of its own
+    assert runs == []  # the unchanged passes ended together, without a run each
+    assert sorted(daemon.api.latest()) == names  # ... and each is shown as passed
 
     live = example / "live" / "payments-api" / "prod" / "config.yaml"
     live.write_text(live.read_text().replace("log_level: DEBUG", "log_level: WARN"))
     batch(Daemon(components), names)
-    assert Counting.discovered == ["payments-api-prod"]
+    assert Counting.discovered == ["payments-api-prod"] and runs == [["payments-api-prod"]]
     runs = components.store.runs()
     assert len(runs) == 4  # three first passes with drift, one for the change; none for unchanged passes
     components.store.engine.dispose()
@@ -107,7 +115,7 @@ def test_a_worker_outlives_a_crash_and_a_target_whose_interval_cannot_be_schedul
 
     monkeypatch.setattr(daemon.scheduler, "next_delay", next_delay)
     passed: list[str] = []
-    real_pass = daemon._pass
+    real_pass = daemon.workers.pass_
     crashed: list[str] = []
 
     def flaky(name: str, unchanged: Any) -> None:
@@ -117,11 +125,11 @@ def test_a_worker_outlives_a_crash_and_a_target_whose_interval_cannot_be_schedul
         passed.append(name)
         real_pass(name, unchanged)
 
-    monkeypatch.setattr(daemon, "_pass", flaky)
+    monkeypatch.setattr(daemon.workers, "pass_", flaky)
     for name in names:
         daemon.queue.add(name)
-    worker = threading.Thread(target=daemon._supervised, name="worker-0")
-    daemon._workers.append(worker)
+    worker = threading.Thread(target=daemon.workers.supervised, name="worker-0")
+    daemon.workers.threads.append(worker)
     worker.start()
     deadline = time.monotonic() + 20
     while len(passed) < len(names) - 1 and time.monotonic() < deadline:
@@ -179,19 +187,19 @@ def test_a_desired_edit_passes_again_only_the_targets_it_changed(
 
     manifest = settings.desired_dir / "checkout.yaml"
     manifest.write_text(manifest.read_text().replace("LOG_LEVEL: INFO", "LOG_LEVEL: WARNING"))
-    daemon.queue = WorkQueue()
+    daemon.queue = daemon.workers.queue = WorkQueue()
     daemon._refresh_desired()
     assert len(daemon.queue) == 1 and "checkout-staging" in daemon.queue
     Counting.discovered.clear()
     batch(daemon, [])
     assert Counting.discovered == ["checkout-staging"]
-    daemon.queue = WorkQueue()
+    daemon.queue = daemon.workers.queue = WorkQueue()
     batch(daemon, names)
     assert Counting.discovered == ["checkout-staging"]  # the other two took their memo under the new version
 
     policy = settings.desired_dir / "policy.yaml"
     policy.write_text(policy.read_text().replace("default: reversible", "default: escalate"))
-    daemon.queue = WorkQueue()
+    daemon.queue = daemon.workers.queue = WorkQueue()
     daemon._refresh_desired()
     assert len(daemon.queue) == len(names)
     components.store.engine.dispose()

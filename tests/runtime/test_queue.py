@@ -83,3 +83,20 @@ def test_take_ready_takes_only_what_is_due_now_up_to_a_limit() -> None:
     assert queue.take_ready(10) == ["a"]
     queue.close()
     assert queue.take_ready(10) == [] and queue.closed
+
+
+def test_finish_ends_a_batch_and_queues_each_again() -> None:
+    """finish() is done(), forget() and add() for each name at once: the backoff is reset, a name added while it
+    was worked comes back at the earlier of the two times, and None queues nothing."""
+    queue = WorkQueue(backoff_base_s=1, backoff_max_s=4)
+    for name in ("a", "b", "c"):
+        queue.add(name)
+    assert sorted(queue.take_ready(3)) == ["a", "b", "c"]
+    queue.add_rate_limited("a")  # it failed once before: finish() forgets that
+    queue.add("b")  # a watch woke it meanwhile: it comes back at once, not after its interval
+    queue.finish({"a": 60.0, "b": 60.0, "c": None})
+    assert queue.working == frozenset()
+    assert "a" in queue and "b" in queue and "c" not in queue
+    assert queue.get(0.2) == "b"
+    assert queue.get(0.05) is None  # a waits for its interval
+    assert queue.add_rate_limited("a") <= 1  # its backoff starts again from the base

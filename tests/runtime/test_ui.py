@@ -17,7 +17,6 @@ import yaml
 from pydantic import SecretStr
 
 from reconciler.domain.run import Mode
-from reconciler.present.report import target_dict
 from reconciler.runtime.compose import build
 from reconciler.runtime.daemon import Daemon
 from reconciler.settings import Settings
@@ -116,7 +115,7 @@ def _serve(
     components.metrics.init_targets((t.name, t.environment, t.metadata.app or "") for t in state.targets.values())
     for name in sorted(state.targets):
         outcome = components.reconciler.reconcile([name], trigger="test").targets[0]
-        daemon.api.record(target_dict(outcome, settings.hmac_key()))
+        daemon.api.record(outcome.target.name, outcome)
     daemon.http.start()
     try:
         yield Served(daemon, daemon.http.address, example)

@@ -1,0 +1,169 @@
+"""The daemon's workers: each takes the passes that fell due together as one batch, finds the unchanged ones
+by one bulk read per adapter, ends those at once, and runs the others one by one. What happens after a pass
+(its next one, a retry with backoff) is decided here, from its outcome alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from reconciler.domain.run import Mode
+from reconciler.errors import ConfigurationError, ReconcilerError
+from reconciler.observe import logging as logs
+from reconciler.runtime.api import Api
+from reconciler.runtime.compose import Components
+from reconciler.runtime.queue import WorkQueue
+from reconciler.runtime.replicas import Replicas
+from reconciler.runtime.scheduler import Scheduler
+from reconciler.runtime.watch import WatchSupervisor
+
+log = logs.get_logger("reconciler.daemon")
+BATCH = 64  # passes that fell due together, taken by one worker at once
+
+
+class Workers:
+    """The pool of worker threads and what each does with a batch of passes."""
+
+    def __init__(
+        self,
+        components: Components,
+        queue: WorkQueue,
+        scheduler: Scheduler,
+        replicas: Replicas,
+        api: Api,
+        watches: WatchSupervisor,
+    ) -> None:
+        self.c = components
+        self.queue = queue
+        self.scheduler = scheduler
+        self.replicas = replicas
+        self.api = api
+        self.watches = watches
+        self.threads: list[threading.Thread] = []
+
+    def start(self, count: int) -> None:
+        for i in range(count):
+            worker = threading.Thread(target=self.supervised, name=f"worker-{i}", daemon=True)
+            worker.start()
+            self.threads.append(worker)
+
+    def alive(self) -> int:
+        return sum(1 for w in self.threads if w.is_alive())
+
+    def join(self, timeout_s: float) -> list[str]:
+        """Wait for every worker to end (the queue is closed); the names of those still running."""
+        for worker in self.threads:
+            worker.join(timeout_s)
+        return [w.name for w in self.threads if w.is_alive()]
+
+    def supervised(self) -> None:
+        """A worker that outlives its own bugs: a crash is logged and counted, and the worker starts again, so
+        one bad target can never stop the passes of the others."""
+        while True:
+            try:
+                self.work()
+                return  # the queue was closed: stopping
+            except Exception:
+                self.c.metrics.worker_crashes.inc()
+                log.exception("worker crashed; it starts again", worker=threading.current_thread().name)
+
+    def work(self) -> None:
+        while (name := self.queue.get()) is not None:
+            # The passes that fell due together (a scheduler tick) are taken as one batch: one bulk read per
+            # adapter finds the unchanged targets, whose passes then take their memo without a read each.
+            batch = [name, *self.queue.take_ready(BATCH - 1)]
+            unchanged: dict[str, Mode] = {}
+            if len(batch) > 1:
+                try:
+                    unchanged = self.c.reconciler.unchanged(batch)
+                except Exception:  # the passes still run, each reading on its own
+                    log.exception("bulk check of a batch of passes failed", targets=len(batch))
+            rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
+            with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
+                self.passes(rest, unchanged)
+
+    def unchanged_passes(self, batch: list[str], unchanged: dict[str, Mode]) -> list[str]:
+        """The batch's passes whose memo stands, all at once (no read, no write, no lock: nothing to guard);
+        returns the names left for a pass of their own. Most passes of a steady state end here."""
+        quiet = [name for name in batch if name in unchanged and self.replicas.may_look(name)]
+        if not quiet:
+            return batch
+        started = time.monotonic()
+        try:
+            run, _ = self.c.reconciler.unchanged_passes(quiet, unchanged)
+        except Exception:  # a bug: the passes still run, each on its own
+            log.exception("unchanged passes of a batch failed", targets=len(quiet))
+            return batch
+        done = [outcome.target.name for outcome in run.targets]
+        try:
+            for name, outcome in zip(done, run.targets, strict=True):
+                self.api.record(name, outcome)
+            self.watches.passes_done(done, started)
+        finally:  # whatever happens, none of them is left marked as worked
+            self.queue.finish({name: self.next_delay(name) for name in done})
+        finished = set(done)
+        return [name for name in batch if name not in finished]
+
+    def passes(self, batch: list[str], unchanged: dict[str, Mode]) -> None:
+        for i, name in enumerate(batch):
+            if self.queue.closed:  # stopping: the rest of the batch is not started
+                for rest in batch[i:]:
+                    self.queue.done(rest)
+                break
+            try:
+                self.pass_(name, unchanged)
+            except BaseException:  # a bug: no target of the batch may be left marked as worked
+                self.queue.done(name)
+                self.queue.add_rate_limited(name)
+                for rest in batch[i + 1 :]:
+                    self.queue.done(rest)
+                    self.queue.add(rest)
+                raise
+
+    def pass_(self, name: str, unchanged: dict[str, Mode]) -> None:
+        started = time.monotonic()
+        try:
+            with self.replicas.exclusive(name) as access:
+                if not access.run:  # another replica holds this target
+                    self.queue.forget(name)
+                    return
+                run = self.c.reconciler.reconcile(
+                    [name], trigger="schedule", unchanged=unchanged, cut_off=access.cut_off
+                )
+                outcome = run.targets[0]
+            self.api.record(name, outcome)
+            # What happens next is decided here, from the outcome alone: a temporary error is retried with
+            # backoff (or when it said), anything else waits for its interval.
+            if outcome.retry:
+                delay = self.queue.add_rate_limited(name, outcome.requeue_after_s)
+                log.info("pass will be retried", target=name, delay_s=round(delay, 2))
+            else:
+                self.queue.forget(name)
+        except ConfigurationError as exc:  # the target went away between trigger and pass
+            log.info("target skipped", target=name, reason=str(exc))
+        except ReconcilerError as exc:  # for example, the store is unreachable: try again later
+            delay = self.queue.add_rate_limited(name, getattr(exc, "delay_s", None))
+            log.error("pass could not run", target=name, error=str(exc), delay_s=round(delay, 2))
+        except Exception:
+            delay = self.queue.add_rate_limited(name)
+            log.exception("pass crashed", target=name, delay_s=round(delay, 2))
+        finally:
+            self.watches.pass_done(name, started)
+            self.queue.done(name)
+            self.schedule_next(name)
+
+    def schedule_next(self, name: str) -> None:
+        """The next pass at its interval (a sooner one, if queued, stands)."""
+        due = self.next_delay(name)
+        if due is not None:
+            self.queue.add(name, due)
+
+    def next_delay(self, name: str) -> float | None:
+        """When `name`'s next pass is due (None: it is no target any more); a target whose interval cannot be
+        scheduled still gets its next pass, at the default interval, and the log says why."""
+        try:
+            return self.scheduler.next_delay(name)
+        except (ArithmeticError, ValueError) as exc:
+            log.error("interval cannot be scheduled; the default interval is used", target=name, error=str(exc))
+            return self.c.settings.scheduler.default_interval_s
