@@ -20,7 +20,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,81 @@ def steady(daemon: Any, live: Path, targets: int, minutes: float) -> tuple[float
     return cpu_seconds(daemon.pid) - cpu0, time.monotonic() - t0, peak, per_minute
 
 
+class Prober:
+    """Asks /readyz every second and /metrics every 15 s (as Prometheus would), in the background, and keeps
+    each one's slowest answer and how many got none within 10 s (or were refused: before the daemon listens)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.slowest = {"/readyz": 0.0, "/metrics": 0.0}
+        self.unanswered = {"/readyz": 0, "/metrics": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def reset(self) -> None:
+        """Start counting afresh (after the first cycle, say)."""
+        self.slowest = dict.fromkeys(self.slowest, 0.0)
+        self.unanswered = dict.fromkeys(self.unanswered, 0)
+
+    def _ask(self, path: str) -> None:
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+                response.read()
+        except urllib.error.HTTPError:  # /readyz says 503 while not ready: an answer all the same
+            pass
+        except OSError:
+            self.unanswered[path] += 1
+            return
+        self.slowest[path] = max(self.slowest[path], time.monotonic() - started)
+
+    def _run(self) -> None:
+        tick = 0
+        while not self._stop.wait(1.0):
+            self._ask("/readyz")
+            if tick % 15 == 0:
+                self._ask("/metrics")
+            tick += 1
+
+    def summary(self) -> str:
+        return ", ".join(
+            f"{path} slowest {self.slowest[path] * 1000:.0f} ms ({self.unanswered[path]} unanswered)"
+            for path in self.slowest
+        )
+
+
+def full_passes(port: int) -> float:
+    return metric(port, "reconciler_passes_total", exclude='result="unchanged"')
+
+
+def edit_desired(daemon: Any, port: int, desired: Path) -> tuple[float, float, float, int, float]:
+    """Edit 1% of the targets' desired state (a key's value in one manifest file of every hundred) and wait
+    until each edited target has had its full pass: (wall seconds, CPU seconds, full passes taken, edited,
+    peak RSS MB meanwhile)."""
+    files = sorted(desired.glob("targets-*.yaml"))[::100]
+    edited = 0
+    before, cpu0, t0 = full_passes(port), cpu_seconds(daemon.pid), time.monotonic()
+    for file in files:
+        text = file.read_text()
+        edited += text.count("key001: value-")
+        file.write_text(text.replace("key001: value-", "key001: edited-"))
+    peak = rss_mb(daemon.pid)
+    while full_passes(port) - before < edited:
+        if daemon.poll() is not None or time.monotonic() - t0 > 1800:
+            raise SystemExit("the daemon did not pass the edited targets")
+        time.sleep(1)
+        peak = max(peak, rss_mb(daemon.pid))
+    return time.monotonic() - t0, cpu_seconds(daemon.pid) - cpu0, full_passes(port) - before, edited, peak
+
+
 def stop(daemon: Any) -> None:
     daemon.terminate()
     daemon.wait(60)
@@ -147,17 +224,31 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--apps", type=int, default=500)
+    parser.add_argument("--no-edit", dest="edit", action="store_false", help="skip the desired-state edit phase")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reconciler-scale-"))
-    live, desired = build(folder, args.targets, args.keys)
+    live, desired = build(folder, args.targets, args.keys, args.apps)
     daemon, port = start(folder, live, desired)
     try:
-        first_wall, first_cpu = first_cycle(daemon, port, args.targets)
-        print(
-            f"first full cycle: {args.targets:,} targets in {first_wall:.0f} s wall (within 5 s), {first_cpu:.1f} s CPU"
-        )
-        cpu, wall, peak, per_minute = steady(daemon, live, args.targets, args.minutes)
-        passes = metric(port, "reconciler_passes_total")
+        with Prober(port) as prober:
+            first_wall, first_cpu = first_cycle(daemon, port, args.targets)
+            print(
+                f"first full cycle: {args.targets:,} targets in {first_wall:.0f} s wall (within 5 s), "
+                f"{first_cpu:.1f} s CPU, peak RSS so far {rss_mb(daemon.pid):.0f} MB"
+            )
+            print(f"  during it: {prober.summary()}")
+            prober.reset()
+            cpu, wall, peak, per_minute = steady(daemon, live, args.targets, args.minutes)
+            passes = metric(port, "reconciler_passes_total")
+            print(f"  steady state: {prober.summary()}")
+            if args.edit:
+                prober.reset()
+                edit_wall, edit_cpu, full, edited, edit_peak = edit_desired(daemon, port, desired)
+                print(
+                    f"desired edit of {edited:,} targets: all passed in {edit_wall:.0f} s wall, {edit_cpu:.1f} s CPU, "
+                    f"{full:,.0f} full passes; peak RSS meanwhile {edit_peak:.0f} MB; {prober.summary()}"
+                )
     finally:
         stop(daemon)
     share = cpu / wall

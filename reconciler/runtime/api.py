@@ -18,7 +18,7 @@ import hmac
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,10 +92,14 @@ class Api:
             for name in names:
                 self._latest.pop(name, None)
 
-    def latest(self) -> dict[str, dict[str, Any]]:
-        """Each target's last pass, by name (report.target_dict, with `at`): what /status, /drift and the UI show."""
+    def latest(self, names: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Each target's last pass (of `names`, when given), by name (report.target_dict, with `at`): what
+        /status, /drift and the UI show."""
         with self._lock:
-            kept = list(self._latest.items())
+            if names is None:
+                kept = list(self._latest.items())
+            else:
+                kept = [(name, self._latest[name]) for name in names if name in self._latest]
         shown: dict[str, dict[str, Any]] = {}
         for name, last in kept:
             rendered = last.rendered
@@ -105,8 +109,8 @@ class Api:
         return shown
 
     def get(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        latest = self.latest()
         if path == "/api/v1/status":
+            latest = self.latest()
             counts: dict[str, int] = {}
             for t in latest.values():
                 counts[t["status"]] = counts.get(t["status"], 0) + 1
@@ -126,6 +130,7 @@ class Api:
             }
         if path == "/api/v1/drift":
             wanted = query.get("target")
+            latest = self.latest(None if wanted is None else [wanted])
             if wanted is not None and wanted not in latest:
                 return 404, {"error": f"no pass of a target named {wanted} yet"}
             chosen = [latest[wanted]] if wanted else sorted(latest.values(), key=lambda t: t["target"])

@@ -215,7 +215,7 @@ class Ui:
             "drift",
             title=name,
             target=state.targets[name],
-            latest=self.s.api.latest().get(name),
+            latest=self.s.api.latest([name]).get(name),
             view=view,
             approvals=pending,
             passes=self.s.target_passes(name, LAST_PASSES),

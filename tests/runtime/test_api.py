@@ -8,10 +8,9 @@ from reconciler.domain.drift import Comparison
 from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.engine.gate import Hold, dry_run
-from reconciler.engine.outcome import PassOutcome
 from reconciler.engine.guard import Guard
+from reconciler.engine.outcome import PassOutcome
 from reconciler.runtime.api import Api
-
 
 DRY_RUN = dry_run(Hold.CONFIGURED)
 
