@@ -153,7 +153,7 @@ def compare_pair(
     left_out = tuple(
         [*a.spec.ignore, *b.spec.ignore, *a.spec.secrets, *b.spec.secrets]
         + [*a.spec.environment_specific, *b.spec.environment_specific]
-        + [PathGlob.literal(p) for t in (a, b) for p in reference_paths(t.spec.desired)]
+        + [PathGlob.literal(p) for t in (a, b) if t.has_references for p in reference_paths(t.spec.desired)]
     )
     rules = [*a.spec.normalize, *b.spec.normalize]
     options = CompareOptions(ignore=left_out, list_keys={**a.list_keys(), **b.list_keys()})

@@ -3,6 +3,9 @@ and each environment compared with the app's baseline (diff/parity.py, as `recon
 the allowlist applied. An observer of pass outcomes: an unchanged pass costs a dictionary look-up; a changed
 document recomputes only the pairs it is in; an allowlist entry that starts expiring or expires recomputes
 the apps. One notification when an app starts to differ unexpectedly, one when it stops; none per pass.
+
+What it keeps is small, for 10,000 targets: each document packed, its secrets hashed (engine/parity_kept.py),
+and of each pair only the figures that the series need. /api/v1/parity compares the kept documents again.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from reconciler.classify import exceptions
 from reconciler.diff import allowlist, parity
@@ -22,6 +24,7 @@ from reconciler.domain.state import DesiredState
 from reconciler.engine.assess import NEVER
 from reconciler.engine.effects import RunRecord
 from reconciler.engine.outcome import PassOutcome
+from reconciler.engine.parity_kept import Kept, keep
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.observe.notify import Event, EventKind
@@ -43,12 +46,30 @@ class Snapshot:
     environments: tuple[str, ...]  # every environment of an app, in rank order
 
 
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """What the series need of one pair's comparison: its leaf counts and the allowlist entries it used."""
+
+    environment: str  # the other target's (not the baseline's)
+    leaves: int
+    differing: int  # unexpected differing leaves
+    entries: tuple[tuple[str, int], ...]  # (allowlist entry id, leaves it covers, active or expired)
+
+    @classmethod
+    def of(cls, result: parity.PairResult) -> _Figures:
+        covered: dict[str, int] = {}
+        for item in result.items:
+            if item.entry is not None:
+                covered[item.entry] = covered.get(item.entry, 0) + item.leaves
+        return cls(result.b.environment, result.leaves, result.differing, tuple(covered.items()))
+
+
 @dataclass
 class _App:
     targets: list[Target]
     baseline: str | None
     pairs: list[tuple[str, Target, Target]]
-    results: dict[str, parity.PairResult]  # by the other target's name
+    results: dict[str, _Figures]  # by the other target's name
     diverged: bool = False
 
 
@@ -63,14 +84,16 @@ class ParityWatch:
         *,
         baseline: str | None = None,
         horizon: timedelta = timedelta(days=7),
+        hmac_key: bytes = b"",
     ) -> None:
         self.states = states
         self.notify = notify
         self.clock = clock
         self.default_baseline = baseline
         self.horizon = horizon  # an entry ending within this is `expiring`
+        self.hmac_key = hmac_key  # what a kept secret's hash is keyed with
         self._read: dict[str, Observed] = {}  # a target's latest read, until its pass is done
-        self._documents: dict[str, tuple[str, dict[str, Any]]] = {}  # target -> (fingerprint, document)
+        self._documents: dict[str, Kept] = {}  # by target name
         self._errors: dict[str, str] = {}
         self._apps: dict[str, _App] = {}
         self._entries: dict[str, allowlist.Entry] = {}
@@ -98,16 +121,16 @@ class ParityWatch:
             return  # its last good document stands: a failed read is not a change of live state
         self._errors.pop(target.name, None)
         known = self._documents.get(target.name)
-        if observed is None or (known is not None and known[0] == observed.fingerprint):
+        if observed is None or (known is not None and known.fingerprint == observed.fingerprint):
             return
         try:
-            document = observed.without_secrets()
+            kept = keep(target, observed.fingerprint, observed.without_secrets(), self.hmac_key)
         except ReconcilerError:
             return  # the pass parsed it, so this cannot fail; if it did, the last good document stands
         with self._lock:
             if self._state is not state or target.name not in state.targets:
                 return  # a newer desired version was loaded meanwhile: its first pass brings this again
-            self._documents[target.name] = (observed.fingerprint, document)
+            self._documents[target.name] = kept
             self._recompute(target.metadata.app, changed=target.name)
 
     def load(self, state: DesiredState) -> None:
@@ -157,44 +180,60 @@ class ParityWatch:
         """The app's pairs that `changed` is in (all of them when None, or when it is the baseline's), then
         its series and whether it diverges."""
         known = self._apps.get(app)
-        state = self._state
-        if known is None or state is None:
+        if known is None or self._state is None:
             return
         now = self.clock.now()
+        fresh: dict[str, parity.PairResult] = {}
         for _, a, b in known.pairs:
             if changed is not None and changed not in (a.name, b.name):
                 continue
-            docs = self._documents.get(a.name), self._documents.get(b.name)
-            if docs[0] is None or docs[1] is None:
-                continue
-            known.results[b.name] = parity.compare_pair(app, a, docs[0][1], b, docs[1][1], self._all_entries, now=now)
-        by_environment: dict[str, list[parity.PairResult]] = {}
-        for result in known.results.values():
-            by_environment.setdefault(result.b.environment, []).append(result)
-        for environment, results in by_environment.items():
-            self.states.set(app, environment, self._series(results, now))
-        self._announce(app, known)
+            result = self._compare(app, a, b, now)
+            if result is not None:
+                fresh[b.name] = result
+                known.results[b.name] = _Figures.of(result)
+        by_environment: dict[str, list[_Figures]] = {}
+        for figures in known.results.values():
+            by_environment.setdefault(figures.environment, []).append(figures)
+        for environment, found in by_environment.items():
+            self.states.set(app, environment, self._series(found, now))
+        self._announce(app, known, fresh, now)
 
-    def _series(self, results: Sequence[parity.PairResult], now: datetime) -> EnvironmentParity:
+    def _compare(self, app: str, a: Target, b: Target, now: datetime) -> parity.PairResult | None:
+        """One pair on the documents kept for it, or None until both have been read."""
+        kept_a, kept_b = self._documents.get(a.name), self._documents.get(b.name)
+        if kept_a is None or kept_b is None:
+            return None
+        a_doc, b_doc = kept_a.document.unpack(), kept_b.document.unpack()
+        return parity.compare_pair(app, a, a_doc, b, b_doc, self._all_entries, now=now)
+
+    def _series(self, found: Sequence[_Figures], now: datetime) -> EnvironmentParity:
         """One environment's figures (summed over its targets, when it has several)."""
-        differing = sum(r.differing for r in results)
-        leaves = sum(r.leaves for r in results)
+        differing = sum(f.differing for f in found)
+        leaves = sum(f.leaves for f in found)
         value = EnvironmentParity(differing, 0.0 if leaves == 0 else differing * 100.0 / leaves)
-        for result in results:
-            for item in result.items:
-                entry = self._entries.get(item.entry) if item.entry else None
+        for figures in found:
+            for entry_id, count in figures.entries:
+                entry = self._entries.get(entry_id)
                 if entry is not None:
-                    value.expected[exceptions.state_of(entry.spec.expires, now, self.horizon).value] += item.leaves
+                    value.expected[exceptions.state_of(entry.spec.expires, now, self.horizon).value] += count
         return value
 
-    def _announce(self, app: str, known: _App) -> None:
+    def _announce(self, app: str, known: _App, fresh: Mapping[str, parity.PairResult], now: datetime) -> None:
         """Once when the app starts to differ unexpectedly (paths only, never values), once when it stops."""
-        unexpected = {r.b.environment: [i.pointer for i in r.unexpected] for r in known.results.values() if r.differing}
-        diverged = bool(unexpected)
+        diverged = any(f.differing for f in known.results.values())
         if diverged == known.diverged:
             return
         known.diverged = diverged
         if diverged:
+            unexpected: dict[str, set[str]] = {}
+            for _, a, b in known.pairs:
+                figures = known.results.get(b.name)
+                if figures is None or not figures.differing:
+                    continue
+                # A pair that differs was compared just now (the app did not diverge before); if not, again.
+                result = fresh.get(b.name) or self._compare(app, a, b, now)
+                if result is not None:
+                    unexpected.setdefault(b.environment, set()).update(i.pointer for i in result.unexpected)
             count = sum(len(paths) for paths in unexpected.values())
             where = ", ".join(sorted(unexpected))
             summary = f"{app}: {count} unexpected difference(s) from {known.baseline} in {where}"
@@ -211,18 +250,29 @@ class ParityWatch:
             self.notify(Event(EventKind.PARITY_CONVERGED, app, summary, {"app": app, "baseline": known.baseline}))
 
     def snapshot(self, app: str | None = None) -> Snapshot:
-        """The current parity of `app` (every app when None), as `compare --baseline` would give it."""
+        """The current parity of `app` (every app when None), as `compare --baseline` would give it now: the
+        pairs compared again on the kept documents, outside the lock, so that passes go on meanwhile."""
         with self._lock:
             chosen = [a for a in sorted(self._apps) if app is None or a == app]
-            results: list[parity.PairResult] = []
+            work: list[tuple[str, Target, Kept, Target, Kept]] = []
             errors: dict[str, str] = {}
             for name in chosen:
                 known = self._apps[name]
-                results += [known.results[b.name] for _, _, b in known.pairs if b.name in known.results]
+                for _, a, b in known.pairs:
+                    kept_a, kept_b = self._documents.get(a.name), self._documents.get(b.name)
+                    if kept_a is not None and kept_b is not None:
+                        work.append((name, a, kept_a, b, kept_b))
                 members = {t.name for _, a, b in known.pairs for t in (a, b)}
                 errors.update({n: e for n, e in self._errors.items() if n in members})
             environments = parity.environments_of(self._state) if self._state is not None else []
-            return Snapshot(tuple(results), errors, {n: self._apps[n].baseline for n in chosen}, tuple(environments))
+            baselines = {n: self._apps[n].baseline for n in chosen}
+            entries = self._all_entries
+        now = self.clock.now()
+        results = tuple(
+            parity.compare_pair(name, a, kept_a.document.unpack(), b, kept_b.document.unpack(), entries, now=now)
+            for name, a, kept_a, b, kept_b in work
+        )
+        return Snapshot(results, errors, baselines, tuple(environments))
 
     def apps(self) -> list[str]:
         with self._lock:

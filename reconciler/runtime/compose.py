@@ -254,4 +254,11 @@ def build_parity(settings: Settings, metrics: Metrics, notify: Callable[[Event],
     if not settings.parity.enabled:
         return None
     horizon = timedelta(seconds=settings.policy.expiry_warning_s)
-    return ParityWatch(metrics.parity, notify, SystemClock(), baseline=settings.parity.baseline, horizon=horizon)
+    return ParityWatch(
+        metrics.parity,
+        notify,
+        SystemClock(),
+        baseline=settings.parity.baseline,
+        horizon=horizon,
+        hmac_key=settings.hmac_key(),
+    )
