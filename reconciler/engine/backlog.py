@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from reconciler.domain.drift import Classified
@@ -24,7 +24,7 @@ from reconciler.domain.run import RunKind, RunStatus
 from reconciler.errors import StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import HistoryStore, Journal
+from reconciler.ports import Clock, HistoryStore, Journal, SystemClock
 
 log = logs.get_logger("reconciler.backlog")
 
@@ -82,7 +82,11 @@ class _Entry:
 
 
 class _Entries:
-    """A pass's findings as entries, each handed to `_put`: a Backlog writes or keeps them, Gathered collects."""
+    """A pass's findings as entries, each handed to `_put`: a Backlog writes or keeps them, Gathered collects.
+    Their times (a run's start and end, when actions were journaled) are the clock's when the call is made, not
+    when the entry is written: a pass kept while the store was away keeps the time it happened."""
+
+    clock: Clock
 
     def _put(self, entry: _Entry) -> None:
         raise NotImplementedError
@@ -93,7 +97,7 @@ class _Entries:
     def start_run(
         self, kind: RunKind, trigger: str, desired_version: str | None, *, run_id: str, owner: str | None
     ) -> None:
-        at = datetime.now(UTC)
+        at = self.clock.now()
 
         def write(s: Writes) -> None:
             s.start_run(kind, trigger, desired_version, run_id=run_id, owner=owner, at=at)
@@ -107,7 +111,7 @@ class _Entries:
     def record_actions(self, actions: Sequence[Action], at: datetime | None = None) -> None:
         if not actions:
             return
-        kept, when = tuple(actions), at or datetime.now(UTC)
+        kept, when = tuple(actions), at or self.clock.now()
         self._put(_Entry(kept[0].run_id, lambda s: s.record_actions(kept, at=when), rows=len(kept), is_pass=False))
 
     def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
@@ -116,14 +120,15 @@ class _Entries:
         self._put(_Entry(None, lambda s: s.update_actions(kept, state, error), rows=0, is_pass=False))
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
-        at = datetime.now(UTC)
+        at = self.clock.now()
         self._put(_Entry(run_id, lambda s: s.finish_run(run_id, status, error, at=at), rows=0, is_pass=False))
 
 
 class Gathered(_Entries):
     """The history of passes that write nothing live, collected for `Backlog.write_all` (a daemon's batch)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()  # the engine's (gate.clock); defaults to the real time
         self.entries: list[_Entry] = []
 
     def _put(self, entry: _Entry) -> None:
@@ -141,8 +146,10 @@ class Backlog(_Entries):
         max_passes: int,
         max_rows: int,
         batch: Callable[[], Batch] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        self.clock = clock or SystemClock()  # the engine's; defaults to the real time
         self.batch = batch  # a new batch of writes, for write_all; None: the store writes one call at a time
         self.metrics = metrics
         self.max_passes = max_passes

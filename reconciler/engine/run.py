@@ -110,7 +110,7 @@ class Reconciler:
             if self.backlog is None or self.backlog.batch is None or getattr(self._gathering, "current", None):
                 yield
                 return
-            gathered = Gathered()
+            gathered = Gathered(self.gate.clock)
             self._gathering.current = gathered
             try:
                 yield

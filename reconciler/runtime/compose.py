@@ -222,7 +222,9 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
     if daemon:  # a batch of passes' history goes to the store in one transaction (store/batch.py)
         key = settings.hmac_key()
         batch = functools.partial(HistoryBatch, store, key)
-        backlog = Backlog(store, metrics, max_passes=kept.backlog_passes, max_rows=kept.backlog_rows, batch=batch)
+        backlog = Backlog(
+            store, metrics, max_passes=kept.backlog_passes, max_rows=kept.backlog_rows, batch=batch, clock=clock
+        )
     engine = assemble(
         # Passes use the version in force without walking the folder each time; the refresh job
         # (RECONCILER_SCHEDULER__DESIRED_POLL_S) looks for edits and reloads.

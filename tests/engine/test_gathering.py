@@ -22,7 +22,7 @@ from reconciler.store.approvals import SqlApprovalStore
 from reconciler.store.batch import HistoryBatch
 from reconciler.store.history import SqlHistoryStore
 from tests.conftest import HMAC_KEY
-from tests.engine.helpers import make
+from tests.engine.helpers import NOW, make
 
 TARGETS = ("checkout-staging", "payments-api-prod", "payments-api-staging")
 
@@ -132,3 +132,17 @@ def test_the_desired_version_is_stored_at_once_not_gathered(settings: Settings, 
         with store.engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(t.desired_versions)).scalar_one() == 1
             assert conn.execute(sa.select(sa.func.count()).select_from(t.runs)).scalar_one() == 0
+
+
+def test_gathered_history_takes_its_times_from_the_engine_clock(settings: Settings, store: SqlHistoryStore) -> None:
+    """A gathered run's start and end and its dry-run actions carry the engine clock's time, not the wall
+    clock's: the same time its pass decided by (a fixed clock here; a simulated day in bench/history_day.py)."""
+    reconciler, _ = _build(settings, store, Mode.DRY_RUN)
+    with reconciler.gathering():
+        for name in TARGETS:
+            reconciler.reconcile([name])
+    with store.engine.connect() as conn:
+        runs = conn.execute(sa.select(t.runs.c.started_at, t.runs.c.finished_at)).all()
+        actions = conn.execute(sa.select(t.actions.c.created_at)).scalars().all()
+    assert runs and actions
+    assert {at for run in runs for at in run} | set(actions) == {NOW}

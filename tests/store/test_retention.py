@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.domain.plan import ActionState
 from reconciler.domain.run import RunKind, RunStatus
+from reconciler.store import retention
 from reconciler.store import tables as t
 from reconciler.store.breakers import SqlBreakerStore
 from reconciler.store.history import SqlHistoryStore
@@ -108,3 +110,17 @@ def test_the_migrations_create_exactly_the_tables_the_code_declares(store: SqlHi
 
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), t.metadata) == []
+
+
+def test_pages_of_runs_still_needed_cost_no_pause(store: SqlHistoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An hourly prune pages over every old run still needed (each target's newest pass); a page with nothing to
+    delete makes no transaction and so waits for nothing, while pages that delete still pause between them."""
+    monkeypatch.setattr(retention, "RUNS_PER_BATCH", 2)
+    first = [run_at(store, days(40 + i), f"t{i}") for i in range(5)]  # one pass each: all needed
+    slept: list[float] = []
+    monkeypatch.setattr(retention.time, "sleep", slept.append)
+    stats = SqlRetention(store.engine).prune(days(30), pause_s=5.0)
+    assert stats.rows == 0 and stats.kept_runs == 5 and slept == []
+    later = {run_at(store, days(1), f"t{i}") for i in range(4)}  # newer passes: the first four can go
+    stats = SqlRetention(store.engine).prune(days(30), pause_s=5.0)
+    assert ids(store, t.runs) == {*later, first[4]} and stats.deleted["runs"] == 4 and set(slept) == {5.0}
