@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from reconciler.domain.approval import Approval
 from reconciler.domain.audit import PruneStats
@@ -100,9 +100,11 @@ class ChangeResult(StrEnum):
     CONFLICT = "conflict"  # live holds neither
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """Set `path` from `before` to `after` (MISSING: delete)."""
+class Change(NamedTuple):
+    """Set `path` from `before` to `after` (MISSING: delete).
+
+    A NamedTuple, like DriftItem: as immutable as a frozen dataclass and built several times faster, which
+    counts when a pass stages one per drifted key (100,000 in the largest benchmarked)."""
 
     path: KeyPath
     before: Any

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import get_in
@@ -83,8 +83,7 @@ def execute(
 
 def reverse_of(action: Action, *, reason: str, run_id: str | None = None) -> Action:
     """The action that puts back what `action` replaced, guarded by what `action` wrote."""
-    return replace(
-        action,
+    return action._replace(
         id=str(uuid.uuid4()),
         run_id=run_id or action.run_id,
         before=action.after,

@@ -50,7 +50,8 @@ def plan(
         if c.class_ is DriftClass.ACCEPTABLE:
             result.accepted.append(c)
             continue
-        approval = (approvals or {}).get(c.item.pointer)
+        pointer = c.item.pointer  # rendered once: the approvals' key and the action's own
+        approval = approvals.get(pointer) if approvals else None
         reason = f"{c.reason} [{c.decided_by}]"
         if c.class_ is DriftClass.ESCALATE:
             if (
@@ -78,6 +79,7 @@ def plan(
                 desired_version=desired_version,
                 reason=reason,
                 secret=c.item.secret,
+                pointer=pointer,
             )
         )
         if c.class_ is DriftClass.ESCALATE and approval is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.domain.approval import Approval, ApprovalState, drift_key
 from reconciler.domain.drift import Classified
+from reconciler.domain.ids import new_id
 from reconciler.domain.values import from_json, to_json
 from reconciler.errors import ConfigurationError
 from reconciler.store import tables as t
@@ -39,18 +39,21 @@ class SqlApprovalStore(SqlStore):
                 known = {r["drift_key"] for r in rows}
                 gone = _supersede_gone(conn, rows, keys, now)
                 late_keys = _expire_late(conn, rows, gone, now)
+                pending = ApprovalState.PENDING.value
+                # new_id and `_value_` rather than uuid4 and `value`: cheaper, the same text (one row per new
+                # escalation: 100,000 in the largest benchmarked pass).
                 new = [
                     {
-                        "id": str(uuid.uuid4()),
+                        "id": new_id(),
                         "drift_key": key,
                         "target": target,
                         "environment": environment,
                         "path": c.item.pointer,
-                        "op": c.item.op.value,
+                        "op": c.item.op._value_,
                         "desired": to_json(c.item.desired),
                         "observed": to_json(c.item.observed),
                         "reason": f"{c.reason} [{c.decided_by}]",
-                        "state": ApprovalState.PENDING.value,
+                        "state": pending,
                         "created_at": now,
                         "run_id": run_id,
                     }

@@ -17,6 +17,11 @@ from reconciler.errors import ConfigurationError
 from reconciler.store import availability
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Page cache per connection, in KiB (SQLite's default is 2,000). A pass's journal of 100,000 actions writes 41 MiB
+# of pages, and its two indexes on random keys (ids, idempotency keys: 9 MiB) take them at random places: with
+# the default cache SQLite spills dirty index pages to the WAL in the middle of the transaction and reads them
+# back. Memory only, taken as needed; durability is untouched (journal_mode and synchronous below decide that).
+SQLITE_CACHE_KIB = 32_768
 
 
 def safe_url(url: str) -> str:
@@ -114,6 +119,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

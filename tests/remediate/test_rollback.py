@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from reconciler.domain.plan import ActionState
@@ -18,7 +17,7 @@ def test_a_secret_change_is_reversed_only_where_the_adapter_keeps_a_history(tmp_
     """Journaled as keyed hashes, a secret's change is refused (naming the adapter) unless its adapter declares
     secret_history; then its reverse carries the hashes: from what the run wrote back to what it replaced."""
     target = setup(tmp_path, "a: 1\n")
-    wrote = replace(action("r1", "pw", Redacted("hmac-sha256:old"), Redacted("hmac-sha256:new")), secret=True)
+    wrote = action("r1", "pw", Redacted("hmac-sha256:old"), Redacted("hmac-sha256:new"))._replace(secret=True)
     originals = [wrote.with_state(ActionState.VERIFIED)]
     refused = plan_rollback(originals, run_id="r2", of_run="r1", known_targets={"t": target})
     assert not refused.by_target and len(refused.refused) == 1
