@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reconciler.desired import overlay
 from reconciler.desired import version as versioning
-from reconciler.desired.files import FileCache, ParsedFile
+from reconciler.desired.files import FileCache, Model, ParsedFile
 from reconciler.domain.manifest import Base, Target
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import DesiredState
@@ -21,45 +22,46 @@ SUFFIXES = (".yaml", ".yml")
 MAX_PROBLEMS = 1000  # listed in an error; the count says how many there are in all
 
 
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """Where a valid document came from, for problems found later."""
-
-    file: Path
-    index: int  # 1-based
-    name: str
-
-    def problem(self, field: str | None, message: str) -> Problem:
-        return Problem(file=str(self.file), document=self.index, name=self.name, field=field, message=message)
-
-
 @dataclass
 class _Found:
-    """The valid documents of a folder so far, by kind, and where each came from (for problems found later)."""
+    """The valid documents of a folder by kind and name, in the order they were met: the first of each name."""
 
     targets: dict[str, Target] = field(default_factory=dict)
     bases: dict[str, Base] = field(default_factory=dict)
-    policies: list[Policy] = field(default_factory=list)
-    where: dict[int, _Where] = field(default_factory=dict)  # id(model) -> where
-    seen: dict[tuple[str, str], _Where] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
 
-    def add(self, file: Path, index: int, model: Target | Policy | Base | None, problems: list[Problem]) -> None:
-        if model is None:
-            return
-        key = (model.kind, model.metadata.name)
-        where = _Where(file, index, model.metadata.name)
-        if key in self.seen:
-            first = self.seen[key]
-            message = f"{model.kind} {model.metadata.name!r} is already defined in {first.file} document {first.index}"
-            problems.append(where.problem("metadata.name", message))
-            return
-        self.seen[key] = self.where[id(model)] = where
-        if isinstance(model, Target):
-            self.targets[model.name] = model
-        elif isinstance(model, Base):
-            self.bases[model.metadata.name] = model
-        else:
-            self.policies.append(model)
+    def add(self, model: Model) -> Model | None:
+        """Add `model`, unless a document of its kind and name came before it: then that one."""
+        same: dict[str, Any] = (
+            self.targets if isinstance(model, Target) else self.bases if isinstance(model, Base) else self.policies
+        )
+        first = same.setdefault(model.metadata.name, model)
+        return None if first is model else first
+
+
+class _Places:
+    """Where each valid document came from, for the problems found across documents; worked out only when the
+    first of them is (a load without problems, a fleet's every reload, never needs it)."""
+
+    def __init__(self, parsed: list[ParsedFile]) -> None:
+        self._parsed = parsed
+        self._where: dict[int, tuple[Path, int]] = {}
+
+    def where(self, model: Model) -> tuple[Path, int]:
+        if not self._where:
+            self._where = {
+                id(d.model): (f.file, d.index) for f in self._parsed for d in f.documents if d.model is not None
+            }
+        return self._where[id(model)]
+
+    def problem(self, model: Model, field: str, message: str) -> Problem:
+        file, index = self.where(model)
+        return Problem(file=str(file), document=index, name=model.metadata.name, field=field, message=message)
+
+    def duplicate(self, model: Model, first: Model) -> Problem:
+        file, index = self.where(first)
+        message = f"{model.kind} {model.metadata.name!r} is already defined in {file} document {index}"
+        return self.problem(model, "metadata.name", message)
 
 
 def manifest_files(root: Path) -> list[Path]:
@@ -88,20 +90,21 @@ def load(root: str | Path, previous: DesiredState | None = None, cache: FileCach
     parsed = [cache.get(file) for file in files]
     cache.keep(files)
     problems = [problem for one in parsed for problem in one.unreadable]
-    found = _Found()
+    found, places = _Found(), _Places(parsed)
     invalid: list[Problem] = []  # listed after every problem of reading, as when documents were all read first
     for one in parsed:
         for doc in one.documents:
             invalid.extend(doc.problems)
-            found.add(one.file, doc.index, doc.model, invalid)
+            if doc.model is not None and (first := found.add(doc.model)) is not None:
+                invalid.append(places.duplicate(doc.model, first))
     problems.extend(invalid)
-    where = found.where
 
     def report(owner: Target | Base, field: str, message: str) -> None:
-        problems.append(where[id(owner)].problem(field, message))
+        problems.append(places.problem(owner, field, message))
 
     targets = overlay.resolve(found.targets, found.bases, report, cache.merged)
-    defaults = {p.spec.default for p in found.policies if p.spec.default is not None}
+    policies = tuple(found.policies.values())
+    defaults = {p.spec.default for p in policies if p.spec.default is not None}
     if len(defaults) > 1:
         problems.append(Problem(file=str(root), message=f"policies disagree on the default class: {sorted(defaults)}"))
     if problems:
@@ -111,9 +114,10 @@ def load(root: str | Path, previous: DesiredState | None = None, cache: FileCach
         raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", shown)
     version = versioning.version_of(root, _digests(root, parsed))
     if previous is not None:
-        targets = {name: _unchanged(previous.targets.get(name), target) for name, target in targets.items()}
+        last = previous.targets
+        targets = {n: t if last.get(n) is t else _unchanged(last.get(n), t) for n, t in targets.items()}
     cache.merged.commit(targets)
-    return DesiredState(root=root, version=version, targets=targets, policies=tuple(found.policies))
+    return DesiredState(root=root, version=version, targets=targets, policies=policies)
 
 
 def _digests(root: Path, parsed: list[ParsedFile]) -> list[tuple[str, str]]:
