@@ -7,7 +7,8 @@ base first; list_keys merge like maps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from reconciler.domain.manifest import Base, Overlay, Target
@@ -16,6 +17,27 @@ from reconciler.domain.paths import MISSING, KeyPath, from_pointer, get_in, set_
 
 M = TypeVar("M", Target, Base)
 Report = Callable[[Target | Base, str, str], None]  # (document, field, message)
+_NO_BASE = Overlay()  # what a target that extends nothing (but unsets something) is merged onto
+
+
+@dataclass
+class Merged:
+    """What the last good resolve merged, for the next one to reuse: a Base is merged again only when it, or
+    what it extends, is another object now, and a target only when it or its Base's merge is (a file read
+    again makes new objects; desired/files.py keeps the others). Only a load without problems commits, so a
+    problem is never skipped for being remembered."""
+
+    bases: dict[str, tuple[Base, Overlay | None, Overlay]] = field(default_factory=dict)  # (base, its parent, merged)
+    targets: dict[str, tuple[Target, Overlay, Target]] = field(default_factory=dict)  # (target, its parent, merged)
+    _bases: dict[str, tuple[Base, Overlay | None, Overlay]] = field(default_factory=dict)
+    _targets: dict[str, tuple[Target, Overlay, Target]] = field(default_factory=dict)
+
+    def commit(self, final: Mapping[str, Target]) -> None:
+        """Keep the last resolve's merges for the next; `final`: the targets the state holds, which may be older
+        objects that say the same."""
+        self.bases, self._bases = self._bases, {}
+        self.targets = {name: (raw, parent, final[name]) for name, (raw, parent, _) in self._targets.items()}
+        self._targets = {}
 
 
 def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -60,8 +82,14 @@ def _apply(base: Overlay, child: Overlay, owner: Target | Base, report: Report) 
     }
 
 
-def resolve(targets: dict[str, Target], bases: dict[str, Base], report: Report) -> dict[str, Target]:
-    """Every target with its bases merged in; problems (missing base, cycle, bad unset) go to `report`."""
+def resolve(
+    targets: dict[str, Target], bases: dict[str, Base], report: Report, memo: Merged | None = None
+) -> dict[str, Target]:
+    """Every target with its bases merged in; problems (missing base, cycle, bad unset) go to `report`. `memo`:
+    the last good resolve's merges, reused where nothing they came from changed (commit it when this one was
+    good)."""
+    memo = Merged() if memo is None else memo
+    memo._bases, memo._targets = {}, {}
     merged_bases: dict[str, Overlay | None] = {}
     result: dict[str, Target] = {}
     for name, target in targets.items():
@@ -69,15 +97,25 @@ def resolve(targets: dict[str, Target], bases: dict[str, Base], report: Report) 
         if spec.extends is None and not spec.unset:
             result[name] = target
             continue
-        parent = _merged(spec.extends, target, bases, merged_bases, report) if spec.extends else Overlay()
+        parent = _merged(spec.extends, target, bases, merged_bases, report, memo) if spec.extends else _NO_BASE
         if parent is None:
             continue
-        result[name] = target.with_spec(spec.model_copy(update=_apply(parent, spec, target, report)))
+        kept = memo.targets.get(name)
+        if kept is not None and kept[0] is target and kept[1] is parent:
+            result[name] = kept[2]
+        else:
+            result[name] = target.with_spec(spec.model_copy(update=_apply(parent, spec, target, report)))
+        memo._targets[name] = (target, parent, result[name])
     return result
 
 
 def _merged(
-    name: str, owner: Target | Base, bases: dict[str, Base], done: dict[str, Overlay | None], report: Report
+    name: str,
+    owner: Target | Base,
+    bases: dict[str, Base],
+    done: dict[str, Overlay | None],
+    report: Report,
+    memo: Merged,
 ) -> Overlay | None:
     """Base `name` with its own bases merged in (memoised in `done`; None when its chain is broken).
 
@@ -105,16 +143,24 @@ def _merged(
     parent = done.get(current)  # what the top of the chain extends, when that was merged before
     for base_name in reversed(chain):
         base = bases[base_name]
-        spec = base.spec
-        if spec.extends is not None:
-            if parent is None:
-                done[base_name] = None
-                continue
-            spec = spec.model_copy(update=_apply(parent, spec, base, report))
-        elif spec.unset:
-            spec = spec.model_copy(update=_apply(Overlay(), spec, base, report))
+        if base.spec.extends is not None and parent is None:
+            done[base_name] = None
+            continue
+        kept = memo.bases.get(base_name)
+        spec = kept[2] if kept is not None and kept[0] is base and kept[1] is parent else _own(base, parent, report)
+        memo._bases[base_name] = (base, parent, spec)
         done[base_name] = parent = spec
     return done[name]
+
+
+def _own(base: Base, parent: Overlay | None, report: Report) -> Overlay:
+    """`base`'s spec merged onto `parent`, the merge of the Base it extends (None: it extends none)."""
+    spec = base.spec
+    if parent is not None:
+        return spec.model_copy(update=_apply(parent, spec, base, report))
+    if spec.unset:
+        return spec.model_copy(update=_apply(Overlay(), spec, base, report))
+    return spec
 
 
 def _broken(chain: list[str], done: dict[str, Overlay | None]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconciler.desired import loader
+from reconciler.desired import files
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import KeyPath
 from reconciler.errors import ConfigurationError
@@ -52,7 +52,7 @@ def resolve(
             where = ", ".join(str(r) for r in roots) or "none configured (set RECONCILER_SECRETS__FILE_ROOTS)"
             raise fail(path, f"secret file {name} is outside the secret roots: {where}")
         try:
-            text = loader.read_regular(real, MAX_SECRET_BYTES)
+            text = files.read_regular(real, MAX_SECRET_BYTES)
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _reason(exc)
             raise fail(path, f"secret file {name} cannot be read: {reason}") from None

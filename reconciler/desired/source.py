@@ -1,15 +1,17 @@
-"""The daemon's view of the desired state: the last good version, reloaded when the files change."""
+"""The daemon's view of the desired state: the last good version, reloaded when the files change; a reload
+reads only the files that changed (desired/files.py)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
-from reconciler.desired import loader
+from reconciler.desired import files, loader
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError
 
-Signature = tuple[tuple[str, int, int], ...]
+Signature = tuple[tuple[str, files.Identity], ...]
 
 
 class DesiredSource:
@@ -21,16 +23,17 @@ class DesiredSource:
         self._lock = threading.Lock()
         self._state: DesiredState | None = None
         self._signature: Signature | None = None
+        self._files = files.FileCache()
         self.last_error: ConfigurationError | None = None
 
     def _signature_now(self) -> Signature:
         entries = []
         for path in loader.manifest_files(self.root):
             try:
-                st = path.stat()
+                st = os.stat(path)
             except OSError:
                 continue
-            entries.append((str(path), st.st_mtime_ns, st.st_size))
+            entries.append((str(path), files.identity(st)))
         return tuple(entries)
 
     @property
@@ -47,10 +50,10 @@ class DesiredSource:
         """The desired state in force; reloads when files changed. Raises only if none was ever valid."""
         with self._lock:
             signature = self._signature_now() if self.root.exists() else ()
-            if self._state is not None and signature == self._signature:
+            if self._state is not None and signature == self._signature and not self._files.changed_in_place():
                 return self._state
             try:
-                state = loader.load(self.root, previous=self._state)
+                state = loader.load(self.root, previous=self._state, cache=self._files)
             except ConfigurationError as exc:
                 self._signature = signature  # do not re-parse the same bad files every pass
                 self.last_error = exc

@@ -1,14 +1,20 @@
-"""The version of a desired state: SHA-256 of the canonical JSON of all documents, plus the git commit."""
+"""The version of a desired state: a SHA-256 over each file's path and the digest of its documents' canonical
+JSON, plus the git commit.
+
+Per file, so that a reload encodes only the files that changed. It was one digest of every document's
+canonical JSON in file order before (issue 17): the same folder got another digest, once, with that change.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from reconciler.domain.manifest import DesiredVersion
-from reconciler.domain.values import canonical_json
+from reconciler.domain.values import canonical_json, sha256_hex
 
 GIT_TIMEOUT_S = 5.0
 
@@ -33,15 +39,16 @@ class Digest:
         return done.hexdigest()
 
 
-def version_of(root: Path, documents: list[Any] | Digest) -> DesiredVersion:
-    """The version of `documents` (or of those fed to a Digest) below `root`."""
-    if not isinstance(documents, Digest):
-        digest = Digest()
-        for document in documents:
-            digest.add(document)
-        documents = digest
+def of_files(files: Iterable[tuple[str, str]]) -> str:
+    """The digest of a folder from its files' (path relative to the folder, digest of its documents): the same
+    whatever order they are given in; another when a file is added, removed or renamed, or a document changes."""
+    return sha256_hex(canonical_json(sorted([path, digest] for path, digest in files)))
+
+
+def version_of(root: Path, files: Iterable[tuple[str, str]]) -> DesiredVersion:
+    """The version of the folder `root` whose files are `files`: (relative path, digest of its documents)."""
     commit, dirty = git_commit(root)
-    return DesiredVersion(digest=documents.hexdigest(), git_commit=commit, git_dirty=dirty)
+    return DesiredVersion(digest=of_files(files), git_commit=commit, git_dirty=dirty)
 
 
 def git_commit(root: Path) -> tuple[str | None, bool]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.classify import exceptions
-from reconciler.desired import loader
+from reconciler.desired.files import FileCache
 from reconciler.desired.loader import load
-from reconciler.errors import ConfigurationError, Problem
+from reconciler.errors import ConfigurationError
 from tests.test_yamlload import alias_bomb
 
 GOOD = """kind: Target
@@ -189,9 +189,9 @@ def test_a_manifest_too_large_is_refused_unread(tmp_path: Path) -> None:
 def test_a_fifo_named_like_a_manifest_does_not_block(tmp_path: Path) -> None:
     """A FIFO that takes a manifest's name after the folder was listed is refused at once, not waited on."""
     os.mkfifo(tmp_path / "pipe.yaml")
-    found: list[Problem] = []
-    assert list(loader._read_documents(tmp_path / "pipe.yaml", found)) == []
-    assert [str(p) for p in found] == [f"{tmp_path / 'pipe.yaml'}: cannot be read: not a regular file"]
+    found = FileCache().get(tmp_path / "pipe.yaml")
+    assert found.documents == ()
+    assert [str(p) for p in found.unreadable] == [f"{tmp_path / 'pipe.yaml'}: cannot be read: not a regular file"]
 
 
 def test_a_flood_of_problems_is_listed_capped(tmp_path: Path) -> None:

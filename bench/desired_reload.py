@@ -1,0 +1,155 @@
+"""A desired-state edit at scale, in-process: the fleet of bench.daemon_scale (100,000 targets of 100 keys in
+1,000 manifest files), loaded as the daemon's DesiredSource loads it; then 1% of the targets edited (a key's
+value in 10 of the files) and reloaded.
+
+    .venv/bin/python -m bench.desired_reload [--targets 100000] [--keys 100] [--tree PATH ...]
+
+Each tree (a checkout of reconciler; default: this one) is measured in a subprocess of its own, one after the
+other over the same folder: the CPU seconds (time.process_time) of the first load, of the reload after the
+edit and of a look that finds nothing changed; and the peak RSS of the process during the first load and during
+the reload alone (VmHWM, reset through /proc/self/clear_refs before the reload), the state before the edit
+held meanwhile, as the daemon holds it. Give main's checkout and this one as two --tree to compare them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EDITED_FILES = 10
+
+# Run in the subprocess, with the tree to measure first on sys.path.
+CHILD = textwrap.dedent(
+    """
+    import gc, json, sys, time
+    from pathlib import Path
+    import reconciler
+    from reconciler.desired.source import DesiredSource
+
+    def hwm():
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    desired, edited = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+    source = DesiredSource(desired)
+    cpu = time.process_time()
+    first = source.current()
+    load_cpu, load_peak = time.process_time() - cpu, hwm()
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here on
+    texts = [p.read_text() for p in edited]
+    try:
+        for path, text in zip(edited, texts):
+            path.write_text(text.replace("key001: value-", "key001: edited-"))
+        cpu = time.process_time()
+        second = source.current()
+        reload_cpu, reload_peak = time.process_time() - cpu, hwm()
+        changed = sum(1 for name, target in second.targets.items() if first.targets.get(name) is not target)
+        assert second.version != first.version
+        cpu = time.process_time()
+        source.current()
+        source.current()
+        idle_cpu = (time.process_time() - cpu) / 2
+    finally:
+        for path, text in zip(edited, texts):
+            path.write_text(text)
+    print(json.dumps({
+        "targets": len(first.targets), "load_cpu": load_cpu, "load_peak_mb": load_peak, "reload_cpu": reload_cpu,
+        "reload_peak_mb": reload_peak, "changed": changed, "idle_cpu": idle_cpu, "code": reconciler.__file__,
+    }))
+    """
+)
+
+
+def build(folder: Path, targets: int, keys: int, apps: int = 500) -> Path:
+    """bench.daemon_scale's desired state (the live files left out: a load never reads them), written with
+    libyaml's emitter to take minutes less."""
+    desired = folder / "desired"
+    desired.mkdir()
+    rng = random.Random(3)
+    documents = []
+    for i in range(targets):
+        wanted = {f"key{k:03}": f"value-{i}-{k}" for k in range(keys)}
+        if rng.random() < 0.05:
+            wanted["key000"] = "drifted"
+        documents.append(
+            {
+                "kind": "Target",
+                "metadata": {
+                    "name": f"t{i:05}",
+                    "environment": ("dev", "staging", "prod", "prod-eu")[i % 4],
+                    "app": f"app{(i // 4) % apps:03}",
+                },
+                "spec": {
+                    "source": {"adapter": "file", "path": f"../live/t{i:05}.yaml"},
+                    "desired": wanted,
+                    "interval": "60s",
+                },
+            }
+        )
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    for chunk in range(0, targets, 100):
+        text = yaml.dump_all(documents[chunk : chunk + 100], Dumper=dumper)
+        (desired / f"targets-{chunk:05}.yaml").write_text(text)
+    (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+    return desired
+
+
+def measure(tree: Path, desired: Path) -> dict[str, Any]:
+    files = sorted(desired.glob("targets-*.yaml"))
+    edited = [str(files[i * len(files) // EDITED_FILES]) for i in range(EDITED_FILES)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(  # in the tree: `-c` puts the working folder first on the path
+        [sys.executable, "-c", CHILD, str(desired), *edited],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(result["code"]).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"{tree}: the code measured was {result['code']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", type=int, default=100_000)
+    parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--tree", type=Path, action="append", help="a checkout to measure (repeatable)")
+    parser.add_argument("--folder", type=Path, help="a folder built by an earlier run (its desired/ is reused)")
+    args = parser.parse_args()
+    trees = args.tree or [Path(__file__).resolve().parent.parent]
+    if args.folder is not None and (args.folder / "desired").is_dir():
+        desired = args.folder / "desired"
+    else:
+        folder = args.folder or Path(tempfile.mkdtemp(prefix="reconciler-reload-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        desired = build(folder, args.targets, args.keys)
+    print(f"desired state: {desired} ({args.targets:,} targets x {args.keys} keys); {EDITED_FILES} files edited")
+    for tree in trees:
+        r = measure(tree, desired)
+        print(
+            f"{tree}: first load {r['load_cpu']:.1f} s CPU, peak RSS {r['load_peak_mb']:.0f} MB; "
+            f"reload after the edit {r['reload_cpu']:.2f} s CPU, peak RSS {r['reload_peak_mb']:.0f} MB, "
+            f"{r['changed']:,} targets new objects; a look with nothing changed {r['idle_cpu'] * 1000:.0f} ms CPU"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Manifest files, one at a time: a file's documents read, validated and digested, and kept while the file
+stands, so that a desired-state edit costs the files it touched rather than the whole folder.
+
+A file stands while its identity does: device, inode, size, modification and change time. The change time
+moves on every write and cannot be set back (`touch -d` and `rsync -t` set only the modification time), and a
+file replaced by a rename is another inode. Two writes within one tick of the filesystem's clock can still
+leave all of that alone, so a file read within RACY_NS of its last change is "racy" (git's word for it): its
+bytes are compared again on the next look, until it has been seen older than that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.desired import overlay
+from reconciler.desired import version as versioning
+from reconciler.domain.manifest import Base, Origin, Target
+from reconciler.domain.policy import Policy
+from reconciler.domain.state import KINDS
+from reconciler.errors import Problem
+from reconciler.yamlload import MANIFESTS, YamlError, load_all
+
+RACY_NS = 2_000_000_000  # above the coarsest timestamps of a local filesystem (FAT's 2 s)
+Identity = tuple[int, int, int, int, int]  # device, inode, size, mtime_ns, ctime_ns
+Model = Target | Policy | Base
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One document of a file: its model when valid, else why not."""
+
+    index: int  # 1-based
+    model: Model | None
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    """What one manifest file holds, and the identity of the file it was read from."""
+
+    file: Path
+    documents: tuple[Document, ...]
+    unreadable: tuple[Problem, ...]  # the file could not be read, or stopped being YAML part way
+    digest: str | None  # SHA-256 of the canonical JSON of its documents; None when it holds none
+    identity: Identity | None = None
+    content: bytes = b""  # SHA-256 of its bytes
+    racy: bool = False
+
+
+def identity(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass
+class FileCache:
+    """The files of a desired-state folder as last read, by path, and what the last good load merged from them;
+    `parsed` counts the files parsed so far."""
+
+    files: dict[Path, ParsedFile] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # each mapping key once, however many manifests name it
+    merged: overlay.Merged = field(default_factory=overlay.Merged)  # the last good load's targets on their Bases
+    parsed: int = 0
+
+    def get(self, file: Path) -> ParsedFile:
+        """`file`'s documents: as last read while its identity stands (and it is not racy), else read again and
+        parsed again unless its bytes are the ones last parsed."""
+        last = self.files.get(file)
+        if last is not None and not last.racy:
+            try:
+                if identity(os.stat(file)) == last.identity:
+                    return last
+            except OSError:
+                pass
+        try:
+            data, st = _read(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
+        except (OSError, ValueError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.files.pop(file, None)
+            return ParsedFile(file, (), (Problem(file=str(file), message=f"cannot be read: {detail}"),), None)
+        content, seen, racy = hashlib.sha256(data).digest(), identity(st), _racy(st)
+        if last is not None and last.content == content:
+            found = replace(last, identity=seen, racy=racy)
+        else:
+            found = replace(parse(file, data, self.keys), identity=seen, content=content, racy=racy)
+            self.parsed += 1
+        self.files[file] = found
+        return found
+
+    def keep(self, files: list[Path]) -> None:
+        """Forget every file but `files` (those of the last look at the folder)."""
+        wanted = set(files)
+        self.files = {path: parsed for path, parsed in self.files.items() if path in wanted}
+
+    def changed_in_place(self) -> bool:
+        """Whether a racy file's bytes changed since they were read, which its identity may not show; those whose
+        bytes did not change are racy no longer once they are old enough."""
+        return any(last.racy and self.get(path).content != last.content for path, last in list(self.files.items()))
+
+
+def parse(file: Path, data: bytes, keys: dict[str, str] | None = None) -> ParsedFile:
+    """`file`'s documents from its bytes, each validated, and their digest."""
+    unreadable: list[Problem] = []
+    documents: list[Document] = []
+    digest = versioning.Digest()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ParsedFile(file, (), (Problem(file=str(file), message=f"cannot be read: {exc}"),), None)
+    for index, body in read_documents(file, text, unreadable, keys):
+        digest.add(body)  # then the body goes: a fleet's documents are never all held at once
+        problems: list[Problem] = []
+        model = validate(file, index, body, problems)
+        if isinstance(model, Target):
+            model._origin = Origin(file, index)
+        documents.append(Document(index, model, tuple(problems)))
+    return ParsedFile(file, tuple(documents), tuple(unreadable), digest.hexdigest() if documents else None)
+
+
+def read_documents(
+    file: Path, text: str, problems: list[Problem], keys: dict[str, str] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """(index, body) of every document of `text` that is not empty; a YAML error ends them and goes to
+    `problems`."""
+    try:
+        for index, body in enumerate(load_all(text, MANIFESTS, keys), start=1):
+            if body is not None:  # None: an empty document between two '---'
+                yield index, body
+    except YamlError as exc:
+        problems.append(Problem(file=str(file), document=exc.document, field=exc.field, message=str(exc)))
+
+
+# Non-blocking, so that a FIFO (one that took a manifest's name since the folder was listed, or a secret
+# reference's file) is refused, not waited on.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular(file: Path, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file of at most `max_bytes`; ValueError for anything else (a FIFO, a device,
+    a larger file), OSError when it cannot be opened, UnicodeDecodeError when it is not UTF-8."""
+    return _read(file, max_bytes)[0].decode("utf-8")
+
+
+def _read(file: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most `max_bytes`, and its status when it was opened."""
+    fd = os.open(file, _READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
+    return data, st
+
+
+def _racy(st: os.stat_result) -> bool:
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
+
+
+def name_of(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+        raw = body["metadata"].get("name")
+        return raw if isinstance(raw, str) else None
+    return None
+
+
+def validate(file: Path, index: int, body: Any, problems: list[Problem]) -> Model | None:
+    """The model of one document, or None with its problems added to `problems`."""
+
+    def problem(field: str | None, message: str) -> None:
+        problems.append(Problem(file=str(file), document=index, name=name_of(body), field=field, message=message))
+
+    if not isinstance(body, dict):
+        problem(None, f"a document must be a mapping, not {type(body).__name__}")
+        return None
+    kind = body.get("kind")
+    if kind is None:
+        problem("kind", f"missing; expected one of {', '.join(KINDS)}")
+        return None
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        problem("kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        return None
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problem(".".join(str(p) for p in err["loc"]) or None, _message(err))
+        return None
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    message: str = err["msg"]
+    return message.removeprefix("Value error, ")
