@@ -1,13 +1,17 @@
 """One daemon, 10,000 file targets of 100 keys each at a 60 s interval, 0.1% of them changing per minute:
 its average CPU (share of one core) and peak RSS, measured over five minutes.
 
-    .venv/bin/python -m bench.daemon_scale [--targets 10000] [--keys 100] [--minutes 5]
+    .venv/bin/python -m bench.daemon_scale [--targets 10000] [--keys 100] [--minutes 5] [--apps 500]
+                                           [--folder DIR] [--no-edit]
 
 The daemon is a real `reconciler run` subprocess in dry-run on SQLite, with the default workers; 5% of the
 targets carry standing drift. After its first full cycle (every target read, parsed, compared, classified,
 drift recorded) the bench changes 0.1% of the live files each minute and samples /proc/PID every second:
 CPU time (utime + stime) and VmRSS. The baseline, in the same run, is the CPU of that first full cycle over
-the fleet, i.e. what every minute would cost without skipping unchanged targets.
+the fleet, i.e. what every minute would cost without skipping unchanged targets. Throughout, /readyz is asked
+every second and /metrics every 15 s (their slowest answers are printed per phase); at the end 1% of the targets'
+desired state is edited (one manifest file in a hundred) and the bench times until each edited target has had
+its full pass. --folder builds the fleet there (or takes one built there before and never run).
 """
 
 from __future__ import annotations
