@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cli import app
+from reconciler.diff import parity
 from reconciler.runtime import parity_api
 from reconciler.runtime.compose import Components, build
 from reconciler.settings import load_settings
@@ -135,3 +136,37 @@ def test_policy_names_the_baseline_and_parity_can_be_off(
         )
     finally:
         off.notifier.stop()
+
+
+def test_a_new_desired_version_recomputes_only_the_apps_it_changed(
+    fleet: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit that leaves an app's targets and baseline alone keeps its figures (no pair compared again: at
+    100,000 targets every app recomputed cost a minute and a half of CPU per edit); an edit of one of its
+    targets, or of the allowlist, recomputes it."""
+    assert fleet.parity is not None
+    fleet.reconciler.reconcile()
+    before = series(fleet, "reconciler_parity_expected_differences", environment="staging", state="active")
+    assert before == 1
+    compared: list[str] = []
+    real = parity.compare_pair
+    monkeypatch.setattr(
+        parity, "compare_pair", lambda app, a, *rest, **kw: compared.append(a.name) or real(app, a, *rest, **kw)
+    )
+    desired = Path(fleet.settings.desired_dir)
+
+    (desired / "other.yaml").write_text("kind: Policy\nmetadata: {name: other}\nspec: {default: reversible}\n")
+    fleet.parity.load(fleet.desired.current())
+    assert compared == []  # the flags app's targets are the objects they were
+    assert series(fleet, "reconciler_parity_expected_differences", environment="staging", state="active") == before
+
+    flags = desired / "flags.yaml"
+    flags.write_text(flags.read_text().replace("burst: 30}", "burst: 31}"))  # prod's desired state
+    fleet.parity.load(fleet.desired.current())
+    assert len(compared) == 2  # the app's two pairs (dev-staging, dev-prod)
+
+    compared.clear()
+    flags.write_text(flags.read_text().replace("expires: 2099-12-31", "expires: 2098-12-31"))  # the allowlist
+    fleet.parity.load(fleet.desired.current())
+    assert len(compared) == 2
+    assert series(fleet, "reconciler_parity_expected_differences", environment="staging", state="active") == before
