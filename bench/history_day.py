@@ -58,8 +58,8 @@ from reconciler.observe.metrics import Metrics
 from reconciler.ports import Capabilities, ChangeResult, Staged
 from reconciler.remediate import planner
 from reconciler.remediate.executor import execute
-from reconciler.runtime.daemon import BATCH
 from reconciler.runtime.retention import Pruner
+from reconciler.runtime.workers import BATCH
 from reconciler.settings import HistorySettings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
