@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,36 +58,42 @@ def metric(port: int, name: str, exclude: str = "\0") -> float:
     )
 
 
+def target_document(i: int, wanted: dict[str, Any], apps: int) -> dict[str, Any]:
+    """The manifest of the fleet's target number `i`, whose live file is ../live/tNNNNN.yaml."""
+    environment = ("dev", "staging", "prod", "prod-eu")[i % 4]
+    return {
+        "kind": "Target",
+        "metadata": {"name": f"t{i:05}", "environment": environment, "app": f"app{(i // 4) % apps:03}"},
+        "spec": {"source": {"adapter": "file", "path": f"../live/t{i:05}.yaml"}, "desired": wanted, "interval": "60s"},
+    }
+
+
+def fleet(targets: int, keys: int, apps: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each target's live document and manifest; 5% of them want a value live does not have."""
+    rng = random.Random(3)
+    for i in range(targets):
+        doc = {f"key{k:03}": f"value-{i}-{k}" for k in range(keys)}
+        wanted = dict(doc)
+        if rng.random() < 0.05:
+            wanted["key000"] = "drifted"
+        yield doc, target_document(i, wanted, apps)
+
+
+def write_manifests(desired: Path, documents: list[dict[str, Any]]) -> None:
+    for chunk in range(0, len(documents), 100):
+        (desired / f"targets-{chunk:05}.yaml").write_text(yaml.dump_all(documents[chunk : chunk + 100], Dumper=DUMPER))
+    (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+
+
 def build(folder: Path, targets: int, keys: int, apps: int = 500) -> tuple[Path, Path]:
     live, desired = folder / "live", folder / "desired"
     live.mkdir()
     desired.mkdir()
-    rng = random.Random(3)
     documents = []
-    for i in range(targets):
-        doc = {f"key{k:03}": f"value-{i}-{k}" for k in range(keys)}
+    for i, (doc, manifest) in enumerate(fleet(targets, keys, apps)):
         (live / f"t{i:05}.yaml").write_text(yaml.dump(doc, Dumper=DUMPER))
-        wanted = dict(doc)
-        if rng.random() < 0.05:
-            wanted["key000"] = "drifted"
-        documents.append(
-            {
-                "kind": "Target",
-                "metadata": {
-                    "name": f"t{i:05}",
-                    "environment": ("dev", "staging", "prod", "prod-eu")[i % 4],
-                    "app": f"app{(i // 4) % apps:03}",
-                },
-                "spec": {
-                    "source": {"adapter": "file", "path": f"../live/t{i:05}.yaml"},
-                    "desired": wanted,
-                    "interval": "60s",
-                },
-            }
-        )
-    for chunk in range(0, targets, 100):
-        (desired / f"targets-{chunk:05}.yaml").write_text(yaml.dump_all(documents[chunk : chunk + 100], Dumper=DUMPER))
-    (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+        documents.append(manifest)
+    write_manifests(desired, documents)
     return live, desired
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import yaml
+from bench import daemon_scale
 
 EDITED_FILES = 10
 
@@ -74,36 +73,10 @@ CHILD = textwrap.dedent(
 
 
 def build(folder: Path, targets: int, keys: int, apps: int = 500) -> Path:
-    """bench.daemon_scale's desired state (the live files left out: a load never reads them), written with
-    libyaml's emitter to take minutes less."""
+    """bench.daemon_scale's desired state (the live files left out: a load never reads them)."""
     desired = folder / "desired"
     desired.mkdir()
-    rng = random.Random(3)
-    documents = []
-    for i in range(targets):
-        wanted = {f"key{k:03}": f"value-{i}-{k}" for k in range(keys)}
-        if rng.random() < 0.05:
-            wanted["key000"] = "drifted"
-        documents.append(
-            {
-                "kind": "Target",
-                "metadata": {
-                    "name": f"t{i:05}",
-                    "environment": ("dev", "staging", "prod", "prod-eu")[i % 4],
-                    "app": f"app{(i // 4) % apps:03}",
-                },
-                "spec": {
-                    "source": {"adapter": "file", "path": f"../live/t{i:05}.yaml"},
-                    "desired": wanted,
-                    "interval": "60s",
-                },
-            }
-        )
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    for chunk in range(0, targets, 100):
-        text = yaml.dump_all(documents[chunk : chunk + 100], Dumper=dumper)
-        (desired / f"targets-{chunk:05}.yaml").write_text(text)
-    (desired / "policy.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: reversible}\n")
+    daemon_scale.write_manifests(desired, [manifest for _, manifest in daemon_scale.fleet(targets, keys, apps)])
     return desired
 
 

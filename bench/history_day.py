@@ -30,8 +30,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench import history_writes
 from reconciler.classify.classifier import classify
 from reconciler.diff.compare import compare
 from reconciler.domain import fingerprint
@@ -257,28 +257,9 @@ def report(title: str, engine: sa.Engine, recorded: int, before: int | None) -> 
     return int(total)
 
 
-@contextmanager
-def database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        folder = Path(f"/tmp/reconciler_bench_history_{os.getpid()}")
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            yield f"sqlite:///{folder / 'history.db'}"
-        finally:
-            for path in folder.iterdir():
-                path.unlink()
-            folder.rmdir()
-        return
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"reconciler_bench_history_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def database(kind: str) -> AbstractContextManager[str]:
+    """A scratch database of `kind`, dropped (or removed) afterwards: bench.history_writes' own."""
+    return history_writes.sqlite() if kind == "sqlite" else history_writes.postgres()
 
 
 def simulate(engine: sa.Engine, args: argparse.Namespace) -> None:
