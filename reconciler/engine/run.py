@@ -89,15 +89,21 @@ class Reconciler:
         away; a run that may write live puts what a write needs first straight into the store (WriteAhead)."""
         if self.backlog is None:
             return self.store
-        if self._resync and self.backlog.healthy:
-            with self._resync_lock:
-                names, self._resync = self._resync, set()
-            for name in names:  # passes made while the store was away skipped what needs it (approvals)
-                self.assessor.forget(name)
+        self._resync_memos()
         if decision.writes:
             return WriteAhead(self.store, self.backlog)
         gathered: Gathered | None = getattr(self._gathering, "current", None)
         return gathered if gathered is not None else self.backlog
+
+    def _resync_memos(self) -> None:
+        """Once the store answers again, the targets passed while it was away are looked at in full: those
+        passes skipped what needs it (approvals, flapping), so their memos go."""
+        if self.backlog is None or not self._resync or not self.backlog.healthy:
+            return
+        with self._resync_lock:
+            names, self._resync = self._resync, set()
+        for name in names:
+            self.assessor.forget(name)
 
     @contextmanager
     def gathering(self, names: Collection[str] = ()) -> Iterator[None]:
@@ -186,6 +192,7 @@ class Reconciler:
         reads nothing, writes nothing and leaves no trace in history (the observers still see each pass); and
         the names left for a pass of their own. The daemon's steady state: most passes of a batch end here,
         for a fraction of the cost of a run each."""
+        self._resync_memos()  # a target passed while the store was away is not unchanged: it needs a full look
         state = self.desired()
         decision = self.gate.run()
         basis, now = self._basis(state, decision), self.engine.deps.clock.now()

@@ -123,10 +123,14 @@ def test_in_dry_run_a_pass_made_without_the_store_is_made_in_full_once_it_is_bac
     assert blind.degraded and blind.approvals == {} and blind.decision.held_by is Hold.CONFIGURED
     assert reconciler.reconcile([PROD]).targets[0].unchanged  # nothing new while the store is away
     _back(proxy, kept)
+    run, rest = reconciler.unchanged_passes([PROD], {PROD: Mode.DRY_RUN})  # the daemon's batch of unchanged passes
+    assert run.targets == () and rest == [PROD]  # ... leaves it to a pass of its own
     full = reconciler.reconcile([PROD]).targets[0]
     assert not full.unchanged and not full.degraded
     assert [a.state for a in full.approvals.values()] == [ApprovalState.PENDING]
     assert reconciler.reconcile([PROD]).targets[0].unchanged
+    run, rest = reconciler.unchanged_passes([PROD], {PROD: Mode.DRY_RUN})
+    assert [o.target.name for o in run.targets] == [PROD] and rest == []
 
 
 def test_a_full_backlog_drops_whole_runs_and_counts_them(
