@@ -1,15 +1,16 @@
 """One target with 100,000 drifted keys: planned, recorded and reported, the way `reconciler plan` does it.
 
-    .venv/bin/python -m bench.hostile_scale [--keys 100000] [--small 10000] [--repeat 3]
+    .venv/bin/python -m bench.hostile_scale [--keys 100000] [--small 10000] [--repeat 3] [--no-gc-policy]
 
-Each kind of drift gets its own fresh SQLite history (migrated, WAL) and one target whose live JSON file
-differs from desired in every key: values changed (reversible: an action planned per key), keys only live
-(`prune: false`: each reported, left alone) and keys only live under an escalating policy (a pending
-approval per key). A pass is Reconciler.reconcile in dry-run (read, parse, compare, classify, plan, record
-the pass, its drift rows, actions and approvals) followed by rendering the report as the CLI's table; best
-of `--repeat`. The baseline, measured in the same run, is the same pass over `--small` keys: the ratio of
-the time per key at `--keys` to the time per key at `--small` is 1.0 when the work is linear (these were
-quadratic: 20,000 live-only keys took 78 s).
+Each kind of drift gets its own fresh SQLite history (migrated, WAL) and one target whose live JSON file differs
+from desired in every key: values changed (reversible: an action planned per key), keys only live (`prune: false`:
+each reported, left alone) and keys only live under an escalating policy (a pending approval per key). A pass is
+Reconciler.reconcile in dry-run (read, parse, compare, classify, plan, record the pass, its drift rows, actions and
+approvals) followed by rendering the report as the CLI's table; best of `--repeat`. Python's garbage collector runs
+under the policy every `reconciler` command installs (runtime/heap.py; `--no-gc-policy` leaves it as Python has it).
+The baseline, measured in the same run, is the same pass over `--small` keys: the ratio of the time per key at
+`--keys` to the time per key at `--small` is 1.0 when the work is linear (these were quadratic: 20,000 live-only
+keys took 78 s).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from reconciler.domain.run import Mode
 from reconciler.observe import logging as logs
 from reconciler.present import report
-from reconciler.runtime import compose
+from reconciler.runtime import compose, heap
 from reconciler.settings import load_settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
@@ -77,8 +78,17 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--no-gc-policy",
+        dest="gc_policy",
+        action="store_false",
+        help="leave Python's collector as it is (every `reconciler` command installs runtime/heap.py's policy)",
+    )
     args = parser.parse_args()
     logs.configure("error", "json")
+    if args.gc_policy:  # as `reconciler plan` does it (cli.main)
+        gc_settings = load_settings().gc
+        heap.install(gc_settings.freeze_after_s, gc_settings.thaw_growth)
     print(
         f"| drift | {args.small:,} keys: plan + record s | {args.keys:,} keys: plan + record s | "
         f"ratio per key | report s | ratio per key | {args.keys:,} keys: plan + record CPU s |"

@@ -78,6 +78,7 @@ CommentOpt = Annotated[str | None, typer.Option("--comment", "-m", help="Why.")]
 
 def main() -> None:
     """Entry point. Usage errors exit 1, not click's 2, because 2 means "drift found" to CI gates."""
+    _collector_policy()
     try:
         code = app(standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
@@ -89,6 +90,19 @@ def main() -> None:
         exit_code = getattr(exc, "exit_code", 1)
         sys.exit(1 if exit_code == 2 else exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _collector_policy() -> None:
+    """The garbage collector's policy for this process (runtime/heap.py), from RECONCILER_GC__*; a bad setting is
+    left for the command to report."""
+    from reconciler.errors import ConfigurationError  # noqa: PLC0415
+    from reconciler.runtime import heap  # noqa: PLC0415
+
+    try:
+        gc_settings = load_settings().gc
+    except ConfigurationError:
+        return
+    heap.install(gc_settings.freeze_after_s, gc_settings.thaw_growth)
 
 
 if __name__ == "__main__":

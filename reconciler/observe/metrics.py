@@ -9,10 +9,10 @@ interpreter lock, and 10,000 targets x 6 series would stall the daemon for a sec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -33,6 +33,28 @@ class _Union(Collector):
         yield from self._standard.collect()
         for states in self._states:
             yield from states.collect()
+
+
+class _GcFigures(Collector):
+    """The garbage collector's policy, as /metrics shows it (docs/operations.md, "Large fleets")."""
+
+    HELP = {
+        "full_collections": "Full collections of the cyclic garbage collector (every thread waits for each).",
+        "full_collection_seconds": "Time spent in full collections: every thread waited this long.",
+        "longest_full_collection_seconds": "The longest full collection.",
+        "freezes": "Long full collections after which the survivors were left out of later ones.",
+        "thaws": "Times the objects left out were all walked again (their garbage cycles freed).",
+    }
+
+    def __init__(self, figures: Callable[[], Mapping[str, float]]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self._figures().items():
+            family = GaugeMetricFamily if name.startswith("longest") else CounterMetricFamily
+            metric = family(f"reconciler_gc_{name}", self.HELP[name])
+            metric.add_metric([], value)
+            yield metric
 
 
 class Metrics:
@@ -268,6 +290,10 @@ class Metrics:
             self.desired_info.remove(*self._desired_labels)
         self.desired_info.labels(*labels).set(1)
         self._desired_labels = labels
+
+    def export_gc(self, figures: Callable[[], Mapping[str, float]]) -> None:
+        """Export what the garbage collector's policy did (runtime/heap.py's figures), read at each scrape."""
+        self._standard.register(_GcFigures(figures))
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

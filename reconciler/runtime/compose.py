@@ -29,6 +29,7 @@ from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
 from reconciler.ports import Adapter, SystemClock, Watcher
 from reconciler.remediate import safety
+from reconciler.runtime import heap
 from reconciler.runtime.retention import Pruner
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import Settings
@@ -211,6 +212,8 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
     desired = DesiredSource(settings.desired_dir)
     desired.current()  # refuse to go on with an invalid desired state
     metrics = Metrics(per_target=settings.metrics.per_target)
+    if daemon and (policy := heap.installed()) is not None:
+        metrics.export_gc(policy.figures)
     notifier = build_notifier(settings)
     clock = SystemClock()
     watch = build_parity(settings, metrics, notifier.notify) if daemon else None

@@ -111,6 +111,25 @@ class LogSettings(Group):
     format: Literal["json", "console"] = Field("json", description="Defaults to json.")
 
 
+class GcSettings(Group):
+    """How the daemon keeps Python's garbage collector from stopping it for long (runtime/heap.py)."""
+
+    freeze_after_s: float = Field(
+        0.05,
+        ge=0,
+        le=60,
+        description="After a full collection longer than this, the objects that survived it are left out of later "
+        "full collections (gc.freeze); 0 turns this off. Defaults to 0.05.",
+    )
+    thaw_growth: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Once those objects have grown by this share (1: doubled) since they were all walked, the "
+        "next full collection walks all of them again, freeing any garbage cycle among them. Defaults to 1.",
+    )
+
+
 class SecretSettings(Group):
     """How secret values are resolved and compared."""
 
@@ -289,6 +308,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)

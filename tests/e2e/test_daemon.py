@@ -71,6 +71,8 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     )
     assert "target=" not in metrics  # per-target series are off by default
     assert "reconciler_desired_version_info{" in metrics
+    # `reconciler run` installs the garbage collector's policy (runtime/heap.py) and exports what it did.
+    assert metric(metrics, "reconciler_gc_full_collections_total") is not None
 
     process = daemon["process"]
 

@@ -1,0 +1,144 @@
+"""The garbage collector's policy (runtime/heap.py): survivors of a long full collection are frozen, and once the
+frozen objects have grown past the bound they are thawed, so that a garbage cycle among them is freed after all.
+
+The policy's callback is called here by hand, with a clock the test moves, on a Heap that is not installed:
+gc.collect() in the test runs CPython's collector alone."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.observe.metrics import Metrics
+from reconciler.runtime import heap
+
+FULL = {"generation": heap.OLDEST}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Node:
+    """A container the collector tracks; two of them pointing at each other are a garbage cycle once dropped."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@pytest.fixture
+def frozen_nothing() -> Iterator[None]:
+    """Every test starts and ends with nothing frozen (a freeze is per process)."""
+    gc.unfreeze()
+    gc.collect()
+    yield
+    gc.unfreeze()
+    gc.collect()
+
+
+def full_collection(policy: heap.Heap, clock: Clock, took_s: float) -> None:
+    """A full collection as the collector runs it, then the policy's callback as if it had taken `took_s`."""
+    policy.callback("start", FULL)
+    gc.collect()
+    clock.now += took_s
+    policy.callback("stop", FULL)
+
+
+def cycle() -> weakref.ref[Node]:
+    """A cycle kept alive until the caller drops it: a weak reference to one of its nodes."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    kept.append(a)
+    return weakref.ref(a)
+
+
+kept: list[Node] = []
+
+
+def test_a_long_full_collection_freezes_its_survivors_and_a_short_one_does_not(frozen_nothing: None) -> None:
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
+    full_collection(policy, clock, 0.01)
+    assert gc.get_freeze_count() == 0 and policy.freezes == 0
+    full_collection(policy, clock, 0.2)
+    assert gc.get_freeze_count() > 0 and policy.freezes == 1
+    assert policy.full_collections == 2 and policy.longest_s == pytest.approx(0.2)
+    assert policy.full_seconds == pytest.approx(0.21)
+    # Young collections are not the policy's business.
+    policy.callback("start", {"generation": 0})
+    policy.callback("stop", {"generation": 0})
+    assert policy.full_collections == 2
+
+
+def test_a_frozen_cycle_is_freed_once_the_frozen_objects_have_grown_past_the_bound(frozen_nothing: None) -> None:
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=0.5, clock=clock)
+    ref = cycle()
+    full_collection(policy, clock, 0.2)  # walks everything: the cycle survives (it is referenced) and is frozen
+    walked = policy.walked
+    assert walked is not None
+    kept.clear()  # now the frozen cycle is garbage: a plain collection cannot see it
+    gc.collect()
+    assert ref() is not None
+    # New survivors, frozen after each long collection, until they pass half of what was walked: then a thaw.
+    grown: list[list[Node]] = []
+    while policy.thaws == 0:
+        grown.append([Node() for _ in range(walked // 10 + 1)])
+        full_collection(policy, clock, 0.2)
+        assert len(grown) < 20, "never thawed"
+    assert gc.get_freeze_count() == 0
+    assert sum(len(g) for g in grown) > 0.4 * walked  # not well before the bound
+    full_collection(policy, clock, 0.2)  # the next full collection walks all: the cycle is freed
+    assert ref() is None
+    assert gc.get_freeze_count() > 0 and policy.thaws == 1  # and the survivors are frozen again
+
+
+def test_install_is_once_per_process_and_zero_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "_installed", None)
+    callbacks = list(gc.callbacks)
+    monkeypatch.setattr(gc, "callbacks", callbacks)
+    assert heap.install(0, 1.0) is None and heap.installed() is None
+    assert gc.callbacks == callbacks
+    policy = heap.install(0.05, 1.0)
+    assert policy is not None and heap.installed() is policy
+    assert heap.install(0.5, 2.0) is policy
+    assert gc.callbacks.count(policy.callback) == 1
+
+
+def test_the_daemon_exports_what_the_policy_did() -> None:
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=10.0, thaw_growth=1.0, clock=clock)
+    policy.callback("start", FULL)
+    clock.now += 0.25
+    policy.callback("stop", FULL)
+    metrics = Metrics()
+    metrics.export_gc(policy.figures)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
+    assert families["reconciler_gc_full_collections"].samples[0].value == 1
+    assert families["reconciler_gc_full_collection_seconds"].samples[0].value == pytest.approx(0.25)
+    assert families["reconciler_gc_longest_full_collection_seconds"].samples[0].value == pytest.approx(0.25)
+    assert families["reconciler_gc_freezes"].samples[0].value == 0
+    assert families["reconciler_gc_thaws"].samples[0].value == 0
+
+
+def test_a_heap_that_only_churns_is_not_walked_in_full_again(frozen_nothing: None) -> None:
+    """Each round replaces a fifth of the heap (as passes replace their targets' last outcomes): the running sum
+    of frozen survivors passes the bound within a few rounds, the objects still frozen never do."""
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
+    full_collection(policy, clock, 0.2)
+    assert policy.walked is not None
+    churn = [Node() for _ in range(policy.walked // 5)]
+    for _ in range(12):
+        churn = [Node() for _ in range(len(churn))]  # the last round's nodes are freed (they were frozen)
+        full_collection(policy, clock, 0.2)
+    assert policy.freezes == 13 and policy.thaws == 0
+    assert policy.frozen < policy.walked  # counted again: what was freed is no longer in the sum
