@@ -203,14 +203,16 @@ def build_rollout(
 
 
 def build(settings: Settings, *, daemon: bool = False) -> Components:
-    """Store (checked to be migrated), desired state (loaded and valid), adapters and the engine. The daemon's
-    gate also holds the rolling blast-radius window, the rollout of new desired versions and the backlog of
-    history kept while the store is unreachable."""
+    """Store (checked to be migrated), desired state (loaded and valid; the daemon's is loaded by Daemon.run, so
+    that /readyz answers during a long first load), adapters and the engine. The daemon's gate also holds the
+    rolling blast-radius window, the rollout of new desired versions and the backlog of history kept while the
+    store is unreachable."""
     store = build_store(settings)
     approvals = SqlApprovalStore(store.engine)
     breaker = SqlBreakerStore(store.engine)
     desired = DesiredSource(settings.desired_dir)
-    desired.current()  # refuse to go on with an invalid desired state
+    if not daemon:  # refuse to go on with an invalid desired state; the daemon loads it once it listens
+        desired.current()
     metrics = Metrics(per_target=settings.metrics.per_target)
     if daemon and (policy := heap.installed()) is not None:
         metrics.export_gc(policy.figures)

@@ -270,9 +270,16 @@ class Daemon:
         self._prober = threading.Thread(target=self._probe_forever, name="store-probe", daemon=True)
         self._prober.start()
         compose.start_pruner(self.c, self.stopping)  # history retention, in the background
-        self.http.start()
+        self.http.start()  # before the first load, which takes minutes with 100,000 targets: /readyz says so
         host, port = self.http.address
-        self._refresh_desired()  # queues a first pass for every target right away
+        try:
+            self._refresh_desired()  # loads it, and queues a first pass for every target right away
+        except ReconcilerError:  # no valid desired state at all: nothing to do
+            self.stopping.set()
+            self.http.stop()
+            lock.release()
+            self._lock = None
+            raise
         assert self._state is not None
         self.scheduler.add_job("desired", self._refresh_desired, self.c.settings.scheduler.desired_poll_s)
         if self.c.settings.adopt.propose_after is not None:  # escalations nobody reverted: proposal branches

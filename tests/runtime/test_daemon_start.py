@@ -1,0 +1,104 @@
+"""The daemon listens before its first desired-state load, which takes minutes with 100,000 targets: /readyz
+answers (503, not loaded) meanwhile, and a desired state that is invalid at start stops it with the error and
+nothing left listening."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from reconciler.errors import ConfigurationError
+from reconciler.runtime import daemon as daemon_module
+from reconciler.runtime.compose import build
+from reconciler.runtime.daemon import Daemon
+from reconciler.settings import Settings
+from reconciler.store import engine as engines
+from reconciler.store import migrate
+
+
+def readyz(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def daemon_settings(settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    engine = engines.create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    monkeypatch.setattr(daemon_module.signal, "signal", lambda *_: None)  # pytest keeps its own handlers
+    return settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})
+
+
+def test_readyz_answers_while_the_first_load_runs(daemon_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    components = build(daemon_settings, daemon=True)
+    assert not components.desired.loaded  # the daemon's parts are built without loading it
+    loading, release = threading.Event(), threading.Event()
+    real = components.desired.current
+
+    def slow() -> Any:
+        loading.set()
+        assert release.wait(30)
+        return real()
+
+    monkeypatch.setattr(components.desired, "current", slow)
+    daemon = Daemon(components)
+    seen: list[tuple[int, dict[str, Any]]] = []
+
+    def probe() -> None:
+        try:
+            assert loading.wait(30)
+            port = daemon.http.address[1]
+            seen.append(readyz(port))
+            release.set()
+            for _ in range(300):
+                status, detail = readyz(port)
+                if status == 200:
+                    seen.append((status, detail))
+                    break
+                threading.Event().wait(0.05)
+        finally:
+            release.set()
+            daemon.stopping.set()
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    assert daemon.run() == 0
+    prober.join(10)
+    (status, detail), (ready_status, ready) = seen
+    assert status == 503 and detail["desired_loaded"] is False and detail["ready"] is False
+    assert ready_status == 200 and ready["desired_loaded"] is True
+    components.store.engine.dispose()
+
+
+def test_an_invalid_desired_state_at_start_leaves_nothing_listening(daemon_settings: Settings) -> None:
+    (daemon_settings.desired_dir / "bad.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: no}\n")
+    components = build(daemon_settings, daemon=True)
+    daemon = Daemon(components)
+    ports: list[int] = []
+    start = daemon.http.start
+
+    def started() -> None:
+        start()
+        ports.append(daemon.http.address[1])
+
+    daemon.http.start = started  # type: ignore[method-assign]
+    with pytest.raises(ConfigurationError, match=r"bad.yaml: document 1 \(p\): spec.default"):
+        daemon.run()
+    assert ports  # it listened, and no longer does
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", ports[0]), timeout=2):
+        pass
+    # The lock was let go: a daemon started again on the same database gets it.
+    again = build(daemon_settings, daemon=True).lock()
+    again.acquire()
+    again.release()
+    components.store.engine.dispose()
