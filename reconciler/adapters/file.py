@@ -25,7 +25,7 @@ from typing import Any
 
 from reconciler.adapters import atomic, file_watch, fileshape, formats
 from reconciler.adapters.common import apply_changes
-from reconciler.domain import fingerprint
+from reconciler.domain import filestat, fingerprint
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.values import strict_equal
@@ -62,6 +62,9 @@ class FileAdapter:
         self._located: dict[str, tuple[object, str, str | None]] = {}
         self._resolved: dict[str, tuple[str, tuple[int, int]]] = {}  # path -> (real path, its device and inode)
         self._max_bytes = settings.max_bytes
+        # real path -> (hash of its identity, its fingerprint), for files that were not racy when read
+        self._hashed: dict[str, tuple[int, str]] = {}
+        self._trust_stat = settings.trust_stat
         if not settings.watch:
             self.capabilities = replace(self.capabilities, watch=False)
         self._undo = fileshape.UndoLog(settings.undo_dir)
@@ -139,6 +142,10 @@ class FileAdapter:
         return str(path), options.get("format") or formats.guess(path.name)
 
     def _read_bytes(self, path: Path) -> bytes:
+        return self._read_stat(path)[0]
+
+    def _read_stat(self, path: Path) -> tuple[bytes, os.stat_result]:
+        """The file's bytes and the fstat() of what was read."""
         try:
             return _read_regular(path, self._max_bytes)
         except FileNotFoundError:
@@ -166,16 +173,35 @@ class FileAdapter:
         return Observed(fingerprint.of_bytes(data), str(path), parse=lambda: self._parse(path, fmt, data))
 
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
-        """Each readable target's file hashed, without building an Observed per target."""
-        of_bytes = fingerprint.of_bytes
+        """Each readable target's file hashed, without building an Observed per target. A file whose identity
+        is the one it had when it was last hashed, and that was not racy then (domain/filestat.py), keeps its
+        hash without being read (RECONCILER_FILE__TRUST_STAT): one stat() instead of reading and hashing."""
         seen: dict[str, str] = {}
         for name, target in targets.items():
             try:
                 path, _ = self.locate(target)
-                seen[name] = of_bytes(self._read_bytes(path))
+                seen[name] = self._fingerprint(path)
             except ReconcilerError:
                 continue  # its own pass reports why
         return seen
+
+    def _fingerprint(self, path: Path) -> str:
+        key = str(path)
+        known = self._hashed.get(key) if self._trust_stat else None
+        if known is not None:
+            try:
+                if hash(filestat.identity(os.stat(key))) == known[0]:
+                    return known[1]
+            except OSError:
+                pass  # the read says why
+        started = time.time_ns()
+        data, st = self._read_stat(path)
+        digest = fingerprint.of_bytes(data)
+        if self._trust_stat and not filestat.racy(st, started):
+            self._hashed[key] = (hash(filestat.identity(st)), digest)
+        else:
+            self._hashed.pop(key, None)
+        return digest
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
         _, fmt = self.locate(target)
@@ -285,7 +311,7 @@ def _reads_back(fmt: formats.Format, content: str, doc: dict[str, Any]) -> bool:
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _read_regular(path: Path, max_bytes: int) -> bytes:
+def _read_regular(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
     """The bytes of the regular file at `path`, at most `max_bytes` of them; anything else is refused (a FIFO
     would hold the reading worker, and with it every target of its batch, until something writes to it)."""
     fd = os.open(path, _READ_FLAGS)
@@ -304,7 +330,7 @@ def _read_regular(path: Path, max_bytes: int) -> bytes:
             if total > max_bytes:  # it grew since the fstat
                 raise DiscoveryError(f"{path}: more than RECONCILER_FILE__MAX_BYTES ({max_bytes}) bytes")
             want = 1 << 16
-        return b"".join(parts)
+        return b"".join(parts), st
     finally:
         os.close(fd)
 

@@ -1,11 +1,8 @@
 """Manifest files, one at a time: a file's documents read, validated and digested, and kept while the file
 stands, so that a desired-state edit costs the files it touched rather than the whole folder.
 
-A file stands while its identity does: device, inode, size, modification and change time. The change time
-moves on every write and cannot be set back (`touch -d` and `rsync -t` set only the modification time), and a
-file replaced by a rename is another inode. Two writes within one tick of the filesystem's clock can still
-leave all of that alone, so a file read within RACY_NS of its last change is "racy" (git's word for it): its
-bytes are compared again on the next look, until it has been seen older than that.
+A file stands while its identity does and it is not racy (domain/filestat.py): a racy file's bytes are compared
+again on the next look, until it has been seen older than that.
 """
 
 from __future__ import annotations
@@ -23,14 +20,14 @@ from pydantic import ValidationError
 
 from reconciler.desired import overlay
 from reconciler.desired import version as versioning
+from reconciler.domain import filestat
+from reconciler.domain.filestat import Identity, identity
 from reconciler.domain.manifest import Base, Origin, Target
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import KINDS
 from reconciler.errors import Problem
 from reconciler.yamlload import MANIFESTS, YamlError, load_all
 
-RACY_NS = 2_000_000_000  # above the coarsest timestamps of a local filesystem (FAT's 2 s)
-Identity = tuple[int, int, int, int, int]  # device, inode, size, mtime_ns, ctime_ns
 Model = Target | Policy | Base
 
 
@@ -54,10 +51,6 @@ class ParsedFile:
     identity: Identity | None = None
     content: bytes = b""  # SHA-256 of its bytes
     racy: bool = False
-
-
-def identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass
@@ -86,7 +79,7 @@ class FileCache:
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.files.pop(file, None)
             return ParsedFile(file, (), (Problem(file=str(file), message=f"cannot be read: {detail}"),), None)
-        content, seen, racy = hashlib.sha256(data).digest(), identity(st), _racy(st)
+        content, seen, racy = hashlib.sha256(data).digest(), identity(st), filestat.racy(st, time.time_ns())
         if last is not None and last.content == content:
             found = replace(last, identity=seen, racy=racy)
         else:
@@ -163,10 +156,6 @@ def _read(file: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
     if len(data) > max_bytes:
         raise ValueError(f"larger than {max_bytes} bytes")
     return data, st
-
-
-def _racy(st: os.stat_result) -> bool:
-    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
 
 
 def name_of(body: Any) -> str | None:

@@ -8,10 +8,11 @@ import threading
 from pathlib import Path
 
 from reconciler.desired import files, loader
+from reconciler.domain import filestat
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError
 
-Signature = tuple[tuple[str, files.Identity], ...]
+Signature = tuple[tuple[str, filestat.Identity], ...]
 
 
 class DesiredSource:
@@ -33,7 +34,7 @@ class DesiredSource:
                 st = os.stat(path)
             except OSError:
                 continue
-            entries.append((str(path), files.identity(st)))
+            entries.append((str(path), filestat.identity(st)))
         return tuple(entries)
 
     @property

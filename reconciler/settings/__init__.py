@@ -55,6 +55,13 @@ class FileSettings(Group):
         description="Watch the folders of live files (inotify, one watcher for all of them) so that a change "
         "wakes its target at once; the interval still applies. Defaults to true.",
     )
+    trust_stat: bool = Field(
+        True,
+        description="A live file whose device, inode, size, modification and change time are those it had when "
+        "last hashed (and that was not changed within 2 s before that read) is not read again to see whether "
+        "it changed. Set false where stat() may lag behind the content: on NFS, attribute caching can hide a "
+        "change made on another host for up to the mount's acregmax. Defaults to true.",
+    )
 
 
 class SchedulerSettings(Group):

@@ -14,6 +14,7 @@ from reconciler.desired import files, version
 from reconciler.desired.files import FileCache
 from reconciler.desired.loader import load
 from reconciler.desired.source import DesiredSource
+from reconciler.domain import filestat
 from reconciler.domain.state import DesiredState
 from reconciler.domain.values import canonical_json
 from reconciler.errors import ConfigurationError
@@ -76,7 +77,7 @@ def test_a_rewrite_with_the_same_bytes_is_not_parsed_again(tmp_path: Path) -> No
 def test_an_edit_that_keeps_size_and_mtime_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An edit of the same size with the modification time set back is still an edit (the change time moves),
     also for a file read long after its last change (not racy)."""
-    monkeypatch.setattr(files, "RACY_NS", 0)
+    monkeypatch.setattr(filestat, "RACY_NS", 0)
     path = write(tmp_path, "a.yaml", target("a", "{x: 1}"))
     before = path.stat()
     cache = FileCache()
@@ -96,7 +97,7 @@ def test_a_racy_file_is_compared_by_its_bytes(tmp_path: Path, monkeypatch: pytes
     assert source.current().targets["a"].spec.desired == {"x": 1}
     path.write_text(target("a", "{x: 2}"))  # the same size, and the same identity here
     assert source.current().targets["a"].spec.desired == {"x": 2}
-    monkeypatch.setattr(files, "RACY_NS", 0)  # once old enough, a file is trusted by its identity
+    monkeypatch.setattr(filestat, "RACY_NS", 0)  # once old enough, a file is trusted by its identity
     source.current()
     path.write_text(target("a", "{x: 3}"))
     assert source.current().targets["a"].spec.desired == {"x": 2}  # what a coarse clock costs, after RACY_NS
