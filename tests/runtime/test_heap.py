@@ -36,12 +36,20 @@ class Node:
 
 @pytest.fixture
 def frozen_nothing() -> Iterator[None]:
-    """Every test starts and ends with nothing frozen (a freeze is per process)."""
+    """Every test starts and ends with nothing frozen (a freeze is per process), and with no policy installed
+    meanwhile: a test that runs `reconciler.cli.main()` in this process installs one (tests/cli)."""
+    installed = heap.installed()
+    if installed is not None:
+        gc.callbacks.remove(installed.callback)
     gc.unfreeze()
     gc.collect()
-    yield
-    gc.unfreeze()
-    gc.collect()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.collect()
+        if installed is not None:
+            gc.callbacks.append(installed.callback)
 
 
 def full_collection(policy: heap.Heap, clock: Clock, took_s: float) -> None:
