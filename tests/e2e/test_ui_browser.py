@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -72,7 +73,11 @@ def browser() -> Iterator[Any]:
 
 
 def _state(driver: Any, target: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, f'a.tile[data-target="{target}"]').get_attribute("data-state"))
+    """The tile's state; "" when htmx replaced the tile between finding it and reading it (every 2 s)."""
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, f'a.tile[data-target="{target}"]').get_attribute("data-state"))
+    except StaleElementReferenceException:
+        return ""
 
 
 def _no_console_errors(driver: Any, seen: list[str]) -> None:
