@@ -137,10 +137,14 @@ def test_the_ui_in_a_browser_shows_drift_approves_and_rolls_back(
     browser.find_element(By.NAME, "actor").send_keys("alice")
     browser.find_element(By.NAME, "token").send_keys(API_TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form[action='/signin'] button").click()
-    browser.get(base + "/approvals")
-    row = next(
-        r for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-approval]") if "/database/pool_size" in r.text
-    )
+
+    def approval_row() -> Any:
+        """The prod escalation's row, which may appear a moment after the tile showed the escalation."""
+        browser.get(base + "/approvals")
+        rows = browser.find_elements(By.CSS_SELECTOR, "tr[data-approval]")
+        return next((r for r in rows if "/database/pool_size" in r.text), None)
+
+    row = wait_for(approval_row, what="the prod escalation's approval in the list")
     row.find_element(By.CSS_SELECTOR, "form[action$='/approve'] button").click()
     wait_for(lambda: "approved by alice" in browser.page_source, what="the approval's flash")
     _no_console_errors(browser, seen)
