@@ -79,7 +79,9 @@ def test_series_exist_before_any_pass_and_follow_live_edits(fleet: Components, r
     assert delivered(fleet, receiver) == []
 
     prod = Path(fleet.settings.desired_dir) / "prod.json"
-    prod.write_text(json.dumps({**LIVE["prod"], "limits": {"rps": 100, "burst": 31}, "checkout_v2": False}))
+    prod.write_text(
+        json.dumps({**LIVE["prod"], "limits": {"rps": 100, "burst": "burst-value-7q"}, "checkout_v2": False})
+    )
     fleet.reconciler.reconcile()
     fleet.reconciler.reconcile()  # unchanged: nothing new
     assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 2
@@ -87,7 +89,7 @@ def test_series_exist_before_any_pass_and_follow_live_edits(fleet: Components, r
     (event,) = delivered(fleet, receiver)
     assert event["event"] == "parity_diverged"
     assert event["details"]["environments"] == {"prod": ["/checkout_v2", "/limits/burst"]}
-    assert "31" not in json.dumps(event)
+    assert "burst-value-7q" not in json.dumps(event)  # a value no timestamp or id can hold
 
     prod.write_text(json.dumps(LIVE["prod"]))
     fleet.reconciler.reconcile()
