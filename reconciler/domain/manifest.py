@@ -280,8 +280,9 @@ class Target(_Strict):
 
     @cached_property
     def has_references(self) -> bool:
-        """Whether any desired value may be a `${...}` reference (resolved at pass time)."""
-        return _may_reference(self.spec.desired)
+        """Whether any desired value may be a `${...}` reference (resolved at pass time). Most documents hold no
+        `$` at all, which their packed bytes tell without building the document."""
+        return self.spec.packed.may_hold("$") and _may_reference(self.spec.desired)
 
     def list_keys(self) -> dict[KeyPath, str]:
         return {from_pointer(p): k for p, k in self.spec.list_keys.items()}

@@ -38,6 +38,12 @@ class Packed:
             document = marshal.loads(self._data)  # noqa: S302
         return document
 
+    def may_hold(self, text: str) -> bool:
+        """False when no string of the document can contain `text` (ASCII): its bytes do not hold it, and both
+        marshal and pickle write a string's characters as its UTF-8 bytes. True may be wrong (the bytes of a
+        length, say), so a caller that needs to know looks at the document."""
+        return text.encode("ascii") in self._data
+
     def __len__(self) -> int:
         return len(self._data)
 

@@ -55,3 +55,32 @@ def test_a_target_reads_its_desired_document(tmp_path: Path) -> None:
         "kind: Target\nmetadata: {name: t}\nspec:\n  source: {adapter: file, path: x.yaml}\n  desired: {a: 2026-01-01}\n"
     )
     assert load(tmp_path).targets["t"].spec.desired == {"a": date(2026, 1, 1)}
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"a": "${env:X}"},
+        {"a": {"b": ["x", "${file:/s}"]}},
+        {"é": "€${x}"},  # written as UTF-8 among other characters
+        {"on": date(2026, 1, 1), "a": "${x}"},  # pickled
+        {"a": "${x}", "b": "${x}"},  # the same string twice
+    ],
+)
+def test_a_dollar_anywhere_is_seen_in_the_packed_bytes(doc: dict[str, object]) -> None:
+    """may_hold never says no for a text that a string of the document holds (a yes may be wrong)."""
+    assert Packed.of(doc).may_hold("$")
+
+
+def test_has_references_without_and_with_a_dollar(tmp_path: Path) -> None:
+    """A document without `$` has no references; `$` alone in a value that does not start with it is none
+    either; a value that starts with `$` may be one."""
+    source = "  source: {adapter: file, path: x.yaml}\n"
+    (tmp_path / "t.yaml").write_text(
+        f"kind: Target\nmetadata: {{name: plain}}\nspec:\n{source}  desired: {{a: b, n: {'x' * 36}}}\n---\n"
+        f"kind: Target\nmetadata: {{name: priced}}\nspec:\n{source}  desired: {{price: 5$}}\n---\n"
+        f"kind: Target\nmetadata: {{name: ref}}\nspec:\n{source}  desired: {{a: {{b: ['${{env:X}}']}}}}\n"
+    )
+    targets = load(tmp_path).targets
+    assert not Packed.of({"a": "b"}).may_hold("$")
+    assert [targets[n].has_references for n in ("plain", "priced", "ref")] == [False, False, True]
