@@ -172,3 +172,36 @@ def test_a_new_desired_version_recomputes_only_the_apps_it_changed(
     fleet.parity.load(fleet.desired.current())
     assert len(compared) == 2
     assert series(fleet, "reconciler_parity_expected_differences", environment="staging", state="active") == before
+
+
+def test_a_pass_compares_its_own_pair_and_the_environment_sums_its_targets(
+    fleet: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two prod targets, prod's series is the sum of both pairs; a changed prod document compares its own
+    pair only (not every pair of its app), and its new figures replace its old ones in the sum."""
+    assert fleet.parity is not None
+    desired = Path(fleet.settings.desired_dir)
+    second = FLAGS.split("---")[2].replace("flags-prod", "flags-prod2").replace("prod.json", "prod2.json")
+    (desired / "prod2.yaml").write_text(second)
+    (desired / "prod2.json").write_text(json.dumps({**LIVE["prod"], "checkout_v2": False}))
+    fleet.reconciler.reconcile()
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 1
+    assert series(fleet, "reconciler_parity_drift_percent", environment="prod") == pytest.approx(100 / 10)
+
+    compared: list[tuple[str, str]] = []
+    real = parity.compare_pair
+    monkeypatch.setattr(
+        parity,
+        "compare_pair",
+        lambda app, a, ad, b, *rest, **kw: compared.append((a.name, b.name)) or real(app, a, ad, b, *rest, **kw),
+    )
+    (desired / "prod2.json").write_text(json.dumps({**LIVE["prod"], "checkout_v2": False, "limits": {"rps": 1}}))
+    fleet.reconciler.reconcile(["flags-prod2"])
+    assert compared == [("flags-dev", "flags-prod2")]
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 3  # 0 + 3, not 1 + 3
+
+    compared.clear()
+    (desired / "dev.json").write_text(json.dumps({**LIVE["dev"], "new_ui": False}))  # the baseline's document
+    fleet.reconciler.reconcile(["flags-dev"])
+    assert sorted(compared) == [("flags-dev", n) for n in ("flags-prod", "flags-prod2", "flags-staging")]
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 1 + 4
