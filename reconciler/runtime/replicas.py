@@ -127,17 +127,25 @@ class Replicas:
             self.housekeeping(now)
 
     def housekeeping(self, now: datetime) -> None:
-        """Settle the in-flight actions of replicas whose heartbeat stopped, then forget them."""
+        """Settle the in-flight actions of replicas whose heartbeat stopped, then forget those whose runs are all
+        settled. A run whose target's lock is busy (the replica that took the target over is passing it) waits
+        for a later tick: forgetting its replica then would leave the run unsettled for good, since no later
+        tick would know its owner was dead."""
         try:
             dead = set(self.leases.dead_replicas(now, self.ttl))
             recovered = undo.recover(self.engine, dead_owners=dead, lock=self.leases.exclusive)
-            for owner in dead:
+            waiting = {owner for _, owner in self.engine.store.unfinished_runs() if owner in dead} if dead else set()
+            for owner in dead - waiting:
                 self.leases.forget_replica(owner)
         except ReconcilerError as exc:
             log.error("housekeeping failed; trying again at the next tick", error=str(exc))
             return
-        if dead:
-            log.warning("replicas gone; their targets are taken over", replicas=sorted(dead), actions=len(recovered))
+        if dead - waiting:
+            log.warning(
+                "replicas gone; their targets are taken over", replicas=sorted(dead - waiting), actions=len(recovered)
+            )
+        if waiting:
+            log.info("runs of gone replicas wait for their targets' locks", replicas=sorted(waiting))
 
     def leave(self) -> None:
         """At a clean shutdown: give the leases back, so the other replicas take them at their next tick."""
