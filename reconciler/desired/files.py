@@ -11,14 +11,13 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.desired import overlay
+from reconciler.desired import overlay, parallel
 from reconciler.desired import version as versioning
 from reconciler.domain import filestat
 from reconciler.domain.filestat import Identity, identity
@@ -26,7 +25,7 @@ from reconciler.domain.manifest import Base, Origin, Target
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import KINDS
 from reconciler.errors import Problem
-from reconciler.yamlload import MANIFESTS, YamlError, load_all
+from reconciler.yamlload import MANIFESTS
 
 Model = Target | Policy | Base
 
@@ -62,17 +61,16 @@ class FileCache:
     keys: dict[str, str] = field(default_factory=dict)  # each mapping key once, however many manifests name it
     merged: overlay.Merged = field(default_factory=overlay.Merged)  # the last good load's targets on their Bases
     parsed: int = 0
+    parallel_min_chars: int = parallel.MIN_CHARS  # of YAML to parse, for worker processes to parse it
+    bodies: dict[bytes, parallel.Bodies] = field(default_factory=dict)  # parsed by prefetch, by bytes' digest
 
     def get(self, file: Path) -> ParsedFile:
         """`file`'s documents: as last read while its identity stands (and it is not racy), else read again and
         parsed again unless its bytes are the ones last parsed."""
         last = self.files.get(file)
-        if last is not None and not last.racy:
-            try:
-                if identity(os.stat(file)) == last.identity:
-                    return last
-            except OSError:
-                pass
+        if self._stands(file, last):
+            assert last is not None
+            return last
         try:
             data, st = _read(file, MANIFESTS.max_chars * 4)  # UTF-8 takes at most 4 bytes a character
         except (OSError, ValueError) as exc:
@@ -83,13 +81,39 @@ class FileCache:
         if last is not None and last.content == content:
             found = replace(last, identity=seen, racy=racy)
         else:
-            found = replace(parse(file, data, self.keys), identity=seen, content=content, racy=racy)
+            found = replace(
+                parse(file, data, self.keys, self.bodies.pop(content, None)), identity=seen, content=content, racy=racy
+            )
             self.parsed += 1
         self.files[file] = found
         return found
 
+    def prefetch(self, files: list[Path]) -> None:
+        """Parse the YAML of those of `files` that get() would parse, in worker processes when they hold enough
+        of it (desired/parallel.py); get() takes each file's documents from here when its bytes are the ones
+        parsed (by their digest), and parses them itself otherwise."""
+        texts: dict[bytes, str] = {}
+        for file in files:
+            if self._stands(file, self.files.get(file)):
+                continue
+            try:
+                data, _ = _read(file, MANIFESTS.max_chars * 4)
+                texts[hashlib.sha256(data).digest()] = data.decode("utf-8")
+            except (OSError, ValueError):  # get() says why
+                continue
+        self.bodies = parallel.parse_all(texts, self.parallel_min_chars)
+
+    def _stands(self, file: Path, last: ParsedFile | None) -> bool:
+        if last is None or last.racy:
+            return False
+        try:
+            return identity(os.stat(file)) == last.identity
+        except OSError:
+            return False
+
     def keep(self, files: list[Path]) -> None:
         """Forget every file but `files` (those of the last look at the folder)."""
+        self.bodies = {}
         wanted = set(files)
         self.files = {path: parsed for path, parsed in self.files.items() if path in wanted}
 
@@ -99,36 +123,30 @@ class FileCache:
         return any(last.racy and self.get(path).content != last.content for path, last in list(self.files.items()))
 
 
-def parse(file: Path, data: bytes, keys: dict[str, str] | None = None) -> ParsedFile:
-    """`file`'s documents from its bytes, each validated, and their digest."""
-    unreadable: list[Problem] = []
+def parse(
+    file: Path, data: bytes, keys: dict[str, str] | None = None, bodies: parallel.Bodies | None = None
+) -> ParsedFile:
+    """`file`'s documents from its bytes (their YAML already parsed when `bodies` is given), each validated, and
+    their digest."""
     documents: list[Document] = []
     digest = versioning.Digest()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return ParsedFile(file, (), (Problem(file=str(file), message=f"cannot be read: {exc}"),), None)
-    for index, body in read_documents(file, text, unreadable, keys):
+    found, error = parallel.bodies_of(text, keys) if bodies is None else bodies
+    for index, body in found:
         digest.add(body)  # then the body goes: a fleet's documents are never all held at once
         problems: list[Problem] = []
         model = validate(file, index, body, problems)
         if isinstance(model, Target):
             model._origin = Origin(file, index)
         documents.append(Document(index, model, tuple(problems)))
-    return ParsedFile(file, tuple(documents), tuple(unreadable), digest.hexdigest() if documents else None)
-
-
-def read_documents(
-    file: Path, text: str, problems: list[Problem], keys: dict[str, str] | None = None
-) -> Iterator[tuple[int, Any]]:
-    """(index, body) of every document of `text` that is not empty; a YAML error ends them and goes to
-    `problems`."""
-    try:
-        for index, body in enumerate(load_all(text, MANIFESTS, keys), start=1):
-            if body is not None:  # None: an empty document between two '---'
-                yield index, body
-    except YamlError as exc:
-        problems.append(Problem(file=str(file), document=exc.document, field=exc.field, message=str(exc)))
+    found.clear()
+    unreadable = (
+        () if error is None else (Problem(file=str(file), document=error[0], field=error[1], message=error[2]),)
+    )
+    return ParsedFile(file, tuple(documents), unreadable, digest.hexdigest() if documents else None)
 
 
 # Non-blocking, so that a FIFO (one that took a manifest's name since the folder was listed, or a secret
