@@ -148,6 +148,12 @@ class WorkQueue:
         with self._cond:
             return len(self._ready_at)
 
+    def due(self) -> int:
+        """How many queued names are ready now (the rest wait for their time)."""
+        now = time.monotonic()
+        with self._cond:
+            return sum(1 for at in self._ready_at.values() if at <= now)
+
     def __contains__(self, name: object) -> bool:
         """Whether `name` has a pass coming: queued, or queued again while it is worked."""
         with self._cond:

@@ -100,3 +100,13 @@ def test_finish_ends_a_batch_and_queues_each_again() -> None:
     assert queue.get(0.2) == "b"
     assert queue.get(0.05) is None  # a waits for its interval
     assert queue.add_rate_limited("a") <= 1  # its backoff starts again from the base
+
+
+def test_due_counts_only_names_ready_now() -> None:
+    """A name queued for later is queued (len) but not due; it is due once its time has come."""
+    queue = WorkQueue()
+    queue.add("now")
+    queue.add("later", 0.2)
+    assert len(queue) == 2 and queue.due() == 1
+    time.sleep(0.25)
+    assert queue.due() == 2
