@@ -123,18 +123,24 @@ def test_detection_goes_on_while_the_store_is_away_and_history_is_complete_after
     )
     with engine.connect() as conn:
         kept = conn.execute(during).scalar()
-        # Nothing of the outage left unsettled (the daemon goes on working: runs started since may be in flight).
-        until = datetime.fromtimestamp(back, UTC)
-        running = conn.execute(
-            sa.select(sa.func.count()).where(t.runs.c.status == "running", t.runs.c.started_at < until)
-        ).scalar()
-        planned = conn.execute(
-            sa.select(sa.func.count()).where(
-                t.actions.c.state.in_(["planned", "staged"]), t.actions.c.created_at < until
-            )
-        ).scalar()
     assert kept >= 1, "the pass that saw the hand edit during the outage is not in history"
-    assert running == 0 and planned == 0
+    # Nothing of the outage left unsettled. A pass that began just before the store came back may still be in
+    # flight when remediation resumes (seen once in CI), so this waits a little; a run left running for good fails.
+    until = datetime.fromtimestamp(back, UTC)
+
+    def settled() -> bool:
+        with engine.connect() as conn:
+            running = conn.execute(
+                sa.select(sa.func.count()).where(t.runs.c.status == "running", t.runs.c.started_at < until)
+            ).scalar()
+            planned = conn.execute(
+                sa.select(sa.func.count()).where(
+                    t.actions.c.state.in_(["planned", "staged"]), t.actions.c.created_at < until
+                )
+            ).scalar()
+        return running == 0 and planned == 0
+
+    wait_for(settled, timeout_s=10, what="every run and action of the outage settled")
     log = daemon["log"].read_text()
     assert "Traceback" not in log and "history store back: kept passes written" in log
     for line in log.splitlines():  # every line, the libraries' included, is one JSON object
