@@ -11,6 +11,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,8 @@ class FileCache:
     keys: dict[str, str] = field(default_factory=dict)  # each mapping key once, however many manifests name it
     merged: overlay.Merged = field(default_factory=overlay.Merged)  # the last good load's targets on their Bases
     parsed: int = 0
-    parallel_min_chars: int = parallel.MIN_CHARS  # of YAML to parse, for worker processes to parse it
-    bodies: dict[bytes, parallel.Bodies] = field(default_factory=dict)  # parsed by prefetch, by bytes' digest
+    parallel_min_bytes: int = parallel.MIN_BYTES  # of files to parse, for worker processes to parse them
+    bodies: dict[bytes, parallel.Bodies] = field(default_factory=dict)  # a task's by get_all, by bytes' digest
 
     def get(self, file: Path) -> ParsedFile:
         """`file`'s documents: as last read while its identity stands (and it is not racy), else read again and
@@ -88,20 +89,34 @@ class FileCache:
         self.files[file] = found
         return found
 
-    def prefetch(self, files: list[Path]) -> None:
-        """Parse the YAML of those of `files` that get() would parse, in worker processes when they hold enough
-        of it (desired/parallel.py); get() takes each file's documents from here when its bytes are the ones
-        parsed (by their digest), and parses them itself otherwise."""
-        texts: dict[bytes, str] = {}
-        for file in files:
-            if self._stands(file, self.files.get(file)):
-                continue
-            try:
-                data, _ = _read(file, MANIFESTS.max_chars * 4)
-                texts[hashlib.sha256(data).digest()] = data.decode("utf-8")
-            except (OSError, ValueError):  # get() says why
-                continue
-        self.bodies = parallel.parse_all(texts, self.parallel_min_chars)
+    def get_all(self, files: list[Path]) -> list[ParsedFile]:
+        """Every file's documents, as get() gives them. When the files get() would parse hold enough YAML, worker
+        processes parse them (desired/parallel.py), and each task's results are taken as get() reaches its
+        files; get() uses a file's result when its bytes are the ones parsed (by their digest), and otherwise
+        parses them itself (the file changed meanwhile, or the workers failed)."""
+        tasks = parallel.tasks_of([f for f in files if not self._stands(f, self.files.get(f))], self.parallel_min_bytes)
+        if not tasks:
+            return [self.get(file) for file in files]
+        task_of = {file: i for i, task in enumerate(tasks) for file in task}
+        results: Generator[list[parallel.Parsed], None, None] | None = parallel.parse_tasks(tasks, read_manifest)
+        pulled = 0
+        found: list[ParsedFile] = []
+        try:
+            for file in files:
+                wanted = task_of.get(file, -1)
+                while results is not None and pulled <= wanted:
+                    parsed = next(results, None)
+                    if parsed is None:  # the workers failed: get() parses the rest
+                        results = None
+                        break
+                    self.bodies = {one[0]: one[1] for one in parsed if one is not None}
+                    pulled += 1
+                found.append(self.get(file))
+        finally:
+            self.bodies = {}
+            if results is not None:
+                results.close()
+        return found
 
     def _stands(self, file: Path, last: ParsedFile | None) -> bool:
         if last is None or last.racy:
@@ -113,7 +128,6 @@ class FileCache:
 
     def keep(self, files: list[Path]) -> None:
         """Forget every file but `files` (those of the last look at the folder)."""
-        self.bodies = {}
         wanted = set(files)
         self.files = {path: parsed for path, parsed in self.files.items() if path in wanted}
 
@@ -152,6 +166,11 @@ def parse(
 # Non-blocking, so that a FIFO (one that took a manifest's name since the folder was listed, or a secret
 # reference's file) is refused, not waited on.
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_manifest(file: Path) -> bytes:
+    """A manifest file's bytes (in a worker process of desired/parallel.py, too)."""
+    return _read(file, MANIFESTS.max_chars * 4)[0]  # UTF-8 takes at most 4 bytes a character
 
 
 def read_regular(file: Path, max_bytes: int) -> str:

@@ -87,8 +87,7 @@ def load(root: str | Path, previous: DesiredState | None = None, cache: FileCach
     if not files:
         raise ConfigurationError(f"desired-state folder {root} holds no .yaml or .yml files")
     cache = FileCache() if cache is None else cache
-    cache.prefetch(files)
-    parsed = [cache.get(file) for file in files]
+    parsed = cache.get_all(files)
     cache.keep(files)
     problems = [problem for one in parsed for problem in one.unreadable]
     found, places = _Found(), _Places(parsed)

@@ -2,20 +2,25 @@
 
 A daemon's first load of 100,000 targets (and any load that finds most files changed, such as a git checkout of
 another branch) spends most of its time in libyaml, which holds the GIL: one core, while the others wait for
-passes that cannot start before the load ends. Here the manifests' texts are split into tasks of about
-TASK_CHARS and parsed by worker processes (started for this load only, then gone), each with yamlload's limits,
-so hostile YAML is refused there exactly as it would be here. What comes back is plain data (pickled; ~13x
-cheaper to read than the YAML it came from); the caller validates and digests it as it would its own parse.
-Below MIN_CHARS, or on a machine with one core, starting processes costs more than it saves and nothing is
-started. If the processes cannot be started or die (out of memory, say), the caller parses in its own process.
+passes that cannot start before the load ends. Here the files to parse are split into tasks of about
+TASK_BYTES, which worker processes (started for this load only, then gone) read and parse with yamlload's
+limits, so hostile YAML is refused there exactly as it would be here. What comes back is plain data (pickled;
+~13x cheaper to read than the YAML it came from), with the digest of the bytes it was parsed from; the caller
+validates and digests it as it would its own parse, task by task in order, and at most WINDOW tasks per worker
+are ahead of it, so a load never holds every document at once. Below MIN_BYTES, or on a machine with one
+core, starting processes costs more than it saves and nothing is started. If the processes cannot be started
+or die (out of memory, say), the caller parses in its own process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Generator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from reconciler.observe import logging as logs
@@ -23,13 +28,17 @@ from reconciler.yamlload import MANIFESTS, YamlError, load_all
 
 log = logs.get_logger("reconciler.desired")
 
-MIN_CHARS = 8 * 1024 * 1024  # of text to parse: about 8,000 manifests of 100 keys
-TASK_CHARS = 2 * 1024 * 1024
+MIN_BYTES = 8 * 1024 * 1024  # of files to parse: about 2,500 manifests of 100 keys
+TASK_BYTES = 1024 * 1024
 MAX_WORKERS = 8
+WINDOW = 2  # tasks per worker handed out ahead of the caller
 
 # A text's non-empty documents, (index, body) with 1-based indexes, and the YAML error that ended them, if one
 # did: (its document's index, its field, its message).
 Bodies = tuple[list[tuple[int, Any]], tuple[int | None, str | None, str] | None]
+# One file as a worker read it: the SHA-256 of its bytes and their documents; None when it could not be read
+# or decoded (the caller reads it again and says why).
+Parsed = tuple[bytes, Bodies] | None
 
 
 def bodies_of(text: str, keys: dict[str, str] | None = None) -> Bodies:
@@ -44,36 +53,60 @@ def bodies_of(text: str, keys: dict[str, str] | None = None) -> Bodies:
     return found, None
 
 
-def parse_all(texts: Mapping[bytes, str], min_chars: int = MIN_CHARS) -> dict[bytes, Bodies]:
-    """`bodies_of` every text (keyed by the digest of its bytes), parsed by worker processes; {} when there is
-    too little to parse for it to pay, or when the workers fail (then the caller parses each text itself)."""
-    workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
-    if workers < 2 or sum(map(len, texts.values())) < min_chars:
-        return {}
-    tasks: list[list[bytes]] = [[]]
+def tasks_of(files: list[Path], min_bytes: int = MIN_BYTES) -> list[list[Path]]:
+    """`files` in consecutive tasks of about TASK_BYTES; none when there is too little to parse for worker
+    processes to pay, or only one core."""
+    sizes = []
+    for file in files:
+        try:
+            sizes.append(os.stat(file).st_size)
+        except OSError:
+            sizes.append(0)
+    if len(os.sched_getaffinity(0)) < 2 or sum(sizes) < min_bytes:
+        return []
+    tasks: list[list[Path]] = [[]]
     size = 0
-    for key, text in texts.items():
-        if size >= TASK_CHARS:
+    for file, bytes_ in zip(files, sizes, strict=True):
+        if size >= TASK_BYTES:
             tasks.append([])
             size = 0
-        tasks[-1].append(key)
-        size += len(text)
-    # spawn, not fork: the daemon has threads (HTTP, watches), and a forked child would inherit their locks.
-    context = multiprocessing.get_context("spawn")
+        tasks[-1].append(file)
+        size += bytes_
+    return tasks
+
+
+def parse_tasks(tasks: list[list[Path]], read: Any) -> Generator[list[Parsed], None, None]:
+    """Each task's files parsed by worker processes, in the tasks' order; `read(path)` gives a file's bytes
+    (it runs in the worker: a module-level function). When the workers fail, the results stop early (and the
+    log says so): the caller parses the rest itself."""
+    workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS, len(tasks))
+    pool: ProcessPoolExecutor | None = None
     try:
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
-            results = pool.map(_parse_task, [[texts[key] for key in task] for task in tasks])
-            parsed: dict[bytes, Bodies] = {}
-            for task, bodies in zip(tasks, results, strict=True):
-                parsed.update(zip(task, bodies, strict=True))
-            return parsed
-    except Exception as exc:  # whatever it was, parsing here gives the same result, or the same error
+        # spawn, not fork: the daemon has threads (HTTP, watches), and a forked child would inherit their locks.
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        ahead: deque[Future[list[Parsed]]] = deque()
+        for task in tasks:
+            ahead.append(pool.submit(_parse_task, task, read))
+            if len(ahead) >= WINDOW * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    except Exception as exc:  # whatever it was, parsing in the caller gives the same result, or the same error
         # Its type only: a message could quote what a manifest holds.
         log.warning("manifests are parsed in this process: worker processes failed", error=type(exc).__name__)
-        return {}
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _parse_task(texts: list[str]) -> list[Bodies]:
-    """In a worker process: one task's texts; mapping keys are shared within it, which pickle then sends once."""
+def _parse_task(files: list[Path], read: Any) -> list[Parsed]:
+    """In a worker process: one task's files; mapping keys are shared within it, which pickle then sends once."""
     keys: dict[str, str] = {}
-    return [bodies_of(text, keys) for text in texts]
+    found: list[Parsed] = []
+    for file in files:
+        try:
+            data = read(file)
+            found.append((hashlib.sha256(data).digest(), bodies_of(data.decode("utf-8"), keys)))
+        except (OSError, ValueError):  # UnicodeDecodeError too: the caller reads the file again and says why
+            found.append(None)
+    return found

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reconciler.desired import parallel
-from reconciler.desired.files import FileCache
+from reconciler.desired.files import FileCache, ParsedFile, read_manifest
 from reconciler.desired.loader import load
 from reconciler.errors import ConfigurationError
 from tests.test_yamlload import alias_bomb
@@ -34,21 +34,26 @@ def folder(tmp_path: Path) -> Path:
 
 
 def in_workers() -> FileCache:
-    return FileCache(parallel_min_chars=1)
+    return FileCache(parallel_min_bytes=1)
 
 
 def test_workers_give_what_this_process_gives(folder: Path) -> None:
-    texts = {bytes([i]): p.read_text() for i, p in enumerate(sorted(folder.iterdir()))}
-    parsed = parallel.parse_all(texts, min_chars=1)
-    assert parsed == {key: parallel.bodies_of(text) for key, text in texts.items()}  # dates kept as dates
+    files = sorted(folder.iterdir())
+    tasks = parallel.tasks_of(files, min_bytes=1)
+    assert [f for task in tasks for f in task] == files
+    results = [one for parsed in parallel.parse_tasks(tasks, read_manifest) for one in parsed]
+    assert [one[1] if one else None for one in results] == [parallel.bodies_of(f.read_text()) for f in files]
     here, there = load(folder, cache=FileCache()), load(folder, cache=in_workers())
     assert there.version == here.version
     assert [t.model_dump() for t in there.targets.values()] == [t.model_dump() for t in here.targets.values()]
 
 
-def test_too_little_text_starts_no_process(folder: Path) -> None:
-    texts = {b"a": (folder / "m00.yaml").read_text()}
-    assert parallel.parse_all(texts, min_chars=len(texts[b"a"]) + 1) == {}
+def test_tasks_follow_the_files_and_too_little_starts_no_process(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = sorted(folder.iterdir())
+    assert parallel.tasks_of(files, min_bytes=sum(f.stat().st_size for f in files) + 1) == []
+    monkeypatch.setattr(parallel, "TASK_BYTES", files[0].stat().st_size * 3)
+    tasks = parallel.tasks_of(files, min_bytes=1)
+    assert [len(t) for t in tasks] == [3, 3, 3, 3]  # consecutive, in order, about TASK_BYTES each
 
 
 def test_hostile_and_broken_files_give_the_same_problems(folder: Path) -> None:
@@ -70,13 +75,28 @@ def test_hostile_and_broken_files_give_the_same_problems(folder: Path) -> None:
     assert any("binary.yaml" in p and "cannot be read" in p for p in there)
 
 
-def test_a_file_changed_after_the_workers_parsed_it_is_parsed_again(folder: Path) -> None:
-    cache = in_workers()
+def test_a_file_changed_after_the_workers_parsed_it_is_parsed_again(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get() takes a worker's result only for the bytes it parsed: a file written after the workers read it is
+    parsed again here, with its new content."""
     files = sorted(folder.iterdir())
-    cache.prefetch(files)
-    assert len(cache.bodies) == len(files)
-    files[0].write_text(manifest(0).replace("n: 0", "n: 77"))
-    assert cache.get(files[0]).documents[0].model.spec.desired["n"] == 77  # type: ignore[union-attr]
+    cache = in_workers()
+    real_get = cache.get
+    taken: list[int] = []
+
+    def get(file: Path) -> ParsedFile:
+        if file == files[0]:
+            taken.append(len(cache.bodies))  # the first task's results are here by now
+            file.write_text(manifest(0).replace("n: 0", "n: 77"))
+        return real_get(file)
+
+    monkeypatch.setattr(cache, "get", get)
+    parsed = cache.get_all(files)
+    assert taken and taken[0] > 0
+    assert parsed[0].documents[0].model.spec.desired["n"] == 77  # type: ignore[union-attr]
+    assert parsed[1].documents[0].model.spec.desired["n"] == 10  # type: ignore[union-attr]
+    assert cache.bodies == {}  # nothing kept after the load
 
 
 def test_workers_that_cannot_start_leave_the_load_to_this_process(
@@ -86,5 +106,5 @@ def test_workers_that_cannot_start_leave_the_load_to_this_process(
         raise OSError("no more processes")
 
     monkeypatch.setattr(parallel, "ProcessPoolExecutor", refuse)
-    assert parallel.parse_all({b"a": "a: 1\n"}, min_chars=1) == {}
+    assert list(parallel.parse_tasks([[folder / "m00.yaml"]], read_manifest)) == []
     assert len(load(folder, cache=in_workers()).targets) == 120
