@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import marshal
+import random
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -84,3 +86,28 @@ def test_has_references_without_and_with_a_dollar(tmp_path: Path) -> None:
     targets = load(tmp_path).targets
     assert not Packed.of({"a": "b"}).may_hold("$")
     assert [targets[n].has_references for n in ("plain", "priced", "ref")] == [False, False, True]
+
+
+def test_a_large_repetitive_document_is_kept_deflated_and_reads_back_exactly() -> None:
+    """A document that deflates by a quarter or more is kept deflated (the bench's 100-key documents: about
+    five times smaller), with dates too; it reads back as it was, and equal documents stay equal."""
+    doc = {f"key{k:03}": f"value-1234-{k}" for k in range(100)}
+    dated = {**doc, "on": date(2026, 1, 1)}
+    for document in (doc, dated):
+        packed = Packed.of(document)
+        assert len(packed) * 4 < len(marshal.dumps(doc)), len(packed)
+        assert (
+            packed.unpack() == document and packed == Packed.of(document) and hash(packed) == hash(Packed.of(document))
+        )
+    assert Packed.of(doc) != Packed.of(dated)
+    assert Packed.of({**doc, "a": "${env:X}"}).may_hold("$") and not Packed.of(doc).may_hold("$")
+
+
+def test_a_small_or_varied_document_is_kept_as_it_is() -> None:
+    """Below COMPRESS_FROM bytes, or when deflate would save less than a quarter, the bytes are marshal's."""
+    small = {"a": 1}
+    rng = random.Random(5)
+    varied = {f"k{i}": rng.random() for i in range(40)}  # random floats: deflate saves little
+    for document in (small, varied):
+        assert len(Packed.of(document)) == len(marshal.dumps(document))
+        assert Packed.of(document).unpack() == document
