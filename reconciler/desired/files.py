@@ -11,7 +11,6 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,15 +93,18 @@ class FileCache:
         processes parse them (desired/parallel.py), and each task's results are taken as get() reaches its
         files; get() uses a file's result when its bytes are the ones parsed (by their digest), and otherwise
         parses them itself (the file changed meanwhile, or the workers failed)."""
-        tasks = parallel.tasks_of([f for f in files if not self._stands(f, self.files.get(f))], self.parallel_min_bytes)
-        if not tasks:
-            return [self.get(file) for file in files]
+        stale = [f for f in files if not self._stands(f, self.files.get(f))]  # the rest are kept as they are
+        tasks = parallel.tasks_of(stale, self.parallel_min_bytes)
         task_of = {file: i for i, task in enumerate(tasks) for file in task}
-        results: Generator[list[parallel.Parsed], None, None] | None = parallel.parse_tasks(tasks, read_manifest)
+        results = parallel.parse_tasks(tasks, read_manifest) if tasks else None
+        fresh = set(stale)
         pulled = 0
         found: list[ParsedFile] = []
         try:
             for file in files:
+                if file not in fresh:
+                    found.append(self.files[file])
+                    continue
                 wanted = task_of.get(file, -1)
                 while results is not None and pulled <= wanted:
                     parsed = next(results, None)

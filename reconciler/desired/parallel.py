@@ -18,7 +18,7 @@ import hashlib
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ def tasks_of(files: list[Path], min_bytes: int = MIN_BYTES) -> list[list[Path]]:
     return tasks
 
 
-def parse_tasks(tasks: list[list[Path]], read: Any) -> Generator[list[Parsed], None, None]:
+def parse_tasks(tasks: list[list[Path]], read: Callable[[Path], bytes]) -> Generator[list[Parsed], None, None]:
     """Each task's files parsed by worker processes, in the tasks' order; `read(path)` gives a file's bytes
     (it runs in the worker: a module-level function). When the workers fail, the results stop early (and the
     log says so): the caller parses the rest itself."""
@@ -99,7 +99,7 @@ def parse_tasks(tasks: list[list[Path]], read: Any) -> Generator[list[Parsed], N
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _parse_task(files: list[Path], read: Any) -> list[Parsed]:
+def _parse_task(files: list[Path], read: Callable[[Path], bytes]) -> list[Parsed]:
     """In a worker process: one task's files; mapping keys are shared within it, which pickle then sends once."""
     keys: dict[str, str] = {}
     found: list[Parsed] = []
