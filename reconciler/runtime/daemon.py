@@ -246,7 +246,7 @@ class Daemon:
     def _lease_tick(self) -> None:
         state = self._state
         if state is not None:
-            self.replicas.tick(sorted(state.targets))
+            self.replicas.tick(state.targets.keys())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,7 +94,7 @@ class Replicas:
                 return
             yield Access(True) if got else NONE
 
-    def tick(self, targets: list[str]) -> None:
+    def tick(self, targets: Collection[str]) -> None:
         """Heartbeat, claim this replica's share, and (as housekeeper) settle dead replicas' runs."""
         if not self.shared:
             self.metrics.replicas.set(1)

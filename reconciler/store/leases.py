@@ -10,9 +10,10 @@ run by two replicas at once.
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Set
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
 
 HOUSEKEEPING = "housekeeping"  # the lease of the one replica that settles dead replicas' runs
+READS = 3  # readings of the free leases a claim makes at most; the next tick claims again
+CHUNK = 5000  # leases a statement: given back by name (PostgreSQL takes at most 65,535 parameters), or taken
 ADVISORY_CLASS = 0x7265  # first key of the two-int advisory lock: "re", so other users' locks do not collide
 
 
@@ -55,55 +58,97 @@ class SqlLeaseStore(SqlStore):
             raise self._fail(exc) from None
         return int(alive)
 
-    def claim(self, owner: str, targets: Sequence[str], now: datetime, ttl: timedelta, replicas: int) -> set[str]:
-        """Renew, give back and take leases so that `owner` holds its fair share; returns the targets it holds."""
+    def claim(self, owner: str, targets: Collection[str], now: datetime, ttl: timedelta, replicas: int) -> set[str]:
+        """Renew, give back and take leases so that `owner` holds its fair share; returns the targets it holds.
+
+        Set-based, whatever the fleet's size: the replica's own leases are renewed and listed in one statement,
+        the target list itself never goes to the database (PostgreSQL takes at most 65,535 parameters a
+        statement), and free leases are taken in chunks, each in a transaction of its own that locks its names in
+        order, so that two replicas taking leases at once cannot deadlock."""
         share = math.ceil(len(targets) / max(replicas, 1))
         until = now + ttl
-        wanted = set(targets)
+        wanted = targets if isinstance(targets, (set, frozenset)) else set(targets)
+        leases = t.leases
         try:
             with self.engine.begin() as conn:
-                leases = t.leases
-                conn.execute(
-                    leases.delete().where(leases.c.owner == owner, leases.c.name.notin_([*wanted, HOUSEKEEPING]))
-                )
-                conn.execute(
+                renewed = conn.execute(
                     leases.update()
                     .where(leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
                     .values(expires_at=until)
+                    .returning(leases.c.name)
                 )
-                mine = set(
-                    conn.execute(
-                        sa.select(leases.c.name).where(leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
-                    ).scalars()
-                )
-                if len(mine) > share:  # give back the surplus, so that a replica that joined gets work
-                    surplus = sorted(mine)[share:]
-                    conn.execute(leases.delete().where(leases.c.owner == owner, leases.c.name.in_(surplus)))
-                    mine -= set(surplus)
-                held = set(
-                    conn.execute(
-                        sa.select(leases.c.name).where(leases.c.expires_at >= now, leases.c.name.in_(wanted))
-                    ).scalars()
-                )
-                free = sorted(wanted - held - mine, key=lambda name: zlib.crc32(f"{owner}/{name}".encode()))
-                for name in free[: max(share - len(mine), 0)]:
-                    if self._take(conn, owner, name, now, until):
-                        mine.add(name)
+                mine = set(renewed.scalars())
+                kept = mine & wanted
+                surplus = sorted(kept)[share:]  # given back, so that a replica that joined gets work
+                _delete(conn, owner, [*(mine - wanted), *surplus])
+                mine = kept.difference(surplus)
+            for _ in range(READS):  # a name another replica took meanwhile makes the list stale: read it again
+                need = share - len(mine)
+                free = self._free(wanted, mine, now) if need > 0 else []
+                free.sort(key=lambda name: zlib.crc32(f"{owner}/{name}".encode()))  # replicas try different ones first
+                if not self._take_some(owner, free, need, mine, now, until):
+                    break
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         return mine
 
-    def _take(self, conn: sa.Connection, owner: str, name: str, now: datetime, until: datetime) -> bool:
-        """Take lease `name` if it is free or expired, atomically; whether `owner` holds it now."""
-        insert = self._insert().values(name=name, owner=owner, acquired_at=now, expires_at=until)
-        statement = insert.on_conflict_do_update(
+    def _free(self, wanted: Set[str], mine: set[str], now: datetime) -> list[str]:
+        """The wanted targets nobody holds a live lease on. The live leases are counted first: when there are as
+        many as targets, none is free (leases of targets gone from the desired state are given back by their
+        holders at their next tick), and the names are not read."""
+        leases = t.leases
+        live = leases.c.expires_at >= now
+        with self.engine.connect() as conn:
+            held = conn.execute(
+                sa.select(sa.func.count()).select_from(leases).where(live, leases.c.name != HOUSEKEEPING)
+            ).scalar_one()
+            if held >= len(wanted):
+                return []
+            names = set(conn.execute(sa.select(leases.c.name).where(live)).scalars())
+        return list(wanted - names - mine)
+
+    def _take_some(
+        self, owner: str, free: list[str], need: int, mine: set[str], now: datetime, until: datetime
+    ) -> bool:
+        """Take up to `need` of `free` into `mine`, a chunk at a time; whether a chunk came back short (another
+        replica took some of its names), so that the free list is worth reading again."""
+        tried = 0
+        while need > 0 and tried < len(free):
+            chunk = free[tried : tried + min(need, CHUNK)]
+            tried += len(chunk)
+            taken = self._take(owner, chunk, now, until)
+            mine |= taken
+            need -= len(taken)
+            if len(taken) < len(chunk):
+                return need > 0
+        return False
+
+    def _take(self, owner: str, names: list[str], now: datetime, until: datetime) -> set[str]:
+        """Take those of `names` whose lease is free or expired, atomically; the ones `owner` holds now."""
+        with self.engine.begin() as conn:
+            return set(conn.execute(self._upsert(owner, sorted(names), now, until)).scalars())
+
+    def _upsert(self, owner: str, names: list[str], now: datetime, until: datetime) -> Any:
+        """INSERT the leases of `names` for `owner`, or take over those expired; returns the names taken. The
+        names travel as one array (PostgreSQL) or JSON (SQLite) parameter: the statement is the same for any
+        number of names, so it is compiled once."""
+        if self.shared:
+            array = sa.bindparam("names", names, type_=postgresql.ARRAY(sa.Text))
+            source = sa.func.unnest(array).table_valued("value").render_derived()
+        else:
+            source = sa.func.json_each(sa.bindparam("names", json.dumps(names))).table_valued("value")
+        rows = sa.select(
+            source.c.value,
+            sa.bindparam("owner", owner, type_=sa.String),
+            sa.bindparam("now", now, type_=t.UtcDateTime),
+            sa.bindparam("until", until, type_=t.UtcDateTime),
+        ).where(sa.true())  # SQLite reads an ON CONFLICT after a bare FROM as a join's ON
+        insert = self._insert().from_select(["name", "owner", "acquired_at", "expires_at"], rows)
+        return insert.on_conflict_do_update(
             index_elements=[t.leases.c.name],
-            set_={"owner": owner, "acquired_at": now, "expires_at": until},
+            set_={"owner": insert.excluded.owner, "acquired_at": insert.excluded.acquired_at, "expires_at": until},
             where=t.leases.c.expires_at < now,
-        )
-        conn.execute(statement)
-        holder = conn.execute(sa.select(t.leases.c.owner).where(t.leases.c.name == name)).scalar_one()
-        return bool(holder == owner)
+        ).returning(t.leases.c.name)
 
     def housekeeper(self, owner: str, now: datetime, ttl: timedelta) -> bool:
         """Hold (take or renew) the housekeeping lease if free; whether `owner` is the housekeeper now."""
@@ -114,7 +159,9 @@ class SqlLeaseStore(SqlStore):
                     .where(t.leases.c.name == HOUSEKEEPING, t.leases.c.owner == owner)
                     .values(expires_at=now + ttl)
                 )
-                return self._take(conn, owner, HOUSEKEEPING, now, now + ttl)
+                conn.execute(self._upsert(owner, [HOUSEKEEPING], now, now + ttl)).all()
+                holder = conn.execute(sa.select(t.leases.c.owner).where(t.leases.c.name == HOUSEKEEPING))
+                return bool(holder.scalar_one() == owner)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
@@ -161,6 +208,13 @@ class SqlLeaseStore(SqlStore):
                     _unlock(conn, key)
         finally:
             conn.close()
+
+
+def _delete(conn: sa.Connection, owner: str, names: list[str]) -> None:
+    """Give back `owner`'s leases of `names`, a chunk of names a statement."""
+    for start in range(0, len(names), CHUNK):
+        chunk = names[start : start + CHUNK]
+        conn.execute(t.leases.delete().where(t.leases.c.owner == owner, t.leases.c.name.in_(chunk)))
 
 
 def _unlock(conn: sa.Connection, key: int) -> None:

@@ -3,6 +3,7 @@ PostgreSQL advisory locks."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -84,3 +85,29 @@ def test_shares_cover_every_target_exactly_once(store: SqlHistoryStore, replicas
     assert sum(len(h) for h in held.values()) == len(TARGETS)
     assert set().union(*held.values()) == set(TARGETS)
     assert max(len(h) for h in held.values()) <= -(-len(TARGETS) // replicas)
+
+
+def test_a_fleet_beyond_a_statements_parameters_is_shared_by_replicas_claiming_at_once(store: SqlHistoryStore) -> None:
+    """70,000 targets: more names than PostgreSQL takes parameters in one statement (65,535). Three replicas claim
+    at the same moment, from threads; each ends with its share, no target twice, none left; the survivors of a
+    dead one take its share."""
+    leases = SqlLeaseStore(store.engine)
+    fleet = [f"app{i // 200:03}/target-{i:05}" for i in range(70_000)]
+    owners = ["r0", "r1", "r2"]
+    for owner in owners:
+        leases.heartbeat(owner, T0, TTL)
+    held: dict[str, set[str]] = {}
+    for _ in range(2):
+        with ThreadPoolExecutor(len(owners)) as pool:
+            held = dict(zip(owners, pool.map(lambda o: leases.claim(o, fleet, T0, TTL, 3), owners), strict=True))
+    assert sorted(len(h) for h in held.values()) == [23_332, 23_334, 23_334]  # shares are rounded up
+    assert set().union(*held.values()) == set(fleet) and sum(map(len, held.values())) == len(fleet)
+
+    later = T0 + TTL + timedelta(seconds=1)  # r2 stopped; its leases expired
+    for owner in owners[:2]:
+        leases.heartbeat(owner, later, TTL)
+    survivors = {owner: leases.claim(owner, fleet, later, TTL, 2) for owner in owners[:2]}
+    assert [len(h) for h in survivors.values()] == [35_000, 35_000]
+    assert survivors["r0"] | survivors["r1"] == set(fleet)
+    shrunk = leases.claim("r0", fleet[:10], later, TTL, 2)  # the desired state shrank to 10 targets
+    assert shrunk <= survivors["r0"] & set(fleet[:10]) and len(shrunk) <= 5  # the rest, and its surplus, given back
