@@ -138,6 +138,12 @@ class WatchSupervisor:
         began, observe the time from that change to now. A change seen during the pass waits for the next."""
         self.passes_done((target,), started)
 
+    def not_ours(self, targets: Iterable[str]) -> None:
+        """Forget the changes seen of targets another replica holds: their passes, and latencies, are its own."""
+        with self._lock:
+            for target in targets:
+                self._changed_at.pop(target, None)
+
     def passes_done(self, targets: Iterable[str], started: float) -> None:
         """pass_done() for passes that began together (a batch), under one lock."""
         seen: list[tuple[str, float]] = []

@@ -72,7 +72,9 @@ class Workers:
         while (name := self.queue.get()) is not None:
             # The passes that fell due together (a scheduler tick) are taken as one batch: one bulk read per
             # adapter finds the unchanged targets, whose passes then take their memo without a read each.
-            batch = [name, *self.queue.take_ready(BATCH - 1)]
+            batch = self.held([name, *self.queue.take_ready(BATCH - 1)])
+            if not batch:
+                continue
             unchanged: dict[str, Mode] = {}
             if len(batch) > 1:
                 try:
@@ -82,6 +84,18 @@ class Workers:
             rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
             with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
                 self.passes(rest, unchanged)
+
+    def held(self, batch: list[str]) -> list[str]:
+        """The batch's targets this replica holds. The others leave its queue unread: the replica holding each
+        passes it, and a target this one takes later is queued when taken (replicas.py)."""
+        ours = [name for name in batch if self.replicas.owns(name)]
+        if len(ours) < len(batch):
+            theirs = set(batch).difference(ours)
+            self.watches.not_ours(theirs)
+            for name in theirs:
+                self.queue.forget(name)
+                self.queue.done(name)
+        return ours
 
     def unchanged_passes(self, batch: list[str], unchanged: dict[str, Mode]) -> list[str]:
         """The batch's passes whose memo stands, all at once (no read, no write, no lock: nothing to guard);

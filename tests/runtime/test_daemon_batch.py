@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from reconciler.runtime.queue import WorkQueue
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
+from reconciler.store.leases import SqlLeaseStore
 
 
 class Counting(FileAdapter):
@@ -205,4 +207,28 @@ def test_a_desired_edit_passes_again_only_the_targets_it_changed(
     daemon.queue = daemon.workers.queue = WorkQueue()
     daemon._refresh_desired()
     assert len(daemon.queue) == len(names)
+    components.store.engine.dispose()
+
+
+def test_a_replica_reads_and_passes_only_the_targets_it_holds(
+    settings: Settings, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas on PostgreSQL: the targets another replica holds leave this one's queue unread (each replica
+    read every target's live state each interval before, to drop the passes it did not hold)."""
+    components = counted(settings.model_copy(update={"database_url": postgres_url}), postgres_url, monkeypatch)
+    names = sorted(components.desired.current().targets)
+    other = SqlLeaseStore(components.store.engine)
+    now = datetime.now(UTC)
+    other.heartbeat("other-replica", now, timedelta(minutes=5))
+    theirs = other.claim("other-replica", names, now, timedelta(minutes=5), 2)
+    daemon = Daemon(components)
+    daemon.replicas.tick(names)
+    ours = [name for name in names if daemon.replicas.owns(name)]
+    assert len(theirs) == 2 and ours == sorted(set(names) - theirs)
+
+    daemon.watches._changed_at.update(dict.fromkeys(names, time.monotonic()))  # as if a watch saw each change
+    batch(daemon, names)
+    assert Counting.discovered == ours and Counting.bulk == []  # one target left: no bulk read for it
+    assert not any(name in daemon.queue for name in theirs)  # nor are they scheduled here
+    assert not daemon.watches._changed_at  # their changes are not kept waiting for a pass this replica never runs
     components.store.engine.dispose()
