@@ -4,7 +4,7 @@ scrape time (per target only when asked), written in the text format directly: s
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
@@ -29,6 +29,8 @@ class TargetStates(Collector):
 
     def __init__(self, per_target: bool = False) -> None:
         self.per_target = per_target
+        self._wanted: dict[str, tuple[str, str]] = {}  # the desired state's targets: (environment, app)
+        self._held: Set[str] | None = None  # replicas: the targets this one leases (None: every target)
         self._targets: dict[str, _Target] = {}
         self._groups: dict[tuple[str, str], list[_Target]] = {}  # by (environment, app), sorted; rebuilt by sync
         self._lock = threading.Lock()
@@ -36,16 +38,30 @@ class TargetStates(Collector):
     def sync(self, targets: Iterable[tuple[str, str, str]]) -> None:
         """The targets of the desired state, (name, environment, app); others are forgotten."""
         with self._lock:
-            wanted = {name: (environment, app) for name, environment, app in targets}
-            for name in list(self._targets):
-                if name not in wanted or (self._targets[name].environment, self._targets[name].app) != wanted[name]:
-                    del self._targets[name]
-            for name, (environment, app) in wanted.items():
-                self._targets.setdefault(name, _Target(environment, app))
-            groups: dict[tuple[str, str], list[_Target]] = {}
-            for state in self._targets.values():
-                groups.setdefault((state.environment, state.app), []).append(state)
-            self._groups = dict(sorted(groups.items()))
+            self._wanted = {name: (environment, app) for name, environment, app in targets}
+            self._rebuild()
+
+    def hold(self, names: Set[str]) -> None:
+        """Replicas: export only the targets this replica leases. Another replica's targets never pass here,
+        and would show as never passed (an alert on the oldest successful pass) or keep the drift they had
+        when their lease moved (counted twice)."""
+        with self._lock:
+            self._held = frozenset(names)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        wanted, held = self._wanted, self._held
+        if held is not None:
+            wanted = {name: where for name, where in wanted.items() if name in held}
+        for name in list(self._targets):
+            if name not in wanted or (self._targets[name].environment, self._targets[name].app) != wanted[name]:
+                del self._targets[name]
+        for name, (environment, app) in wanted.items():
+            self._targets.setdefault(name, _Target(environment, app))
+        groups: dict[tuple[str, str], list[_Target]] = {}
+        for state in self._targets.values():
+            groups.setdefault((state.environment, state.app), []).append(state)
+        self._groups = dict(sorted(groups.items()))
 
     def update(self, name: str, **values: object) -> None:
         with self._lock:

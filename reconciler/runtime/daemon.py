@@ -53,6 +53,7 @@ class Daemon:
             components.metrics,
             ttl_s=s.lease_ttl_s,
             wake=self.queue.add,
+            release=lambda names: self.api.forget(names),  # noqa: PLW0108 - self.api is made below
         )
         self.watches = WatchSupervisor(
             self.queue, components.adapters.watcher, components.metrics, debounce_s=s.watch_debounce_s

@@ -52,6 +52,7 @@ class Replicas:
         *,
         ttl_s: float,
         wake: Callable[[str], None],
+        release: Callable[[set[str]], None] = lambda _: None,
         owner: str | None = None,
     ) -> None:
         self.leases = leases
@@ -59,11 +60,14 @@ class Replicas:
         self.metrics = metrics
         self.ttl = timedelta(seconds=ttl_s)
         self.wake = wake  # queues a target this replica has just taken
+        self.release = release  # forgets what is shown of targets another replica has taken
         self.owner = owner or process.identity()
         self.shared = leases.shared
         self._held: set[str] = set()
         self._cut_off: str | None = None  # why the last tick could not renew the leases, until one does
         self._lock = threading.Lock()
+        if self.shared:  # the metrics show the targets this replica leases, none before its first claim
+            metrics.target_states.hold(set())
 
     def owns(self, target: str) -> bool:
         if not self.shared:
@@ -121,6 +125,8 @@ class Replicas:
         self.metrics.leased_targets.set(len(held))
         if new or lost:
             log.info("leases changed", replicas=alive, held=len(held), taken=len(new), released=len(lost))
+            self.metrics.target_states.hold(held)
+            self.release(lost)
         for name in sorted(new):
             self.wake(name)
         if housekeeper:

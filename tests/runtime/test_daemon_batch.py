@@ -222,7 +222,7 @@ def test_a_replica_reads_and_passes_only_the_targets_it_holds(
     other.heartbeat("other-replica", now, timedelta(minutes=5))
     theirs = other.claim("other-replica", names, now, timedelta(minutes=5), 2)
     daemon = Daemon(components)
-    daemon.replicas.tick(names)
+    daemon._refresh_desired()  # as the daemon starts: the desired state loaded, its targets queued, leases claimed
     ours = [name for name in names if daemon.replicas.owns(name)]
     assert len(theirs) == 2 and ours == sorted(set(names) - theirs)
 
@@ -231,4 +231,19 @@ def test_a_replica_reads_and_passes_only_the_targets_it_holds(
     assert Counting.discovered == ours and Counting.bulk == []  # one target left: no bulk read for it
     assert not any(name in daemon.queue for name in theirs)  # nor are they scheduled here
     assert not daemon.watches._changed_at  # their changes are not kept waiting for a pass this replica never runs
+    # Its metrics show its own target alone: another replica's would show as never passed, and page.
+    assert oldest_successful_passes(components) == {
+        'app="payments-api",environment="prod"': pytest.approx(time.time(), abs=60)
+    }
+    assert sorted(daemon.api.latest()) == ours
+
+    daemon.replicas.tick(sorted(theirs))  # the desired state lost this replica's target: its lease goes
+    assert oldest_successful_passes(components) == {} and daemon.api.latest() == {}
     components.store.engine.dispose()
+
+
+def oldest_successful_passes(components: Components) -> dict[str, float]:
+    """reconciler_oldest_successful_pass_timestamp_seconds of /metrics, by labels."""
+    name = "reconciler_oldest_successful_pass_timestamp_seconds{"
+    lines = components.metrics.target_states.render().decode().splitlines()
+    return {line[len(name) : line.index("}")]: float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name)}
