@@ -103,8 +103,10 @@ def build(folder: Path, targets: int, keys: int, apps: int = 500) -> tuple[Path,
     return live, desired
 
 
-def start(folder: Path, live: Path, desired: Path, extra: dict[str, str] | None = None) -> tuple[Any, int]:
-    """The daemon over the fleet in `folder`, migrated, as a subprocess, and its HTTP port."""
+def start(
+    folder: Path, live: Path, desired: Path, extra: dict[str, str] | None = None, name: str = "daemon"
+) -> tuple[Any, int]:
+    """The daemon over the fleet in `folder`, migrated, as a subprocess (its log `name`.log), and its HTTP port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -118,7 +120,7 @@ def start(folder: Path, live: Path, desired: Path, extra: dict[str, str] | None 
         **(extra or {}),
     }
     subprocess.run([sys.executable, "-m", "reconciler", "db", "upgrade"], env=env, check=True, capture_output=True)
-    log = (folder / "daemon.log").open("w")
+    log = (folder / f"{name}.log").open("w")
     return subprocess.Popen([sys.executable, "-m", "reconciler", "run"], env=env, stdout=log, stderr=log), port
 
 

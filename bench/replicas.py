@@ -142,22 +142,16 @@ def main() -> None:
         admin.dispose()
 
 
-def report(engine: sa.Engine, args: argparse.Namespace, first: float, again: float, owners: int) -> None:
-    with engine.connect() as conn:
-        verified = conn.execute(
-            sa.text("SELECT target, count(*) FROM actions WHERE state = 'verified' GROUP BY target")
-        ).all()
-        runs = conn.execute(
-            sa.text(
-                "SELECT p.target, r.owner, r.started_at, r.finished_at FROM passes p JOIN runs r ON r.id = p.run_id "
-                "WHERE r.finished_at IS NOT NULL AND (r.error IS NULL OR r.error NOT LIKE 'interrupted%') "
-                "ORDER BY p.target, r.started_at"
-            )
-        ).all()
-        interrupted = conn.execute(sa.text("SELECT count(*) FROM runs WHERE error LIKE 'interrupted%'")).scalar_one()
-    counts = dict(verified)
-    duplicates = sum(max(0, n - 2) for n in counts.values())
-    missing = args.targets - sum(1 for n in counts.values() if n >= 2)
+def overlapping_runs(conn: sa.Connection) -> int:
+    """Recorded runs of one target by two replicas whose times overlap (interrupted runs, settled by the
+    housekeeper for a dead replica, left out)."""
+    runs = conn.execute(
+        sa.text(
+            "SELECT p.target, r.owner, r.started_at, r.finished_at FROM passes p JOIN runs r ON r.id = p.run_id "
+            "WHERE r.finished_at IS NOT NULL AND (r.error IS NULL OR r.error NOT LIKE 'interrupted%') "
+            "ORDER BY p.target, r.started_at"
+        )
+    ).all()
     overlaps = 0
     for _, group in itertools.groupby(runs, key=lambda r: r.target):
         busy_until, busy_owner = None, None
@@ -166,6 +160,19 @@ def report(engine: sa.Engine, args: argparse.Namespace, first: float, again: flo
                 overlaps += 1
             if busy_until is None or run.finished_at > busy_until:
                 busy_until, busy_owner = run.finished_at, run.owner
+    return overlaps
+
+
+def report(engine: sa.Engine, args: argparse.Namespace, first: float, again: float, owners: int) -> None:
+    with engine.connect() as conn:
+        verified = conn.execute(
+            sa.text("SELECT target, count(*) FROM actions WHERE state = 'verified' GROUP BY target")
+        ).all()
+        overlaps = overlapping_runs(conn)
+        interrupted = conn.execute(sa.text("SELECT count(*) FROM runs WHERE error LIKE 'interrupted%'")).scalar_one()
+    counts = dict(verified)
+    duplicates = sum(max(0, n - 2) for n in counts.values())
+    missing = args.targets - sum(1 for n in counts.values() if n >= 2)
     print(f"{args.targets:,} targets, 3 replicas on PostgreSQL, interval {args.interval:g} s, lease {args.lease:g} s")
     print(f"  round 1 (baseline, all alive): every target fixed in {first:.1f} s by {owners} replicas")
     print(

@@ -1,0 +1,232 @@
+"""Replicas at scale: three daemons on one PostgreSQL database share the dry-run fleet of bench.daemon_scale
+(file targets of 100 keys, 60 s interval, 5% with standing drift), and one of them is SIGKILLed.
+
+    .venv/bin/python -m bench.replicas_scale [--targets 300000] [--replicas 3] [--minutes 3] [--lease 30]
+                                             [--folder DIR]
+    RECONCILER_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres (the default)
+
+Each replica is a real `reconciler run` subprocess; all load the whole desired state and lease their share of
+its targets (store/leases.py). Reported, per replica: the first full cycle (until the replicas' full passes
+together reach the fleet: wall, and each one's CPU with its load's worker processes), then over `--minutes` of
+steady state (0.1% of the live files changing a minute) each one's share of a core, its peak RSS and the
+targets it leases (the spread: the largest share to the mean); the passes of that window per target and
+interval; then one replica is SIGKILLed: how long until the others lease every target (must be within one
+lease time and a tick) and until each of its targets has had a pass on a survivor. At the end every target's
+last pass is read from the survivors' /api/v1/status (each must be within one interval), and runs of one
+target by two replicas at once are counted from history (must be 0). The baseline, measured in the same run,
+is the first cycle's CPU: what each interval would cost without the memo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import signal
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.daemon_scale import build, children_cpu_seconds, cpu_seconds, metric, rss_mb, start
+from bench.replicas import ADMIN, overlapping_runs
+
+INTERVAL_S = 60.0  # the fleet's targets'
+JITTER_S = 5.0  # the daemon's default
+
+
+class Replica:
+    def __init__(self, name: str, process: Any, port: int) -> None:
+        self.name, self.process, self.port = name, process, port
+        self.peak = 0.0
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid) + children_cpu_seconds(self.process.pid)
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, rss_mb(self.process.pid))
+
+    def leased(self) -> int:
+        return int(metric(self.port, "reconciler_leased_targets"))
+
+    def looked_at(self) -> tuple[int, bool]:
+        """The targets it leases, and whether each has had a pass here (no group's oldest successful pass is
+        0: the replica's metrics show the targets it leases, each at 0 until its first pass here)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        leased = sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("reconciler_leased_targets "))
+        oldest = [line for line in lines if line.startswith("reconciler_oldest_successful_pass_timestamp_seconds{")]
+        return int(leased), all(float(line.rsplit(" ", 1)[1]) > 0 for line in oldest)
+
+
+def all_passed(replicas: list[Replica], targets: int) -> bool:
+    """Whether `replicas` lease every target between them and each has had its pass."""
+    seen = [r.looked_at() for r in replicas]
+    return sum(leased for leased, _ in seen) >= targets and all(done for _, done in seen)
+
+
+def launch(folder: Path, url: str, count: int, lease: float) -> list[Replica]:
+    live, desired = folder / "live", folder / "desired"
+    extra = {"RECONCILER_DATABASE_URL": url, "RECONCILER_SCHEDULER__LEASE_TTL_S": str(lease)}
+    replicas = []
+    for i in range(count):
+        process, port = start(folder, live, desired, extra, name=f"replica-{i}")
+        replicas.append(Replica(f"replica-{i}", process, port))
+    return replicas
+
+
+def until(check: Any, replicas: list[Replica], timeout: float, what: str, every: int = 5) -> float:
+    """Wait for `check()`, asked every `every` seconds (/metrics of 100,000 targets is no free answer), sampling
+    RSS each second; the seconds it took."""
+    started = time.monotonic()
+    for tick in itertools.count():
+        for replica in replicas:
+            if replica.process.poll() is not None:
+                raise SystemExit(f"{replica.name} exited while waiting for {what}")
+            replica.sample()
+        try:
+            if tick % every == 0 and check():
+                return time.monotonic() - started
+        except OSError:  # a replica not listening yet, or busy beyond the 10 s of an answer
+            pass
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+def steady(replicas: list[Replica], live: Path, targets: int, minutes: float) -> dict[str, float]:
+    """Change 0.1% of the live files a minute for `minutes`; each replica's CPU share, and the passes per target
+    and interval over the window."""
+    per_minute = max(1, targets // 1000)
+    cpu0 = {r.name: r.cpu() for r in replicas}
+    passes0 = sum(metric(r.port, "reconciler_passes_total") for r in replicas)
+    t0 = time.monotonic()
+    next_change, step = t0, 0
+    while time.monotonic() < t0 + minutes * 60:
+        if time.monotonic() >= next_change:
+            for i in range(step * per_minute, (step + 1) * per_minute):
+                path = live / f"t{(i * 7919) % targets:05}.yaml"
+                path.write_text(path.read_text().replace("value-", f"v{int(time.time())}-", 1))
+            next_change, step = next_change + 60, step + 1
+        for replica in replicas:
+            replica.sample()
+        time.sleep(1)
+    wall = time.monotonic() - t0
+    shares = {r.name: (r.cpu() - cpu0[r.name]) / wall for r in replicas}
+    passes = sum(metric(r.port, "reconciler_passes_total") for r in replicas) - passes0
+    shares["passes per target and interval"] = passes / targets / (wall / INTERVAL_S)
+    return shares
+
+
+def last_passes(replicas: list[Replica]) -> dict[str, datetime]:
+    """Each target's latest pass on any of `replicas` (a target that moved is shown by both: the later counts)."""
+    latest: dict[str, datetime] = {}
+    for replica in replicas:
+        url = f"http://127.0.0.1:{replica.port}/api/v1/status"
+        with urllib.request.urlopen(url, timeout=300) as response:
+            for target in json.load(response)["targets"]:
+                at = datetime.fromisoformat(target["at"])
+                latest[target["target"]] = max(at, latest.get(target["target"], at))
+    return latest
+
+
+def kill_one(replicas: list[Replica], targets: int, lease: float) -> tuple[Replica, int, float, float]:
+    """SIGKILL the first replica: (it, the targets it leased, seconds until the others lease them all, seconds
+    until they have passed as many targets in full as it leased)."""
+    victim, survivors = replicas[0], replicas[1:]
+    held = victim.leased()
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(30)
+    killed = time.monotonic()
+    until(lambda: sum(r.leased() for r in survivors) >= targets, survivors, 10 * lease, "the take-over", every=1)
+    taken = time.monotonic() - killed
+    until(lambda: all_passed(survivors, targets), survivors, 30 * lease, "their passes")
+    return victim, held, taken, time.monotonic() - killed
+
+
+def fleet(args: argparse.Namespace) -> Path:
+    if args.folder is not None and (args.folder / "live").is_dir():  # a fleet built before and never run
+        return Path(args.folder)
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="reconciler-replicas-scale-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    build(folder, args.targets, 100)
+    return Path(folder)
+
+
+def run(args: argparse.Namespace, folder: Path, url: str) -> None:
+    replicas = launch(folder, url, args.replicas, args.lease)
+    try:
+        started = time.monotonic()
+        first = until(lambda: all_passed(replicas, args.targets), replicas, 3600, "the first cycle")
+        print(f"{args.targets:,} targets, {args.replicas} replicas on PostgreSQL, lease {args.lease:g} s")
+        print(f"first full cycle: every target leased and passed {first:.0f} s after the start (polled every 5 s)")
+        first_cpu = {r.name: r.cpu() for r in replicas}
+        for r in replicas:
+            print(f"  {r.name}: {first_cpu[r.name]:.1f} s CPU with its load's workers, peak RSS {r.peak:.0f} MB")
+        shares = steady(replicas, folder / "live", args.targets, args.minutes)
+        leased = {r.name: r.leased() for r in replicas}
+        mean = sum(leased.values()) / len(leased)
+        print(f"steady state over {args.minutes:g} min:")
+        for r in replicas:
+            print(
+                f"  {r.name}: {shares[r.name] * 100:5.2f}% of a core (target <= 10%), peak RSS {r.peak:.0f} MB "
+                f"(target <= 1,200), {leased[r.name]:,} targets leased; CPU a minute / its first cycle's: "
+                f"{shares[r.name] * 60 / first_cpu[r.name]:.3f}x"
+            )
+        print(f"  largest share to the mean: {max(leased.values()) / mean:.3f} (target <= 1.2)")
+        print(f"  passes per target and interval: {shares['passes per target and interval']:.2f}")
+        victim, held, taken, passed = kill_one(replicas, args.targets, args.lease)
+        survivors = replicas[1:]
+        print(f"{victim.name} SIGKILLed holding {held:,} targets:")
+        print(f"  the others lease every target {taken:.0f} s later (lease {args.lease:g} s, a tick every third)")
+        print(f"  and have passed each of them {passed:.0f} s after the kill (polled every 5 s)")
+        print(f"  leased now: {', '.join(f'{r.name} {r.leased():,}' for r in survivors)}")
+        latest = last_passes(survivors)
+        now = datetime.now(UTC)
+        late = INTERVAL_S + JITTER_S + 1  # a pass is due an interval and its jitter after the last, on a 1 s tick
+        stale = [name for name, at in latest.items() if (now - at).total_seconds() > late]
+        print(
+            f"  {len(latest):,} targets shown by the survivors; last pass older than {late:g} s: {len(stale):,} "
+            f"(missing: {args.targets - len(latest):,}); {time.monotonic() - started:.0f} s since the start"
+        )
+    finally:
+        for r in replicas:
+            if r.process.poll() is None:
+                r.process.send_signal(signal.SIGTERM)
+        for r in replicas:
+            r.process.wait(120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", type=int, default=300_000)
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--folder", type=Path, help="build the fleet here, or take the one built here before")
+    args = parser.parse_args()
+    folder = fleet(args)
+    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"reconciler_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        run(args, folder, url)
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            print(f"  runs of one target by two replicas at once (recorded runs): {overlapping_runs(conn)}")
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
