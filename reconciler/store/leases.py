@@ -1,12 +1,13 @@
 """SqlLeaseStore: how several daemons on one PostgreSQL database share the targets.
 
-Every replica heartbeats a row in `replicas`. Targets are leased for a short time (`ttl`): each claim renews
-the replica's own leases, gives back those above its fair share (targets / live replicas, rounded up) so
-that a replica that joins gets work, and takes free or expired leases up to that share. A replica that dies
-stops renewing; its leases expire and the others take them at their next claim. On top of the lease, a pass
-holds a PostgreSQL advisory lock on its target (`exclusive`), so even a pass that outlives its lease is never
-run by two replicas at once.
-"""
+Every replica heartbeats a row in `replicas`. A target's lease is held by one replica and lives as long as
+that replica heartbeats (within `ttl`): renewing all of a replica's leases is its heartbeat, one row, however
+many targets it holds. Each claim gives back the leases above the replica's fair share (targets / live
+replicas, rounded up) so that a replica that joins gets work, and takes free leases, or those of replicas
+whose heartbeat stopped, up to that share. A replica that dies stops heartbeating; its leases lapse and the
+others take them at their next claim. On top of the lease, a pass holds a PostgreSQL advisory lock on its
+target (`exclusive`), so even a pass that outlives its lease is never run by two replicas at once. The
+housekeeping lease alone lives by its own `expires_at`, renewed by its holder."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class SqlLeaseStore(SqlStore):
         return dialect.insert(t.leases)
 
     def heartbeat(self, owner: str, now: datetime, ttl: timedelta) -> int:
-        """Record that `owner` is alive; returns how many replicas are alive (itself included)."""
+        """Record that `owner` is alive, which keeps its leases; returns how many replicas are alive (itself
+        included)."""
         try:
             with self.engine.begin() as conn:
                 updated = conn.execute(
@@ -59,45 +61,42 @@ class SqlLeaseStore(SqlStore):
         return int(alive)
 
     def claim(self, owner: str, targets: Collection[str], now: datetime, ttl: timedelta, replicas: int) -> set[str]:
-        """Renew, give back and take leases so that `owner` holds its fair share; returns the targets it holds.
+        """Give back and take leases so that `owner` holds its fair share; returns the targets it holds. Its
+        heartbeat (heartbeat()) is what keeps them: call that first.
 
-        Set-based, whatever the fleet's size: the replica's own leases are renewed and listed in one statement,
-        the target list itself never goes to the database (PostgreSQL takes at most 65,535 parameters a
-        statement), and free leases are taken in chunks, each in a transaction of its own that locks its names in
-        order, so that two replicas taking leases at once cannot deadlock."""
+        Set-based, whatever the fleet's size: the target list itself never goes to the database (PostgreSQL
+        takes at most 65,535 parameters a statement), and free leases are taken in chunks, each in a
+        transaction of its own that locks its names in order, so that two replicas taking leases at once cannot
+        deadlock."""
         share = math.ceil(len(targets) / max(replicas, 1))
-        until = now + ttl
         wanted = targets if isinstance(targets, (set, frozenset)) else set(targets)
         leases = t.leases
         try:
             with self.engine.begin() as conn:
-                renewed = conn.execute(
-                    leases.update()
-                    .where(leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
-                    .values(expires_at=until)
-                    .returning(leases.c.name)
+                held = conn.execute(
+                    sa.select(leases.c.name).where(leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
                 )
-                mine = set(renewed.scalars())
+                mine = set(held.scalars())
                 kept = mine & wanted
                 surplus = sorted(kept)[share:]  # given back, so that a replica that joined gets work
                 _delete(conn, owner, [*(mine - wanted), *surplus])
                 mine = kept.difference(surplus)
             for _ in range(READS):  # a name another replica took meanwhile makes the list stale: read it again
                 need = share - len(mine)
-                free = self._free(wanted, mine, now) if need > 0 else []
+                free = self._free(wanted, mine, now - ttl) if need > 0 else []
                 free.sort(key=lambda name: zlib.crc32(f"{owner}/{name}".encode()))  # replicas try different ones first
-                if not self._take_some(owner, free, need, mine, now, until):
+                if not self._take_some(owner, free, need, mine, now, ttl):
                     break
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         return mine
 
-    def _free(self, wanted: Set[str], mine: set[str], now: datetime) -> list[str]:
-        """The wanted targets nobody holds a live lease on. The live leases are counted first: when there are as
-        many as targets, none is free (leases of targets gone from the desired state are given back by their
-        holders at their next tick), and the names are not read."""
+    def _free(self, wanted: Set[str], mine: set[str], alive_since: datetime) -> list[str]:
+        """The wanted targets no live replica holds. The live leases are counted first: when there are as many
+        as targets, none is free (leases of targets gone from the desired state are given back by their holders
+        at their next tick), and the names are not read."""
         leases = t.leases
-        live = leases.c.expires_at >= now
+        live = leases.c.owner.in_(_alive(alive_since))
         with self.engine.connect() as conn:
             held = conn.execute(
                 sa.select(sa.func.count()).select_from(leases).where(live, leases.c.name != HOUSEKEEPING)
@@ -107,29 +106,24 @@ class SqlLeaseStore(SqlStore):
             names = set(conn.execute(sa.select(leases.c.name).where(live)).scalars())
         return list(wanted - names - mine)
 
-    def _take_some(
-        self, owner: str, free: list[str], need: int, mine: set[str], now: datetime, until: datetime
-    ) -> bool:
+    def _take_some(self, owner: str, free: list[str], need: int, mine: set[str], now: datetime, ttl: timedelta) -> bool:
         """Take up to `need` of `free` into `mine`, a chunk at a time; whether a chunk came back short (another
         replica took some of its names), so that the free list is worth reading again."""
         tried = 0
+        lapsed = t.leases.c.owner.notin_(_alive(now - ttl))
         while need > 0 and tried < len(free):
-            chunk = free[tried : tried + min(need, CHUNK)]
+            chunk = sorted(free[tried : tried + min(need, CHUNK)])
             tried += len(chunk)
-            taken = self._take(owner, chunk, now, until)
+            with self.engine.begin() as conn:
+                taken = set(conn.execute(self._upsert(owner, chunk, now, now + ttl, lapsed)).scalars())
             mine |= taken
             need -= len(taken)
             if len(taken) < len(chunk):
                 return need > 0
         return False
 
-    def _take(self, owner: str, names: list[str], now: datetime, until: datetime) -> set[str]:
-        """Take those of `names` whose lease is free or expired, atomically; the ones `owner` holds now."""
-        with self.engine.begin() as conn:
-            return set(conn.execute(self._upsert(owner, sorted(names), now, until)).scalars())
-
-    def _upsert(self, owner: str, names: list[str], now: datetime, until: datetime) -> Any:
-        """INSERT the leases of `names` for `owner`, or take over those expired; returns the names taken. The
+    def _upsert(self, owner: str, names: list[str], now: datetime, until: datetime, lapsed: Any) -> Any:
+        """INSERT the leases of `names` for `owner`, or take over those `lapsed`; returns the names taken. The
         names travel as one array (PostgreSQL) or JSON (SQLite) parameter: the statement is the same for any
         number of names, so it is compiled once."""
         if self.shared:
@@ -147,7 +141,7 @@ class SqlLeaseStore(SqlStore):
         return insert.on_conflict_do_update(
             index_elements=[t.leases.c.name],
             set_={"owner": insert.excluded.owner, "acquired_at": insert.excluded.acquired_at, "expires_at": until},
-            where=t.leases.c.expires_at < now,
+            where=lapsed,
         ).returning(t.leases.c.name)
 
     def housekeeper(self, owner: str, now: datetime, ttl: timedelta) -> bool:
@@ -159,7 +153,7 @@ class SqlLeaseStore(SqlStore):
                     .where(t.leases.c.name == HOUSEKEEPING, t.leases.c.owner == owner)
                     .values(expires_at=now + ttl)
                 )
-                conn.execute(self._upsert(owner, [HOUSEKEEPING], now, now + ttl)).all()
+                conn.execute(self._upsert(owner, [HOUSEKEEPING], now, now + ttl, t.leases.c.expires_at < now)).all()
                 holder = conn.execute(sa.select(t.leases.c.owner).where(t.leases.c.name == HOUSEKEEPING))
                 return bool(holder.scalar_one() == owner)
         except SQLAlchemyError as exc:
@@ -208,6 +202,11 @@ class SqlLeaseStore(SqlStore):
                     _unlock(conn, key)
         finally:
             conn.close()
+
+
+def _alive(since: datetime) -> sa.Select[tuple[str]]:
+    """The replicas that heartbeat at or after `since`: their leases live."""
+    return sa.select(t.replicas.c.id).where(t.replicas.c.heartbeat_at >= since)
 
 
 def _delete(conn: sa.Connection, owner: str, names: list[str]) -> None:

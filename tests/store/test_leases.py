@@ -111,3 +111,19 @@ def test_a_fleet_beyond_a_statements_parameters_is_shared_by_replicas_claiming_a
     assert survivors["r0"] | survivors["r1"] == set(fleet)
     shrunk = leases.claim("r0", fleet[:10], later, TTL, 2)  # the desired state shrank to 10 targets
     assert shrunk <= survivors["r0"] & set(fleet[:10]) and len(shrunk) <= 5  # the rest, and its surplus, given back
+
+
+def test_a_replicas_heartbeat_keeps_its_leases(store: SqlHistoryStore) -> None:
+    """Leases live with their holder's heartbeat (one row a tick, however many targets it holds): past their
+    first expiry they stay a's while a heartbeats, and lapse when it stops."""
+    leases = SqlLeaseStore(store.engine)
+    leases.heartbeat("a", T0, TTL)
+    assert leases.claim("a", TARGETS, T0, TTL, 1) == set(TARGETS)
+    for step in range(1, 4):  # a heartbeats, and claims nothing, for three lease times
+        leases.heartbeat("a", T0 + step * TTL, TTL)
+    later = T0 + 3 * TTL + timedelta(seconds=1)
+    assert leases.heartbeat("b", later, TTL) == 2
+    assert leases.claim("b", TARGETS, later, TTL, 2) == set()  # a's, all of them
+    gone = later + TTL  # a stopped at T0 + 3 TTL
+    leases.heartbeat("b", gone, TTL)
+    assert leases.claim("b", TARGETS, gone, TTL, 1) == set(TARGETS)
