@@ -28,13 +28,18 @@ class DesiredSource:
         self.last_error: ConfigurationError | None = None
 
     def _signature_now(self) -> Signature:
-        entries = []
-        for path in loader.manifest_files(self.root):
+        if self.root.is_file():
             try:
-                st = os.stat(path)
+                return ((str(self.root), filestat.identity(os.stat(self.root))),)
+            except OSError:  # removed meanwhile
+                return ()
+        entries = []
+        for entry in loader.manifest_entries(self.root):
+            try:
+                st = entry.stat()
             except OSError:
                 continue
-            entries.append((str(path), filestat.identity(st)))
+            entries.append((entry.path, filestat.identity(st)))
         return tuple(entries)
 
     @property

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired.loader import load
+from reconciler.desired.loader import load, manifest_files
 from reconciler.desired.source import DesiredSource
 from reconciler.errors import ConfigurationError
 from tests.conftest import EXAMPLES
@@ -130,3 +130,24 @@ def test_a_reload_keeps_the_objects_of_unchanged_targets(tmp_path: Path) -> None
     assert second.version != first.version
     assert second.targets["a"] is first.targets["a"]
     assert second.targets["b"] is not first.targets["b"] and second.targets["b"].spec.desired == {"x": 2}
+
+
+def test_manifest_files_are_listed_as_paths_sort_hidden_and_linked_folders_left_out(tmp_path: Path) -> None:
+    """The walk of strings the desired state's poll uses lists what Path.rglob listed, in Path order (by path
+    component: "a/z.yaml" before "a-b/a.yaml", though "-" sorts before "/" as characters)."""
+    root = tmp_path / "desired"
+    for name in ("a/z.yaml", "a-b/a.yaml", "a/b/c.yml", "top.yaml", "a/notes.txt", ".git/x.yaml", "a/.hidden.yaml"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("kind: Policy\n")
+    (root / "linked").symlink_to(root / "a", target_is_directory=True)  # rglob does not follow it either
+    (root / "folder.yaml").mkdir()  # a folder with a manifest's suffix is no file
+    expected = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and not any(s.startswith(".") for s in p.relative_to(root).parts)
+    )
+    assert [p.relative_to(root).as_posix() for p in expected] == ["a/b/c.yml", "a/z.yaml", "a-b/a.yaml", "top.yaml"]
+    assert manifest_files(root) == expected
+    assert manifest_files(root / "top.yaml") == [root / "top.yaml"]
