@@ -247,7 +247,7 @@ class Daemon:
     def _lease_tick(self) -> None:
         state = self._state
         if state is not None:
-            self.replicas.tick(state.targets.keys())
+            self.replicas.tick(state.targets)  # the same mapping while the version stands: leases.py
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)

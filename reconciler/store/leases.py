@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Collection, Iterator, Set
+from collections.abc import Collection, Iterator, Mapping, Set
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +33,14 @@ ADVISORY_CLASS = 0x7265  # first key of the two-int advisory lock: "re", so othe
 
 
 class SqlLeaseStore(SqlStore):
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        # Each owner's leases as its last claim left them. Between two of its claims only other replicas change
+        # an owner's leases, and only by taking them (its heartbeat lapsed) or dropping them (the housekeeper
+        # found it dead): either way they become fewer, so a count that matches says the names are these. With
+        # them, the targets they were claimed from: the same collection again means none of them went away.
+        self._known: dict[str, tuple[Collection[str], frozenset[str]]] = {}
+
     @property
     def shared(self) -> bool:
         """Whether replicas can share this database (PostgreSQL); SQLite serves one daemon."""
@@ -69,17 +77,22 @@ class SqlLeaseStore(SqlStore):
         transaction of its own that locks its names in order, so that two replicas taking leases at once cannot
         deadlock."""
         share = math.ceil(len(targets) / max(replicas, 1))
-        wanted = targets if isinstance(targets, (set, frozenset)) else set(targets)
+        wanted: Set[str] = (  # a mapping's keys, or a set, are taken as they are
+            targets.keys() if isinstance(targets, Mapping) else targets if isinstance(targets, Set) else set(targets)
+        )
         leases = t.leases
+        known = self._known.pop(owner, None)  # until this claim ends well
         try:
             with self.engine.begin() as conn:
-                held = conn.execute(
-                    sa.select(leases.c.name).where(leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
-                )
-                mine = set(held.scalars())
-                kept = mine & wanted
-                surplus = sorted(kept)[share:]  # given back, so that a replica that joined gets work
-                _delete(conn, owner, [*(mine - wanted), *surplus])
+                own = (leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
+                count = conn.execute(sa.select(sa.func.count()).select_from(leases).where(*own)).scalar_one()
+                if known is not None and count == len(known[1]):  # a replica's 100,000 names are not read again
+                    mine = set(known[1])
+                else:
+                    mine = set(conn.execute(sa.select(leases.c.name).where(*own)).scalars().all())
+                kept = mine if known is not None and known[0] is targets else mine.intersection(wanted)
+                surplus = sorted(kept)[share:] if len(kept) > share else []  # so that a replica that joined gets work
+                _delete(conn, owner, [*(mine - kept), *surplus])
                 mine = kept.difference(surplus)
             for _ in range(READS):  # a name another replica took meanwhile makes the list stale: read it again
                 need = share - len(mine)
@@ -89,6 +102,7 @@ class SqlLeaseStore(SqlStore):
                     break
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
+        self._known[owner] = (targets, frozenset(mine))
         return mine
 
     def _free(self, wanted: Set[str], mine: set[str], alive_since: datetime) -> list[str]:
@@ -171,6 +185,7 @@ class SqlLeaseStore(SqlStore):
     def forget_replica(self, owner: str) -> None:
         """Drop a replica and its leases: at a clean shutdown (so others take over at once), or once a dead
         one's runs are settled."""
+        self._known.pop(owner, None)
         try:
             with self.engine.begin() as conn:
                 conn.execute(t.leases.delete().where(t.leases.c.owner == owner))

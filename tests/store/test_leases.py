@@ -127,3 +127,20 @@ def test_a_replicas_heartbeat_keeps_its_leases(store: SqlHistoryStore) -> None:
     gone = later + TTL  # a stopped at T0 + 3 TTL
     leases.heartbeat("b", gone, TTL)
     assert leases.claim("b", TARGETS, gone, TTL, 1) == set(TARGETS)
+
+
+def test_a_replica_whose_leases_were_taken_while_it_stalled_sees_it_at_its_next_claim(store: SqlHistoryStore) -> None:
+    """A claim trusts the names its last one left when their count stands (their only other changes remove
+    some); leases taken while the replica's heartbeat lapsed change the count, and are read again."""
+    fleet = {name: None for name in TARGETS}  # the daemon passes its desired state's mapping, the same each tick
+    a, b = SqlLeaseStore(store.engine), SqlLeaseStore(store.engine)
+    a.heartbeat("a", T0, TTL)
+    assert a.claim("a", fleet, T0, TTL, 1) == set(TARGETS)
+    assert a.claim("a", fleet, T0 + timedelta(seconds=10), TTL, 1) == set(TARGETS)  # the names, not read again
+    stalled = T0 + TTL + timedelta(seconds=11)  # a's heartbeat lapsed: b takes everything
+    b.heartbeat("b", stalled, TTL)
+    assert b.claim("b", fleet, stalled, TTL, 1) == set(TARGETS)
+    assert a.heartbeat("a", stalled, TTL) == 2
+    assert a.claim("a", fleet, stalled, TTL, 2) == set()  # b's now; b gives half back at its next claim
+    assert len(b.claim("b", fleet, stalled, TTL, 2)) == 5
+    assert a.claim("a", fleet, stalled, TTL, 2) == set(TARGETS) - b.claim("b", fleet, stalled, TTL, 2)
