@@ -90,9 +90,9 @@ class SchedulerSettings(Group):
     lease_ttl_s: float = Field(
         30.0,
         gt=0,
-        description="With PostgreSQL history, how long a replica's lease on a target lasts without renewal; "
-        "the targets of a replica that died are taken over within about this time. Keep it at or below the "
-        "shortest interval. Defaults to 30.",
+        description="With PostgreSQL history, how long a replica's leases live after its last heartbeat "
+        "(written every third of this); the targets of a replica that died are taken over within about one and a "
+        "half times this. Keep it at or below the shortest interval. Defaults to 30.",
     )
     shutdown_timeout_s: float = Field(
         60.0, gt=0, description="How long SIGTERM waits for passes in flight. Defaults to 60."
