@@ -103,6 +103,16 @@ def build(folder: Path, targets: int, keys: int, apps: int = 500) -> tuple[Path,
     return live, desired
 
 
+def fleet_folder(folder: Path | None, targets: int, keys: int, apps: int = 500) -> Path:
+    """The fleet built in `folder` (a new temporary folder if None), or the one built there before."""
+    if folder is not None and (folder / "live").is_dir():  # a fleet built before and never run
+        return folder
+    folder = folder or Path(tempfile.mkdtemp(prefix="reconciler-scale-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    build(folder, targets, keys, apps)
+    return folder
+
+
 def start(
     folder: Path, live: Path, desired: Path, extra: dict[str, str] | None = None, name: str = "daemon"
 ) -> tuple[Any, int]:
@@ -248,12 +258,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="build the fleet here, or take the one built here before")
     parser.add_argument("--no-edit", dest="edit", action="store_false", help="skip the desired-state edit phase")
     args = parser.parse_args()
-    if args.folder is not None and (args.folder / "live").is_dir():  # a fleet built before and never run
-        folder, live, desired = args.folder, args.folder / "live", args.folder / "desired"
-    else:
-        folder = args.folder or Path(tempfile.mkdtemp(prefix="reconciler-scale-"))
-        folder.mkdir(parents=True, exist_ok=True)
-        live, desired = build(folder, args.targets, args.keys, args.apps)
+    folder = fleet_folder(args.folder, args.targets, args.keys, args.apps)
+    live, desired = folder / "live", folder / "desired"
     daemon, port = start(folder, live, desired)
     try:
         with Prober(port) as prober:

@@ -23,7 +23,6 @@ import argparse
 import itertools
 import json
 import signal
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -33,7 +32,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.daemon_scale import build, children_cpu_seconds, cpu_seconds, metric, rss_mb, start
+from bench.daemon_scale import children_cpu_seconds, cpu_seconds, fleet_folder, metric, rss_mb, start
 from bench.replicas import ADMIN, overlapping_runs
 
 INTERVAL_S = 60.0  # the fleet's targets'
@@ -149,15 +148,6 @@ def kill_one(replicas: list[Replica], targets: int, lease: float) -> tuple[Repli
     return victim, held, taken, time.monotonic() - killed
 
 
-def fleet(args: argparse.Namespace) -> Path:
-    if args.folder is not None and (args.folder / "live").is_dir():  # a fleet built before and never run
-        return Path(args.folder)
-    folder = args.folder or Path(tempfile.mkdtemp(prefix="reconciler-replicas-scale-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    build(folder, args.targets, 100)
-    return Path(folder)
-
-
 def run(args: argparse.Namespace, folder: Path, url: str) -> None:
     replicas = launch(folder, url, args.replicas, args.lease)
     try:
@@ -210,7 +200,7 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--folder", type=Path, help="build the fleet here, or take the one built here before")
     args = parser.parse_args()
-    folder = fleet(args)
+    folder = fleet_folder(args.folder, args.targets, 100)
     admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
     name = f"reconciler_bench_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
