@@ -72,11 +72,12 @@ def manifest_files(root: Path) -> list[Path]:
     return [Path(entry.path) for entry in manifest_entries(root)]
 
 
-def manifest_entries(root: Path) -> list[os.DirEntry[str]]:
+def manifest_entries(root: Path, ordered: bool = True) -> list[os.DirEntry[str]]:
     """manifest_files' files as directory entries, in the same order (by path component, as paths sort), for
     the desired state's poll: it runs every 2 s over thousands of files, and a walk of strings with the stat a
     directory listing already holds costs a fraction of one of Path objects. Symbolic links to folders are not
-    followed (as Path.rglob does not); hidden files and folders are skipped."""
+    followed (as Path.rglob does not); hidden files and folders are skipped. Unordered, the listing's own order
+    (what a signature kept as a set needs, without the sort's cost)."""
     found: list[os.DirEntry[str]] = []
     folders = [str(root)]
     while folders:
@@ -92,7 +93,8 @@ def manifest_entries(root: Path) -> list[os.DirEntry[str]]:
                     folders.append(entry.path)
                 elif os.path.splitext(entry.name)[1] in SUFFIXES and entry.is_file():
                     found.append(entry)
-    found.sort(key=lambda entry: entry.path.split(os.sep))
+    if ordered:
+        found.sort(key=lambda entry: entry.path.split(os.sep))
     return found
 
 

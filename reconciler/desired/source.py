@@ -12,7 +12,7 @@ from reconciler.domain import filestat
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError
 
-Signature = tuple[tuple[str, filestat.Identity], ...]
+Signature = frozenset[tuple[str, filestat.Identity]]
 
 
 class DesiredSource:
@@ -30,17 +30,17 @@ class DesiredSource:
     def _signature_now(self) -> Signature:
         if self.root.is_file():
             try:
-                return ((str(self.root), filestat.identity(os.stat(self.root))),)
+                return frozenset({(str(self.root), filestat.identity(os.stat(self.root)))})
             except OSError:  # removed meanwhile
-                return ()
+                return frozenset()
         entries = []
-        for entry in loader.manifest_entries(self.root):
+        for entry in loader.manifest_entries(self.root, ordered=False):
             try:
                 st = entry.stat()
             except OSError:
                 continue
             entries.append((entry.path, filestat.identity(st)))
-        return tuple(entries)
+        return frozenset(entries)  # compared, never walked in order: no sort of thousands of paths every poll
 
     @property
     def loaded(self) -> bool:
@@ -55,7 +55,7 @@ class DesiredSource:
     def current(self) -> DesiredState:
         """The desired state in force; reloads when files changed. Raises only if none was ever valid."""
         with self._lock:
-            signature = self._signature_now() if self.root.exists() else ()
+            signature = self._signature_now() if self.root.exists() else frozenset()
             if self._state is not None and signature == self._signature and not self._files.changed_in_place():
                 return self._state
             try:
