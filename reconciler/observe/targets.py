@@ -29,7 +29,7 @@ class TargetStates(Collector):
 
     def __init__(self, per_target: bool = False) -> None:
         self.per_target = per_target
-        self._wanted: dict[str, tuple[str, str]] = {}  # the desired state's targets: (environment, app)
+        self._wanted: dict[str, tuple[str, str]] = {}  # replicas: the desired state's targets, (environment, app)
         self._held: Set[str] | None = None  # replicas: the targets this one leases (None: every target)
         self._targets: dict[str, _Target] = {}
         self._groups: dict[tuple[str, str], list[_Target]] = {}  # by (environment, app), sorted; rebuilt by sync
@@ -38,19 +38,23 @@ class TargetStates(Collector):
     def sync(self, targets: Iterable[tuple[str, str, str]]) -> None:
         """The targets of the desired state, (name, environment, app); others are forgotten."""
         with self._lock:
-            self._wanted = {name: (environment, app) for name, environment, app in targets}
-            self._rebuild()
+            wanted = {name: (environment, app) for name, environment, app in targets}
+            self._rebuild(wanted)
+            # Only a replica needs the targets it does not export; one daemon exports them all (_targets).
+            self._wanted = wanted if self._held is not None else {}
 
     def hold(self, names: Set[str]) -> None:
         """Replicas: export only the targets this replica leases. Another replica's targets never pass here,
         and would show as never passed (an alert on the oldest successful pass) or keep the drift they had
         when their lease moved (counted twice)."""
         with self._lock:
+            if self._held is None:  # every target exported so far: they are the desired state's
+                self._wanted = {name: (state.environment, state.app) for name, state in self._targets.items()}
             self._held = frozenset(names)
-            self._rebuild()
+            self._rebuild(self._wanted)
 
-    def _rebuild(self) -> None:
-        wanted, held = self._wanted, self._held
+    def _rebuild(self, wanted: dict[str, tuple[str, str]]) -> None:
+        held = self._held
         if held is not None:
             wanted = {name: where for name, where in wanted.items() if name in held}
         for name in list(self._targets):

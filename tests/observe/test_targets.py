@@ -30,3 +30,24 @@ def test_per_target_series_follow_the_groups_when_asked() -> None:
     states = metrics.target_states
     assert states.render() == render_families(states.collect())
     assert b'reconciler_target_drift_items{class="escalate",environment="prod",target="a"} 0.0' in states.render()
+
+
+def test_a_replica_exports_the_targets_it_holds_whenever_it_learns_them() -> None:
+    """hold() before or after the desired state's targets arrive: only the held ones are exported, and a new
+    desired version keeps to them."""
+    name = b"reconciler_oldest_successful_pass_timestamp_seconds{"
+    for hold_first in (True, False):
+        states = Metrics().target_states
+        if hold_first:
+            states.hold({"a"})
+        states.sync([("a", "prod", "pay"), ("b", "dev", "pay"), ("c", "dev", "shop")])
+        if not hold_first:
+            states.hold({"a"})
+        groups = [line for line in states.render().splitlines() if line.startswith(name)]
+        assert groups == [name + b'app="pay",environment="prod"} 0.0']
+        states.hold({"b", "c"})
+        assert sum(line.startswith(name) for line in states.render().splitlines()) == 2
+        states.sync([("c", "dev", "shop"), ("d", "dev", "shop")])  # b left the desired state
+        assert [line for line in states.render().splitlines() if line.startswith(name)] == [
+            name + b'app="shop",environment="dev"} 0.0'
+        ]
