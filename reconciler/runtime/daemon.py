@@ -246,8 +246,12 @@ class Daemon:
 
     def _lease_tick(self) -> None:
         state = self._state
-        if state is not None:
-            self.replicas.tick(state.targets)  # the same mapping while the version stands: leases.py
+        if state is None:
+            return
+        soon = self.replicas.tick(state.targets)  # the same mapping while the version stands: leases.py
+        every = timedelta(seconds=self.c.settings.scheduler.lease_ttl_s / 3)
+        if soon is not None and soon < datetime.now(UTC) + every:  # before the next regular tick
+            self.scheduler.once("leases-soon", self._lease_tick, soon)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)

@@ -1,8 +1,9 @@
 """Replicas: several daemons on one PostgreSQL database share the targets through leases (store/leases.py).
 
-Each replica heartbeats and claims its fair share of targets every third of the lease time; a target it
-newly holds is queued at once, so the targets of a replica that died are worked again within about one
-lease time (set it at or below the shortest interval). A pass runs only on the replica holding the target's
+Each replica heartbeats and claims its fair share of targets every third of the lease time, and once more
+just after another replica's leases would lapse; a target it newly holds is queued at once, so the targets
+of a replica that died are leased again within one lease time of its death (set it at or below the shortest
+interval). A pass runs only on the replica holding the target's
 lease, and only with the target's advisory lock. One replica, the holder of the housekeeping lease, settles
 the in-flight actions of replicas that died. On SQLite (one daemon) every target is this daemon's.
 
@@ -14,6 +15,7 @@ writes nothing until a tick has renewed its leases: a read done twice is harmles
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -29,6 +31,8 @@ from reconciler.ports import LeaseStore
 from reconciler.runtime import undo
 
 log = logs.get_logger("reconciler.replicas")
+LAPSE_MARGIN = timedelta(seconds=0.5)  # after another replica's leases would lapse: they have, if it is dead
+AGAIN = timedelta(seconds=1)  # until the next claim, when one fell short while taking leases
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +102,21 @@ class Replicas:
                 return
             yield Access(True) if got else NONE
 
-    def tick(self, targets: Collection[str]) -> None:
-        """Heartbeat, claim this replica's share, and (as housekeeper) settle dead replicas' runs."""
+    def tick(self, targets: Collection[str]) -> datetime | None:
+        """Heartbeat, claim this replica's share, and (as housekeeper) settle dead replicas' runs. Returns when
+        to tick again, if sooner than the next regular tick might be: just after another replica's leases would
+        lapse (it may have died: its targets are then taken within one lease time of its death), or in a moment
+        when this claim fell short of the share while taking leases (another replica was taking them too)."""
         if not self.shared:
             self.metrics.replicas.set(1)
             self.metrics.leased_targets.set(len(targets))
-            return
+            return None
         now = datetime.now(UTC)
         try:
             alive = self.leases.heartbeat(self.owner, now, self.ttl)
             held = self.leases.claim(self.owner, targets, now, self.ttl, alive)
             housekeeper = self.leases.housekeeper(self.owner, now, self.ttl)
+            lapse = self.leases.next_lapse(self.owner, now, self.ttl)
         except ReconcilerError as exc:
             # Leases this replica cannot renew expire: it writes nothing (another replica may take its targets),
             # and looks at the targets it held until a tick renews them.
@@ -116,7 +124,7 @@ class Replicas:
                 log.error("leases could not be renewed; detection only until they can", error=str(exc))
             self._cut_off = f"this replica cannot renew its leases: {exc}"
             self.metrics.leased_targets.set(0)
-            return
+            return None
         self._cut_off = None
         with self._lock:
             new, lost = held - self._held, self._held - held
@@ -131,6 +139,10 @@ class Replicas:
             self.wake(name)
         if housekeeper:
             self.housekeeping(now)
+        soon = [lapse + LAPSE_MARGIN] if lapse is not None else []
+        if new and len(held) < math.ceil(len(targets) / max(alive, 1)):
+            soon.append(now + AGAIN)
+        return min(soon, default=None)
 
     def housekeeping(self, now: datetime) -> None:
         """Settle the in-flight actions of replicas whose heartbeat stopped, then forget those whose runs are all

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.domain.state import DesiredState
@@ -45,6 +46,11 @@ class Scheduler:
     def add_job(self, job_id: str, func: object, interval_s: float) -> None:
         """A housekeeping job at a fixed interval (for example, looking for desired-state edits)."""
         self._scheduler.add_job(func, IntervalTrigger(seconds=interval_s), id=job_id, replace_existing=True)
+
+    def once(self, job_id: str, func: object, at: datetime) -> None:
+        """A housekeeping job once, at `at` (replacing the one of that id still waiting); on the same thread as
+        the others, so it never runs at the same time as one of them."""
+        self._scheduler.add_job(func, DateTrigger(run_date=at), id=job_id, replace_existing=True)
 
     def sync(self, state: DesiredState) -> tuple[set[str], set[str]]:
         """Take each target's interval from `state`; returns (added, removed) names."""

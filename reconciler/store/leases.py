@@ -68,6 +68,21 @@ class SqlLeaseStore(SqlStore):
             raise self._fail(exc) from None
         return int(alive)
 
+    def next_lapse(self, owner: str, now: datetime, ttl: timedelta) -> datetime | None:
+        """When the first of the other live replicas' leases lapse should it heartbeat no more: its last heartbeat
+        plus `ttl`; None when no other replica lives. A replica claims again just then, so that a dead one's
+        targets are taken within one lease time of its death rather than at some later tick."""
+        try:
+            with self.engine.connect() as conn:
+                last = conn.execute(
+                    sa.select(sa.func.min(t.replicas.c.heartbeat_at)).where(
+                        t.replicas.c.id != owner, t.replicas.c.heartbeat_at >= now - ttl
+                    )
+                ).scalar_one()
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        return None if last is None else last + ttl
+
     def claim(self, owner: str, targets: Collection[str], now: datetime, ttl: timedelta, replicas: int) -> set[str]:
         """Give back and take leases so that `owner` holds its fair share; returns the targets it holds. Its
         heartbeat (heartbeat()) is what keeps them: call that first.

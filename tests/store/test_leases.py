@@ -144,3 +144,16 @@ def test_a_replica_whose_leases_were_taken_while_it_stalled_sees_it_at_its_next_
     assert a.claim("a", fleet, stalled, TTL, 2) == set()  # b's now; b gives half back at its next claim
     assert len(b.claim("b", fleet, stalled, TTL, 2)) == 5
     assert a.claim("a", fleet, stalled, TTL, 2) == set(TARGETS) - b.claim("b", fleet, stalled, TTL, 2)
+
+
+def test_next_lapse_is_when_the_first_other_live_replica_would_lose_its_leases(store: SqlHistoryStore) -> None:
+    leases = SqlLeaseStore(store.engine)
+    leases.heartbeat("a", T0, TTL)
+    assert leases.next_lapse("a", T0, TTL) is None  # alone
+    leases.heartbeat("b", T0 + timedelta(seconds=5), TTL)
+    leases.heartbeat("c", T0 + timedelta(seconds=8), TTL)
+    now = T0 + timedelta(seconds=10)
+    assert leases.next_lapse("a", now, TTL) == T0 + timedelta(seconds=5) + TTL  # b's, before c's
+    assert leases.next_lapse("b", now, TTL) == T0 + TTL  # a's: its own heartbeat does not count
+    gone = T0 + TTL + timedelta(seconds=2)  # b and c live, a lapsed: a dead replica is not waited for
+    assert leases.next_lapse("c", gone, TTL) == T0 + timedelta(seconds=5) + TTL

@@ -1,0 +1,91 @@
+"""When a replica claims again before its next regular tick (every third of a lease time): just after another
+replica's leases would lapse, so that a dead replica's targets are taken within one lease time of its death
+(they were taken at the first regular tick after that, up to 46 s after a SIGKILL with a 30 s lease in
+bench.replicas_scale), and in a moment when a claim fell short while taking leases."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reconciler.observe.metrics import Metrics
+from reconciler.runtime import replicas as replicas_module
+from reconciler.runtime.replicas import Replicas
+from reconciler.runtime.scheduler import Scheduler
+from reconciler.store.history import SqlHistoryStore
+from reconciler.store.leases import SqlLeaseStore
+
+TARGETS = [f"t{i:02}" for i in range(10)]
+
+
+class Leases(SqlLeaseStore):
+    """The lease store, with the housekeeping (settling dead replicas' runs, tested elsewhere) left out."""
+
+    def housekeeper(self, owner: str, now: datetime, ttl: timedelta) -> bool:
+        return False
+
+
+def replica(store: SqlHistoryStore, owner: str) -> Replicas:
+    return Replicas(Leases(store.engine), None, Metrics(), ttl_s=30, wake=lambda _: None, owner=owner)  # type: ignore[arg-type]
+
+
+def test_a_replica_ticks_again_just_after_another_ones_leases_would_lapse(store: SqlHistoryStore) -> None:
+    if store.engine.dialect.name != "postgresql":
+        assert replica(store, "a").tick(TARGETS) is None  # one daemon: no other replica, no lease
+        return
+    a, b = replica(store, "a"), replica(store, "b")
+    before = datetime.now(UTC)
+    assert a.tick(TARGETS) is None  # alone, holding every target
+    soon = b.tick(TARGETS)  # a holds them all until its next tick gives back its surplus: b took none
+    assert soon is not None
+    assert before + timedelta(seconds=30) < soon <= datetime.now(UTC) + timedelta(seconds=31)  # a's lapse
+
+
+def test_a_claim_that_falls_short_while_taking_leases_is_made_again_in_a_moment(store: SqlHistoryStore) -> None:
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("replicas share a PostgreSQL database; SQLite serves one daemon")
+    a, b, c = replica(store, "a"), replica(store, "b"), replica(store, "c")
+    a.tick(TARGETS)  # a holds all ten
+    b.tick(TARGETS)  # none free: b waits for a's surplus, and is woken by a's lapse only
+    a.tick(TARGETS)  # two replicas: a gives back five
+    c.tick(TARGETS)  # three: a share of four; c takes four of the five free
+    now = datetime.now(UTC)
+    soon = b.tick(TARGETS)  # b takes the one left, short of its four while a still holds five
+    assert sum(b.owns(name) for name in TARGETS) == 1
+    assert soon is not None and soon <= now + timedelta(seconds=2)
+    later = b.tick(TARGETS)  # nothing new to take: it waits for the others' ticks, not a moment
+    assert later is not None and later > datetime.now(UTC) + timedelta(seconds=20)
+
+
+def test_the_daemons_scheduler_runs_a_job_once_at_the_time_given() -> None:
+    scheduler = Scheduler(default_interval_s=60, jitter_s=0)
+    ran: list[float] = []
+    scheduler.start()
+    try:
+        scheduler.once("soon", lambda: ran.append(time.monotonic()), datetime.now(UTC) + timedelta(seconds=0.3))
+        start = time.monotonic()
+        deadline = start + 5
+        while not ran and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        scheduler.shutdown()
+    assert len(ran) == 1 and ran[0] - start >= 0.2
+
+
+def test_at_the_lapse_plus_the_margin_the_other_replicas_leases_are_free(store: SqlHistoryStore) -> None:
+    """The store counts a heartbeat exactly a lease time old alive: the tick comes a margin after that."""
+    leases, ttl = SqlLeaseStore(store.engine), timedelta(seconds=30)
+    t0 = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    leases.heartbeat("a", t0, ttl)
+    leases.claim("a", TARGETS, t0, ttl, 1)
+    leases.heartbeat("b", t0, ttl)
+    lapse = leases.next_lapse("b", t0, ttl)
+    assert lapse == t0 + ttl
+    leases.heartbeat("b", lapse, ttl)
+    assert leases.claim("b", TARGETS, lapse, ttl, 1) == set()  # a still counts as alive
+    at = lapse + replicas_module.LAPSE_MARGIN
+    leases.heartbeat("b", at, ttl)
+    assert leases.claim("b", TARGETS, at, ttl, 1) == set(TARGETS)
