@@ -1,5 +1,6 @@
 """The daemon's view of the desired state: the last good version, reloaded when the files change; a reload
-reads only the files that changed (desired/files.py)."""
+reads only the files that changed (desired/files.py). In the daemon, a watcher over the folder
+(desired/watch.py) spares the walk of every file while nothing happened there."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from pathlib import Path
 
 from reconciler.desired import files, loader
+from reconciler.desired.watch import FolderWatch
 from reconciler.domain import filestat
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError
@@ -26,6 +28,14 @@ class DesiredSource:
         self._signature: Signature | None = None
         self._files = files.FileCache()
         self.last_error: ConfigurationError | None = None
+        self._watch: FolderWatch | None = None
+
+    def watch(self, stop: threading.Event) -> None:
+        """Watch the folder until `stop`: from then on, a look at it walks its files only after an event there
+        (and at least every desired/watch.py FULL_LOOK_S)."""
+        if self._watch is None:
+            self._watch = FolderWatch(self.root, stop)
+            self._watch.start()
 
     def _signature_now(self) -> Signature:
         if self.root.is_file():
@@ -55,6 +65,11 @@ class DesiredSource:
     def current(self) -> DesiredState:
         """The desired state in force; reloads when files changed. Raises only if none was ever valid."""
         with self._lock:
+            watch = self._watch
+            if self._state is not None and watch is not None and watch.quiet():
+                return self._state
+            if watch is not None:
+                watch.looking()  # before the walk: an edit made during it is looked at again next time
             signature = self._signature_now() if self.root.exists() else frozenset()
             if self._state is not None and signature == self._signature and not self._files.changed_in_place():
                 return self._state

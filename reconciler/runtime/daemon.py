@@ -275,6 +275,8 @@ class Daemon:
         self._prober = threading.Thread(target=self._probe_forever, name="store-probe", daemon=True)
         self._prober.start()
         compose.start_pruner(self.c, self.stopping)  # history retention, in the background
+        if self.c.settings.scheduler.desired_watch:
+            self.c.desired.watch(self.stopping)
         self.http.start()  # before the first load, which takes minutes with 100,000 targets: /readyz says so
         host, port = self.http.address
         try:

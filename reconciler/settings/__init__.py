@@ -80,6 +80,12 @@ class SchedulerSettings(Group):
     desired_poll_s: float = Field(
         2.0, gt=0, description="How often the daemon looks for edits of the desired state. Defaults to 2."
     )
+    desired_watch: bool = Field(
+        True,
+        description="Watch the desired-state folder (inotify) and walk its files only after an event there, and "
+        "at least once a minute, instead of at every look. Set false where the folder's edits raise no inotify "
+        "event (NFS and other network filesystems edited from another host). Defaults to true.",
+    )
     watch_debounce_s: float = Field(
         0.1,
         ge=0,
@@ -91,8 +97,8 @@ class SchedulerSettings(Group):
         30.0,
         gt=0,
         description="With PostgreSQL history, how long a replica's leases live after its last heartbeat "
-        "(written every third of this); the targets of a replica that died are taken over within about one and a "
-        "half times this. Keep it at or below the shortest interval. Defaults to 30.",
+        "(written every third of this); the targets of a replica that died are taken over within this long of its "
+        "death, plus the claim itself. Keep it at or below the shortest interval. Defaults to 30.",
     )
     shutdown_timeout_s: float = Field(
         60.0, gt=0, description="How long SIGTERM waits for passes in flight. Defaults to 60."
