@@ -13,7 +13,7 @@ import stat
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -236,9 +236,10 @@ def validate(file: Path, index: int, body: Any, problems: list[Problem]) -> Mode
 # (a source's adapter options) can make many distinct sets, and past the bound each keeps its own.
 _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 MAX_FIELDS_SETS = 4096
+M = TypeVar("M", bound=BaseModel)
 
 
-def share_fields_sets(model: BaseModel) -> Any:
+def share_fields_sets(model: M) -> M:
     """`model`, it and its nested models each with the one `__pydantic_fields_set__` object of its set."""
     names = model.__pydantic_fields_set__
     shared = _FIELDS_SETS.get(frozenset(names))
