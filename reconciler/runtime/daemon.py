@@ -53,11 +53,13 @@ class Daemon:
             components.metrics,
             ttl_s=s.lease_ttl_s,
             wake=self.queue.add,
-            release=lambda names: self.api.forget(names),  # noqa: PLW0108 - self.api is made below
+            moved=self._leases_moved,
         )
         self.watches = WatchSupervisor(
             self.queue, components.adapters.watcher, components.metrics, debounce_s=s.watch_debounce_s
         )
+        if self.replicas.shared:  # a replica watches the targets it leases, none before its first claim
+            self.watches.hold(set())
         self.stopping = threading.Event()
         self._prober: threading.Thread | None = None
         self._probe_started: float | None = None  # when the probe in flight began, if one is
@@ -243,6 +245,12 @@ class Daemon:
             rollout.view(state)
         except ReconcilerError as exc:
             log.warning("rollout state unknown", error=str(exc))
+
+    def _leases_moved(self, held: set[str], lost: set[str]) -> None:
+        """This replica's leases changed: it forgets what it showed of the targets it lost, and watches the
+        targets it holds."""
+        self.api.forget(lost)
+        self.watches.hold(held)
 
     def _lease_tick(self) -> None:
         state = self._state

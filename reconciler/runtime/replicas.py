@@ -56,7 +56,7 @@ class Replicas:
         *,
         ttl_s: float,
         wake: Callable[[str], None],
-        release: Callable[[set[str]], None] = lambda _: None,
+        moved: Callable[[set[str], set[str]], None] = lambda _held, _lost: None,
         owner: str | None = None,
     ) -> None:
         self.leases = leases
@@ -64,7 +64,7 @@ class Replicas:
         self.metrics = metrics
         self.ttl = timedelta(seconds=ttl_s)
         self.wake = wake  # queues a target this replica has just taken
-        self.release = release  # forgets what is shown of targets another replica has taken
+        self.moved = moved  # with the targets held now and those lost: what is shown and watched follows
         self.owner = owner or process.identity()
         self.shared = leases.shared
         self._held: set[str] = set()
@@ -134,7 +134,7 @@ class Replicas:
         if new or lost:
             log.info("leases changed", replicas=alive, held=len(held), taken=len(new), released=len(lost))
             self.metrics.target_states.hold(held)
-            self.release(lost)
+            self.moved(held, lost)
         for name in sorted(new):
             self.wake(name)
         if housekeeper:
