@@ -8,7 +8,8 @@ Each tree (a checkout of reconciler; default: this one) is measured in a subproc
 other over the same folder: the CPU seconds (time.process_time) of the first load, of the reload after the
 edit and of a look that finds nothing changed; and the peak RSS of the process during the first load and during
 the reload alone (VmHWM, reset through /proc/self/clear_refs before the reload), the state before the edit
-held meanwhile, as the daemon holds it. Give main's checkout and this one as two --tree to compare them.
+held meanwhile, as the daemon holds it; and the RSS the loaded state keeps (VmRSS once the load's garbage is
+collected). Give main's checkout and this one as two --tree to compare them.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ CHILD = textwrap.dedent(
     import reconciler
     from reconciler.desired.source import DesiredSource
 
-    def hwm():
+    def status(field="VmHWM:"):
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+    hwm = status
 
     desired, edited = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
     source = DesiredSource(desired)
@@ -47,6 +50,7 @@ CHILD = textwrap.dedent(
     first = source.current()
     load_cpu, load_peak = time.process_time() - cpu, hwm()
     gc.collect()
+    kept = status("VmRSS:")  # what the loaded state holds, once the load's garbage is gone
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here on
     texts = [p.read_text() for p in edited]
     try:
@@ -65,8 +69,9 @@ CHILD = textwrap.dedent(
         for path, text in zip(edited, texts):
             path.write_text(text)
     print(json.dumps({
-        "targets": len(first.targets), "load_cpu": load_cpu, "load_peak_mb": load_peak, "reload_cpu": reload_cpu,
-        "reload_peak_mb": reload_peak, "changed": changed, "idle_cpu": idle_cpu, "code": reconciler.__file__,
+        "targets": len(first.targets), "load_cpu": load_cpu, "load_peak_mb": load_peak, "kept_mb": kept,
+        "reload_cpu": reload_cpu, "reload_peak_mb": reload_peak, "changed": changed, "idle_cpu": idle_cpu,
+        "code": reconciler.__file__,
     }))
     """
 )
@@ -118,7 +123,8 @@ def main() -> None:
     for tree in trees:
         r = measure(tree, desired)
         print(
-            f"{tree}: first load {r['load_cpu']:.1f} s CPU, peak RSS {r['load_peak_mb']:.0f} MB; "
+            f"{tree}: first load {r['load_cpu']:.1f} s CPU, peak RSS {r['load_peak_mb']:.0f} MB, "
+            f"RSS after it {r['kept_mb']:.0f} MB; "
             f"reload after the edit {r['reload_cpu']:.2f} s CPU, peak RSS {r['reload_peak_mb']:.0f} MB, "
             f"{r['changed']:,} targets new objects; a look with nothing changed {r['idle_cpu'] * 1000:.0f} ms CPU"
         )
