@@ -106,8 +106,9 @@ class WatchSupervisor:
     def _stop(self, adapter: str) -> None:
         running = self._running.pop(adapter)
         with self._lock:
-            for name in running.names:
-                self._adapter_of.pop(name, None)
+            for name in running.names:  # a target that moved to another adapter, started before, stays its
+                if self._adapter_of.get(name) == adapter:
+                    del self._adapter_of[name]
         running.stop.set()
         running.thread.join(10)
         self.metrics.watches.labels(adapter).set(0)

@@ -133,3 +133,28 @@ def test_the_watch_restarts_only_when_its_targets_change(tmp_path: Path) -> None
         assert supervisor._running == {}
     finally:
         supervisor.stop()
+
+
+def test_a_target_that_moves_to_another_watching_adapter_keeps_its_latency_there(tmp_path: Path) -> None:
+    """Restarting the old adapter's watch (after the new one started, in name order) forgets only what is still
+    that adapter's: the moved target's change-to-pass latency is observed under its new adapter."""
+    watchers = {"etcd": ScriptedWatcher(), "natskv": ScriptedWatcher()}
+    supervisor = WatchSupervisor(WorkQueue(), watchers.get, Metrics())
+    folder = tmp_path / "d"
+    try:
+        state(folder, ["a", "b"])
+        for name in ("a", "b"):
+            move(folder / f"{name}.yaml", {"adapter": "natskv", "bucket": "cfg", "key": name})
+        supervisor.sync(load(folder))
+        move(folder / "b.yaml", {"adapter": "etcd", "prefix": "/a/b"})
+        supervisor.sync(load(folder))  # etcd starts with b, then natskv restarts with a alone
+        assert watchers["etcd"].ready.wait(5)
+        assert supervisor._adapter_of == {"a": "natskv", "b": "etcd"}
+    finally:
+        supervisor.stop()
+
+
+def move(manifest: Path, source: dict[str, str]) -> None:
+    doc = yaml.safe_load(manifest.read_text())
+    doc["spec"]["source"] = source
+    manifest.write_text(yaml.safe_dump(doc))
