@@ -26,7 +26,7 @@ import signal
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from bench.daemon_scale import children_cpu_seconds, cpu_seconds, fleet_folder, metric, rss_mb, start
 from bench.replicas import ADMIN, overlapping_runs
+from reconciler.store import tables
 
 INTERVAL_S = 60.0  # the fleet's targets'
 JITTER_S = 5.0  # the daemon's default
@@ -134,18 +135,31 @@ def last_passes(replicas: list[Replica]) -> dict[str, datetime]:
     return latest
 
 
-def kill_one(replicas: list[Replica], targets: int, lease: float) -> tuple[Replica, int, float, float]:
-    """SIGKILL the first replica: (it, the targets it leased, seconds until the others lease them all, seconds
-    until they have passed as many targets in full as it leased)."""
+def kill_one(
+    replicas: list[Replica], targets: int, lease: float, engine: sa.Engine
+) -> tuple[Replica, int, float, float, float]:
+    """SIGKILL the first replica: (it, the targets it leased, seconds after the kill until its leases lapsed and
+    until the others lease every target, read from the database every half second, and until they have passed
+    each of its targets)."""
     victim, survivors = replicas[0], replicas[1:]
     held = victim.leased()
+    owner = f":{victim.process.pid}:"  # process.identity(): host:pid:start-ticks
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait(30)
-    killed = time.monotonic()
-    until(lambda: sum(r.leased() for r in survivors) >= targets, survivors, 10 * lease, "the take-over", every=1)
+    killed, wall = time.monotonic(), datetime.now(UTC)
+    leases, beats = tables.leases.c, tables.replicas.c
+    others = sa.select(sa.func.count()).where(~leases.owner.contains(owner), leases.name != "housekeeping")
+    with engine.connect() as conn:
+        beat = conn.execute(sa.select(beats.heartbeat_at).where(beats.id.contains(owner))).scalar_one()
+        lapsed = (beat + timedelta(seconds=lease) - wall).total_seconds()
+        while conn.execute(others).scalar_one() < targets:
+            conn.commit()
+            if time.monotonic() - killed > 10 * lease:
+                raise SystemExit("the survivors did not take the leases over")
+            time.sleep(0.5)
     taken = time.monotonic() - killed
     until(lambda: all_passed(survivors, targets), survivors, 30 * lease, "their passes")
-    return victim, held, taken, time.monotonic() - killed
+    return victim, held, lapsed, taken, time.monotonic() - killed
 
 
 def run(args: argparse.Namespace, folder: Path, url: str) -> None:
@@ -170,10 +184,15 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
             )
         print(f"  largest share to the mean: {max(leased.values()) / mean:.3f} (target <= 1.2)")
         print(f"  passes per target and interval: {shares['passes per target and interval']:.2f}")
-        victim, held, taken, passed = kill_one(replicas, args.targets, args.lease)
+        engine = sa.create_engine(url)
+        victim, held, lapsed, taken, passed = kill_one(replicas, args.targets, args.lease, engine)
+        engine.dispose()
         survivors = replicas[1:]
-        print(f"{victim.name} SIGKILLed holding {held:,} targets:")
-        print(f"  the others lease every target {taken:.0f} s later (lease {args.lease:g} s, a tick every third)")
+        print(f"{victim.name} SIGKILLed holding {held:,} targets; its leases lapsed {lapsed:.1f} s later:")
+        print(
+            f"  the others lease every target {taken:.1f} s after the kill, {taken - lapsed:.1f} s after the lapse "
+            f"(lease {args.lease:g} s, a tick every third; read from the database every 0.5 s)"
+        )
         print(f"  and have passed each of them {passed:.0f} s after the kill (polled every 5 s)")
         print(f"  leased now: {', '.join(f'{r.name} {r.leased():,}' for r in survivors)}")
         latest = last_passes(survivors)
