@@ -62,8 +62,9 @@ class FileAdapter:
         self._located: dict[str, tuple[object, str, str | None]] = {}
         self._resolved: dict[str, tuple[str, tuple[int, int]]] = {}  # path -> (real path, its device and inode)
         self._max_bytes = settings.max_bytes
-        # real path -> (hash of its identity, its fingerprint), for files that were not racy when read
-        self._hashed: dict[str, tuple[int, str]] = {}
+        # target -> (its source spec, its path as given, the hash of its file's identity, its fingerprint), for
+        # files that were not racy when read (fingerprints)
+        self._hashed: dict[str, tuple[object, str, int, str]] = {}
         self._trust_stat = settings.trust_stat
         if not settings.watch:
             self.capabilities = replace(self.capabilities, watch=False)
@@ -175,32 +176,36 @@ class FileAdapter:
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
         """Each readable target's file hashed, without building an Observed per target. A file whose identity
         is the one it had when it was last hashed, and that was not racy then (domain/filestat.py), keeps its
-        hash without being read (RECONCILER_FILE__TRUST_STAT): one stat() instead of reading and hashing."""
+        hash without being read (RECONCILER_FILE__TRUST_STAT): one stat() of the path as the target gives it,
+        which follows its symlinks. The identity holds the device and inode, so a re-pointed symlink shows as
+        a change, and the file is located (resolved, checked against the roots) and read again."""
         seen: dict[str, str] = {}
+        hashed = self._hashed
         for name, target in targets.items():
+            known = hashed.get(name)
+            if known is not None and known[0] is target.spec.source:  # not for a reloaded manifest's target
+                try:
+                    if hash(filestat.identity(os.stat(known[1]))) == known[2]:
+                        seen[name] = known[3]
+                        continue
+                except OSError:
+                    pass  # the read says why
             try:
-                path, _ = self.locate(target)
-                seen[name] = self._fingerprint(path)
+                seen[name] = self._fingerprint(target)
             except ReconcilerError:
                 continue  # its own pass reports why
         return seen
 
-    def _fingerprint(self, path: Path) -> str:
-        key = str(path)
-        known = self._hashed.get(key) if self._trust_stat else None
-        if known is not None:
-            try:
-                if hash(filestat.identity(os.stat(key))) == known[0]:
-                    return known[1]
-            except OSError:
-                pass  # the read says why
+    def _fingerprint(self, target: Target) -> str:
+        path, _ = self.locate(target)
         started = time.time_ns()
         data, st = self._read_stat(path)
         digest = fingerprint.of_bytes(data)
         if self._trust_stat and not filestat.racy(st, started):
-            self._hashed[key] = (hash(filestat.identity(st)), digest)
+            source, given, _ = self._located[target.name]
+            self._hashed[target.name] = (source, given, hash(filestat.identity(st)), digest)
         else:
-            self._hashed.pop(key, None)
+            self._hashed.pop(target.name, None)
         return digest
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.adapters import file as file_adapter
 from reconciler.adapters.file import FileAdapter
+from reconciler.desired.loader import load
 from reconciler.domain import filestat
 from reconciler.settings import FileSettings
 from tests.adapters.test_file import make_target
@@ -90,3 +91,44 @@ def test_a_file_that_disappears_or_turns_into_a_fifo_is_left_to_its_pass(
     assert adapter.fingerprints({"t": target}) == {}
     os.mkfifo(live)
     assert adapter.fingerprints({"t": target}) == {}
+
+
+def test_a_trusted_file_costs_one_stat_and_a_repointed_symlink_is_located_again(
+    tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path is stat()ed as the target gives it, following its symlinks: a ConfigMap-style `..data` swap
+    to another file in the roots is read; one to a file outside the roots is refused, as a first read is."""
+    monkeypatch.setattr(filestat, "RACY_NS", 0)
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "v1.yaml").write_text("a: 1\n")
+    (live / "v2.yaml").write_text("a: 2\n")
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("a: 3\n")
+    (live / "c.yaml").symlink_to("v1.yaml")
+    make_target(tmp_path, "v1.yaml", "a: 1\n")
+    desired = tmp_path / "desired" / "t.yaml"
+    desired.write_text(desired.read_text().replace("../live/v1.yaml", "../live/c.yaml"))
+    target = load(tmp_path / "desired").targets["t"]
+    adapter = FileAdapter(FileSettings(roots=[live]))
+    first = adapter.fingerprints({"t": target})
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counting(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        stats.append(str(path))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    reads.clear()
+    monkeypatch.setattr(os, "stat", counting)
+    assert adapter.fingerprints({"t": target}) == first
+    assert reads == [] and len(stats) == 1
+    monkeypatch.setattr(os, "stat", real_stat)
+    (live / "c.yaml").unlink()
+    (live / "c.yaml").symlink_to("v2.yaml")
+    second = adapter.fingerprints({"t": target})
+    assert second["t"] != first["t"] and reads == [str(live / "v2.yaml")]
+    (live / "c.yaml").unlink()
+    (live / "c.yaml").symlink_to(outside)
+    assert adapter.fingerprints({"t": target}) == {}  # outside the roots: its own pass reports it
+    assert reads == [str(live / "v2.yaml")]
