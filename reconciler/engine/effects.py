@@ -55,6 +55,10 @@ class Observer(Protocol):
 
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None: ...
 
+    def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
+        """pass_done() of passes that found nothing changed since their memo (`outcome.unchanged`), a batch at
+        once: the daemon's steady state, where most passes end this way."""
+
 
 class History:
     """Every pass that found something new, with its drift, in the run's recorder (the journal has its actions).
@@ -67,6 +71,9 @@ class History:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[object, ...]] = {}  # target -> what its last recorded pass found
+
+    def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
+        """An unchanged pass is not recorded: it found what its memo's recorded pass found."""
 
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         if outcome.unchanged:
@@ -115,6 +122,18 @@ class MetricsEffect:
         self.clock = clock
         self._drift_since: dict[str, float] = {}  # target -> when its current open drift was first seen
 
+    def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
+        """Counted and timed each; the last success of those that did not fail set at once, under one lock."""
+        metrics, good = self.metrics, []
+        for outcome in outcomes:
+            target = outcome.target
+            metrics.pass_done(target.environment, "unchanged", outcome.duration_s)
+            if outcome.status is not RunStatus.FAILED:
+                good.append(target.name)
+            elif outcome.error_type is not None:
+                metrics.adapter_errors.labels(target.spec.source.adapter, target.environment).inc()
+        metrics.target_states.update_each(good, last_success=self.clock.now().timestamp())
+
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         target, metrics, states = outcome.target, self.metrics, self.metrics.target_states
         result = "unchanged" if outcome.unchanged else outcome.status.value
@@ -151,6 +170,9 @@ class Notifications:
 
     def __init__(self, notify: Callable[[Event], None]) -> None:
         self.notify = notify
+
+    def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
+        """Nothing to say: an unchanged pass raises no escalation and writes nothing."""
 
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         target = outcome.target
@@ -200,6 +222,9 @@ class RolloutProgress:
     def __init__(self, rollout: Rollout) -> None:
         self.rollout = rollout
 
+    def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
+        """Nothing new: a rollout takes a target's progress from its full passes."""
+
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         held_by = outcome.decision.held_by
         if outcome.unchanged or held_by in (Hold.CONFIGURED, Hold.SWITCH) or outcome.plan is None:
@@ -228,3 +253,9 @@ class Effects:
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         for observer in self.observers:
             observer.pass_done(outcome, run, state)
+
+    def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
+        """pass_done() of a batch of unchanged passes (`outcome.unchanged`), each observer taking them at once."""
+        if outcomes:
+            for observer in self.observers:
+                observer.unchanged_done(outcomes, run, state)

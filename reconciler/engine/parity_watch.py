@@ -139,16 +139,28 @@ class ParityWatch:
         self._next_change = NEVER  # when an allowlist entry next starts expiring or expires
         self._lock = threading.RLock()
 
-    def read(self, target: Target, observed: Observed) -> None:
-        """What an adapter just read for `target` (the daemon's adapters call this after each discover)."""
-        self._read[target.name] = observed
-
-    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
-        observed = self._read.pop(outcome.target.name, None)
+    def _follow(self, state: DesiredState) -> None:
+        """A new desired version reloads the apps; an allowlist entry that started expiring or expired
+        re-checks them."""
         if state.version.digest != self._version:
             self.load(state)
         if self.clock.now() >= self._next_change:
             self._recheck()
+
+    def read(self, target: Target, observed: Observed) -> None:
+        """What an adapter just read for `target` (the daemon's adapters call this after each discover)."""
+        self._read[target.name] = observed
+
+    def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
+        """A batch of unchanged passes: their documents stand (nothing was read); the version and the
+        allowlist's expiries are followed as by any pass."""
+        for outcome in outcomes:
+            self._read.pop(outcome.target.name, None)
+        self._follow(state)
+
+    def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
+        observed = self._read.pop(outcome.target.name, None)
+        self._follow(state)
         target = outcome.target
         if outcome.unchanged or target.metadata.app is None:
             return

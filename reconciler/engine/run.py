@@ -210,9 +210,8 @@ class Reconciler:
             if target is None or taken is None or memo is None:
                 rest.append(name)
                 continue
-            done = unchanged_outcome(target, taken, self._last_status, memo)
-            self.engine.effects.pass_done(done, run, state)
-            outcomes.append(done)
+            outcomes.append(unchanged_outcome(target, taken, self._last_status, memo))
+        self.engine.effects.unchanged_done(outcomes, run, state)
         return RunOutcome(run.id, run.kind, state.version.digest, tuple(outcomes), recorded=False), rest
 
     def carries_memos(self, decision: ModeDecision | None = None) -> bool:

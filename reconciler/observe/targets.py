@@ -75,6 +75,16 @@ class TargetStates(Collector):
             for key, value in values.items():
                 setattr(state, key, value)
 
+    def update_each(self, names: Iterable[str], **values: object) -> None:
+        """update() of each of `names` with the same values, under one lock."""
+        items = values.items()
+        with self._lock:
+            for name in names:
+                state = self._targets.get(name)
+                if state is not None:  # removed from the desired state meanwhile
+                    for key, value in items:
+                        setattr(state, key, value)
+
     def open_since(self, name: str) -> float | None:
         with self._lock:
             state = self._targets.get(name)

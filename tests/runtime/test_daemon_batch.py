@@ -71,8 +71,10 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
     settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     components = counted(settings, sqlite_url, monkeypatch)  # one engine, and so one memo, for every daemon below
-    names = sorted(components.desired.current().targets)
+    state = components.desired.current()
+    names = sorted(state.targets)
     assert len(names) == 3
+    components.metrics.init_targets((t.name, t.environment, t.metadata.app or "") for t in state.targets.values())
 
     batch(Daemon(components), names)  # the first passes read everything
     assert sorted(Counting.discovered) == names and Counting.bulk == [3]
@@ -84,10 +86,15 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
         components.reconciler, "reconcile", lambda names, **kw: runs.append(list(names)) or real_reconcile(names, **kw)
     )
     daemon = Daemon(components)
+    first_successes = oldest_successful_passes(components)
     batch(daemon, names)
     assert Counting.discovered == [] and Counting.bulk == [3, 3]  # one bulk read, no read of its own
     assert runs == []  # the unchanged passes ended together, without a run each
     assert sorted(daemon.api.latest()) == names  # ... and each is shown as passed
+    # ... counted, and its success time moved on, in every group's oldest
+    assert sum(unchanged_passes(components).values()) == 3
+    again = oldest_successful_passes(components)
+    assert again.keys() == first_successes.keys() and again and all(again[k] > first_successes[k] > 0 for k in again)
 
     live = example / "live" / "payments-api" / "prod" / "config.yaml"
     live.write_text(live.read_text().replace("log_level: DEBUG", "log_level: WARN"))
@@ -250,3 +257,13 @@ def oldest_successful_passes(components: Components) -> dict[str, float]:
     name = "reconciler_oldest_successful_pass_timestamp_seconds{"
     lines = components.metrics.target_states.render().decode().splitlines()
     return {line[len(name) : line.index("}")]: float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name)}
+
+
+def unchanged_passes(components: Components) -> dict[str, float]:
+    """reconciler_passes_total{result="unchanged"} by environment."""
+    counted: dict[str, float] = {}
+    for family in components.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "reconciler_passes_total" and sample.labels.get("result") == "unchanged":
+                counted[sample.labels["environment"]] = sample.value
+    return counted
