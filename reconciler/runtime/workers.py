@@ -70,20 +70,24 @@ class Workers:
 
     def work(self) -> None:
         while (name := self.queue.get()) is not None:
-            # The passes that fell due together (a scheduler tick) are taken as one batch: one bulk read per
-            # adapter finds the unchanged targets, whose passes then take their memo without a read each.
-            batch = self.held([name, *self.queue.take_ready(BATCH - 1)])
-            if not batch:
-                continue
-            unchanged: dict[str, Mode] = {}
-            if len(batch) > 1:
-                try:
-                    unchanged = self.c.reconciler.unchanged(batch)
-                except Exception:  # the passes still run, each reading on its own
-                    log.exception("bulk check of a batch of passes failed", targets=len(batch))
-            rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
-            with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
-                self.passes(rest, unchanged)
+            self.batch(name)
+
+    def batch(self, first: str) -> None:
+        """`first`, taken from the queue, and the passes that fell due with it (a scheduler tick), as one batch:
+        one bulk read per adapter finds the unchanged targets, whose passes then take their memo without a
+        read each."""
+        batch = self.held([first, *self.queue.take_ready(BATCH - 1)])
+        if not batch:
+            return
+        unchanged: dict[str, Mode] = {}
+        if len(batch) > 1:
+            try:
+                unchanged = self.c.reconciler.unchanged(batch)
+            except Exception:  # the passes still run, each reading on its own
+                log.exception("bulk check of a batch of passes failed", targets=len(batch))
+        rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
+        with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
+            self.passes(rest, unchanged)
 
     def held(self, batch: list[str]) -> list[str]:
         """The batch's targets this replica holds. The others leave its queue unread: the replica holding each

@@ -1,0 +1,175 @@
+"""The daemon's passes in-process, where a whole daemon's noise would hide a few microseconds a target: the
+fleet of bench.daemon_scale (file targets of 100 keys, 60 s interval, 5% with standing drift), loaded and
+passed by the real daemon's components (`compose.build(daemon=True)`, `Daemon`, its workers' batches), on
+SQLite, dry-run, with no thread but the caller's.
+
+    .venv/bin/python -m bench.steady_passes [--targets 20000] [--rounds 5] [--tree PATH ...] [--profile]
+
+Measured, in CPU seconds of the process (time.process_time, its load's worker processes apart):
+- the first cycle: the desired state's load, then a first (full, recorded) pass of every target;
+- the steady state: `--rounds` times, 0.1% of the live files changed, then every target queued at once and
+  passed as the daemon's workers pass what falls due together (`Workers.batch`, 64 at a time); the CPU per
+  target and round is what one interval costs a daemon per target (at 100,000 targets and a 60 s interval,
+  48 us a target is 8% of a core).
+
+Each tree (a checkout of reconciler; default: this one) runs in a subprocess of its own, one after the other
+over copies of the same fleet. Give main's checkout first and this one second to compare them: the ratio is
+to the first tree. --profile prints each tree's cProfile of the steady rounds (top functions by own time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from bench import daemon_scale
+
+# Run in the subprocess, with the tree to measure first on sys.path.
+CHILD = textwrap.dedent(
+    """
+    import cProfile, gc, io, json, pstats, random, sys, time
+    from pathlib import Path
+    import reconciler
+    from reconciler.settings import load_settings
+    from reconciler.runtime import compose
+    from reconciler.runtime.daemon import Daemon
+    from reconciler.observe import logging as logs
+
+    live, rounds, profile = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+
+    def rss_mb():
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def old_batch(workers, first):  # a tree before Workers.batch: the body of its work() loop
+        from reconciler.runtime.workers import BATCH
+        batch = workers.held([first, *workers.queue.take_ready(BATCH - 1)])
+        if batch:
+            unchanged = workers.c.reconciler.unchanged(batch) if len(batch) > 1 else {}
+            rest = workers.unchanged_passes(batch, unchanged) if unchanged else batch
+            with workers.c.reconciler.gathering(rest):
+                workers.passes(rest, unchanged)
+
+    def drain(daemon):
+        # every ready target, in the batches a worker takes; what is left is scheduled for later
+        batch = getattr(daemon.workers, "batch", None) or (lambda first: old_batch(daemon.workers, first))
+        while (name := daemon.queue.get(timeout_s=0)) is not None:
+            batch(name)
+
+    settings = load_settings()
+    logs.configure(settings.log.level, settings.log.format)  # as `reconciler run` does
+    daemon = Daemon(compose.build(settings, daemon=True))
+    cpu = time.process_time()
+    daemon._refresh_desired()  # loads the desired state and queues every target, as the daemon's start does
+    names = list(daemon._state.targets)
+    load = time.process_time() - cpu
+    cpu = time.process_time()
+    drain(daemon)
+    first = time.process_time() - cpu
+    gc.collect()
+    rng = random.Random(5)
+    per_round = max(1, len(names) // 1000)
+    steady = []
+    profiler = cProfile.Profile() if profile else None
+    for _ in range(rounds):
+        time.sleep(2.1)  # past the racy window of the files changed last round (domain/filestat.py)
+        for i in rng.sample(range(len(names)), per_round):
+            path = live / f"t{i:05}.yaml"
+            path.write_text(path.read_text().replace("value-", f"v{time.time_ns()}-", 1))
+        for name in names:
+            daemon.queue.add(name)
+        cpu = time.process_time()
+        if profiler:
+            profiler.enable()
+        drain(daemon)
+        if profiler:
+            profiler.disable()
+        steady.append(time.process_time() - cpu)
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+        print(out.getvalue(), file=sys.stderr)
+    print(json.dumps({
+        "code": reconciler.__file__, "targets": len(names), "load_cpu": load, "first_cpu": first,
+        "steady_cpu": steady, "changed_per_round": per_round, "rss_mb": rss_mb(),
+    }))
+    """
+)
+
+
+def measure(tree: Path, fleet: Path, rounds: int, profile: bool) -> dict[str, Any]:
+    """The child run over a fresh copy of the fleet, in `tree`."""
+    with tempfile.TemporaryDirectory(prefix="steady-passes-") as tmp:
+        folder = Path(tmp) / "fleet"
+        shutil.copytree(fleet, folder, symlinks=True)
+        live, desired = folder / "live", folder / "desired"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(tree),
+            "RECONCILER_DESIRED_DIR": str(desired),
+            "RECONCILER_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
+            "RECONCILER_FILE__ROOTS": json.dumps([str(live)]),
+            "RECONCILER_LOG__LEVEL": "warning",
+            "RECONCILER_HTTP__PORT": "0",  # the Daemon binds its port when built (it never listens here)
+        }
+        up = [sys.executable, "-m", "reconciler", "db", "upgrade"]
+        subprocess.run(up, env=env, cwd=tree, check=True, capture_output=True)
+        child = [sys.executable, "-c", CHILD, str(live), str(rounds), "1" if profile else "0"]
+        done = subprocess.run(child, env=env, cwd=tree, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: the run failed:\n{done.stderr[-3000:]}")
+    if profile:
+        print(f"--- {tree}: the steady rounds' profile\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(result["code"]).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"{tree}: the code measured was {result['code']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", type=int, default=20_000)
+    parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tree", type=Path, action="append", help="a checkout to measure (repeatable)")
+    parser.add_argument("--folder", type=Path, help="a fleet built before (bench.daemon_scale's layout)")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    trees = args.tree or [Path(__file__).resolve().parent.parent]
+    fleet = daemon_scale.fleet_folder(args.folder, args.targets, args.keys)
+    results = []
+    for tree in trees:
+        r = measure(tree, fleet, args.rounds, args.profile)
+        n = r["targets"]
+        per_pass = [cpu / n * 1e6 for cpu in r["steady_cpu"]]
+        r["per_pass_us"] = sorted(per_pass)[len(per_pass) // 2]
+        print(
+            f"{tree}: {n:,} targets; load {r['load_cpu']:.1f} s CPU, first cycle {r['first_cpu']:.1f} s CPU "
+            f"({r['first_cpu'] / n * 1e3:.2f} ms a target); steady rounds ({r['changed_per_round']} files changed "
+            f"each) {', '.join(f'{us:.1f}' for us in per_pass)} us a target, median {r['per_pass_us']:.1f}; "
+            f"RSS {r['rss_mb']:.0f} MB"
+        )
+        results.append(r)
+    base = results[0]
+    for tree, r in zip(trees[1:], results[1:], strict=True):
+        print(
+            f"{tree} to {trees[0]}: steady {r['per_pass_us'] / base['per_pass_us']:.2f}x, "
+            f"first cycle {r['first_cpu'] / base['first_cpu']:.2f}x, load {r['load_cpu'] / base['load_cpu']:.2f}x"
+        )
+    if args.folder is None:
+        shutil.rmtree(fleet)
+
+
+if __name__ == "__main__":
+    main()
