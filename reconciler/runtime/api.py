@@ -18,7 +18,7 @@ import hmac
 import re
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,13 +79,19 @@ class Api:
         """Keep a target's last pass, for /status, /drift and the web UI. It is rendered when first asked for,
         not per pass: most passes are unchanged, and one that shows what the last one showed keeps its
         rendering (only its time moves)."""
+        self.record_each(((name, last),))
+
+    def record_each(self, passes: Iterable[tuple[str, PassOutcome | dict[str, Any]]]) -> None:
+        """record() of each (target, last pass), at one reading of the clock and under one lock (a batch)."""
         now = time.time()
+        latest = self._latest
         with self._lock:
-            kept = self._latest.get(name)
-            if kept is not None and _shows_the_same(kept.last, last):
-                kept.last, kept.at = last, now
-            else:
-                self._latest[name] = _Last(last, now)
+            for name, last in passes:
+                kept = latest.get(name)
+                if kept is not None and _shows_the_same(kept.last, last):
+                    kept.last, kept.at = last, now
+                else:
+                    latest[name] = _Last(last, now)
 
     def forget(self, names: set[str]) -> None:
         with self._lock:

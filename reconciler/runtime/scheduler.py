@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -63,12 +64,19 @@ class Scheduler:
         """When `name`'s next pass is due after one ends: its interval plus jitter (at most half the
         interval); None when it is no longer a target."""
         interval = self._intervals.get(name)
-        if interval is None:
-            return None
+        return None if interval is None else self._delay(interval, time.monotonic())
+
+    def next_delays(self, names: Iterable[str]) -> dict[str, float | None]:
+        """next_delay() of each of `names`, at one reading of the clock (passes that ended together)."""
+        now, intervals = time.monotonic(), self._intervals
+        return {
+            name: None if (interval := intervals.get(name)) is None else self._delay(interval, now) for name in names
+        }
+
+    def _delay(self, interval: float, now: float) -> float:
         delay = interval + random.uniform(0, min(self._jitter_s, interval / 2))  # noqa: S311 - jitter
         # Passes due within the same tick run together: waking a worker for each pass on its own, every few
         # milliseconds at 10,000 targets, cost several times the CPU of the pass itself (cold caches, a
         # context switch each). The tick is at most a tenth of the interval, so no pass is late by more.
         tick = min(TICK_S, interval / 10)
-        now = time.monotonic()
         return math.ceil((now + delay) / tick) * tick - now

@@ -115,11 +115,10 @@ class Workers:
             return batch
         done = [outcome.target.name for outcome in run.targets]
         try:
-            for name, outcome in zip(done, run.targets, strict=True):
-                self.api.record(name, outcome)
+            self.api.record_each(zip(done, run.targets, strict=True))
             self.watches.passes_done(done, started)
         finally:  # whatever happens, none of them is left marked as worked
-            self.queue.finish({name: self.next_delay(name) for name in done})
+            self.queue.finish(self.next_delays(done))
         finished = set(done)
         return [name for name in batch if name not in finished]
 
@@ -176,6 +175,14 @@ class Workers:
         due = self.next_delay(name)
         if due is not None:
             self.queue.add(name, due)
+
+    def next_delays(self, names: list[str]) -> dict[str, float | None]:
+        """next_delay() of each of `names` (a batch of passes that ended together), at one reading of the clock;
+        one by one if an interval cannot be scheduled, so that only its own target takes the default."""
+        try:
+            return self.scheduler.next_delays(names)
+        except (ArithmeticError, ValueError):
+            return {name: self.next_delay(name) for name in names}
 
     def next_delay(self, name: str) -> float | None:
         """When `name`'s next pass is due (None: it is no target any more); a target whose interval cannot be

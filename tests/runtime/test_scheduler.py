@@ -43,6 +43,20 @@ def test_next_pass_is_the_interval_plus_jitter_on_the_tick(tmp_path: Path) -> No
     assert fast is not None and 2 <= fast <= 3 + 0.2 + 1e-6  # jitter at most half the interval, tick a tenth
 
 
+def test_a_batch_s_next_passes_are_each_its_own(tmp_path: Path) -> None:
+    """next_delays() of passes that ended together: each its interval plus jitter on the tick, None for a name
+    that is no target."""
+    scheduler = Scheduler(default_interval_s=300, jitter_s=5)
+    scheduler.sync(state(tmp_path / "d", {"a": "60s", "fast": "2s"}))
+    for _ in range(100):
+        delays = scheduler.next_delays(["a", "fast", "gone"])
+        assert delays.keys() == {"a", "fast", "gone"} and delays["gone"] is None
+        a, fast = delays["a"], delays["fast"]
+        assert a is not None and 60 - 0.01 <= a <= 65 + TICK_S
+        assert fast is not None and 2 - 0.01 <= fast <= 3 + 0.2 + 1e-6
+    assert len({scheduler.next_delays(["a"])["a"] for _ in range(50)}) > 1  # jittered, each on its own
+
+
 def test_a_target_no_longer_desired_has_no_next_pass(tmp_path: Path) -> None:
     scheduler = Scheduler(default_interval_s=300, jitter_s=5)
     scheduler.sync(state(tmp_path / "d", {"a": "60s"}))
