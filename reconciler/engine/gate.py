@@ -11,7 +11,7 @@ a write's journal must be on disk first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -144,6 +144,15 @@ class Gate:
         if not self.guard.allows_apply(target.environment):
             return dry_run(Hold.GUARD, f"apply is not allowed in environment {target.environment} (guard)")
         return run
+
+    def by_mode(self, run: ModeDecision, targets: Mapping[str, Target]) -> dict[Mode, dict[str, Target]]:
+        """`targets` by the mode target() gives each of them in a run decided `run`."""
+        if not run.writes:  # a run that writes nothing holds every target in its own mode
+            return {run.mode: dict(targets)}
+        found: dict[Mode, dict[str, Target]] = {}
+        for name, target in targets.items():
+            found.setdefault(self.target(run, target).mode, {})[name] = target
+        return found
 
     def admit(
         self, decision: ModeDecision, state: DesiredState, target: Target, writes: int, budget: safety.Budget

@@ -17,7 +17,7 @@ from reconciler.domain.breaker import Breaker, BreakerState
 from reconciler.domain.observed import Observed
 from reconciler.domain.rollout import Progress
 from reconciler.domain.run import Mode, RunStatus
-from reconciler.engine.gate import Hold, Override
+from reconciler.engine.gate import Hold, Override, dry_run
 from reconciler.engine.guard import Guard
 from reconciler.engine.rollout import Rollout
 from reconciler.observe.metrics import Metrics
@@ -294,3 +294,19 @@ def test_rollback_is_refused_for_a_target_whose_manifest_says_dry_run(
     assert "says mode: dry-run" in (refused.targets[0].error or "")
     forced = undo.rollback(engine, applied.run_id, dry_run=False, override=Override("bob", "INC-10"))
     assert forced.status is RunStatus.FIXED and "FEATURE_FAST_PAY=true" in live.read_text()
+
+
+def test_a_batch_is_grouped_by_the_mode_each_target_runs_in(settings: Settings, store: SqlHistoryStore) -> None:
+    """by_mode() gives each target the mode target() would: the guard's environments hold some in dry-run in
+    an apply run; a run that writes nothing holds them all."""
+    engine, _ = make(settings, store, guard=Guard(Mode.APPLY, ["prod"]))
+    targets = engine.desired().targets
+    gate = engine.gate
+    apply = gate.run()
+    assert apply.mode is Mode.APPLY
+    grouped = gate.by_mode(apply, targets)
+    assert set(grouped[Mode.APPLY]) == {n for n, t in targets.items() if t.environment == "prod"}
+    assert set(grouped[Mode.DRY_RUN]) == {n for n, t in targets.items() if t.environment != "prod"}
+    assert all(gate.target(apply, targets[n]).mode is mode for mode, same in grouped.items() for n in same)
+    held = dry_run(Hold.SWITCH)
+    assert gate.by_mode(held, targets) == {Mode.DRY_RUN: dict(targets)}
