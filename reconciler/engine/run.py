@@ -18,7 +18,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine import assess
-from reconciler.engine.assess import Assessor
+from reconciler.engine.assess import Assessment, Assessor
 from reconciler.engine.backlog import Backlog, Gathered, Recorder, WriteAhead
 from reconciler.engine.effects import (
     Effects,
@@ -70,6 +70,7 @@ class Reconciler:
         self.hmac_key = engine.hmac_key
         self.backlog = self.gate.backlog  # the daemon's: what passes found while the store was away
         self._last_status: dict[str, RunStatus] = {}
+        self._quiet: dict[str, PassOutcome] = {}  # target -> its last unchanged pass (_unchanged_outcome)
         self._stored_version: str | None = None
         self._resync: set[str] = set()  # targets to look at in full once the store answers again
         self._resync_lock = threading.Lock()
@@ -175,6 +176,8 @@ class Reconciler:
                 for target in targets:
                     same = unchanged.get(target.name) is self.gate.target(decision, target).mode
                     done = run_pass(self.engine.deps, ctx, target, known_unchanged=same)
+                    if not done.unchanged:  # its last unchanged pass, and the comparison it holds, are gone
+                        self._quiet.pop(target.name, None)
                     self.engine.effects.pass_done(done, run, state)
                     if done.degraded:
                         with self._resync_lock:
@@ -210,9 +213,28 @@ class Reconciler:
             if target is None or taken is None or memo is None:
                 rest.append(name)
                 continue
-            outcomes.append(unchanged_outcome(target, taken, self._last_status, memo))
+            outcomes.append(self._unchanged_outcome(target, taken, memo))
         self.engine.effects.unchanged_done(outcomes, run, state)
         return RunOutcome(run.id, run.kind, state.version.digest, tuple(outcomes), recorded=False), rest
+
+    def _unchanged_outcome(self, target: Target, decision: ModeDecision, memo: Assessment) -> PassOutcome:
+        """An unchanged pass's outcome: the last one of `target` again when it showed the same memo (its very
+        comparison, which a new pass replaces) in the same mode and status. An outcome is immutable, and building
+        one cost more than the rest of an unchanged pass."""
+        status = self._last_status.get(target.name, RunStatus.CLEAN)
+        last = self._quiet.get(target.name)
+        if (
+            last is not None
+            and memo.comparison is not None
+            and last.comparison is memo.comparison
+            and last.target is target
+            and last.fingerprint == memo.observed.fingerprint
+            and last.status is status
+            and (last.decision is decision or last.decision == decision)
+        ):
+            return last
+        last = self._quiet[target.name] = unchanged_outcome(target, decision, self._last_status, memo)
+        return last
 
     def carries_memos(self, decision: ModeDecision | None = None) -> bool:
         """Whether a target's memo outlives a desired version that leaves its manifest (and the policies) as
@@ -262,10 +284,7 @@ class Reconciler:
             seen = self.assessor.fingerprints(adapter, group)
             if not seen:
                 continue
-            by_mode: dict[Mode, dict[str, Target]] = {}
-            for target in group.values():
-                by_mode.setdefault(self.gate.target(decision, target).mode, {})[target.name] = target
-            for mode, same in by_mode.items():
+            for mode, same in self.gate.by_mode(decision, group).items():
                 stale = self.assessor.stale(state, same, seen, mode, now, self._basis(state, decision))
                 found.update((target, mode) for target in same.keys() - stale)
         return found

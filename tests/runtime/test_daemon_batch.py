@@ -102,6 +102,19 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
     assert Counting.discovered == ["payments-api-prod"] and runs == [["payments-api-prod"]]
     runs = components.store.runs()
     assert len(runs) == 4  # three first passes with drift, one for the change; none for unchanged passes
+
+    # An unchanged pass shows its target's last one again while the memo, mode and status it showed stand.
+    reconciler = components.reconciler
+    first, _ = reconciler.unchanged_passes(names, reconciler.unchanged(names))
+    again, _ = reconciler.unchanged_passes(names, reconciler.unchanged(names))
+    assert len(first.targets) == 3 and all(a is b for a, b in zip(first.targets, again.targets, strict=True))
+    live.write_text(live.read_text() + "# touched\n")
+    batch(Daemon(components), names)  # the changed target's full pass
+    after, _ = reconciler.unchanged_passes(names, reconciler.unchanged(names))
+    shown = {o.target.name: o for o in after.targets}
+    before = {o.target.name: o for o in first.targets}
+    assert shown["payments-api-prod"].fingerprint != before["payments-api-prod"].fingerprint
+    assert all(shown[n] is before[n] for n in names if n != "payments-api-prod")
     components.store.engine.dispose()
 
 
@@ -126,6 +139,16 @@ def test_a_worker_outlives_a_crash_and_a_target_whose_interval_cannot_be_schedul
         return real_next(name)
 
     monkeypatch.setattr(daemon.scheduler, "next_delay", next_delay)
+
+    def next_delays(batch: list[str]) -> dict[str, float | None]:
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(daemon.scheduler, "next_delays", next_delays)
+    # A batch of unchanged passes whose next passes cannot all be computed: each is then taken on its own.
+    daemon.scheduler.sync(components.desired.current())
+    delays = daemon.workers.next_delays(names)
+    assert delays[names[0]] == settings.scheduler.default_interval_s
+    assert all(delays[n] is not None and delays[n] != settings.scheduler.default_interval_s for n in names[1:])
     passed: list[str] = []
     real_pass = daemon.workers.pass_
     crashed: list[str] = []
