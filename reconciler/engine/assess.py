@@ -117,6 +117,10 @@ class Assessor:
         expiry = next_expiry(state, target, now)
         return Assessment(observed, desired, comparison, classified, key, expiry, False, target=target)
 
+    def remembers(self, name: str) -> bool:
+        """Whether `name` has a memo at all (a target without one needs a full look, whatever its file says)."""
+        return name in self._memo
+
     def fingerprints(self, adapter: DiscoveryAdapter, targets: Mapping[str, Target]) -> dict[str, str]:
         """The live fingerprints of `targets` (all read through `adapter`) from one bulk read, for `stale`.
         Empty when the adapter cannot read in bulk, when there is only one target (its own read costs the

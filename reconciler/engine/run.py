@@ -270,8 +270,10 @@ class Reconciler:
         A check made here stands for its target's pass later in the run, as any read does for the pass
         that made it."""
         by_adapter: dict[str, dict[str, Target]] = {}
+        remembers = self.assessor.remembers
         for target in targets:
-            by_adapter.setdefault(target.spec.source.adapter, {})[target.name] = target
+            if remembers(target.name):  # one without a memo is read by its own pass: a bulk read would be a second
+                by_adapter.setdefault(target.spec.source.adapter, {})[target.name] = target
         now = self.gate.clock.now()
         found: dict[str, Mode] = {}
         for name, group in by_adapter.items():

@@ -369,9 +369,10 @@ def test_a_run_reads_in_full_only_the_targets_that_changed(
     engine, _ = make(settings, store, adapters=lambda name: adapter, global_mode=Mode.APPLY)
     first = engine.reconcile(mode=Mode.DRY_RUN)
     assert sorted(adapter.discovered) == sorted(t.target.name for t in first.targets)
+    assert adapter.bulk_reads == 0  # no memo yet: each target is read once, by its own pass
     adapter.discovered.clear()
     second = engine.reconcile(mode=Mode.DRY_RUN)
-    assert adapter.discovered == [] and adapter.bulk_reads == 2
+    assert adapter.discovered == [] and adapter.bulk_reads == 1
     assert all(t.unchanged for t in second.targets)
     assert [t.status for t in second.targets] == [t.status for t in first.targets]
 
@@ -383,6 +384,6 @@ def test_a_run_reads_in_full_only_the_targets_that_changed(
 
     adapter.discovered.clear()
     engine.reconcile(["checkout-staging", "payments-api-prod"])  # apply: checkout-staging stays dry-run
-    assert adapter.bulk_reads == 4  # one per run
+    assert adapter.bulk_reads == 3  # one per run with memos
     assert "checkout-staging" not in adapter.discovered  # unchanged in its own mode, dry-run
     assert "payments-api-prod" in adapter.discovered  # its memo is of a dry-run pass, this one is apply
