@@ -170,8 +170,8 @@ class FileAdapter:
 
     def discover(self, target: Target) -> Observed:
         path, fmt = self.locate(target)
-        data = self._read_bytes(path)
-        return Observed(fingerprint.of_bytes(data), str(path), parse=lambda: self._parse(path, fmt, data))
+        data, digest = self._read_hashed(target, path)
+        return Observed(digest, str(path), parse=lambda: self._parse(path, fmt, data))
 
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
         """Each readable target's file hashed, without building an Observed per target. A file whose identity
@@ -198,6 +198,11 @@ class FileAdapter:
 
     def _fingerprint(self, target: Target) -> str:
         path, _ = self.locate(target)
+        return self._read_hashed(target, path)[1]
+
+    def _read_hashed(self, target: Target, path: Path) -> tuple[bytes, str]:
+        """The bytes of `target`'s file at `path` (located) and their fingerprint, kept for the bulk
+        fingerprints while the file's identity stands (a pass's own read counts too)."""
         started = time.time_ns()
         data, st = self._read_stat(path)
         digest = fingerprint.of_bytes(data)
@@ -206,7 +211,7 @@ class FileAdapter:
             self._hashed[target.name] = (source, given, hash(filestat.identity(st)), digest)
         else:
             self._hashed.pop(target.name, None)
-        return digest
+        return data, digest
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
         _, fmt = self.locate(target)

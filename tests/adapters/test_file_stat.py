@@ -132,3 +132,18 @@ def test_a_trusted_file_costs_one_stat_and_a_repointed_symlink_is_located_again(
     (live / "c.yaml").symlink_to(outside)
     assert adapter.fingerprints({"t": target}) == {}  # outside the roots: its own pass reports it
     assert reads == [str(live / "v2.yaml")]
+
+
+def test_a_pass_s_own_read_lets_the_next_bulk_read_trust_the_file(
+    tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """discover() keeps the hash of what it read as the bulk read does: the first bulk read after a target's
+    first pass stat()s its file instead of reading it again; a change after that is read."""
+    monkeypatch.setattr(filestat, "RACY_NS", 0)
+    target = make_target(tmp_path, "c.yaml", "a: 1\n")
+    adapter = FileAdapter(FileSettings(roots=[tmp_path / "live"]))
+    observed = adapter.discover(target)
+    assert len(reads) == 1
+    assert adapter.fingerprints({"t": target}) == {"t": observed.fingerprint} and len(reads) == 1
+    (tmp_path / "live" / "c.yaml").write_text("a: 2\n")
+    assert adapter.fingerprints({"t": target}) != {"t": observed.fingerprint} and len(reads) == 2
