@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from reconciler.observe.parity import ParityStates
-from reconciler.observe.targets import TargetStates, render_families
+from reconciler.observe.targets import TargetStates
 
 PASS_RESULTS = ("clean", "drift", "fixed", "failed", "unchanged")
 ACTION_OUTCOMES = ("verified", "noop", "conflict", "failed", "rolled_back", "dry_run", "interrupted")
@@ -298,6 +298,6 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return (
-            generate_latest(self._standard) + self.target_states.render() + render_families(self.parity.collect()),
+            generate_latest(self._standard) + self.target_states.render() + self.parity.render(),
             CONTENT_TYPE_LATEST,
         )

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from reconciler.observe.targets import render_families
+
 ENTRY_STATES = ("active", "expiring", "expired")
 
 
@@ -29,6 +31,8 @@ class ParityStates(Collector):
     def __init__(self) -> None:
         self._apps: dict[str, dict[str, EnvironmentParity]] = {}
         self._lock = threading.Lock()
+        self._changes = 0  # series changed so far
+        self._text: tuple[int, bytes] | None = None  # render()'s text, and the changes it holds
 
     def sync(self, apps: Mapping[str, Sequence[str]]) -> None:
         """The apps of the desired state, each with the environments compared with its baseline; the series of
@@ -39,41 +43,65 @@ class ParityStates(Collector):
                 old = self._apps.get(app, {})
                 kept[app] = {e: old.get(e) or EnvironmentParity() for e in environments}
             self._apps = kept
+            self._changes += 1
 
     def set(self, app: str, environment: str, value: EnvironmentParity) -> None:
         with self._lock:
             known = self._apps.get(app)
-            if known is not None and environment in known:
+            if known is not None and environment in known and known[environment] != value:
                 known[environment] = value
+                self._changes += 1
 
     def get(self, app: str, environment: str) -> EnvironmentParity | None:
         with self._lock:
             return self._apps.get(app, {}).get(environment)
 
+    def render(self) -> bytes:
+        """collect() as exposition text, kept until a series changes: parity moves only when a document does,
+        and a scrape of 500 apps in four environments wrote the same 7,500 series each time (half of a
+        scrape's CPU at 20,000 targets)."""
+        with self._lock:
+            if self._text is not None and self._text[0] == self._changes:
+                return self._text[1]
+            changes, apps = self._changes, self._snapshot()
+        text = render_families(_families(apps))
+        with self._lock:
+            if self._changes == changes:  # none since the snapshot: the text stands for what is kept now
+                self._text = (changes, text)
+        return text
+
+    def _snapshot(self) -> dict[str, dict[str, EnvironmentParity]]:
+        return {app: dict(envs) for app, envs in self._apps.items()}
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            apps = {app: dict(envs) for app, envs in self._apps.items()}
-        unexpected = GaugeMetricFamily(
-            "reconciler_parity_unexpected_differences",
-            "Leaf paths where the environment differs from its app's baseline and no active allowlist entry "
-            "(expected_differences) lets it.",
-            labels=["app", "environment"],
-        )
-        drift = GaugeMetricFamily(
-            "reconciler_parity_drift_percent",
-            "Unexpected differing leaves against the app's baseline over the union of their leaf paths, x 100.",
-            labels=["app", "environment"],
-        )
-        expected = GaugeMetricFamily(
-            "reconciler_parity_expected_differences",
-            "Differing leaf paths against the app's baseline that an allowlist entry covers, by the entry's "
-            "state: active, expiring (within the warning horizon) or expired (they count as unexpected again).",
-            labels=["app", "environment", "state"],
-        )
-        for app, envs in sorted(apps.items()):
-            for environment, value in sorted(envs.items()):
-                unexpected.add_metric([app, environment], value.unexpected)
-                drift.add_metric([app, environment], value.drift_percent)
-                for state in ENTRY_STATES:
-                    expected.add_metric([app, environment, state], value.expected[state])
-        yield from (unexpected, drift, expected)
+            apps = self._snapshot()
+        yield from _families(apps)
+
+
+def _families(apps: Mapping[str, Mapping[str, EnvironmentParity]]) -> tuple[Metric, ...]:
+    """The three parity families of `apps` (a snapshot)."""
+    unexpected = GaugeMetricFamily(
+        "reconciler_parity_unexpected_differences",
+        "Leaf paths where the environment differs from its app's baseline and no active allowlist entry "
+        "(expected_differences) lets it.",
+        labels=["app", "environment"],
+    )
+    drift = GaugeMetricFamily(
+        "reconciler_parity_drift_percent",
+        "Unexpected differing leaves against the app's baseline over the union of their leaf paths, x 100.",
+        labels=["app", "environment"],
+    )
+    expected = GaugeMetricFamily(
+        "reconciler_parity_expected_differences",
+        "Differing leaf paths against the app's baseline that an allowlist entry covers, by the entry's "
+        "state: active, expiring (within the warning horizon) or expired (they count as unexpected again).",
+        labels=["app", "environment", "state"],
+    )
+    for app, envs in sorted(apps.items()):
+        for environment, value in sorted(envs.items()):
+            unexpected.add_metric([app, environment], value.unexpected)
+            drift.add_metric([app, environment], value.drift_percent)
+            for state in ENTRY_STATES:
+                expected.add_metric([app, environment, state], value.expected[state])
+    return (unexpected, drift, expected)
