@@ -97,8 +97,13 @@ def measure(tree: Path, desired: Path) -> dict[str, Any]:
         text=True,
         check=False,
     )
+    return child_result(tree, done)
+
+
+def child_result(tree: Path, done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The JSON a bench's child printed last, once it is sure the child ran and measured `tree`'s code."""
     if done.returncode != 0:
-        raise SystemExit(done.stderr)
+        raise SystemExit(f"{tree}: the run failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if not Path(result["code"]).resolve().is_relative_to(tree.resolve()):
         raise SystemExit(f"{tree}: the code measured was {result['code']}")

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bench.replicas import ADMIN
+from bench.replicas import scratch_database
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store import tables as t
@@ -114,13 +113,8 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=300_000)
     parser.add_argument("--replicas", type=int, default=3)
     args = parser.parse_args()
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
     for concurrent in (False, True):
-        name = f"reconciler_bench_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = admin.url.set(database=name).render_as_string(hide_password=False)
-        try:
+        with scratch_database() as url:
             engine = engines.create_engine(url)
             migrate.upgrade(engine)
             engine.dispose()
@@ -128,10 +122,6 @@ def main() -> None:
             turns = "at once" if concurrent else "in turn"
             print(f"{args.targets:,} targets, {args.replicas} replicas, survivors {turns}")
             takeover(url, owners, args.targets, concurrent=concurrent)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 if __name__ == "__main__":

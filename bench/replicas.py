@@ -15,6 +15,7 @@ everything with all three replicas alive.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -25,11 +26,27 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 
 ADMIN = os.environ.get("RECONCILER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def scratch_database() -> Iterator[str]:
+    """A new PostgreSQL database on the bench's server (RECONCILER_BENCH_POSTGRES_URL), its URL; dropped after."""
+    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"reconciler_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def free_port() -> int:

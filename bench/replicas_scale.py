@@ -25,7 +25,6 @@ import json
 import signal
 import time
 import urllib.request
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.daemon_scale import children_cpu_seconds, cpu_seconds, fleet_folder, metric, rss_mb, start
-from bench.replicas import ADMIN, overlapping_runs
+from bench.replicas import overlapping_runs, scratch_database
 from reconciler.store import tables
 
 INTERVAL_S = 60.0  # the fleet's targets'
@@ -220,21 +219,12 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="build the fleet here, or take the one built here before")
     args = parser.parse_args()
     folder = fleet_folder(args.folder, args.targets, 100)
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"reconciler_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database() as url:
         run(args, folder, url)
         engine = sa.create_engine(url)
         with engine.connect() as conn:
             print(f"  runs of one target by two replicas at once (recorded runs): {overlapping_runs(conn)}")
         engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from bench import daemon_scale
+from bench import daemon_scale, desired_reload
 
 # Run in the subprocess, with the tree to measure first on sys.path.
 CHILD = textwrap.dedent(
@@ -127,13 +127,9 @@ def measure(tree: Path, fleet: Path, rounds: int, profile: bool) -> dict[str, An
         subprocess.run(up, env=env, cwd=tree, check=True, capture_output=True)
         child = [sys.executable, "-c", CHILD, str(live), str(rounds), "1" if profile else "0"]
         done = subprocess.run(child, env=env, cwd=tree, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{tree}: the run failed:\n{done.stderr[-3000:]}")
+    result = desired_reload.child_result(tree, done)
     if profile:
         print(f"--- {tree}: the steady rounds' profile\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if not Path(result["code"]).resolve().is_relative_to(tree.resolve()):
-        raise SystemExit(f"{tree}: the code measured was {result['code']}")
     return result
 
 
