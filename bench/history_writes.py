@@ -12,16 +12,13 @@ same rows straight into the drifts table: the floor any store on top of it pays.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlalchemy as sa
-
+from bench.replicas import scratch_database as postgres
 from reconciler.domain.drift import Classified, DriftItem
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DriftClass, DriftOp
@@ -31,27 +28,11 @@ from reconciler.store import migrate
 from reconciler.store import tables as t
 from reconciler.store.history import SqlHistoryStore, drift_rows
 
-ADMIN = os.environ.get("RECONCILER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
 
 @contextmanager
 def sqlite() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
         yield f"sqlite:///{Path(folder) / 'history.db'}"
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"reconciler_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def drifts(n: int) -> list[Classified]:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.history_writes import ADMIN, drifts
+from bench.history_writes import drifts
+from bench.replicas import ADMIN
 from reconciler.domain.history import PassRecord
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.store import engine as engines
