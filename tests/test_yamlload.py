@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler import yamlload
 from reconciler.yamlload import LIVE, MANIFESTS, Limits, YamlError, load, load_all
@@ -174,3 +177,142 @@ def test_keys_are_shared_across_documents() -> None:
     first = next(load_all("".join(["a", "b", "c"]) + ": 1\n", MANIFESTS, keys))
     second = next(load_all("".join(["a", "b"]) + "c: 2\n", MANIFESTS, keys))
     assert next(iter(first)) is next(iter(second))
+
+
+# -- the simple configuration file, read without libyaml --------------------------------------------------------
+
+# What the line reading takes (keys and scalars of every implicit type), and what it must leave to libyaml.
+KEYS = ["a", "name", "timeout", "y", "x.y", "a-b", "a/b", "_k", "N", "key001", "nope", "2x", "off_peak"]
+ODD_KEYS = ["on", "yes", "1", "null", "true", "1.5", "0x1", "Off", "<<", "a b", "a:b", "-k", "k#", "'q'", "é"]
+VALUES = ["v", "value-1", "1", "-1", "+1", "0x1F", "017", "1_000", "1:30", "1.5", "1e3", "1.0e3", ".inf", ".nan"]
+VALUES += ["true", "True", "yes", "no", "on", "off", "y", "null", "~", "", "2026-01-01", "12:30:45", "a #c", "a#b"]
+VALUES += ["2026-01-01T10:00:00Z", "2026-01-01 10:00:00", "http://x:80/a", "nginx:1.25", "a:b", "a  b", "-x"]
+VALUES += ["--", "---", "...", "'q'", "''", '""', '"d"', '"x#y"', "'a # b'", "a,b", "x[y]", "(a)", "$x", "\\x"]
+VALUES += ["0b101", "FALSE", "fAlse", "NULL", "nULL", "<x", "=x", "a :b", "-.5", "+.inf", "0.", "._"]
+ODD_VALUES = ["2026-13-45", "a: b", "a:", "-", "- x", "'it''s'", '"a\\tb"', "[1, 2]", "{a: 1}", "&a x", "*a"]
+ODD_VALUES += ["!!str 5", "|", ">", "%x", "@x", "?x", ":x", ",x", "=", "<<", "9" * 1200, "a\t", "é", "'unclosed"]
+ODD_VALUES += ['"unclosed', "`x"]
+ODD_LINES = ["", "   ", "# c", "  # c", "---", "...", "- item", "  - item", " odd: 1", "a: b: c", "\tx: 1"]
+
+
+@st.composite
+def config_texts(draw: st.DrawFn) -> str:
+    """Line-based YAML near the simple shape: nested mappings of tricky keys and scalars, odd lines between."""
+
+    def entries(depth: int, indent: int) -> list[str]:
+        lines = []
+        for _ in range(draw(st.integers(1, 4))):
+            pad = " " * indent
+            key = draw(st.sampled_from(ODD_KEYS if draw(st.integers(0, 19)) == 0 else KEYS))
+            if depth < 3 and draw(st.integers(0, 4)) == 0:
+                lines.append(f"{pad}{key}:" + draw(st.sampled_from(["", " ", "  # c"])))
+                if draw(st.integers(0, 6)):
+                    lines += entries(depth + 1, indent + draw(st.sampled_from([1, 2, 2, 4])))
+            else:
+                value = draw(st.sampled_from(ODD_VALUES if draw(st.integers(0, 19)) == 0 else VALUES))
+                space = draw(st.sampled_from([" ", "  ", ""])) if value else ""
+                tail = draw(st.sampled_from(["", "", "", " # comment", "  ", "#x"]))
+                lines.append(f"{pad}{key}:{space}{value}{tail}")
+            if draw(st.integers(0, 19)) == 0:
+                lines.append(draw(st.sampled_from(ODD_LINES)))
+        return lines
+
+    head = draw(st.sampled_from(["", "", "", "---\n", "--- \n", "# top\n", "%YAML 1.1\n---\n"]))
+    return head + "\n".join(entries(0, 0)) + draw(st.sampled_from(["\n", "", "\n\n"]))
+
+
+def by_libyaml(text: str) -> tuple[str, Any]:
+    try:
+        documents = load_all(text, LIVE)
+        first = next(documents, None)
+        if next(documents, None) is not None:
+            return "error", "more than one document"
+        return "ok", first
+    except YamlError as exc:
+        return "error", str(exc)
+
+
+def identical(a: Any, b: Any) -> bool:
+    """Equal, with the same types and key order all the way down (1 == 1.0 == True would hide a difference)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return list(a) == list(b) and all(identical(a[k], b[k]) for k in a)
+    return a != a and b != b if type(a) is float and a != a else a == b
+
+
+@settings(max_examples=3000, deadline=None)
+@given(config_texts())
+def test_simple_files_are_read_as_libyaml_reads_them(text: str) -> None:
+    """Whatever the line-by-line reading accepts, libyaml builds identically (types and key order included);
+    whatever it declines, `load` gives libyaml's document or error."""
+    simple = yamlload._simple(text, LIVE)
+    expected = by_libyaml(text)
+    if simple is not yamlload._NOT_SIMPLE:
+        assert expected[0] == "ok" and identical(simple, expected[1]), (text, simple, expected)
+    try:
+        got: tuple[str, Any] = ("ok", load(text))
+    except YamlError as exc:
+        got = ("error", str(exc))
+    assert got[0] == expected[0] and (got[0] == "error" or identical(got[1], expected[1]))
+
+
+def test_common_configuration_takes_the_simple_reading() -> None:
+    """A usual service configuration is read line by line (typed scalars, quoted strings, comments, a start
+    marker, nesting), to the document libyaml builds; lists, anchors and block scalars go to libyaml."""
+    text = """# service
+---
+server:
+  host: 0.0.0.0
+  port: 8080   # the listener
+  timeout: 30s
+
+  tls: off
+database:
+    url: "postgres://db:5432/app"
+    pool_size: 20
+    ratio: 0.75
+    since: 2026-01-01
+    password: 'p#ss: word'
+log_level: INFO
+image: nginx:1.25
+empty:
+"""
+    simple = yamlload._simple(text, LIVE)
+    assert simple is not yamlload._NOT_SIMPLE
+    assert identical(simple, by_libyaml(text)[1])
+    assert simple["server"] == {"host": "0.0.0.0", "port": 8080, "timeout": "30s", "tls": False}
+    assert simple["empty"] is None and simple["database"]["password"] == "p#ss: word"
+    for other in ["hosts:\n  - a\n", "a: &x 1\nb: *x\n", "a: |\n  text\n", "a: [1]\n", "a: 'x\n  y'\n", "a: b\n  c\n"]:
+        assert yamlload._simple(other, LIVE) is yamlload._NOT_SIMPLE
+        assert identical(load(other), yaml.load(other, Loader=yamlload.SAFE_LOADER))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: 1\nb: c: d\n", r"malformed YAML: line 2"),
+        ("a: 1\n  b: 2\n", r"malformed YAML: line 2"),
+        ("a:\n    b: 1\n  c: 2\n", r"malformed YAML: line 3"),
+        ("x: 2026-13-45\n", "cannot be read as its type"),
+        ("n: " + "9" * 5000 + "\n", "an integer of 5000 characters"),
+    ],
+)
+def test_simple_looking_errors_are_libyamls(text: str, message: str) -> None:
+    """A text that looks simple but is wrong is declined by the line reading, and libyaml says where."""
+    assert yamlload._simple(text, LIVE) is yamlload._NOT_SIMPLE
+    with pytest.raises(YamlError, match=message):
+        load(text)
+
+
+def test_simple_reading_keeps_the_limits() -> None:
+    """Depth, node and size bounds hold on the line reading too: past them, libyaml's way refuses."""
+    deep = "".join(" " * i + f"k{i}:\n" for i in range(5)) + " " * 5 + "v: 1\n"
+    assert yamlload._simple(deep, Limits(max_depth=6)) is not yamlload._NOT_SIMPLE
+    with pytest.raises(YamlError, match="nested deeper than 5"):
+        load(deep, Limits(max_depth=5))
+    wide = "".join(f"k{i}: v\n" for i in range(10))
+    with pytest.raises(YamlError, match="more than 20 nodes"):
+        load(wide, Limits(max_nodes=20))
+    with pytest.raises(YamlError, match="duplicate key"):
+        load("a: 1\na: 2\n", MANIFESTS)
