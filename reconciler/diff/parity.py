@@ -23,7 +23,7 @@ from reconciler.diff import allowlist, significance
 from reconciler.diff.compare import CompareOptions, compare
 from reconciler.diff.normalize import normalize
 from reconciler.diff.walk import count_leaves
-from reconciler.domain.drift import DriftItem
+from reconciler.domain.drift import Comparison, DriftItem
 from reconciler.domain.manifest import DriftOp, Target, environment_rank, reference_paths
 from reconciler.domain.paths import KeyPath, PathGlob, to_pointer
 from reconciler.domain.state import DesiredState
@@ -138,6 +138,15 @@ def baseline_of(state: DesiredState, app: str, default: str | None, environments
     return default or (environments[0] if environments else None)
 
 
+@dataclass(frozen=True, slots=True)
+class PairCounts:
+    """A pair's figures without its items: what a series needs."""
+
+    leaves: int
+    differing: int  # unexpected differing leaves
+    covered: tuple[tuple[str, int], ...]  # (allowlist entry id, differing leaves it covers, active or expired)
+
+
 def compare_pair(
     app: str,
     a: Target,
@@ -150,6 +159,35 @@ def compare_pair(
     threshold: Fraction = significance.DEFAULT,
 ) -> PairResult:
     """Compare one app's documents in two environments, the allowlist entries about them applied."""
+    about = [e for e in entries if e.applies(app, (a.environment, b.environment))]
+    return _result(app, a, b, _comparison(a, a_doc, b, b_doc), about, now, threshold)
+
+
+def count_pair(
+    app: str,
+    a: Target,
+    a_doc: Mapping[str, Any],
+    b: Target,
+    b_doc: Mapping[str, Any],
+    entries: Sequence[allowlist.Entry],
+    *,
+    now: datetime,
+) -> PairCounts:
+    """compare_pair's figures: the same counts, without an item built for each difference when no allowlist
+    entry is about the pair (a pair of 100-key documents that differ everywhere: ~60 us instead of ~250)."""
+    about = [e for e in entries if e.applies(app, (a.environment, b.environment))]
+    comparison = _comparison(a, a_doc, b, b_doc)
+    if not about:
+        return PairCounts(comparison.leaves, comparison.differing, ())
+    result = _result(app, a, b, comparison, about, now, significance.DEFAULT)
+    covered: dict[str, int] = {}
+    for item in result.items:
+        if item.entry is not None:
+            covered[item.entry] = covered.get(item.entry, 0) + item.leaves
+    return PairCounts(result.leaves, result.differing, tuple(covered.items()))
+
+
+def _comparison(a: Target, a_doc: Mapping[str, Any], b: Target, b_doc: Mapping[str, Any]) -> Comparison:
     left_out = tuple(
         [*a.spec.ignore, *b.spec.ignore, *a.spec.secrets, *b.spec.secrets]
         + [*a.spec.environment_specific, *b.spec.environment_specific]
@@ -157,8 +195,18 @@ def compare_pair(
     )
     rules = [*a.spec.normalize, *b.spec.normalize]
     options = CompareOptions(ignore=left_out, list_keys={**a.list_keys(), **b.list_keys()})
-    comparison = compare(normalize(dict(a_doc), rules), normalize(dict(b_doc), rules), options)
-    about = [e for e in entries if e.applies(app, (a.environment, b.environment))]
+    return compare(normalize(dict(a_doc), rules), normalize(dict(b_doc), rules), options)
+
+
+def _result(
+    app: str,
+    a: Target,
+    b: Target,
+    comparison: Comparison,
+    about: Sequence[allowlist.Entry],
+    now: datetime,
+    threshold: Fraction,
+) -> PairResult:
     result = PairResult(app, a, b, leaves=comparison.leaves, threshold=threshold)
     covered: set[str] = set()
     for item in comparison.items:

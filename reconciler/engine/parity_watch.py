@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from reconciler.classify import exceptions
 from reconciler.diff import allowlist, parity
@@ -55,14 +56,6 @@ class _Figures:
     leaves: int
     differing: int  # unexpected differing leaves
     entries: tuple[tuple[str, int], ...]  # (allowlist entry id, leaves it covers, active or expired)
-
-    @classmethod
-    def of(cls, result: parity.PairResult) -> _Figures:
-        covered: dict[str, int] = {}
-        for item in result.items:
-            if item.entry is not None:
-                covered[item.entry] = covered.get(item.entry, 0) + item.leaves
-        return cls(result.b.environment, result.leaves, result.differing, tuple(covered.items()))
 
 
 @dataclass
@@ -241,17 +234,23 @@ class ParityWatch:
         if known is None or self._state is None:
             return
         now = self.clock.now()
-        fresh: dict[str, parity.PairResult] = {}
         touched: set[str] = set()
-        for _, a, b in known.pairs if changed is None else known.by_target.get(changed, ()):
-            result = self._compare(app, a, b, now)
-            if result is not None:
-                fresh[b.name] = result
-                known.put(b.name, _Figures.of(result))
-                touched.add(b.environment)
+        pairs = known.pairs if changed is None else known.by_target.get(changed, ())
+        unpacked: dict[str, dict[str, Any]] = {}  # each document once: the baseline's is in every pair
+        for _, a, b in pairs:
+            kept_a, kept_b = self._documents.get(a.name), self._documents.get(b.name)
+            if kept_a is None or kept_b is None:
+                continue  # until both have been read
+            a_doc = unpacked.get(a.name)
+            if a_doc is None:
+                a_doc = unpacked[a.name] = kept_a.document.unpack()
+            b_doc = kept_b.document.unpack()
+            counts = parity.count_pair(app, a, a_doc, b, b_doc, self._all_entries, now=now)
+            known.put(b.name, _Figures(b.environment, counts.leaves, counts.differing, counts.covered))
+            touched.add(b.environment)
         for environment in touched:
             self.states.set(app, environment, self._series(known.totals[environment], now))
-        self._announce(app, known, fresh, now)
+        self._announce(app, known, now)
 
     def _compare(self, app: str, a: Target, b: Target, now: datetime) -> parity.PairResult | None:
         """One pair on the documents kept for it, or None until both have been read."""
@@ -271,7 +270,7 @@ class ParityWatch:
                 value.expected[exceptions.state_of(entry.spec.expires, now, self.horizon).value] += count
         return value
 
-    def _announce(self, app: str, known: _App, fresh: Mapping[str, parity.PairResult], now: datetime) -> None:
+    def _announce(self, app: str, known: _App, now: datetime) -> None:
         """Once when the app starts to differ unexpectedly (paths only, never values), once when it stops."""
         diverged = known.differing_pairs > 0
         if diverged == known.diverged:
@@ -283,8 +282,7 @@ class ParityWatch:
                 figures = known.results.get(b.name)
                 if figures is None or not figures.differing:
                     continue
-                # A pair that differs was compared just now (the app did not diverge before); if not, again.
-                result = fresh.get(b.name) or self._compare(app, a, b, now)
+                result = self._compare(app, a, b, now)  # its items: once, when the app starts to differ
                 if result is not None:
                     unexpected.setdefault(b.environment, set()).update(i.pointer for i in result.unexpected)
             count = sum(len(paths) for paths in unexpected.values())

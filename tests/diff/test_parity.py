@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.desired.loader import load
-from reconciler.diff import matrix
-from reconciler.diff.parity import compare_environments, findings, pairs
+from reconciler.diff import allowlist, matrix
+from reconciler.diff.parity import compare_environments, compare_pair, count_pair, findings, pairs
 from reconciler.domain.paths import MISSING
 from reconciler.errors import ConfigurationError
 from tests.conftest import EXAMPLES, REPO
@@ -196,3 +196,26 @@ def test_a_reference_at_a_key_with_glob_characters_leaves_out_only_that_key(tmp_
     )
     [result] = compare_environments(load(tmp_path), ["dev", "prod"], now=NOW)
     assert [(i.pointer, i.a, i.b) for i in result.items] == [("/abc", 1, 2)]
+
+
+def test_count_pair_gives_compare_pairs_figures(tmp_path: Path) -> None:
+    """The daemon's figures-only comparison counts what compare_pair counts, for pairs with no allowlist entry
+    about them (no item built), with an active entry and with an expired one, maps on one side included."""
+    text = FLEET.replace("only_dev: 1", "only_dev: {x: 1, y: 2, z: 3}")
+    (tmp_path / "f.yaml").write_text(text)
+    state = load(tmp_path)
+    entries = allowlist.entries(state)
+    seen = set()
+    for app, a, b in pairs(state, ["dev", "staging", "prod"]):
+        full = compare_pair(app, a, a.spec.desired, b, b.spec.desired, entries, now=NOW)
+        counts = count_pair(app, a, a.spec.desired, b, b.spec.desired, entries, now=NOW)
+        covered: dict[str, int] = {}
+        for item in full.items:
+            if item.entry is not None:
+                covered[item.entry] = covered.get(item.entry, 0) + item.leaves
+        assert (counts.leaves, counts.differing, dict(counts.covered)) == (full.leaves, full.differing, covered)
+        seen.add((bool(full.uses), full.differing > 0, full.expected_leaves > 0))
+    assert (True, True, True) in seen and (True, True, False) in seen  # active and expired entries were counted
+    lonely = state.targets["lonely-prod"]
+    alone = count_pair("lonely", lonely, {"a": 1, "b": {"c": 1}}, lonely, {"a": 2}, [], now=NOW)
+    assert (alone.leaves, alone.differing, alone.covered) == (2, 2, ())  # no entry about it: no items

@@ -151,9 +151,9 @@ def test_a_new_desired_version_recomputes_only_the_apps_it_changed(
     before = series(fleet, "reconciler_parity_expected_differences", environment="staging", state="active")
     assert before == 1
     compared: list[str] = []
-    real = parity.compare_pair
+    real = parity.count_pair
     monkeypatch.setattr(
-        parity, "compare_pair", lambda app, a, *rest, **kw: compared.append(a.name) or real(app, a, *rest, **kw)
+        parity, "count_pair", lambda app, a, *rest, **kw: compared.append(a.name) or real(app, a, *rest, **kw)
     )
     desired = Path(fleet.settings.desired_dir)
 
@@ -189,10 +189,10 @@ def test_a_pass_compares_its_own_pair_and_the_environment_sums_its_targets(
     assert series(fleet, "reconciler_parity_drift_percent", environment="prod") == pytest.approx(100 / 10)
 
     compared: list[tuple[str, str]] = []
-    real = parity.compare_pair
+    real = parity.count_pair
     monkeypatch.setattr(
         parity,
-        "compare_pair",
+        "count_pair",
         lambda app, a, ad, b, *rest, **kw: compared.append((a.name, b.name)) or real(app, a, ad, b, *rest, **kw),
     )
     (desired / "prod2.json").write_text(json.dumps({**LIVE["prod"], "checkout_v2": False, "limits": {"rps": 1}}))
