@@ -108,6 +108,17 @@ def load_all(text: str, limits: Limits = MANIFESTS, keys: dict[str, str] | None 
         loader.dispose()
 
 
+def compose(text: str) -> yaml.Node | None:
+    """The node graph of `text`'s single document, composed as load_all composes it, for an editor that needs
+    the nodes' positions; the caller checked the text's bounds when it was read (raises yaml.YAMLError)."""
+    loader = _fast(SAFE_LOADER)(text)
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
+
+
 def load(text: str, limits: Limits = LIVE) -> Any:
     """The single document of `text` (None when empty); raises YamlError, also for more than one document."""
     simple = _simple(text, limits)

@@ -50,11 +50,7 @@ def edit_yaml(text: str, current: dict[str, Any], updated: dict[str, Any]) -> st
 
 
 def _splice(text: str, changes: list[Edit]) -> str:
-    loader = yamlload.SAFE_LOADER(text)
-    try:
-        root = loader.get_single_node()
-    finally:
-        loader.dispose()
+    root = yamlload.compose(text)  # the scalar tags found at once (yamlload._fast): a third of a dry-run's staging
     if type(root) is not yaml.MappingNode:
         raise Unshaped("not a mapping")
     shared = _shared(root)
