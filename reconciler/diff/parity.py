@@ -174,9 +174,9 @@ def count_pair(
     now: datetime,
 ) -> PairCounts:
     """compare_pair's figures: the same counts, without an item built for each difference when no allowlist
-    entry is about the pair (a pair of 100-key documents that differ everywhere: ~60 us instead of ~250)."""
+    entry is about the pair (a pair of 100-key documents that differ everywhere: ~25 us instead of ~250)."""
     about = [e for e in entries if e.applies(app, (a.environment, b.environment))]
-    comparison = _comparison(a, a_doc, b, b_doc)
+    comparison = _comparison(a, a_doc, b, b_doc, items=bool(about))
     if not about:
         return PairCounts(comparison.leaves, comparison.differing, ())
     result = _result(app, a, b, comparison, about, now, significance.DEFAULT)
@@ -187,7 +187,9 @@ def count_pair(
     return PairCounts(result.leaves, result.differing, tuple(covered.items()))
 
 
-def _comparison(a: Target, a_doc: Mapping[str, Any], b: Target, b_doc: Mapping[str, Any]) -> Comparison:
+def _comparison(
+    a: Target, a_doc: Mapping[str, Any], b: Target, b_doc: Mapping[str, Any], *, items: bool = True
+) -> Comparison:
     left_out = tuple(
         [*a.spec.ignore, *b.spec.ignore, *a.spec.secrets, *b.spec.secrets]
         + [*a.spec.environment_specific, *b.spec.environment_specific]
@@ -195,7 +197,7 @@ def _comparison(a: Target, a_doc: Mapping[str, Any], b: Target, b_doc: Mapping[s
     )
     rules = [*a.spec.normalize, *b.spec.normalize]
     options = CompareOptions(ignore=left_out, list_keys={**a.list_keys(), **b.list_keys()})
-    return compare(normalize(dict(a_doc), rules), normalize(dict(b_doc), rules), options)
+    return compare(normalize(dict(a_doc), rules), normalize(dict(b_doc), rules), options, items=items)
 
 
 def _result(

@@ -71,10 +71,11 @@ class _Globs:
 
 
 class Walker:
-    __slots__ = ("_plain", "differing", "ignore", "items", "leaves", "list_keys", "options", "secrets")
+    __slots__ = ("_plain", "differing", "ignore", "items", "leaves", "list_keys", "options", "record", "secrets")
 
-    def __init__(self, options: CompareOptions) -> None:
+    def __init__(self, options: CompareOptions, record: bool = True) -> None:
         self.options = options
+        self.record = record  # False: the leaf counts alone, no item per difference
         self.ignore = _Globs(options.ignore)
         self.secrets = _Globs(options.secrets)
         self.list_keys = options.list_keys
@@ -266,12 +267,13 @@ class Walker:
             # Counted as the plain values would be (a map: its leaves), then redacted.
             nested = type(desired) is dict or type(observed) is dict
             count = count_leaves(desired) + count_leaves(observed) if nested else 1
-            key = self.options.hmac_key
-            desired = MISSING if desired is MISSING else Redacted.of(desired, key)
-            observed = MISSING if observed is MISSING else Redacted.of(observed, key)
             self.leaves += count
             self.differing += count
-            self.items.append(DriftItem(path, op, desired, observed, True))
+            if self.record:
+                key = self.options.hmac_key
+                desired = MISSING if desired is MISSING else Redacted.of(desired, key)
+                observed = MISSING if observed is MISSING else Redacted.of(observed, key)
+                self.items.append(DriftItem(path, op, desired, observed, True))
             return
         self.differ(path, desired, observed, op, secret)
 
@@ -282,7 +284,8 @@ class Walker:
         count = count_leaves(desired) + count_leaves(observed) if nested else 1
         self.leaves += count
         self.differing += count
-        self.items.append(DriftItem(path, op, desired, observed, secret))
+        if self.record:
+            self.items.append(DriftItem(path, op, desired, observed, secret))
 
 
 def count_leaves(value: Any) -> int:

@@ -167,3 +167,15 @@ def test_no_two_paths_render_the_same(desired: dict[str, Any], observed: dict[st
     """Different paths never share a JSON Pointer."""
     items = compare(desired, observed).items
     assert len({to_pointer(i.path) for i in items}) == len({i.path for i in items}) == len(items)
+
+
+@given(documents, documents, st.sampled_from([(), ("/a",), ("/a/*",), ("/*/b",)]), st.sampled_from([(), ("/b",)]))
+def test_counting_alone_gives_the_same_figures(
+    desired: dict[str, Any], observed: dict[str, Any], ignore: tuple[str, ...], secrets: tuple[str, ...]
+) -> None:
+    """Without items (what parity's figures use), the leaf counts are those of the full comparison, ignored
+    and secret paths included, and nothing is built."""
+    options = CompareOptions(ignore=tuple(map(PathGlob.parse, ignore)), secrets=tuple(map(PathGlob.parse, secrets)))
+    full = compare(desired, observed, options)
+    counted = compare(desired, observed, options, items=False)
+    assert (counted.leaves, counted.differing, counted.items) == (full.leaves, full.differing, ())
