@@ -219,6 +219,36 @@ def _simple(text: str, limits: Limits) -> Any:
     return root
 
 
+def scalar_spans(text: str) -> dict[tuple[str, ...], tuple[int, int, str | None]] | None:
+    """Where each one-line scalar of a text of the simple shape lies, by key path: (start, end, style), the
+    style None for a plain scalar, a quote for a quoted one (the quotes are in the span). None when the text
+    is not of that shape: an editor then composes it. Positions only: the text is read (and checked) apart."""
+    if _OUTSIDE.search(text) is not None:
+        return None
+    spans: dict[tuple[str, ...], tuple[int, int, str | None]] = {}
+    path: list[tuple[int, str, bool]] = []  # the entries open above this line: indentation, key, value or not
+    at = 0
+    for line in text.split("\n"):
+        found = _LINES.match(line)
+        if found is None:
+            return None
+        spaces, key, plain, quoted = found.group(1, 2, 3, 4)
+        if key:
+            indent = len(spaces)
+            while path and path[-1][0] >= indent:
+                path.pop()
+            if (path and path[-1][2]) or (key[0] in _MAY_RESOLVE and not _string_key(key)):
+                return None  # below a key that has a value on its line, or a key that may not be a string
+            here = (*(k for _, k, _ in path), key)
+            if plain:
+                spans[here] = (at + found.start(3), at + found.end(3), None)
+            elif quoted:
+                spans[here] = (at + found.start(4), at + found.end(4), quoted[0])
+            path.append((indent, key, bool(plain or quoted)))
+        at += len(line) + 1
+    return spans
+
+
 def _string_key(key: str) -> bool:
     known = _STRING_KEYS.get(key)
     if known is None:

@@ -37,16 +37,28 @@ class _Splice(NamedTuple):
 def edit_yaml(text: str, current: dict[str, Any], updated: dict[str, Any]) -> str:
     """`text` changed to hold `updated`, touching only what differs from `current`."""
     changes = edits(current, updated)
-    try:
-        spliced = _splice(text, changes)
-        if strict_equal(yamlload.load(spliced, yamlload.LIVE), updated):
-            return spliced
-    except (Unshaped, yamlload.YamlError, yaml.YAMLError):
-        pass
+    for splice in (_splice_lines, _splice):
+        try:
+            spliced = splice(text, changes)
+            if spliced is not None and strict_equal(yamlload.load(spliced, yamlload.LIVE), updated):
+                return spliced
+        except (Unshaped, yamlload.YamlError, yaml.YAMLError):
+            pass
     try:
         return _round_trip(text, changes)
     except (RuamelError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise Unshaped(f"round-trip editing failed: {type(exc).__name__}") from None
+
+
+def _splice_lines(text: str, changes: list[Edit]) -> str | None:
+    """The edits spliced without composing the text, when each one replaces a one-line scalar of a text of
+    yamlload's simple shape (the usual configuration file, and the usual fix); None otherwise."""
+    if not all(not c.new and c.value is not MISSING and not isinstance(c.value, dict | list) for c in changes):
+        return None
+    spans = yamlload.scalar_spans(text)
+    if spans is None or not all(c.path in spans for c in changes):
+        return None
+    return _joined(text, [_Splice(*spans[c.path][:2], _scalar(c.value, spans[c.path][2])) for c in changes])
 
 
 def _splice(text: str, changes: list[Edit]) -> str:
@@ -54,7 +66,11 @@ def _splice(text: str, changes: list[Edit]) -> str:
     if type(root) is not yaml.MappingNode:
         raise Unshaped("not a mapping")
     shared = _shared(root)
-    splices = sorted((_one(text, root, shared, change) for change in changes), key=lambda s: (s.start, s.end))
+    return _joined(text, [_one(text, root, shared, change) for change in changes])
+
+
+def _joined(text: str, splices: list[_Splice]) -> str:
+    splices.sort(key=lambda s: (s.start, s.end))
     for first, second in itertools.pairwise(splices):
         if first.end > second.start:
             raise Unshaped("overlapping edits")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.adapters import fileshape, formats
+from reconciler.adapters import fileshape, formats, yamledit
 from reconciler.domain.values import strict_equal
 
 KEYS = st.sampled_from(["a", "b", "db", "host", "port", "x-y", "on", "1x", "with space"])
@@ -60,3 +61,49 @@ def test_edits_read_back_as_the_new_document(name: str, data: st.DataObject) -> 
 def _untouched(line: str, current: dict[str, Any], updated: dict[str, Any]) -> bool:
     key = line.split(":", 1)[0].strip("'\" ")
     return line.startswith(key) and key in updated and strict_equal(current[key], updated[key])
+
+
+PLAIN_KEYS = st.sampled_from(["a", "b", "db", "host", "port", "x-y", "on", "1x", "a.b"])
+ASCII = st.text(alphabet=st.characters(codec="ascii", exclude_categories=("Cc",)), max_size=12)
+ASCII_SCALARS = st.one_of(st.integers(-(10**6), 10**6), st.booleans(), ASCII, st.floats(allow_nan=False), st.none())
+NESTED = st.recursive(
+    ASCII_SCALARS, lambda inner: st.dictionaries(PLAIN_KEYS, inner, min_size=1, max_size=3), max_leaves=8
+)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.dictionaries(PLAIN_KEYS, NESTED, min_size=1, max_size=5), st.data())
+def test_scalar_fixes_spliced_by_lines_are_the_composed_splice(current: dict[str, Any], data: st.DataObject) -> None:
+    """A fix of one-line scalars in a file of the simple shape is spliced without composing the file, to the
+    very text the composed splice gives (comments and quotes kept alike); what it declines, the other takes."""
+    text = formats.FORMATS["yaml"].render(current).replace(": ", ":  ", 1) + "# kept\n"
+    leaves = [(path, value) for path, value in _leaves(current) if not isinstance(value, dict)]
+    chosen = data.draw(st.lists(st.sampled_from(leaves), min_size=1, max_size=3, unique_by=lambda leaf: leaf[0]))
+    changes = [yamledit.Edit(path, data.draw(st.one_of(ASCII_SCALARS, SCALARS))) for path, _ in chosen]
+    by_lines = yamledit._splice_lines(text, changes)
+    if by_lines is not None:
+        assert by_lines == yamledit._splice(text, changes)
+
+
+def _leaves(doc: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out = []
+    for key, value in doc.items():
+        out.append(((*path, key), value))
+        if isinstance(value, dict):
+            out.extend(_leaves(value, (*path, key)))
+    return out
+
+
+def test_a_usual_fix_is_spliced_without_composing_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual configuration file and the usual fix (a value or two changed) never reach libyaml's
+    composer; a fix that adds a key does."""
+    text = "# service\nserver:\n  port: 8080  # listener\n  host: 'a.example'\nlevel: DEBUG\n"
+    current = formats.FORMATS["yaml"].parse(text)
+    composed: list[str] = []
+    real = yamledit.yamlload.compose
+    monkeypatch.setattr(yamledit.yamlload, "compose", lambda t: composed.append(t) or real(t))
+    fixed = yamledit.edit_yaml(text, current, {"server": {"port": 9090, "host": "b.example"}, "level": "INFO"})
+    assert fixed == "# service\nserver:\n  port: 9090  # listener\n  host: 'b.example'\nlevel: INFO\n"
+    assert composed == []
+    added = yamledit.edit_yaml(text, current, {**current, "new": 1})
+    assert added.endswith("level: DEBUG\nnew: 1\n") and composed == [text]
