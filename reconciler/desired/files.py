@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.desired import overlay, parallel
-from reconciler.desired import version as versioning
 from reconciler.domain import filestat
 from reconciler.domain.filestat import Identity, identity
 from reconciler.domain.manifest import Base, Origin, Target
@@ -145,14 +144,12 @@ def parse(
     """`file`'s documents from its bytes (their YAML already parsed when `bodies` is given), each validated, and
     their digest."""
     documents: list[Document] = []
-    digest = versioning.Digest()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return ParsedFile(file, (), (Problem(file=str(file), message=f"cannot be read: {exc}"),), None)
-    found, error = parallel.bodies_of(text, keys) if bodies is None else bodies
-    for index, body in found:
-        digest.add(body)  # then the body goes: a fleet's documents are never all held at once
+    found, error, digest = parallel.bodies_of(text, keys) if bodies is None else bodies
+    for index, body in found:  # each body goes once validated: a fleet's documents are never all held at once
         problems: list[Problem] = []
         model = validate(file, index, body, problems)
         if isinstance(model, Target):
@@ -162,7 +159,7 @@ def parse(
     unreadable = (
         () if error is None else (Problem(file=str(file), document=error[0], field=error[1], message=error[2]),)
     )
-    return ParsedFile(file, tuple(documents), unreadable, digest.hexdigest() if documents else None)
+    return ParsedFile(file, tuple(documents), unreadable, digest if documents else None)
 
 
 # Non-blocking, so that a FIFO (one that took a manifest's name since the folder was listed, or a secret

@@ -5,9 +5,9 @@ another branch) spends most of its time in libyaml, which holds the GIL: one cor
 passes that cannot start before the load ends. Here the files to parse are split into tasks of about
 TASK_BYTES, which worker processes (started for this load only, then gone) read and parse with yamlload's
 limits, so hostile YAML is refused there exactly as it would be here. What comes back is plain data (pickled;
-~13x cheaper to read than the YAML it came from), with the digest of the bytes it was parsed from; the caller
-validates and digests it as it would its own parse, task by task in order, and at most WINDOW tasks per worker
-are ahead of it, so a load never holds every document at once. Below MIN_BYTES, or on a machine with one
+~13x cheaper to read than the YAML it came from), with the digest of the bytes it was parsed from and of its
+documents; the caller validates it as it would its own parse, task by task in order, and at most WINDOW tasks
+per worker are ahead of it, so a load never holds every document at once. Below MIN_BYTES, or on a machine with one
 core, starting processes costs more than it saves and nothing is started. If the processes cannot be started
 or die (out of memory, say), the caller parses in its own process.
 """
@@ -23,6 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from reconciler.desired.version import Digest
 from reconciler.observe import logging as logs
 from reconciler.yamlload import MANIFESTS, YamlError, load_all
 
@@ -33,24 +34,29 @@ TASK_BYTES = 1024 * 1024
 MAX_WORKERS = 8
 WINDOW = 2  # tasks per worker handed out ahead of the caller
 
-# A text's non-empty documents, (index, body) with 1-based indexes, and the YAML error that ended them, if one
-# did: (its document's index, its field, its message).
-Bodies = tuple[list[tuple[int, Any]], tuple[int | None, str | None, str] | None]
+# A text's non-empty documents, (index, body) with 1-based indexes; the YAML error that ended them, if one did:
+# (its document's index, its field, its message); and the digest of those documents (version.Digest's), None
+# when there are none.
+Bodies = tuple[list[tuple[int, Any]], tuple[int | None, str | None, str] | None, str | None]
 # One file as a worker read it: the SHA-256 of its bytes and their documents; None when it could not be read
 # or decoded (the caller reads it again and says why).
 Parsed = tuple[bytes, Bodies] | None
 
 
 def bodies_of(text: str, keys: dict[str, str] | None = None) -> Bodies:
-    """The documents of one manifest file's text, up to a YAML error if there is one."""
+    """The documents of one manifest file's text, up to a YAML error if there is one, and their digest (in a
+    worker, the canonical JSON that the digest encodes costs the other cores, not the loading one)."""
     found: list[tuple[int, Any]] = []
+    digest = Digest()
+    error: tuple[int | None, str | None, str] | None = None
     try:
         for index, body in enumerate(load_all(text, MANIFESTS, keys), start=1):
             if body is not None:  # None: an empty document between two '---'
                 found.append((index, body))
+                digest.add(body)
     except YamlError as exc:
-        return found, (exc.document, exc.field, str(exc))
-    return found, None
+        error = (exc.document, exc.field, str(exc))
+    return found, error, digest.hexdigest() if found else None
 
 
 def tasks_of(files: list[Path], min_bytes: int = MIN_BYTES) -> list[list[Path]]:
