@@ -23,6 +23,34 @@ def test_the_direct_text_is_what_the_families_give() -> None:
     assert b'app="we\\"ird\\\\app"' in text
 
 
+def test_a_group_s_lines_are_kept_between_scrapes_until_its_members_change() -> None:
+    """Between two scrapes a group's sums are written again only if a member's drift, escalations or open drift
+    changed; the last success (every pass sets it) is taken from the members each time. Every text is what
+    the families give at that moment."""
+    metrics = Metrics()
+    metrics.init_targets([("a", "prod", "pay"), ("b", "prod", "pay"), ("c", "dev", "pay")])
+    states = metrics.target_states
+    states.update("a", drift={"acceptable": 0, "reversible": 2, "escalate": 0}, open_since=50.0)
+    assert states.render() == render_families(states.collect())
+    assert len(states._lines) == 2
+    states.update_each(["a", "b", "c"], last_success=70.0)
+    assert states._changed == set()  # a pass that changed nothing else leaves every group's lines as they were
+    text = states.render()
+    assert text == render_families(states.collect())
+    assert b'reconciler_oldest_successful_pass_timestamp_seconds{app="pay",environment="prod"} 70.0' in text
+    states.update("b", drift={"acceptable": 0, "reversible": 0, "escalate": 1}, open_since=30.0, last_success=80.0)
+    states.update_each(["c"], pending=4)
+    assert states._changed == {("prod", "pay"), ("dev", "pay")}
+    text = states.render()
+    assert text == render_families(states.collect())
+    assert b'reconciler_drift_items{app="pay",class="escalate",environment="prod"} 1.0' in text
+    assert b'reconciler_oldest_open_drift_timestamp_seconds{app="pay",environment="prod"} 30.0' in text
+    assert b'reconciler_escalations_pending{app="pay",environment="dev"} 4.0' in text
+    metrics.init_targets([("a", "prod", "pay"), ("c", "dev", "pay")])  # b left the desired state
+    assert states.render() == render_families(states.collect())
+    assert b'reconciler_drift_items{app="pay",class="escalate",environment="prod"} 0.0' in states.render()
+
+
 def test_per_target_series_follow_the_groups_when_asked() -> None:
     """With per-target series on, the text holds both, as the families do."""
     metrics = Metrics(per_target=True)
