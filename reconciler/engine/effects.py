@@ -125,9 +125,11 @@ class MetricsEffect:
     def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
         """Counted and timed each; the last success of those that did not fail set at once, under one lock."""
         metrics, good = self.metrics, []
+        counted = Counter((outcome.target.environment, outcome.duration_s) for outcome in outcomes)
+        for (environment, duration_s), count in counted.items():
+            metrics.passes_done(environment, "unchanged", duration_s, count)
         for outcome in outcomes:
             target = outcome.target
-            metrics.pass_done(target.environment, "unchanged", outcome.duration_s)
             if outcome.status is not RunStatus.FAILED:
                 good.append(target.name)
             elif outcome.error_type is not None:

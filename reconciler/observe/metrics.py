@@ -10,6 +10,7 @@ interpreter lock, and 10,000 targets x 6 series would stall the daemon for a sec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -252,6 +253,17 @@ class Metrics:
         children[0].inc()
         children[1].observe(duration_s)
 
+    def passes_done(self, environment: str, result: str, duration_s: float, count: int) -> None:
+        """pass_done() of `count` passes of `environment` that each took `duration_s`, at once: a batch's
+        unchanged passes (at 100,000 targets, a counter and a histogram touched per pass cost more than a
+        tenth of such a pass)."""
+        children = self._pass_children.get((environment, result))
+        if children is None:
+            children = (self.passes.labels(environment, result), self.pass_duration.labels(environment))
+            self._pass_children[(environment, result)] = children
+        children[0].inc(count)
+        _observe_many(children[1], duration_s, count)
+
     def init_targets(self, targets: Iterable[tuple[str, str, str]], adapters: Iterable[tuple[str, str]] = ()) -> None:
         """The desired state's targets, (name, environment, app), and the (adapter, environment) pairs they
         use: their series start at zero, and every per-environment and per-adapter series exists from the first
@@ -301,3 +313,13 @@ class Metrics:
             generate_latest(self._standard) + self.target_states.render() + self.parity.render(),
             CONTENT_TYPE_LATEST,
         )
+
+
+def _observe_many(histogram: Any, amount: float, count: int) -> None:
+    """What `count` calls of histogram.observe(amount) record, at once: prometheus_client's histogram child keeps
+    a sum and a count per bucket (made cumulative when exposed); tests/observe/test_metrics.py pins the two."""
+    histogram._sum.inc(amount * count)
+    for index, bound in enumerate(histogram._upper_bounds):
+        if amount <= bound:
+            histogram._buckets[index].inc(count)
+            break
