@@ -220,6 +220,24 @@ class Prober:
         )
 
 
+def collector(port: int) -> tuple[float, float, float]:
+    """The daemon's full collections so far: (how many, their seconds, the longest's seconds); zeros when its
+    collector policy is off."""
+    try:
+        return (
+            metric(port, "reconciler_gc_full_collections_total"),
+            metric(port, "reconciler_gc_full_collection_seconds_total"),
+            metric(port, "reconciler_gc_longest_full_collection_seconds"),
+        )
+    except (OSError, ValueError):
+        return 0.0, 0.0, 0.0
+
+
+def collected(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
+    count, seconds = after[0] - before[0], after[1] - before[1]
+    return f"collector: {count:.0f} full collections, {seconds:.1f} s in all, longest so far {after[2] * 1000:.0f} ms"
+
+
 def full_passes(port: int) -> float:
     return metric(port, "reconciler_passes_total", exclude='result="unchanged"')
 
@@ -269,11 +287,12 @@ def main() -> None:
                 f"{first_cpu:.1f} s CPU (+ {children_cpu_seconds(daemon.pid):.1f} s in worker processes), "
                 f"peak RSS so far {rss_mb(daemon.pid):.0f} MB"
             )
-            print(f"  during it: {prober.summary()}")
+            gc_first = collector(port)
+            print(f"  during it: {prober.summary()}; {collected((0.0, 0.0, 0.0), gc_first)}")
             prober.reset()
             cpu, wall, peak, per_minute = steady(daemon, live, args.targets, args.minutes)
             passes = metric(port, "reconciler_passes_total")
-            print(f"  steady state: {prober.summary()}")
+            print(f"  steady state: {prober.summary()}; {collected(gc_first, collector(port))}")
             if args.edit:
                 prober.reset()
                 edit_wall, edit_cpu, full, edited, edit_peak = edit_desired(daemon, port, desired)
