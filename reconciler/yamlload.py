@@ -147,7 +147,7 @@ _PLAIN = r"(?:[A-Za-z0-9_./+=~<$^();\\]|-(?=[^ \n]))(?:[^ :#\n]++|:(?=[^ \n])|(?
 # blank, or a comment, or the document's start marker. A line that is none of these is missing from findall's
 # rows, and the text is not simple.
 _LINES = re.compile(
-    r"^(?:( *)([A-Za-z0-9_][A-Za-z0-9_./-]*+):"
+    r"^(?:( *)([A-Za-z0-9_][A-Za-z0-9_./-]{0,1023}+):"  # libyaml refuses a key of more than 1,024 characters
     rf"(?: +(?:({_PLAIN})|('[^'\n]*+'|\"[^\"\\\n]*+\")))?(?: +#.*)? *| *(?:#.*)?|(---) *)$",
     re.MULTILINE,
 )
@@ -226,6 +226,7 @@ def scalar_spans(text: str) -> dict[tuple[str, ...], tuple[int, int, str | None]
     if _OUTSIDE.search(text) is not None:
         return None
     spans: dict[tuple[str, ...], tuple[int, int, str | None]] = {}
+    seen: set[tuple[str, ...]] = set()
     path: list[tuple[int, str, bool]] = []  # the entries open above this line: indentation, key, value or not
     at = 0
     for line in text.split("\n"):
@@ -240,6 +241,9 @@ def scalar_spans(text: str) -> dict[tuple[str, ...], tuple[int, int, str | None]
             if (path and path[-1][2]) or (key[0] in _MAY_RESOLVE and not _string_key(key)):
                 return None  # below a key that has a value on its line, or a key that may not be a string
             here = (*(k for _, k, _ in path), key)
+            if here in seen:
+                return None  # a key named twice in a mapping: an editor composes the file, and refuses it
+            seen.add(here)
             if plain:
                 spans[here] = (at + found.start(3), at + found.end(3), None)
             elif quoted:

@@ -305,6 +305,27 @@ def test_simple_looking_errors_are_libyamls(text: str, message: str) -> None:
         load(text)
 
 
+@pytest.mark.parametrize("length", [1024, 1025])
+def test_a_long_key_is_read_as_libyaml_reads_it(length: int) -> None:
+    """libyaml takes a key of up to 1,024 characters and refuses a longer one; the line reading declines it."""
+    for text in ("k" * length + ": 1\n", "a:\n  " + "k" * length + ": 1\n"):
+        expected = by_libyaml(text)
+        assert expected[0] == ("ok" if length <= 1024 else "error")
+        simple = yamlload._simple(text, LIVE)
+        assert (simple is not yamlload._NOT_SIMPLE) == (length <= 1024)
+        assert yamlload.scalar_spans(text) is not None or length > 1024
+        if length > 1024:
+            with pytest.raises(YamlError, match="mapping values are not allowed"):
+                load(text)
+
+
+def test_scalar_spans_decline_a_key_named_twice() -> None:
+    """A mapping that names a key twice has no single place to edit it: the spans are None, so an editor
+    composes the file (and refuses the edit, as it did before the spans)."""
+    assert yamlload.scalar_spans("a: 1\nb: x\na: 2\n") is None
+    assert yamlload.scalar_spans("a:\n  x: 1\nb:\n  x: 2\n") == {("a", "x"): (8, 9, None), ("b", "x"): (18, 19, None)}
+
+
 def test_simple_reading_keeps_the_limits() -> None:
     """Depth, node and size bounds hold on the line reading too: past them, libyaml's way refuses."""
     deep = "".join(" " * i + f"k{i}:\n" for i in range(5)) + " " * 5 + "v: 1\n"

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.adapters import fileshape, formats, yamledit
+from reconciler.adapters.shape import Unshaped
 from reconciler.domain.values import strict_equal
 
 KEYS = st.sampled_from(["a", "b", "db", "host", "port", "x-y", "on", "1x", "with space"])
@@ -107,3 +108,6 @@ def test_a_usual_fix_is_spliced_without_composing_the_file(monkeypatch: pytest.M
     assert composed == []
     added = yamledit.edit_yaml(text, current, {**current, "new": 1})
     assert added.endswith("level: DEBUG\nnew: 1\n") and composed == [text]
+    twice = "a: 1\nb: x\na: 2\n"  # a key named twice: refused, as before the line splice
+    with pytest.raises(Unshaped):
+        yamledit.edit_yaml(twice, {"a": 2, "b": "x"}, {"a": 3, "b": "x"})
