@@ -4,8 +4,9 @@ Each replica heartbeats and claims its fair share of targets every third of the 
 just after another replica's leases would lapse; a target it newly holds is queued at once, so the targets
 of a replica that died are leased again within one lease time of its death (set it at or below the shortest
 interval). A pass runs only on the replica holding the target's
-lease, and only with the target's advisory lock. One replica, the holder of the housekeeping lease, settles
-the in-flight actions of replicas that died. On SQLite (one daemon) every target is this daemon's.
+lease, and only with the target's advisory lock. A replica that takes a dead replica's target settles what
+the dead one left in flight on it before passing it; one replica, the holder of the housekeeping lease,
+settles the rest and forgets replicas that died. On SQLite (one daemon) every target is this daemon's.
 
 A replica that cannot reach the database cannot renew its leases, and after a lease time another replica may
 take its targets. It goes on *looking* at the targets it last held (detection never stops with the store) but
@@ -127,6 +128,10 @@ class Replicas:
             return None
         self._cut_off = None
         with self._lock:
+            taken = held - self._held
+        if taken:
+            held -= self.settle_taken(taken, now)
+        with self._lock:
             new, lost = held - self._held, self._held - held
             self._held = held
         self.metrics.replicas.set(alive)
@@ -143,6 +148,20 @@ class Replicas:
         if new and len(held) < math.ceil(len(targets) / max(alive, 1)):
             soon.append(now + AGAIN)
         return min(soon, default=None)
+
+    def settle_taken(self, taken: set[str], now: datetime) -> set[str]:
+        """Settle what dead replicas left in flight on targets this replica has just leased, before it passes
+        them. A pass first could fix such a target, and the settling would then find the fix in live and record
+        the dead replica's action as written: one fix journaled twice, and its rollback undoing it twice. Returns
+        the targets not to hold yet: all of them while the store cannot say who died; the next tick tries again."""
+        try:
+            dead = self.leases.dead_replicas(now, self.ttl)
+            if dead:
+                undo.recover(self.engine, dead_owners=set(dead), lock=self.leases.exclusive, targets=taken)
+        except ReconcilerError as exc:
+            log.error("taken targets not settled; they are passed once they are", targets=len(taken), error=str(exc))
+            return taken
+        return set()
 
     def housekeeping(self, now: datetime) -> None:
         """Settle the in-flight actions of replicas whose heartbeat stopped, then forget those whose runs are all

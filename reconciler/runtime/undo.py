@@ -33,16 +33,23 @@ log = logs.get_logger("reconciler.undo")
 UndoneBy = Callable[[Sequence[str]], Mapping[str, str]]
 
 
+IN_FLIGHT = (ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED)
+
+
 def recover(
     engine: Reconciler,
     *,
     dead_owners: Collection[str] = (),
     lock: Callable[[str], AbstractContextManager[bool]] | None = None,
+    targets: Collection[str] | None = None,
 ) -> list[Action]:
     """Settle the in-flight actions of runs whose process is gone, against live state; mark those runs
     failed. Gone: a process of this host that no longer runs, or one of `dead_owners` (replicas whose
     heartbeat stopped). Runs of live processes, and other hosts' runs not named, are left alone. With `lock`,
-    a target is settled only while its lock is held; a run with a target that is busy waits for a later call."""
+    a target is settled only while its lock is held, and only the actions still in flight then (another
+    replica may have settled them, and passed the target, meanwhile); a run with a target that is busy waits
+    for a later call. With `targets`, only those targets' actions are settled, and a run is marked failed
+    once none of its actions is in flight."""
     dead = [
         run_id
         for run_id, owner in engine.store.unfinished_runs()
@@ -53,13 +60,16 @@ def recover(
     state = engine.desired()
     settled: list[Action] = []
     for run_id in dead:
-        in_flight = engine.store.actions(run_id, [ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED])
+        in_flight = engine.store.actions(run_id, IN_FLIGHT)
         by_target: dict[str, list[Action]] = {}
         for action in in_flight:
             by_target.setdefault(action.target, []).append(action)
         done: list[Action] = []
-        busy = False
+        left = False
         for name, actions in by_target.items():
+            if targets is not None and name not in targets:
+                left = True
+                continue
             if name not in state.targets:
                 done += recovery.settle_unknown(engine.store, actions, f"target {name} is no longer defined")
                 continue
@@ -67,17 +77,21 @@ def recover(
             adapter = engine.adapters(target.spec.source.adapter)
             with lock(name) if lock is not None else nullcontext(True) as free:
                 if not free:
-                    busy = True
+                    left = True
                     continue
-                done += recovery.recover_target(target, actions, adapter, engine.store, engine.hmac_key)
+                pending = actions
+                if lock is not None:
+                    read = {a.id for a in actions}
+                    pending = [a for a in engine.store.actions(run_id, IN_FLIGHT) if a.id in read]
+                if pending:
+                    done += recovery.recover_target(target, pending, adapter, engine.store, engine.hmac_key)
             engine.assessor.forget(name)
-        if busy:
-            settled += done
+        settled += done
+        if left:
             continue
         engine.store.finish_run(run_id, RunStatus.FAILED, f"interrupted; {len(in_flight)} in-flight actions recovered")
         counts = {s.value: sum(1 for a in done if a.state is s) for s in {a.state for a in done}}
         log.warning("interrupted run recovered", run_id=run_id, actions=len(in_flight), outcome=counts)
-        settled += done
     return settled
 
 

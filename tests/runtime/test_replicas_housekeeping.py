@@ -6,14 +6,18 @@ e2e test, one SIGKILL in three)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import Engine
+
 from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import RunKind, RunStatus
+from reconciler.errors import StoreUnavailable
 from reconciler.observe.metrics import Metrics
 from reconciler.runtime.replicas import Replicas
 from reconciler.store.history import SqlHistoryStore
@@ -65,3 +69,116 @@ def test_a_gone_replica_is_forgotten_only_once_its_runs_are_settled(tmp_path: Pa
     assert settled is not None and settled.status is RunStatus.FAILED
     assert [a.state for a in store.actions(run)] == [ActionState.VERIFIED]  # live holds what it wrote
     assert leases.dead_replicas(now, timedelta(seconds=2)) == []
+
+
+def dead_run_on_t(store: SqlHistoryStore, leases: SqlLeaseStore) -> tuple[str, str]:
+    """A replica of another host that died (its heartbeat and leases five minutes old) while it was writing
+    /a of t from 1 to 2: the action is staged. Returns the run and the action."""
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    leases.heartbeat(GONE, long_ago, timedelta(seconds=2))
+    leases.claim(GONE, ["t"], long_ago, timedelta(seconds=2), 1)
+    run = store.start_run(RunKind.APPLY, "schedule", "v" * 64, owner=GONE)
+    action = Action(str(uuid.uuid4()), run, "t", ("a",), DriftOp.CHANGE, 1, 2, "v" * 64, "r")
+    store.record_actions([action.with_state(ActionState.STAGED)])
+    return run, action.id
+
+
+class FixedMeanwhile(SqlLeaseStore):
+    """The lease store, where between reading a run's in-flight actions and taking t's lock, the replica that
+    took t over settled the dead run's action (not written: live held 1) and then fixed t itself."""
+
+    def __init__(self, engine: Engine, fix: Callable[[], None]) -> None:
+        super().__init__(engine)
+        self.fix = fix
+
+    @contextmanager
+    def exclusive(self, target: str) -> Iterator[bool]:
+        self.fix()
+        with super().exclusive(target) as free:
+            yield free
+
+
+def test_an_action_settled_by_another_replica_meanwhile_is_not_settled_again(
+    tmp_path: Path, store: SqlHistoryStore
+) -> None:
+    """The housekeeper reads a dead run's in-flight actions, then takes each target's lock. If the replica
+    that took the target over settled the action and fixed the target in between, live now holds the
+    action's new value: settling it again from the first read recorded the dead replica's write as done, so
+    the one fix was journaled twice (seen in the replicas e2e test: three verified actions for two fixes)."""
+    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    live = tmp_path / "live" / "c.yaml"
+
+    def taken_over_and_fixed() -> None:
+        if live.read_text().startswith("a: 1"):
+            (interrupted,) = store.actions(run, [ActionState.STAGED])
+            store.update_actions([interrupted.id], ActionState.INTERRUPTED, "settled by the new holder")
+            live.write_text("a: 2\nb: 2\nc: 2\npw: new\n")
+
+    leases = FixedMeanwhile(store.engine, taken_over_and_fixed)
+    run, action = dead_run_on_t(store, leases)
+    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=lambda _: None)
+
+    replicas.housekeeping(datetime.now(UTC))
+
+    assert [(a.id, a.state) for a in store.actions(run)] == [(action, ActionState.INTERRUPTED)]
+    settled = store.run(run)
+    assert settled is not None and settled.status is RunStatus.FAILED
+
+
+def test_a_replica_settles_a_dead_replicas_action_before_it_passes_the_target(
+    tmp_path: Path, store: SqlHistoryStore
+) -> None:
+    """The replica that takes t over settles the dead replica's in-flight action on t in the tick that takes
+    it, before t is held (and so before any pass of t): live still holds 1, so the action was not written."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one daemon on SQLite: no lease to take over")
+    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    leases = NoHousekeeping(store.engine)
+    run, action = dead_run_on_t(store, leases)
+    woken: list[str] = []
+    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
+
+    replicas.tick(["t"])
+
+    assert replicas.owns("t") and woken == ["t"]
+    assert [(a.id, a.state) for a in store.actions(run)] == [(action, ActionState.INTERRUPTED)]
+    settled = store.run(run)
+    assert settled is not None and settled.status is RunStatus.FAILED
+
+
+def test_a_taken_target_is_not_held_while_the_store_cannot_say_who_died(tmp_path: Path, store: SqlHistoryStore) -> None:
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one daemon on SQLite: no lease to take over")
+    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    leases = NoHousekeeping(store.engine)
+    run, _ = dead_run_on_t(store, leases)
+    leases.unreadable = True
+    woken: list[str] = []
+    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
+
+    replicas.tick(["t"])  # t is leased, but the dead replica's action on it cannot be settled yet
+    assert not replicas.owns("t") and woken == []
+    assert [a.state for a in store.actions(run)] == [ActionState.STAGED]
+
+    leases.unreadable = False
+    replicas.tick(["t"])
+    assert replicas.owns("t") and woken == ["t"]
+    assert [a.state for a in store.actions(run)] == [ActionState.INTERRUPTED]
+
+
+class NoHousekeeping(SqlLeaseStore):
+    """The lease store, where this replica never holds the housekeeping lease (the settling in the tests
+    above is the taking replica's own), and `dead_replicas` fails while `unreadable`."""
+
+    unreadable = False
+
+    def housekeeper(self, owner: str, now: datetime, ttl: timedelta) -> bool:
+        return False
+
+    def dead_replicas(self, now: datetime, ttl: timedelta) -> list[str]:
+        if self.unreadable:
+            raise StoreUnavailable("the database is gone")
+        return super().dead_replicas(now, ttl)
