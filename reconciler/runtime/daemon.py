@@ -23,7 +23,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
 from reconciler.present.report import target_dict
-from reconciler.runtime import adoption, compose, parity_api, ui, undo
+from reconciler.runtime import adoption, compose, heap, parity_api, ui, undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
@@ -37,6 +37,8 @@ log = logs.get_logger("reconciler.daemon")
 PROBE_S = 1.0  # how often the history store is looked at for /readyz
 PROBE_TIMEOUT_S = 1.0  # a probe in flight for longer than this (the store hangs): not ready
 STALE_PROBE_S = 5.0  # a probe older than this (the store hangs): not ready
+CAUGHT_UP_EVERY_S = 5.0  # how often the daemon looks whether it has caught up with its first cycle
+GROWTH_LIMIT_S = 1800.0  # the collector's growth phase (runtime/heap.py) ends then, caught up or not
 
 
 class Daemon:
@@ -261,6 +263,16 @@ class Daemon:
         if soon is not None and soon < datetime.now(UTC) + every:  # before the next regular tick
             self.scheduler.once("leases-soon", self._lease_tick, soon)
 
+    def _caught_up(self, policy: heap.Heap, since: float) -> None:
+        """The first cycle is over once targets are queued and none is due: every pass due since the start has
+        run. Then the collector's policy counts the heap as built (or at GROWTH_LIMIT_S, if the daemon never
+        catches up: an overloaded daemon must still free the garbage cycles it froze)."""
+        if (len(self.queue) and not self.queue.due()) or time.monotonic() - since > GROWTH_LIMIT_S:
+            policy.grown()
+            log.info("first cycle done: the heap is built", seconds=round(time.monotonic() - since))
+            return
+        self.scheduler.once("caught-up", functools.partial(self._caught_up, policy, since), _soon())
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)
         self.stopping.set()
@@ -285,6 +297,9 @@ class Daemon:
         compose.start_pruner(self.c, self.stopping)  # history retention, in the background
         if self.c.settings.scheduler.desired_watch:
             self.c.desired.watch(self.stopping)
+        policy = heap.installed()
+        if policy is not None:  # the load and the first cycle build the working set: no thaw meanwhile
+            policy.expect_growth()
         self.http.start()  # before the first load, which takes minutes with 100,000 targets: /readyz says so
         host, port = self.http.address
         try:
@@ -302,6 +317,8 @@ class Daemon:
             self.scheduler.add_job("proposals", proposer.tick, adoption.PROPOSE_EVERY_S)
         if self.replicas.shared:  # replicas: renew and claim a share of the targets every third of a lease
             self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
+        if policy is not None:
+            self.scheduler.once("caught-up", functools.partial(self._caught_up, policy, time.monotonic()), _soon())
         self.scheduler.start()
         self.workers.start(self.c.settings.scheduler.workers)
         log.info(
@@ -333,3 +350,7 @@ class Daemon:
             return 1
         log.info("daemon stopped", finished=in_flight)
         return 0
+
+
+def _soon() -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=CAUGHT_UP_EVERY_S)

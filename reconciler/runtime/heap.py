@@ -14,6 +14,13 @@ thawed, and the next full collection walks (and frees) everything again before f
 that only churns (each pass replaces its target's last outcome) is walked in full again only if it leaks. A
 freeze happens inside the collector's own callback, the one moment at which no unreachable cycle is left to keep.
 
+A daemon's first cycle builds its working set: each target's last pass doubles the heap the desired state's
+load built, and the bound then thawed everything once, for a walk of 2-3 s at 100,000 targets with every thread
+stopped (/readyz and /metrics unanswered for as long). That growth is not garbage. So while the daemon says its
+working set grows (`expect_growth`, from its start until it first catches up with its passes: runtime/daemon.py)
+nothing is thawed, and once it says it has grown (`grown`), growth is measured from the frozen objects at the
+next long full collection: a leak shows as growth past the bound from there.
+
 The callback takes no lock (a callback runs wherever an allocation triggers a collection, possibly inside a
 lock its thread holds); what it counts is read by /metrics (observe/metrics.py).
 """
@@ -42,6 +49,8 @@ class Heap:
     thaws: int = 0
     frozen: int = 0  # objects frozen after the last walk of all of them (an upper bound: freed ones stay counted)
     walked: int | None = None  # tracked objects after the last walk of all of them; None: nothing frozen
+    growing: bool = False  # the working set is being built: its growth thaws nothing (expect_growth)
+    _rebase: bool = field(default=False, repr=False)  # grown() was said: the next long collection is the base
     clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
     _started: float = field(default=0.0, repr=False)
 
@@ -59,9 +68,13 @@ class Heap:
             return
         # The survivors: the oldest generation holds nothing else right after a full collection.
         survivors = len(gc.get_objects(OLDEST))
+        if self._rebase:
+            self._rebase = False
+            if self.walked is not None:  # the working set built: growth counts from what is frozen now
+                self.walked, self.frozen = gc.get_freeze_count(), 0
         if self.walked is None:  # this collection walked all of them
             self.walked, self.frozen = survivors, 0
-        elif self.frozen + survivors > self.walked * self.thaw_growth and self._grown(survivors):
+        elif not self.growing and self.frozen + survivors > self.walked * self.thaw_growth and self._grown(survivors):
             gc.unfreeze()  # the next full collection walks them all and frees any cycle among them
             self.walked = None
             self.thaws += 1
@@ -70,6 +83,16 @@ class Heap:
             self.frozen += survivors
         gc.freeze()
         self.freezes += 1
+
+    def expect_growth(self) -> None:
+        """The process builds its working set from now (the daemon, until it first catches up): no thaw."""
+        self.growing = True
+
+    def grown(self) -> None:
+        """The working set is built: the frozen objects at the next long full collection are the base that
+        growth (a leak) is measured from. Flags only: the callback, which may run at any allocation, applies it."""
+        self._rebase = True
+        self.growing = False
 
     def _grown(self, survivors: int) -> bool:
         """Whether the frozen objects still in memory, with `survivors`, have grown past the bound since the last

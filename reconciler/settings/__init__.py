@@ -138,8 +138,9 @@ class GcSettings(Group):
         1.0,
         gt=0,
         le=100,
-        description="Once those objects have grown by this share (1: doubled) since they were all walked, the "
-        "next full collection walks all of them again, freeing any garbage cycle among them. Defaults to 1.",
+        description="Once those objects have grown by this share (1: doubled) since they were all walked, or since "
+        "the daemon's first cycle built its heap, the next full collection walks all of them again, freeing any "
+        "garbage cycle among them. Defaults to 1.",
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from reconciler.errors import ConfigurationError
 from reconciler.runtime import daemon as daemon_module
+from reconciler.runtime import heap
 from reconciler.runtime.compose import build
 from reconciler.runtime.daemon import Daemon
 from reconciler.settings import Settings
@@ -102,3 +104,33 @@ def test_an_invalid_desired_state_at_start_leaves_nothing_listening(daemon_setti
     again.acquire()
     again.release()
     components.store.engine.dispose()
+
+
+def test_the_heap_counts_as_built_once_the_daemon_has_caught_up_with_its_first_cycle(
+    daemon_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """runtime/heap.py: no thaw while the load and the first cycle build the heap. The first cycle is over when
+    targets are queued and none is due; a daemon that never catches up ends the growth after GROWTH_LIMIT_S."""
+    daemon = Daemon(build(daemon_settings, daemon=True))
+    again: list[str] = []
+    monkeypatch.setattr(daemon.scheduler, "once", lambda job_id, *_: again.append(job_id))
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0)
+    policy.expect_growth()
+    now = time.monotonic()
+
+    daemon._caught_up(policy, now)  # nothing queued yet: the load has not queued the first passes
+    assert policy.growing and again == ["caught-up"]
+    daemon.queue.add("a")
+    daemon.queue.add("b", 60)
+    daemon._caught_up(policy, now)  # a is due
+    assert policy.growing and len(again) == 2
+    assert daemon.queue.get(1) == "a"
+    daemon.queue.done("a")
+    daemon._caught_up(policy, now)  # b waits for its interval: caught up
+    assert not policy.growing and len(again) == 2
+
+    overloaded = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0)
+    overloaded.expect_growth()
+    daemon.queue.add("a")
+    daemon._caught_up(overloaded, now - daemon_module.GROWTH_LIMIT_S - 1)
+    assert not overloaded.growing

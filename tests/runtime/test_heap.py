@@ -150,3 +150,34 @@ def test_a_heap_that_only_churns_is_not_walked_in_full_again(frozen_nothing: Non
         full_collection(policy, clock, 0.2)
     assert policy.freezes == 13 and policy.thaws == 0
     assert policy.frozen < policy.walked  # counted again: what was freed is no longer in the sum
+
+
+def test_while_the_working_set_grows_nothing_is_thawed_and_growth_counts_from_where_it_stopped(
+    frozen_nothing: None,
+) -> None:
+    """A daemon's load and first cycle double its heap: that growth thawed everything once, a walk of 2-3 s at
+    100,000 targets. Told that its working set grows, the policy thaws nothing; told it has grown, it measures
+    growth from the frozen objects at the next long collection, so a leak after that still thaws and is freed."""
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=0.5, clock=clock)
+    policy.expect_growth()
+    full_collection(policy, clock, 0.2)
+    walked = policy.walked
+    assert walked is not None
+    working_set: list[list[Node]] = []
+    for _ in range(10):  # the first cycle: ten times what the first walk saw
+        working_set.append([Node() for _ in range(walked)])
+        full_collection(policy, clock, 0.2)
+    assert policy.thaws == 0 and gc.get_freeze_count() > 5 * walked
+
+    policy.grown()
+    full_collection(policy, clock, 0.2)  # the base: everything frozen now
+    assert policy.thaws == 0 and policy.walked == pytest.approx(gc.get_freeze_count(), rel=0.01)
+    base = policy.walked
+    assert base is not None
+    leaked: list[list[Node]] = []
+    while policy.thaws == 0:  # a leak, from the base on: thawed once past half of the base, not before
+        leaked.append([Node() for _ in range(base // 10 + 1)])
+        full_collection(policy, clock, 0.2)
+        assert len(leaked) < 20, "never thawed"
+    assert sum(len(g) for g in leaked) > 0.4 * base
