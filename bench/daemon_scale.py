@@ -220,22 +220,26 @@ class Prober:
         )
 
 
-def collector(port: int) -> tuple[float, float, float]:
-    """The daemon's full collections so far: (how many, their seconds, the longest's seconds); zeros when its
-    collector policy is off."""
+def collector(port: int) -> tuple[float, float, float, float]:
+    """The daemon's full collections so far: (how many, their seconds, the longest's seconds, the walks of
+    everything after a thaw); zeros when its collector policy is off."""
     try:
         return (
             metric(port, "reconciler_gc_full_collections_total"),
             metric(port, "reconciler_gc_full_collection_seconds_total"),
             metric(port, "reconciler_gc_longest_full_collection_seconds"),
+            metric(port, "reconciler_gc_thaws_total"),
         )
     except (OSError, ValueError):
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
 
 
-def collected(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
-    count, seconds = after[0] - before[0], after[1] - before[1]
-    return f"collector: {count:.0f} full collections, {seconds:.1f} s in all, longest so far {after[2] * 1000:.0f} ms"
+def collected(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    count, seconds, thaws = after[0] - before[0], after[1] - before[1], after[3] - before[3]
+    return (
+        f"collector: {count:.0f} full collections ({thaws:.0f} after a thaw), {seconds:.1f} s in all, "
+        f"longest so far {after[2] * 1000:.0f} ms"
+    )
 
 
 def full_passes(port: int) -> float:
@@ -288,7 +292,7 @@ def main() -> None:
                 f"peak RSS so far {rss_mb(daemon.pid):.0f} MB"
             )
             gc_first = collector(port)
-            print(f"  during it: {prober.summary()}; {collected((0.0, 0.0, 0.0), gc_first)}")
+            print(f"  during it: {prober.summary()}; {collected((0.0, 0.0, 0.0, 0.0), gc_first)}")
             prober.reset()
             cpu, wall, peak, per_minute = steady(daemon, live, args.targets, args.minutes)
             passes = metric(port, "reconciler_passes_total")
