@@ -327,6 +327,14 @@ class FixedClock:
 
 
 @runtime_checkable
+class TargetCache(Protocol):
+    """An adapter that keeps something of each target between passes (the file adapter: where its file is, and
+    the file's last hash), and drops it for targets this process no longer passes."""
+
+    def forget(self, names: Collection[str]) -> None: ...
+
+
+@runtime_checkable
 class StagedSweeper(Protocol):
     """An applier whose interrupted commits can leave staged copies beside live configuration (the file
     adapter's temporary files), and that can find and remove them again; recovery calls it."""
@@ -364,5 +372,6 @@ __all__ = [
     "Staged",
     "StagedSweeper",
     "SystemClock",
+    "TargetCache",
     "Watcher",
 ]

@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from threading import Event
@@ -199,6 +199,14 @@ class FileAdapter:
     def _fingerprint(self, target: Target) -> str:
         path, _ = self.locate(target)
         return self._read_hashed(target, path)[1]
+
+    def forget(self, names: Collection[str]) -> None:
+        """Drop what is kept of targets this process no longer passes: where each file is, and its last hash."""
+        for name in names:
+            located = self._located.pop(name, None)
+            self._hashed.pop(name, None)
+            if located is not None:  # another target of the same path resolves it again, once
+                self._resolved.pop(located[1], None)
 
     def _read_hashed(self, target: Target, path: Path) -> tuple[bytes, str]:
         """The bytes of `target`'s file at `path` (located) and their fingerprint, kept for the bulk

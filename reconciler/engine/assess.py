@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import compress, repeat
@@ -201,10 +201,15 @@ class Assessor:
 
     def forget(self, target: str) -> None:
         """Drop a target's memo (its pass failed, or it changed live): the next pass looks in full."""
-        self._memo.pop(target, None)
+        self.forget_all((target,))
+
+    def forget_all(self, targets: Collection[str]) -> None:
+        for name in targets:
+            self._memo.pop(name, None)
         with self._fresh_lock:
             for fresh in self._fresh.values():
-                fresh.fingerprints.pop(target, None)
+                for name in targets:
+                    fresh.fingerprints.pop(name, None)
 
     def _prune(self, fresh: _Fresh, now: datetime) -> None:
         """Drop the targets whose memo an exception's expiry has outdated (their classes may change)."""

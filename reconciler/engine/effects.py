@@ -4,8 +4,8 @@ progress. The steps of a pass only return values; everything a pass leaves behin
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol, runtime_checkable
 
 from reconciler.domain.approval import ApprovalState
 from reconciler.domain.history import PassRecord
@@ -60,6 +60,14 @@ class Observer(Protocol):
         once: the daemon's steady state, where most passes end this way."""
 
 
+@runtime_checkable
+class KeepsTargets(Protocol):
+    """An observer that keeps something of each target between passes, and drops it for targets this process
+    no longer passes."""
+
+    def forget(self, names: Collection[str]) -> None: ...
+
+
 class History:
     """Every pass that found something new, with its drift, in the run's recorder (the journal has its actions).
 
@@ -74,6 +82,10 @@ class History:
 
     def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
         """An unchanged pass is not recorded: it found what its memo's recorded pass found."""
+
+    def forget(self, names: Collection[str]) -> None:
+        for name in names:
+            self._last.pop(name, None)
 
     def pass_done(self, outcome: PassOutcome, run: RunRecord, state: DesiredState) -> None:
         if outcome.unchanged:
@@ -121,6 +133,10 @@ class MetricsEffect:
         self.metrics = metrics
         self.clock = clock
         self._drift_since: dict[str, float] = {}  # target -> when its current open drift was first seen
+
+    def forget(self, names: Collection[str]) -> None:
+        for name in names:
+            self._drift_since.pop(name, None)
 
     def unchanged_done(self, outcomes: Sequence[PassOutcome], run: RunRecord, state: DesiredState) -> None:
         """Counted and timed each; the last success of those that did not fail set at once, under one lock."""
@@ -261,3 +277,9 @@ class Effects:
         if outcomes:
             for observer in self.observers:
                 observer.unchanged_done(outcomes, run, state)
+
+    def forget(self, names: Collection[str]) -> None:
+        """Every observer that keeps something of each target drops what it keeps of `names`."""
+        for observer in self.observers:
+            if isinstance(observer, KeepsTargets):
+                observer.forget(names)

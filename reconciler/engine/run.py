@@ -8,7 +8,7 @@ wave of the run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,15 @@ from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event
-from reconciler.ports import AdapterLookup, ApprovalStore, BreakerStore, Clock, HistoryStore, SafetyWindow
+from reconciler.ports import (
+    AdapterLookup,
+    ApprovalStore,
+    BreakerStore,
+    Clock,
+    HistoryStore,
+    SafetyWindow,
+    TargetCache,
+)
 from reconciler.remediate import safety
 
 DesiredLookup = Callable[[], DesiredState]
@@ -95,6 +103,31 @@ class Reconciler:
             return WriteAhead(self.store, self.backlog)
         gathered: Gathered | None = getattr(self._gathering, "current", None)
         return gathered if gathered is not None else self.backlog
+
+    def forget(self, targets: Iterable[Target]) -> None:
+        """Drop what this process keeps of targets it no longer passes (removed from the desired state, or
+        leased by another replica): their memos, each holding the target's live document and comparison, their
+        last outcomes and statuses, the observers' and the adapters' per-target state. Kept, they grew a
+        long-running daemon with every target that left it, and a replica with every rebalance. A pass of one
+        of them in flight meanwhile may keep its own outcome until it is forgotten again."""
+        by_adapter: dict[str, list[str]] = {}
+        for target in targets:
+            by_adapter.setdefault(target.spec.source.adapter, []).append(target.name)
+        names = [name for group in by_adapter.values() for name in group]
+        if not names:
+            return
+        self.assessor.forget_all(names)
+        for name in names:
+            self._quiet.pop(name, None)
+            self._last_status.pop(name, None)
+        self.engine.effects.forget(names)
+        for adapter_name, group in by_adapter.items():
+            try:
+                adapter = self.adapters(adapter_name)
+            except Exception:  # noqa: S112 - an unknown or broken adapter keeps nothing to drop
+                continue
+            if isinstance(adapter, TargetCache):
+                adapter.forget(group)
 
     def _resync_memos(self) -> None:
         """Once the store answers again, the targets passed while it was away are looked at in full: those

@@ -210,6 +210,7 @@ class Daemon:
         added, removed = self.scheduler.sync(state)
         self.watches.sync(state)
         self.api.forget(set(removed))
+        self.c.reconciler.forget(old[name] for name in removed if name in old)
         self.c.metrics.init_targets(
             ((t.name, t.environment, t.metadata.app or "") for t in state.targets.values()),
             {(t.spec.source.adapter, t.environment) for t in state.targets.values()},
@@ -249,10 +250,13 @@ class Daemon:
             log.warning("rollout state unknown", error=str(exc))
 
     def _leases_moved(self, held: set[str], lost: set[str]) -> None:
-        """This replica's leases changed: it forgets what it showed of the targets it lost, and watches the
-        targets it holds."""
+        """This replica's leases changed: it forgets what it showed and kept of the targets it lost, and watches
+        the targets it holds."""
         self.api.forget(lost)
         self.watches.hold(held)
+        state = self._state
+        if state is not None:
+            self.c.reconciler.forget(state.targets[name] for name in lost if name in state.targets)
 
     def _lease_tick(self) -> None:
         state = self._state

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -22,7 +22,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.errors import TemporaryError
 from reconciler.observe import logging as logs
-from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged, StagedSweeper
+from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged, StagedSweeper, TargetCache
 from reconciler.runtime.deadline import Deadline
 from reconciler.settings import RetrySettings
 
@@ -118,6 +118,10 @@ class RetryingAdapter:
 
     def discard(self, staged: Staged) -> None:
         self.inner.discard(staged)
+
+    def forget(self, names: Collection[str]) -> None:
+        if isinstance(self.inner, TargetCache):
+            self.inner.forget(names)
 
     def sweep_staged(self, target: Target) -> list[str]:
         # Recovery's clean-up, once per interrupted run: not retried, and nothing to do for most adapters.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -291,3 +293,53 @@ def unchanged_passes(components: Components) -> dict[str, float]:
             if sample.name == "reconciler_passes_total" and sample.labels.get("result") == "unchanged":
                 counted[sample.labels["environment"]] = sample.value
     return counted
+
+
+def test_a_target_removed_from_the_desired_state_leaves_nothing_behind(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of each target it passes, the daemon keeps its memo (the live document and its comparison), its last
+    outcome, and what its adapter and observers keep of it. Kept after the target left the desired state, they
+    grew a long-running daemon with every target that came and went: now nothing keeps a removed target."""
+    components = counted(settings, sqlite_url, monkeypatch)
+    daemon = Daemon(components)
+    daemon._refresh_desired()
+    assert daemon._state is not None
+    names = sorted(daemon._state.targets)
+    removed = weakref.ref(daemon._state.targets["checkout-staging"])
+    batch(daemon, names)  # the first passes, in full
+    batch(Daemon(components), names)  # unchanged passes: each target's last outcome is kept
+    batch(Daemon(components), names)
+    file_adapter = components.adapters("file").inner  # type: ignore[attr-defined]
+    assert isinstance(file_adapter, FileAdapter) and file_adapter._located.keys() == set(names)
+
+    (example / "desired" / "checkout.yaml").unlink()
+    daemon._refresh_desired()
+    assert "checkout-staging" not in daemon._state.targets
+    batch(Daemon(components), sorted(daemon._state.targets))
+    gc.collect()
+    assert removed() is None, [type(r).__name__ for r in gc.get_referrers(removed())]
+    assert file_adapter._located.keys() == set(names) - {"checkout-staging"}
+    components.store.engine.dispose()
+
+
+def test_a_replica_forgets_what_it_kept_of_a_target_another_replica_took(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica keeps the whole desired state, but its memos, outcomes and caches only of the targets it leases:
+    after a rebalance it holds no more of them than its share."""
+    components = counted(settings, sqlite_url, monkeypatch)
+    daemon = Daemon(components)
+    daemon._refresh_desired()
+    assert daemon._state is not None
+    names = sorted(daemon._state.targets)
+    batch(daemon, names)
+    batch(Daemon(components), names)
+    remembers = components.reconciler.assessor.remembers
+    assert all(remembers(name) for name in names)
+
+    daemon._leases_moved(set(names) - {"checkout-staging"}, {"checkout-staging"})
+    assert [name for name in names if not remembers(name)] == ["checkout-staging"]
+    file_adapter = components.adapters("file").inner  # type: ignore[attr-defined]
+    assert "checkout-staging" not in file_adapter._located
+    components.store.engine.dispose()
