@@ -130,7 +130,7 @@ class Replicas:
         with self._lock:
             taken = held - self._held
         if taken:
-            held -= self.settle_taken(taken, now)
+            held = held - self.settle_taken(taken, now)
         with self._lock:
             new, lost = held - self._held, self._held - held
             self._held = held
