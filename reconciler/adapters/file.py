@@ -104,7 +104,8 @@ class FileAdapter:
 
         def paths(target: Target) -> tuple[str, str]:
             real, _ = self.locate(target)
-            return self._located[target.name][1], str(real)
+            located = self._located.get(target.name)  # gone if the target was forgotten meanwhile
+            return (located[1] if located is not None else str(real)), str(real)
 
         file_watch.watch_files(targets, paths, changed, ready, stop)
 
@@ -214,8 +215,9 @@ class FileAdapter:
         started = time.time_ns()
         data, st = self._read_stat(path)
         digest = fingerprint.of_bytes(data)
-        if self._trust_stat and not filestat.racy(st, started):
-            source, given, _ = self._located[target.name]
+        located = self._located.get(target.name)  # gone if the target was forgotten meanwhile
+        if located is not None and self._trust_stat and not filestat.racy(st, started):
+            source, given, _ = located
             self._hashed[target.name] = (source, given, hash(filestat.identity(st)), digest)
         else:
             self._hashed.pop(target.name, None)

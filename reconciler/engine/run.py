@@ -116,10 +116,10 @@ class Reconciler:
         names = [name for group in by_adapter.values() for name in group]
         if not names:
             return
-        self.assessor.forget_all(names)
-        for name in names:
+        for name in names:  # before the memos: a pass in flight that remembers anew keeps its status with it
             self._quiet.pop(name, None)
             self._last_status.pop(name, None)
+        self.assessor.forget_all(names)
         self.engine.effects.forget(names)
         for adapter_name, group in by_adapter.items():
             try:

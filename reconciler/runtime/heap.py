@@ -69,7 +69,7 @@ class Heap:
         # The survivors: the oldest generation holds nothing else right after a full collection.
         survivors = len(gc.get_objects(OLDEST))
         if self._rebase:
-            self._rebase = False
+            self._rebase = self.growing = False
             if self.walked is not None:  # the working set built: growth counts from what is frozen now
                 self.walked, self.frozen = gc.get_freeze_count(), 0
         if self.walked is None:  # this collection walked all of them
@@ -92,7 +92,6 @@ class Heap:
         """The working set is built: the frozen objects at the next long full collection are the base that
         growth (a leak) is measured from. Flags only: the callback, which may run at any allocation, applies it."""
         self._rebase = True
-        self.growing = False
 
     def _grown(self, survivors: int) -> bool:
         """Whether the frozen objects still in memory, with `survivors`, have grown past the bound since the last

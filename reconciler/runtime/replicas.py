@@ -153,15 +153,17 @@ class Replicas:
         """Settle what dead replicas left in flight on targets this replica has just leased, before it passes
         them. A pass first could fix such a target, and the settling would then find the fix in live and record
         the dead replica's action as written: one fix journaled twice, and its rollback undoing it twice. Returns
-        the targets not to hold yet: all of them while the store cannot say who died; the next tick tries again."""
+        the targets not to hold yet: those whose lock was busy (being settled elsewhere, or a lock of another
+        name that hashes alike), and all of them while the store cannot say who died; the next tick tries again."""
+        busy: set[str] = set()
         try:
             dead = self.leases.dead_replicas(now, self.ttl)
             if dead:
-                undo.recover(self.engine, dead_owners=set(dead), lock=self.leases.exclusive, targets=taken)
+                undo.recover(self.engine, dead_owners=set(dead), lock=self.leases.exclusive, targets=taken, busy=busy)
         except ReconcilerError as exc:
             log.error("taken targets not settled; they are passed once they are", targets=len(taken), error=str(exc))
             return taken
-        return set()
+        return busy
 
     def housekeeping(self, now: datetime) -> None:
         """Settle the in-flight actions of replicas whose heartbeat stopped, then forget those whose runs are all

@@ -42,6 +42,7 @@ def recover(
     dead_owners: Collection[str] = (),
     lock: Callable[[str], AbstractContextManager[bool]] | None = None,
     targets: Collection[str] | None = None,
+    busy: set[str] | None = None,
 ) -> list[Action]:
     """Settle the in-flight actions of runs whose process is gone, against live state; mark those runs
     failed. Gone: a process of this host that no longer runs, or one of `dead_owners` (replicas whose
@@ -49,7 +50,8 @@ def recover(
     a target is settled only while its lock is held, and only the actions still in flight then (another
     replica may have settled them, and passed the target, meanwhile); a run with a target that is busy waits
     for a later call. With `targets`, only those targets' actions are settled, and a run is marked failed
-    once none of its actions is in flight."""
+    once none of its actions is in flight. `busy` collects the targets left unsettled because their lock was
+    busy."""
     dead = [
         run_id
         for run_id, owner in engine.store.unfinished_runs()
@@ -78,6 +80,8 @@ def recover(
             with lock(name) if lock is not None else nullcontext(True) as free:
                 if not free:
                     left = True
+                    if busy is not None:
+                        busy.add(name)
                     continue
                 pending = actions
                 if lock is not None:

@@ -182,3 +182,28 @@ class NoHousekeeping(SqlLeaseStore):
         if self.unreadable:
             raise StoreUnavailable("the database is gone")
         return super().dead_replicas(now, ttl)
+
+
+class BusyTakenLock(NoHousekeeping):
+    """t's advisory lock held elsewhere (another replica settling it, or a name whose lock key is the same)."""
+
+    @contextmanager
+    def exclusive(self, target: str) -> Iterator[bool]:
+        yield False
+
+
+def test_a_taken_target_whose_lock_is_busy_is_not_held_until_it_is_settled(
+    tmp_path: Path, store: SqlHistoryStore
+) -> None:
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one daemon on SQLite: no lease to take over")
+    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    leases = BusyTakenLock(store.engine)
+    run, _ = dead_run_on_t(store, leases)
+    woken: list[str] = []
+    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
+
+    replicas.tick(["t"])
+    assert not replicas.owns("t") and woken == []
+    assert [a.state for a in store.actions(run)] == [ActionState.STAGED]
