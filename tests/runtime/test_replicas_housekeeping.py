@@ -131,14 +131,7 @@ def test_a_replica_settles_a_dead_replicas_action_before_it_passes_the_target(
 ) -> None:
     """The replica that takes t over settles the dead replica's in-flight action on t in the tick that takes
     it, before t is held (and so before any pass of t): live still holds 1, so the action was not written."""
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("one daemon on SQLite: no lease to take over")
-    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
-    store.ensure_version(DesiredVersion("v" * 64), "/d")
-    leases = NoHousekeeping(store.engine)
-    run, action = dead_run_on_t(store, leases)
-    woken: list[str] = []
-    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
+    _, replicas, woken, run, action = taking_over(tmp_path, store, NoHousekeeping)
 
     replicas.tick(["t"])
 
@@ -149,15 +142,7 @@ def test_a_replica_settles_a_dead_replicas_action_before_it_passes_the_target(
 
 
 def test_a_taken_target_is_not_held_while_the_store_cannot_say_who_died(tmp_path: Path, store: SqlHistoryStore) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("one daemon on SQLite: no lease to take over")
-    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
-    store.ensure_version(DesiredVersion("v" * 64), "/d")
-    leases = NoHousekeeping(store.engine)
-    run, _ = dead_run_on_t(store, leases)
-    leases.unreadable = True
-    woken: list[str] = []
-    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
+    leases, replicas, woken, run, _ = taking_over(tmp_path, store, NoHousekeeping, unreadable=True)
 
     replicas.tick(["t"])  # t is leased, but the dead replica's action on it cannot be settled yet
     assert not replicas.owns("t") and woken == []
@@ -195,15 +180,25 @@ class BusyTakenLock(NoHousekeeping):
 def test_a_taken_target_whose_lock_is_busy_is_not_held_until_it_is_settled(
     tmp_path: Path, store: SqlHistoryStore
 ) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("one daemon on SQLite: no lease to take over")
-    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
-    store.ensure_version(DesiredVersion("v" * 64), "/d")
-    leases = BusyTakenLock(store.engine)
-    run, _ = dead_run_on_t(store, leases)
-    woken: list[str] = []
-    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
+    _, replicas, woken, run, _ = taking_over(tmp_path, store, BusyTakenLock)
 
     replicas.tick(["t"])
     assert not replicas.owns("t") and woken == []
     assert [a.state for a in store.actions(run)] == [ActionState.STAGED]
+
+
+def taking_over(
+    tmp_path: Path, store: SqlHistoryStore, kind: type[NoHousekeeping], *, unreadable: bool = False
+) -> tuple[NoHousekeeping, Replicas, list[str], str, str]:
+    """A replica about to take t, whose dead holder left its write of /a staged (live still holds 1): its lease
+    store, the replica, the targets it wakes, the dead run and its action. PostgreSQL only."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one daemon on SQLite: no lease to take over")
+    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    leases = kind(store.engine)
+    run, action = dead_run_on_t(store, leases)
+    leases.unreadable = unreadable
+    woken: list[str] = []
+    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
+    return leases, replicas, woken, run, action
