@@ -27,7 +27,7 @@ from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord
 from reconciler.domain.manifest import DesiredVersion, Target
 from reconciler.domain.observed import Observed
-from reconciler.domain.plan import Action, ActionState, committed
+from reconciler.domain.plan import IN_FLIGHT, Action, ActionState, committed
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.values import canonical_json
 from reconciler.errors import ConflictError, DiscoveryError
@@ -140,6 +140,10 @@ class MemoryHistory:
 
     def unfinished_runs(self) -> list[tuple[str, str | None]]:
         return [(i, r["owner"]) for i, r in self.run_rows.items() if r["status"] is RunStatus.RUNNING]
+
+    def writes_in_flight(self, target: str, excluding_run: str) -> list[tuple[str, str | None]]:
+        runs = {a.run_id for a in self.action_rows.values() if a.target == target and a.state in IN_FLIGHT}
+        return [(i, o) for i, o in self.unfinished_runs() if i in runs and i != excluding_run]
 
     def record_pass(self, run_id: str, record: PassRecord, drifts: Sequence[Classified]) -> None:
         with self._lock:

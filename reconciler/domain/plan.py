@@ -36,6 +36,11 @@ class ActionState(StrEnum):
         return self in (ActionState.APPLIED, ActionState.VERIFIED)
 
 
+# An action in these states was journaled ahead of a write that has not ended: while its run is alive, the
+# write may be under way; once its process is gone, recovery settles it against live state.
+IN_FLIGHT = (ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED)
+
+
 class _ActionFields(NamedTuple):
     id: str
     run_id: str

@@ -4,7 +4,8 @@ Every path that writes (a daemon pass, `reconciler apply`, `reconciler rollback`
 approved) asks here, and nothing else decides. The answer is data, a ModeDecision: apply, or dry-run with
 why. In order, a write is held by: the dry-run switch (flag file, signal), the configured mode, the circuit
 breaker, the target's own mode, the apply-environment guard, a failed earlier wave of the run, the rollout of
-a new desired version (daemon), the run's blast-radius budget, and the daemon's rolling window. While the
+a new desired version (daemon), another run's write in flight on the target, the run's blast-radius budget,
+and the daemon's rolling window. While the
 history store is unreachable (or the history kept meanwhile is not yet written) nothing is written at all:
 a write's journal must be on disk first.
 """
@@ -25,6 +26,7 @@ from reconciler.engine import process
 from reconciler.engine.backlog import Backlog
 from reconciler.engine.guard import Guard
 from reconciler.engine.rollout import Rollout
+from reconciler.engine.unsettled import Unsettled
 from reconciler.errors import StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
@@ -48,6 +50,7 @@ class Hold(StrEnum):
     ROLLOUT = "rollout"  # the rollout of a new desired version has not reached this wave
     BLAST_RADIUS = "blast_radius"
     STORE = "store"  # the history store is unreachable, or history kept meanwhile is not yet written
+    UNSETTLED = "unsettled"  # another run's action on the target is in flight (engine/unsettled.py)
 
     @property
     def lasting(self) -> bool:
@@ -98,8 +101,10 @@ class Gate:
         rollout: Rollout | None = None,
         notify: Callable[[Event], None] | None = None,
         backlog: Backlog | None = None,
+        unsettled: Unsettled | None = None,
     ) -> None:
         self.guard = guard
+        self.unsettled = unsettled
         self.backlog = backlog
         self.clock = clock
         self.metrics = metrics
@@ -155,10 +160,18 @@ class Gate:
         return found
 
     def admit(
-        self, decision: ModeDecision, state: DesiredState, target: Target, writes: int, budget: safety.Budget
+        self,
+        decision: ModeDecision,
+        state: DesiredState,
+        target: Target,
+        writes: int,
+        budget: safety.Budget,
+        *,
+        run_id: str | None = None,
     ) -> ModeDecision:
-        """Whether a pass that has `writes` writes to make may make them now: the run's failed waves, the
-        rollout, the run's budget and the daemon's window may hold it. An admitted pass's writes are spent."""
+        """Whether a pass of run `run_id` that has `writes` writes to make may make them now: the run's failed
+        waves, the rollout, another run's write in flight on the target, the run's budget and the daemon's window
+        may hold it. An admitted pass's writes are spent."""
         if not decision.writes or writes == 0:
             return decision
         held: ModeDecision | None = None
@@ -166,6 +179,8 @@ class Gate:
             held = dry_run(Hold.WAVE, why)
         elif self.rollout is not None and (why := self.rollout.hold(state, target)) is not None:
             held = dry_run(Hold.ROLLOUT, why)
+        elif self.unsettled is not None and run_id is not None and (why := self.unsettled.why(target.name, run_id)):
+            held = dry_run(Hold.UNSETTLED, why)
         elif (why := budget.refuse(writes, target.wave)) is not None or (
             why := self._reserve(target, writes, len(state.targets))
         ) is not None:

@@ -109,7 +109,7 @@ def _look_and_act(
         return unchanged_outcome(target, decision, ctx.last_status, seen)
     decided, approvals, created, degraded = _decide(deps, ctx, target, seen, adapter, decision)
     plan = _plan(ctx, target, seen, decided, approvals)
-    decision = deps.gate.admit(decision, ctx.state, target, len(plan.actions), ctx.budget)
+    decision = deps.gate.admit(decision, ctx.state, target, len(plan.actions), ctx.budget, run_id=ctx.run.id)
     if plan.actions:
         ctx.run.ensure()  # the journal's rows point at the run
     health_gate = health.gate_for(target.spec.health)

@@ -34,6 +34,7 @@ from reconciler.engine.guard import Guard
 from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.engine.pass_ import PassContext, PassDeps, run_pass, unchanged_outcome
 from reconciler.engine.rollout import Rollout
+from reconciler.engine.unsettled import Accounted, Unsettled, this_host
 from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
@@ -357,9 +358,11 @@ def assemble(
     window: SafetyWindow | None = None,
     rollout: Rollout | None = None,
     backlog: Backlog | None = None,
+    accounted: Accounted = this_host,
 ) -> Reconciler:
     """A Reconciler from its parts: the gate, the pass's dependencies and the observers of its outcomes. The
-    daemon's has the rolling window, the rollout and the backlog; a one-shot command's has none of them."""
+    daemon's has the rolling window, the rollout and the backlog; a one-shot command's has none of them.
+    `accounted` says whose runs' writes in flight hold a target's writes (engine/unsettled.py)."""
     limits = limits or safety.Limits()
     notify = notify or (lambda event: None)
     gate = Gate(
@@ -373,6 +376,7 @@ def assemble(
         rollout=rollout,
         notify=notify,
         backlog=backlog,
+        unsettled=Unsettled(store, accounted),
     )
     deps = PassDeps(store, adapters, Assessor(hmac_key, secret_file_roots), gate, clock, limits, approvals)
     observers: list[Observer] = [History(), MetricsEffect(metrics, clock), Notifications(notify)]

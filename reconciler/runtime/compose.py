@@ -19,6 +19,7 @@ from reconciler.desired.source import DesiredSource
 from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
+from reconciler.engine import unsettled
 from reconciler.engine.backlog import Backlog
 from reconciler.engine.guard import Guard
 from reconciler.engine.parity_watch import ParityWatch
@@ -230,6 +231,7 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
         backlog = Backlog(
             store, metrics, max_passes=kept.backlog_passes, max_rows=kept.backlog_rows, batch=batch, clock=clock
         )
+    leases = SqlLeaseStore(store.engine)
     engine = assemble(
         # Passes use the version in force without walking the folder each time; the refresh job
         # (RECONCILER_SCHEDULER__DESIRED_POLL_S) looks for edits and reloads.
@@ -249,10 +251,10 @@ def build(settings: Settings, *, daemon: bool = False) -> Components:
         window=SqlSafetyWindow(store.engine) if daemon else None,
         rollout=rollout,
         backlog=backlog,
+        accounted=unsettled.accounted_by(leases),  # whose writes in flight hold a target's writes
     )
     if watch is not None:
         engine.engine.effects.add(watch)
-    leases = SqlLeaseStore(store.engine)
     return Components(settings, adapters, store, approvals, breaker, desired, metrics, engine, notifier, leases, watch)
 
 

@@ -35,6 +35,7 @@ from reconciler.runtime.workers import Workers
 
 log = logs.get_logger("reconciler.daemon")
 PROBE_S = 1.0  # how often the history store is looked at for /readyz
+RECOVER_EVERY_S = 60.0  # one daemon: how often runs of this host whose process is gone are settled
 PROBE_TIMEOUT_S = 1.0  # a probe in flight for longer than this (the store hangs): not ready
 STALE_PROBE_S = 5.0  # a probe older than this (the store hangs): not ready
 CAUGHT_UP_EVERY_S = 5.0  # how often the daemon looks whether it has caught up with its first cycle
@@ -277,6 +278,16 @@ class Daemon:
             return
         self.scheduler.once("caught-up", functools.partial(self._caught_up, policy, since), _soon())
 
+    def _recover(self) -> None:
+        """Settle the in-flight actions of this host's runs whose process is gone (replicas: the housekeeper)."""
+        try:
+            recovered = undo.recover(self.c.reconciler)
+        except ReconcilerError as exc:
+            log.error("in-flight actions of interrupted runs not settled; trying again later", error=str(exc))
+            return
+        if recovered:
+            log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received; finishing passes in flight", signal=signal.Signals(signum).name)
         self.stopping.set()
@@ -292,9 +303,7 @@ class Daemon:
         lock.acquire()  # before anything else: a second daemon on the same SQLite file stops here
         self._lock = lock
         if not self.replicas.shared:
-            recovered = undo.recover(self.c.reconciler)  # before any pass: settle what a crash left in flight
-            if recovered:
-                log.warning("recovered in-flight actions of interrupted runs", actions=len(recovered))
+            self._recover()  # before any pass: settle what a crash left in flight
         self._probe_store()
         self._prober = threading.Thread(target=self._probe_forever, name="store-probe", daemon=True)
         self._prober.start()
@@ -321,6 +330,8 @@ class Daemon:
             self.scheduler.add_job("proposals", proposer.tick, adoption.PROPOSE_EVERY_S)
         if self.replicas.shared:  # replicas: renew and claim a share of the targets every third of a lease
             self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
+        else:  # a one-shot command of this host that died meanwhile: its writes in flight hold their targets
+            self.scheduler.add_job("recover", self._recover, RECOVER_EVERY_S)
         if policy is not None:
             self.scheduler.once("caught-up", functools.partial(self._caught_up, policy, time.monotonic()), _soon())
         self.scheduler.start()

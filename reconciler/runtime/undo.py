@@ -13,7 +13,7 @@ from reconciler.domain import ids
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import Target
 from reconciler.domain.paths import MISSING, get_in
-from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.plan import IN_FLIGHT, Action, ActionState
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.values import Redacted
 from reconciler.engine import gate, process
@@ -31,9 +31,6 @@ log = logs.get_logger("reconciler.undo")
 
 # Which run undid each of these actions: action id -> run id (store/ids.py answers it from history).
 UndoneBy = Callable[[Sequence[str]], Mapping[str, str]]
-
-
-IN_FLIGHT = (ActionState.PLANNED, ActionState.STAGED, ActionState.APPLIED)
 
 
 def recover(

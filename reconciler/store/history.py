@@ -15,7 +15,7 @@ from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord, RunRecord, TargetPass
 from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.paths import from_pointer
-from reconciler.domain.plan import COMMITTED, FAILED_AFTER_WRITE, Action, ActionState
+from reconciler.domain.plan import COMMITTED, FAILED_AFTER_WRITE, IN_FLIGHT, Action, ActionState
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.domain.values import from_json, to_json
 from reconciler.store import tables as t
@@ -176,6 +176,22 @@ class SqlHistoryStore(SqlStore):
         """(run id, owner) of every run still marked running: in flight now, or interrupted."""
         rows = self._rows(sa.select(t.runs.c.id, t.runs.c.owner).where(t.runs.c.status == RunStatus.RUNNING.value))
         return [(r["id"], r["owner"]) for r in rows]
+
+    def writes_in_flight(self, target: str, excluding_run: str) -> list[tuple[str, str | None]]:
+        query = (
+            sa.select(t.runs.c.id, t.runs.c.owner)
+            .where(
+                t.runs.c.status == RunStatus.RUNNING.value,
+                t.runs.c.id != excluding_run,
+                sa.exists().where(
+                    t.actions.c.run_id == t.runs.c.id,
+                    t.actions.c.target == target,
+                    t.actions.c.state.in_([s.value for s in IN_FLIGHT]),
+                ),
+            )
+            .order_by(t.runs.c.started_at, t.runs.c.id)
+        )
+        return [(r["id"], r["owner"]) for r in self._rows(query)]
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.id).limit(limit)

@@ -197,6 +197,16 @@ class SqlLeaseStore(SqlStore):
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
+    def replica(self, owner: str) -> bool:
+        if not self.shared:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                query = sa.select(sa.func.count()).select_from(t.replicas).where(t.replicas.c.id == owner)
+                return bool(conn.execute(query).scalar())
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+
     def forget_replica(self, owner: str) -> None:
         """Drop a replica and its leases: at a clean shutdown (so others take over at once), or once a dead
         one's runs are settled."""

@@ -10,11 +10,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 import pytest
 
-from reconciler.errors import ConfigurationError
+from reconciler.domain.manifest import DesiredVersion, DriftOp
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.run import RunKind, RunStatus
+from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.runtime import daemon as daemon_module
 from reconciler.runtime import heap
 from reconciler.runtime.compose import build
@@ -134,3 +138,37 @@ def test_the_heap_counts_as_built_once_the_daemon_has_caught_up_with_its_first_c
     daemon.queue.add("a")
     daemon._caught_up(overloaded, now - daemon_module.GROWTH_LIMIT_S - 1)
     assert overloaded._rebase
+
+
+def test_one_daemon_settles_what_a_dead_command_of_this_host_left_in_flight_while_it_runs(
+    daemon_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `reconciler apply` of this host killed while the daemon runs leaves a write in flight, which holds its
+    target's writes (engine/unsettled.py): the daemon settles it at its next recovery (RECOVER_EVERY_S), not
+    only at its own start. A store that cannot be asked then is logged, and the next recovery tries again."""
+    components = build(daemon_settings, daemon=True)
+    daemon = Daemon(components)
+    jobs: dict[str, float] = {}
+    monkeypatch.setattr(daemon.scheduler, "add_job", lambda job_id, _f, every: jobs.__setitem__(job_id, every))
+    monkeypatch.setattr(daemon.workers, "start", lambda _count: daemon.stopping.set())  # start, then stop
+    assert daemon.run() == 0
+    assert jobs["recover"] == daemon_module.RECOVER_EVERY_S and "leases" not in jobs
+
+    store = components.store
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    run = store.start_run(RunKind.APPLY, "cli", "v" * 64, owner="x")  # no process of this host: gone
+    action = Action(str(uuid.uuid4()), run, "gone", ("a",), DriftOp.CHANGE, 1, 2, "v" * 64, "r")
+    store.record_actions([action.with_state(ActionState.STAGED)])
+
+    def unreachable() -> list[tuple[str, str | None]]:
+        raise StoreUnavailable("the database is gone")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "unfinished_runs", unreachable)
+        daemon._recover()  # logged, not raised: the scheduler's thread goes on
+    assert [a.state for a in store.actions(run)] == [ActionState.STAGED]
+    daemon._recover()
+    settled = store.run(run)
+    assert settled is not None and settled.status is RunStatus.FAILED
+    assert [a.state for a in store.actions(run)] == [ActionState.FAILED]  # its target is no longer defined
+    store.engine.dispose()
