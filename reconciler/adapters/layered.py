@@ -21,7 +21,7 @@ service really sees), then stages the change in the authoritative layer against 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,6 +50,8 @@ class LayeredAdapter:
 
     def __init__(self) -> None:
         self._lookup: Lookup | None = None
+        # The adapters its layers read through (a few: one per kind of layer), for forget().
+        self._used: dict[int, Any] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LayeredAdapter:
@@ -84,11 +86,19 @@ class LayeredAdapter:
                 layers.append(_Layer(name, sub, self._lookup(adapter)))
             except ConfigurationError as exc:
                 raise options.problem(f"{field}.adapter", str(exc)) from None
+            self._used.setdefault(id(layers[-1].adapter), layers[-1].adapter)
         authoritative = options.text("authoritative")
         names = [layer.name for layer in layers]
         if authoritative not in names:
             raise options.problem("authoritative", f"{authoritative!r} is not a layer; layers: {', '.join(names)}")
         return layers, names.index(authoritative)
+
+    def forget(self, names: Collection[str]) -> None:
+        """Drop what the layers' adapters keep of targets this process no longer passes (a layer's target has
+        its layered target's name)."""
+        for adapter in list(self._used.values()):
+            if isinstance(adapter, ports.TargetCache):
+                adapter.forget(names)
 
     def check(self, target: Target) -> None:
         """The target's options and each layer's, checked as a read checks them; nothing is contacted."""

@@ -26,6 +26,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from reconciler.observe import logging as logs
 
 log = logs.get_logger("reconciler.notify")
+SWEEP_AT = 4096  # de-duplication entries kept before the first sweep of those too old to matter
 
 
 class EventKind(StrEnum):
@@ -90,7 +91,8 @@ class Notifier:
         self.dedup_s = dedup_s
         self._attempts, self._initial_s, self._max_s = attempts, initial_s, max_s
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=capacity)
-        self._seen: dict[tuple[str, str], float] = {}
+        self._seen: dict[tuple[str, str], float] = {}  # when each (kind, subject) was last queued
+        self._sweep_at = SWEEP_AT  # past this many, those out of the de-duplication window are dropped
         self._lock = threading.Lock()
         self.sent = 0
         self.failed = 0
@@ -112,6 +114,9 @@ class Notifier:
             if now - self._seen.get(key, -1e18) < self.dedup_s:
                 return
             self._seen[key] = now
+            if len(self._seen) > self._sweep_at:  # subjects come and go (targets, approvals): keep the recent
+                self._seen = {k: at for k, at in self._seen.items() if now - at < self.dedup_s}
+                self._sweep_at = max(SWEEP_AT, 2 * len(self._seen))
         try:
             self._queue.put_nowait(event)
         except queue.Full:

@@ -158,6 +158,7 @@ class Workers:
             else:
                 self.queue.forget(name)
         except ConfigurationError as exc:  # the target went away between trigger and pass
+            self.queue.forget(name)  # nothing is kept of it: its backoff goes too
             log.info("target skipped", target=name, reason=str(exc))
         except ReconcilerError as exc:  # for example, the store is unreachable: try again later
             delay = self.queue.add_rate_limited(name, getattr(exc, "delay_s", None))

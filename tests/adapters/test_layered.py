@@ -139,3 +139,34 @@ def test_sweep_reaches_every_file_layer(tmp_path: Path) -> None:
         ".override.env.abc.reconciler-tmp",
     ]
     assert sorted(p.name for p in live.iterdir()) == ["base.yaml", "override.env", "unrelated.txt"]
+
+
+def test_forgetting_a_layered_target_drops_what_its_layers_adapters_keep(tmp_path: Path) -> None:
+    """The daemon forgets targets that left it (Reconciler.forget) through their adapter: the layered adapter
+    passes that on to its layers' adapters, which keep each layer under the layered target's name."""
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "base.yaml").write_text("a: 1\n")
+    (live / "override.env").write_text("B=2\n")
+    layers = [
+        {"name": "base", "adapter": "file", "path": str(live / "base.yaml")},
+        {"name": "override", "adapter": "file", "path": str(live / "override.env")},
+    ]
+    for name in ("t", "u"):
+        manifest = {
+            "kind": "Target",
+            "metadata": {"name": name},
+            "spec": {"source": {"adapter": "layered", "authoritative": "override", "layers": layers}, "desired": {}},
+        }
+        (tmp_path / "desired").mkdir(exist_ok=True)
+        (tmp_path / "desired" / f"{name}.yaml").write_text(yaml.safe_dump(manifest))
+    targets = load(tmp_path / "desired").targets
+    files = FileAdapter(FileSettings(roots=[live]))
+    adapter = LayeredAdapter()
+    adapter.bind(lambda name: files)
+    for target in targets.values():
+        assert adapter.discover(target).document == {"a": 1, "B": "2"}
+    assert files._located.keys() == {"t", "u"}
+
+    adapter.forget(["t"])
+    assert files._located.keys() == {"u"}

@@ -50,3 +50,17 @@ def test_slack_format_event_filter_and_a_dead_webhook(receiver: dict[str, Any], 
     assert body["text"].startswith(":raising_hand: *reconciler escalation*: t /db/pool needs a person")
     logged = capsys.readouterr().err
     assert "notification not delivered" in logged and "127.0.0.1:9" in logged and "SECRET-TOKEN" not in logged
+
+
+def test_the_deduplication_keeps_only_subjects_within_its_window(monkeypatch: Any) -> None:
+    """Subjects come and go (targets, paths, runs): a long-running daemon keeps only those queued within the
+    de-duplication window, past a few thousand, and a subject seen again within the window is still sent once."""
+    clock = [1000.0]
+    monkeypatch.setattr("reconciler.observe.notify.time.monotonic", lambda: clock[0])
+    notifier = Notifier([Webhook("http://127.0.0.1:9/hook")], dedup_s=60, capacity=100_000)  # never started
+    for i in range(10_000):
+        clock[0] += 1.0  # one a second: the window holds the last 60
+        notifier.notify(Event(EventKind.ESCALATION, f"t{i}:/a", "x"))
+    assert len(notifier._seen) <= 2 * 4096
+    notifier.notify(Event(EventKind.ESCALATION, "t9999:/a", "x"))  # within the window: not queued again
+    assert notifier._queue.qsize() == 10_000

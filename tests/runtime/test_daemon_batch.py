@@ -320,6 +320,13 @@ def test_a_target_removed_from_the_desired_state_leaves_nothing_behind(
     gc.collect()
     assert removed() is None, [type(r).__name__ for r in gc.get_referrers(removed())]
     assert file_adapter._located.keys() == set(names) - {"checkout-staging"}
+
+    # A pass of it queued before it left (a retry after a failure, say) finds it gone: its backoff goes too.
+    later = Daemon(components)
+    later.queue.add_rate_limited("checkout-staging", 0)
+    assert later.queue.get(timeout_s=1) == "checkout-staging"
+    later.workers.pass_("checkout-staging", {})
+    assert "checkout-staging" not in later.queue._failures and "checkout-staging" not in later.queue
     components.store.engine.dispose()
 
 
