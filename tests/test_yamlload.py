@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import yamlload
-from reconciler.yamlload import LIVE, MANIFESTS, Limits, YamlError, load, load_all
+from reconciler.yamlload import LIVE, MANIFESTS, Limits, YamlError, lines, load, load_all
 
 
 def alias_bomb(levels: int = 9) -> str:
@@ -246,9 +246,9 @@ def identical(a: Any, b: Any) -> bool:
 def test_simple_files_are_read_as_libyaml_reads_them(text: str) -> None:
     """Whatever the line-by-line reading accepts, libyaml builds identically (types and key order included);
     whatever it declines, `load` gives libyaml's document or error."""
-    simple = yamlload._simple(text, LIVE)
+    simple = lines.simple(text, LIVE)
     expected = by_libyaml(text)
-    if simple is not yamlload._NOT_SIMPLE:
+    if simple is not lines.NOT_SIMPLE:
         assert expected[0] == "ok" and identical(simple, expected[1]), (text, simple, expected)
     try:
         got: tuple[str, Any] = ("ok", load(text))
@@ -278,13 +278,13 @@ log_level: INFO
 image: nginx:1.25
 empty:
 """
-    simple = yamlload._simple(text, LIVE)
-    assert simple is not yamlload._NOT_SIMPLE
+    simple = lines.simple(text, LIVE)
+    assert simple is not lines.NOT_SIMPLE
     assert identical(simple, by_libyaml(text)[1])
     assert simple["server"] == {"host": "0.0.0.0", "port": 8080, "timeout": "30s", "tls": False}
     assert simple["empty"] is None and simple["database"]["password"] == "p#ss: word"
     for other in ["hosts:\n  - a\n", "a: &x 1\nb: *x\n", "a: |\n  text\n", "a: [1]\n", "a: 'x\n  y'\n", "a: b\n  c\n"]:
-        assert yamlload._simple(other, LIVE) is yamlload._NOT_SIMPLE
+        assert lines.simple(other, LIVE) is lines.NOT_SIMPLE
         assert identical(load(other), yaml.load(other, Loader=yamlload.SAFE_LOADER))
 
 
@@ -300,7 +300,7 @@ empty:
 )
 def test_simple_looking_errors_are_libyamls(text: str, message: str) -> None:
     """A text that looks simple but is wrong is declined by the line reading, and libyaml says where."""
-    assert yamlload._simple(text, LIVE) is yamlload._NOT_SIMPLE
+    assert lines.simple(text, LIVE) is lines.NOT_SIMPLE
     with pytest.raises(YamlError, match=message):
         load(text)
 
@@ -311,8 +311,8 @@ def test_a_long_key_is_read_as_libyaml_reads_it(length: int) -> None:
     for text in ("k" * length + ": 1\n", "a:\n  " + "k" * length + ": 1\n"):
         expected = by_libyaml(text)
         assert expected[0] == ("ok" if length <= 1024 else "error")
-        simple = yamlload._simple(text, LIVE)
-        assert (simple is not yamlload._NOT_SIMPLE) == (length <= 1024)
+        simple = lines.simple(text, LIVE)
+        assert (simple is not lines.NOT_SIMPLE) == (length <= 1024)
         assert yamlload.scalar_spans(text) is not None or length > 1024
         if length > 1024:
             with pytest.raises(YamlError, match="mapping values are not allowed"):
@@ -329,7 +329,7 @@ def test_scalar_spans_decline_a_key_named_twice() -> None:
 def test_simple_reading_keeps_the_limits() -> None:
     """Depth, node and size bounds hold on the line reading too: past them, libyaml's way refuses."""
     deep = "".join(" " * i + f"k{i}:\n" for i in range(5)) + " " * 5 + "v: 1\n"
-    assert yamlload._simple(deep, Limits(max_depth=6)) is not yamlload._NOT_SIMPLE
+    assert lines.simple(deep, Limits(max_depth=6)) is not lines.NOT_SIMPLE
     with pytest.raises(YamlError, match="nested deeper than 5"):
         load(deep, Limits(max_depth=5))
     wide = "".join(f"k{i}: v\n" for i in range(10))
