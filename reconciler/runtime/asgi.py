@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.observe import logging as logs
 from reconciler.runtime.api import Api
+from reconciler.runtime.probes import PATHS, Probes
 
 log = logs.get_logger("reconciler.http")
 
@@ -116,7 +117,13 @@ def _routes(render_metrics: Render, readiness: Check, api: Api | None, body_time
 
 
 def application(
-    render_metrics: Render, readiness: Check, api: Api | None, ui: Mountable | None, *, body_timeout_s: float
+    render_metrics: Render,
+    readiness: Check,
+    api: Api | None,
+    ui: Mountable | None,
+    *,
+    body_timeout_s: float,
+    probes: Probes | None = None,
 ) -> ASGIApp:
     routes = _routes(render_metrics, readiness, api, body_timeout_s)
     if ui is not None:
@@ -126,15 +133,17 @@ def application(
         return _text(404, "not found\n")
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
-    return Guarded(app)
+    return Guarded(app, probes)
 
 
 class Guarded:
     """Adds the shared headers to every response, and turns an exception in a handler into one log line and a
-    500 (Starlette's own error middleware re-raises it to the server, which logs a traceback per request)."""
+    500 (Starlette's own error middleware re-raises it to the server, which logs a traceback per request). While
+    it answers a probe or a scrape, the workers wait between passes (runtime/probes.py)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, probes: Probes | None = None) -> None:
         self.app = app
+        self.probes = probes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -152,7 +161,11 @@ class Guarded:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            if self.probes is not None and scope.get("path") in PATHS:
+                with self.probes.answering():
+                    await self.app(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
         except Exception as exc:
             log.warning("http request failed", error=type(exc).__name__, path=str(scope.get("path", ""))[:200])
             if not started:

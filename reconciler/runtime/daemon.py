@@ -27,6 +27,7 @@ from reconciler.runtime import adoption, compose, heap, parity_api, ui, undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
+from reconciler.runtime.probes import Probes
 from reconciler.runtime.queue import WorkQueue
 from reconciler.runtime.replicas import Replicas
 from reconciler.runtime.scheduler import Scheduler
@@ -85,7 +86,10 @@ class Daemon:
             parity=parity_api.view_of(components.parity),
             render=functools.partial(target_dict, key=components.settings.hmac_key()),
         )
-        self.workers = Workers(components, self.queue, self.scheduler, self.replicas, self.api, self.watches)
+        self.probes = Probes()  # answered before the next pass starts
+        self.workers = Workers(
+            components, self.queue, self.scheduler, self.replicas, self.api, self.watches, self.probes
+        )
         self.http = HttpServer(
             components.settings.http.host,
             components.settings.http.port,
@@ -93,6 +97,7 @@ class Daemon:
             readiness=self.readiness,
             api=self.api,
             ui=ui.build(components, self.api),
+            probes=self.probes,
         )
 
     def _version_info(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from reconciler.observe import logging as logs
 from reconciler.runtime import asgi
 from reconciler.runtime.api import Api
 from reconciler.runtime.asgi import Check, Render
+from reconciler.runtime.probes import Probes
 
 log = logs.get_logger("reconciler.http")
 
@@ -78,8 +79,9 @@ class HttpServer:
         api: Api | None = None,
         ui: asgi.Mountable | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        probes: Probes | None = None,
     ) -> None:
-        app = asgi.application(render_metrics, readiness, api, ui, body_timeout_s=request_timeout_s)
+        app = asgi.application(render_metrics, readiness, api, ui, body_timeout_s=request_timeout_s, probes=probes)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         try:

@@ -13,6 +13,7 @@ from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
+from reconciler.runtime.probes import Probes
 from reconciler.runtime.queue import WorkQueue
 from reconciler.runtime.replicas import Replicas
 from reconciler.runtime.scheduler import Scheduler
@@ -33,8 +34,10 @@ class Workers:
         replicas: Replicas,
         api: Api,
         watches: WatchSupervisor,
+        probes: Probes | None = None,
     ) -> None:
         self.c = components
+        self.probes = probes or Probes()
         self.queue = queue
         self.scheduler = scheduler
         self.replicas = replicas
@@ -76,6 +79,7 @@ class Workers:
         """`first`, taken from the queue, and the passes that fell due with it (a scheduler tick), as one batch:
         one bulk read per adapter finds the unchanged targets, whose passes then take their memo without a
         read each."""
+        self.probes.wait_turn()  # a probe or a scrape being answered goes first
         batch = self.held([first, *self.queue.take_ready(BATCH - 1)])
         if not batch:
             return
@@ -124,6 +128,7 @@ class Workers:
 
     def passes(self, batch: list[str], unchanged: dict[str, Mode]) -> None:
         for i, name in enumerate(batch):
+            self.probes.wait_turn()  # a probe or a scrape being answered goes first
             if self.queue.closed:  # stopping: the rest of the batch is not started
                 for rest in batch[i:]:
                     self.queue.done(rest)
