@@ -166,6 +166,12 @@ class HistoryStore(Journal, Protocol):
 
     def unfinished_runs(self) -> list[tuple[str, str | None]]: ...
 
+    def settle_in_flight(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        """update_actions() of those of `ids` still in flight: recovery's, so that two recoveries of one run
+        (a daemon's and a command's) cannot settle an action twice, the second from a read made before the
+        first settled it and a pass wrote the target."""
+        ...
+
     def writes_in_flight(self, target: str, excluding_run: str) -> list[tuple[str, str | None]]:
         """(run id, owner) of each unfinished run but `excluding_run` with an action on `target` still in
         flight (domain.plan.IN_FLIGHT)."""

@@ -163,6 +163,11 @@ class MemoryHistory:
                 self.action_rows[i] = self.action_rows[i].with_state(state, error)
                 self.updated_at[i] = now
 
+    def settle_in_flight(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        with self._lock:
+            still = [i for i in ids if self.action_rows[i].state in IN_FLIGHT]
+        self.update_actions(still, state, error)
+
     def recent_writes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
         wanted = set(pointers)
         found: dict[str, list[datetime]] = {}

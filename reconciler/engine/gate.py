@@ -5,9 +5,8 @@ approved) asks here, and nothing else decides. The answer is data, a ModeDecisio
 why. In order, a write is held by: the dry-run switch (flag file, signal), the configured mode, the circuit
 breaker, the target's own mode, the apply-environment guard, a failed earlier wave of the run, the rollout of
 a new desired version (daemon), another run's write in flight on the target, the run's blast-radius budget,
-and the daemon's rolling window. While the
-history store is unreachable (or the history kept meanwhile is not yet written) nothing is written at all:
-a write's journal must be on disk first.
+and the daemon's rolling window. While the history store is unreachable (or the history kept meanwhile is not
+yet written) nothing is written at all: a write's journal must be on disk first.
 """
 
 from __future__ import annotations
@@ -209,10 +208,10 @@ class Gate:
 
     # -- rollback --------------------------------------------------------------------------------------------
 
-    def rollback(self, target: Target, override: Override | None = None) -> ModeDecision:
-        """Whether a rollback may write to `target`: the switch, the breaker, the target's own mode and the guard
-        refuse it unless an operator overrides them (`--force --reason`); the decision then says who and why,
-        for the record."""
+    def rollback(self, target: Target, override: Override | None = None, *, run_id: str | None = None) -> ModeDecision:
+        """Whether rollback run `run_id` may write to `target`: the switch, the breaker, the target's own mode, the
+        guard and another run's write in flight on the target refuse it unless an operator overrides them
+        (`--force --reason`); the decision then says who and why, for the record."""
         switched, breaker = self.guard.switched(), self.breaker_hold()
         if switched is not None:
             held_by, held = Hold.SWITCH, switched
@@ -222,6 +221,8 @@ class Gate:
             held_by, held = Hold.TARGET, f"the manifest of {target.name} says mode: dry-run"
         elif not self.guard.allows_apply(target.environment):
             held_by, held = Hold.GUARD, f"apply is not allowed in environment {target.environment} (guard)"
+        elif self.unsettled is not None and run_id is not None and (why := self.unsettled.why(target.name, run_id)):
+            held_by, held = Hold.UNSETTLED, why
         else:
             return APPLY
         if override is None:

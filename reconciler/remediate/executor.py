@@ -187,13 +187,18 @@ def _verify(
     return settle(journal, outcome)
 
 
-def settle(journal: Journal, outcome: Sequence[tuple[Action, ActionState, str | None]]) -> list[Action]:
-    """Record new states in bulk: one journal update per (state, error)."""
+def settle(
+    journal: Journal,
+    outcome: Sequence[tuple[Action, ActionState, str | None]],
+    update: Callable[[Sequence[str], ActionState, str | None], None] | None = None,
+) -> list[Action]:
+    """Record new states in bulk: one journal update per (state, error), through `update` if given (recovery's
+    update of the actions still in flight) or the journal's own."""
     groups: dict[tuple[ActionState, str | None], list[str]] = defaultdict(list)
     for action, state, error in outcome:
         groups[(state, error)].append(action.id)
     for (state, error), ids in groups.items():
-        journal.update_actions(ids, state, error)
+        (update or journal.update_actions)(ids, state, error)
     return [action.with_state(state, error) for action, state, error in outcome]
 
 

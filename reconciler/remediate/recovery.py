@@ -16,8 +16,8 @@ from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.values import holds
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
-from reconciler.ports import DiscoveryAdapter, Journal, StagedSweeper
-from reconciler.remediate.executor import settle
+from reconciler.ports import DiscoveryAdapter, HistoryStore, StagedSweeper
+from reconciler.remediate import executor
 
 log = logs.get_logger("reconciler.recovery")
 
@@ -27,7 +27,7 @@ NEITHER = "recovered: live holds neither the expected value nor the new one"
 
 
 def recover_target(
-    target: Target, actions: Sequence[Action], adapter: DiscoveryAdapter, journal: Journal, hmac_key: bytes
+    target: Target, actions: Sequence[Action], adapter: DiscoveryAdapter, journal: HistoryStore, hmac_key: bytes
 ) -> list[Action]:
     """Settle one target's in-flight actions against live; returns them with their new states. Staged
     copies that the interrupted commit left beside live are removed first."""
@@ -61,6 +61,12 @@ def sweep(target: Target, adapter: StagedSweeper) -> None:
         log.info("staged files of an interrupted commit removed", target=target.name, removed=removed)
 
 
-def settle_unknown(journal: Journal, actions: Sequence[Action], why: str) -> list[Action]:
+def settle_unknown(journal: HistoryStore, actions: Sequence[Action], why: str) -> list[Action]:
     """Actions whose target is gone: nothing can be checked, so they fail with the reason."""
     return settle(journal, [(a, ActionState.FAILED, f"recovered: {why}") for a in actions])
+
+
+def settle(journal: HistoryStore, outcome: Sequence[tuple[Action, ActionState, str | None]]) -> list[Action]:
+    """Record the states recovery found, for the actions still in flight: another recovery of the same run (a
+    daemon's and a command's) may have settled some meanwhile, and its state stands."""
+    return executor.settle(journal, outcome, journal.settle_in_flight)

@@ -284,9 +284,10 @@ class Daemon:
         self.scheduler.once("caught-up", functools.partial(self._caught_up, policy, since), _soon())
 
     def _recover(self) -> None:
-        """Settle the in-flight actions of this host's runs whose process is gone (replicas: the housekeeper)."""
+        """Settle the in-flight actions of this host's runs whose process is gone, each target under its lock
+        (replicas: a target being passed waits for the next time; dead replicas are the housekeeper's)."""
         try:
-            recovered = undo.recover(self.c.reconciler)
+            recovered = undo.recover(self.c.reconciler, lock=self.c.leases.exclusive)
         except ReconcilerError as exc:
             log.error("in-flight actions of interrupted runs not settled; trying again later", error=str(exc))
             return
@@ -335,8 +336,9 @@ class Daemon:
             self.scheduler.add_job("proposals", proposer.tick, adoption.PROPOSE_EVERY_S)
         if self.replicas.shared:  # replicas: renew and claim a share of the targets every third of a lease
             self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
-        else:  # a one-shot command of this host that died meanwhile: its writes in flight hold their targets
-            self.scheduler.add_job("recover", self._recover, RECOVER_EVERY_S)
+        # A one-shot command of this host that died meanwhile: its writes in flight hold their targets. Every
+        # replica settles its own host's (the housekeeper can tell only its own host's processes are gone).
+        self.scheduler.add_job("recover", self._recover, RECOVER_EVERY_S)
         if policy is not None:
             self.scheduler.once("caught-up", functools.partial(self._caught_up, policy, time.monotonic()), _soon())
         self.scheduler.start()

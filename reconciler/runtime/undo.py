@@ -145,7 +145,11 @@ def rollback(
             refused = plan.refused
             for name in plan.by_target:
                 target = state.targets[name]
-                decision = gate.dry_run(gate.Hold.CONFIGURED) if dry_run else engine.gate.rollback(target, override)
+                decision = (
+                    gate.dry_run(gate.Hold.CONFIGURED)
+                    if dry_run
+                    else engine.gate.rollback(target, override, run_id=run_id)
+                )
                 outcome = _rollback_target(engine, target, plan.by_target[name], decision, run_id, record=not dry_run)
                 outcomes.append(replace(outcome, live_now=_live_now(engine, target, plan.by_target[name])))
         finally:

@@ -128,15 +128,24 @@ class SqlHistoryStore(SqlStore):
             raise self._fail(exc) from None
 
     def update_actions(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        self._update_actions(ids, state, error)
+
+    def settle_in_flight(self, ids: Sequence[str], state: ActionState, error: str | None = None) -> None:
+        self._update_actions(ids, state, error, only=t.actions.c.state.in_([s.value for s in IN_FLIGHT]))
+
+    def _update_actions(
+        self, ids: Sequence[str], state: ActionState, error: str | None, only: sa.ColumnElement[bool] | None = None
+    ) -> None:
         if not ids:
             return
         now = _now()
         try:
             with self._begin() as conn:
                 for some in chunks(ids):
+                    which = t.actions.c.id.in_(some)
                     conn.execute(
                         t.actions.update()
-                        .where(t.actions.c.id.in_(some))
+                        .where(which if only is None else sa.and_(which, only))
                         .values(state=state.value, error=error, updated_at=now)
                     )
         except SQLAlchemyError as exc:

@@ -5,7 +5,7 @@ its node graph is checked, then constructed. The check counts nodes as if every 
 the nesting depth and the length of integers, refuses circular aliases and lone surrogates and, when asked
 (manifests), duplicate keys and keys that are not strings: an alias bomb is refused in milliseconds, before
 anything is built. The walk is iterative and visits each distinct node once, so neither a deep document nor
-a wide one can exhaust the stack or the clock (check.py). Errors say where (document, line, key path), never
+a wide one can exhaust the stack or the clock (graph.py). Errors say where (document, line, key path), never
 what. The usual configuration file (a block mapping of plain keys and one-line scalars) is read line by line
 instead, to the same document (lines.py). The bounds and the error are in bounds.py.
 """
@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from reconciler.yamlload.bounds import LIVE, MANIFESTS, MAP, SEQ, STR, Limits, YamlError
-from reconciler.yamlload.check import check
+from reconciler.yamlload.graph import check
 from reconciler.yamlload.lines import NOT_SIMPLE, scalar_spans, simple
 
 __all__ = ["LIVE", "MANIFESTS", "SAFE_LOADER", "Limits", "YamlError", "compose", "load", "load_all", "scalar_spans"]

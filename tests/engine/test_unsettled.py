@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.desired.loader import load
 from reconciler.domain.manifest import DesiredVersion, DriftOp
-from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.plan import IN_FLIGHT, Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.engine import process, unsettled
 from reconciler.engine.gate import Hold
@@ -22,6 +22,7 @@ from reconciler.engine.guard import Guard
 from reconciler.engine.run import assemble
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import SystemClock
+from reconciler.remediate import recovery
 from reconciler.runtime import undo
 from reconciler.runtime.replicas import Replicas
 from reconciler.store.history import SqlHistoryStore
@@ -134,3 +135,31 @@ def test_a_replica_that_gave_the_target_back_mid_write_holds_it_until_the_housek
     engine.reconcile(["t"])
     assert live(tmp_path).startswith("a: 2")
     assert len([a for a in store.actions(states=[ActionState.VERIFIED]) if a.target == "t"]) == 1
+
+
+def test_a_rollback_waits_too(tmp_path: Path, store: SqlHistoryStore) -> None:
+    engine = over(tmp_path, store)
+    fixed = engine.reconcile(["t"])
+    assert live(tmp_path).startswith("a: 2")
+    in_flight(store, process.identity())  # then a command of this host starts writing t
+
+    (held,) = undo.rollback(engine, fixed.run_id, dry_run=False).targets
+    assert held.decision.held_by is Hold.UNSETTLED and "still running" in (held.decision.why or "")
+    assert live(tmp_path).startswith("a: 2")  # not rolled back under the other writer
+
+
+def test_two_recoveries_of_one_run_settle_its_action_once(tmp_path: Path, store: SqlHistoryStore) -> None:
+    """A daemon's recovery and a command's can settle the same dead run at once. If one settled the action (not
+    written: live held 1) and a pass then fixed the target, the other, from its earlier read, would find the fix
+    in live and record the dead write as done: the state recovery found first stands."""
+    engine = over(tmp_path, store)
+    dead, action = in_flight(store, "x")
+    stale = store.actions(dead, IN_FLIGHT)  # the second recovery's read, before the first settled anything
+
+    undo.recover(engine)
+    engine.reconcile(["t"])
+    assert live(tmp_path).startswith("a: 2")
+    state = engine.desired()
+    recovery.recover_target(state.targets["t"], stale, engine.adapters("file"), store, HMAC_KEY)
+
+    assert [(a.id, a.state) for a in store.actions(dead)] == [(action, ActionState.INTERRUPTED)]

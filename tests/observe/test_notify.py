@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from reconciler.observe import logging as logs
+from reconciler.observe import notify
 from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
 
 
@@ -56,7 +58,7 @@ def test_the_deduplication_keeps_only_subjects_within_its_window(monkeypatch: An
     """Subjects come and go (targets, paths, runs): a long-running daemon keeps only those queued within the
     de-duplication window, past a few thousand, and a subject seen again within the window is still sent once."""
     clock = [1000.0]
-    monkeypatch.setattr("reconciler.observe.notify.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr(notify, "time", SimpleNamespace(monotonic=lambda: clock[0]))  # notify's clock only
     notifier = Notifier([Webhook("http://127.0.0.1:9/hook")], dedup_s=60, capacity=100_000)  # never started
     for i in range(10_000):
         clock[0] += 1.0  # one a second: the window holds the last 60
