@@ -50,16 +50,17 @@ class Unsettled:
     def why(self, target: str, run_id: str) -> str | None:
         """Why `target`'s writes in run `run_id` must wait (another run's action on it is in flight), or None.
         The store's errors reach the caller: a write whose journal cannot be checked is not made."""
-        found = self.store.writes_in_flight(target, run_id)
-        waiting = [(run, owner) for run, owner in found if self.accounted(owner)]
-        for run, owner in found:
-            if (run, owner) not in waiting:
-                log.warning(
-                    "a run of another host left an action in flight on this target; it cannot be settled here",
-                    target=target,
-                    run_id=run,
-                    owner=owner,
-                )
+        waiting = []
+        for run, owner in self.store.writes_in_flight(target, run_id):
+            if self.accounted(owner):
+                waiting.append((run, owner))
+                continue
+            log.warning(
+                "a run of another host left an action in flight on this target; it cannot be settled here",
+                target=target,
+                run_id=run,
+                owner=owner,
+            )
         if not waiting:
             return None
         run, owner = waiting[0]
