@@ -26,7 +26,8 @@ from reconciler.domain.run import RunKind, RunStatus
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store import tables as t
-from reconciler.store.history import SqlHistoryStore, drift_rows
+from reconciler.store.history import SqlHistoryStore
+from reconciler.store.rows import drift_rows
 
 
 @contextmanager

@@ -36,8 +36,9 @@ from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store import tables as t
 from reconciler.store.bulk import insert_rows
-from reconciler.store.history import SqlHistoryStore, drift_rows
+from reconciler.store.history import SqlHistoryStore
 from reconciler.store.retention import SqlRetention
+from reconciler.store.rows import drift_rows
 
 NOW = datetime.now(UTC)
 CUTOFF = NOW - timedelta(days=30)

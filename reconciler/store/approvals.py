@@ -17,7 +17,7 @@ from reconciler.errors import ConfigurationError
 from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
 from reconciler.store.bulk import insert_rows
-from reconciler.store.history import chunks
+from reconciler.store.rows import chunks
 
 UNDECIDED = {"actor": None, "comment": None, "decided_at": None, "expires_at": None, "action_id": None}
 OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value, ApprovalState.REJECTED.value)

@@ -22,7 +22,8 @@ from reconciler.domain.run import RunKind, RunStatus
 from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
 from reconciler.store.bulk import insert_rows
-from reconciler.store.history import SqlHistoryStore, action_rows, chunks, drift_rows, pass_row
+from reconciler.store.history import SqlHistoryStore
+from reconciler.store.rows import action_rows, chunks, drift_rows, pass_row
 
 
 class HistoryBatch(SqlStore):
