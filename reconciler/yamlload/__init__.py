@@ -24,7 +24,19 @@ from reconciler.yamlload.bounds import LIVE, MANIFESTS, MAP, SEQ, STR, Limits, Y
 from reconciler.yamlload.graph import check
 from reconciler.yamlload.lines import NOT_SIMPLE, scalar_spans, simple
 
-__all__ = ["LIVE", "MANIFESTS", "SAFE_LOADER", "Limits", "YamlError", "compose", "load", "load_all", "scalar_spans"]
+__all__ = [
+    "LIVE",
+    "MANIFESTS",
+    "NOT_SIMPLE",
+    "SAFE_LOADER",
+    "Limits",
+    "YamlError",
+    "compose",
+    "load",
+    "load_all",
+    "scalar_spans",
+    "simple",
+]
 
 # libyaml's C parser when PyYAML has it (its wheels do): ~10x the pure-Python speed, the same safe subset.
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from reconciler.adapters import formats
-from tests.test_yamlload import alias_bomb
+from reconciler.yamlload import LIVE, lines
+from tests.test_yamlload import alias_bomb, config_texts, identical
 
 SAMPLES = {
     "yaml": {"a": {"b": 1, "c": [1, "x"], "d": None}, "e": True, "f": 1.5},
@@ -157,3 +160,43 @@ def test_env_escapes_inside_double_quotes() -> None:
     """An escaped backslash before an escaped quote is read as both, and ends no string early."""
     assert formats.FORMATS["env"].parse('A="x\\\\\\"y"  # note\n') == {"A": 'x\\"y'}
     assert formats.FORMATS["env"].parse("A=a#b c # d\n") == {"A": "a#b c"}
+
+
+# -- a live YAML file read line by line skips the document check (formats._parse_live_yaml) ---------------------
+
+
+def _read(parse: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "ok", parse(text)
+    except formats.FormatError as exc:
+        return "error", str(exc)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(config_texts())
+def test_a_simple_file_holds_nothing_the_check_refuses(text: str) -> None:
+    """Whatever the line reading accepts passes _check_tree, so skipping the check changes no result: the YAML
+    format gives the document or the error that the checked libyaml path gives."""
+    simple = lines.simple(text, LIVE)
+    if simple is not lines.NOT_SIMPLE:
+        formats._check_tree(simple)
+    got, expected = _read(formats.FORMATS["yaml"].parse, text), _read(formats._parse_yaml_checked, text)
+    assert got[0] == expected[0] and (got[0] == "error" or identical(got[1], expected[1])), (text, got, expected)
+
+
+def test_the_line_readings_bounds_are_within_the_checks() -> None:
+    """The bounds the skip relies on: the line reading nests no deeper, and reads no longer integer, than
+    _check_tree lets through. At the depth bound both paths agree, one level past it both refuse."""
+    assert LIVE.max_depth <= formats.MAX_DEPTH
+    assert int("9" * LIVE.max_int_chars).bit_length() <= formats.MAX_INT_BITS
+
+    def nested(levels: int) -> str:
+        return "".join(" " * i + f"k{i}:\n" for i in range(levels)) + " " * levels + "v: 1\n"
+
+    deepest = nested(LIVE.max_depth - 1)
+    assert lines.simple(deepest, LIVE) is not lines.NOT_SIMPLE
+    assert identical(formats.FORMATS["yaml"].parse(deepest), formats._parse_yaml_checked(deepest))
+    too_deep = nested(LIVE.max_depth)
+    assert lines.simple(too_deep, LIVE) is lines.NOT_SIMPLE
+    with pytest.raises(formats.FormatError, match="nested"):
+        formats.FORMATS["yaml"].parse(too_deep)
