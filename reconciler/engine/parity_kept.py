@@ -26,12 +26,13 @@ class Kept(NamedTuple):
     document: Packed
 
 
-def keep(target: Target, fingerprint: str, document: dict[str, Any], hmac_key: bytes) -> Kept:
-    """`document` (already without its source's secret paths) as parity keeps it."""
+def keep(target: Target, fingerprint: str, document: dict[str, Any], hmac_key: bytes) -> tuple[Kept, dict[str, Any]]:
+    """`document` (already without its source's secret paths) as parity keeps it, and the document it packed
+    (its secrets hashed), for the comparisons of the moment."""
     globs = secret_globs(target)
     if globs:
         document = redact(document, globs, hmac_key)
-    return Kept(fingerprint, Packed.of(document))
+    return Kept(fingerprint, Packed.of(document)), document
 
 
 def secret_globs(target: Target) -> tuple[PathGlob, ...]:

@@ -165,14 +165,14 @@ class ParityWatch:
         if observed is None or (known is not None and known.fingerprint == observed.fingerprint):
             return
         try:
-            kept = keep(target, observed.fingerprint, observed.without_secrets(), self.hmac_key)
+            kept, document = keep(target, observed.fingerprint, observed.without_secrets(), self.hmac_key)
         except ReconcilerError:
             return  # the pass parsed it, so this cannot fail; if it did, the last good document stands
         with self._lock:
             if self._state is not state or target.name not in state.targets:
                 return  # a newer desired version was loaded meanwhile: its first pass brings this again
             self._documents[target.name] = kept
-            self._recompute(target.metadata.app, changed=target.name)
+            self._recompute(target.metadata.app, changed=target.name, document=document)
 
     def load(self, state: DesiredState) -> None:
         """A desired version: its apps, their baselines and pairs, every series at zero for a new app, and the
@@ -227,16 +227,17 @@ class ParityWatch:
             for app in self._apps if apps is None else apps:
                 self._recompute(app, changed=None)
 
-    def _recompute(self, app: str, changed: str | None) -> None:
+    def _recompute(self, app: str, changed: str | None, document: dict[str, Any] | None = None) -> None:
         """The app's pairs that `changed` is in (all of them when None, or when it is the baseline's), then
-        its series and whether it diverges."""
+        its series and whether it diverges. `document` is `changed`'s, as just kept: not unpacked again."""
         known = self._apps.get(app)
         if known is None or self._state is None:
             return
         now = self.clock.now()
         touched: set[str] = set()
         pairs = known.pairs if changed is None else known.by_target.get(changed, ())
-        unpacked: dict[str, dict[str, Any]] = {}  # each document once: the baseline's is in every pair
+        # Each document once: the baseline's is in every pair. Comparing changes none of them.
+        unpacked: dict[str, dict[str, Any]] = {} if changed is None or document is None else {changed: document}
         for _, a, b in pairs:
             kept_a, kept_b = self._documents.get(a.name), self._documents.get(b.name)
             if kept_a is None or kept_b is None:
@@ -244,7 +245,9 @@ class ParityWatch:
             a_doc = unpacked.get(a.name)
             if a_doc is None:
                 a_doc = unpacked[a.name] = kept_a.document.unpack()
-            b_doc = kept_b.document.unpack()
+            b_doc = unpacked.get(b.name)
+            if b_doc is None:
+                b_doc = kept_b.document.unpack()
             counts = parity.count_pair(app, a, a_doc, b, b_doc, self._all_entries, now=now)
             known.put(b.name, _Figures(b.environment, counts.leaves, counts.differing, counts.covered))
             touched.add(b.environment)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from reconciler.cli import app
 from reconciler.diff import parity
+from reconciler.domain.packed import Packed
 from reconciler.runtime import parity_api
 from reconciler.runtime.compose import Components, build
 from reconciler.settings import load_settings
@@ -205,3 +206,33 @@ def test_a_pass_compares_its_own_pair_and_the_environment_sums_its_targets(
     fleet.reconciler.reconcile(["flags-dev"])
     assert sorted(compared) == [("flags-dev", n) for n in ("flags-prod", "flags-prod2", "flags-staging")]
     assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 1 + 4
+
+
+def test_a_changed_document_is_compared_as_kept_not_unpacked_again(
+    fleet: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass that keeps a changed document compares it as it packed it: of parity's kept documents, only
+    the other side of each pair is unpacked (a first cycle packed and unpacked every document at once)."""
+    assert fleet.parity is not None
+    desired = Path(fleet.settings.desired_dir)
+    (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "new_ui": False}))
+    fleet.reconciler.reconcile()  # prod differs: the app's notification (which compares both again) is behind
+    unpacked: list[Packed] = []
+    real = Packed.unpack
+    monkeypatch.setattr(Packed, "unpack", lambda self: unpacked.append(self) or real(self))
+
+    def kept_unpacked() -> list[str]:
+        assert fleet.parity is not None
+        kept = {id(k.document): name for name, k in fleet.parity._documents.items()}
+        return sorted(kept[id(p)] for p in unpacked if id(p) in kept)
+
+    (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "new_ui": False, "checkout_v2": False}))
+    fleet.reconciler.reconcile(["flags-prod"])
+    assert kept_unpacked() == ["flags-dev"]
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 2
+
+    unpacked.clear()
+    (desired / "dev.json").write_text(json.dumps({**LIVE["dev"], "limits": {"rps": 101, "burst": 20}}))  # the baseline
+    fleet.reconciler.reconcile(["flags-dev"])
+    assert kept_unpacked() == ["flags-prod", "flags-staging"]
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 3
