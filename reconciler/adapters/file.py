@@ -49,7 +49,7 @@ class _Pending:
 class FileAdapter:
     """Reads and writes one configuration file per target (`source: {adapter: file, path, format}`)."""
 
-    capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True, watch=True)
+    capabilities = Capabilities(read=True, write=True, stage=True, compare_and_swap=True, watch=True, local=True)
     known_options = ("path", "format")
 
     def __init__(self, settings: FileSettings, *, started_s: float | None = None) -> None:

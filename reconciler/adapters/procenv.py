@@ -33,7 +33,7 @@ OPTIONS = ("pid", "command", "pick", "include")
 class ProcessEnvAdapter:
     """Reads `/proc/PID/environ` of a process chosen by PID or by a command-line pattern."""
 
-    capabilities = Capabilities(read=True, write=False, strings_only=True)
+    capabilities = Capabilities(read=True, write=False, strings_only=True, local=True)
     known_options = OPTIONS
 
     def __init__(self, proc: Path = Path("/proc")) -> None:

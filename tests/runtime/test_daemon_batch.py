@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
@@ -349,4 +350,59 @@ def test_a_replica_forgets_what_it_kept_of_a_target_another_replica_took(
     assert [name for name in names if not remembers(name)] == ["checkout-staging"]
     file_adapter = components.adapters("file").inner  # type: ignore[attr-defined]
     assert "checkout-staging" not in file_adapter._located
+    components.store.engine.dispose()
+
+
+def test_passes_of_local_targets_take_the_lane_one_at_a_time(
+    settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full passes of targets whose adapter stays on this host (files) run one at a time whatever the number of
+    workers, as do a batch's unchanged passes; a remote adapter's passes still run side by side."""
+    components = counted(settings, sqlite_url, monkeypatch)
+    names = sorted(components.desired.current().targets)
+    running: list[str] = []
+    most = [0]
+    guard = threading.Lock()
+    real_reconcile = components.reconciler.reconcile
+
+    def reconcile(names: list[str], **kw: Any) -> Any:
+        with guard:
+            running.append(names[0])
+            most[0] = max(most[0], len(running))
+        try:
+            time.sleep(0.2)  # long enough for every worker to be inside at once, if nothing stops them
+            return real_reconcile(names, **kw)
+        finally:
+            with guard:
+                running.remove(names[0])
+
+    monkeypatch.setattr(components.reconciler, "reconcile", reconcile)
+
+    def side_by_side(daemon: Daemon) -> int:
+        most[0] = 0
+        threads = [threading.Thread(target=daemon.workers.pass_, args=(name, {})) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert not any(t.is_alive() for t in threads)
+        return most[0]
+
+    assert components.adapters("file").capabilities.local
+    assert side_by_side(Daemon(components)) == 1
+
+    daemon = Daemon(components)
+    unchanged = components.reconciler.unchanged(names)
+    inside: list[bool] = []
+    real_unchanged = components.reconciler.unchanged_passes
+    monkeypatch.setattr(
+        components.reconciler,
+        "unchanged_passes",
+        lambda *a: inside.append(daemon.workers.lane.locked()) or real_unchanged(*a),
+    )
+    assert daemon.workers.unchanged_passes(names, unchanged) == [] and inside == [True]
+
+    file = components.adapters("file")
+    monkeypatch.setattr(file, "capabilities", dataclasses.replace(file.capabilities, local=False))  # as if remote
+    assert side_by_side(Daemon(components)) == len(names)
     components.store.engine.dispose()
