@@ -2,13 +2,13 @@
 by one bulk read per adapter, ends those at once, and runs the others one by one. What happens after a pass
 (its next one, a retry with backoff) is decided here, from its outcome alone.
 
-Passes that are CPU work only take the lane, one worker at a time: the unchanged passes of a batch, and the
-full passes of targets whose adapter stays on this host (ports.Capabilities.local: files, this host's
-processes). Under one interpreter lock they cannot run side by side anyway, and four workers taking that lock
-by turns spent over a third more CPU on the same passes (bench.daemon_scale, 20,000 file targets: a first
-cycle of 36 s of CPU against 26 s with the lane). A worker waiting for the lane waits on it, not on the
-interpreter lock, so it costs nothing meanwhile. A pass of a remote target (a network wait to overlap) never
-takes the lane, and the bulk reads and the batch's history are written outside it.
+Work that is CPU only takes the lane, one worker at a time: a whole batch whose targets' adapters all stay on
+this host (ports.Capabilities.local: files, this host's processes), its bulk read and history included; in
+any other batch, the unchanged passes and each full pass of such a target. Under one interpreter lock they
+cannot run side by side anyway, and four workers taking that lock by turns spent over a third more CPU on
+the same passes (bench.daemon_scale, 20,000 file targets: a first cycle of 36 s of CPU against 26 s with
+whole batches in the lane). A worker waiting for the lane waits on it, not on the interpreter lock, so it
+costs nothing meanwhile. A pass of a remote target (a network wait to overlap) never takes the lane.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from contextlib import AbstractContextManager
 
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, ReconcilerError
@@ -54,7 +53,8 @@ class Workers:
         self.api = api
         self.watches = watches
         self.threads: list[threading.Thread] = []
-        self.lane = threading.Lock()  # held by the one worker doing CPU-only passes (the module's docstring)
+        # Held by the one worker doing CPU-only passes (the module's docstring); re-entered by its passes.
+        self.lane = threading.RLock()
         self._local: dict[str, bool] = {}  # adapter name: whether its targets' passes take the lane
 
     def start(self, count: int) -> None:
@@ -95,15 +95,16 @@ class Workers:
         batch = self.held([first, *self.queue.take_ready(BATCH - 1)])
         if not batch:
             return
-        unchanged: dict[str, Mode] = {}
-        if len(batch) > 1:
-            try:
-                unchanged = self.c.reconciler.unchanged(batch)
-            except Exception:  # the passes still run, each reading on its own
-                log.exception("bulk check of a batch of passes failed", targets=len(batch))
-        rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
-        with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
-            self.passes(rest, unchanged)
+        with self.lane if self.local(batch) else contextlib.nullcontext():
+            unchanged: dict[str, Mode] = {}
+            if len(batch) > 1:
+                try:
+                    unchanged = self.c.reconciler.unchanged(batch)
+                except Exception:  # the passes still run, each reading on its own
+                    log.exception("bulk check of a batch of passes failed", targets=len(batch))
+            rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
+            with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
+                self.passes(rest, unchanged)
 
     def held(self, batch: list[str]) -> list[str]:
         """The batch's targets this replica holds. The others leave its queue unread: the replica holding each
@@ -159,14 +160,14 @@ class Workers:
     def pass_(self, name: str, unchanged: dict[str, Mode]) -> None:
         started = time.monotonic()
         try:
-            with self.replicas.exclusive(name) as access:
+            # The lane before the target's lock, as a batch of local targets takes them: one order, no deadlock.
+            with self.lane if self.local([name]) else contextlib.nullcontext(), self.replicas.exclusive(name) as access:
                 if not access.run:  # another replica holds this target
                     self.queue.forget(name)
                     return
-                with self.lane_of(name):
-                    run = self.c.reconciler.reconcile(
-                        [name], trigger="schedule", unchanged=unchanged, cut_off=access.cut_off
-                    )
+                run = self.c.reconciler.reconcile(
+                    [name], trigger="schedule", unchanged=unchanged, cut_off=access.cut_off
+                )
                 outcome = run.targets[0]
             self.api.record(name, outcome)
             # What happens next is decided here, from the outcome alone: a temporary error is retried with
@@ -190,20 +191,24 @@ class Workers:
             self.queue.done(name)
             self.schedule_next(name)
 
-    def lane_of(self, name: str) -> AbstractContextManager[object]:
-        """The lane for a full pass of `name` if its adapter stays on this host; nothing to take otherwise (an
-        unknown target or adapter included: its pass says what is wrong)."""
-        target = self.c.reconciler.desired().targets.get(name)
-        if target is None:
-            return contextlib.nullcontext()
-        adapter = target.spec.source.adapter
-        local = self._local.get(adapter)
-        if local is None:
-            try:
-                local = self._local[adapter] = bool(self.c.adapters(adapter).capabilities.local)
-            except Exception:  # an adapter that cannot be built: its pass fails and says why
-                local = False
-        return self.lane if local else contextlib.nullcontext()
+    def local(self, names: list[str]) -> bool:
+        """Whether every one of `names` is a target whose adapter stays on this host (an unknown target or
+        adapter is not: its pass says what is wrong)."""
+        targets = self.c.reconciler.desired().targets
+        for name in names:
+            target = targets.get(name)
+            if target is None:
+                return False
+            adapter = target.spec.source.adapter
+            local = self._local.get(adapter)
+            if local is None:
+                try:
+                    local = self._local[adapter] = bool(self.c.adapters(adapter).capabilities.local)
+                except Exception:  # an adapter that cannot be built
+                    return False
+            if not local:
+                return False
+        return True
 
     def schedule_next(self, name: str) -> None:
         """The next pass at its interval (a sooner one, if queued, stands)."""

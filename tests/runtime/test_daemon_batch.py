@@ -353,11 +353,27 @@ def test_a_replica_forgets_what_it_kept_of_a_target_another_replica_took(
     components.store.engine.dispose()
 
 
+def held_elsewhere(lock: Any) -> bool:
+    """Whether another thread holds `lock` (asked from a thread of its own, which an RLock does not let in)."""
+    free: list[bool] = []
+
+    def ask() -> None:
+        free.append(lock.acquire(blocking=False))
+        if free[0]:
+            lock.release()
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    thread.join(5)
+    return free == [False]
+
+
 def test_passes_of_local_targets_take_the_lane_one_at_a_time(
     settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Full passes of targets whose adapter stays on this host (files) run one at a time whatever the number of
-    workers, as do a batch's unchanged passes; a remote adapter's passes still run side by side."""
+    workers; a batch of them holds the lane from its bulk read on, and a batch's unchanged passes take it in
+    any batch; a remote adapter's passes run side by side, and its batches take no lane."""
     components = counted(settings, sqlite_url, monkeypatch)
     names = sorted(components.desired.current().targets)
     running: list[str] = []
@@ -398,11 +414,26 @@ def test_passes_of_local_targets_take_the_lane_one_at_a_time(
     monkeypatch.setattr(
         components.reconciler,
         "unchanged_passes",
-        lambda *a: inside.append(daemon.workers.lane.locked()) or real_unchanged(*a),
+        lambda *a: inside.append(held_elsewhere(daemon.workers.lane)) or real_unchanged(*a),
     )
     assert daemon.workers.unchanged_passes(names, unchanged) == [] and inside == [True]
+
+    bulk: list[bool] = []
+    real_bulk = components.reconciler.unchanged
+    monkeypatch.setattr(
+        components.reconciler, "unchanged", lambda names: bulk.append(held_elsewhere(lane)) or real_bulk(names)
+    )
+    daemon = Daemon(components)
+    lane = daemon.workers.lane
+    batch(daemon, names)
+    assert bulk == [True]
 
     file = components.adapters("file")
     monkeypatch.setattr(file, "capabilities", dataclasses.replace(file.capabilities, local=False))  # as if remote
     assert side_by_side(Daemon(components)) == len(names)
+    bulk.clear()
+    daemon = Daemon(components)
+    lane = daemon.workers.lane
+    batch(daemon, names)
+    assert bulk == [False]
     components.store.engine.dispose()
