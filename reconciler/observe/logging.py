@@ -79,16 +79,32 @@ def configure(level: str = "info", fmt: str = "json") -> None:
 
 
 class _Stderr:
-    """sys.stderr as it is when a line is written (a test runner may have replaced it since)."""
+    """sys.stderr as it is when a line is written (a test runner may have replaced it since); sys.stdout if there
+    is no stderr (a process started without one: pythonw, some service managers), as structlog's own default;
+    the line is dropped if there is neither, never an error in the caller."""
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        stream = sys.stderr or sys.stdout
+        return len(text) if stream is None else stream.write(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        stream = sys.stderr or sys.stdout
+        if stream is not None:
+            stream.flush()
 
 
-_STDERR_LOGGER = structlog.PrintLogger(file=_Stderr())  # type: ignore[arg-type]  # a file as far as print goes
+class _StderrLogger(structlog.PrintLogger):
+    """The process's one logger (_stderr_logger, the factory structlog asks): a copy or an unpickled one is that
+    one. structlog's PrintLogger copies and pickles only when it writes to sys.stdout or sys.stderr themselves."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _stderr_logger, ()
+
+    def __deepcopy__(self, memo: dict[str, object]) -> _StderrLogger:
+        return self
+
+
+_STDERR_LOGGER = _StderrLogger(file=_Stderr())  # type: ignore[arg-type]  # a file as far as print goes
 
 
 def get_logger(name: str) -> Any:

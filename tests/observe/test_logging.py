@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import pickle
 import threading
 
 import pytest
@@ -61,3 +63,31 @@ def test_libraries_log_in_the_same_json_lines(capsys: pytest.CaptureFixture[str]
     ]
     assert lines[0]["event"] == "Execution of job 'pass' skipped"
     assert "BrokenPipeError" in lines[1]["exception"]
+
+
+def test_a_process_without_stderr_logs_to_stdout_or_nowhere_never_raises(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A daemon started without a stderr (a service manager that closed it) keeps running: its lines go to
+    stdout, as structlog's own default, or nowhere when there is no stdout either."""
+    logs.configure("info", "json")
+    log = logs.get_logger("t")
+    monkeypatch.setattr("sys.stderr", None)
+    log.info("to stdout", target="t1")
+    logging.getLogger("uvicorn.error").warning("stdlib to stdout")
+    out = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["event"] for line in out] == ["to stdout", "stdlib to stdout"]
+    monkeypatch.setattr("sys.stdout", None)
+    log.info("to nowhere")
+    logging.getLogger("uvicorn.error").warning("stdlib to nowhere")
+
+
+def test_the_process_logger_survives_copy_and_pickle(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bound logger copied or pickled (a library that deep-copies its settings) is the same one logger."""
+    logs.configure("info", "json")
+    logger = logs._stderr_logger()
+    assert copy.deepcopy(logger) is logger and copy.copy(logger) is not None
+    assert pickle.loads(pickle.dumps(logger)) is logger
+    bound = logs.get_logger("t").bind(target="t1")
+    copy.deepcopy(bound).info("copied")
+    assert json.loads(capsys.readouterr().err)["event"] == "copied"
