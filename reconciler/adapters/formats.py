@@ -127,9 +127,10 @@ SAFE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _parse_yaml(text: str) -> dict[str, Any]:
-    # Bounded like manifests (yamlload): an alias bomb or a circular alias in a live file is refused, not built.
+    # libyaml's path alone (_parse_live_yaml has tried the line reader). Bounded like manifests (yamlload): an
+    # alias bomb or a circular alias in a live file is refused, not built.
     try:
-        return _mapping(yamlload.load(text, yamlload.LIVE), "YAML")
+        return _mapping(yamlload.load_composed(text, yamlload.LIVE), "YAML")
     except yamlload.YamlError as exc:
         raise FormatError(str(exc).removeprefix("malformed YAML: ")) from None
 

@@ -34,6 +34,7 @@ __all__ = [
     "compose",
     "load",
     "load_all",
+    "load_composed",
     "scalar_spans",
     "simple",
 ]
@@ -107,6 +108,12 @@ def load(text: str, limits: Limits = LIVE) -> Any:
     found = simple(text, limits)
     if found is not NOT_SIMPLE:
         return found
+    return load_composed(text, limits)
+
+
+def load_composed(text: str, limits: Limits = LIVE) -> Any:
+    """load() through libyaml alone, for a caller that has had simple()'s answer already (NOT_SIMPLE): that line
+    reader gives up at the first line it does not take, which can be the last."""
     documents = load_all(text, limits)
     first = next(documents, None)
     if next(documents, None) is not None:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
+from reconciler import yamlload
 from reconciler.adapters import formats
 from reconciler.yamlload import LIVE, lines
 from tests.test_yamlload import alias_bomb, config_texts, identical
@@ -188,6 +189,11 @@ def test_the_line_readings_bounds_are_within_the_checks() -> None:
     """The bounds the skip relies on: the line reading nests no deeper, and reads no longer integer, than
     _check_tree lets through. At the depth bound both paths agree, one level past it both refuse."""
     assert LIVE.max_depth <= formats.MAX_DEPTH
+    # The widest integer a literal of that length can be, in any base YAML 1.1 reads (hex is widest: 4 bits a
+    # character), and read by the line reading itself.
+    widest = "0x" + "f" * (LIVE.max_int_chars - 2)
+    assert lines.simple(f"k: {widest}\n", LIVE) == {"k": int(widest, 16)}
+    assert int(widest, 16).bit_length() <= formats.MAX_INT_BITS
     assert int("9" * LIVE.max_int_chars).bit_length() <= formats.MAX_INT_BITS
 
     def nested(levels: int) -> str:
@@ -200,3 +206,18 @@ def test_the_line_readings_bounds_are_within_the_checks() -> None:
     assert lines.simple(too_deep, LIVE) is lines.NOT_SIMPLE
     with pytest.raises(formats.FormatError, match="nested"):
         formats.FORMATS["yaml"].parse(too_deep)
+
+
+def test_a_file_the_line_reading_declines_is_scanned_by_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The YAML format tries the line reading, then libyaml alone: a file it declines is not line-read twice."""
+    calls: list[str] = []
+    real = yamlload.simple
+
+    def counted(text: str, limits: object) -> object:
+        calls.append(text)
+        return real(text, limits)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(yamlload, "simple", counted)
+    text = "a: 1\nb: [1, 2]\n"
+    assert formats.FORMATS["yaml"].parse(text) == {"a": 1, "b": [1, 2]}
+    assert calls == [text]
