@@ -37,8 +37,9 @@ class Capabilities:
     # Puts a secret value back from the live system's own history of values, found by the keyed hash that
     # reconciler's journal keeps (reconciler never keeps the value): what rolling back a secret needs.
     secret_history: bool = False
-    # Reads and writes stay on this host (files, this host's processes): a pass of such a target is CPU work,
-    # with no network wait to overlap, and the daemon's workers pass such targets one at a time (workers.py).
+    # Reads and writes stay on this host (files, this host's processes): a pass of such a target is mostly CPU
+    # work, with no network wait to overlap, and the daemon's workers work such targets one batch at a time
+    # (workers.py, the lane).
     local: bool = False
 
 

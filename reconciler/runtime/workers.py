@@ -2,18 +2,20 @@
 by one bulk read per adapter, ends those at once, and runs the others one by one. What happens after a pass
 (its next one, a retry with backoff) is decided here, from its outcome alone.
 
-Work that is CPU only takes the lane, one worker at a time: a whole batch whose targets' adapters all stay on
-this host (ports.Capabilities.local: files, this host's processes), its bulk read and history included; in
-any other batch, the unchanged passes and each full pass of such a target. Under one interpreter lock they
-cannot run side by side anyway, and four workers taking that lock by turns spent over a third more CPU on
-the same passes (bench.daemon_scale, 20,000 file targets: a first cycle of 36 s of CPU against 26 s with
-whole batches in the lane). A worker waiting for the lane waits on it, not on the interpreter lock, so it
-costs nothing meanwhile. A pass of a remote target (a network wait to overlap) never takes the lane.
+The lane: a batch's targets whose adapter stays on this host (ports.Capabilities.local: files, this host's
+processes) are worked as a batch of their own, and that batch holds the lane, one worker at a time, from its bulk
+read to its history write (its passes' reads, history and, in apply mode, writes and journal included). Their
+work is mostly Python under one interpreter lock, which cannot run side by side anyway, and four workers taking
+that lock by turns spent over a third more CPU on the same passes (bench.daemon_scale, 20,000 file targets: a
+first cycle of 36 s of CPU against 26 s with whole batches in the lane). A worker waiting for the lane waits on
+it, not on the interpreter lock, so it costs nothing meanwhile. The other targets' batches (network reads to
+overlap) never take the lane, so they never wait for a local batch: more workers still help remote targets.
+Where a target's adapter is looked up when its batch is taken; a reload that changes it meanwhile takes effect
+from its next batch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
@@ -53,8 +55,8 @@ class Workers:
         self.api = api
         self.watches = watches
         self.threads: list[threading.Thread] = []
-        # Held by the one worker doing CPU-only passes (the module's docstring); re-entered by its passes.
-        self.lane = threading.RLock()
+        # Held by the one worker working a batch of local targets (the module's docstring).
+        self.lane = threading.Lock()
         self._local: dict[str, bool] = {}  # adapter name: whether its targets' passes take the lane
 
     def start(self, count: int) -> None:
@@ -93,18 +95,23 @@ class Workers:
         read each."""
         self.probes.wait_turn()  # a probe or a scrape being answered goes first
         batch = self.held([first, *self.queue.take_ready(BATCH - 1)])
-        if not batch:
-            return
-        with self.lane if self.local(batch) else contextlib.nullcontext():
-            unchanged: dict[str, Mode] = {}
-            if len(batch) > 1:
-                try:
-                    unchanged = self.c.reconciler.unchanged(batch)
-                except Exception:  # the passes still run, each reading on its own
-                    log.exception("bulk check of a batch of passes failed", targets=len(batch))
-            rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
-            with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
-                self.passes(rest, unchanged)
+        local = self.local(batch)
+        if local:
+            with self.lane:  # the module's docstring
+                self.passes_of(batch if len(local) == len(batch) else [name for name in batch if name in local])
+        if len(local) < len(batch):
+            self.passes_of([name for name in batch if name not in local] if local else batch)
+
+    def passes_of(self, batch: list[str]) -> None:
+        unchanged: dict[str, Mode] = {}
+        if len(batch) > 1:
+            try:
+                unchanged = self.c.reconciler.unchanged(batch)
+            except Exception:  # the passes still run, each reading on its own
+                log.exception("bulk check of a batch of passes failed", targets=len(batch))
+        rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
+        with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
+            self.passes(rest, unchanged)
 
     def held(self, batch: list[str]) -> list[str]:
         """The batch's targets this replica holds. The others leave its queue unread: the replica holding each
@@ -126,8 +133,7 @@ class Workers:
             return batch
         started = time.monotonic()
         try:
-            with self.lane:
-                run, _ = self.c.reconciler.unchanged_passes(quiet, unchanged)
+            run, _ = self.c.reconciler.unchanged_passes(quiet, unchanged)
         except Exception:  # a bug: the passes still run, each on its own
             log.exception("unchanged passes of a batch failed", targets=len(quiet))
             return batch
@@ -160,8 +166,7 @@ class Workers:
     def pass_(self, name: str, unchanged: dict[str, Mode]) -> None:
         started = time.monotonic()
         try:
-            # The lane before the target's lock, as a batch of local targets takes them: one order, no deadlock.
-            with self.lane if self.local([name]) else contextlib.nullcontext(), self.replicas.exclusive(name) as access:
+            with self.replicas.exclusive(name) as access:  # inside the lane, for a local target: one order
                 if not access.run:  # another replica holds this target
                     self.queue.forget(name)
                     return
@@ -191,24 +196,25 @@ class Workers:
             self.queue.done(name)
             self.schedule_next(name)
 
-    def local(self, names: list[str]) -> bool:
-        """Whether every one of `names` is a target whose adapter stays on this host (an unknown target or
-        adapter is not: its pass says what is wrong)."""
+    def local(self, names: list[str]) -> set[str]:
+        """Those of `names` that are targets whose adapter stays on this host (an unknown target or adapter is
+        not: its pass says what is wrong)."""
         targets = self.c.reconciler.desired().targets
+        found: set[str] = set()
         for name in names:
             target = targets.get(name)
             if target is None:
-                return False
+                continue
             adapter = target.spec.source.adapter
             local = self._local.get(adapter)
             if local is None:
                 try:
                     local = self._local[adapter] = bool(self.c.adapters(adapter).capabilities.local)
-                except Exception:  # an adapter that cannot be built
-                    return False
-            if not local:
-                return False
-        return True
+                except Exception:  # an adapter that cannot be built: its pass says what is wrong
+                    local = False
+            if local:
+                found.add(name)
+        return found
 
     def schedule_next(self, name: str) -> None:
         """The next pass at its interval (a sooner one, if queued, stands)."""

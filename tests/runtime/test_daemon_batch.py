@@ -368,17 +368,18 @@ def held_elsewhere(lock: Any) -> bool:
     return free == [False]
 
 
-def test_passes_of_local_targets_take_the_lane_one_at_a_time(
+def test_local_targets_are_worked_in_the_lane_and_the_others_never_wait_for_it(
     settings: Settings, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Full passes of targets whose adapter stays on this host (files) run one at a time whatever the number of
-    workers; a batch of them holds the lane from its bulk read on, and a batch's unchanged passes take it in
-    any batch; a remote adapter's passes run side by side, and its batches take no lane."""
+    """Batches of targets whose adapter stays on this host (files) are worked one at a time whatever the number
+    of workers, each holding the lane from its bulk read to its last pass; other batches never take the lane, so
+    their passes run side by side; a batch of both is worked as two, its local targets' in the lane."""
     components = counted(settings, sqlite_url, monkeypatch)
     names = sorted(components.desired.current().targets)
     running: list[str] = []
     most = [0]
     guard = threading.Lock()
+    together: list[threading.Barrier] = []
     real_reconcile = components.reconciler.reconcile
 
     def reconcile(names: list[str], **kw: Any) -> Any:
@@ -386,7 +387,10 @@ def test_passes_of_local_targets_take_the_lane_one_at_a_time(
             running.append(names[0])
             most[0] = max(most[0], len(running))
         try:
-            time.sleep(0.2)  # long enough for every worker to be inside at once, if nothing stops them
+            if together:  # every pass inside at once, or the barrier breaks and the pass fails
+                together[0].wait()
+            else:
+                time.sleep(0.2)  # long enough for the other workers to come in, if nothing stops them
             return real_reconcile(names, **kw)
         finally:
             with guard:
@@ -395,12 +399,13 @@ def test_passes_of_local_targets_take_the_lane_one_at_a_time(
     monkeypatch.setattr(components.reconciler, "reconcile", reconcile)
 
     def side_by_side(daemon: Daemon) -> int:
+        """The most passes in at once, one worker's batch per target."""
         most[0] = 0
-        threads = [threading.Thread(target=daemon.workers.pass_, args=(name, {})) for name in names]
+        threads = [threading.Thread(target=daemon.workers.batch, args=(name,)) for name in names]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(20)
+            thread.join(30)
         assert not any(t.is_alive() for t in threads)
         return most[0]
 
@@ -408,32 +413,49 @@ def test_passes_of_local_targets_take_the_lane_one_at_a_time(
     assert side_by_side(Daemon(components)) == 1
 
     daemon = Daemon(components)
-    unchanged = components.reconciler.unchanged(names)
-    inside: list[bool] = []
-    real_unchanged = components.reconciler.unchanged_passes
+    lane = daemon.workers.lane
+    seen: list[tuple[str, bool]] = []
+    real_bulk, real_unchanged = components.reconciler.unchanged, components.reconciler.unchanged_passes
+    monkeypatch.setattr(
+        components.reconciler,
+        "unchanged",
+        lambda names: seen.append(("bulk", held_elsewhere(lane))) or real_bulk(names),
+    )
     monkeypatch.setattr(
         components.reconciler,
         "unchanged_passes",
-        lambda *a: inside.append(held_elsewhere(daemon.workers.lane)) or real_unchanged(*a),
+        lambda *a: seen.append(("unchanged", held_elsewhere(lane))) or real_unchanged(*a),
     )
-    assert daemon.workers.unchanged_passes(names, unchanged) == [] and inside == [True]
-
-    bulk: list[bool] = []
-    real_bulk = components.reconciler.unchanged
-    monkeypatch.setattr(
-        components.reconciler, "unchanged", lambda names: bulk.append(held_elsewhere(lane)) or real_bulk(names)
-    )
+    batch(daemon, names)  # full passes: no memo yet
+    batch(Daemon(components), names)  # a memo of each
+    seen.clear()
     daemon = Daemon(components)
     lane = daemon.workers.lane
+    batch(daemon, names)  # unchanged passes
+    assert seen == [("bulk", True), ("unchanged", True)]
+
+    # A batch of both: the local part in the lane, then the rest outside it.
+    daemon = Daemon(components)
+    worked: list[tuple[list[str], bool]] = []
+    real_passes_of = daemon.workers.passes_of
+    monkeypatch.setattr(daemon.workers, "local", lambda batch: {names[0]} & set(batch))
+    monkeypatch.setattr(
+        daemon.workers,
+        "passes_of",
+        lambda batch: worked.append((batch, held_elsewhere(daemon.workers.lane))) or real_passes_of(batch),
+    )
     batch(daemon, names)
-    assert bulk == [True]
+    assert worked == [([names[0]], True), (names[1:], False)]
 
     file = components.adapters("file")
     monkeypatch.setattr(file, "capabilities", dataclasses.replace(file.capabilities, local=False))  # as if remote
+    together.append(threading.Barrier(len(names), timeout=20))
     assert side_by_side(Daemon(components)) == len(names)
-    bulk.clear()
+    assert not together[0].broken
+    together.clear()
+    seen.clear()
     daemon = Daemon(components)
     lane = daemon.workers.lane
     batch(daemon, names)
-    assert bulk == [False]
+    assert seen and not any(held for _, held in seen)
     components.store.engine.dispose()
