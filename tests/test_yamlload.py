@@ -221,9 +221,15 @@ def config_texts(draw: st.DrawFn) -> str:
     return head + "\n".join(entries(0, 0)) + draw(st.sampled_from(["\n", "", "\n\n"]))
 
 
+def libyaml_all(text: str, limits: Limits, keys: dict[str, str] | None = None) -> Any:
+    """load_all() through libyaml alone: what the line reading must agree with."""
+    yamlload._bounded(text, limits)
+    return yamlload._composed_all(text, limits, keys)
+
+
 def by_libyaml(text: str) -> tuple[str, Any]:
     try:
-        documents = load_all(text, LIVE)
+        documents = libyaml_all(text, LIVE)
         first = next(documents, None)
         if next(documents, None) is not None:
             return "error", "more than one document"
@@ -255,6 +261,73 @@ def test_simple_files_are_read_as_libyaml_reads_them(text: str) -> None:
     except YamlError as exc:
         got = ("error", str(exc))
     assert got[0] == expected[0] and (got[0] == "error" or identical(got[1], expected[1]))
+
+
+@st.composite
+def usual_texts(draw: st.DrawFn) -> str:
+    """A document of the usual shape: distinct keys, nested once maybe, one-line scalars, now and then a key
+    named twice."""
+    lines_ = []
+    for key in draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=6, unique=True)):
+        if draw(st.integers(0, 4)) == 0:
+            lines_.append(f"{key}:")
+            inner = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True))
+            lines_ += [f"  {k}: {draw(st.sampled_from(VALUES))}" for k in inner]
+        else:
+            lines_.append(f"{key}: {draw(st.sampled_from(VALUES))}")
+    if draw(st.integers(0, 9)) == 0:
+        lines_.append(lines_[0])
+    return "\n".join(lines_) + "\n"
+
+
+@st.composite
+def manifest_texts(draw: st.DrawFn) -> str:
+    """Several documents near the simple shape, between start markers (and maybe a comment before the first)."""
+    bodies = [draw(st.one_of(config_texts(), usual_texts())) for _ in range(draw(st.integers(1, 4)))]
+    head = draw(st.sampled_from(["", "", "---\n", "# files\n---\n", "\n---\n", "# c\n"]))
+    separator = draw(st.sampled_from(["---\n", "--- \n", "\n---\n", "---\n# next\n"]))
+    tail = draw(st.sampled_from(["", "", "---\n", "...\n"]))
+    return head + separator.join(body if body.endswith("\n") else body + "\n" for body in bodies) + tail
+
+
+def outcome(documents: Any) -> tuple[str, Any]:
+    try:
+        return "ok", list(documents)
+    except YamlError as exc:
+        return "error", (str(exc), exc.document, exc.line, exc.field)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(manifest_texts(), st.sampled_from([MANIFESTS, LIVE]))
+def test_manifest_files_are_read_as_libyaml_reads_them(text: str, limits: Limits) -> None:
+    """A text of several documents gives what libyaml gives, documents (types and key order included) or the
+    same error, duplicate keys and non-string keys of manifests included; the keys are shared as load_all says."""
+    keys: dict[str, str] = {}
+    got, expected = outcome(load_all(text, limits, keys)), outcome(libyaml_all(text, limits, {}))
+    assert got[0] == expected[0], (text, got, expected)
+    if got[0] == "ok":
+        assert len(got[1]) == len(expected[1]) and all(map(identical, got[1], expected[1])), (text, got, expected)
+        line_read = lines.documents(text, limits) is not None
+        for document in got[1] if line_read else ():  # shared (libyaml's way shares the keys of plain maps)
+            for key in document:
+                assert type(key) is not str or keys[key] is key
+    else:
+        assert got == expected
+
+
+def test_a_usual_manifest_file_takes_the_line_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifests a fleet is made of (block mappings of plain keys, one document after another) are read
+    line by line, libyaml never asked; a duplicate key sends the whole text to libyaml, which names it."""
+    text = "kind: Target\nmetadata:\n  name: a\nspec:\n  desired:\n    port: 8080\n---\nkind: Target\nmetadata:\n  name: b\n"
+    monkeypatch.setattr(yamlload, "_composed_all", lambda *a: pytest.fail("libyaml asked"))
+    assert list(load_all(text, MANIFESTS)) == [
+        {"kind": "Target", "metadata": {"name": "a"}, "spec": {"desired": {"port": 8080}}},
+        {"kind": "Target", "metadata": {"name": "b"}},
+    ]
+    monkeypatch.undo()
+    with pytest.raises(YamlError, match="duplicate key 'name'") as refused:
+        list(load_all(text + "  name: c\n", MANIFESTS))
+    assert refused.value.document == 2
 
 
 def test_common_configuration_takes_the_simple_reading() -> None:

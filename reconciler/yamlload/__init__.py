@@ -22,7 +22,7 @@ import yaml
 
 from reconciler.yamlload.bounds import LIVE, MANIFESTS, MAP, SEQ, STR, Limits, YamlError
 from reconciler.yamlload.graph import check
-from reconciler.yamlload.lines import NOT_SIMPLE, scalar_spans, simple
+from reconciler.yamlload.lines import NOT_SIMPLE, documents, scalar_spans, simple
 
 __all__ = [
     "LIVE",
@@ -69,8 +69,21 @@ def _fast(base: Any) -> Any:
 def load_all(text: str, limits: Limits = MANIFESTS, keys: dict[str, str] | None = None) -> Iterator[Any]:
     """Every document of `text`, checked against `limits` before it is built; raises YamlError. `keys`: mapping
     keys met before (in other texts of one load), shared instead of kept once per mapping; new ones are added."""
+    _bounded(text, limits)
+    found = documents(text, limits, keys)  # the usual manifest file, line by line: a third of libyaml's time
+    if found is not None:
+        yield from found
+        return
+    yield from _composed_all(text, limits, keys)
+
+
+def _bounded(text: str, limits: Limits) -> None:
     if len(text) > limits.max_chars:
         raise YamlError(f"holds {len(text)} characters; at most {limits.max_chars} are read")
+
+
+def _composed_all(text: str, limits: Limits, keys: dict[str, str] | None) -> Iterator[Any]:
+    """load_all() through libyaml alone."""
     loader = _fast(SAFE_LOADER)(text)
     index = 0
     try:
@@ -114,9 +127,10 @@ def load(text: str, limits: Limits = LIVE) -> Any:
 def load_composed(text: str, limits: Limits = LIVE) -> Any:
     """load() through libyaml alone, for a caller that has had simple()'s answer already (NOT_SIMPLE): that line
     reader gives up at the first line it does not take, which can be the last."""
-    documents = load_all(text, limits)
-    first = next(documents, None)
-    if next(documents, None) is not None:
+    _bounded(text, limits)
+    found = _composed_all(text, limits, None)
+    first = next(found, None)
+    if next(found, None) is not None:
         raise YamlError("expected a single document, found more", document=2)
     return first
 

@@ -2,10 +2,11 @@
 and one-line scalars. libyaml's composer builds a Python node, two marks and a tag resolution for every
 scalar, and that was a third of a first pass over a 100-key file; read line by line with one regex, such a
 file takes a third of the time on its own (70-90 against 200-220 us), a fifth within a daemon's first cycle.
-Anything beyond that shape (lists, flow collections, anchors, tags, block or multi-line scalars, escapes,
-tabs, non-ASCII text, a second document, a bound of `limits` passed, a value that PyYAML would build as
-something other than a string, number, boolean, null or date) goes to libyaml, which gives the same
-document or the error. tests/test_yamlload.py compares the two on generated texts.
+A text of several such documents (a manifest file) is read as well, document by document. Anything beyond that
+shape (lists, flow collections, anchors, tags, block or multi-line scalars, escapes, tabs, non-ASCII text, a
+bound of `limits` passed, a key that `limits` refuse, a value that PyYAML would build as something other than
+a string, number, boolean, null or date) goes to libyaml, the whole text, which gives the same documents or the
+error. tests/test_yamlload.py compares the two on generated texts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _LINES = re.compile(
     rf"(?: +(?:({_PLAIN})|('[^'\n]*+'|\"[^\"\\\n]*+\")))?(?: +#.*)? *| *(?:#.*)?|(---) *)$",
     re.MULTILINE,
 )
+_MARKER = re.compile(r"^--- *$", re.MULTILINE)  # a document's start, as _LINES reads it
+_BLANK = re.compile(r"(?: *(?:#[^\n]*)?\n)*")  # blank lines and comments, nothing else
 _RESOLVER: Any = yaml.resolver.Resolver()
 _CONSTRUCTOR: Any = yaml.constructor.SafeConstructor()
 _SCALARS = {  # the implicit types a plain scalar may resolve to, and how PyYAML's safe loader builds them
@@ -39,10 +42,36 @@ _MAY_RESOLVE = frozenset(k for k in _RESOLVER.yaml_implicit_resolvers if k)
 _STRING_KEYS: dict[str, bool] = {}  # plain keys that might resolve to something else: whether they stay strings
 
 
-def simple(text: str, limits: Limits) -> Any:
-    """`text`'s document if it has the simple shape (this module's docstring), else NOT_SIMPLE."""
-    if limits.unique_keys or limits.string_keys:  # manifests: their keys are checked on the nodes
-        return NOT_SIMPLE
+def documents(text: str, limits: Limits, keys: dict[str, str] | None = None) -> list[Any] | None:
+    """The documents of a text of several, each of the simple shape and each after its own start marker (a
+    line `---`; the first may have none), as libyaml's load_all gives them; None if the text or one of its
+    documents is not of that shape. A `---` line cannot be content here: a block or multi-line scalar, the one
+    place it could hide, is not the simple shape, and the whole text then goes to libyaml."""
+    starts = [found.start() for found in _MARKER.finditer(text)]
+    if not starts:
+        one = simple(text, limits, keys)
+        return None if one is NOT_SIMPLE else [one]
+    chunks = [text[start:end] for start, end in zip(starts, [*starts[1:], len(text)], strict=True)]
+    head = text[: starts[0]]
+    if _BLANK.fullmatch(head) is None:  # the first document, with no marker of its own
+        chunks.insert(0, head)
+    elif _OUTSIDE.search(head) is not None:
+        return None
+    if len(chunks) > limits.max_documents:
+        return None  # libyaml's way says so
+    found = []
+    for chunk in chunks:
+        document = simple(chunk, limits, keys)
+        if document is NOT_SIMPLE:
+            return None
+        found.append(document)
+    return found
+
+
+def simple(text: str, limits: Limits, keys: dict[str, str] | None = None) -> Any:
+    """`text`'s document if it has the simple shape (this module's docstring), else NOT_SIMPLE. A key that names
+    an entry twice in a mapping is the later one's (as PyYAML builds it), or NOT_SIMPLE under limits that
+    refuse it; `keys`: mapping keys met before, shared (load_all's)."""
     if len(text) > min(limits.max_chars, _SIMPLE_MAX_CHARS) or _OUTSIDE.search(text) is not None:
         return NOT_SIMPLE
     rows = _LINES.findall(text)
@@ -54,6 +83,7 @@ def simple(text: str, limits: Limits) -> Any:
     open_key: str | None = None  # a key of `mapping` with nothing after it on its line
     nodes = 1
     may_resolve = _MAY_RESOLVE
+    unique = limits.unique_keys
     started = False
     for spaces, key, plain, quoted, marker in rows:
         if not key:
@@ -80,6 +110,10 @@ def simple(text: str, limits: Limits) -> Any:
                 return NOT_SIMPLE  # deeper than its mapping, or between two levels: libyaml says what is wrong
         if key[0] in may_resolve and not _string_key(key):
             return NOT_SIMPLE
+        if unique and key in mapping:
+            return NOT_SIMPLE  # libyaml's way names the duplicate
+        if keys is not None:
+            key = keys.setdefault(key, key)  # noqa: PLW2901  # the shared one from here on
         value: Any
         if plain:
             value = plain if plain[0] not in may_resolve else _scalar(plain, limits)
