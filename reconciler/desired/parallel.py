@@ -1,7 +1,7 @@
 """The YAML of a large desired-state load, parsed on every core.
 
 A daemon's first load of 100,000 targets (and any load that finds most files changed, such as a git checkout of
-another branch) spends most of its time in libyaml, which holds the GIL: one core, while the others wait for
+another branch) spends most of its time parsing YAML, which holds the GIL: one core, while the others wait for
 passes that cannot start before the load ends. Here the files to parse are split into tasks of about
 TASK_BYTES, which worker processes (started for this load only, then gone) read and parse with yamlload's
 limits, so hostile YAML is refused there exactly as it would be here. What comes back is plain data (pickled;
