@@ -9,7 +9,8 @@ work is mostly Python under one interpreter lock, which cannot run side by side 
 that lock by turns spent over a third more CPU on the same passes (bench.daemon_scale, 20,000 file targets: a
 first cycle of 36 s of CPU against 26 s with whole batches in the lane). A worker waiting for the lane waits on
 it, not on the interpreter lock, so it costs nothing meanwhile. The other targets' batches (network reads to
-overlap) never take the lane, so they never wait for a local batch: more workers still help remote targets.
+overlap) never take the lane, so they never wait for a local batch (in a batch of both, they are worked first):
+more workers still help remote targets.
 Where a target's adapter is looked up when its batch is taken; a reload that changes it meanwhile takes effect
 from its next batch.
 """
@@ -96,11 +97,22 @@ class Workers:
         self.probes.wait_turn()  # a probe or a scrape being answered goes first
         batch = self.held([first, *self.queue.take_ready(BATCH - 1)])
         local = self.local(batch)
-        if local:
+        if not local:
+            self.passes_of(batch)
+        elif len(local) == len(batch):
             with self.lane:  # the module's docstring
-                self.passes_of(batch if len(local) == len(batch) else [name for name in batch if name in local])
-        if len(local) < len(batch):
-            self.passes_of([name for name in batch if name not in local] if local else batch)
+                self.passes_of(batch)
+        else:  # the remote targets first: they never wait for the lane
+            try:
+                self.passes_of([name for name in batch if name not in local])
+            except BaseException:  # a bug: the local targets, not started, may not be left marked as worked
+                for name in batch:
+                    if name in local:
+                        self.queue.done(name)
+                        self.queue.add(name)
+                raise
+            with self.lane:
+                self.passes_of([name for name in batch if name in local])
 
     def passes_of(self, batch: list[str]) -> None:
         unchanged: dict[str, Mode] = {}
