@@ -154,6 +154,14 @@ def test_too_many_documents() -> None:
     with pytest.raises(YamlError, match="more than 3 documents") as info:
         list(load_all("---\na: 1\n" * 5, Limits(max_documents=3)))
     assert info.value.document == 4
+    # At the bound, both ways of reading take the text; one past it, both refuse it at the same document.
+    for text in ("a: 1\n---\nb: 2\n---\nc: 3\n", "---\na: [1]\n---\nb: 2\n---\nc: 3\n"):
+        assert len(list(load_all(text, Limits(max_documents=3)))) == 3
+        assert len(list(libyaml_all(text, Limits(max_documents=3), None))) == 3
+        for read in (load_all, libyaml_all):
+            with pytest.raises(YamlError, match="more than 2 documents") as info:
+                list(read(text, Limits(max_documents=2)))
+            assert info.value.document == 3
 
 
 def test_builds_what_pyyaml_builds() -> None:

@@ -89,11 +89,11 @@ def _composed_all(text: str, limits: Limits, keys: dict[str, str] | None) -> Ite
     try:
         while True:
             index += 1
-            if index > limits.max_documents:
-                raise YamlError(f"holds more than {limits.max_documents} documents", document=index)
             try:
                 if not loader.check_node():
                     return
+                if index > limits.max_documents:  # a document past the bound is there: refused (the bound's own is not)
+                    raise YamlError(f"holds more than {limits.max_documents} documents", document=index)
                 node = loader.get_node()
             except yaml.YAMLError as exc:
                 raise _malformed(exc, index) from None
