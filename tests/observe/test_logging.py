@@ -4,6 +4,7 @@ import copy
 import json
 import logging
 import pickle
+import sys
 import threading
 
 import pytest
@@ -65,21 +66,23 @@ def test_libraries_log_in_the_same_json_lines(capsys: pytest.CaptureFixture[str]
     assert "BrokenPipeError" in lines[1]["exception"]
 
 
-def test_a_process_without_stderr_logs_to_stdout_or_nowhere_never_raises(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_process_without_stderr_logs_to_stdout_or_nowhere_never_raises(capsys: pytest.CaptureFixture[str]) -> None:
     """A daemon started without a stderr (a service manager that closed it) keeps running: its lines go to
     stdout, as structlog's own default, or nowhere when there is no stdout either."""
     logs.configure("info", "json")
     log = logs.get_logger("t")
-    monkeypatch.setattr("sys.stderr", None)
-    log.info("to stdout", target="t1")
-    logging.getLogger("uvicorn.error").warning("stdlib to stdout")
-    out = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["event"] for line in out] == ["to stdout", "stdlib to stdout"]
-    monkeypatch.setattr("sys.stdout", None)
-    log.info("to nowhere")
-    logging.getLogger("uvicorn.error").warning("stdlib to nowhere")
+    saved = sys.stdout, sys.stderr  # put back here, not by monkeypatch: capsys's streams are closed by then
+    try:
+        sys.stderr = None  # type: ignore[assignment]
+        log.info("to stdout", target="t1")
+        logging.getLogger("uvicorn.error").warning("stdlib to stdout")
+        out = capsys.readouterr().out.splitlines()
+        assert [json.loads(line)["event"] for line in out] == ["to stdout", "stdlib to stdout"]
+        sys.stdout = None  # type: ignore[assignment]
+        log.info("to nowhere")
+        logging.getLogger("uvicorn.error").warning("stdlib to nowhere")
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def test_the_process_logger_survives_copy_and_pickle(capsys: pytest.CaptureFixture[str]) -> None:
