@@ -338,6 +338,20 @@ def test_a_usual_manifest_file_takes_the_line_reading(monkeypatch: pytest.Monkey
     assert refused.value.document == 2
 
 
+def test_a_manifest_file_with_a_list_goes_to_libyaml_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list anywhere (the usual reason a manifest is not of the simple shape) sends the whole text to libyaml
+    before any document is read line by line: the text is not read twice."""
+    calls: list[str] = []
+    real = lines.simple
+    monkeypatch.setattr(lines, "simple", lambda *a: calls.append(a[0]) or real(*a))
+    text = "kind: Target\nmetadata:\n  name: a\n---\nkind: Target\nmetadata:\n  name: b\n  tags:\n  - x\n"
+    assert list(load_all(text, MANIFESTS)) == [
+        {"kind": "Target", "metadata": {"name": "a"}},
+        {"kind": "Target", "metadata": {"name": "b", "tags": ["x"]}},
+    ]
+    assert calls == []
+
+
 def test_common_configuration_takes_the_simple_reading() -> None:
     """A usual service configuration is read line by line (typed scalars, quoted strings, comments, a start
     marker, nesting), to the document libyaml builds; lists, anchors and block scalars go to libyaml."""
