@@ -10,9 +10,8 @@ that lock by turns spent over a third more CPU on the same passes (bench.daemon_
 first cycle of 36 s of CPU against 26 s with whole batches in the lane). A worker waiting for the lane waits on
 it, not on the interpreter lock, so it costs nothing meanwhile. The other targets' batches (network reads to
 overlap) never take the lane, so they never wait for a local batch (in a batch of both, they are worked first):
-more workers still help remote targets.
-Where a target's adapter is looked up when its batch is taken; a reload that changes it meanwhile takes effect
-from its next batch.
+more workers still help remote targets. A target's adapter is looked up when its batch is taken; a reload that
+changes it meanwhile takes effect from its next batch.
 """
 
 from __future__ import annotations
