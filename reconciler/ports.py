@@ -67,6 +67,16 @@ class BulkReader(Protocol):
 
 
 @runtime_checkable
+class ReadsAhead(Protocol):
+    """An adapter that reads a batch's targets ahead of their passes, all in one go: the daemon's wrapper of a
+    local adapter (runtime/retry.py), whose reads each cost a hand-off to a read thread and back, which for a
+    file on this host cost more than the read. Within the context, this thread's `discover` of one of `targets`
+    (that very Target object) takes what was read ahead, once; any other read is made as usual."""
+
+    def reading_ahead(self, targets: Mapping[str, Target]) -> AbstractContextManager[None]: ...
+
+
+@runtime_checkable
 class Watcher(Protocol):
     """An adapter that can tell when a target's live configuration changes (capabilities.watch)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from reconciler.ports import (
     BreakerStore,
     Clock,
     HistoryStore,
+    ReadsAhead,
     SafetyWindow,
     TargetCache,
 )
@@ -160,6 +161,29 @@ class Reconciler:
                 self.backlog.write_all(gathered.entries)
         finally:
             self._gathering.quiet = frozenset()
+
+    @contextmanager
+    def reading_ahead(self, names: Collection[str]) -> Iterator[None]:
+        """Within it, this thread's passes of `names` take their reads from one read per adapter made ahead
+        of them all (ReadsAhead: a local adapter's, with two targets or more), instead of one read each: the
+        daemon's batch of passes that fell due together and still need a read (first passes, changed live)."""
+        state = self.desired()
+        by_adapter: dict[str, dict[str, Target]] = {}
+        for name in names:
+            target = state.targets.get(name)
+            if target is not None:
+                by_adapter.setdefault(target.spec.source.adapter, {})[name] = target
+        with ExitStack() as ahead:
+            for adapter_name, group in by_adapter.items():
+                if len(group) < 2:
+                    continue  # its own read costs the same
+                try:
+                    adapter = self.adapters(adapter_name)
+                except Exception:  # noqa: S112 - an unknown or broken adapter: each of its passes reports it
+                    continue
+                if isinstance(adapter, ReadsAhead):
+                    ahead.enter_context(adapter.reading_ahead(group))
+            yield
 
     def _without_approvals(self, names: Collection[str]) -> frozenset[str]:
         approvals = self.engine.deps.approvals

@@ -7,20 +7,26 @@ Permanent errors (conflict, validation) are never retried. Whole passes are retr
 Reads (discover, fingerprints) also have a deadline, retries included (runtime/deadline.py): a read that
 hangs fails its own target's pass instead of holding the worker, and with it every target after it.
 Stages and commits have none: abandoning a write half-way would leave it to finish unobserved.
+
+A local adapter's reads of a batch's targets can be made ahead of their passes, in one go under one deadline
+(`reading_ahead`): the hand-off of a read to the read thread and back cost a first pass of a 100-key file
+target a fifth of its CPU, more than the read itself.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.errors import TemporaryError
+from reconciler.errors import ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged, StagedSweeper, TargetCache
 from reconciler.runtime.deadline import Deadline
@@ -55,6 +61,7 @@ class RetryingAdapter:
         self._on_retry = on_retry
         self._deadline = Deadline(name, call_timeout_s)
         self._on_read = on_read  # told of every successful read (the daemon's environment parity)
+        self._ahead = threading.local()  # .found: this thread's reads made ahead, name -> (target, observed)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         # The first try runs bare: most calls succeed, and building tenacity's machinery for each one costs
@@ -92,10 +99,49 @@ class RetryingAdapter:
     def discover(self, target: Target) -> Observed:
         # The read only: parsing stays lazy, so that an unchanged target is never parsed. A document that
         # does not parse fails the pass, and the queue's backoff tries the pass again.
-        observed = self._deadline.run("discover", lambda: self._call("discover", lambda: self.inner.discover(target)))
+        found: dict[str, tuple[Target, Observed]] | None = getattr(self._ahead, "found", None)
+        ahead = found.pop(target.name, None) if found else None
+        if ahead is not None and ahead[0] is target:  # not for a target whose manifest was reloaded since
+            observed = ahead[1]
+        else:
+            observed = self._deadline.run(
+                "discover", lambda: self._call("discover", lambda: self.inner.discover(target))
+            )
         if self._on_read is not None:
             self._on_read(target, observed)
         return observed
+
+    @contextmanager
+    def reading_ahead(self, targets: Mapping[str, Target]) -> Iterator[None]:
+        """The ReadsAhead port, for a local adapter (Capabilities.local) and two targets or more: every one of
+        `targets` read now, one after the other, in one hand-off to the read thread under one deadline; each
+        pass of this thread then takes its target's read (made up to one batch of passes earlier, as the bulk
+        fingerprints are) instead of reading again. What was not read ahead (an error, which its own read
+        reports with its retries; the whole read past its deadline) is read by its pass as usual."""
+        found = self._read_all(targets) if self.capabilities.local and len(targets) > 1 else {}
+        self._ahead.found = found
+        try:
+            yield
+        finally:
+            self._ahead.found = None  # what no pass took goes (a pass that stopped, a target held elsewhere)
+
+    def _read_all(self, targets: Mapping[str, Target]) -> dict[str, tuple[Target, Observed]]:
+        inner = self.inner
+
+        def read_each() -> dict[str, tuple[Target, Observed]]:
+            found: dict[str, tuple[Target, Observed]] = {}
+            for name, target in targets.items():
+                try:
+                    found[name] = (target, inner.discover(target))
+                except Exception:  # noqa: S112 - its pass reads it again, and reports why (or the bug) there
+                    continue
+            return found
+
+        try:
+            return self._deadline.run(f"the read ahead of {len(targets)} targets", read_each)
+        except ReconcilerError as exc:  # past its deadline, or too many reads abandoned already
+            log.info("read ahead failed; targets are read one by one", adapter=self.name, error=str(exc))
+            return {}
 
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
         # Every wrapped adapter answers BulkReader; one that cannot read in bulk fingerprints nothing, and

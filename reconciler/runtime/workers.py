@@ -1,5 +1,6 @@
 """The daemon's workers: each takes the passes that fell due together as one batch, finds the unchanged ones
-by one bulk read per adapter, ends those at once, and runs the others one by one. What happens after a pass
+by one bulk read per adapter, ends those at once, and runs the others one by one (a local adapter's reads of
+them made in one go, ahead of their passes: Reconciler.reading_ahead). What happens after a pass
 (its next one, a retry with backoff) is decided here, from its outcome alone.
 
 The lane: a batch's targets whose adapter stays on this host (ports.Capabilities.local: files, this host's
@@ -121,7 +122,9 @@ class Workers:
             except Exception:  # the passes still run, each reading on its own
                 log.exception("bulk check of a batch of passes failed", targets=len(batch))
         rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
-        with self.c.reconciler.gathering(rest):  # its dry-run history in one transaction
+        reconciler = self.c.reconciler
+        # Its dry-run history in one transaction; a local adapter's reads in one go, ahead of the passes.
+        with reconciler.gathering(rest), reconciler.reading_ahead(rest):
             self.passes(rest, unchanged)
 
     def held(self, batch: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.runtime.compose import Components, build
 from reconciler.runtime.daemon import Daemon
+from reconciler.runtime.deadline import Deadline
 from reconciler.runtime.queue import WorkQueue
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
@@ -79,9 +80,14 @@ def test_a_batch_reads_in_full_only_the_targets_that_changed(
     assert len(names) == 3
     components.metrics.init_targets((t.name, t.environment, t.metadata.app or "") for t in state.targets.values())
 
+    hand_offs: list[str] = []
+    real_run = Deadline.run
+    monkeypatch.setattr(Deadline, "run", lambda self, what, fn: hand_offs.append(what) or real_run(self, what, fn))
     batch(Daemon(components), names)  # the first passes read everything
     # ... each once: with no memo yet, a bulk read would only read them twice
     assert sorted(Counting.discovered) == names and Counting.bulk == []
+    # ... ahead of their passes, in one hand-off to the read thread, not one each
+    assert hand_offs == ["the read ahead of 3 targets"]
 
     Counting.discovered.clear()
     runs: list[list[str]] = []

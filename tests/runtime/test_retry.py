@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -113,3 +114,95 @@ def test_a_hanging_read_fails_its_target_at_the_call_deadline() -> None:
     hanging.release.set()
     healthy = RetryingAdapter("ok", Flaky(0, DiscoveryError("x")), attempts=3, initial_s=0.001, max_s=0.01)  # type: ignore[arg-type]
     assert healthy.discover(None) == "observed"  # type: ignore[arg-type]
+
+
+class Local(Flaky):
+    """A local adapter whose reads say which target, which try and which thread they were made in."""
+
+    capabilities = Capabilities(read=True, local=True)
+
+    def __init__(self, failing: dict[str, int] | None = None, hang: threading.Event | None = None) -> None:
+        super().__init__(0, DiscoveryError("unused"))
+        self.failing = dict(failing or {})  # target -> how many of its reads fail
+        self.hang = hang
+        self.reads: list[tuple[str, str]] = []  # (target, thread name)
+
+    def discover(self, target: Any) -> Any:
+        if self.hang is not None and target.name == "b":
+            self.hang.wait(30)
+        self.reads.append((target.name, threading.current_thread().name))
+        if self.failing.get(target.name):
+            self.failing[target.name] -= 1
+            raise DiscoveryError(f"{target.name}: blip")
+        return f"observed {target.name} #{len(self.reads)}"
+
+
+def targets(*names: str) -> dict[str, Any]:
+    return {name: SimpleNamespace(name=name) for name in names}
+
+
+def test_a_local_adapters_reads_are_made_ahead_in_one_hand_off_and_each_taken_once() -> None:
+    """Every target read at once, in one read thread's turn, before any pass; each pass of this thread takes
+    its target's read (the parity hook told then, not before), once; another thread, a reloaded target (a new
+    Target object) and a pass after the batch read again."""
+    local, told = Local(), []
+    adapter = RetryingAdapter(
+        "file",
+        local,
+        attempts=3,
+        initial_s=0.001,
+        max_s=0.01,
+        on_read=lambda t, o: told.append(o),  # type: ignore[arg-type]
+    )
+    batch = targets("a", "b", "c")
+    with adapter.reading_ahead(batch):
+        assert [name for name, _ in local.reads] == ["a", "b", "c"] and told == []
+        assert len({thread for _, thread in local.reads}) == 1 and local.reads[0][1].startswith("read-file")
+        assert adapter.discover(batch["b"]) == "observed b #2" and told == ["observed b #2"]
+        assert adapter.discover(batch["b"]) == "observed b #4"  # taken once: a second pass reads again
+        assert adapter.discover(SimpleNamespace(name="a")) == "observed a #5"  # not the target read ahead
+        elsewhere: list[Any] = []
+        other = threading.Thread(target=lambda: elsewhere.append(adapter.discover(batch["c"])))
+        other.start()
+        other.join(10)
+        assert elsewhere == ["observed c #6"]  # another worker's pass is not this batch's
+        assert adapter.discover(batch["c"]) == "observed c #3"
+    assert adapter.discover(batch["a"]) == "observed a #7"  # the batch's reads went with it
+    assert len(local.reads) == 7
+
+
+def test_a_read_ahead_that_fails_leaves_each_read_to_its_pass() -> None:
+    """A target whose read ahead failed is read by its pass, with its retries; one past the deadline leaves
+    every target to its pass; an adapter that is not local, or a batch of one, reads nothing ahead."""
+    retried: list[str] = []
+    local = Local(failing={"b": 2})
+    adapter = RetryingAdapter("file", local, attempts=3, initial_s=0.001, max_s=0.01, on_retry=retried.append)  # type: ignore[arg-type]
+    batch = targets("a", "b")
+    with adapter.reading_ahead(batch):
+        assert [name for name, _ in local.reads] == ["a", "b"] and retried == []
+        assert adapter.discover(batch["b"]) == "observed b #4"  # its own read, retried
+        assert retried == ["file"]
+        assert adapter.discover(batch["a"]) == "observed a #1"
+
+    hang = threading.Event()
+    stuck = RetryingAdapter("file", Local(hang=hang), attempts=3, initial_s=0.001, max_s=0.01, call_timeout_s=0.2)  # type: ignore[arg-type]
+    started = time.monotonic()
+    batch = targets("a", "b", "c")
+    with stuck.reading_ahead(batch):
+        assert time.monotonic() - started < 2  # the deadline, not the hang
+        assert [name for name, _ in stuck.inner.reads] == ["a"]  # type: ignore[attr-defined]
+        with pytest.raises(DiscoveryError, match="discover did not return"):
+            stuck.discover(batch["b"])  # its own read, with its own deadline
+        assert stuck.discover(batch["a"]) == "observed a #2"  # not the read of the abandoned batch
+    hang.set()
+
+    remote = Local()
+    remote.capabilities = Capabilities(read=True)
+    for adapter, batch in (
+        (RetryingAdapter("etcd", remote, attempts=1, initial_s=0.001, max_s=0.01), targets("a", "b")),  # type: ignore[arg-type]
+        (RetryingAdapter("file", Local(), attempts=1, initial_s=0.001, max_s=0.01), targets("a")),  # type: ignore[arg-type]
+    ):
+        with adapter.reading_ahead(batch):
+            assert adapter.inner.reads == []  # type: ignore[attr-defined]
+            adapter.discover(batch["a"])
+            assert [name for name, _ in adapter.inner.reads] == ["a"]  # type: ignore[attr-defined]
