@@ -193,6 +193,11 @@ class HistoryStore(Journal, Protocol):
 
     def recent_writes(self, target: str, pointers: Sequence[str], since: datetime) -> dict[str, list[datetime]]: ...
 
+    def written_targets(self, targets: Collection[str], since: datetime) -> set[str]:
+        """Those of `targets` with any write since `since` that `recent_writes` would count, whatever its path:
+        for a batch of passes, so that a target with none need not ask for its own."""
+        ...
+
     def finish_run(
         self, run_id: str, status: RunStatus, error: str | None = None, at: datetime | None = None
     ) -> None: ...

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -176,6 +176,14 @@ class MemoryHistory:
             if a.target == target and a.pointer in wanted and a.rollback_of is None and committed(a) and when >= since:
                 found.setdefault(a.pointer, []).append(when)
         return found
+
+    def written_targets(self, targets: Collection[str], since: datetime) -> set[str]:
+        wanted = set(targets)
+        return {
+            a.target
+            for i, a in self.action_rows.items()
+            if a.target in wanted and a.rollback_of is None and committed(a) and self.updated_at[i] >= since
+        }
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         ordered = sorted(self.run_rows, key=lambda i: self.run_rows[i]["started_at"], reverse=True)

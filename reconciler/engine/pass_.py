@@ -53,6 +53,10 @@ class PassContext:
     # Targets known (from one query for the batch) to have no open approval: when such a target finds nothing
     # escalated, it has no approval to raise, keep or supersede, and need not ask the store.
     no_approvals: Container[str] = frozenset()
+    # Targets known (from one query for the batch, made within it) to have no write in the flapping window: a
+    # pass of one that writes nothing need not ask for its writes. A pass that may write always asks, so that
+    # a write made since the batch's query counts.
+    no_writes: Container[str] = frozenset()
 
 
 def run_pass(deps: PassDeps, ctx: PassContext, target: Target, *, known_unchanged: bool = False) -> PassOutcome:
@@ -150,7 +154,9 @@ def _decide(
         )
 
     try:
-        decided = final(deps.store)
+        # None: no write to count (flapping is looked for in the store only when there may be one)
+        unwritten = not decision.writes and target.name in ctx.no_writes
+        decided = final(None if unwritten else deps.store)
     except StoreUnavailable:
         if decision.writes:
             raise

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from reconciler.domain.breaker import ErrorBudget
@@ -146,8 +147,10 @@ class Reconciler:
         """Within it, the history of this thread's runs that write nothing live is kept, and written in one
         transaction when it ends (the daemon's batch of passes that fell due together); a run that may write
         keeps its journal going to the store at once. The approvals of `names` (the batch) are looked up
-        once, so that a target with none that finds nothing escalated does not ask for its own."""
+        once, so that a target with none that finds nothing escalated does not ask for its own; so are their
+        writes within the flapping window, for the passes that write nothing (PassContext.no_writes)."""
         self._gathering.quiet = _Lazy(lambda: self._without_approvals(names))
+        self._gathering.unwritten = _Lazy(lambda: self._without_writes(names))
         try:
             if self.backlog is None or self.backlog.batch is None or getattr(self._gathering, "current", None):
                 yield
@@ -160,7 +163,7 @@ class Reconciler:
                 self._gathering.current = None
                 self.backlog.write_all(gathered.entries)
         finally:
-            self._gathering.quiet = frozenset()
+            self._gathering.quiet = self._gathering.unwritten = frozenset()
 
     @contextmanager
     def reading_ahead(self, names: Collection[str]) -> Iterator[None]:
@@ -184,6 +187,18 @@ class Reconciler:
                 if isinstance(adapter, ReadsAhead):
                     ahead.enter_context(adapter.reading_ahead(group))
             yield
+
+    def _without_writes(self, names: Collection[str]) -> frozenset[str]:
+        if not names:
+            return frozenset()
+        since = self.gate.clock.now() - timedelta(seconds=self.gate.limits.flap_window_s)
+        try:
+            return frozenset(names) - self.store.written_targets(names, since)
+        except StoreUnavailable:
+            return frozenset()  # each pass asks for its own, and finds out
+        except Exception:  # a bug: the passes still run, each asking for its own writes
+            log.exception("writes of a batch could not be looked up", targets=len(names))
+            return frozenset()
 
     def _without_approvals(self, names: Collection[str]) -> frozenset[str]:
         approvals = self.engine.deps.approvals
@@ -224,7 +239,9 @@ class Reconciler:
         run = RunRecord(recorder, kind, trigger, state.version.digest)
         budget = safety.Budget(self.gate.limits, fleet=len(state.targets))
         quiet: Container[str] = getattr(self._gathering, "quiet", frozenset())
-        ctx = PassContext(state, run, decision, budget, self._last_status, self._basis(state, decision), quiet)
+        unwritten: Container[str] = getattr(self._gathering, "unwritten", frozenset())
+        basis = self._basis(state, decision)
+        ctx = PassContext(state, run, decision, budget, self._last_status, basis, quiet, unwritten)
         outcomes: list[PassOutcome] = []
         with logs.bound_contextvars(run_id=run.id, mode=decision.mode.value):
             try:

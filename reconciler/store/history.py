@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -163,22 +163,19 @@ class SqlHistoryStore(SqlStore):
         # path failed past SQLite's variable limit (300k drifted keys), and chunks of it rescan the target.
         wanted = set(pointers)
         a = t.actions.c
-        committed = sa.or_(
-            a.state.in_([s.value for s in COMMITTED]),
-            (a.state == ActionState.FAILED.value) & sa.or_(*(a.error.startswith(p) for p in FAILED_AFTER_WRITE)),
-        )
-        rows = self._rows(
-            sa.select(a.path, a.updated_at).where(
-                a.target == target,
-                committed,
-                a.rollback_of.is_(None),
-                a.updated_at >= since,
-            )
-        )
+        rows = self._rows(sa.select(a.path, a.updated_at).where(a.target == target, *_written_since(since)))
         found: dict[str, list[datetime]] = {}
         for r in rows:
             if r["path"] in wanted:
                 found.setdefault(r["path"], []).append(r["updated_at"])
+        return found
+
+    def written_targets(self, targets: Collection[str], since: datetime) -> set[str]:
+        a = t.actions.c
+        found: set[str] = set()
+        for some in chunks(sorted(targets)):
+            rows = self._rows(sa.select(a.target).distinct().where(a.target.in_(some), *_written_since(since)))
+            found.update(r["target"] for r in rows)
         return found
 
     def unfinished_runs(self) -> list[tuple[str, str | None]]:
@@ -294,3 +291,13 @@ class SqlHistoryStore(SqlStore):
             query = query.where(t.actions.c.state.in_([s.value for s in states]))
         found = self._rows(query.order_by(t.actions.c.created_at, t.actions.c.run_id, t.actions.c.seq))
         return [action_of(r) for r in found]
+
+
+def _written_since(since: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+    """What `recent_writes` counts: an action committed forward (not a rollback) and settled since `since`."""
+    a = t.actions.c
+    committed = sa.or_(
+        a.state.in_([s.value for s in COMMITTED]),
+        (a.state == ActionState.FAILED.value) & sa.or_(*(a.error.startswith(p) for p in FAILED_AFTER_WRITE)),
+    )
+    return committed, a.rollback_of.is_(None), a.updated_at >= since

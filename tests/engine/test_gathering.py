@@ -11,11 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler.domain.approval import ApprovalState
-from reconciler.domain.plan import ActionState
-from reconciler.domain.run import Mode, RunStatus
+from reconciler.domain.manifest import DriftClass, DriftOp
+from reconciler.domain.plan import Action, ActionState
+from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.engine.backlog import Backlog
+from reconciler.engine.outcome import PassOutcome
 from reconciler.engine.run import Reconciler
 from reconciler.observe.metrics import Metrics
+from reconciler.remediate.safety import Limits
 from reconciler.settings import Settings
 from reconciler.store import tables as t
 from reconciler.store.approvals import SqlApprovalStore
@@ -121,6 +124,67 @@ def test_a_batch_asks_for_approvals_only_where_there_are_some(
         outcome = reconciler.reconcile(["payments-api-prod"]).targets[0]
     assert approvals.asked == ["payments-api-prod"] and outcome.approvals == {}
     assert [a.state for a in approvals.list()] == [ApprovalState.SUPERSEDED]
+
+
+class CountingWrites(SqlHistoryStore):
+    """The real history store, counting who asked for recent writes: each target, or a batch at once."""
+
+    def __init__(self, store: SqlHistoryStore) -> None:
+        super().__init__(store.engine, HMAC_KEY)
+        self.asked: list[str] = []
+        self.batches: list[list[str]] = []
+
+    def recent_writes(self, target: str, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append(target)
+        return super().recent_writes(target, *args, **kwargs)
+
+    def written_targets(self, targets: Any, since: Any) -> set[str]:
+        self.batches.append(sorted(targets))
+        return super().written_targets(targets, since)
+
+
+def test_a_batch_asks_for_recent_writes_only_where_there_are_some(settings: Settings, store: SqlHistoryStore) -> None:
+    """One query finds the batch's targets written within the flapping window: a dry-run pass of any other
+    target with reversible drift does not ask for its own writes; one written often enough still finds its
+    drift flapping; and a pass that may write always asks."""
+    counting = CountingWrites(store)
+
+    def build(mode: Mode) -> Reconciler:
+        kept = Backlog(
+            counting,
+            Metrics(),
+            max_passes=100,
+            max_rows=10_000,
+            batch=functools.partial(HistoryBatch, counting, HMAC_KEY),
+        )
+        reconciler, _ = make(settings, counting, backlog=kept, global_mode=mode, limits=Limits(flap_threshold=2))
+        return reconciler
+
+    def passes(reconciler: Reconciler) -> dict[str, PassOutcome]:
+        for name in TARGETS:
+            reconciler.assessor.forget(name)  # a full pass each
+        with reconciler.gathering(TARGETS):
+            return {name: reconciler.reconcile([name]).targets[0] for name in TARGETS}
+
+    dry = build(Mode.DRY_RUN)
+    first = passes(dry)
+    fixable = sorted(n for n, o in first.items() if any(c.class_ is DriftClass.REVERSIBLE for c in o.classified))
+    assert "checkout-staging" in fixable and counting.asked == [] and counting.batches == [sorted(TARGETS)]
+
+    run_id = counting.start_run(RunKind.APPLY, "cli", None)  # two writes of its flag, as an apply run journals them
+    for i in range(2):
+        action = Action(f"w{i}", run_id, "checkout-staging", ("FEATURE_FAST_PAY",), DriftOp.CHANGE, 0, 1, "v", "r")
+        counting.record_actions([action])
+        counting.update_actions([action.id], ActionState.VERIFIED)
+    counting.asked.clear()
+    again = passes(dry)
+    assert counting.asked == ["checkout-staging"]
+    (flag,) = [c for c in again["checkout-staging"].classified if c.item.pointer == "/FEATURE_FAST_PAY"]
+    assert flag.class_ is DriftClass.ESCALATE and flag.decided_by == "flapping"
+
+    counting.asked.clear()
+    passes(build(Mode.APPLY))
+    assert sorted(set(counting.asked)) == fixable  # each pass that may write asks, whatever the batch found
 
 
 def test_the_desired_version_is_stored_at_once_not_gathered(settings: Settings, store: SqlHistoryStore) -> None:

@@ -19,6 +19,7 @@ from reconciler.errors import NotMigrated, StoreUnavailable
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.history import SqlHistoryStore
+from reconciler.testing import MemoryHistory
 from tests.conftest import HMAC_KEY
 
 
@@ -197,3 +198,49 @@ def test_statements_over_many_keys_stay_within_the_bound_variable_limit(sqlite_u
     fixes = store.recent_writes("t", [a.pointer for a in actions], since)
     assert len(fixes) == 25_000 and fixes["/k/24999"]
     engine.dispose()
+
+
+@pytest.mark.parametrize("build", ["sql", "memory"])
+def test_written_targets_are_those_recent_writes_would_count(build: str, sqlite_url: str) -> None:
+    """The batch's question (which targets were written since): a committed forward write counts, as does one
+    that failed after the write; a dry-run action, a rollback and an older write do not. The SQL store asks in
+    chunks, within SQLite's variable limit (999 here) for 2,500 targets."""
+    if build == "sql":
+        engine = engines.create_engine(sqlite_url)
+        migrate.upgrade(engine)
+
+        @sa.event.listens_for(engine, "connect")
+        def _few_variables(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+        engine.dispose()
+        store: Any = SqlHistoryStore(engine, HMAC_KEY)
+    else:
+        store = MemoryHistory()
+    run_id = store.start_run(RunKind.APPLY, "cli", None)
+
+    def write(target: str, state: ActionState, error: str | None = None, rollback_of: str | None = None) -> None:
+        action = Action(f"{target}-{state.value}", run_id, target, ("k",), DriftOp.CHANGE, 1, 2, "v", "r")
+        store.record_actions([action._replace(rollback_of=rollback_of)])
+        store.update_actions([action.id], state, error)
+
+    write("verified", ActionState.VERIFIED)
+    write("failed-after", ActionState.FAILED, "verify: the value read back differs")
+    write("failed-before", ActionState.FAILED, "stage refused")
+    write("dry", ActionState.DRY_RUN)
+    write("undone", ActionState.VERIFIED, rollback_of="x")
+    many = [f"t{i:04}" for i in range(2_500)]
+    for name in many[::500]:
+        write(name, ActionState.VERIFIED)
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    asked = ["verified", "failed-after", "failed-before", "dry", "undone", "never", *many]
+    found = store.written_targets(asked, since)
+    assert found == {"verified", "failed-after", *many[::500]}
+    for name in found:  # what recent_writes counts, target by target
+        assert store.recent_writes(name, ["/k"], since)
+    for name in ("failed-before", "dry", "undone"):
+        assert store.recent_writes(name, ["/k"], since) == {}
+    assert store.written_targets(asked, datetime.now(UTC) + timedelta(minutes=5)) == set()
+    assert store.written_targets([], since) == set()
+    if build == "sql":
+        store.engine.dispose()
