@@ -82,20 +82,28 @@ class FileAdapter:
         The options are parsed once per target spec; the symlink resolution and the roots check run on every
         call, so a symlink re-pointed since (a ConfigMap volume's ..data swap, say) is followed, and never
         out of the roots."""
-        cached = self._located.get(target.name)
-        if cached is None or cached[0] is not target.spec.source:  # new, or its manifest was reloaded
-            cached = (target.spec.source, *self._parse_options(target))
-            self._located[target.name] = cached
-        _, path, name = cached
+        _, path, name = self._options(target)
         real = self._resolve(path)
         if not any(real == root or real.startswith(prefix) for root, prefix in self._root_prefixes):
             roots = ", ".join(str(r) for r in self._roots) or "none configured (set RECONCILER_FILE__ROOTS)"
             raise target.problem("spec.source.path", f"{real} is outside the file adapter's roots: {roots}")
+        return Path(real), self._format(target, name)
+
+    def _options(self, target: Target) -> tuple[object, str, str | None]:
+        """(its source spec, its path as given, its format's name), parsed once per target spec."""
+        cached = self._located.get(target.name)
+        if cached is None or cached[0] is not target.spec.source:  # new, or its manifest was reloaded
+            cached = (target.spec.source, *self._parse_options(target))
+            self._located[target.name] = cached
+        return cached
+
+    @staticmethod
+    def _format(target: Target, name: str | None) -> formats.Format:
         fmt = formats.FORMATS.get(str(name))
         if fmt is None:
             known = ", ".join(formats.FORMATS)
             raise target.problem("spec.source.format", f"unknown format {name!r}; expected one of {known}")
-        return Path(real), fmt
+        return fmt
 
     def watch(
         self, targets: Sequence[Target], changed: Callable[[str], None], ready: Callable[[], None], stop: Event
@@ -224,7 +232,9 @@ class FileAdapter:
         return data, digest
 
     def normalize(self, target: Target, desired: dict[str, Any]) -> dict[str, Any]:
-        _, fmt = self.locate(target)
+        # The format alone: where the file is (symlinks resolved, roots checked) is the read's and the write's
+        # to find out, and resolving it here as well cost a pass two stat()s.
+        fmt = self._format(target, self._options(target)[2])
         if not fmt.strings_only:
             return desired
         for key, value in desired.items():

@@ -173,6 +173,18 @@ def test_normalize_for_strings_only_formats(tmp_path: Path, adapter: FileAdapter
         adapter.normalize(target, {"A": {"x": 1}})
 
 
+def test_normalize_looks_at_no_file(tmp_path: Path, adapter: FileAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering desired values needs the format only: normalize resolves no path and stats no file (each pass
+    calls it after its read, which found the file), and still refuses an unknown format."""
+    target = make_target(tmp_path, "c.env", "A=1\n", "env")
+    odd = make_target(tmp_path, "c.conf", "A=1\n", "conf")
+    monkeypatch.setattr(os, "stat", lambda *a, **k: pytest.fail("normalize looked at the file"))
+    monkeypatch.setattr(os.path, "realpath", lambda *a, **k: pytest.fail("normalize resolved the path"))
+    assert adapter.normalize(target, {"A": 30}) == {"A": "30"}
+    with pytest.raises(ConfigurationError, match=r"spec.source.format: unknown format 'conf'"):
+        adapter.normalize(odd, {"A": 30})
+
+
 def test_unknown_source_options_are_refused(tmp_path: Path, adapter: FileAdapter) -> None:
     """A misspelt option of the file adapter is named, not ignored."""
     target = make_target(tmp_path, "c.yaml", "a: 1\n")
