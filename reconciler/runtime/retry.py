@@ -117,7 +117,8 @@ class RetryingAdapter:
         `targets` read now, one after the other, in one hand-off to the read thread under one deadline; each
         pass of this thread then takes its target's read (made up to one batch of passes earlier, as the bulk
         fingerprints are) instead of reading again. What was not read ahead (an error, which its own read
-        reports with its retries; the whole read past its deadline) is read by its pass as usual."""
+        reports with its retries; the whole read past its deadline) is read by its pass as usual, and so is
+        everything after a write through this adapter (a commit drops the reads made before it)."""
         found = self._read_all(targets) if self.capabilities.local and len(targets) > 1 else {}
         self._ahead.found = found
         try:
@@ -160,6 +161,9 @@ class RetryingAdapter:
         return self._call("stage", lambda: self.inner.stage(target, changes, dry_run=dry_run))
 
     def commit(self, staged: Staged) -> None:
+        found = getattr(self._ahead, "found", None)
+        if found:  # a write may change what a later pass of the batch reads (two targets of one file)
+            found.clear()
         self.inner.commit(staged)
 
     def discard(self, staged: Staged) -> None:

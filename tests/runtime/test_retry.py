@@ -169,6 +169,10 @@ def test_a_local_adapters_reads_are_made_ahead_in_one_hand_off_and_each_taken_on
         assert adapter.discover(batch["c"]) == "observed c #3"
     assert adapter.discover(batch["a"]) == "observed a #7"  # the batch's reads went with it
     assert len(local.reads) == 7
+    with adapter.reading_ahead(batch):
+        assert adapter.discover(batch["a"]) == "observed a #8"
+        adapter.commit(Staged("a", [], [], False))  # a write: what was read before it may be stale
+        assert adapter.discover(batch["b"]) == "observed b #11"
 
 
 def test_a_read_ahead_that_fails_leaves_each_read_to_its_pass() -> None:
