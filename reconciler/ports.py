@@ -71,7 +71,9 @@ class ReadsAhead(Protocol):
     """An adapter that reads a batch's targets ahead of their passes, all in one go: the daemon's wrapper of a
     local adapter (runtime/retry.py), whose reads each cost a hand-off to a read thread and back, which for a
     file on this host cost more than the read. Within the context, this thread's `discover` of one of `targets`
-    (that very Target object) takes what was read ahead, once; any other read is made as usual."""
+    (that very Target object: not one reloaded since) takes what was read ahead, once; any other read is made
+    as usual, and so is every read after a write through the adapter. Reads it could not make are left to the
+    passes; one that hung fails its target's pass at once while it still hangs."""
 
     def reading_ahead(self, targets: Mapping[str, Target]) -> AbstractContextManager[None]: ...
 

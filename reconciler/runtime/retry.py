@@ -26,7 +26,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
-from reconciler.errors import ReconcilerError, TemporaryError
+from reconciler.errors import DiscoveryError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
 from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged, StagedSweeper, TargetCache
 from reconciler.runtime.deadline import Deadline
@@ -99,26 +99,28 @@ class RetryingAdapter:
     def discover(self, target: Target) -> Observed:
         # The read only: parsing stays lazy, so that an unchanged target is never parsed. A document that
         # does not parse fails the pass, and the queue's backoff tries the pass again.
-        found: dict[str, tuple[Target, Observed]] | None = getattr(self._ahead, "found", None)
+        found: dict[str, tuple[Target, Observed | _Stuck]] | None = getattr(self._ahead, "found", None)
         ahead = found.pop(target.name, None) if found else None
-        if ahead is not None and ahead[0] is target:  # not for a target whose manifest was reloaded since
-            observed = ahead[1]
-        else:
-            observed = self._deadline.run(
-                "discover", lambda: self._call("discover", lambda: self.inner.discover(target))
-            )
+        read = ahead[1] if ahead is not None and ahead[0] is target else None  # not for a reloaded manifest's
+        if isinstance(read, _Stuck):
+            read.check()  # raises while that read still hangs; else this pass reads on its own
+            read = None
+        if read is None:
+            read = self._deadline.run("discover", lambda: self._call("discover", lambda: self.inner.discover(target)))
         if self._on_read is not None:
-            self._on_read(target, observed)
-        return observed
+            self._on_read(target, read)
+        return read
 
     @contextmanager
     def reading_ahead(self, targets: Mapping[str, Target]) -> Iterator[None]:
-        """The ReadsAhead port, for a local adapter (Capabilities.local) and two targets or more: every one of
-        `targets` read now, one after the other, in one hand-off to the read thread under one deadline; each
-        pass of this thread then takes its target's read (made up to one batch of passes earlier, as the bulk
-        fingerprints are) instead of reading again. What was not read ahead (an error, which its own read
-        reports with its retries; the whole read past its deadline) is read by its pass as usual, and so is
-        everything after a write through this adapter (a commit drops the reads made before it)."""
+        """The ReadsAhead port, for a local adapter (Capabilities.local) and two targets or more: `targets` read
+        now, one after the other, in one hand-off to the read thread under one deadline; each pass of this
+        thread then takes its target's read (made up to one batch of passes earlier, as the bulk fingerprints
+        are) instead of reading again. A read that failed is made again by its pass, with its retries, and so
+        is every read after a write through this adapter (a commit drops the reads made before it). Reads stop
+        at half the deadline (slow storage: the rest are read by their passes, each under its own deadline);
+        when one read hangs past the deadline, the reads before it stand, and its target's pass fails at once
+        while it still hangs rather than start a second read that would hang as well."""
         found = self._read_all(targets) if self.capabilities.local and len(targets) > 1 else {}
         self._ahead.found = found
         try:
@@ -126,23 +128,40 @@ class RetryingAdapter:
         finally:
             self._ahead.found = None  # what no pass took goes (a pass that stopped, a target held elsewhere)
 
-    def _read_all(self, targets: Mapping[str, Target]) -> dict[str, tuple[Target, Observed]]:
-        inner = self.inner
+    def _read_all(self, targets: Mapping[str, Target]) -> dict[str, tuple[Target, Observed | _Stuck]]:
+        inner, timeout_s = self.inner, self._deadline.timeout_s
+        found: dict[str, tuple[Target, Observed | _Stuck]] = {}  # as reads return: kept if the rest is abandoned
+        reading: list[str | None] = [None]  # the target being read now, if any
+        until = time.monotonic() + timeout_s / 2
 
-        def read_each() -> dict[str, tuple[Target, Observed]]:
-            found: dict[str, tuple[Target, Observed]] = {}
+        def read_each() -> None:
             for name, target in targets.items():
+                if time.monotonic() > until:
+                    break
+                reading[0] = name
                 try:
                     found[name] = (target, inner.discover(target))
                 except Exception:  # noqa: S112 - its pass reads it again, and reports why (or the bug) there
                     continue
-            return found
+            reading[0] = None
 
         try:
-            return self._deadline.run(f"the read ahead of {len(targets)} targets", read_each)
+            self._deadline.run(f"the read ahead of {len(targets)} targets", read_each)
         except ReconcilerError as exc:  # past its deadline, or too many reads abandoned already
             log.info("read ahead failed; targets are read one by one", adapter=self.name, error=str(exc))
-            return {}
+            kept = dict(found)  # the abandoned read may still return, and add to `found`: not to this
+            hung = reading[0]
+            if hung is not None and hung not in kept:
+                message = (
+                    f"adapter {self.name}: discover did not return within {timeout_s:g} s "
+                    "(RECONCILER_RETRY__CALL_TIMEOUT_S), read ahead of its batch; abandoned"
+                )
+                kept[hung] = (targets[hung], _Stuck(hung, reading, message))
+            return kept
+        except Exception:  # a bug, or no thread left to read with: the passes read on their own
+            log.exception("read ahead crashed; targets are read one by one", adapter=self.name, targets=len(targets))
+            return dict(found)
+        return found
 
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
         # Every wrapped adapter answers BulkReader; one that cannot read in bulk fingerprints nothing, and
@@ -177,3 +196,20 @@ class RetryingAdapter:
         # Recovery's clean-up, once per interrupted run: not retried, and nothing to do for most adapters.
         inner = self.inner
         return inner.sweep_staged(target) if isinstance(inner, StagedSweeper) else []
+
+
+class _Stuck:
+    """A target whose read ahead hung past the deadline: while it still hangs, its pass fails at once. A second
+    read of it would hang as well, and each hung read holds one of the adapter's few abandoned reads."""
+
+    __slots__ = ("message", "name", "reading")
+
+    def __init__(self, name: str, reading: list[str | None], message: str) -> None:
+        self.name = name
+        self.reading = reading  # the read ahead's: names the target it is reading, until it returns
+        self.message = message
+
+    def check(self) -> None:
+        """Raises while the read still hangs."""
+        if self.reading[0] == self.name:
+            raise DiscoveryError(self.message)

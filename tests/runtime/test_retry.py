@@ -121,15 +121,19 @@ class Local(Flaky):
 
     capabilities = Capabilities(read=True, local=True)
 
-    def __init__(self, failing: dict[str, int] | None = None, hang: threading.Event | None = None) -> None:
+    def __init__(
+        self, failing: dict[str, int] | None = None, hang: threading.Event | None = None, delay: float = 0.0
+    ) -> None:
         super().__init__(0, DiscoveryError("unused"))
         self.failing = dict(failing or {})  # target -> how many of its reads fail
-        self.hang = hang
+        self.hang = hang  # holds every read of "b" until set
+        self.delay = delay  # each read takes this long (slow storage)
         self.reads: list[tuple[str, str]] = []  # (target, thread name)
 
     def discover(self, target: Any) -> Any:
         if self.hang is not None and target.name == "b":
             self.hang.wait(30)
+        time.sleep(self.delay)
         self.reads.append((target.name, threading.current_thread().name))
         if self.failing.get(target.name):
             self.failing[target.name] -= 1
@@ -176,8 +180,10 @@ def test_a_local_adapters_reads_are_made_ahead_in_one_hand_off_and_each_taken_on
 
 
 def test_a_read_ahead_that_fails_leaves_each_read_to_its_pass() -> None:
-    """A target whose read ahead failed is read by its pass, with its retries; one past the deadline leaves
-    every target to its pass; an adapter that is not local, or a batch of one, reads nothing ahead."""
+    """A target whose read ahead failed is read by its pass, with its retries. A read that hangs past the
+    deadline: the reads before it stand, its target's pass fails at once, the targets after it are read by
+    their passes. Slow reads stop at half the deadline. An adapter that is not local, or a batch of one, reads
+    nothing ahead."""
     retried: list[str] = []
     local = Local(failing={"b": 2})
     adapter = RetryingAdapter("file", local, attempts=3, initial_s=0.001, max_s=0.01, on_retry=retried.append)  # type: ignore[arg-type]
@@ -195,10 +201,20 @@ def test_a_read_ahead_that_fails_leaves_each_read_to_its_pass() -> None:
     with stuck.reading_ahead(batch):
         assert time.monotonic() - started < 2  # the deadline, not the hang
         assert [name for name, _ in stuck.inner.reads] == ["a"]  # type: ignore[attr-defined]
-        with pytest.raises(DiscoveryError, match="discover did not return"):
-            stuck.discover(batch["b"])  # its own read, with its own deadline
-        assert stuck.discover(batch["a"]) == "observed a #2"  # not the read of the abandoned batch
+        assert stuck.discover(batch["a"]) == "observed a #1"  # made before the hang: it stands
+        with pytest.raises(DiscoveryError, match=r"discover did not return within 0\.2 s .*read ahead of its batch"):
+            stuck.discover(batch["b"])  # at once, with no second read to hang as well
+        assert stuck.discover(batch["c"]) == "observed c #2"  # never reached: read by its pass
+        assert stuck._deadline.abandoned == 1  # the one hung read, not one more for its pass
     hang.set()
+
+    slow = RetryingAdapter("file", Local(delay=0.05), attempts=1, initial_s=0.001, max_s=0.01, call_timeout_s=0.2)  # type: ignore[arg-type]
+    batch = targets(*"abcdef")
+    with slow.reading_ahead(batch):
+        ahead = len(slow.inner.reads)  # type: ignore[attr-defined]
+        assert 1 <= ahead <= 3  # reads stop at half the deadline, whatever the batch's size
+        assert [slow.discover(batch[name]) for name in "abcdef"][-1] == "observed f #6"
+    assert slow._deadline.abandoned == 0 and len(slow.inner.reads) == 6  # type: ignore[attr-defined]
 
     remote = Local()
     remote.capabilities = Capabilities(read=True)
