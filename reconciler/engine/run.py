@@ -169,24 +169,31 @@ class Reconciler:
     def reading_ahead(self, names: Collection[str]) -> Iterator[None]:
         """Within it, this thread's passes of `names` take their reads from one read per adapter made ahead
         of them all (ReadsAhead: a local adapter's, with two targets or more), instead of one read each: the
-        daemon's batch of passes that fell due together and still need a read (first passes, changed live)."""
+        daemon's batch of passes that fell due together and still need a read (first passes, changed live).
+        Whatever goes wrong here leaves the reads to the passes: a worker's batch must not end before them."""
+        with ExitStack() as ahead:
+            try:
+                self._read_ahead(names, ahead)
+            except Exception:  # a bug: the passes still run, each reading on its own
+                log.exception("reads ahead of a batch failed; its targets are read one by one", targets=len(names))
+            yield
+
+    def _read_ahead(self, names: Collection[str], ahead: ExitStack) -> None:
         state = self.desired()
         by_adapter: dict[str, dict[str, Target]] = {}
         for name in names:
             target = state.targets.get(name)
             if target is not None:
                 by_adapter.setdefault(target.spec.source.adapter, {})[name] = target
-        with ExitStack() as ahead:
-            for adapter_name, group in by_adapter.items():
-                if len(group) < 2:
-                    continue  # its own read costs the same
-                try:
-                    adapter = self.adapters(adapter_name)
-                except Exception:  # noqa: S112 - an unknown or broken adapter: each of its passes reports it
-                    continue
-                if isinstance(adapter, ReadsAhead):
-                    ahead.enter_context(adapter.reading_ahead(group))
-            yield
+        for adapter_name, group in by_adapter.items():
+            if len(group) < 2:
+                continue  # its own read costs the same
+            try:
+                adapter = self.adapters(adapter_name)
+            except Exception:  # noqa: S112 - an unknown or broken adapter: each of its passes reports it
+                continue
+            if isinstance(adapter, ReadsAhead):
+                ahead.enter_context(adapter.reading_ahead(group))
 
     def _without_writes(self, names: Collection[str]) -> frozenset[str]:
         if not names:

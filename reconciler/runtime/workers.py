@@ -115,17 +115,20 @@ class Workers:
                 self.passes_of([name for name in batch if name in local])
 
     def passes_of(self, batch: list[str]) -> None:
+        # Every read of the batch is made from here on (its bulk read, its reads ahead): a change a watch saw
+        # after this was not necessarily seen by the batch's passes, and waits for the next one's.
+        read_by = time.monotonic()
         unchanged: dict[str, Mode] = {}
         if len(batch) > 1:
             try:
                 unchanged = self.c.reconciler.unchanged(batch)
             except Exception:  # the passes still run, each reading on its own
                 log.exception("bulk check of a batch of passes failed", targets=len(batch))
-        rest = self.unchanged_passes(batch, unchanged) if unchanged else batch
+        rest = self.unchanged_passes(batch, unchanged, read_by) if unchanged else batch
         reconciler = self.c.reconciler
         # Its dry-run history in one transaction; a local adapter's reads in one go, ahead of the passes.
         with reconciler.gathering(rest), reconciler.reading_ahead(rest):
-            self.passes(rest, unchanged)
+            self.passes(rest, unchanged, read_by)
 
     def held(self, batch: list[str]) -> list[str]:
         """The batch's targets this replica holds. The others leave its queue unread: the replica holding each
@@ -139,13 +142,13 @@ class Workers:
                 self.queue.done(name)
         return ours
 
-    def unchanged_passes(self, batch: list[str], unchanged: dict[str, Mode]) -> list[str]:
+    def unchanged_passes(self, batch: list[str], unchanged: dict[str, Mode], read_by: float | None = None) -> list[str]:
         """The batch's passes whose memo stands, all at once (no read, no write, no lock: nothing to guard);
         returns the names left for a pass of their own. Most passes of a steady state end here."""
         quiet = [name for name in batch if name in unchanged and self.replicas.may_look(name)]
         if not quiet:
             return batch
-        started = time.monotonic()
+        started = time.monotonic() if read_by is None else read_by
         try:
             run, _ = self.c.reconciler.unchanged_passes(quiet, unchanged)
         except Exception:  # a bug: the passes still run, each on its own
@@ -160,7 +163,7 @@ class Workers:
         finished = set(done)
         return [name for name in batch if name not in finished]
 
-    def passes(self, batch: list[str], unchanged: dict[str, Mode]) -> None:
+    def passes(self, batch: list[str], unchanged: dict[str, Mode], read_by: float | None = None) -> None:
         for i, name in enumerate(batch):
             self.probes.wait_turn()  # a probe or a scrape being answered goes first
             if self.queue.closed:  # stopping: the rest of the batch is not started
@@ -168,7 +171,7 @@ class Workers:
                     self.queue.done(rest)
                 break
             try:
-                self.pass_(name, unchanged)
+                self.pass_(name, unchanged, read_by)
             except BaseException:  # a bug: no target of the batch may be left marked as worked
                 self.queue.done(name)
                 self.queue.add_rate_limited(name)
@@ -177,8 +180,9 @@ class Workers:
                     self.queue.add(rest)
                 raise
 
-    def pass_(self, name: str, unchanged: dict[str, Mode]) -> None:
-        started = time.monotonic()
+    def pass_(self, name: str, unchanged: dict[str, Mode], read_by: float | None = None) -> None:
+        """One pass of its own; `read_by`: the earliest its read may have been made (a batch's read ahead)."""
+        started = time.monotonic() if read_by is None else read_by
         try:
             with self.replicas.exclusive(name) as access:  # inside the lane, for a local target: one order
                 if not access.run:  # another replica holds this target

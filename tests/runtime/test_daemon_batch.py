@@ -21,6 +21,7 @@ from reconciler.runtime.compose import Components, build
 from reconciler.runtime.daemon import Daemon
 from reconciler.runtime.deadline import Deadline
 from reconciler.runtime.queue import WorkQueue
+from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
@@ -163,12 +164,12 @@ def test_a_worker_outlives_a_crash_and_a_target_whose_interval_cannot_be_schedul
     real_pass = daemon.workers.pass_
     crashed: list[str] = []
 
-    def flaky(name: str, unchanged: Any) -> None:
+    def flaky(name: str, unchanged: Any, *rest: Any) -> None:
         if not crashed:
             crashed.append(name)
             raise RuntimeError("a bug")
         passed.append(name)
-        real_pass(name, unchanged)
+        real_pass(name, unchanged, *rest)
 
     monkeypatch.setattr(daemon.workers, "pass_", flaky)
     for name in names:
@@ -478,3 +479,40 @@ def test_local_targets_are_worked_in_the_lane_and_the_others_never_wait_for_it(
     batch(daemon, names)
     assert seen and not any(held for _, held in seen)
     components.store.engine.dispose()
+
+
+def test_a_change_seen_after_a_batch_began_reading_waits_for_a_later_pass(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's reads are made ahead of its passes: a change a watch saw after they began is not taken as
+    detected by the pass of a target read before it (its detection latency waits for a pass that read after
+    it); and an adapter whose reads ahead fail leaves the reads to the passes, every one of which still ends."""
+    components = counted(settings, sqlite_url, monkeypatch)
+    names = sorted(components.desired.current().targets)
+    daemon = Daemon(components)
+    watches = daemon.workers.watches
+    order: list[str] = []
+    real = Counting.discover
+
+    def discover(self: Counting, target: Target) -> Observed:
+        order.append(target.name)
+        if len(order) == len(names):  # the last read ahead: the first target's was made before this change
+            with watches._lock:
+                watches._changed_at[order[0]] = time.monotonic()
+                watches._adapter_of[order[0]] = "file"
+        return real(self, target)
+
+    monkeypatch.setattr(Counting, "discover", discover)
+    batch(daemon, names)
+    assert sorted(order) == names and order[0] in watches._changed_at  # still waiting for a pass to see it
+
+    def broken(self: Any, targets: Any) -> Any:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(RetryingAdapter, "reading_ahead", broken)
+    for name in names:
+        components.reconciler.assessor.forget(name)  # full passes again, each with a read
+    order.clear()
+    daemon = Daemon(components)
+    batch(daemon, names)
+    assert sorted(order) == names and not daemon.queue.working  # each read by its pass, and every pass ended
