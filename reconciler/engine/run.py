@@ -41,6 +41,7 @@ from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event
 from reconciler.ports import (
+    Adapter,
     AdapterLookup,
     ApprovalStore,
     BreakerStore,
@@ -185,15 +186,21 @@ class Reconciler:
             target = state.targets.get(name)
             if target is not None:
                 by_adapter.setdefault(target.spec.source.adapter, {})[name] = target
-        for adapter_name, group in by_adapter.items():
-            if len(group) < 2:
-                continue  # its own read costs the same
-            try:
-                adapter = self.adapters(adapter_name)
-            except Exception:  # noqa: S112 - an unknown or broken adapter: each of its passes reports it
-                continue
+        for adapter, group in self._bulk_groups(by_adapter):
             if isinstance(adapter, ReadsAhead):
                 ahead.enter_context(adapter.reading_ahead(group))
+
+    def _bulk_groups(self, by_adapter: Mapping[str, dict[str, Target]]) -> Iterator[tuple[Adapter, dict[str, Target]]]:
+        """Each adapter's group of two targets or more, with the adapter: a bulk read of one costs what its own
+        read does. An unknown or broken adapter's group is left out: each of its passes reports it."""
+        for name, group in by_adapter.items():
+            if len(group) < 2:
+                continue
+            try:
+                adapter = self.adapters(name)
+            except Exception:  # noqa: S112 - its passes say what is wrong
+                continue
+            yield adapter, group
 
     def _without_writes(self, names: Collection[str]) -> frozenset[str]:
         if not names:
@@ -354,17 +361,11 @@ class Reconciler:
         by_adapter: dict[str, dict[str, Target]] = {}
         remembers = self.assessor.remembers
         for target in targets:
-            if remembers(target.name):  # one without a memo is read by its own pass: a bulk read would be a second
+            if remembers(target.name):  # one without a memo needs its full read (reading_ahead): no second one
                 by_adapter.setdefault(target.spec.source.adapter, {})[target.name] = target
         now = self.gate.clock.now()
         found: dict[str, Mode] = {}
-        for name, group in by_adapter.items():
-            if len(group) < 2:
-                continue  # its own read costs the same
-            try:
-                adapter = self.adapters(name)
-            except Exception:  # noqa: S112 - an unknown or broken adapter: each of its passes reports it
-                continue
+        for adapter, group in self._bulk_groups(by_adapter):
             seen = self.assessor.fingerprints(adapter, group)
             if not seen:
                 continue
