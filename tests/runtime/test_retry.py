@@ -208,7 +208,7 @@ def test_a_read_ahead_that_fails_leaves_each_read_to_its_pass() -> None:
         assert stuck._deadline.abandoned == 1  # the one hung read, not one more for its pass
     hang.set()
 
-    slow = RetryingAdapter("file", Local(delay=0.05), attempts=1, initial_s=0.001, max_s=0.01, call_timeout_s=0.2)  # type: ignore[arg-type]
+    slow = RetryingAdapter("file", Local(delay=0.2), attempts=1, initial_s=0.001, max_s=0.01, call_timeout_s=1.0)  # type: ignore[arg-type]
     batch = targets(*"abcdef")
     with slow.reading_ahead(batch):
         ahead = len(slow.inner.reads)  # type: ignore[attr-defined]
