@@ -25,6 +25,7 @@ import yaml
 
 from bench import daemon_scale
 from reconciler.desired.source import DesiredSource
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
@@ -32,7 +33,6 @@ from reconciler.engine.gate import ModeDecision
 from reconciler.engine.outcome import PassOutcome
 from reconciler.engine.parity_watch import ParityWatch
 from reconciler.observe.parity import ParityStates
-from reconciler.ports import SystemClock
 
 DECISION = ModeDecision(Mode.DRY_RUN)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -344,24 +344,6 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SystemClock:
-    """The real time, in UTC."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class FixedClock:
-    """A clock that always says the same time; for tests and for `explain`-style what-ifs."""
-
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def now(self) -> datetime:
-        return self.at
-
-
 @runtime_checkable
 class TargetCache(Protocol):
     """An adapter that keeps something of each target between passes (the file adapter: where its file is, and
@@ -396,7 +378,6 @@ __all__ = [
     "Clock",
     "DesiredVersion",
     "DiscoveryAdapter",
-    "FixedClock",
     "HistoryPruner",
     "HistoryStore",
     "Journal",
@@ -407,7 +388,6 @@ __all__ = [
     "SourceChecker",
     "Staged",
     "StagedSweeper",
-    "SystemClock",
     "TargetCache",
     "Watcher",
 ]

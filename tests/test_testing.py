@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from reconciler.desired import loader
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.plan import ActionState
 from reconciler.domain.run import Mode, RunStatus
+from reconciler.engine.assembly import assemble
 from reconciler.engine.guard import Guard
-from reconciler.engine.run import assemble
 from reconciler.errors import ConflictError
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import Change, SystemClock
+from reconciler.ports import Change
 from reconciler.testing import FakeAdapter, MemoryHistory
 
 MANIFEST = """

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.drift import Classified
 from reconciler.domain.history import PassRecord
 from reconciler.domain.manifest import DesiredVersion
@@ -24,7 +25,7 @@ from reconciler.domain.run import RunKind, RunStatus
 from reconciler.errors import StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import Clock, HistoryStore, Journal, SystemClock
+from reconciler.ports import Clock, HistoryStore, Journal
 
 log = logs.get_logger("reconciler.backlog")
 

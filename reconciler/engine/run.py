@@ -12,43 +12,28 @@ from collections.abc import Callable, Collection, Container, Iterable, Iterator,
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
-from reconciler.domain.breaker import ErrorBudget
 from reconciler.domain.manifest import Target
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine import assess
 from reconciler.engine.assess import Assessment, Assessor
-from reconciler.engine.backlog import Backlog, Gathered, Recorder, WriteAhead
+from reconciler.engine.backlog import Gathered, Recorder, WriteAhead
 from reconciler.engine.effects import (
     Effects,
-    History,
-    MetricsEffect,
-    Notifications,
-    Observer,
-    RolloutProgress,
     RunRecord,
 )
 from reconciler.engine.gate import Gate, Hold, ModeDecision
-from reconciler.engine.guard import Guard
 from reconciler.engine.outcome import PassOutcome, RunOutcome
 from reconciler.engine.pass_ import PassContext, PassDeps, run_pass, unchanged_outcome
-from reconciler.engine.rollout import Rollout
-from reconciler.engine.unsettled import Accounted, Unsettled, this_host
 from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
-from reconciler.observe.notify import Event
 from reconciler.ports import (
     Adapter,
     AdapterLookup,
-    ApprovalStore,
-    BreakerStore,
-    Clock,
     HistoryStore,
     ReadsAhead,
-    SafetyWindow,
     TargetCache,
 )
 from reconciler.remediate import safety
@@ -387,48 +372,3 @@ class _Lazy:
         if self._found is None:
             self._found = self._find()
         return name in self._found
-
-
-def assemble(
-    desired: DesiredLookup,
-    store: HistoryStore,
-    adapters: AdapterLookup,
-    metrics: Metrics,
-    clock: Clock,
-    *,
-    hmac_key: bytes,
-    guard: Guard,
-    secret_file_roots: Sequence[Path] = (),
-    approvals: ApprovalStore | None = None,
-    limits: safety.Limits | None = None,
-    breaker: BreakerStore | None = None,
-    error_budget: ErrorBudget | None = None,
-    notify: Callable[[Event], None] | None = None,
-    window: SafetyWindow | None = None,
-    rollout: Rollout | None = None,
-    backlog: Backlog | None = None,
-    accounted: Accounted = this_host,
-) -> Reconciler:
-    """A Reconciler from its parts: the gate, the pass's dependencies and the observers of its outcomes. The
-    daemon's has the rolling window, the rollout and the backlog; a one-shot command's has none of them.
-    `accounted` says whose runs' writes in flight hold a target's writes (engine/unsettled.py)."""
-    limits = limits or safety.Limits()
-    notify = notify or (lambda event: None)
-    gate = Gate(
-        guard,
-        clock,
-        metrics,
-        limits=limits,
-        breaker=breaker,
-        error_budget=error_budget,
-        window=window,
-        rollout=rollout,
-        notify=notify,
-        backlog=backlog,
-        unsettled=Unsettled(store, accounted),
-    )
-    deps = PassDeps(store, adapters, Assessor(hmac_key, secret_file_roots), gate, clock, limits, approvals)
-    observers: list[Observer] = [History(), MetricsEffect(metrics, clock), Notifications(notify)]
-    if rollout is not None:
-        observers.append(RolloutProgress(rollout))
-    return Reconciler(Engine(desired, deps, Effects(observers), metrics, hmac_key))

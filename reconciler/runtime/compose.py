@@ -17,18 +17,20 @@ from typing import Any
 from reconciler.adapters import registry
 from reconciler.desired.source import DesiredSource
 from reconciler.domain.breaker import ErrorBudget
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.engine import unsettled
+from reconciler.engine.assembly import assemble
 from reconciler.engine.backlog import Backlog
 from reconciler.engine.guard import Guard
 from reconciler.engine.parity_watch import ParityWatch
 from reconciler.engine.rollout import Rollout
-from reconciler.engine.run import Reconciler, assemble
+from reconciler.engine.run import Reconciler
 from reconciler.errors import ReconcilerError
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind, Notifier, Webhook
-from reconciler.ports import Adapter, SystemClock, Watcher
+from reconciler.ports import Adapter, Watcher
 from reconciler.remediate import safety
 from reconciler.runtime import heap
 from reconciler.runtime.retention import Pruner

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.desired.source import DesiredSource
+from reconciler.domain.clock import FixedClock
 from reconciler.domain.run import Mode
+from reconciler.engine.assembly import assemble
 from reconciler.engine.guard import Guard
-from reconciler.engine.run import Reconciler, assemble
+from reconciler.engine.run import Reconciler
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import FixedClock
 from reconciler.runtime.compose import Adapters
 from reconciler.settings import Settings
 from reconciler.store.history import SqlHistoryStore

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 from reconciler.adapters.file import FileAdapter
 from reconciler.domain.breaker import ErrorBudget
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.manifest import DriftClass
 from reconciler.domain.run import RunStatus
 from reconciler.observe.notify import Event, EventKind
-from reconciler.ports import SystemClock
 from reconciler.remediate.safety import Limits
 from reconciler.settings import Settings
 from reconciler.store import tables as t

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.manifest import HealthSpec
 from reconciler.domain.run import RunStatus
 from reconciler.engine.health import gate_for
 from reconciler.observe.notify import Event, EventKind
-from reconciler.ports import SystemClock
 from reconciler.settings import Settings
 from reconciler.store.history import SqlHistoryStore
 from tests.engine.helpers import make

@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.desired.source import DesiredSource
 from reconciler.diff import parity
+from reconciler.domain.clock import FixedClock
 from reconciler.domain.observed import Observed
 from reconciler.domain.paths import PathGlob
 from reconciler.domain.run import Mode
@@ -21,7 +22,6 @@ from reconciler.engine.gate import ModeDecision
 from reconciler.engine.outcome import PassOutcome
 from reconciler.engine.parity_watch import ParityWatch
 from reconciler.observe.parity import ENTRY_STATES, ParityStates
-from reconciler.ports import FixedClock
 
 NOW = dt.datetime(2026, 12, 2, 12, tzinfo=dt.UTC)
 HORIZON = dt.timedelta(days=7)

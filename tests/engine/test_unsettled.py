@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from reconciler.desired.loader import load
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.plan import IN_FLIGHT, Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.engine import process, unsettled
+from reconciler.engine.assembly import assemble
 from reconciler.engine.gate import Hold
 from reconciler.engine.guard import Guard
-from reconciler.engine.run import assemble
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import SystemClock
 from reconciler.remediate import recovery
 from reconciler.runtime import undo
 from reconciler.runtime.replicas import Replicas

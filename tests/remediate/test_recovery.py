@@ -8,15 +8,15 @@ import pytest
 
 from reconciler.adapters.file import FileAdapter
 from reconciler.desired.loader import load
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import Mode, RunKind, RunStatus
 from reconciler.domain.state import DesiredState
 from reconciler.engine import process
+from reconciler.engine.assembly import assemble
 from reconciler.engine.guard import Guard
-from reconciler.engine.run import assemble
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import SystemClock
 from reconciler.runtime import undo
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import FileSettings

@@ -6,13 +6,13 @@ from typing import Any
 
 from reconciler.adapters.file import FileAdapter
 from reconciler.domain.breaker import Breaker, BreakerState, ErrorBudget
+from reconciler.domain.clock import SystemClock
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.domain.run import Mode, RunStatus
 from reconciler.engine.guard import Guard
 from reconciler.errors import DiscoveryError
 from reconciler.observe.metrics import Metrics
-from reconciler.ports import SystemClock
 from reconciler.remediate.safety import Limits
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import FileSettings, Settings
