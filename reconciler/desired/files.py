@@ -153,7 +153,7 @@ def parse(
         problems: list[Problem] = []
         model = validate(file, index, body, problems)
         if isinstance(model, Target):
-            model._origin = Origin(file, index)
+            model.placed(Origin(file, index))
         documents.append(Document(index, model, tuple(problems)))
     found.clear()
     unreadable = (

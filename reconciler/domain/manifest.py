@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -9,9 +10,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.domain import durations
+from reconciler.domain.empty import no_entries, no_items
 from reconciler.domain.packed import Packed
 from reconciler.domain.paths import KeyPath, PathGlob, from_pointer, open_class
 from reconciler.domain.run import Mode
@@ -81,6 +83,12 @@ class DriftOp(StrEnum):
     TYPE_CHANGE = "type_change"  # other type
 
 
+def _interned(value: str | None) -> str | None:
+    """One string object for a value that many targets repeat (an app, an environment, an adapter's name): each
+    document's parse makes its own, ~55 bytes a target each."""
+    return sys.intern(value) if value is not None else None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -89,7 +97,9 @@ class Metadata(_Strict):
     name: str = Field(pattern=NAME_RE, max_length=200)
     app: str | None = None
     environment: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=no_entries)
+
+    _share = field_validator("app", "environment")(_interned)
 
 
 class SourceSpec(BaseModel):
@@ -98,6 +108,8 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     adapter: str = Field(min_length=1)
+
+    _share = field_validator("adapter")(_interned)
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -147,12 +159,12 @@ class Overlay(_Strict):
 
     extends: str | None = Field(None, pattern=NAME_RE)  # a Base whose spec this one deep-merges onto
     packed: DesiredDocument = Field(EMPTY, alias="desired")
-    unset: list[str] = Field(default_factory=list)  # JSON Pointers removed from the merged desired state
-    ignore: list[Glob] = Field(default_factory=list)
-    secrets: list[Glob] = Field(default_factory=list)
-    list_keys: dict[str, str] = Field(default_factory=dict)
-    normalize: list[NormalizeRule] = Field(default_factory=list)
-    environment_specific: list[Glob] = Field(default_factory=list)  # left out of environment parity
+    unset: list[str] = Field(default_factory=no_items)  # JSON Pointers removed from the merged desired state
+    ignore: list[Glob] = Field(default_factory=no_items)
+    secrets: list[Glob] = Field(default_factory=no_items)
+    list_keys: dict[str, str] = Field(default_factory=no_entries)
+    normalize: list[NormalizeRule] = Field(default_factory=no_items)
+    environment_specific: list[Glob] = Field(default_factory=no_items)  # left out of environment parity
 
     _check_pointers = field_validator("list_keys", "unset")(_pointers)
 
@@ -219,7 +231,7 @@ class TargetSpec(Overlay):
 
 class BaseMetadata(_Strict):
     name: str = Field(pattern=NAME_RE, max_length=200)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=no_entries)
 
 
 class Base(_Strict):
@@ -237,11 +249,16 @@ class Target(_Strict):
     metadata: Metadata
     spec: TargetSpec
 
-    _origin: Origin | None = PrivateAttr(default=None)
+    def placed(self, origin: Origin) -> Self:
+        """This target, said to come from `origin` (its loader says so once, right after validation). Kept in the
+        instance's own dict beside the cached properties below, not as a pydantic private attribute, which costs
+        a dict of its own (200 bytes a target); like them, it is not compared: `==` compares fields."""
+        self.__dict__["_origin"] = origin
+        return self
 
     def problem(self, field: str, message: str) -> ConfigurationError:
         """A ConfigurationError located at this target's manifest file, document and `field`."""
-        origin = self._origin
+        origin = self.origin
         where = Problem(
             file=str(origin.file) if origin else "?",
             document=origin.document if origin else None,
@@ -271,7 +288,8 @@ class Target(_Strict):
 
     @property
     def origin(self) -> Origin | None:
-        return self._origin
+        origin: Origin | None = self.__dict__.get("_origin")
+        return origin
 
     @cached_property
     def wave(self) -> int:
