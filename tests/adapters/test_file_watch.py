@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.file import FileAdapter
+from reconciler.adapters.file_watch import _Layout
 from reconciler.desired.loader import load
 from reconciler.domain.manifest import Target
 from reconciler.settings import FileSettings
@@ -93,6 +94,41 @@ def test_a_write_wakes_its_target_only(live: Path, watching: Watching) -> None:
     assert watching.wait_for("app", at) < 0.3
     time.sleep(0.2)
     assert [name for when, name in watching.woken if when >= at] == ["app"]
+
+
+@pytest.mark.parametrize("watching", [{"one": "shared.yaml", "two": "shared.yaml", "own": "own.yaml"}], indirect=True)
+def test_a_write_to_a_shared_file_wakes_each_of_its_targets(live: Path, watching: Watching) -> None:
+    """A path is kept with its one target, or with the set of them when targets share the file."""
+    at = time.monotonic()
+    (live / "shared.yaml").write_text("a: 2\n")
+    assert watching.wait_for("one", at) < 0.3 and watching.wait_for("two", at) < 0.3
+    time.sleep(0.2)
+    assert {name for when, name in watching.woken if when >= at} == {"one", "two"}
+    at = time.monotonic()
+    (live / "own.yaml").write_text("a: 2\n")
+    assert watching.wait_for("own", at) < 0.3
+    time.sleep(0.2)
+    assert [name for when, name in watching.woken if when >= at] == ["own"]
+
+
+def test_a_paths_targets_are_kept_as_one_name_until_a_second_shares_it() -> None:
+    layout = _Layout()
+    layout.add("a", "/live/a.yaml", "/live/..data/a.yaml")
+    layout.add("b", "/live/b.yaml", "/live/b.yaml")
+    layout.add("c", "/live/b.yaml", "/live/b.yaml")
+    layout.add("c", "/live/b.yaml", "/live/b.yaml")  # the same target again: no set
+    assert layout.by_path == {"/live/a.yaml": "a", "/live/..data/a.yaml": "a", "/live/b.yaml": {"b", "c"}}
+    assert layout.targets_of("/live/a.yaml") == ({"a"}, False) and layout.targets_of("/live/b.yaml") == (
+        {"b", "c"},
+        False,
+    )
+    assert layout.targets_of("/live/..data") == ({"a", "b", "c"}, True) and layout.targets_of("/elsewhere") == (
+        set(),
+        False,
+    )
+    found, _ = layout.targets_of("/live/b.yaml")
+    found.add("x")  # the caller's own set
+    assert layout.by_path["/live/b.yaml"] == {"b", "c"}
 
 
 @pytest.mark.parametrize("watching", [{"app": "app.yaml"}], indirect=True)
