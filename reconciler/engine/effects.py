@@ -112,6 +112,9 @@ class History:
         run.recorder.record_pass(run.ensure(), record, outcome.classified)
 
 
+_NO_CLASSES: frozenset[tuple[tuple[object, object], int]] = frozenset()
+
+
 def _found(outcome: PassOutcome, state: DesiredState) -> tuple[object, ...] | None:
     """What a pass found, to tell a repeat of the last recorded one; None for a pass that must be recorded (it
     failed, wrote or would write something, raised an escalation, or could not ask the store)."""
@@ -122,8 +125,9 @@ def _found(outcome: PassOutcome, state: DesiredState) -> tuple[object, ...] | No
         or (outcome.execution is not None and outcome.execution.actions)
     ):
         return None
-    classes = Counter((c.class_, c.decided_by) for c in outcome.classified)
-    return (state.version.digest, outcome.fingerprint, outcome.status, outcome.note, frozenset(classes.items()))
+    # Kept for every target: a clean pass's classes are the one empty frozenset, not one of 216 bytes each.
+    classes = frozenset(Counter((c.class_, c.decided_by) for c in outcome.classified).items()) or _NO_CLASSES
+    return (state.version.digest, outcome.fingerprint, outcome.status, outcome.note, classes)
 
 
 class MetricsEffect:
