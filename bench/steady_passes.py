@@ -3,7 +3,7 @@ fleet of bench.daemon_scale (file targets of 100 keys, 60 s interval, 5% with st
 passed by the real daemon's components (`compose.build(daemon=True)`, `Daemon`, its workers' batches), on
 SQLite, dry-run, with no thread but the caller's.
 
-    .venv/bin/python -m bench.steady_passes [--targets 20000] [--rounds 5] [--tree PATH ...] [--profile]
+    .venv/bin/python -m bench.steady_passes [--targets 20000] [--rounds 5] [--tree PATH ...] [--profile] [--memory]
 
 Measured, in CPU seconds of the process (time.process_time, its load's worker processes apart):
 - the first cycle: the desired state's load, then a first (full, recorded) pass of every target;
@@ -15,6 +15,9 @@ Measured, in CPU seconds of the process (time.process_time, its load's worker pr
 Each tree (a checkout of reconciler; default: this one) runs in a subprocess of its own, one after the other
 over copies of the same fleet. Give main's checkout first and this one second to compare them: the ratio is
 to the first tree. --profile prints each tree's cProfile of the steady rounds (top functions by own time).
+--memory traces what the load, the first cycle and the rounds leave kept (tracemalloc, started after the
+daemon's parts are built), in bytes a target and by module; it slows everything it traces, so its CPU figures
+do not compare with a run without it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ CHILD = textwrap.dedent(
     from reconciler.runtime.daemon import Daemon
     from reconciler.observe import logging as logs
 
-    live, rounds, profile = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+    live, rounds, profile, memory = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1"
 
     def rss_mb():
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -69,6 +72,9 @@ CHILD = textwrap.dedent(
     settings = load_settings()
     logs.configure(settings.log.level, settings.log.format)  # as `reconciler run` does
     daemon = Daemon(compose.build(settings, daemon=True))
+    if memory:  # what the desired state and the passes keep, not the daemon's parts built before
+        import tracemalloc
+        tracemalloc.start()
     cpu = time.process_time()
     daemon._refresh_desired()  # loads the desired state and queues every target, as the daemon's start does
     names = list(daemon._state.targets)
@@ -95,6 +101,12 @@ CHILD = textwrap.dedent(
         if profiler:
             profiler.disable()
         steady.append(time.process_time() - cpu)
+    kept = {}
+    if memory:
+        gc.collect()
+        by_file = tracemalloc.take_snapshot().statistics("filename")
+        tracemalloc.stop()
+        kept = {"total": sum(s.size for s in by_file), **{s.traceback[0].filename: s.size for s in by_file[:12]}}
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
@@ -102,13 +114,13 @@ CHILD = textwrap.dedent(
         print(out.getvalue(), file=sys.stderr)
     print(json.dumps({
         "code": reconciler.__file__, "targets": len(names), "load_cpu": load, "first_cpu": first,
-        "steady_cpu": steady, "changed_per_round": per_round, "rss_mb": rss_mb(),
+        "steady_cpu": steady, "changed_per_round": per_round, "rss_mb": rss_mb(), "kept": kept,
     }))
     """
 )
 
 
-def measure(tree: Path, fleet: Path, rounds: int, profile: bool) -> dict[str, Any]:
+def measure(tree: Path, fleet: Path, rounds: int, profile: bool, memory: bool = False) -> dict[str, Any]:
     """The child run over a fresh copy of the fleet, in `tree`."""
     with tempfile.TemporaryDirectory(prefix="steady-passes-") as tmp:
         folder = Path(tmp) / "fleet"
@@ -125,7 +137,7 @@ def measure(tree: Path, fleet: Path, rounds: int, profile: bool) -> dict[str, An
         }
         up = [sys.executable, "-m", "reconciler", "db", "upgrade"]
         subprocess.run(up, env=env, cwd=tree, check=True, capture_output=True)
-        child = [sys.executable, "-c", CHILD, str(live), str(rounds), "1" if profile else "0"]
+        child = [sys.executable, "-c", CHILD, str(live), str(rounds), "1" if profile else "0", "1" if memory else "0"]
         done = subprocess.run(child, env=env, cwd=tree, capture_output=True, text=True, check=False)
     result = desired_reload.child_result(tree, done)
     if profile:
@@ -141,27 +153,35 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, action="append", help="a checkout to measure (repeatable)")
     parser.add_argument("--folder", type=Path, help="a fleet built before (bench.daemon_scale's layout)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--memory", action="store_true", help="what is kept per target, by module (slower)")
     args = parser.parse_args()
     trees = args.tree or [Path(__file__).resolve().parent.parent]
     fleet = daemon_scale.fleet_folder(args.folder, args.targets, args.keys)
     results = []
     for tree in trees:
-        r = measure(tree, fleet, args.rounds, args.profile)
+        r = measure(tree, fleet, args.rounds, args.profile, args.memory)
         n = r["targets"]
         per_pass = [cpu / n * 1e6 for cpu in r["steady_cpu"]]
         r["per_pass_us"] = sorted(per_pass)[len(per_pass) // 2]
+        r["kept_per_target"] = r["kept"].get("total", 0) / n
         print(
             f"{tree}: {n:,} targets; load {r['load_cpu']:.1f} s CPU, first cycle {r['first_cpu']:.1f} s CPU "
             f"({r['first_cpu'] / n * 1e3:.2f} ms a target); steady rounds ({r['changed_per_round']} files changed "
             f"each) {', '.join(f'{us:.1f}' for us in per_pass)} us a target, median {r['per_pass_us']:.1f}; "
             f"RSS {r['rss_mb']:.0f} MB"
         )
+        if r["kept"]:
+            kept = r["kept"]
+            print(f"  kept after the rounds (tracemalloc): {kept.pop('total') / n:,.0f} bytes a target; by module:")
+            for file, size in kept.items():
+                print(f"    {size / n:8,.0f}  {file.removeprefix(str(tree) + '/')}")
         results.append(r)
     base = results[0]
     for tree, r in zip(trees[1:], results[1:], strict=True):
         print(
             f"{tree} to {trees[0]}: steady {r['per_pass_us'] / base['per_pass_us']:.2f}x, "
             f"first cycle {r['first_cpu'] / base['first_cpu']:.2f}x, load {r['load_cpu'] / base['load_cpu']:.2f}x"
+            + (f", kept a target {r['kept_per_target'] / base['kept_per_target']:.2f}x" if r["kept"] else "")
         )
     if args.folder is None:
         shutil.rmtree(fleet)
