@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -111,3 +112,27 @@ def test_a_burst_of_200_concurrent_scrapes_is_answered() -> None:
             conn.close()
     finally:
         served.stop()
+
+
+def test_the_probes_are_answered_on_the_event_loop_not_in_a_pool_thread() -> None:
+    """/readyz and /healthz answer from memory on the server's loop: a hop to a pool thread and back costs two
+    more waits for the interpreter while passes hold it (docs/benchmarks.md, "Session 20")."""
+    seen: list[str] = []
+
+    def readiness() -> dict[str, object]:
+        try:
+            asyncio.get_running_loop()
+            seen.append("loop")
+        except RuntimeError:
+            seen.append(threading.current_thread().name)
+        return {"ready": len(seen) < 2}
+
+    served = HttpServer("127.0.0.1", 0, render_metrics=lambda: (b"", "text/plain"), readiness=readiness)
+    served.start()
+    try:
+        assert _exchange(served.address, b"GET /readyz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+        assert _exchange(served.address, b"GET /readyz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 503 ")
+        assert _exchange(served.address, b"GET /healthz HTTP/1.0\r\n\r\n").endswith(b"ok\n")
+    finally:
+        served.stop()
+    assert seen == ["loop", "loop"]
