@@ -21,11 +21,23 @@ class _NoItems(list[Any]):
     append = extend = insert = remove = pop = clear = sort = reverse = _refuse
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
 
+    def __copy__(self) -> list[Any]:  # a copy is the caller's own, to change: an ordinary list
+        return []
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return []
+
 
 class _NoEntries(dict[Any, Any]):
     __slots__ = ()
     update = pop = popitem = clear = setdefault = _refuse
     __setitem__ = __delitem__ = __ior__ = _refuse
+
+    def __copy__(self) -> dict[Any, Any]:
+        return {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[Any, Any]:
+        return {}
 
 
 NO_ITEMS: list[Any] = _NoItems()

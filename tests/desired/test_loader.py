@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
 
@@ -205,6 +206,8 @@ def test_targets_share_their_empty_fields_and_repeated_names(tmp_path: Path) -> 
         with pytest.raises(TypeError, match="shared and cannot change"):
             change()
     assert a.spec.ignore == [] and b.metadata.labels == {}
+    for mine in (copy.copy(a.spec.ignore), copy.deepcopy(a.metadata.labels), list(a.spec.secrets), a.spec.unset[:]):
+        assert type(mine) in (list, dict) and not mine  # a copy is the caller's own, to change
     assert a.origin is not None and (a.origin.file, a.origin.document) == (tmp_path / "a.yaml", 1)
     copied = a.with_spec(a.spec.model_copy(update={"prune": True}))
     assert copied.origin == a.origin and copied.spec.prune and copied.spec.ignore == []
