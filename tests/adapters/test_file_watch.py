@@ -118,14 +118,10 @@ def test_a_paths_targets_are_kept_as_one_name_until_a_second_shares_it() -> None
     layout.add("c", "/live/b.yaml", "/live/b.yaml")
     layout.add("c", "/live/b.yaml", "/live/b.yaml")  # the same target again: no set
     assert layout.by_path == {"/live/a.yaml": "a", "/live/..data/a.yaml": "a", "/live/b.yaml": {"b", "c"}}
-    assert layout.targets_of("/live/a.yaml") == ({"a"}, False) and layout.targets_of("/live/b.yaml") == (
-        {"b", "c"},
-        False,
-    )
-    assert layout.targets_of("/live/..data") == ({"a", "b", "c"}, True) and layout.targets_of("/elsewhere") == (
-        set(),
-        False,
-    )
+    assert layout.targets_of("/live/a.yaml") == ({"a"}, False)
+    assert layout.targets_of("/live/b.yaml") == ({"b", "c"}, False)
+    assert layout.targets_of("/live/..data") == ({"a", "b", "c"}, True)  # a swap: every target of the folder
+    assert layout.targets_of("/elsewhere") == (set(), False)
     found, _ = layout.targets_of("/live/b.yaml")
     found.add("x")  # the caller's own set
     assert layout.by_path["/live/b.yaml"] == {"b", "c"}
