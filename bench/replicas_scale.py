@@ -10,7 +10,9 @@ its targets (store/leases.py). Reported, per replica: the first full cycle (unti
 together reach the fleet: wall, and each one's CPU with its load's worker processes), then over `--minutes` of
 steady state (0.1% of the live files changing a minute) each one's share of a core, its peak RSS and the
 targets it leases (the spread: the largest share to the mean); the passes of that window per target and
-interval; then one replica is SIGKILLed: how long until the others lease every target (must be within one
+interval, and at its end each target's last pass, read from the replicas' /api/v1/status (each must be within
+one interval: the passes per interval over a short window depend on where in the interval the passes fall,
+and bunch up after a start); then one replica is SIGKILLed: how long until the others lease every target (must be within one
 lease time and a tick) and until each of its targets has had a pass on a survivor. At the end every target's
 last pass is read from the survivors' /api/v1/status (each must be within one interval), and runs of one
 target by two replicas at once are counted from history (must be 0). The baseline, measured in the same run,
@@ -37,6 +39,7 @@ from reconciler.store import tables
 
 INTERVAL_S = 60.0  # the fleet's targets'
 JITTER_S = 5.0  # the daemon's default
+DUE_S = INTERVAL_S + JITTER_S + 1  # a pass is due an interval and its jitter after the last, on a 1 s tick
 
 
 class Replica:
@@ -122,16 +125,25 @@ def steady(replicas: list[Replica], live: Path, targets: int, minutes: float) ->
     return shares
 
 
-def last_passes(replicas: list[Replica]) -> dict[str, datetime]:
-    """Each target's latest pass on any of `replicas` (a target that moved is shown by both: the later counts)."""
-    latest: dict[str, datetime] = {}
+def last_passes(replicas: list[Replica]) -> dict[str, tuple[datetime, datetime]]:
+    """Each target's latest pass on any of `replicas` (a target that moved is shown by both: the later counts),
+    with when the replica that showed it was asked (its answer of 100,000 targets takes a while)."""
+    latest: dict[str, tuple[datetime, datetime]] = {}
     for replica in replicas:
         url = f"http://127.0.0.1:{replica.port}/api/v1/status"
+        asked = datetime.now(UTC)
         with urllib.request.urlopen(url, timeout=300) as response:
             for target in json.load(response)["targets"]:
-                at = datetime.fromisoformat(target["at"])
-                latest[target["target"]] = max(at, latest.get(target["target"], at))
+                seen = (datetime.fromisoformat(target["at"]), asked)
+                latest[target["target"]] = max(seen, latest.get(target["target"], seen))
     return latest
+
+
+def late(replicas: list[Replica]) -> tuple[int, int]:
+    """(targets the replicas show, those whose last pass was older than one interval, its jitter and a tick
+    when their replica was asked)."""
+    latest = last_passes(replicas)
+    return len(latest), sum(1 for at, asked in latest.values() if (asked - at).total_seconds() > DUE_S)
 
 
 def kill_one(
@@ -183,6 +195,11 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
             )
         print(f"  largest share to the mean: {max(leased.values()) / mean:.3f} (target <= 1.2)")
         print(f"  passes per target and interval: {shares['passes per target and interval']:.2f}")
+        shown, stale = late(replicas)
+        print(
+            f"  at its end, {shown:,} targets shown; last pass older than {DUE_S:g} s: {stale:,} (target: 0; "
+            f"missing: {args.targets - shown:,})"
+        )
         engine = sa.create_engine(url)
         victim, held, lapsed, taken, passed = kill_one(replicas, args.targets, args.lease, engine)
         engine.dispose()
@@ -194,13 +211,10 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
         )
         print(f"  and have passed each of them {passed:.0f} s after the kill (polled every 5 s)")
         print(f"  leased now: {', '.join(f'{r.name} {r.leased():,}' for r in survivors)}")
-        latest = last_passes(survivors)
-        now = datetime.now(UTC)
-        late = INTERVAL_S + JITTER_S + 1  # a pass is due an interval and its jitter after the last, on a 1 s tick
-        stale = [name for name, at in latest.items() if (now - at).total_seconds() > late]
+        shown, stale = late(survivors)
         print(
-            f"  {len(latest):,} targets shown by the survivors; last pass older than {late:g} s: {len(stale):,} "
-            f"(missing: {args.targets - len(latest):,}); {time.monotonic() - started:.0f} s since the start"
+            f"  {shown:,} targets shown by the survivors; last pass older than {DUE_S:g} s: {stale:,} "
+            f"(missing: {args.targets - shown:,}); {time.monotonic() - started:.0f} s since the start"
         )
     finally:
         for r in replicas:
