@@ -13,12 +13,13 @@ import stat
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from reconciler.desired import overlay, parallel
 from reconciler.domain import filestat
+from reconciler.domain.compact import compact
 from reconciler.domain.filestat import Identity, identity
 from reconciler.domain.manifest import Base, Origin, Target
 from reconciler.domain.policy import Policy
@@ -154,6 +155,8 @@ def parse(
         model = validate(file, index, body, problems)
         if isinstance(model, Target):
             model.placed(Origin(file, index))
+        if model is not None:
+            compact(model)
         documents.append(Document(index, model, tuple(problems)))
     found.clear()
     unreadable = (
@@ -219,36 +222,11 @@ def validate(file: Path, index: int, body: Any, problems: list[Problem]) -> Mode
         problem("kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         return None
     try:
-        return share_fields_sets(model.model_validate(body))
+        return model.model_validate(body)
     except ValidationError as exc:
         for err in exc.errors():
             problem(".".join(str(p) for p in err["loc"]) or None, _message(err))
         return None
-
-
-# One set object for each distinct set of field names. Every model pydantic builds gets a set of the fields
-# its document gave (216 bytes, four to a target: 0.9 of the ~3.9 KB a target's models take). The models
-# are frozen, so nothing adds to a model's set in place (model_copy copies it before adding), and one set
-# can serve every model that was given the same fields. Bounded: documents that name fields of their own
-# (a source's adapter options) can make many distinct sets, and past the bound each keeps its own.
-_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
-MAX_FIELDS_SETS = 4096
-M = TypeVar("M", bound=BaseModel)
-
-
-def share_fields_sets(model: M) -> M:
-    """`model`, it and its nested models each with the one `__pydantic_fields_set__` object of its set."""
-    names = model.__pydantic_fields_set__
-    shared = _FIELDS_SETS.get(frozenset(names))
-    if shared is None and len(_FIELDS_SETS) < MAX_FIELDS_SETS:
-        shared = _FIELDS_SETS.setdefault(frozenset(names), names)
-    if shared is not None and shared is not names:
-        object.__setattr__(model, "__pydantic_fields_set__", shared)
-    for value in model.__dict__.values():
-        for nested in value if isinstance(value, list) else (value,):
-            if isinstance(nested, BaseModel):
-                share_fields_sets(nested)
-    return model
 
 
 def _message(err: Any) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from reconciler.domain.compact import compact
 from reconciler.domain.manifest import Base, Overlay, Target
 from reconciler.domain.packed import Packed
 from reconciler.domain.paths import MISSING, KeyPath, from_pointer, get_in, set_in
@@ -104,7 +105,7 @@ def resolve(
         if kept is not None and kept[0] is target and kept[1] is parent:
             result[name] = kept[2]
         else:
-            result[name] = target.with_spec(spec.model_copy(update=_apply(parent, spec, target, report)))
+            result[name] = compact(target.with_spec(spec.model_copy(update=_apply(parent, spec, target, report))))
         memo._targets[name] = (target, parent, result[name])
     return result
 
