@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.desired.loader import load
-from reconciler.domain.packed import Packed
+from reconciler.domain.packed import MARSHAL_VERSION, Packed
 from reconciler.errors import ConfigurationError
 
 DOC = {"b": 1, "a": {"x": [1.5, None, True, "s"], "y": -0.0}, "n": 10**30}
@@ -95,7 +95,7 @@ def test_a_large_repetitive_document_is_kept_deflated_and_reads_back_exactly() -
     dated = {**doc, "on": date(2026, 1, 1)}
     for document in (doc, dated):
         packed = Packed.of(document)
-        assert len(packed) * 4 < len(marshal.dumps(doc)), len(packed)
+        assert len(packed) * 4 < len(marshal.dumps(doc, MARSHAL_VERSION)), len(packed)
         assert (
             packed.unpack() == document and packed == Packed.of(document) and hash(packed) == hash(Packed.of(document))
         )
@@ -107,7 +107,21 @@ def test_a_small_or_varied_document_is_kept_as_it_is() -> None:
     """Below COMPRESS_FROM bytes, or when deflate would save less than a quarter, the bytes are marshal's."""
     small = {"a": 1}
     rng = random.Random(5)
-    varied = {f"k{i}": rng.random() for i in range(40)}  # random floats: deflate saves little
+    varied = {"v": [rng.random() for _ in range(60)]}  # random floats: deflate saves little
     for document in (small, varied):
-        assert len(Packed.of(document)) == len(marshal.dumps(document))
+        assert len(Packed.of(document)) == len(marshal.dumps(document, MARSHAL_VERSION))
         assert Packed.of(document).unpack() == document
+
+
+def test_equal_documents_pack_to_the_same_bytes_whatever_they_share() -> None:
+    """A manifest's keys are shared across its documents (and marshal would mark each shared object); a live
+    document read on its own shares nothing. Equal, with their keys in the same order, they pack alike; another
+    type or order does not."""
+    keys = [f"key{i:03}" for i in range(50)]
+    shared = {k: f"value-{i}" for i, k in enumerate(keys)}
+    also = {k: f"value-{i}" for i, k in enumerate(keys)}  # the same key objects, referenced twice
+    fresh = {f"key{i:03}": f"value-{i}" for i in range(50)}
+    assert Packed.of(shared) == Packed.of(fresh) and hash(Packed.of(shared)) == hash(Packed.of(fresh))
+    assert also is not shared
+    assert Packed.of({**fresh, "n": 1}) != Packed.of({**fresh, "n": 1.0})
+    assert Packed.of({"a": 1, "b": 2}) != Packed.of({"b": 2, "a": 1})
