@@ -7,6 +7,9 @@ Replacing those values changes no parity result: compare_pair leaves out both ta
 paths, so the walk never looks at a value there. Maps are kept as maps (only their leaves are replaced), so that
 a difference that takes in a whole map, where a secret path lies inside it, counts the same leaves; such a
 difference then shows the keyed hash where `compare` would show the secret.
+
+A live document that packs to the bytes of the target's desired one (no drift, the usual case) is kept as the
+manifest's own Packed object: one copy of its bytes, not two (~0.4 KB a target of 100 keys).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ def keep(target: Target, fingerprint: str, document: dict[str, Any], hmac_key: b
     globs = secret_globs(target)
     if globs:
         document = redact(document, globs, hmac_key)
-    return Kept(fingerprint, Packed.of(document)), document
+    packed = Packed.of(document)
+    if packed == target.spec.packed:  # live as desired, the usual case: the manifest's bytes serve for both
+        packed = target.spec.packed
+    return Kept(fingerprint, packed), document
 
 
 def secret_globs(target: Target) -> tuple[PathGlob, ...]:

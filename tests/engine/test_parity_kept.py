@@ -20,6 +20,7 @@ from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.engine.gate import ModeDecision
 from reconciler.engine.outcome import PassOutcome
+from reconciler.engine.parity_kept import keep
 from reconciler.engine.parity_watch import ParityWatch
 from reconciler.observe.parity import ENTRY_STATES, ParityStates
 
@@ -199,3 +200,27 @@ def test_a_difference_over_a_map_with_a_secret_inside_counts_as_compare_counts(s
     (shown,) = [i for i in results[0].items if i.pointer == "/vault"]
     assert (vault.leaves, "vault-pass" in repr(shown.a), "vault-pass" in repr(vault.a)) == (4, True, False)
     assert vault.a["n"] == 1 and "<redacted hmac-sha256:" in repr(vault.a["creds"]["pass"])
+
+
+def test_a_live_document_as_desired_is_kept_as_the_manifest_s_own_bytes(tmp_path: Path) -> None:
+    """No drift, the usual case: parity keeps the target's desired Packed object, not a second copy of the same
+    bytes. 1.0 for 1, one more key or another order is packed on its own, and unpacks as read."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "t.yaml").write_text(
+        "kind: Target\nmetadata: {name: t, app: a}\n"
+        'spec:\n  source: {adapter: file, path: t.yaml}\n  desired: {n: 1, m: {x: [a, b]}, s: "on"}\n'
+    )
+    target = DesiredSource(tmp_path / "d").current().targets["t"]
+    as_desired = {"n": 1, "m": {"x": ["a", "b"]}, "s": "on"}
+    kept, document = keep(target, "fp", as_desired, b"k")
+    assert kept.document is target.spec.packed and document == as_desired and kept.fingerprint == "fp"
+    reordered = {"s": "on", "n": 1, "m": {"x": ["a", "b"]}}
+    for live in (
+        {**as_desired, "n": 1.0},
+        {**as_desired, "extra": 2},
+        {**as_desired, "m": {"x": ["b", "a"]}},
+        reordered,
+    ):
+        kept, _ = keep(target, "fp", live, b"k")
+        assert kept.document is not target.spec.packed
+        assert kept.document.unpack() == live and type(kept.document.unpack()["n"]) is type(live["n"])
