@@ -23,6 +23,7 @@ from reconciler.engine.rollout import Rollout
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.observe.notify import Event, EventKind
+from reconciler.observe.targets import NO_DRIFT
 from reconciler.ports import Clock
 
 log = logs.get_logger("reconciler.effects")
@@ -180,7 +181,7 @@ class MetricsEffect:
             else:
                 self._drift_since.pop(target.name, None)
                 since = 0.0
-            states.update(target.name, drift=counts, open_since=since)
+            states.update(target.name, drift=counts if any(counts.values()) else NO_DRIFT, open_since=since)
         if outcome.execution:
             for outcome_state, count in Counter(a.state.value for a in outcome.execution.actions).items():
                 metrics.actions.labels(target.environment, outcome_state).inc(count)
