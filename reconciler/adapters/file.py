@@ -60,7 +60,7 @@ class FileAdapter:
         self._root_prefixes = [(str(r), str(r).rstrip(os.sep) + os.sep) for r in self._roots]
         # target -> (its source spec, path, format): parsed once per spec, checked on every call
         self._located: dict[str, tuple[object, str, str | None]] = {}
-        self._resolved: dict[str, tuple[str, tuple[int, int]]] = {}  # path -> (real path, its device and inode)
+        self._resolved: dict[str, tuple[str, int, int]] = {}  # path -> (real path, its device, its inode)
         self._max_bytes = settings.max_bytes
         # target -> (its source spec, its path as given, the hash of its file's identity, its fingerprint), for
         # files that were not racy when read (fingerprints)
@@ -113,7 +113,10 @@ class FileAdapter:
         def paths(target: Target) -> tuple[str, str]:
             real, _ = self.locate(target)
             located = self._located.get(target.name)  # gone if the target was forgotten meanwhile
-            return (located[1] if located is not None else str(real)), str(real)
+            if located is None:
+                return str(real), str(real)
+            resolved = self._resolved.get(located[1])  # the watch keeps the very strings kept here
+            return located[1], resolved[0] if resolved is not None else str(real)
 
         file_watch.watch_files(targets, paths, changed, ready, stop)
 
@@ -123,19 +126,19 @@ class FileAdapter:
         so it is resolved (and roots-checked) again."""
         known = self._resolved.get(path)
         if known is not None:
-            real, ident = known
+            real, device, inode = known
             try:
                 st = os.stat(path)
             except OSError:
                 st = None
-            if st is not None and (st.st_dev, st.st_ino) == ident:
+            if st is not None and st.st_ino == inode and st.st_dev == device:
                 return real
         real = os.path.realpath(path)
         try:
             st = os.stat(real)
         except OSError:
             return real  # missing: the read reports it
-        self._resolved[path] = (real, (st.st_dev, st.st_ino))
+        self._resolved[path] = (real, st.st_dev, st.st_ino)
         return real
 
     def _parse_options(self, target: Target) -> tuple[str, str | None]:
