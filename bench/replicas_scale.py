@@ -12,11 +12,11 @@ steady state (0.1% of the live files changing a minute) each one's share of a co
 targets it leases (the spread: the largest share to the mean); the passes of that window per target and
 interval, and at its end each target's last pass, read from the replicas' /api/v1/status (each must be within
 one interval: the passes per interval over a short window depend on where in the interval the passes fall,
-and bunch up after a start); then one replica is SIGKILLed: how long until the others lease every target (must be within one
-lease time and a tick) and until each of its targets has had a pass on a survivor. At the end every target's
-last pass is read from the survivors' /api/v1/status (each must be within one interval), and runs of one
-target by two replicas at once are counted from history (must be 0). The baseline, measured in the same run,
-is the first cycle's CPU: what each interval would cost without the memo.
+and bunch up after a start); then one replica is SIGKILLed: how long until the others lease every target
+(must be within one lease time and a tick) and until each of its targets has had a pass on a survivor. At the
+end every target's last pass is read from the survivors' /api/v1/status (each must be within one interval),
+and runs of one target by two replicas at once are counted from history (must be 0). The baseline, measured in
+the same run, is the first cycle's CPU: what each interval would cost without the memo.
 """
 
 from __future__ import annotations
@@ -139,11 +139,11 @@ def last_passes(replicas: list[Replica]) -> dict[str, tuple[datetime, datetime]]
     return latest
 
 
-def late(replicas: list[Replica]) -> tuple[int, int]:
+def late(replicas: list[Replica]) -> tuple[int, int, float]:
     """(targets the replicas show, those whose last pass was older than one interval, its jitter and a tick
-    when their replica was asked)."""
-    latest = last_passes(replicas)
-    return len(latest), sum(1 for at, asked in latest.values() if (asked - at).total_seconds() > DUE_S)
+    when their replica was asked, the oldest last pass's age then in seconds)."""
+    ages = [(asked - at).total_seconds() for at, asked in last_passes(replicas).values()]
+    return len(ages), sum(1 for age in ages if age > DUE_S), max(ages, default=0.0)
 
 
 def kill_one(
@@ -195,10 +195,10 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
             )
         print(f"  largest share to the mean: {max(leased.values()) / mean:.3f} (target <= 1.2)")
         print(f"  passes per target and interval: {shares['passes per target and interval']:.2f}")
-        shown, stale = late(replicas)
+        shown, stale, oldest = late(replicas)
         print(
             f"  at its end, {shown:,} targets shown; last pass older than {DUE_S:g} s: {stale:,} (target: 0; "
-            f"missing: {args.targets - shown:,})"
+            f"missing: {args.targets - shown:,}); the oldest {oldest:.1f} s"
         )
         engine = sa.create_engine(url)
         victim, held, lapsed, taken, passed = kill_one(replicas, args.targets, args.lease, engine)
@@ -211,10 +211,11 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
         )
         print(f"  and have passed each of them {passed:.0f} s after the kill (polled every 5 s)")
         print(f"  leased now: {', '.join(f'{r.name} {r.leased():,}' for r in survivors)}")
-        shown, stale = late(survivors)
+        shown, stale, oldest = late(survivors)
         print(
             f"  {shown:,} targets shown by the survivors; last pass older than {DUE_S:g} s: {stale:,} "
-            f"(missing: {args.targets - shown:,}); {time.monotonic() - started:.0f} s since the start"
+            f"(missing: {args.targets - shown:,}; the oldest {oldest:.1f} s); {time.monotonic() - started:.0f} s "
+            "since the start"
         )
     finally:
         for r in replicas:
