@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from reconciler.desired.loader import load
-from reconciler.runtime.scheduler import Scheduler
+from reconciler.runtime.scheduler import Scheduler, toward_slot
 from reconciler.settings import Settings
 from tests.conftest import REPO
 
@@ -93,12 +93,16 @@ def test_the_check_catches_a_wrong_default() -> None:
 @pytest.mark.parametrize("doc", ["docs/settings.md", "README.md"])
 def test_the_jitter_bound_the_docs_state_is_the_schedulers(doc: str) -> None:
     """Both pages say jitter is at most half the interval, and a scheduler with a large jitter never waits
-    longer than one and a half intervals (plus the tick)."""
+    longer than one and a half intervals (plus the tick), nor less than the interval less a tick (twice, with
+    the rounding up to the tick); at some time of the interval it does wait more than a fifth of one more."""
     assert "half the interval" in (REPO / doc).read_text()
     scheduler = Scheduler(default_interval_s=10.0, jitter_s=1000.0)
     scheduler.sync(load(REPO / "examples" / "desired"))
     intervals = {t.name: t.spec.interval or 10.0 for t in load(REPO / "examples" / "desired").targets.values()}
     for name, interval in intervals.items():
-        delays = [scheduler.next_delay(name) or 0.0 for _ in range(200)]
-        assert max(delays) <= interval * 1.5 + min(1.0, interval / 10)
+        tick = min(1.0, interval / 10)
+        delay = scheduler.next_delay(name)
+        assert delay is not None and interval - 2 * tick <= delay <= interval * 1.5 + tick
+        delays = [toward_slot(name, interval, interval / 2, tick, i * interval / 100) for i in range(100)]
+        assert interval - tick <= min(delays) and max(delays) <= interval * 1.5
         assert max(delays) > interval * 1.2  # the jitter is there, not cut to a tenth

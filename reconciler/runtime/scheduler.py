@@ -1,14 +1,23 @@
-"""When passes are due. A target's next pass is queued, with jitter, when its pass ends (the work queue holds
-the schedule, one entry per target, so a watch or a retry that wants it sooner wins); APScheduler runs the
-housekeeping jobs (desired-state edits, leases). One APScheduler job per target cost ~0.5 ms of CPU per
-trigger at 10,000 targets (bench/daemon_scale.py). Interval passes are due on a one-second tick, so the
-passes due in the same second run back to back instead of each waking a worker on its own."""
+"""When passes are due. A target's next pass is queued when its pass ends (the work queue holds the schedule,
+one entry per target, so a watch or a retry that wants it sooner wins); APScheduler runs the housekeeping jobs
+(desired-state edits, leases). One APScheduler job per target cost ~0.5 ms of CPU per trigger at 10,000
+targets (bench/daemon_scale.py). Interval passes are due on a one-second tick, so the passes due in the same
+second run back to back instead of each waking a worker on its own.
+
+Each target has its own second of the interval, from a hash of its name (its slot), and its next pass is due
+an interval after the last one ends, plus up to the jitter to come as near its slot as that allows (or up to a
+tick less, back onto a slot it just missed). Passes that fell due together (a start, a replica taking another's
+targets over, a new policy: all of them at once) so spread over the interval within interval / jitter passes,
+and stay spread: a random jitter alone left a start's 100,000 passes in one burst every interval for hours,
+and the last of each burst past its interval. The slots are on the wall clock, the same on every replica and
+across restarts.
+"""
 
 from __future__ import annotations
 
 import math
-import random
 import time
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -61,22 +70,42 @@ class Scheduler:
         return added, removed
 
     def next_delay(self, name: str) -> float | None:
-        """When `name`'s next pass is due after one ends: its interval plus jitter (at most half the
-        interval); None when it is no longer a target."""
+        """When `name`'s next pass is due after one ends: its interval, and up to the jitter (at most half the
+        interval) toward its slot; None when it is no longer a target."""
         interval = self._intervals.get(name)
-        return None if interval is None else self._delay(interval, time.monotonic())
+        return None if interval is None else self._delay(name, interval, time.monotonic(), time.time())
 
     def next_delays(self, names: Iterable[str]) -> dict[str, float | None]:
-        """next_delay() of each of `names`, at one reading of the clock (passes that ended together)."""
-        now, intervals = time.monotonic(), self._intervals
+        """next_delay() of each of `names`, at one reading of the clocks (passes that ended together)."""
+        now, wall, intervals = time.monotonic(), time.time(), self._intervals
         return {
-            name: None if (interval := intervals.get(name)) is None else self._delay(interval, now) for name in names
+            name: None if (interval := intervals.get(name)) is None else self._delay(name, interval, now, wall)
+            for name in names
         }
 
-    def _delay(self, interval: float, now: float) -> float:
-        delay = interval + random.uniform(0, min(self._jitter_s, interval / 2))  # noqa: S311 - jitter
+    def _delay(self, name: str, interval: float, now: float, wall: float) -> float:
+        tick = min(TICK_S, interval / 10)
+        delay = toward_slot(name, interval, min(self._jitter_s, interval / 2), tick, wall)
         # Passes due within the same tick run together: waking a worker for each pass on its own, every few
         # milliseconds at 10,000 targets, cost several times the CPU of the pass itself (cold caches, a
         # context switch each). The tick is at most a tenth of the interval, so no pass is late by more.
-        tick = min(TICK_S, interval / 10)
         return math.ceil((now + delay) / tick) * tick - now
+
+
+def slot(name: str, interval: float) -> float:
+    """`name`'s second of the interval: where on the wall clock, modulo the interval, its passes fall."""
+    return zlib.crc32(name.encode()) / 2**32 * interval
+
+
+def toward_slot(name: str, interval: float, jitter: float, tick: float, wall: float) -> float:
+    """The delay, at wall-clock time `wall`, from a pass of `name` that just ended to its next: the interval, and
+    then its slot if it comes within `jitter` after that; a slot it missed by a little (a busy moment, the tick)
+    is taken back by up to `tick`, a pass that much early; any other, `jitter` nearer (reached within interval /
+    jitter passes). Between interval - tick and interval + jitter."""
+    ahead = (slot(name, interval) - (wall + interval)) % interval  # from a plain interval to its slot
+    if ahead <= jitter:
+        return interval + ahead
+    missed = interval - ahead
+    if missed <= jitter:
+        return interval - min(missed, tick)
+    return interval + jitter
