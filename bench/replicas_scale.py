@@ -27,6 +27,7 @@ import json
 import signal
 import time
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,15 @@ def last_passes(replicas: list[Replica]) -> dict[str, tuple[datetime, datetime]]
     return latest
 
 
-def late(replicas: list[Replica]) -> tuple[int, int, float]:
+def late(replicas: list[Replica]) -> tuple[int, int, float, float]:
     """(targets the replicas show, those whose last pass was older than one interval, its jitter and a tick
-    when their replica was asked, the oldest last pass's age then in seconds)."""
-    ages = [(asked - at).total_seconds() for at, asked in last_passes(replicas).values()]
-    return len(ages), sum(1 for age in ages if age > DUE_S), max(ages, default=0.0)
+    when their replica was asked, the oldest last pass's age then in seconds, and the share of the last passes
+    that fell in the busiest second of the interval: 1/60 when they are spread evenly over it)."""
+    latest = last_passes(replicas).values()
+    ages = [(asked - at).total_seconds() for at, asked in latest]
+    seconds = Counter(int(at.timestamp() % INTERVAL_S) for at, _ in latest)
+    busiest = max(seconds.values(), default=0) / max(len(ages), 1)
+    return len(ages), sum(1 for age in ages if age > DUE_S), max(ages, default=0.0), busiest
 
 
 def kill_one(
@@ -195,10 +200,11 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
             )
         print(f"  largest share to the mean: {max(leased.values()) / mean:.3f} (target <= 1.2)")
         print(f"  passes per target and interval: {shares['passes per target and interval']:.2f}")
-        shown, stale, oldest = late(replicas)
+        shown, stale, oldest, busiest = late(replicas)
         print(
             f"  at its end, {shown:,} targets shown; last pass older than {DUE_S:g} s: {stale:,} (target: 0; "
-            f"missing: {args.targets - shown:,}); the oldest {oldest:.1f} s"
+            f"missing: {args.targets - shown:,}); the oldest {oldest:.1f} s; the busiest second of the interval "
+            f"held {busiest:.1%} of the last passes (evenly: {1 / INTERVAL_S:.1%})"
         )
         engine = sa.create_engine(url)
         victim, held, lapsed, taken, passed = kill_one(replicas, args.targets, args.lease, engine)
@@ -211,7 +217,7 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
         )
         print(f"  and have passed each of them {passed:.0f} s after the kill (polled every 5 s)")
         print(f"  leased now: {', '.join(f'{r.name} {r.leased():,}' for r in survivors)}")
-        shown, stale, oldest = late(survivors)
+        shown, stale, oldest, _ = late(survivors)
         print(
             f"  {shown:,} targets shown by the survivors; last pass older than {DUE_S:g} s: {stale:,} "
             f"(missing: {args.targets - shown:,}; the oldest {oldest:.1f} s); {time.monotonic() - started:.0f} s "
