@@ -4,18 +4,23 @@ one entry per target, so a watch or a retry that wants it sooner wins); APSchedu
 targets (bench/daemon_scale.py). Interval passes are due on a one-second tick, so the passes due in the same
 second run back to back instead of each waking a worker on its own.
 
-Each target has its own second of the interval, from a hash of its name (its slot), and its next pass is due
-an interval after the last one ends, plus up to the jitter to come as near its slot as that allows (or up to a
-tick less, back onto a slot it just missed). Passes that fell due together (a start, a replica taking another's
-targets over, a new policy: all of them at once) so spread over the interval within interval / jitter passes,
-and stay spread: a random jitter alone left a start's 100,000 passes in one burst every interval for hours,
-and the last of each burst past its interval. The slots are on the wall clock, the same on every replica and
-across restarts.
+Each target has its own second of the interval, from a hash of its name (its slot). Its next pass is due an
+interval after the last one ends, and then: on its slot if that comes within the jitter; a tick back onto a
+slot it just missed; else, as before, a random jitter of up to the jitter, which brings it nearer its slot by
+half the jitter a pass on average. Passes that fell due together (a start, a replica taking another's targets
+over, a new policy: all of them at once) so spread evenly over the interval within about twice interval /
+jitter passes, and stay spread. A random jitter alone spreads such a burst as a random walk, by ~1.4 s times
+the square root of the passes with the default 5 s (~11 s after an hour of 60 s passes), and a replica's
+100,000 passes after its first cycle came in one burst each interval, the last of it past its interval. A
+step of the whole jitter each pass would spread them twice as fast, but then every gap on the way is the
+longest the jitter allows, and any wait puts it past it. The slots are on the wall clock, the same on every
+replica and across restarts.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 import zlib
 from collections.abc import Iterable
@@ -29,6 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from reconciler.domain.state import DesiredState
 
 TICK_S = 1.0  # passes due within one tick run together
+_random = random.Random()  # noqa: S311 - jitter, not security
 
 
 class Scheduler:
@@ -100,12 +106,12 @@ def slot(name: str, interval: float) -> float:
 def toward_slot(name: str, interval: float, jitter: float, tick: float, wall: float) -> float:
     """The delay, at wall-clock time `wall`, from a pass of `name` that just ended to its next: the interval, and
     then its slot if it comes within `jitter` after that; a slot it missed by a little (a busy moment, the tick)
-    is taken back by up to `tick`, a pass that much early; any other, `jitter` nearer (reached within interval /
-    jitter passes). Between interval - tick and interval + jitter."""
+    is taken back by up to `tick`, a pass that much early; any other, a random jitter nearer (the module's
+    docstring). Between interval - tick and interval + jitter."""
     ahead = (slot(name, interval) - (wall + interval)) % interval  # from a plain interval to its slot
     if ahead <= jitter:
         return interval + ahead
     missed = interval - ahead
     if missed <= jitter:
         return interval - min(missed, tick)
-    return interval + jitter
+    return interval + _random.uniform(0, jitter)

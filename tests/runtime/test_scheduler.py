@@ -3,13 +3,16 @@ that lets due passes run together."""
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from reconciler.desired.loader import load
 from reconciler.domain.state import DesiredState
+from reconciler.runtime import scheduler as scheduling
 from reconciler.runtime.scheduler import TICK_S, Scheduler, slot, toward_slot
 
 
@@ -67,17 +70,18 @@ def test_a_target_no_longer_desired_has_no_next_pass(tmp_path: Path) -> None:
     assert scheduler.next_delay("a") is None
 
 
-def test_a_target_s_passes_come_to_its_own_second_and_stay_there() -> None:
-    """From anywhere, a target's passes come to its slot within interval / jitter passes, each gap between the
-    interval less a tick and the interval plus the jitter; on its slot, every gap is the interval. A pass made
-    late (a busy moment) comes back to it, and a pass brought forward by a watch too."""
+def test_a_target_s_passes_come_to_its_own_second_and_stay_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From anywhere, a target's passes come to its slot within a few times interval / jitter passes, each gap
+    between the interval less a tick and the interval plus the jitter; on its slot, every gap is the interval. A
+    pass made late (a busy moment) comes back to it, and a pass brought forward by a watch too."""
+    monkeypatch.setattr(scheduling, "_random", random.Random(7))
     interval, jitter, tick = 60.0, 5.0, 1.0
     for name in ("a", "pay-prod", "t00042"):
         home = slot(name, interval)
         assert 0 <= home < interval and home == slot(name, interval)
         for start in (0.0, 13.7, 1_764_000_000.25, home + 0.5, home + 3, home - 0.2):
             wall, gaps = start, []
-            for _ in range(int(interval / jitter) + 2):
+            for _ in range(4 * int(interval / jitter)):
                 gap = toward_slot(name, interval, jitter, tick, wall)
                 assert interval - tick <= gap <= interval + jitter
                 gaps.append(gap)
@@ -87,13 +91,19 @@ def test_a_target_s_passes_come_to_its_own_second_and_stay_there() -> None:
         assert toward_slot(name, interval, 0.0, tick, 5.0) == interval  # no jitter: the interval, as before
 
 
-def test_passes_that_fell_due_together_spread_over_the_interval() -> None:
+def test_passes_that_fell_due_together_spread_over_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     """10,000 passes that ended in the same second (a start, a take-over) are spread evenly over the interval
-    within interval / jitter passes each, and no gap is longer than the interval and the jitter: the busiest
-    second of the interval then holds about what an even spread gives it, where it held all of them."""
+    within a few times interval / jitter passes each, and no gap is longer than the interval and the jitter: the
+    busiest second of the interval then holds about what an even spread gives it, where it held all of them.
+    A random jitter alone does not spread them so: its busiest second still holds over twice as many."""
+    monkeypatch.setattr(scheduling, "_random", random.Random(7))
     interval, jitter, tick = 60.0, 5.0, 1.0
-    ends = {f"t{i:05}": 1_764_000_000.0 for i in range(10_000)}
-    for _ in range(int(interval / jitter) + 1):
+    start = 1_764_000_000.0
+    ends = {f"t{i:05}": start for i in range(10_000)}
+    rng, jittered = random.Random(8), dict(ends)
+    for _ in range(4 * int(interval / jitter)):
+        for name, wall in jittered.items():
+            jittered[name] = wall + interval + rng.uniform(0, jitter)
         for name, wall in ends.items():
             gap = toward_slot(name, interval, jitter, tick, wall)
             assert gap <= interval + jitter
@@ -103,3 +113,7 @@ def test_passes_that_fell_due_together_spread_over_the_interval() -> None:
         per_second[int(wall % interval)] += 1
     even = len(ends) / interval
     assert max(per_second) < 1.5 * even and min(per_second) > 0.5 * even, per_second
+    random_walk = [0] * int(interval)
+    for wall in jittered.values():
+        random_walk[int(wall % interval)] += 1
+    assert max(random_walk) > 2 * even, random_walk
