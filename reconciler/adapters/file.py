@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 from threading import Event
 from typing import Any
 
-from reconciler.adapters import atomic, file_watch, fileshape, formats
+from reconciler.adapters import atomic, file_watch, fileshape, formats, regular
 from reconciler.adapters.common import apply_changes
 from reconciler.domain import filestat, fingerprint
 from reconciler.domain.manifest import Target
@@ -160,7 +159,7 @@ class FileAdapter:
     def _read_stat(self, path: Path) -> tuple[bytes, os.stat_result]:
         """The file's bytes and the fstat() of what was read."""
         try:
-            return _read_regular(path, self._max_bytes)
+            return regular.read(path, self._max_bytes)
         except FileNotFoundError:
             raise DiscoveryError(f"{path}: file does not exist") from None
         except OSError as exc:
@@ -337,48 +336,6 @@ def _reads_back(fmt: formats.Format, content: str, doc: dict[str, Any]) -> bool:
         return strict_equal(fmt.parse(content), doc)
     except formats.FormatError:
         return False
-
-
-# Non-blocking, so that opening a FIFO (or a device) returns at once instead of waiting for a writer; it is
-# then refused by its type. Reads of a regular file ignore O_NONBLOCK.
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def _read_regular(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
-    """The bytes of the regular file at `path`, at most `max_bytes` of them; anything else is refused (a FIFO
-    would hold the reading worker, and with it every target of its batch, until something writes to it)."""
-    fd = os.open(path, _READ_FLAGS)
-    try:
-        st = os.fstat(fd)  # of what was opened: a path swapped after a stat() cannot slip a FIFO in
-        if not stat.S_ISREG(st.st_mode):
-            raise DiscoveryError(f"{path}: is {_kind(st.st_mode)}, not a regular file; refusing to read it")
-        if st.st_size > max_bytes:
-            raise DiscoveryError(f"{path}: {st.st_size} bytes, more than RECONCILER_FILE__MAX_BYTES ({max_bytes})")
-        parts: list[bytes] = []
-        total = 0
-        want = st.st_size + 1  # one past its size, so that one read usually sees the end as well
-        while chunk := os.read(fd, min(want, max_bytes + 1 - total)):
-            parts.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:  # it grew since the fstat
-                raise DiscoveryError(f"{path}: more than RECONCILER_FILE__MAX_BYTES ({max_bytes}) bytes")
-            want = 1 << 16
-        return b"".join(parts), st
-    finally:
-        os.close(fd)
-
-
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "not a file")
 
 
 def _write_temp(path: Path, content: str, fmt: formats.Format) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.adapters import file as file_adapter
+from reconciler.adapters import regular
 from reconciler.adapters.file import FileAdapter
 from reconciler.desired.loader import load
 from reconciler.domain import filestat
@@ -21,13 +21,13 @@ from tests.adapters.test_file import make_target
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths the adapter opens and reads, in order."""
     seen: list[str] = []
-    real = file_adapter._read_regular
+    real = regular.read
 
     def counting(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
         seen.append(str(path))
         return real(path, max_bytes)
 
-    monkeypatch.setattr(file_adapter, "_read_regular", counting)
+    monkeypatch.setattr(regular, "read", counting)
     return seen
 
 
