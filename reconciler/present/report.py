@@ -77,15 +77,27 @@ def target_dict(report: PassOutcome, key: bytes) -> dict[str, Any]:
             }
         )
     return {
+        **_head(report),
+        "note": report.note,
+        "drift": drift,
+        "actions": [_with_live_now(action_dict(a, key), report.live_now) for a in actions],
+    }
+
+
+def target_summary(report: PassOutcome) -> dict[str, Any]:
+    """What the daemon's /api/v1/status shows of a target's last pass: target_dict's head, and how many paths
+    drifted rather than which (rendering those is what a status of 100,000 targets cannot afford)."""
+    return {**_head(report), "drift": len(report.classified)}
+
+
+def _head(report: PassOutcome) -> dict[str, Any]:
+    return {
         "target": report.target.name,
         "environment": report.target.environment,
         "mode": report.mode.value,
         "status": report.status.value,
         "drift_percent": round(report.comparison.drift_percent, 3) if report.comparison else None,
         "error": report.error,
-        "note": report.note,
-        "drift": drift,
-        "actions": [_with_live_now(action_dict(a, key), report.live_now) for a in actions],
     }
 
 

@@ -5,19 +5,20 @@ error in a handler is one line of log and a 500, never a traceback to the client
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.observe import logging as logs
-from reconciler.runtime.api import Api
+from reconciler.runtime.api import STATUS, Api
 from reconciler.runtime.probes import PATHS, Probes
 
 log = logs.get_logger("reconciler.http")
@@ -25,6 +26,7 @@ log = logs.get_logger("reconciler.http")
 Check = Callable[[], dict[str, Any]]  # {"ready": bool, ...details}, at once from memory: run on the event loop
 Render = Callable[[], tuple[bytes, str]]
 MAX_BODY = 64 * 1024
+PIECE = 1000  # items of a streamed JSON array encoded at a time
 
 # The UI loads nothing from elsewhere and runs no inline script or style: a strict policy costs it nothing.
 SECURITY_HEADERS = [
@@ -58,6 +60,20 @@ def html_response(html: str, status: int = 200) -> Response:
 def json_response(status: int, data: Any, *, indent: int | None = 2) -> Response:
     body = json.dumps(data, indent=indent).encode() + b"\n"
     return Response(body, status, media_type="application/json")
+
+
+def json_pieces(head: dict[str, Any], key: str, items: Iterable[Any]) -> Iterator[bytes]:
+    """The JSON object `head` with `key` holding `items` as an array, one item a line, encoded PIECE items at a
+    time: a streamed answer holds one piece at once, and each piece is made in the server's thread pool, so that
+    passes go on between pieces."""
+    opening = json.dumps({**head, key: []}, indent=None)
+    yield opening[: -len("[]}")].encode() + b"["
+    rest = iter(items)
+    separator = "\n"
+    while piece := list(itertools.islice(rest, PIECE)):
+        yield (separator + ",\n".join(json.dumps(item) for item in piece)).encode()
+        separator = ",\n"
+    yield b"\n]}\n"
 
 
 async def read_json_body(request: Request, timeout_s: float) -> dict[str, Any] | Response:
@@ -106,6 +122,9 @@ def _routes(render_metrics: Render, readiness: Check, api: Api | None, body_time
         return routes
 
     def api_get(request: Request) -> Response:
+        if request.url.path == STATUS:  # every target: streamed
+            head, rows = api.status()
+            return StreamingResponse(json_pieces(head, "targets", rows), media_type="application/json")
         return json_response(*api.get(request.url.path, dict(request.query_params)))
 
     async def api_post(request: Request) -> Response:

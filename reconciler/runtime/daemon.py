@@ -22,7 +22,7 @@ from reconciler.domain.state import DesiredState
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
-from reconciler.present.report import target_dict
+from reconciler.present.report import target_dict, target_summary
 from reconciler.runtime import adoption, compose, heap, parity_api, ui, undo
 from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
@@ -85,6 +85,7 @@ class Daemon:
             token=token.get_secret_value() if token is not None else None,
             parity=parity_api.view_of(components.parity),
             render=functools.partial(target_dict, key=components.settings.hmac_key()),
+            summarize=target_summary,
         )
         self.probes = Probes()  # answered before the next pass starts
         self.workers = Workers(

@@ -55,13 +55,15 @@ def test_status_counts_the_last_pass_of_each_target() -> None:
 
 
 def test_a_pass_is_rendered_when_asked_for_and_an_unchanged_repeat_keeps_its_rendering() -> None:
-    """/status renders a target's last pass when asked, not per pass; an unchanged pass that shows what the
-    kept unchanged pass showed keeps that rendering (only `at` moves), anything else is rendered again."""
+    """/drift and the UI render a target's last pass when asked, not per pass; an unchanged pass that shows what
+    the kept unchanged pass showed keeps that rendering (only `at` moves), anything else is rendered again. A
+    rendering that shows no drift and no action is not kept."""
     rendered: list[str] = []
 
     def render(outcome: Any) -> dict[str, Any]:
         rendered.append(outcome.status.value)
-        return {"target": outcome.target.name, "status": outcome.status.value}
+        drift = [{"path": "/x"}] if outcome.status is RunStatus.DRIFT else []
+        return {"target": outcome.target.name, "status": outcome.status.value, "drift": drift}
 
     served = api(None)
     served.render = render
@@ -84,3 +86,41 @@ def test_a_pass_is_rendered_when_asked_for_and_an_unchanged_repeat_keeps_its_ren
     assert rendered == ["drift"] and again["at"] > at
     served.record("a", replace(first, status=RunStatus.CLEAN, comparison=Comparison(items=(), leaves=3, differing=1)))
     assert served.latest()["a"]["status"] == "clean" and rendered == ["drift", "clean"]
+    assert served.latest()["a"]["status"] == "clean" and rendered == ["drift", "clean", "clean"]  # not kept
+
+
+def test_status_and_drift_render_no_pass_that_shows_no_drift() -> None:
+    """/status summarizes each pass without rendering it, and /drift renders only the passes that drifted: a
+    status of 100,000 targets renders nothing, and keeps nothing rendered afterwards."""
+    rendered: list[str] = []
+    served = api(None)
+
+    def render(outcome: Any) -> dict[str, Any]:
+        rendered.append(outcome.target.name)
+        return {"target": outcome.target.name, "environment": "prod", "status": outcome.status.value, "drift": []}
+
+    served.render = render
+    served.summarize = lambda o: {"target": o.target.name, "status": o.status.value, "drift": len(o.classified)}
+    clean = PassOutcome(_target("a"), DRY_RUN, RunStatus.CLEAN, Comparison(items=(), leaves=3, differing=0))
+    served.record("a", clean)
+    served.record("b", PassOutcome(_target("b"), DRY_RUN, RunStatus.FAILED, None, error="unreadable"))
+    code, status = served.get("/api/v1/status", {})
+    assert code == 200 and rendered == []
+    assert status["targets_by_status"] == {"clean": 1, "failed": 1}
+    assert [(t["target"], t["status"], t["drift"]) for t in status["targets"]] == [
+        ("a", "clean", 0),
+        ("b", "failed", 0),
+    ]
+    assert all(t["at"] for t in status["targets"])
+    assert served.get("/api/v1/drift", {}) == (200, {"targets": []}) and rendered == []
+    assert served.get("/api/v1/drift", {"target": "a"})[0] == 200 and rendered == ["a"]  # asked by name
+
+
+def _target(name: str) -> Target:
+    return Target.model_validate(
+        {
+            "kind": "Target",
+            "metadata": {"name": name, "environment": "prod"},
+            "spec": {"source": {"adapter": "file"}, "desired": {}},
+        }
+    )

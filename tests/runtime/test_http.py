@@ -5,6 +5,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -15,8 +16,8 @@ from reconciler.runtime.api import Api
 from reconciler.runtime.http import HttpServer
 
 
-def _server(request_timeout_s: float = 10.0) -> HttpServer:
-    api = Api(
+def _api() -> Api:
+    return Api(
         version=lambda: {"digest": "d"},
         guard=Guard(Mode.APPLY, ["*"]),
         approvals=None,  # type: ignore[arg-type]  # not reached by these requests
@@ -25,12 +26,15 @@ def _server(request_timeout_s: float = 10.0) -> HttpServer:
         watches=dict,
         token="s3cret-token",
     )
+
+
+def _server(request_timeout_s: float = 10.0, api: Api | None = None) -> HttpServer:
     return HttpServer(
         "127.0.0.1",
         0,
         render_metrics=lambda: (b"reconciler_up 1\n", "text/plain"),
         readiness=lambda: {"ready": True},
-        api=api,
+        api=api or _api(),
         request_timeout_s=request_timeout_s,
     )
 
@@ -136,3 +140,25 @@ def test_the_probes_are_answered_on_the_event_loop_not_in_a_pool_thread() -> Non
     finally:
         served.stop()
     assert seen == ["loop", "loop"]
+
+
+def test_status_of_many_targets_is_streamed_and_says_what_the_api_says() -> None:
+    """/api/v1/status is sent in pieces (chunked), each made when the client takes it; the JSON it adds up to is
+    what Api.get gives, targets by name."""
+    api = _api()
+    for i in reversed(range(2500)):  # three pieces
+        t = {"target": f"t{i:04}", "environment": "prod", "mode": "dry-run", "status": "clean", "error": None}
+        api.record(f"t{i:04}", {**t, "drift_percent": 0.0, "drift": [{"path": "/x"}] if i == 7 else []})
+    served = _server(api=api)
+    served.start()
+    try:
+        host, port = served.address
+        with urllib.request.urlopen(f"http://{host}:{port}/api/v1/status", timeout=10) as response:
+            assert response.headers["transfer-encoding"] == "chunked"
+            assert response.headers["content-type"].startswith("application/json")
+            body = json.load(response)
+    finally:
+        served.stop()
+    assert body == api.get("/api/v1/status", {})[1]
+    assert [t["target"] for t in body["targets"]] == [f"t{i:04}" for i in range(2500)]
+    assert body["targets"][7]["drift"] == 1 and body["targets_by_status"] == {"clean": 2500}
