@@ -323,8 +323,11 @@ class Daemon:
         self.http.start()  # before the first load, which takes minutes with 100,000 targets: /readyz says so
         host, port = self.http.address
         try:
-            self._refresh_desired()  # loads it, and queues a first pass for every target right away
+            with self.replicas.joining():  # replicas loaded meanwhile leave this one its share
+                self.c.desired.current()  # the load
+            self._refresh_desired()  # takes it in, and queues a first pass for every target right away
         except ReconcilerError:  # no valid desired state at all: nothing to do
+            self.replicas.leave()
             self.stopping.set()
             self.http.stop()
             lock.release()

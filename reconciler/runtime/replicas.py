@@ -1,7 +1,8 @@
 """Replicas: several daemons on one PostgreSQL database share the targets through leases (store/leases.py).
 
 Each replica heartbeats and claims its fair share of targets every third of the lease time, and once more
-just after another replica's leases would lapse; a target it newly holds is queued at once, so the targets
+just after another replica's leases would lapse (while it loads the desired state, it heartbeats as joining,
+and the others leave it its share of the free targets); a target it newly holds is queued at once, so the targets
 of a replica that died are leased again within one lease time of its death (set it at or below the shortest
 interval). A pass runs only on the replica holding the target's
 lease, and only with the target's advisory lock. A replica that takes a dead replica's target settles what
@@ -115,7 +116,8 @@ class Replicas:
         now = datetime.now(UTC)
         try:
             alive = self.leases.heartbeat(self.owner, now, self.ttl)
-            held = self.leases.claim(self.owner, targets, now, self.ttl, alive)
+            joining = self.leases.joining(now, self.ttl)
+            held = self.leases.claim(self.owner, targets, now, self.ttl, alive, joining)
             housekeeper = self.leases.housekeeper(self.owner, now, self.ttl)
             lapse = self.leases.next_lapse(self.owner, now, self.ttl)
         except ReconcilerError as exc:
@@ -145,9 +147,37 @@ class Replicas:
         if housekeeper:
             self.housekeeping(now)
         soon = [lapse + LAPSE_MARGIN] if lapse is not None else []
-        if new and len(held) < math.ceil(len(targets) / max(alive, 1)):
+        if new and len(held) < math.ceil(len(targets) / max(alive + joining, 1)):
             soon.append(now + AGAIN)
         return min(soon, default=None)
+
+    @contextmanager
+    def joining(self) -> Iterator[None]:
+        """While this replica loads the desired state (minutes, at 100,000 targets): heartbeat as joining, every
+        third of a lease time, so that the replicas loaded meanwhile take only their share of the free targets
+        and keep theirs until this one takes its own, at its first tick (store/leases.py)."""
+        if not self.shared:
+            yield
+            return
+        done = threading.Event()
+        every = self.ttl.total_seconds() / 3
+
+        def beat() -> None:
+            while True:
+                try:
+                    self.leases.heartbeat(self.owner, datetime.now(UTC), self.ttl, joining=True)
+                except ReconcilerError as exc:  # the others then share the targets without this one, as before
+                    log.warning("joining heartbeat failed", error=str(exc))
+                if done.wait(every):
+                    return
+
+        beats = threading.Thread(target=beat, name="joining", daemon=True)
+        beats.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beats.join()
 
     def settle_taken(self, taken: set[str], now: datetime) -> set[str]:
         """Settle what dead replicas left in flight on targets this replica has just leased, before it passes

@@ -185,6 +185,8 @@ replicas = sa.Table(
     sa.Column("id", sa.String(200), primary_key=True),  # the daemon's run owner: host:pid:start-ticks
     sa.Column("started_at", UtcDateTime, nullable=False),
     sa.Column("heartbeat_at", UtcDateTime, nullable=False),
+    # True while it loads the desired state: the others leave it its share of the free targets (leases.py)
+    sa.Column("joining", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 leases = sa.Table(

@@ -89,3 +89,24 @@ def test_at_the_lapse_plus_the_margin_the_other_replicas_leases_are_free(store: 
     at = lapse + replicas_module.LAPSE_MARGIN
     leases.heartbeat("b", at, ttl)
     assert leases.claim("b", TARGETS, at, ttl, 1) == set(TARGETS)
+
+
+def test_a_replica_heartbeats_as_joining_while_it_loads(store: SqlHistoryStore) -> None:
+    """Replicas.joining() heartbeats as joining for as long as the load takes (every third of a lease time),
+    so that a replica loaded meanwhile takes only its share; the first tick after it makes the replica ready."""
+    if store.engine.dialect.name != "postgresql":
+        with replica(store, "a").joining():  # one daemon: nothing to tell another
+            assert not SqlLeaseStore(store.engine).replica("a")
+        return
+    a, b = replica(store, "a"), replica(store, "b")
+    b.ttl = timedelta(seconds=0.3)  # a heartbeat every 0.1 s
+    leases = SqlLeaseStore(store.engine)
+    with b.joining():
+        time.sleep(0.35)  # beyond b's first heartbeat's lease: only later heartbeats keep it joining
+        assert leases.joining(datetime.now(UTC), timedelta(seconds=0.3)) == 1
+        a.tick(TARGETS)
+    assert sum(a.owns(name) for name in TARGETS) == 5  # its share of two
+    b.ttl = timedelta(seconds=30)
+    b.tick(TARGETS)
+    assert sum(b.owns(name) for name in TARGETS) == 5
+    assert leases.joining(datetime.now(UTC), timedelta(seconds=30)) == 0

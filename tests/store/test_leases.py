@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reconciler.store import leases as leases_module
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.leases import SqlLeaseStore
 
@@ -157,3 +158,42 @@ def test_next_lapse_is_when_the_first_other_live_replica_would_lose_its_leases(s
     assert leases.next_lapse("b", now, TTL) == T0 + TTL  # a's: its own heartbeat does not count
     gone = T0 + TTL + timedelta(seconds=2)  # b and c live, a lapsed: a dead replica is not waited for
     assert leases.next_lapse("c", gone, TTL) == T0 + timedelta(seconds=5) + TTL
+
+
+def test_a_joining_replica_is_left_its_share_of_the_free_targets(store: SqlHistoryStore) -> None:
+    """A replica loading its desired state heartbeats as joining: a replica loaded meanwhile takes only its share
+    among them all, rather than every target to hand most over later; what a ready replica holds it keeps until
+    the joining one is ready, and then gives back its surplus as to any replica."""
+    leases = SqlLeaseStore(store.engine)
+    leases.heartbeat("b", T0, TTL, joining=True)
+    leases.heartbeat("c", T0, TTL, joining=True)
+    assert leases.heartbeat("a", T0, TTL) == 1  # b and c are alive, and not counted as ready
+    assert leases.joining(T0, TTL) == 2
+    a = leases.claim("a", TARGETS, T0, TTL, 1, leases.joining(T0, TTL))
+    assert len(a) == 4  # ceil(10 / 3), not all ten
+    later = T0 + timedelta(seconds=10)
+    assert leases.heartbeat("b", later, TTL) == 2  # b is ready; c still joining
+    b = leases.claim("b", TARGETS, later, TTL, 2, leases.joining(later, TTL))
+    assert len(b) == 4 and a.isdisjoint(b)
+    leases.heartbeat("a", later, TTL)
+    assert leases.claim("a", TARGETS, later, TTL, 2, leases.joining(later, TTL)) == a  # 4 <= its 5 as ready
+    # c's load fails: it stops heartbeating, and once its heartbeat lapses the others share its part too.
+    lapsed = later + TTL + timedelta(seconds=1)
+    for owner in ("a", "b"):
+        leases.heartbeat(owner, lapsed, TTL)
+    assert leases.joining(lapsed, TTL) == 0
+    held = [leases.claim(owner, TARGETS, lapsed, TTL, 2, leases.joining(lapsed, TTL)) for owner in ("a", "b")]
+    assert held[0] | held[1] == set(TARGETS) and held[0].isdisjoint(held[1])
+
+
+def test_a_replica_joining_for_longer_than_the_limit_is_not_waited_for(store: SqlHistoryStore) -> None:
+    """A replica stuck in its load (a hung read of a desired file) but still heartbeating would keep its share
+    of the targets unpassed: after JOINING_AT_MOST it no longer counts."""
+    leases = SqlLeaseStore(store.engine)
+    leases.heartbeat("stuck", T0, TTL, joining=True)
+    late = T0 + leases_module.JOINING_AT_MOST + timedelta(seconds=1)
+    leases.heartbeat("stuck", late, TTL, joining=True)
+    assert leases.joining(T0 + timedelta(minutes=9), TTL) == 1
+    assert leases.joining(late, TTL) == 0
+    assert leases.heartbeat("a", late, TTL) == 1
+    assert leases.claim("a", TARGETS, late, TTL, 1, leases.joining(late, TTL)) == set(TARGETS)
