@@ -11,7 +11,8 @@ CPU time (utime + stime) and VmRSS. The baseline, in the same run, is the CPU of
 the fleet, i.e. what every minute would cost without skipping unchanged targets. Throughout, /readyz is asked
 every second and /metrics every 15 s (their slowest answers are printed per phase); at the end 1% of the targets'
 desired state is edited (one manifest file in a hundred) and the bench times until each edited target has had
-its full pass. --folder builds the fleet there (or takes one built there before and never run).
+its full pass. Before the edit, /api/v1/status is read whole twice: its time, size and the RSS it costs.
+--folder builds the fleet there (or takes one built there before and never run).
 """
 
 from __future__ import annotations
@@ -282,6 +283,30 @@ def edit_desired(daemon: Any, port: int, desired: Path) -> tuple[float, float, f
     return time.monotonic() - t0, cpu_seconds(daemon.pid) - cpu0, full_passes(port) - before, edited, peak
 
 
+def status_answer(daemon: Any, port: int) -> tuple[float, int, float, float, float]:
+    """Ask /api/v1/status (every target's last pass) once and read the whole answer, sampling the daemon's RSS
+    every 50 ms meanwhile: (its seconds, its bytes, RSS before, the highest RSS while it was answered, RSS 10 s
+    after it)."""
+    before, highest = rss_mb(daemon.pid), 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal highest
+        while not done.wait(0.05):
+            highest = max(highest, rss_mb(daemon.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=300) as response:
+        size = len(response.read())
+    seconds = time.monotonic() - started
+    done.set()
+    sampler.join()
+    time.sleep(10)
+    return seconds, size, before, max(highest, rss_mb(daemon.pid)), rss_mb(daemon.pid)
+
+
 def stop(daemon: Any) -> None:
     daemon.terminate()
     daemon.wait(60)
@@ -318,6 +343,13 @@ def main() -> None:
             cpu, wall, peak, per_minute = steady(daemon, live, args.targets, args.minutes)
             passes = metric(port, "reconciler_passes_total")
             print(f"  steady state: {prober.summary()}; {collected(gc_first, collector(port))}")
+            for ask in (1, 2):
+                prober.reset()
+                seconds, size, before, highest, after = status_answer(daemon, port)
+                print(
+                    f"/api/v1/status, asked {ask}: {size / 1e6:.1f} MB in {seconds:.2f} s; RSS {before:.0f} MB before, "
+                    f"{highest:.0f} MB at most while answering, {after:.0f} MB 10 s after; {prober.summary()}"
+                )
             if args.edit:
                 prober.reset()
                 edit_wall, edit_cpu, full, edited, edit_peak = edit_desired(daemon, port, desired)
