@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def daemon(settings: Settings, example: Path, tmp_path: Path) -> Iterator[dict[s
         "RECONCILER_HTTP__PORT": str(port),
         "RECONCILER_SCHEDULER__JITTER_S": "0.2",
         "RECONCILER_SCHEDULER__DESIRED_POLL_S": "0.5",
+        "PYTHONFAULTHANDLER": "1",  # SIGABRT writes every thread's stack to the log (stopped(), below)
     }
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -109,6 +111,23 @@ def daemon(settings: Settings, example: Path, tmp_path: Path) -> Iterator[dict[s
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def stopped(daemon: dict[str, Any], timeout_s: float = 30) -> int:
+    """The daemon's exit code after SIGTERM; when it is still up after `timeout_s`, its threads' stacks (SIGABRT)
+    and the end of its log say why."""
+    process = daemon["process"]
+    process.send_signal(signal.SIGTERM)
+    try:
+        return int(process.wait(timeout_s))
+    except subprocess.TimeoutExpired as exc:
+        process.send_signal(signal.SIGABRT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        tail = daemon["log"].read_text()[-20_000:]
+        raise AssertionError(f"the daemon was still up {timeout_s} s after SIGTERM:\n{tail}") from exc
 
 
 def _ready(base: str, process: subprocess.Popen[bytes]) -> bool:

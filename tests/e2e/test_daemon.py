@@ -18,7 +18,7 @@ import yaml
 
 from reconciler.settings import Settings
 from tests.conftest import unavailable
-from tests.e2e.conftest import API_TOKEN, free_port, get, metric, reconciler, wait_for
+from tests.e2e.conftest import API_TOKEN, free_port, get, metric, reconciler, stopped, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -98,8 +98,7 @@ def test_daemon_detects_applies_rolls_back_and_stops_cleanly(daemon: dict[str, A
     )
     process.send_signal(signal.SIGUSR2)
     wait_for(lambda: logged("mode switched", reason="configured"), what="SIGUSR2 logged")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    assert stopped(daemon) == 0
     lines = [json.loads(line) for line in daemon["log"].read_text().splitlines() if line.startswith("{")]
     events = [line["event"] for line in lines]
     assert "daemon started" in events and "daemon stopped" in events
