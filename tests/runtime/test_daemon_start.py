@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from reconciler.domain.manifest import DesiredVersion, DriftOp
 from reconciler.domain.plan import Action, ActionState
@@ -25,7 +26,7 @@ from reconciler.runtime.compose import build
 from reconciler.runtime.daemon import Daemon
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
-from reconciler.store import migrate
+from reconciler.store import migrate, tables
 
 
 def readyz(port: int) -> tuple[int, dict[str, Any]]:
@@ -172,3 +173,55 @@ def test_one_daemon_settles_what_a_dead_command_of_this_host_left_in_flight_whil
     assert settled is not None and settled.status is RunStatus.FAILED
     assert [a.state for a in store.actions(run)] == [ActionState.FAILED]  # its target is no longer defined
     store.engine.dispose()
+
+
+def test_a_replica_heartbeats_as_joining_while_its_first_load_runs(
+    daemon_settings: Settings, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas on PostgreSQL: while the daemon loads the desired state, its row in `replicas` says joining (the
+    others then leave it its share of the free targets, store/leases.py); once loaded, it claims as a ready
+    replica. A load that fails takes its row away."""
+    engine = engines.create_engine(postgres_url)
+    migrate.upgrade(engine)
+    settings = daemon_settings.model_copy(update={"database_url": postgres_url})
+
+    def rows() -> dict[str, bool]:
+        with engine.connect() as conn:
+            return {row.id: row.joining for row in conn.execute(sa.select(tables.replicas))}
+
+    components = build(settings, daemon=True)
+    daemon = Daemon(components)
+    owner = daemon.replicas.owner
+    seen: dict[str, dict[str, bool]] = {}
+    real = components.desired.current
+
+    def slow() -> Any:
+        if "loading" not in seen:  # the first call is the load: what the table says meanwhile
+            deadline = time.monotonic() + 10
+            while owner not in rows() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["loading"] = rows()
+        return real()
+
+    monkeypatch.setattr(components.desired, "current", slow)
+    monkeypatch.setattr(daemon.workers, "start", lambda _count: daemon.stopping.set())  # start, then stop
+    stop = daemon.stop
+
+    def stopping() -> int:
+        seen["loaded"] = rows()
+        return stop()
+
+    monkeypatch.setattr(daemon, "stop", stopping)
+    assert daemon.run() == 0
+    assert seen["loading"] == {owner: True}
+    assert seen["loaded"] == {owner: False}  # its first tick, as the load queued the first passes
+    assert rows() == {}  # a clean stop gives its leases and its row back
+    components.store.engine.dispose()
+
+    (settings.desired_dir / "bad.yaml").write_text("kind: Policy\nmetadata: {name: p}\nspec: {default: no}\n")
+    failing = build(settings, daemon=True)
+    with pytest.raises(ConfigurationError):
+        Daemon(failing).run()
+    assert rows() == {}  # this process's row, written as joining, went with the failed load
+    failing.store.engine.dispose()
+    engine.dispose()
