@@ -342,20 +342,25 @@ def main() -> None:
             prober.reset()
             cpu, wall, peak, per_minute = steady(daemon, live, args.targets, args.minutes)
             passes = metric(port, "reconciler_passes_total")
-            print(f"  steady state: {prober.summary()}; {collected(gc_first, collector(port))}")
+            gc_before = collector(port)
+            print(f"  steady state: {prober.summary()}; {collected(gc_first, gc_before)}")
             for ask in (1, 2):
                 prober.reset()
                 seconds, size, before, highest, after = status_answer(daemon, port)
+                gc_asked = collector(port)
                 print(
                     f"/api/v1/status, asked {ask}: {size / 1e6:.1f} MB in {seconds:.2f} s; RSS {before:.0f} MB before, "
-                    f"{highest:.0f} MB at most while answering, {after:.0f} MB 10 s after; {prober.summary()}"
+                    f"{highest:.0f} MB at most while answering, {after:.0f} MB 10 s after; {prober.summary()}; "
+                    f"{collected(gc_before, gc_asked)}"
                 )
+                gc_before = gc_asked
             if args.edit:
                 prober.reset()
                 edit_wall, edit_cpu, full, edited, edit_peak = edit_desired(daemon, port, desired)
                 print(
                     f"desired edit of {edited:,} targets: all passed in {edit_wall:.0f} s wall, {edit_cpu:.1f} s CPU, "
-                    f"{full:,.0f} full passes; peak RSS meanwhile {edit_peak:.0f} MB; {prober.summary()}"
+                    f"{full:,.0f} full passes; peak RSS meanwhile {edit_peak:.0f} MB; {prober.summary()}; "
+                    f"{collected(gc_before, collector(port))}"
                 )
     finally:
         stop(daemon)
