@@ -137,6 +137,11 @@ def test_the_ui_in_a_browser_shows_drift_approves_and_rolls_back(
     browser.find_element(By.NAME, "actor").send_keys("alice")
     browser.find_element(By.NAME, "token").send_keys(API_TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form[action='/signin'] button").click()
+    # The click returns before the sign-in's answer sets the cookie; a page asked for meanwhile cancels it.
+    wait_for(
+        lambda: "alice" in "".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, "span.who")),
+        what="signed in as alice",
+    )
 
     def approval_row() -> Any:
         """The prod escalation's row, which may appear a moment after the tile showed the escalation."""
