@@ -72,7 +72,8 @@ class SchedulerSettings(Group):
         5.0,
         ge=0,
         description="Most a pass waits past its interval to come to its target's own second of the interval (at "
-        "most half the interval), so that targets do not fire together. Defaults to 5.",
+        "most half the interval; a pass may also come up to half an interval early for it), so that targets do not "
+        "fire together; 0 turns this off. Defaults to 5.",
     )
     workers: int = Field(4, ge=1, le=64, description="Passes worked at once (never two for one target). Defaults to 4.")
     backoff_base_s: float = Field(1.0, gt=0, description="First retry delay after a failed pass. Defaults to 1.")
