@@ -47,7 +47,12 @@ class TargetStates(Collector):
     def sync(self, targets: Iterable[tuple[str, str, str]]) -> None:
         """The targets of the desired state, (name, environment, app); others are forgotten."""
         with self._lock:
-            wanted = {name: (environment, app) for name, environment, app in targets}
+            # One (environment, app) pair object for all the targets of that pair: on a replica this map holds
+            # every target of the desired state, and a pair each cost 56 bytes a target (17 MB at 300,000).
+            pairs: dict[tuple[str, str], tuple[str, str]] = {}
+            wanted = {
+                name: pairs.setdefault((environment, app), (environment, app)) for name, environment, app in targets
+            }
             self._rebuild(wanted)
             # Only a replica needs the targets it does not export; one daemon exports them all (_targets).
             self._wanted = wanted if self._held is not None else {}
