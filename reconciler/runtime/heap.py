@@ -8,17 +8,22 @@ heap the collector ran ~40 of them: a fifth of the first cycle's CPU, and /ready
 So after a full collection that took longer than `freeze_after_s`, everything that survived it is moved to
 the permanent generation (gc.freeze): later full collections walk only what was created since, and objects
 frozen are still freed by reference counting as soon as nothing points at them. What a freeze gives up is
-freeing a frozen object that later becomes part of an unreachable cycle. To bound that, once the frozen
-objects still in memory have grown by `thaw_growth` (1.0: doubled) since the last walk of all of them, they are
-thawed, and the next full collection walks (and frees) everything again before freezing the survivors. A heap
-that only churns (each pass replaces its target's last outcome) is walked in full again only if it leaks. A
-freeze happens inside the collector's own callback, the one moment at which no unreachable cycle is left to keep.
+freeing a frozen object that later becomes part of an unreachable cycle. To bound that, once the process's
+allocated blocks (sys.getallocatedblocks: every object, tracked or not, read in constant time) have grown by
+`thaw_growth` (1.0: doubled) since the last walk of everything, the frozen objects are thawed, and the next full
+collection walks (and frees) everything again before freezing the survivors. A heap that only churns (each pass
+replaces its target's last outcome) does not grow, and is walked in full again only if it leaks. A freeze
+happens inside the collector's own callback, the one moment at which no unreachable cycle is left to keep.
+
+The growth is read from the allocator, not from the frozen objects: counting those (gc.get_freeze_count) walks
+the whole frozen list with every thread stopped, 40-100 ns an object, 0.1-0.3 s at 100,000 targets, and that
+pause met /readyz during an /api/v1/status answer or a desired-state edit.
 
 A daemon's first cycle builds its working set: each target's last pass doubles the heap the desired state's
 load built, and the bound then thawed everything once, for a walk of 2-3 s at 100,000 targets with every thread
 stopped (/readyz and /metrics unanswered for as long). That growth is not garbage. So while the daemon says its
 working set grows (`expect_growth`, from its start until it first catches up with its passes: runtime/daemon.py)
-nothing is thawed, and once it says it has grown (`grown`), growth is measured from the frozen objects at the
+nothing is thawed, and once it says it has grown (`grown`), growth is measured from the allocated blocks at the
 next long full collection: a leak shows as growth past the bound from there.
 
 The callback takes no lock (a callback runs wherever an allocation triggers a collection, possibly inside a
@@ -28,6 +33,7 @@ lock its thread holds); what it counts is read by /metrics (observe/metrics.py).
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,11 +53,11 @@ class Heap:
     longest_s: float = 0.0
     freezes: int = 0
     thaws: int = 0
-    frozen: int = 0  # objects frozen after the last walk of all of them (an upper bound: freed ones stay counted)
-    walked: int | None = None  # tracked objects after the last walk of all of them; None: nothing frozen
+    base: int | None = None  # allocated blocks after the last walk of everything; None: nothing frozen
     growing: bool = False  # the working set is being built: its growth thaws nothing (expect_growth)
     _rebase: bool = field(default=False, repr=False)  # grown() was said: the next long collection is the base
     clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
+    blocks: Callable[[], int] = field(default=sys.getallocatedblocks, repr=False)
     _started: float = field(default=0.0, repr=False)
 
     def callback(self, phase: str, info: dict[str, Any]) -> None:
@@ -66,21 +72,18 @@ class Heap:
         self.longest_s = max(self.longest_s, took)
         if took < self.freeze_after_s:
             return
-        # The survivors: the oldest generation holds nothing else right after a full collection.
-        survivors = len(gc.get_objects(OLDEST))
+        blocks = self.blocks()
         if self._rebase:
             self._rebase = self.growing = False
-            if self.walked is not None:  # the working set built: growth counts from what is frozen now
-                self.walked, self.frozen = gc.get_freeze_count(), 0
-        if self.walked is None:  # this collection walked all of them
-            self.walked, self.frozen = survivors, 0
-        elif not self.growing and self.frozen + survivors > self.walked * self.thaw_growth and self._grown(survivors):
+            if self.base is not None:  # the working set built: growth counts from here
+                self.base = blocks
+        if self.base is None:  # this collection walked everything
+            self.base = blocks
+        elif not self.growing and blocks > self.base * (1 + self.thaw_growth):
             gc.unfreeze()  # the next full collection walks them all and frees any cycle among them
-            self.walked = None
+            self.base = None
             self.thaws += 1
             return
-        else:
-            self.frozen += survivors
         gc.freeze()
         self.freezes += 1
 
@@ -89,18 +92,9 @@ class Heap:
         self.growing = True
 
     def grown(self) -> None:
-        """The working set is built: the frozen objects at the next long full collection are the base that
+        """The working set is built: the allocated blocks at the next long full collection are the base that
         growth (a leak) is measured from. Flags only: the callback, which may run at any allocation, applies it."""
         self._rebase = True
-
-    def _grown(self, survivors: int) -> bool:
-        """Whether the frozen objects still in memory, with `survivors`, have grown past the bound since the last
-        walk of all of them. The running sum says so first, but it keeps objects freed since (passes replace
-        their target's last outcome all the time); this counts them, walking the frozen list once (~16 ns an
-        object, where a collection takes several times more), and only when the sum has passed the bound."""
-        assert self.walked is not None
-        self.frozen = max(0, gc.get_freeze_count() - self.walked)
-        return self.frozen + survivors > self.walked * self.thaw_growth
 
     def figures(self) -> dict[str, float]:
         """What the policy did, for /metrics (observe/metrics.py exports them)."""

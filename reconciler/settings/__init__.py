@@ -139,9 +139,9 @@ class GcSettings(Group):
         1.0,
         gt=0,
         le=100,
-        description="Once those objects have grown by this share (1: doubled) since they were all walked, or since "
-        "the daemon's first cycle built its heap, the next full collection walks all of them again, freeing any "
-        "garbage cycle among them. Defaults to 1.",
+        description="Once the process's allocated blocks have grown by this share (1: doubled) since a full "
+        "collection walked all objects, or since the daemon's first cycle built its heap, the next full collection "
+        "walks all of them again, freeing any garbage cycle among those left out. Defaults to 1.",
     )
 
 
