@@ -131,9 +131,13 @@ class Api:
         summary by name, made as it is taken: an answer of 100,000 targets is sent a piece at a time (asgi.py),
         never held whole, and no target's pass is rendered for it."""
         with self._lock:
-            kept = sorted(self._latest.items())  # names are unique: the _Last objects are never compared
+            # In name order, as one list of the kept passes: a (name, pass) pair each was 100,000 objects more for
+            # the collector to walk while the answer is made, and the full collections they brought on stop every
+            # thread, /readyz and /metrics included.
+            latest = self._latest
+            kept = [latest[name] for name in sorted(latest)]
         counts: dict[str, int] = {}
-        for _, last in kept:
+        for last in kept:
             status = last.last.status.value if isinstance(last.last, PassOutcome) else last.last["status"]
             counts[status] = counts.get(status, 0) + 1
         ready = self.readiness()
@@ -146,7 +150,7 @@ class Api:
             "watches": self.watches(),
         }
         summarize = self.summarize
-        rows = (summarize(last.last) | {"at": _iso(last.at)} for _, last in kept)
+        rows = (summarize(last.last) | {"at": _iso(last.at)} for last in kept)
         return head, rows
 
     def _drifting(self) -> list[str]:
