@@ -16,8 +16,8 @@ replaces its target's last outcome) does not grow, and is walked in full again o
 happens inside the collector's own callback, the one moment at which no unreachable cycle is left to keep.
 
 The growth is read from the allocator, not from the frozen objects: counting those (gc.get_freeze_count) walks
-the whole frozen list with every thread stopped, 40-100 ns an object, 0.1-0.3 s at 100,000 targets, and that
-pause met /readyz during an /api/v1/status answer or a desired-state edit.
+the whole frozen list with every thread stopped, 40-100 ns an object, 0.1-0.3 s at 100,000 targets: a pause
+in the phases (an /api/v1/status answer, a desired-state edit) in which /readyz has been slow.
 
 A daemon's first cycle builds its working set: each target's last pass doubles the heap the desired state's
 load built, and the bound then thawed everything once, for a walk of 2-3 s at 100,000 targets with every thread
