@@ -96,9 +96,10 @@ class Scheduler:
 
     def next_delays(self, names: Iterable[str]) -> dict[str, float | None]:
         """next_delay() of each of `names`, at one reading of the clocks (passes that ended together)."""
-        now, wall, interval = time.monotonic(), time.time(), self.interval
+        now, wall, interval_of = time.monotonic(), time.time(), self.interval
         return {
-            name: None if (every := interval(name)) is None else self._delay(name, every, now, wall) for name in names
+            name: None if (interval := interval_of(name)) is None else self._delay(name, interval, now, wall)
+            for name in names
         }
 
     def _delay(self, name: str, interval: float, now: float, wall: float) -> float:
