@@ -11,12 +11,23 @@ replica loaded takes its share rather than every target (to pass some and hand t
 loads while the others run leaves them theirs until it can pass its own. A replica joining for longer than
 JOINING_AT_MOST is no longer waited for. On top of the lease, a pass holds a PostgreSQL advisory lock on its
 target (`exclusive`), so even a pass that outlives its lease is never run by two replicas at once. The
-housekeeping lease alone lives by its own `expires_at`, renewed by its holder."""
+housekeeping lease alone lives by its own `expires_at`, renewed by its holder.
+
+A replica that dies need not be waited for until its heartbeat lapses. Each replica keeps a session of its
+own that holds an advisory lock (`session_lock`, recorded in its row with the start of the server it was
+taken on); PostgreSQL releases the lock the moment that session ends, as it does when the process is killed and
+the kernel closes its socket. A replica whose row names a lock that no session holds on the same server is
+*departed*: its leases count as lapsed from then on, so the others take its targets at their next claim. A
+departed replica is not dead: what it left in flight is settled only once its heartbeat lapses (a session can
+also end under a live process, which takes its lock again on a new session at its next heartbeat). Where the
+lock cannot tell (a row of an older release, a lock another session holds, a server restarted or failed over
+since), the heartbeat alone decides, as before."""
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Set
 from contextlib import contextmanager
@@ -34,6 +45,7 @@ HOUSEKEEPING = "housekeeping"  # the lease of the one replica that settles dead 
 READS = 3  # readings of the free leases a claim makes at most; the next tick claims again
 CHUNK = 5000  # leases a statement: given back by name (PostgreSQL takes at most 65,535 parameters), or taken
 ADVISORY_CLASS = 0x7265  # first key of the two-int advisory lock: "re", so other users' locks do not collide
+SESSION_CLASS = 0x7273  # first key of a replica's session lock: "rs", apart from the targets' locks
 JOINING_AT_MOST = timedelta(minutes=10)  # a desired state of 300,000 targets loads in ~1.5 min on 2 cores
 
 
@@ -45,6 +57,9 @@ class SqlLeaseStore(SqlStore):
         # found it dead): either way they become fewer, so a count that matches says the names are these. With
         # them, the targets they were claimed from: the same collection again means none of them went away.
         self._known: dict[str, tuple[Collection[str], frozenset[str]]] = {}
+        # PostgreSQL: each owner's session that holds its session lock, with the session's server pid and the key
+        self._sessions: dict[str, tuple[sa.Connection, int, int]] = {}
+        self._sessions_lock = threading.Lock()
 
     @property
     def shared(self) -> bool:
@@ -58,32 +73,107 @@ class SqlLeaseStore(SqlStore):
 
     def heartbeat(self, owner: str, now: datetime, ttl: timedelta, *, joining: bool = False) -> int:
         """Record that `owner` is alive, which keeps its leases, and whether it is still `joining` (loading the
-        desired state); returns how many replicas are alive and not joining (itself included, once it is not)."""
-        replicas = t.replicas.c
+        desired state); returns how many replicas are alive and not joining (itself included, once it is not).
+        On PostgreSQL its row also names the session lock it holds, taken again first if its session ended."""
         try:
             with self.engine.begin() as conn:
-                updated = conn.execute(
-                    t.replicas.update().where(replicas.id == owner).values(heartbeat_at=now, joining=joining)
-                ).rowcount
-                if not updated:
-                    conn.execute(
-                        t.replicas.insert().values(id=owner, started_at=now, heartbeat_at=now, joining=joining)
-                    )
-                alive = conn.execute(
-                    sa.select(sa.func.count()).where(replicas.heartbeat_at >= now - ttl, replicas.joining.is_(False))
-                ).scalar_one()
+                key = self._session_lock(conn, owner) if self.shared else None
+                return self._beat(conn, owner, now, ttl, joining, key)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
+
+    def _beat(
+        self, conn: sa.Connection, owner: str, now: datetime, ttl: timedelta, joining: bool, key: int | None
+    ) -> int:
+        replicas = t.replicas.c
+        server = sa.func.pg_postmaster_start_time() if key is not None else None
+        values = {"heartbeat_at": now, "joining": joining, "session_lock": key, "session_server": server}
+        updated = conn.execute(t.replicas.update().where(replicas.id == owner).values(**values)).rowcount
+        if not updated:
+            conn.execute(t.replicas.insert().values(id=owner, started_at=now, **values))
+        gone = self._departed(conn, now - ttl)
+        alive = conn.execute(
+            sa.select(sa.func.count()).where(
+                replicas.heartbeat_at >= now - ttl, replicas.joining.is_(False), replicas.id.notin_(gone)
+            )
+        ).scalar_one()
         return int(alive)
+
+    def _session_lock(self, conn: sa.Connection, owner: str) -> int | None:
+        """The key of the session lock that `owner`'s own session holds, as `conn` sees it in pg_locks. A session
+        whose lock is gone (it ended) is dropped without a statement on it, and a new one takes the lock. None
+        while another session holds the key (a name that hashes alike, or this owner's previous session that
+        the server has not seen end yet): tried again at the next heartbeat."""
+        with self._sessions_lock:
+            if owner in self._sessions:
+                _, pid, key = self._sessions[owner]
+                if conn.execute(_HELD, {"c": SESSION_CLASS, "k": key, "p": pid}).scalar():
+                    return key
+                self._end_session(owner)
+            key = zlib.crc32(owner.encode()) & 0x7FFFFFFF  # an oid in pg_locks, so not negative
+            session = self.engine.connect()
+            try:
+                pid, got = session.execute(
+                    sa.text("SELECT pg_backend_pid(), pg_try_advisory_lock(:c, :k)"), {"c": SESSION_CLASS, "k": key}
+                ).one()
+                session.commit()
+            except SQLAlchemyError:
+                session.invalidate()
+                session.close()
+                raise
+            if not got:
+                session.close()  # it holds nothing: back to the pool
+                return None
+            self._sessions[owner] = (session, int(pid), key)
+            return key
+
+    def _end_session(self, owner: str) -> None:
+        """End `owner`'s session, and with it its session lock. The connection is discarded, not pooled: a pooled
+        one would keep the session, and the lock, alive."""
+        session, _, _ = self._sessions.pop(owner, (None, 0, 0))
+        if session is None:
+            return
+        try:
+            session.invalidate()
+            session.close()
+        except SQLAlchemyError:
+            pass  # the connection is gone already, and its session with it
+
+    def _departed(self, conn: sa.Connection, alive_since: datetime) -> list[str]:
+        """The replicas whose heartbeat lives but whose session lock no session holds, on the server it was taken
+        on: their process is gone (or its session broke). Always none on SQLite."""
+        if not self.shared:
+            return []
+        query = sa.text(
+            "SELECT r.id FROM replicas r"
+            " WHERE r.heartbeat_at >= :since AND r.session_lock IS NOT NULL"
+            " AND r.session_server = pg_postmaster_start_time()"
+            " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.classid = :c AND l.objid = r.session_lock AND l.objsubid = 2)"
+        ).bindparams(sa.bindparam("since", type_=t.UtcDateTime))
+        return list(conn.execute(query, {"since": alive_since, "c": SESSION_CLASS}).scalars())
+
+    def departed(self, now: datetime, ttl: timedelta) -> list[str]:
+        """Replicas alive by their heartbeat whose session has ended: taken for dead when leases are shared out,
+        not yet when what they left in flight is settled."""
+        try:
+            with self.engine.connect() as conn:
+                return self._departed(conn, now - ttl)
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
 
     def joining(self, now: datetime, ttl: timedelta) -> int:
         """How many replicas are alive and joining, since at most JOINING_AT_MOST."""
         replicas = t.replicas.c
-        query = sa.select(sa.func.count()).where(
-            replicas.heartbeat_at >= now - ttl, replicas.joining.is_(True), replicas.started_at >= now - JOINING_AT_MOST
-        )
         try:
             with self.engine.connect() as conn:
+                query = sa.select(sa.func.count()).where(
+                    replicas.heartbeat_at >= now - ttl,
+                    replicas.joining.is_(True),
+                    replicas.started_at >= now - JOINING_AT_MOST,
+                    replicas.id.notin_(self._departed(conn, now - ttl)),
+                )
                 return int(conn.execute(query).scalar_one())
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
@@ -123,6 +213,7 @@ class SqlLeaseStore(SqlStore):
         known = self._known.pop(owner, None)  # until this claim ends well
         try:
             with self.engine.begin() as conn:
+                lapsed = _lapsed(now - ttl, self._departed(conn, now - ttl))  # the same for this claim's statements
                 own = (leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
                 count = conn.execute(sa.select(sa.func.count()).select_from(leases).where(*own)).scalar_one()
                 if known is not None and count == len(known[1]):  # a replica's 100,000 names are not read again
@@ -135,21 +226,21 @@ class SqlLeaseStore(SqlStore):
                 mine = kept.difference(surplus)
             for _ in range(READS):  # a name another replica took meanwhile makes the list stale: read it again
                 need = taken_up_to - len(mine)
-                free = self._free(wanted, mine, now - ttl) if need > 0 else []
+                free = self._free(wanted, mine, lapsed) if need > 0 else []
                 free.sort(key=lambda name: zlib.crc32(f"{owner}/{name}".encode()))  # replicas try different ones first
-                if not self._take_some(owner, free, need, mine, now, ttl):
+                if not self._take_some(owner, free, need, mine, now, ttl, lapsed):
                     break
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         self._known[owner] = (targets, frozenset(mine))
         return mine
 
-    def _free(self, wanted: Set[str], mine: set[str], alive_since: datetime) -> list[str]:
+    def _free(self, wanted: Set[str], mine: set[str], lapsed: Any) -> list[str]:
         """The wanted targets no live replica holds. The live leases are counted first: when there are as many
         as targets, none is free (leases of targets gone from the desired state are given back by their holders
         at their next tick), and the names are not read."""
         leases = t.leases
-        live = leases.c.owner.in_(_alive(alive_since))
+        live = sa.not_(lapsed)
         with self.engine.connect() as conn:
             held = conn.execute(
                 sa.select(sa.func.count()).select_from(leases).where(live, leases.c.name != HOUSEKEEPING)
@@ -159,11 +250,12 @@ class SqlLeaseStore(SqlStore):
             names = set(conn.execute(sa.select(leases.c.name).where(live)).scalars())
         return list(wanted - names - mine)
 
-    def _take_some(self, owner: str, free: list[str], need: int, mine: set[str], now: datetime, ttl: timedelta) -> bool:
+    def _take_some(
+        self, owner: str, free: list[str], need: int, mine: set[str], now: datetime, ttl: timedelta, lapsed: Any
+    ) -> bool:
         """Take up to `need` of `free` into `mine`, a chunk at a time; whether a chunk came back short (another
         replica took some of its names), so that the free list is worth reading again."""
         tried = 0
-        lapsed = t.leases.c.owner.notin_(_alive(now - ttl))
         while need > 0 and tried < len(free):
             chunk = sorted(free[tried : tried + min(need, CHUNK)])
             tried += len(chunk)
@@ -241,6 +333,9 @@ class SqlLeaseStore(SqlStore):
                 conn.execute(t.replicas.delete().where(t.replicas.c.id == owner))
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
+        finally:
+            with self._sessions_lock:  # its own: the session lock goes with the row (and, on failure, the process)
+                self._end_session(owner)
 
     @contextmanager
     def exclusive(self, target: str) -> Iterator[bool]:
@@ -268,9 +363,16 @@ class SqlLeaseStore(SqlStore):
             conn.close()
 
 
-def _alive(since: datetime) -> sa.Select[tuple[str]]:
-    """The replicas that heartbeat at or after `since`: their leases live."""
-    return sa.select(t.replicas.c.id).where(t.replicas.c.heartbeat_at >= since)
+_HELD = sa.text(  # whether the session of server process :p holds the session lock :k
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :c AND objid = :k"
+    " AND objsubid = 2 AND pid = :p"
+)
+
+
+def _lapsed(alive_since: datetime, departed: list[str]) -> sa.ColumnElement[bool]:
+    """Whether a lease lapsed: its owner's heartbeat is older than `alive_since`, or its owner departed."""
+    alive = sa.select(t.replicas.c.id).where(t.replicas.c.heartbeat_at >= alive_since, t.replicas.c.id.notin_(departed))
+    return t.leases.c.owner.notin_(alive)
 
 
 def _delete(conn: sa.Connection, owner: str, names: list[str]) -> None:

@@ -1,0 +1,178 @@
+"""Departed replicas on the real PostgreSQL: a replica heartbeats on a session that holds an advisory lock, and the
+others take its leases as soon as that session ends (its process killed), not a lease time later. Where the lock
+cannot tell (an older release's row, a lock held elsewhere, a restarted server), the heartbeat alone decides."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.store import engine as engines
+from reconciler.store import migrate
+from reconciler.store.leases import SESSION_CLASS, SqlLeaseStore
+
+TTL = timedelta(seconds=30)
+TARGETS = [f"t{i:02}" for i in range(10)]
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = engines.create_engine(postgres_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def session_pid(engine: sa.Engine, owner: str) -> int | None:
+    """The server process of the session that holds `owner`'s session lock, if one does."""
+    key = zlib.crc32(owner.encode()) & 0x7FFFFFFF
+    with engine.connect() as conn:
+        pid = conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :c AND objid = :k"
+                " AND objsubid = 2"
+            ),
+            {"c": SESSION_CLASS, "k": key},
+        ).scalar()
+    return None if pid is None else int(pid)
+
+
+def end_session(engine: sa.Engine, owner: str) -> None:
+    """End `owner`'s heartbeat session from the server's side, as when its process dies, and wait until its lock
+    is gone (the backend exits just after it is told to)."""
+    pid = session_pid(engine, owner)
+    assert pid is not None, f"{owner} holds no session lock"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    deadline = time.monotonic() + 10
+    while session_pid(engine, owner) is not None:
+        assert time.monotonic() < deadline, f"{owner}'s session lock outlived its session"
+        time.sleep(0.05)
+
+
+def test_a_replica_whose_session_ends_has_its_leases_taken_at_once(engine: sa.Engine) -> None:
+    a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
+    now = datetime.now(UTC)
+    a.heartbeat("a", now, TTL)
+    assert b.heartbeat("b", now, TTL) == 2
+    held_a = a.claim("a", TARGETS, now, TTL, 2)
+    assert len(held_a) == 5 and len(b.claim("b", TARGETS, now, TTL, 2)) == 5
+    assert b.departed(now, TTL) == []
+
+    end_session(engine, "a")  # a is killed; its heartbeat is only a moment old
+    later = now + timedelta(seconds=1)
+    assert b.departed(later, TTL) == ["a"]
+    assert b.dead_replicas(later, TTL) == []  # what it left in flight waits for its heartbeat to lapse
+    assert b.heartbeat("b", later, TTL) == 1  # a no longer counts
+    assert b.claim("b", TARGETS, later, TTL, 1) == set(TARGETS)  # a's five leases too, well within its lease time
+
+
+def test_a_replica_whose_session_broke_heartbeats_again_on_a_new_one(engine: sa.Engine) -> None:
+    """The session ends under a live process (an administrator ended it, a proxy restarted): the next heartbeat
+    opens a new one, takes the lock again, and the replica counts again; the leases taken meanwhile stay taken
+    and the replica's next claim reads that."""
+    a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
+    now = datetime.now(UTC)
+    a.heartbeat("a", now, TTL)
+    b.heartbeat("b", now, TTL)
+    assert len(a.claim("a", TARGETS, now, TTL, 2)) == 5
+    end_session(engine, "a")
+    assert b.claim("b", TARGETS, now, TTL, 1) == set(TARGETS)
+
+    later = now + timedelta(seconds=2)
+    assert a.heartbeat("a", later, TTL) == 2  # the broken session is replaced within the call
+    assert session_pid(engine, "a") is not None and b.departed(later, TTL) == []
+    assert a.claim("a", TARGETS, later, TTL, 2) == set()  # b's now, until b gives its surplus back
+    assert len(b.claim("b", TARGETS, later, TTL, 2)) == 5
+
+
+def test_where_the_lock_cannot_tell_the_heartbeat_alone_decides(engine: sa.Engine) -> None:
+    """A row of an older release names no lock; a lock taken on a server that has restarted since (or failed
+    over) says nothing of the session on this one. Neither replica is departed: their leases lapse with their
+    heartbeat, as before."""
+    a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
+    now = datetime.now(UTC)
+    for owner in ("old", "restarted"):
+        a.heartbeat(owner, now, TTL)
+        end_session(engine, owner)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE replicas SET session_lock = NULL, session_server = NULL WHERE id = 'old'"))
+        conn.execute(
+            sa.text("UPDATE replicas SET session_server = session_server - interval '1 hour' WHERE id = 'restarted'")
+        )
+    assert b.departed(now, TTL) == []
+    assert b.heartbeat("b", now, TTL) == 3
+    lapsed = now + TTL + timedelta(seconds=1)
+    assert b.heartbeat("b", lapsed, TTL) == 1
+    assert b.departed(lapsed, TTL) == []
+    assert sorted(b.dead_replicas(lapsed, TTL)) == ["old", "restarted"]
+
+
+def test_a_session_lock_held_elsewhere_is_not_taken_for_a_replicas(engine: sa.Engine) -> None:
+    """Another session holds a's key (a name that hashes alike): a heartbeats without a lock, and is judged by
+    its heartbeat alone, never taken for departed; once the key is free, its next heartbeat takes it."""
+    key = zlib.crc32(b"a") & 0x7FFFFFFF
+    other = engine.connect()
+    assert other.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": SESSION_CLASS, "k": key}).scalar()
+    other.commit()
+    a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
+    now = datetime.now(UTC)
+    a.heartbeat("a", now, TTL)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT session_lock FROM replicas WHERE id = 'a'")).scalar() is None
+    other.invalidate()  # the other session ends: were a's row naming that key, a would now look departed
+    assert b.departed(now, TTL) == []
+    a.heartbeat("a", now + timedelta(seconds=1), TTL)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT session_lock FROM replicas WHERE id = 'a'")).scalar() == key
+    assert session_pid(engine, "a") is not None
+
+
+def test_a_clean_leave_ends_the_session(engine: sa.Engine) -> None:
+    a = SqlLeaseStore(engine)
+    a.heartbeat("a", datetime.now(UTC), TTL)
+    assert session_pid(engine, "a") is not None
+    a.forget_replica("a")
+    assert session_pid(engine, "a") is None
+
+
+def test_a_killed_process_is_departed_within_moments(engine: sa.Engine) -> None:
+    """The real case: a replica process heartbeats, then is SIGKILLed. Its kernel closes its socket, the server
+    ends its session, and the lock goes: it is departed at once, though its heartbeat is fresh."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from datetime import UTC, datetime, timedelta
+        from reconciler.store import engine as engines
+        from reconciler.store.leases import SqlLeaseStore
+        leases = SqlLeaseStore(engines.create_engine(sys.argv[1]))
+        leases.heartbeat("victim", datetime.now(UTC), timedelta(seconds=30))
+        print("beating", flush=True)
+        time.sleep(600)
+        """
+    )
+    url = engine.url.render_as_string(hide_password=False)
+    child = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "beating"
+        watcher = SqlLeaseStore(engine)
+        assert watcher.departed(datetime.now(UTC), TTL) == []
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+        killed = time.monotonic()
+        while watcher.departed(datetime.now(UTC), TTL) != ["victim"]:
+            assert time.monotonic() - killed < 5, "a killed replica was not departed within 5 s"
+            time.sleep(0.05)
+    finally:
+        child.kill()
+        child.wait(timeout=10)
