@@ -29,7 +29,7 @@ from reconciler.runtime.compose import Components
 from reconciler.runtime.http import HttpServer
 from reconciler.runtime.probes import Probes
 from reconciler.runtime.queue import WorkQueue
-from reconciler.runtime.replicas import Replicas
+from reconciler.runtime.replicas import DEPARTURES_S, Replicas
 from reconciler.runtime.scheduler import Scheduler
 from reconciler.runtime.watch import WatchSupervisor
 from reconciler.runtime.workers import Workers
@@ -274,6 +274,11 @@ class Daemon:
         if soon is not None and soon < datetime.now(UTC) + every:  # before the next regular tick
             self.scheduler.once("leases-soon", self._lease_tick, soon)
 
+    def _departures(self) -> None:
+        """Claim at once when another replica's session ended: its targets are taken in seconds, not a lease."""
+        if self.replicas.departures():
+            self._lease_tick()
+
     def _caught_up(self, policy: heap.Heap, since: float) -> None:
         """The first cycle is over once targets are queued and none is due: every pass due since the start has
         run. Then the collector's policy counts the heap as built (or at GROWTH_LIMIT_S, if the daemon never
@@ -340,6 +345,7 @@ class Daemon:
             self.scheduler.add_job("proposals", proposer.tick, adoption.PROPOSE_EVERY_S)
         if self.replicas.shared:  # replicas: renew and claim a share of the targets every third of a lease
             self.scheduler.add_job("leases", self._lease_tick, self.c.settings.scheduler.lease_ttl_s / 3)
+            self.scheduler.add_job("departures", self._departures, DEPARTURES_S)  # and at once when one is killed
         # A one-shot command of this host that died meanwhile: its writes in flight hold their targets. Every
         # replica settles its own host's (the housekeeper can tell only its own host's processes are gone).
         self.scheduler.add_job("recover", self._recover, RECOVER_EVERY_S)

@@ -4,9 +4,11 @@ Each replica heartbeats and claims its fair share of targets every third of the 
 just after another replica's leases would lapse (while it loads the desired state, it heartbeats as joining,
 and the others leave it its share of the free targets); a target it newly holds is queued at once, so the targets
 of a replica that died are leased again within one lease time of its death (set it at or below the shortest
-interval). A pass runs only on the replica holding the target's
-lease, and only with the target's advisory lock. A replica that takes a dead replica's target settles what
-the dead one left in flight on it before passing it; one replica, the holder of the housekeeping lease,
+interval). On PostgreSQL a replica that dies is usually seen sooner: its heartbeat session's lock goes with its
+process, every replica looks for such departures every DEPARTURES_S, and claims at once when one departed.
+A pass runs only on the replica holding the target's lease, and only with the target's advisory lock. A
+replica that takes a dead replica's target settles what the dead one left in flight on it before passing it
+(a departed one's, once its heartbeat has lapsed too); one replica, the holder of the housekeeping lease,
 settles the rest and forgets replicas that died. On SQLite (one daemon) every target is this daemon's.
 
 A replica that cannot reach the database cannot renew its leases, and after a lease time another replica may
@@ -35,6 +37,7 @@ from reconciler.runtime import undo
 log = logs.get_logger("reconciler.replicas")
 LAPSE_MARGIN = timedelta(seconds=0.5)  # after another replica's leases would lapse: they have, if it is dead
 AGAIN = timedelta(seconds=1)  # until the next claim, when one fell short while taking leases
+DEPARTURES_S = 2.0  # how often a replica looks whether another one's session ended (departures())
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,7 @@ class Replicas:
         self.shared = leases.shared
         self._held: set[str] = set()
         self._cut_off: str | None = None  # why the last tick could not renew the leases, until one does
+        self._departed: frozenset[str] = frozenset()  # the departed replicas departures() saw last
         self._lock = threading.Lock()
         if self.shared:  # the metrics show the targets this replica leases, none before its first claim
             metrics.target_states.hold(set())
@@ -151,6 +155,22 @@ class Replicas:
             soon.append(now + AGAIN)
         return min(soon, default=None)
 
+    def departures(self) -> bool:
+        """Whether another replica departed since the last look: its session ended (it was killed), though its
+        heartbeat has not lapsed. The daemon then ticks at once, which takes its targets within a few seconds
+        of its death instead of a lease time. One small query, every DEPARTURES_S; a store that fails it is
+        reported by the ticks."""
+        if not self.shared:
+            return False
+        try:
+            gone = frozenset(self.leases.departed(datetime.now(UTC), self.ttl))
+        except ReconcilerError:
+            return False
+        new, self._departed = gone - self._departed, gone
+        if new:
+            log.warning("replicas departed: their sessions ended; their targets are taken over", replicas=sorted(new))
+        return bool(new)
+
     @contextmanager
     def joining(self) -> Iterator[None]:
         """While this replica loads the desired state (minutes, at 100,000 targets): heartbeat as joining, every
@@ -184,12 +204,16 @@ class Replicas:
         them. A pass first could fix such a target, and the settling would then find the fix in live and record
         the dead replica's action as written: one fix journaled twice, and its rollback undoing it twice. Returns
         the targets not to hold yet: those whose lock was busy (being settled elsewhere, or a lock of another
-        name that hashes alike), and all of them while the store cannot say who died; the next tick tries again."""
+        name that hashes alike), those a departed replica (its session ended, its heartbeat not yet lapsed) left
+        in flight, which are settled once it is dead, and all of them while the store cannot say who died; the
+        next tick tries again."""
         busy: set[str] = set()
         try:
             dead = self.leases.dead_replicas(now, self.ttl)
             if dead:
                 undo.recover(self.engine, dead_owners=set(dead), lock=self.leases.exclusive, targets=taken, busy=busy)
+            departed = set(self.leases.departed(now, self.ttl)) - set(dead)
+            busy |= undo.in_flight(self.engine, departed) & taken
         except ReconcilerError as exc:
             log.error("taken targets not settled; they are passed once they are", targets=len(taken), error=str(exc))
             return taken

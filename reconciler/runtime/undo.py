@@ -33,6 +33,14 @@ log = logs.get_logger("reconciler.undo")
 UndoneBy = Callable[[Sequence[str]], Mapping[str, str]]
 
 
+def in_flight(engine: Reconciler, owners: Collection[str]) -> set[str]:
+    """The targets with actions in flight in unfinished runs of `owners`."""
+    if not owners:
+        return set()
+    runs = [run_id for run_id, owner in engine.store.unfinished_runs() if owner is not None and owner in owners]
+    return {action.target for run_id in runs for action in engine.store.actions(run_id, IN_FLIGHT)}
+
+
 def recover(
     engine: Reconciler,
     *,

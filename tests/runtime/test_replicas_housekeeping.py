@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from reconciler.domain.manifest import DesiredVersion, DriftOp
@@ -23,6 +24,7 @@ from reconciler.runtime.replicas import Replicas
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.leases import SqlLeaseStore
 from tests.remediate.test_recovery import engine_over, setup
+from tests.store.test_lease_sessions import end_session
 
 GONE = "another-host:4242:17"  # a replica on another host: only its heartbeat says whether it lives
 
@@ -202,3 +204,41 @@ def taking_over(
     woken: list[str] = []
     replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=2, wake=woken.append)
     return leases, replicas, woken, run, action
+
+
+def test_a_departed_replicas_write_in_flight_waits_for_its_heartbeat_to_lapse(
+    tmp_path: Path, store: SqlHistoryStore
+) -> None:
+    """A replica is killed while it writes t: its session ends at once, and the others take its leases at once.
+    Its other target, u, is passed at once; t, whose write it left staged, is held (and settled) only once its
+    heartbeat lapses, since a session can also end under a live process that is still writing."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one daemon on SQLite: no lease to take over")
+    state, adapter = setup(tmp_path, "a: 1\nb: 2\nc: 2\npw: new\n")
+    store.ensure_version(DesiredVersion("v" * 64), "/d")
+    ttl = timedelta(seconds=30)
+    now = datetime.now(UTC)
+    killed = SqlLeaseStore(store.engine)
+    killed.heartbeat(GONE, now, ttl)
+    assert killed.claim(GONE, ["t", "u"], now, ttl, 1) == {"t", "u"}
+    run = store.start_run(RunKind.APPLY, "schedule", "v" * 64, owner=GONE)
+    action = Action(str(uuid.uuid4()), run, "t", ("a",), DriftOp.CHANGE, 1, 2, "v" * 64, "r")
+    store.record_actions([action.with_state(ActionState.STAGED)])
+    end_session(store.engine, GONE)
+    woken: list[str] = []
+    leases = NoHousekeeping(store.engine)
+    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=30, wake=woken.append)
+
+    assert replicas.departures() and not replicas.departures()  # news once
+    replicas.tick(["t", "u"])
+    assert replicas.owns("u") and not replicas.owns("t") and woken == ["u"]
+    assert [a.state for a in store.actions(run)] == [ActionState.STAGED]
+
+    with store.engine.begin() as conn:  # its heartbeat lapses: it is dead, and what it left is settled
+        conn.execute(
+            sa.text("UPDATE replicas SET heartbeat_at = heartbeat_at - interval '5 minutes' WHERE id = :id"),
+            {"id": GONE},
+        )
+    replicas.tick(["t", "u"])
+    assert replicas.owns("t") and woken == ["u", "t"]
+    assert [a.state for a in store.actions(run)] == [ActionState.INTERRUPTED]
