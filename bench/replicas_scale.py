@@ -13,7 +13,7 @@ targets it leases (the spread: the largest share to the mean); the passes of tha
 interval, and at its end each target's last pass, read from the replicas' /api/v1/status (each must be within
 one interval: the passes per interval over a short window depend on where in the interval the passes fall,
 and bunch up after a start); then one replica is SIGKILLed: how long until the others lease every target
-(must be within one lease time and a tick) and until each of its targets has had a pass on a survivor. At the
+(must be within one lease time of the kill) and until each of its targets has had a pass on a survivor. At the
 end every target's last pass is read from the survivors' /api/v1/status (each must be within one interval),
 and runs of one target by two replicas at once are counted from history (must be 0). The baseline, measured in
 the same run, is the first cycle's CPU: what each interval would cost without the memo.
@@ -210,10 +210,12 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
         victim, held, lapsed, taken, passed = kill_one(replicas, args.targets, args.lease, engine)
         engine.dispose()
         survivors = replicas[1:]
-        print(f"{victim.name} SIGKILLed holding {held:,} targets; its leases lapsed {lapsed:.1f} s later:")
+        print(f"{victim.name} SIGKILLed holding {held:,} targets; its leases would lapse {lapsed:.1f} s later:")
+        when = f"{taken - lapsed:.1f} s after" if taken >= lapsed else f"{lapsed - taken:.1f} s before"
         print(
-            f"  the others lease every target {taken:.1f} s after the kill, {taken - lapsed:.1f} s after the lapse "
-            f"(lease {args.lease:g} s, a tick every third; read from the database every 0.5 s)"
+            f"  the others lease every target {taken:.1f} s after the kill (target: within the lease, "
+            f"{args.lease:g} s), {when} the lapse (a tick every third of a lease, a look for departed replicas "
+            "every 2 s; read from the database every 0.5 s)"
         )
         print(f"  and have passed each of them {passed:.0f} s after the kill (polled every 5 s)")
         print(f"  leased now: {', '.join(f'{r.name} {r.leased():,}' for r in survivors)}")

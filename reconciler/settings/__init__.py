@@ -99,7 +99,8 @@ class SchedulerSettings(Group):
         gt=0,
         description="With PostgreSQL history, how long a replica's leases live after its last heartbeat "
         "(written every third of this); the targets of a replica that died are taken over within this long of its "
-        "death, plus the claim itself. Keep it at or below the shortest interval. Defaults to 30.",
+        "death, plus the claim itself (within seconds when its process died and its database session with it). Keep "
+        "it at or below the shortest interval. Defaults to 30.",
     )
     shutdown_timeout_s: float = Field(
         60.0, gt=0, description="How long SIGTERM waits for passes in flight. Defaults to 60."
