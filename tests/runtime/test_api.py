@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 from typing import Any
@@ -81,9 +82,14 @@ def test_a_pass_is_rendered_when_asked_for_and_an_unchanged_repeat_keeps_its_ren
     at = served.latest()["a"]["at"]
     assert rendered == ["drift"]
     time.sleep(0.01)
-    served.record("a", replace(first))  # the next unchanged pass: same memo, same status
+    following = replace(first)  # the next unchanged pass: same memo, same status
+    references = sys.getrefcount(following)
+    served.record("a", following)
     again = served.latest()["a"]
     assert rendered == ["drift"] and again["at"] > at
+    # The pass kept is the first one: the new one is not kept, which would leave an object (and its decision) a
+    # target and interval for the steady state's full collections to walk.
+    assert sys.getrefcount(following) == references
     served.record("a", replace(first, status=RunStatus.CLEAN, comparison=Comparison(items=(), leaves=3, differing=1)))
     assert served.latest()["a"]["status"] == "clean" and rendered == ["drift", "clean"]
     assert served.latest()["a"]["status"] == "clean" and rendered == ["drift", "clean", "clean"]  # not kept
