@@ -23,8 +23,14 @@ A daemon's first cycle builds its working set: each target's last pass doubles t
 load built, and the bound then thawed everything once, for a walk of 2-3 s at 100,000 targets with every thread
 stopped (/readyz and /metrics unanswered for as long). That growth is not garbage. So while the daemon says its
 working set grows (`expect_growth`, from its start until it first catches up with its passes: runtime/daemon.py)
-nothing is thawed, and once it says it has grown (`grown`), growth is measured from the allocated blocks at the
-next long full collection: a leak shows as growth past the bound from there.
+nothing is thawed. Once it says it has grown (`grown`), the young generations are collected and everything is
+frozen at once, without a full collection (gc.freeze moves the generations' lists), and growth is measured from
+the allocated blocks then: a leak shows as growth past the bound from there. Otherwise what the first cycle's
+tail left in the oldest generation (at 100,000 targets some 200,000 objects: the last passes made after the
+last long collection) waited there for the next full collection, which an allocation brings on at any time
+(an /api/v1/status answer did), and took 150-300 ms with every thread stopped. The price: a garbage cycle
+that had reached the oldest generation by then stays frozen until a thaw, a one-off bounded by that moment's
+oldest generation.
 
 The callback takes no lock (a callback runs wherever an allocation triggers a collection, possibly inside a
 lock its thread holds); what it counts is read by /metrics (observe/metrics.py).
@@ -55,7 +61,6 @@ class Heap:
     thaws: int = 0
     base: int | None = None  # allocated blocks after the last walk of everything; None: nothing frozen
     growing: bool = False  # the working set is being built: its growth thaws nothing (expect_growth)
-    _rebase: bool = field(default=False, repr=False)  # grown() was said: the next long collection is the base
     clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
     blocks: Callable[[], int] = field(default=sys.getallocatedblocks, repr=False)
     _started: float = field(default=0.0, repr=False)
@@ -73,10 +78,6 @@ class Heap:
         if took < self.freeze_after_s:
             return
         blocks = self.blocks()
-        if self._rebase:
-            self._rebase = self.growing = False
-            if self.base is not None:  # the working set built: growth counts from here
-                self.base = blocks
         if self.base is None:  # this collection walked everything
             self.base = blocks
         elif not self.growing and blocks > self.base * (1 + self.thaw_growth):
@@ -92,9 +93,13 @@ class Heap:
         self.growing = True
 
     def grown(self) -> None:
-        """The working set is built: the allocated blocks at the next long full collection are the base that
-        growth (a leak) is measured from. Flags only: the callback, which may run at any allocation, applies it."""
-        self._rebase = True
+        """The working set is built: free the young generations' garbage cycles, freeze everything without a
+        full collection, and measure growth (a leak) from the allocated blocks now."""
+        gc.collect(1)  # generations 0 and 1 only: a few thousand objects, not the oldest generation
+        gc.freeze()
+        self.base = self.blocks()
+        self.growing = False
+        self.freezes += 1
 
     def figures(self) -> dict[str, float]:
         """What the policy did, for /metrics (observe/metrics.py exports them)."""
