@@ -19,10 +19,10 @@ depends_on = None
 def upgrade() -> None:
     # A replica of an older release writes neither: its leases lapse by its heartbeat alone, as before.
     op.add_column("replicas", sa.Column("session_lock", sa.Integer(), nullable=True))
-    op.add_column("replicas", sa.Column("session_server", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("replicas", sa.Column("session_seen", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("replicas") as batch:  # SQLite drops a column by copying the table
-        batch.drop_column("session_server")
+        batch.drop_column("session_seen")
         batch.drop_column("session_lock")

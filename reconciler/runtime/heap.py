@@ -23,9 +23,10 @@ A daemon's first cycle builds its working set: each target's last pass doubles t
 load built, and the bound then thawed everything once, for a walk of 2-3 s at 100,000 targets with every thread
 stopped (/readyz and /metrics unanswered for as long). That growth is not garbage. So while the daemon says its
 working set grows (`expect_growth`, from its start until it first catches up with its passes: runtime/daemon.py)
-nothing is thawed. Once it says it has grown (`grown`), the young generations are collected and everything is
-frozen at once, without a full collection (gc.freeze moves the generations' lists), and growth is measured from
-the allocated blocks then: a leak shows as growth past the bound from there. Otherwise what the first cycle's
+nothing is thawed. Once it says it has grown (`grown`), where a long collection has frozen a heap already, the
+young generations are collected and everything is frozen at once, without a full collection (gc.freeze moves
+the generations' lists), and growth is measured from the allocated blocks then: a leak shows as growth past the
+bound from there, looked at after every full collection, the short ones included. Otherwise what the first cycle's
 tail left in the oldest generation (at 100,000 targets some 200,000 objects: the last passes made after the
 last long collection) waited there for the next full collection, which an allocation brings on at any time
 (an /api/v1/status answer did), and took 150-300 ms with every thread stopped. The price: a garbage cycle
@@ -75,16 +76,18 @@ class Heap:
         self.full_collections += 1
         self.full_seconds += took
         self.longest_s = max(self.longest_s, took)
-        if took < self.freeze_after_s:
-            return
         blocks = self.blocks()
-        if self.base is None:  # this collection walked everything
-            self.base = blocks
-        elif not self.growing and blocks > self.base * (1 + self.thaw_growth):
+        # Growth is looked at after every full collection, short ones too: once the working set is frozen, they
+        # all are short, and a leak must still thaw.
+        if self.base is not None and not self.growing and blocks > self.base * (1 + self.thaw_growth):
             gc.unfreeze()  # the next full collection walks them all and frees any cycle among them
             self.base = None
             self.thaws += 1
             return
+        if took < self.freeze_after_s:
+            return
+        if self.base is None:  # this collection walked everything
+            self.base = blocks
         gc.freeze()
         self.freezes += 1
 
@@ -93,12 +96,15 @@ class Heap:
         self.growing = True
 
     def grown(self) -> None:
-        """The working set is built: free the young generations' garbage cycles, freeze everything without a
-        full collection, and measure growth (a leak) from the allocated blocks now."""
-        gc.collect(1)  # generations 0 and 1 only: a few thousand objects, not the oldest generation
+        """The working set is built: where the policy froze a heap already, free the young generations' garbage
+        cycles, freeze everything without a full collection, and measure growth (a leak) from the allocated
+        blocks now. A heap whose full collections all stayed short is left to the collector as it is."""
+        self.growing = False
+        if self.base is None:
+            return
+        gc.collect(1)  # the young generations (CPython 3.11-3.13: 0 and 1), not the oldest
         gc.freeze()
         self.base = self.blocks()
-        self.growing = False
         self.freezes += 1
 
     def figures(self) -> dict[str, float]:

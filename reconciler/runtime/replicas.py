@@ -163,7 +163,7 @@ class Replicas:
         if not self.shared:
             return False
         try:
-            gone = frozenset(self.leases.departed(datetime.now(UTC), self.ttl))
+            gone = frozenset(self.leases.departed(self.owner, datetime.now(UTC), self.ttl))
         except ReconcilerError:
             return False
         new, self._departed = gone - self._departed, gone
@@ -212,7 +212,7 @@ class Replicas:
             dead = self.leases.dead_replicas(now, self.ttl)
             if dead:
                 undo.recover(self.engine, dead_owners=set(dead), lock=self.leases.exclusive, targets=taken, busy=busy)
-            departed = set(self.leases.departed(now, self.ttl)) - set(dead)
+            departed = set(self.leases.departed(self.owner, now, self.ttl)) - set(dead)
             busy |= undo.in_flight(self.engine, departed) & taken
         except ReconcilerError as exc:
             log.error("taken targets not settled; they are passed once they are", targets=len(taken), error=str(exc))

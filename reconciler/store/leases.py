@@ -14,14 +14,15 @@ target (`exclusive`), so even a pass that outlives its lease is never run by two
 housekeeping lease alone lives by its own `expires_at`, renewed by its holder.
 
 A replica that dies need not be waited for until its heartbeat lapses. Each replica keeps a session of its
-own that holds an advisory lock (`session_lock`, recorded in its row with the start of the server it was
-taken on); PostgreSQL releases the lock the moment that session ends, as it does when the process is killed and
-the kernel closes its socket. A replica whose row names a lock that no session holds on the same server is
-*departed*: its leases count as lapsed from then on, so the others take its targets at their next claim. A
-departed replica is not dead: what it left in flight is settled only once its heartbeat lapses (a session can
-also end under a live process, which takes its lock again on a new session at its next heartbeat). Where the
-lock cannot tell (a row of an older release, a lock another session holds, a server restarted or failed over
-since), the heartbeat alone decides, as before."""
+own that holds an advisory lock (`session_lock` in its row, with `session_seen`, the server's time at its last
+heartbeat); PostgreSQL releases the lock the moment that session ends, as it does when the process is killed
+and the kernel closes its socket. A replica whose row names a lock that no session holds is *departed*, as seen
+by a replica whose own session holds its lock and began before that row's last heartbeat: its leases count as
+lapsed from then on, so the others take its targets at their next claim. A departed replica is not dead: what it
+left in flight is settled only once its heartbeat lapses (a session can also end under a live process, which
+takes its lock again on a new session at its next heartbeat). Where the lock cannot tell (a row of an older
+release, a lock another session holds, every session ended at once by a restart or a failover), the heartbeat
+alone decides, as before."""
 
 from __future__ import annotations
 
@@ -57,8 +58,9 @@ class SqlLeaseStore(SqlStore):
         # found it dead): either way they become fewer, so a count that matches says the names are these. With
         # them, the targets they were claimed from: the same collection again means none of them went away.
         self._known: dict[str, tuple[Collection[str], frozenset[str]]] = {}
-        # PostgreSQL: each owner's session that holds its session lock, with the session's server pid and the key
-        self._sessions: dict[str, tuple[sa.Connection, int, int]] = {}
+        # PostgreSQL: each owner's session that holds its session lock: the session, its server pid, the lock's key,
+        # and when it began by the server's clock
+        self._sessions: dict[str, tuple[sa.Connection, int, int, datetime]] = {}
         self._sessions_lock = threading.Lock()
 
     @property
@@ -75,9 +77,9 @@ class SqlLeaseStore(SqlStore):
         """Record that `owner` is alive, which keeps its leases, and whether it is still `joining` (loading the
         desired state); returns how many replicas are alive and not joining (itself included, once it is not).
         On PostgreSQL its row also names the session lock it holds, taken again first if its session ended."""
+        key = self._session_lock(owner) if self.shared else None
         try:
             with self.engine.begin() as conn:
-                key = self._session_lock(conn, owner) if self.shared else None
                 return self._beat(conn, owner, now, ttl, joining, key)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
@@ -86,12 +88,12 @@ class SqlLeaseStore(SqlStore):
         self, conn: sa.Connection, owner: str, now: datetime, ttl: timedelta, joining: bool, key: int | None
     ) -> int:
         replicas = t.replicas.c
-        server = sa.func.pg_postmaster_start_time() if key is not None else None
-        values = {"heartbeat_at": now, "joining": joining, "session_lock": key, "session_server": server}
+        seen = sa.func.now() if key is not None else None  # the server's clock, as the sessions' start is read
+        values = {"heartbeat_at": now, "joining": joining, "session_lock": key, "session_seen": seen}
         updated = conn.execute(t.replicas.update().where(replicas.id == owner).values(**values)).rowcount
         if not updated:
             conn.execute(t.replicas.insert().values(id=owner, started_at=now, **values))
-        gone = self._departed(conn, now - ttl)
+        gone = self._departed(conn, owner, now - ttl)
         alive = conn.execute(
             sa.select(sa.func.count()).where(
                 replicas.heartbeat_at >= now - ttl, replicas.joining.is_(False), replicas.id.notin_(gone)
@@ -99,81 +101,103 @@ class SqlLeaseStore(SqlStore):
         ).scalar_one()
         return int(alive)
 
-    def _session_lock(self, conn: sa.Connection, owner: str) -> int | None:
-        """The key of the session lock that `owner`'s own session holds, as `conn` sees it in pg_locks. A session
-        whose lock is gone (it ended) is dropped without a statement on it, and a new one takes the lock. None
-        while another session holds the key (a name that hashes alike, or this owner's previous session that
-        the server has not seen end yet): tried again at the next heartbeat."""
+    def _session_lock(self, owner: str) -> int | None:
+        """The key of the session lock that `owner`'s own session holds, as pg_locks shows it. A session whose
+        lock is gone (it ended) is dropped without a statement on it, and a new one takes the lock. None while
+        another session holds the key (a name that hashes alike, or this owner's previous session that the server
+        has not seen end yet), or while no session can be had (the pool is exhausted, the store is down): then
+        its heartbeat alone says whether it lives, and the next heartbeat tries again. Each step holds one pooled
+        connection at most, never one while it waits for another."""
         with self._sessions_lock:
-            if owner in self._sessions:
-                _, pid, key = self._sessions[owner]
-                if conn.execute(_HELD, {"c": SESSION_CLASS, "k": key, "p": pid}).scalar():
-                    return key
-                self._end_session(owner)
-            key = zlib.crc32(owner.encode()) & 0x7FFFFFFF  # an oid in pg_locks, so not negative
-            session = self.engine.connect()
             try:
-                pid, got = session.execute(
-                    sa.text("SELECT pg_backend_pid(), pg_try_advisory_lock(:c, :k)"), {"c": SESSION_CLASS, "k": key}
-                ).one()
-                session.commit()
+                if owner in self._sessions:
+                    _, pid, key, _ = self._sessions[owner]
+                    with self.engine.connect() as conn:
+                        if conn.execute(_HELD, {"c": SESSION_CLASS, "k": key, "p": pid}).scalar():
+                            return key
+                    self._end_session(owner)
+                return self._open_session(owner)
             except SQLAlchemyError:
-                session.invalidate()
-                session.close()
-                raise
-            if not got:
-                session.close()  # it holds nothing: back to the pool
                 return None
-            self._sessions[owner] = (session, int(pid), key)
-            return key
+
+    def _open_session(self, owner: str) -> int | None:
+        key = zlib.crc32(owner.encode()) & 0x7FFFFFFF  # an oid in pg_locks, so not negative
+        session = self.engine.connect()
+        try:
+            pid, got, opened = session.execute(
+                sa.text("SELECT pg_backend_pid(), pg_try_advisory_lock(:c, :k), now()"), {"c": SESSION_CLASS, "k": key}
+            ).one()
+            # A session that only holds its lock is idle: a server's idle_session_timeout (PostgreSQL 14 on) would
+            # end it, and the others would take this replica's leases each time.
+            session.execute(
+                sa.text(
+                    "SELECT set_config('idle_session_timeout', '0', false)"
+                    " WHERE current_setting('server_version_num')::int >= 140000"
+                )
+            )
+            session.commit()
+        except SQLAlchemyError:
+            session.invalidate()
+            session.close()
+            raise
+        if not got:
+            session.close()  # it holds nothing: back to the pool
+            return None
+        self._sessions[owner] = (session, int(pid), key, opened)
+        return key
 
     def _end_session(self, owner: str) -> None:
         """End `owner`'s session, and with it its session lock. The connection is discarded, not pooled: a pooled
         one would keep the session, and the lock, alive."""
-        session, _, _ = self._sessions.pop(owner, (None, 0, 0))
-        if session is None:
+        ended = self._sessions.pop(owner, None)
+        if ended is None:
             return
         try:
-            session.invalidate()
-            session.close()
+            ended[0].invalidate()
+            ended[0].close()
         except SQLAlchemyError:
             pass  # the connection is gone already, and its session with it
 
-    def _departed(self, conn: sa.Connection, alive_since: datetime) -> list[str]:
-        """The replicas whose heartbeat lives but whose session lock no session holds, on the server it was taken
-        on: their process is gone (or its session broke). Always none on SQLite."""
-        if not self.shared:
+    def _departed(self, conn: sa.Connection, owner: str, alive_since: datetime) -> list[str]:
+        """The replicas whose heartbeat lives but whose session lock no session holds: their process is gone (or
+        its session ended). Judged only by a replica (`owner`) whose own session still holds its lock, and only
+        of replicas that heartbeat since that session began: when every session ends at once (a server that
+        restarted, crashed backends, a pooler's restart, a failover), the others are not taken for departed
+        before they could take their locks again. Always none on SQLite."""
+        session = self._sessions.get(owner) if self.shared else None
+        if session is None:
             return []
+        _, pid, key, opened = session
         query = sa.text(
             "SELECT r.id FROM replicas r"
-            " WHERE r.heartbeat_at >= :since AND r.session_lock IS NOT NULL"
-            " AND r.session_server = pg_postmaster_start_time()"
+            " WHERE r.heartbeat_at >= :since AND r.session_lock IS NOT NULL AND r.session_seen > :opened"
+            " AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.classid = :c AND l.objid = :k AND l.objsubid = 2 AND l.pid = :p)"
             " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid = :c AND l.objid = r.session_lock AND l.objsubid = 2)"
-        ).bindparams(sa.bindparam("since", type_=t.UtcDateTime))
-        return list(conn.execute(query, {"since": alive_since, "c": SESSION_CLASS}).scalars())
+        ).bindparams(sa.bindparam("since", type_=t.UtcDateTime), sa.bindparam("opened", type_=t.UtcDateTime))
+        values = {"since": alive_since, "opened": opened, "c": SESSION_CLASS, "k": key, "p": pid}
+        return list(conn.execute(query, values).scalars())
 
-    def departed(self, now: datetime, ttl: timedelta) -> list[str]:
-        """Replicas alive by their heartbeat whose session has ended: taken for dead when leases are shared out,
-        not yet when what they left in flight is settled."""
+    def departed(self, owner: str, now: datetime, ttl: timedelta) -> list[str]:
+        """Replicas alive by their heartbeat whose session has ended, as `owner` sees them (none while its own
+        session is not known to hold its lock): taken for dead when leases are shared out, not yet when what they
+        left in flight is settled."""
         try:
             with self.engine.connect() as conn:
-                return self._departed(conn, now - ttl)
+                return self._departed(conn, owner, now - ttl)
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
     def joining(self, now: datetime, ttl: timedelta) -> int:
         """How many replicas are alive and joining, since at most JOINING_AT_MOST."""
         replicas = t.replicas.c
+        query = sa.select(sa.func.count()).where(
+            replicas.heartbeat_at >= now - ttl, replicas.joining.is_(True), replicas.started_at >= now - JOINING_AT_MOST
+        )
         try:
             with self.engine.connect() as conn:
-                query = sa.select(sa.func.count()).where(
-                    replicas.heartbeat_at >= now - ttl,
-                    replicas.joining.is_(True),
-                    replicas.started_at >= now - JOINING_AT_MOST,
-                    replicas.id.notin_(self._departed(conn, now - ttl)),
-                )
                 return int(conn.execute(query).scalar_one())
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
@@ -213,7 +237,7 @@ class SqlLeaseStore(SqlStore):
         known = self._known.pop(owner, None)  # until this claim ends well
         try:
             with self.engine.begin() as conn:
-                lapsed = _lapsed(now - ttl, self._departed(conn, now - ttl))  # the same for this claim's statements
+                lapsed = _lapsed(now - ttl, self._departed(conn, owner, now - ttl))  # the same for the whole claim
                 own = (leases.c.owner == owner, leases.c.name != HOUSEKEEPING)
                 count = conn.execute(sa.select(sa.func.count()).select_from(leases).where(*own)).scalar_one()
                 if known is not None and count == len(known[1]):  # a replica's 100,000 names are not read again

@@ -187,10 +187,10 @@ replicas = sa.Table(
     sa.Column("heartbeat_at", UtcDateTime, nullable=False),
     # True while it loads the desired state: the others leave it its share of the free targets (leases.py)
     sa.Column("joining", sa.Boolean, nullable=False, server_default=sa.false()),
-    # PostgreSQL: the advisory lock its heartbeat session holds while it lives, and the start of the server it was
-    # taken on; the others take its leases as soon as that lock is gone (leases.py). NULL: it holds none.
+    # PostgreSQL: the advisory lock its own session holds while it lives, and the server's time at its last
+    # heartbeat; the others take its leases as soon as that lock is gone (leases.py). NULL: it holds none.
     sa.Column("session_lock", sa.Integer, nullable=True),
-    sa.Column("session_server", UtcDateTime, nullable=True),
+    sa.Column("session_seen", UtcDateTime, nullable=True),
 )
 
 leases = sa.Table(

@@ -236,3 +236,28 @@ def test_once_the_working_set_is_built_it_is_frozen_at_once_without_a_full_colle
     assert not {id(node) for node in tail} & {id(o) for o in gc.get_objects()}  # the tail is frozen
     assert policy.freezes == 2 and not policy.growing
     assert policy.base == pytest.approx(sys.getallocatedblocks(), rel=0.01)
+
+
+def test_a_heap_never_frozen_is_left_as_it_is_when_it_has_grown(frozen_nothing: None) -> None:
+    """A small daemon, whose full collections all stay short, froze nothing: `grown` freezes nothing either (its
+    frozen objects would never be walked again, its collections being short)."""
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=0.5, clock=Clock())
+    policy.expect_growth()
+    policy.grown()
+    assert not policy.growing and policy.base is None and policy.freezes == 0 and gc.get_freeze_count() == 0
+
+
+def test_once_frozen_a_leak_thaws_though_every_full_collection_is_short(frozen_nothing: None) -> None:
+    """With the working set frozen, full collections walk little and are short; growth past the bound must
+    still thaw, so the leak's cycles are freed."""
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=0.5, clock=clock)
+    full_collection(policy, clock, 0.2)
+    base = policy.base
+    assert base is not None
+    leaked: list[list[tuple[int]]] = []
+    while policy.thaws == 0:
+        leaked.append([(i,) for i in range(base // 20)])
+        full_collection(policy, clock, 0.01)
+        assert len(leaked) < 20, "never thawed"
+    assert sys.getallocatedblocks() - base > 0.45 * base and gc.get_freeze_count() == 0

@@ -218,6 +218,8 @@ def test_a_departed_replicas_write_in_flight_waits_for_its_heartbeat_to_lapse(
     store.ensure_version(DesiredVersion("v" * 64), "/d")
     ttl = timedelta(seconds=30)
     now = datetime.now(UTC)
+    leases = NoHousekeeping(store.engine)
+    leases.heartbeat("taker", now, ttl)  # the replica below, whose session begins before the other's heartbeat
     killed = SqlLeaseStore(store.engine)
     killed.heartbeat(GONE, now, ttl)
     assert killed.claim(GONE, ["t", "u"], now, ttl, 1) == {"t", "u"}
@@ -226,8 +228,9 @@ def test_a_departed_replicas_write_in_flight_waits_for_its_heartbeat_to_lapse(
     store.record_actions([action.with_state(ActionState.STAGED)])
     end_session(store.engine, GONE)
     woken: list[str] = []
-    leases = NoHousekeeping(store.engine)
-    replicas = Replicas(leases, engine_over(state, store, adapter), Metrics(), ttl_s=30, wake=woken.append)
+    replicas = Replicas(
+        leases, engine_over(state, store, adapter), Metrics(), ttl_s=30, wake=woken.append, owner="taker"
+    )
 
     assert replicas.departures() and not replicas.departures()  # news once
     replicas.tick(["t", "u"])

@@ -1,6 +1,6 @@
-"""Departed replicas on the real PostgreSQL: a replica heartbeats on a session that holds an advisory lock, and the
-others take its leases as soon as that session ends (its process killed), not a lease time later. Where the lock
-cannot tell (an older release's row, a lock held elsewhere, a restarted server), the heartbeat alone decides."""
+"""Departed replicas on the real PostgreSQL: a replica keeps a session that holds an advisory lock, and the others
+take its leases as soon as that session ends (its process killed), not a lease time later. Where the lock cannot
+tell (an older release's row, a lock held elsewhere, every session ended at once), the heartbeat alone decides."""
 
 from __future__ import annotations
 
@@ -63,59 +63,70 @@ def end_session(engine: sa.Engine, owner: str) -> None:
 def test_a_replica_whose_session_ends_has_its_leases_taken_at_once(engine: sa.Engine) -> None:
     a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
     now = datetime.now(UTC)
-    a.heartbeat("a", now, TTL)
-    assert b.heartbeat("b", now, TTL) == 2
-    held_a = a.claim("a", TARGETS, now, TTL, 2)
-    assert len(held_a) == 5 and len(b.claim("b", TARGETS, now, TTL, 2)) == 5
-    assert b.departed(now, TTL) == []
+    b.heartbeat("b", now, TTL)
+    a.heartbeat("a", now, TTL)  # a heartbeats after b's session began: b can judge it
+    assert len(a.claim("a", TARGETS, now, TTL, 2)) == 5 and len(b.claim("b", TARGETS, now, TTL, 2)) == 5
+    assert b.departed("b", now, TTL) == []
 
     end_session(engine, "a")  # a is killed; its heartbeat is only a moment old
     later = now + timedelta(seconds=1)
-    assert b.departed(later, TTL) == ["a"]
+    assert b.departed("b", later, TTL) == ["a"]
     assert b.dead_replicas(later, TTL) == []  # what it left in flight waits for its heartbeat to lapse
     assert b.heartbeat("b", later, TTL) == 1  # a no longer counts
     assert b.claim("b", TARGETS, later, TTL, 1) == set(TARGETS)  # a's five leases too, well within its lease time
 
 
-def test_a_replica_whose_session_broke_heartbeats_again_on_a_new_one(engine: sa.Engine) -> None:
-    """The session ends under a live process (an administrator ended it, a proxy restarted): the next heartbeat
+def test_a_replica_whose_session_broke_takes_its_lock_again_at_its_next_heartbeat(engine: sa.Engine) -> None:
+    """The session ends under a live process (an administrator ended it, a pooler restarted): the next heartbeat
     opens a new one, takes the lock again, and the replica counts again; the leases taken meanwhile stay taken
     and the replica's next claim reads that."""
     a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
     now = datetime.now(UTC)
-    a.heartbeat("a", now, TTL)
     b.heartbeat("b", now, TTL)
+    a.heartbeat("a", now, TTL)
     assert len(a.claim("a", TARGETS, now, TTL, 2)) == 5
     end_session(engine, "a")
+    assert a.departed("a", now, TTL) == []  # a's own session ended: it judges nobody
     assert b.claim("b", TARGETS, now, TTL, 1) == set(TARGETS)
 
     later = now + timedelta(seconds=2)
-    assert a.heartbeat("a", later, TTL) == 2  # the broken session is replaced within the call
-    assert session_pid(engine, "a") is not None and b.departed(later, TTL) == []
+    assert a.heartbeat("a", later, TTL) == 2  # a new session, and the lock
+    assert session_pid(engine, "a") is not None and b.departed("b", later, TTL) == []
     assert a.claim("a", TARGETS, later, TTL, 2) == set()  # b's now, until b gives its surplus back
     assert len(b.claim("b", TARGETS, later, TTL, 2)) == 5
 
 
-def test_where_the_lock_cannot_tell_the_heartbeat_alone_decides(engine: sa.Engine) -> None:
-    """A row of an older release names no lock; a lock taken on a server that has restarted since (or failed
-    over) says nothing of the session on this one. Neither replica is departed: their leases lapse with their
-    heartbeat, as before."""
+def test_when_every_session_ends_at_once_nobody_is_taken_for_departed(engine: sa.Engine) -> None:
+    """A server restarted, its backends crashed, a pooler restarted, a failover: every lock is gone at once. The
+    first replica back must not take the others for departed (and take every target) before they could take
+    their locks again: it judges only replicas that heartbeat since its own session began. One that never comes
+    back lapses with its heartbeat, as before."""
+    stores = {owner: SqlLeaseStore(engine) for owner in ("a", "b", "c")}
+    now = datetime.now(UTC)
+    for owner, leases in stores.items():
+        leases.heartbeat(owner, now, TTL)
+    for owner in stores:
+        end_session(engine, owner)
+    assert stores["b"].heartbeat("b", now, TTL) == 3  # b is back first: a and c still count
+    assert stores["b"].departed("b", now, TTL) == []
+    stores["a"].heartbeat("a", now, TTL)  # a is back too; c never comes back
+    assert stores["b"].departed("b", now, TTL) == []
+    lapsed = now + TTL + timedelta(seconds=1)
+    assert stores["b"].heartbeat("b", lapsed, TTL) == 1
+    assert sorted(stores["b"].dead_replicas(lapsed, TTL)) == ["a", "c"]  # a stopped heartbeating at `now`
+
+
+def test_a_row_of_an_older_release_is_judged_by_its_heartbeat_alone(engine: sa.Engine) -> None:
     a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
     now = datetime.now(UTC)
-    for owner in ("old", "restarted"):
-        a.heartbeat(owner, now, TTL)
-        end_session(engine, owner)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE replicas SET session_lock = NULL, session_server = NULL WHERE id = 'old'"))
-        conn.execute(
-            sa.text("UPDATE replicas SET session_server = session_server - interval '1 hour' WHERE id = 'restarted'")
-        )
-    assert b.departed(now, TTL) == []
-    assert b.heartbeat("b", now, TTL) == 3
-    lapsed = now + TTL + timedelta(seconds=1)
-    assert b.heartbeat("b", lapsed, TTL) == 1
-    assert b.departed(lapsed, TTL) == []
-    assert sorted(b.dead_replicas(lapsed, TTL)) == ["old", "restarted"]
+    b.heartbeat("b", now, TTL)
+    a.heartbeat("old", now, TTL)
+    end_session(engine, "old")
+    assert b.departed("b", now, TTL) == ["old"]
+    with engine.begin() as conn:  # as an older release writes it: no lock named
+        conn.execute(sa.text("UPDATE replicas SET session_lock = NULL, session_seen = NULL WHERE id = 'old'"))
+    assert b.departed("b", now, TTL) == []
+    assert b.heartbeat("b", now, TTL) == 2
 
 
 def test_a_session_lock_held_elsewhere_is_not_taken_for_a_replicas(engine: sa.Engine) -> None:
@@ -127,11 +138,16 @@ def test_a_session_lock_held_elsewhere_is_not_taken_for_a_replicas(engine: sa.En
     other.commit()
     a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
     now = datetime.now(UTC)
+    b.heartbeat("b", now, TTL)
     a.heartbeat("a", now, TTL)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT session_lock FROM replicas WHERE id = 'a'")).scalar() is None
     other.invalidate()  # the other session ends: were a's row naming that key, a would now look departed
-    assert b.departed(now, TTL) == []
+    deadline = time.monotonic() + 10
+    while session_pid(engine, "a") is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert b.departed("b", now, TTL) == []
     a.heartbeat("a", now + timedelta(seconds=1), TTL)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT session_lock FROM replicas WHERE id = 'a'")).scalar() == key
@@ -162,15 +178,16 @@ def test_a_killed_process_is_departed_within_moments(engine: sa.Engine) -> None:
         """
     )
     url = engine.url.render_as_string(hide_password=False)
+    watcher = SqlLeaseStore(engine)
+    watcher.heartbeat("watcher", datetime.now(UTC), TTL)  # its session begins before the victim's heartbeat
     child = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "beating"
-        watcher = SqlLeaseStore(engine)
-        assert watcher.departed(datetime.now(UTC), TTL) == []
+        assert watcher.departed("watcher", datetime.now(UTC), TTL) == []
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
         killed = time.monotonic()
-        while watcher.departed(datetime.now(UTC), TTL) != ["victim"]:
+        while watcher.departed("watcher", datetime.now(UTC), TTL) != ["victim"]:
             assert time.monotonic() - killed < 5, "a killed replica was not departed within 5 s"
             time.sleep(0.05)
     finally:
