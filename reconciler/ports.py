@@ -310,10 +310,7 @@ class LeaseStore(Protocol):
 
     def dead_replicas(self, now: datetime, ttl: timedelta) -> list[str]: ...
 
-    def departed(self, owner: str, now: datetime, ttl: timedelta) -> list[str]:
-        """Replicas alive by their heartbeat whose session has ended: their leases are taken at once, what they
-        left in flight is settled once they are dead."""
-        ...
+    def departed(self, owner: str, now: datetime, ttl: timedelta) -> list[str]: ...  # alive, session gone: leases.py
 
     def replica(self, owner: str) -> bool:
         """Whether `owner` is a replica the lease table knows: heartbeating, or dead and not yet forgotten."""

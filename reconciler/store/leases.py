@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Set
 from contextlib import contextmanager
@@ -41,12 +40,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.store import tables as t
 from reconciler.store.base import SqlStore
+from reconciler.store.sessions import SessionLocks
 
 HOUSEKEEPING = "housekeeping"  # the lease of the one replica that settles dead replicas' runs
 READS = 3  # readings of the free leases a claim makes at most; the next tick claims again
 CHUNK = 5000  # leases a statement: given back by name (PostgreSQL takes at most 65,535 parameters), or taken
 ADVISORY_CLASS = 0x7265  # first key of the two-int advisory lock: "re", so other users' locks do not collide
-SESSION_CLASS = 0x7273  # first key of a replica's session lock: "rs", apart from the targets' locks
 JOINING_AT_MOST = timedelta(minutes=10)  # a desired state of 300,000 targets loads in ~1.5 min on 2 cores
 
 
@@ -58,10 +57,7 @@ class SqlLeaseStore(SqlStore):
         # found it dead): either way they become fewer, so a count that matches says the names are these. With
         # them, the targets they were claimed from: the same collection again means none of them went away.
         self._known: dict[str, tuple[Collection[str], frozenset[str]]] = {}
-        # PostgreSQL: each owner's session that holds its session lock: the session, its server pid, the lock's key,
-        # and when it began by the server's clock
-        self._sessions: dict[str, tuple[sa.Connection, int, int, datetime]] = {}
-        self._sessions_lock = threading.Lock()
+        self._sessions = SessionLocks(engine)  # PostgreSQL: each replica's own session, holding its lock
 
     @property
     def shared(self) -> bool:
@@ -77,7 +73,7 @@ class SqlLeaseStore(SqlStore):
         """Record that `owner` is alive, which keeps its leases, and whether it is still `joining` (loading the
         desired state); returns how many replicas are alive and not joining (itself included, once it is not).
         On PostgreSQL its row also names the session lock it holds, taken again first if its session ended."""
-        key = self._session_lock(owner) if self.shared else None
+        key = self._sessions.lock(owner) if self.shared else None
         try:
             with self.engine.begin() as conn:
                 return self._beat(conn, owner, now, ttl, joining, key)
@@ -101,84 +97,8 @@ class SqlLeaseStore(SqlStore):
         ).scalar_one()
         return int(alive)
 
-    def _session_lock(self, owner: str) -> int | None:
-        """The key of the session lock that `owner`'s own session holds, as pg_locks shows it. A session whose
-        lock is gone (it ended) is dropped without a statement on it, and a new one takes the lock. None while
-        another session holds the key (a name that hashes alike, or this owner's previous session that the server
-        has not seen end yet), or while no session can be had (the pool is exhausted, the store is down): then
-        its heartbeat alone says whether it lives, and the next heartbeat tries again. Each step holds one pooled
-        connection at most, never one while it waits for another."""
-        with self._sessions_lock:
-            try:
-                if owner in self._sessions:
-                    _, pid, key, _ = self._sessions[owner]
-                    with self.engine.connect() as conn:
-                        if conn.execute(_HELD, {"c": SESSION_CLASS, "k": key, "p": pid}).scalar():
-                            return key
-                    self._end_session(owner)
-                return self._open_session(owner)
-            except SQLAlchemyError:
-                return None
-
-    def _open_session(self, owner: str) -> int | None:
-        key = zlib.crc32(owner.encode()) & 0x7FFFFFFF  # an oid in pg_locks, so not negative
-        session = self.engine.connect()
-        try:
-            pid, got, opened = session.execute(
-                sa.text("SELECT pg_backend_pid(), pg_try_advisory_lock(:c, :k), now()"), {"c": SESSION_CLASS, "k": key}
-            ).one()
-            # A session that only holds its lock is idle: a server's idle_session_timeout (PostgreSQL 14 on) would
-            # end it, and the others would take this replica's leases each time.
-            session.execute(
-                sa.text(
-                    "SELECT set_config('idle_session_timeout', '0', false)"
-                    " WHERE current_setting('server_version_num')::int >= 140000"
-                )
-            )
-            session.commit()
-        except SQLAlchemyError:
-            session.invalidate()
-            session.close()
-            raise
-        if not got:
-            session.close()  # it holds nothing: back to the pool
-            return None
-        self._sessions[owner] = (session, int(pid), key, opened)
-        return key
-
-    def _end_session(self, owner: str) -> None:
-        """End `owner`'s session, and with it its session lock. The connection is discarded, not pooled: a pooled
-        one would keep the session, and the lock, alive."""
-        ended = self._sessions.pop(owner, None)
-        if ended is None:
-            return
-        try:
-            ended[0].invalidate()
-            ended[0].close()
-        except SQLAlchemyError:
-            pass  # the connection is gone already, and its session with it
-
     def _departed(self, conn: sa.Connection, owner: str, alive_since: datetime) -> list[str]:
-        """The replicas whose heartbeat lives but whose session lock no session holds: their process is gone (or
-        its session ended). Judged only by a replica (`owner`) whose own session still holds its lock, and only
-        of replicas that heartbeat since that session began: when every session ends at once (a server that
-        restarted, crashed backends, a pooler's restart, a failover), the others are not taken for departed
-        before they could take their locks again. Always none on SQLite."""
-        session = self._sessions.get(owner) if self.shared else None
-        if session is None:
-            return []
-        _, pid, key, opened = session
-        query = sa.text(
-            "SELECT r.id FROM replicas r"
-            " WHERE r.heartbeat_at >= :since AND r.session_lock IS NOT NULL AND r.session_seen > :opened"
-            " AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
-            " AND l.classid = :c AND l.objid = :k AND l.objsubid = 2 AND l.pid = :p)"
-            " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND l.classid = :c AND l.objid = r.session_lock AND l.objsubid = 2)"
-        ).bindparams(sa.bindparam("since", type_=t.UtcDateTime), sa.bindparam("opened", type_=t.UtcDateTime))
-        values = {"since": alive_since, "opened": opened, "c": SESSION_CLASS, "k": key, "p": pid}
-        return list(conn.execute(query, values).scalars())
+        return self._sessions.departed(conn, owner, alive_since) if self.shared else []
 
     def departed(self, owner: str, now: datetime, ttl: timedelta) -> list[str]:
         """Replicas alive by their heartbeat whose session has ended, as `owner` sees them (none while its own
@@ -358,8 +278,7 @@ class SqlLeaseStore(SqlStore):
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         finally:
-            with self._sessions_lock:  # its own: the session lock goes with the row (and, on failure, the process)
-                self._end_session(owner)
+            self._sessions.end(owner)  # its own: the session lock goes with the row (and, on failure, the process)
 
     @contextmanager
     def exclusive(self, target: str) -> Iterator[bool]:
@@ -385,12 +304,6 @@ class SqlLeaseStore(SqlStore):
                     _unlock(conn, key)
         finally:
             conn.close()
-
-
-_HELD = sa.text(  # whether the session of server process :p holds the session lock :k
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :c AND objid = :k"
-    " AND objsubid = 2 AND pid = :p"
-)
 
 
 def _lapsed(alive_since: datetime, departed: list[str]) -> sa.ColumnElement[bool]:

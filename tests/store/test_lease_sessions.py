@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from reconciler.store import engine as engines
 from reconciler.store import migrate
-from reconciler.store.leases import SESSION_CLASS, SqlLeaseStore
+from reconciler.store.leases import SqlLeaseStore
+from reconciler.store.sessions import SESSION_CLASS
 
 TTL = timedelta(seconds=30)
 TARGETS = [f"t{i:02}" for i in range(10)]
