@@ -120,7 +120,7 @@ class Replicas:
         now = datetime.now(UTC)
         try:
             alive = self.leases.heartbeat(self.owner, now, self.ttl)
-            joining = self.leases.joining(now, self.ttl)
+            joining = self.leases.joining(self.owner, now, self.ttl)
             held = self.leases.claim(self.owner, targets, now, self.ttl, alive, joining)
             housekeeper = self.leases.housekeeper(self.owner, now, self.ttl)
             lapse = self.leases.next_lapse(self.owner, now, self.ttl)

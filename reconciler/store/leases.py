@@ -110,14 +110,19 @@ class SqlLeaseStore(SqlStore):
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
 
-    def joining(self, now: datetime, ttl: timedelta) -> int:
-        """How many replicas are alive and joining, since at most JOINING_AT_MOST."""
+    def joining(self, owner: str, now: datetime, ttl: timedelta) -> int:
+        """How many replicas are alive and joining, since at most JOINING_AT_MOST, as `owner` sees them: one killed
+        while it loads is departed (its session ended) and no longer waited for."""
         replicas = t.replicas.c
-        query = sa.select(sa.func.count()).where(
-            replicas.heartbeat_at >= now - ttl, replicas.joining.is_(True), replicas.started_at >= now - JOINING_AT_MOST
-        )
         try:
             with self.engine.connect() as conn:
+                gone = self._departed(conn, owner, now - ttl)
+                query = sa.select(sa.func.count()).where(
+                    replicas.heartbeat_at >= now - ttl,
+                    replicas.joining.is_(True),
+                    replicas.started_at >= now - JOINING_AT_MOST,
+                    replicas.id.notin_(gone),
+                )
                 return int(conn.execute(query).scalar_one())
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None

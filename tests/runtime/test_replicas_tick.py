@@ -103,10 +103,10 @@ def test_a_replica_heartbeats_as_joining_while_it_loads(store: SqlHistoryStore) 
     leases = SqlLeaseStore(store.engine)
     with b.joining():
         time.sleep(0.35)  # beyond b's first heartbeat's lease: only later heartbeats keep it joining
-        assert leases.joining(datetime.now(UTC), timedelta(seconds=0.3)) == 1
+        assert leases.joining("a", datetime.now(UTC), timedelta(seconds=0.3)) == 1
         a.tick(TARGETS)
     assert sum(a.owns(name) for name in TARGETS) == 5  # its share of two
     b.ttl = timedelta(seconds=30)
     b.tick(TARGETS)
     assert sum(b.owns(name) for name in TARGETS) == 5
-    assert leases.joining(datetime.now(UTC), timedelta(seconds=30)) == 0
+    assert leases.joining("a", datetime.now(UTC), timedelta(seconds=30)) == 0

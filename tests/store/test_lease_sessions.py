@@ -194,3 +194,20 @@ def test_a_killed_process_is_departed_within_moments(engine: sa.Engine) -> None:
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+def test_a_replica_killed_while_it_joins_is_no_longer_waited_for(engine: sa.Engine) -> None:
+    """A replica heartbeats as joining while it loads the desired state, and the others leave it its share. Killed
+    while it loads, its session ends: the others count it out at once and take its share, instead of keeping it
+    free until its heartbeat lapses."""
+    a, b = SqlLeaseStore(engine), SqlLeaseStore(engine)
+    now = datetime.now(UTC)
+    a.heartbeat("a", now, TTL)
+    b.heartbeat("b", now, TTL, joining=True)  # after a's session began: a can judge it
+    assert a.joining("a", now, TTL) == 1
+    assert len(a.claim("a", TARGETS, now, TTL, 1, a.joining("a", now, TTL))) == 5  # b's half stays free
+
+    end_session(engine, "b")
+    later = now + timedelta(seconds=1)
+    assert a.joining("a", later, TTL) == 0
+    assert a.claim("a", TARGETS, later, TTL, 1, a.joining("a", later, TTL)) == set(TARGETS)

@@ -168,21 +168,21 @@ def test_a_joining_replica_is_left_its_share_of_the_free_targets(store: SqlHisto
     leases.heartbeat("b", T0, TTL, joining=True)
     leases.heartbeat("c", T0, TTL, joining=True)
     assert leases.heartbeat("a", T0, TTL) == 1  # b and c are alive, and not counted as ready
-    assert leases.joining(T0, TTL) == 2
-    a = leases.claim("a", TARGETS, T0, TTL, 1, leases.joining(T0, TTL))
+    assert leases.joining("a", T0, TTL) == 2
+    a = leases.claim("a", TARGETS, T0, TTL, 1, leases.joining("a", T0, TTL))
     assert len(a) == 4  # ceil(10 / 3), not all ten
     later = T0 + timedelta(seconds=10)
     assert leases.heartbeat("b", later, TTL) == 2  # b is ready; c still joining
-    b = leases.claim("b", TARGETS, later, TTL, 2, leases.joining(later, TTL))
+    b = leases.claim("b", TARGETS, later, TTL, 2, leases.joining("b", later, TTL))
     assert len(b) == 4 and a.isdisjoint(b)
     leases.heartbeat("a", later, TTL)
-    assert leases.claim("a", TARGETS, later, TTL, 2, leases.joining(later, TTL)) == a  # 4 <= its 5 as ready
+    assert leases.claim("a", TARGETS, later, TTL, 2, leases.joining("a", later, TTL)) == a  # 4 <= its 5 as ready
     # c's load fails: it stops heartbeating, and once its heartbeat lapses the others share its part too.
     lapsed = later + TTL + timedelta(seconds=1)
     for owner in ("a", "b"):
         leases.heartbeat(owner, lapsed, TTL)
-    assert leases.joining(lapsed, TTL) == 0
-    held = [leases.claim(owner, TARGETS, lapsed, TTL, 2, leases.joining(lapsed, TTL)) for owner in ("a", "b")]
+    assert leases.joining("a", lapsed, TTL) == 0
+    held = [leases.claim(owner, TARGETS, lapsed, TTL, 2, leases.joining("a", lapsed, TTL)) for owner in ("a", "b")]
     assert held[0] | held[1] == set(TARGETS) and held[0].isdisjoint(held[1])
 
 
@@ -193,7 +193,7 @@ def test_a_replica_joining_for_longer_than_the_limit_is_not_waited_for(store: Sq
     leases.heartbeat("stuck", T0, TTL, joining=True)
     late = T0 + leases_module.JOINING_AT_MOST + timedelta(seconds=1)
     leases.heartbeat("stuck", late, TTL, joining=True)
-    assert leases.joining(T0 + timedelta(minutes=9), TTL) == 1
-    assert leases.joining(late, TTL) == 0
+    assert leases.joining("a", T0 + timedelta(minutes=9), TTL) == 1
+    assert leases.joining("a", late, TTL) == 0
     assert leases.heartbeat("a", late, TTL) == 1
-    assert leases.claim("a", TARGETS, late, TTL, 1, leases.joining(late, TTL)) == set(TARGETS)
+    assert leases.claim("a", TARGETS, late, TTL, 1, leases.joining("a", late, TTL)) == set(TARGETS)
