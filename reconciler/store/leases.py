@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Collection, Iterator, Mapping, Set
+from collections.abc import Collection, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -292,7 +292,7 @@ class SqlLeaseStore(SqlStore):
         if not self.shared:
             yield True
             return
-        key = zlib.crc32(target.encode()) - 2**31  # a signed 32-bit int, as pg_try_advisory_lock(int, int) takes
+        key = _key(target)
         try:
             conn = self.engine.connect()
         except SQLAlchemyError as exc:
@@ -306,9 +306,49 @@ class SqlLeaseStore(SqlStore):
                 yield got
             finally:
                 if got:
-                    _unlock(conn, key)
+                    _unlock(conn, [key])
         finally:
             conn.close()
+
+    @contextmanager
+    def exclusive_all(self, targets: Sequence[str]) -> Iterator[set[str]]:
+        """exclusive() for a batch of passes: one statement on one connection takes the advisory locks of all of
+        `targets`, and one gives back those it got when the block ends; yields the targets whose lock was free.
+        Two of them whose keys are alike are both taken (PostgreSQL counts a session's locks of one key) and
+        both released. SQLite (one daemon) yields them all."""
+        if not self.shared or not targets:
+            yield set(targets)
+            return
+        keys = [_key(target) for target in targets]
+        try:
+            conn = self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from None
+        try:
+            try:
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT u.i, pg_try_advisory_lock(:c, u.k)"
+                        " FROM unnest(CAST(:keys AS integer[])) WITH ORDINALITY AS u(k, i)"
+                    ),
+                    {"c": ADVISORY_CLASS, "keys": keys},
+                ).all()
+                conn.commit()
+            except SQLAlchemyError as exc:
+                raise self._fail(exc) from None
+            got = sorted(int(i) - 1 for i, free in rows if free)
+            try:
+                yield {targets[i] for i in got}
+            finally:
+                if got:
+                    _unlock(conn, [keys[i] for i in got])
+        finally:
+            conn.close()
+
+
+def _key(target: str) -> int:
+    """A target's advisory lock key: a signed 32-bit int, as pg_try_advisory_lock(int, int) takes."""
+    return zlib.crc32(target.encode()) - 2**31
 
 
 def _lapsed(alive_since: datetime, departed: list[str]) -> sa.ColumnElement[bool]:
@@ -324,11 +364,14 @@ def _delete(conn: sa.Connection, owner: str, names: list[str]) -> None:
         conn.execute(t.leases.delete().where(t.leases.c.owner == owner, t.leases.c.name.in_(chunk)))
 
 
-def _unlock(conn: sa.Connection, key: int) -> None:
-    """Release a target's advisory lock. If the connection is gone, so is the lock: PostgreSQL releases a
-    session's advisory locks when the session ends."""
+def _unlock(conn: sa.Connection, keys: list[int]) -> None:
+    """Release targets' advisory locks, one statement for them all. If the connection is gone, so are the locks:
+    PostgreSQL releases a session's advisory locks when the session ends."""
     try:
-        conn.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), {"c": ADVISORY_CLASS, "k": key})
+        conn.execute(
+            sa.text("SELECT pg_advisory_unlock(:c, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
+            {"c": ADVISORY_CLASS, "keys": keys},
+        )
         conn.commit()
     except SQLAlchemyError:
         conn.invalidate()

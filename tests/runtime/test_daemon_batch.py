@@ -22,11 +22,13 @@ from reconciler.runtime.compose import Components, build
 from reconciler.runtime.daemon import Daemon
 from reconciler.runtime.deadline import Deadline
 from reconciler.runtime.queue import WorkQueue
+from reconciler.runtime.replicas import RUN
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
 from reconciler.store import migrate
 from reconciler.store.leases import SqlLeaseStore
+from tests.store.test_leases import held_locks
 
 
 class Counting(FileAdapter):
@@ -287,6 +289,28 @@ def test_a_replica_reads_and_passes_only_the_targets_it_holds(
     components.store.engine.dispose()
 
 
+def test_a_batch_passes_only_the_targets_whose_lock_it_got_and_gives_every_lock_back(
+    settings: Settings, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas on PostgreSQL: a batch's passes take their advisory locks together. A target whose lock another
+    session holds (a replica that held it a moment ago, still passing it) is not passed here; the others are,
+    and no lock of theirs is left with the pooled connection once the batch ends."""
+    components = counted(settings.model_copy(update={"database_url": postgres_url}), postgres_url, monkeypatch)
+    daemon = Daemon(components)
+    daemon._refresh_desired()
+    daemon.watches.stop()
+    names = sorted(components.desired.current().targets)
+    assert all(daemon.replicas.owns(name) for name in names) and len(names) > 2
+    busy = names[1]
+    with SqlLeaseStore(components.store.engine).exclusive(busy) as held:
+        assert held
+        batch(daemon, names)
+        assert sorted(daemon.api.latest()) == [name for name in names if name != busy]
+        assert held_locks(components.store, busy) == 1  # the other session's, still
+    assert [held_locks(components.store, name) for name in names] == [0] * len(names)
+    components.store.engine.dispose()
+
+
 def oldest_successful_passes(components: Components) -> dict[str, float]:
     """reconciler_oldest_successful_pass_timestamp_seconds of /metrics, by labels."""
     name = "reconciler_oldest_successful_pass_timestamp_seconds{"
@@ -337,7 +361,7 @@ def test_a_target_removed_from_the_desired_state_leaves_nothing_behind(
     later = Daemon(components)
     later.queue.add_rate_limited("checkout-staging", 0)
     assert later.queue.get(timeout_s=1) == "checkout-staging"
-    later.workers.pass_("checkout-staging", {})
+    later.workers.pass_("checkout-staging", {}, None, RUN)
     assert "checkout-staging" not in later.queue._failures and "checkout-staging" not in later.queue
     components.store.engine.dispose()
 

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from reconciler.store import leases as leases_module
 from reconciler.store.history import SqlHistoryStore
@@ -71,6 +72,47 @@ def test_advisory_locks_keep_a_target_to_one_pass_at_a_time(store: SqlHistorySto
             assert different
     with other.exclusive("t") as after:
         assert after
+
+
+def test_a_batch_takes_its_passes_locks_together_and_gives_them_back(store: SqlHistoryStore) -> None:
+    """exclusive_all(): one statement takes a batch's locks (those held elsewhere are left out), one gives them
+    back. Two names whose keys are alike (t928096, t11200040) are both taken and both released: a lock left
+    behind would stay with the pooled connection, and the target would be busy for every replica."""
+    leases = SqlLeaseStore(store.engine)
+    if not leases.shared:
+        with leases.exclusive_all(["t", "u"]) as free:
+            assert free == {"t", "u"}  # SQLite serves one daemon: nothing to exclude
+        return
+    other = SqlLeaseStore(store.engine)
+    with other.exclusive("t") as held:
+        assert held
+        with leases.exclusive_all(["t", "u", "v"]) as free:
+            assert free == {"u", "v"}
+            with other.exclusive("u") as second:
+                assert not second
+        with other.exclusive("u") as after, other.exclusive("v") as too:
+            assert after and too
+    alike = ["t928096", "t11200040"]
+    assert leases_module._key(alike[0]) == leases_module._key(alike[1])
+    with leases.exclusive_all(alike) as free:
+        assert free == set(alike)
+        with other.exclusive(alike[1]) as second:
+            assert not second
+    assert held_locks(store, alike[0]) == 0  # the pooled connection the batch had holds it no more
+
+
+def held_locks(store: SqlHistoryStore, target: str) -> int:
+    """How many times any session holds `target`'s advisory lock (a session counts each time it took it)."""
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :c"
+                    " AND objid = :k AND objsubid = 2"
+                ),
+                {"c": leases_module.ADVISORY_CLASS, "k": leases_module._key(target) & 0xFFFFFFFF},
+            ).scalar_one()
+        )
 
 
 @pytest.mark.parametrize("replicas", [2, 3])
