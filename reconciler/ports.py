@@ -198,7 +198,6 @@ class HistoryStore(Journal, Protocol):
     def written_targets(self, targets: Collection[str], since: datetime) -> set[str]:
         """Those of `targets` with any write since `since` that `recent_writes` would count, whatever its path:
         for a batch of passes, so that a target with none need not ask for its own."""
-        ...
 
     def finish_run(
         self, run_id: str, status: RunStatus, error: str | None = None, at: datetime | None = None
@@ -314,12 +313,13 @@ class LeaseStore(Protocol):
 
     def replica(self, owner: str) -> bool:
         """Whether `owner` is a replica the lease table knows: heartbeating, or dead and not yet forgotten."""
-        ...
 
     def forget_replica(self, owner: str) -> None: ...
 
     def exclusive(self, target: str) -> AbstractContextManager[bool]: ...
-    def exclusive_all(self, targets: Sequence[str]) -> AbstractContextManager[set[str]]: ...
+    def exclusive_all(
+        self, targets: Sequence[str]
+    ) -> AbstractContextManager[tuple[set[str], Callable[[str], None]]]: ...
 
 
 class ProcessLock(Protocol):

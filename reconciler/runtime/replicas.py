@@ -53,6 +53,26 @@ NONE = Access(False)
 RUN = Access(True)
 
 
+class BatchAccess:
+    """What each of a batch's passes may do, their locks taken together (Replicas.exclusive_all). A pass asks
+    as it starts, which reads its lease and the store's cut-off again (a tick since the batch began may have
+    lost either), and gives its lock back as it ends: a target given away meanwhile waits for that pass, not for
+    the whole batch."""
+
+    def __init__(self, replicas: Replicas, access: dict[str, Access], release: Callable[[str], None]) -> None:
+        self._replicas, self._access, self._release = replicas, access, release
+
+    def start(self, target: str) -> Access:
+        access = self._access.get(target, NONE)
+        if not access.run or not self._replicas.owns(target):
+            return NONE
+        cut_off = self._replicas.cut_off
+        return Access(True, cut_off) if cut_off is not None and access.cut_off is None else access
+
+    def done(self, target: str) -> None:
+        self._release(target)
+
+
 class Replicas:
     def __init__(
         self,
@@ -86,32 +106,33 @@ class Replicas:
         with self._lock:
             return target in self._held
 
+    @property
+    def cut_off(self) -> str | None:
+        """Why this replica may not write now: its last tick could not renew its leases."""
+        return self._cut_off
+
     def may_look(self, target: str) -> bool:
         """Whether this replica may pass `target` without writing (an unchanged pass): it holds the lease, and
         its last tick could renew its leases."""
         return self._cut_off is None and self.owns(target)
 
     @contextmanager
-    def exclusive_all(self, targets: Sequence[str]) -> Iterator[dict[str, Access]]:
-        """exclusive() of each of a batch's passes at once, held until the batch ends: two statements on one
-        connection for the batch, where a lock of each pass cost four round trips and half of a first pass's
-        CPU (docs/benchmarks.md). A target whose lease this replica loses meanwhile is its pass's to check."""
-        access = dict.fromkeys(targets, NONE)
-        ours = [name for name in targets if self.owns(name)]
+    def exclusive_all(self, targets: Sequence[str]) -> Iterator[BatchAccess]:
+        """exclusive() of a batch's passes: their advisory locks taken in one statement on one connection, where
+        a lock of each pass cost four round trips and half of a first pass's CPU (docs/benchmarks.md). Each
+        pass asks the BatchAccess as it starts and gives its lock back as it ends."""
         if self._cut_off is not None:
-            access.update(dict.fromkeys(ours, Access(True, self._cut_off)))
-            yield access
+            yield BatchAccess(self, dict.fromkeys(targets, Access(True, self._cut_off)), lambda _: None)
             return
+        ours = [name for name in targets if self.owns(name)]
         with contextlib.ExitStack() as stack:
             try:
-                free = stack.enter_context(self.leases.exclusive_all(ours))
+                free, release = stack.enter_context(self.leases.exclusive_all(ours))
             except StoreUnavailable as exc:
                 why = f"the advisory locks of its batch cannot be taken: {exc}"
-                access.update(dict.fromkeys(ours, Access(True, why)))
-                yield access
+                yield BatchAccess(self, dict.fromkeys(ours, Access(True, why)), lambda _: None)
                 return
-            access.update(dict.fromkeys(free, RUN))
-            yield access
+            yield BatchAccess(self, dict.fromkeys(free, RUN), release)
 
     def tick(self, targets: Collection[str]) -> datetime | None:
         """Heartbeat, claim this replica's share, and (as housekeeper) settle dead replicas' runs. Returns when

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 
 from reconciler.domain.run import Mode
 from reconciler.errors import ConfigurationError, ReconcilerError
@@ -28,7 +27,7 @@ from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.probes import Probes
 from reconciler.runtime.queue import WorkQueue
-from reconciler.runtime.replicas import Access, Replicas
+from reconciler.runtime.replicas import BatchAccess, Replicas
 from reconciler.runtime.scheduler import Scheduler
 from reconciler.runtime.watch import WatchSupervisor
 
@@ -129,8 +128,8 @@ class Workers:
         reconciler = self.c.reconciler
         # Its dry-run history in one transaction; a local adapter's reads in one go, ahead of the passes; the
         # passes' locks taken together (inside the lane, for local targets: one order), given back together.
-        with reconciler.gathering(rest), reconciler.reading_ahead(rest), self.replicas.exclusive_all(rest) as access:
-            self.passes(rest, unchanged, read_by, access)
+        with reconciler.gathering(rest), reconciler.reading_ahead(rest), self.replicas.exclusive_all(rest) as locks:
+            self.passes(rest, unchanged, read_by, locks)
 
     def held(self, batch: list[str]) -> list[str]:
         """The batch's targets this replica holds. The others leave its queue unread: the replica holding each
@@ -165,9 +164,7 @@ class Workers:
         finished = set(done)
         return [name for name in batch if name not in finished]
 
-    def passes(
-        self, batch: list[str], unchanged: dict[str, Mode], read_by: float | None, access: Mapping[str, Access]
-    ) -> None:
+    def passes(self, batch: list[str], unchanged: dict[str, Mode], read_by: float | None, locks: BatchAccess) -> None:
         for i, name in enumerate(batch):
             self.probes.wait_turn()  # a probe or a scrape being answered goes first
             if self.queue.closed:  # stopping: the rest of the batch is not started
@@ -175,7 +172,7 @@ class Workers:
                     self.queue.done(rest)
                 break
             try:
-                self.pass_(name, unchanged, read_by, access[name])
+                self.pass_(name, unchanged, read_by, locks)
             except BaseException:  # a bug: no target of the batch may be left marked as worked
                 self.queue.done(name)
                 self.queue.add_rate_limited(name)
@@ -184,15 +181,21 @@ class Workers:
                     self.queue.add(rest)
                 raise
 
-    def pass_(self, name: str, unchanged: dict[str, Mode], read_by: float | None, access: Access) -> None:
+    def pass_(self, name: str, unchanged: dict[str, Mode], read_by: float | None, locks: BatchAccess) -> None:
         """One pass of its own; `read_by`: the earliest its read may have been made (a batch's read ahead);
-        `access`: what its batch's locks allow (Replicas.exclusive_all)."""
+        `locks`: what its batch's locks allow (Replicas.exclusive_all), asked as it starts."""
         started = time.monotonic() if read_by is None else read_by
         try:
-            if not access.run or not self.replicas.owns(name):  # another replica holds this target
-                self.queue.forget(name)
-                return
-            run = self.c.reconciler.reconcile([name], trigger="schedule", unchanged=unchanged, cut_off=access.cut_off)
+            try:
+                access = locks.start(name)
+                if not access.run:  # another replica holds this target
+                    self.queue.forget(name)
+                    return
+                run = self.c.reconciler.reconcile(
+                    [name], trigger="schedule", unchanged=unchanged, cut_off=access.cut_off
+                )
+            finally:
+                locks.done(name)
             outcome = run.targets[0]
             self.api.record(name, outcome)
             # What happens next is decided here, from the outcome alone: a temporary error is retried with

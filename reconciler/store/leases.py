@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Collection, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -311,20 +311,22 @@ class SqlLeaseStore(SqlStore):
             conn.close()
 
     @contextmanager
-    def exclusive_all(self, targets: Sequence[str]) -> Iterator[set[str]]:
-        """exclusive() for a batch of passes: one statement on one connection takes the advisory locks of all of
-        `targets`, and one gives back those it got when the block ends; yields the targets whose lock was free.
-        Two of them whose keys are alike are both taken (PostgreSQL counts a session's locks of one key) and
-        both released. SQLite (one daemon) yields them all."""
+    def exclusive_all(self, targets: Sequence[str]) -> Iterator[tuple[set[str], Callable[[str], None]]]:
+        """exclusive() for a batch of passes: one statement on one connection (in autocommit) takes the advisory
+        locks of all of `targets`; yields the targets whose lock was free, and a function that gives one target's
+        lock back as its pass ends (one statement); the block's end gives back any still held. Two targets whose
+        keys are alike are both taken (PostgreSQL counts a session's locks of one key) and both given back. A
+        statement that fails part-way may leave some locks taken: the connection is then discarded, not pooled,
+        and its locks go with its session. SQLite (one daemon) yields them all."""
         if not self.shared or not targets:
-            yield set(targets)
+            yield set(targets), lambda _: None
             return
-        keys = [_key(target) for target in targets]
         try:
-            conn = self.engine.connect()
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except SQLAlchemyError as exc:
             raise self._fail(exc) from None
         try:
+            keys = [_key(target) for target in targets]
             try:
                 rows = conn.execute(
                     sa.text(
@@ -333,15 +335,21 @@ class SqlLeaseStore(SqlStore):
                     ),
                     {"c": ADVISORY_CLASS, "keys": keys},
                 ).all()
-                conn.commit()
             except SQLAlchemyError as exc:
+                conn.invalidate()
                 raise self._fail(exc) from None
-            got = sorted(int(i) - 1 for i, free in rows if free)
+            owed = {targets[int(i) - 1]: keys[int(i) - 1] for i, free in rows if free}
+
+            def release(target: str) -> None:
+                key = owed.pop(target, None)
+                if key is not None and not _unlock(conn, [key]):
+                    owed.clear()  # the connection is gone, and its locks with it
+
             try:
-                yield {targets[i] for i in got}
+                yield set(owed), release
             finally:
-                if got:
-                    _unlock(conn, [keys[i] for i in got])
+                if owed:
+                    _unlock(conn, list(owed.values()))
         finally:
             conn.close()
 
@@ -364,9 +372,9 @@ def _delete(conn: sa.Connection, owner: str, names: list[str]) -> None:
         conn.execute(t.leases.delete().where(t.leases.c.owner == owner, t.leases.c.name.in_(chunk)))
 
 
-def _unlock(conn: sa.Connection, keys: list[int]) -> None:
-    """Release targets' advisory locks, one statement for them all. If the connection is gone, so are the locks:
-    PostgreSQL releases a session's advisory locks when the session ends."""
+def _unlock(conn: sa.Connection, keys: list[int]) -> bool:
+    """Release targets' advisory locks, one statement for them all; whether it could. If the connection is gone,
+    so are the locks: PostgreSQL releases a session's advisory locks when the session ends."""
     try:
         conn.execute(
             sa.text("SELECT pg_advisory_unlock(:c, k) FROM unnest(CAST(:keys AS integer[])) AS k"),
@@ -375,3 +383,5 @@ def _unlock(conn: sa.Connection, keys: list[int]) -> None:
         conn.commit()
     except SQLAlchemyError:
         conn.invalidate()
+        return False
+    return True

@@ -22,7 +22,6 @@ from reconciler.runtime.compose import Components, build
 from reconciler.runtime.daemon import Daemon
 from reconciler.runtime.deadline import Deadline
 from reconciler.runtime.queue import WorkQueue
-from reconciler.runtime.replicas import RUN
 from reconciler.runtime.retry import RetryingAdapter
 from reconciler.settings import Settings
 from reconciler.store import engine as engines
@@ -361,7 +360,8 @@ def test_a_target_removed_from_the_desired_state_leaves_nothing_behind(
     later = Daemon(components)
     later.queue.add_rate_limited("checkout-staging", 0)
     assert later.queue.get(timeout_s=1) == "checkout-staging"
-    later.workers.pass_("checkout-staging", {}, None, RUN)
+    with later.replicas.exclusive_all(["checkout-staging"]) as locks:
+        later.workers.pass_("checkout-staging", {}, None, locks)
     assert "checkout-staging" not in later.queue._failures and "checkout-staging" not in later.queue
     components.store.engine.dispose()
 

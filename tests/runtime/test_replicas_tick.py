@@ -8,12 +8,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from reconciler.errors import StoreUnavailable
 from reconciler.observe.metrics import Metrics
 from reconciler.runtime import replicas as replicas_module
 from reconciler.runtime.replicas import Replicas
 from reconciler.runtime.scheduler import Scheduler
 from reconciler.store.history import SqlHistoryStore
 from reconciler.store.leases import SqlLeaseStore
+from tests.store.test_leases import held_locks
 
 TARGETS = [f"t{i:02}" for i in range(10)]
 
@@ -110,3 +112,42 @@ def test_a_replica_heartbeats_as_joining_while_it_loads(store: SqlHistoryStore) 
     b.tick(TARGETS)
     assert sum(b.owns(name) for name in TARGETS) == 5
     assert leases.joining("a", datetime.now(UTC), timedelta(seconds=30)) == 0
+
+
+class Failing(Leases):
+    """The lease store, unreachable once `down` is set."""
+
+    down = False
+
+    def heartbeat(self, owner: str, now: datetime, ttl: timedelta, *, joining: bool = False) -> int:
+        if self.down:
+            raise StoreUnavailable("the database is gone")
+        return super().heartbeat(owner, now, ttl, joining=joining)
+
+
+def test_each_pass_of_a_batch_asks_again_and_gives_its_lock_back_as_it_ends(store: SqlHistoryStore) -> None:
+    """A batch's locks are taken together, but each pass asks as it starts: a tick that failed since the batch
+    began (the leases not renewed) makes the rest of the batch look without writing, and a lease lost makes the
+    pass not run. Each pass's lock goes back as it ends, not with the batch: a target taken by another replica
+    meanwhile waits for one pass at most."""
+    leases = Failing(store.engine)
+    a = Replicas(leases, None, Metrics(), ttl_s=30, wake=lambda _: None, owner="a")  # type: ignore[arg-type]
+    a.tick(TARGETS)
+    other = SqlLeaseStore(store.engine)
+    with a.exclusive_all(TARGETS) as locks:
+        assert locks.start("t00") == replicas_module.RUN
+        locks.done("t00")
+        if store.engine.dialect.name == "postgresql":
+            with other.exclusive("t00") as free, other.exclusive("t01") as busy:
+                assert free and not busy  # t00's pass ended, t01's lock is still the batch's
+        if store.engine.dialect.name != "postgresql":  # one daemon: no lease to renew or lose
+            assert locks.start("t01") == replicas_module.RUN
+            return
+        leases.down = True
+        a.tick(TARGETS)  # the leases cannot be renewed: look, do not write
+        access = locks.start("t01")
+        assert access.run and access.cut_off is not None and "cannot renew" in access.cut_off
+        locks.done("t01")
+        a._held.discard("t02")  # as a claim that gave t02 away
+        assert not locks.start("t02").run
+    assert [held_locks(store, name) for name in TARGETS] == [0] * len(TARGETS)

@@ -80,13 +80,13 @@ def test_a_batch_takes_its_passes_locks_together_and_gives_them_back(store: SqlH
     behind would stay with the pooled connection, and the target would be busy for every replica."""
     leases = SqlLeaseStore(store.engine)
     if not leases.shared:
-        with leases.exclusive_all(["t", "u"]) as free:
+        with leases.exclusive_all(["t", "u"]) as (free, release):
             assert free == {"t", "u"}  # SQLite serves one daemon: nothing to exclude
         return
     other = SqlLeaseStore(store.engine)
     with other.exclusive("t") as held:
         assert held
-        with leases.exclusive_all(["t", "u", "v"]) as free:
+        with leases.exclusive_all(["t", "u", "v"]) as (free, release):
             assert free == {"u", "v"}
             with other.exclusive("u") as second:
                 assert not second
@@ -94,8 +94,11 @@ def test_a_batch_takes_its_passes_locks_together_and_gives_them_back(store: SqlH
             assert after and too
     alike = ["t928096", "t11200040"]
     assert leases_module._key(alike[0]) == leases_module._key(alike[1])
-    with leases.exclusive_all(alike) as free:
+    with leases.exclusive_all(alike) as (free, release):
         assert free == set(alike)
+        release(alike[0])  # its pass ended: the key is still held once, for the other's
+        release(alike[0])  # given back already: nothing more
+        assert held_locks(store, alike[0]) == 1
         with other.exclusive(alike[1]) as second:
             assert not second
     assert held_locks(store, alike[0]) == 0  # the pooled connection the batch had holds it no more
