@@ -118,9 +118,11 @@ class Replicas:
 
     @contextmanager
     def exclusive_all(self, targets: Sequence[str]) -> Iterator[BatchAccess]:
-        """exclusive() of a batch's passes: their advisory locks taken in one statement on one connection, where
-        a lock of each pass cost four round trips and half of a first pass's CPU (docs/benchmarks.md). Each
-        pass asks the BatchAccess as it starts and gives its lock back as it ends."""
+        """Whether each of a batch's passes may run now, and write: this replica holds its lease and its advisory
+        lock (cut off from the store, it may look at the targets it last held, without writing). The locks are
+        taken in one statement on one connection, where a lock of each pass cost four round trips and half of
+        a first pass's CPU (docs/benchmarks.md). Each pass asks the BatchAccess as it starts and gives its lock
+        back as it ends."""
         if self._cut_off is not None:
             yield BatchAccess(self, dict.fromkeys(targets, Access(True, self._cut_off)), lambda _: None)
             return

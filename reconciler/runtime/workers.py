@@ -127,7 +127,8 @@ class Workers:
         rest = self.unchanged_passes(batch, unchanged, read_by) if unchanged else batch
         reconciler = self.c.reconciler
         # Its dry-run history in one transaction; a local adapter's reads in one go, ahead of the passes; the
-        # passes' locks taken together (inside the lane, for local targets: one order), given back together.
+        # passes' locks taken together (inside the lane, for local targets: one order), each given back as its
+        # pass ends.
         with reconciler.gathering(rest), reconciler.reading_ahead(rest), self.replicas.exclusive_all(rest) as locks:
             self.passes(rest, unchanged, read_by, locks)
 
