@@ -67,8 +67,13 @@ class SessionLocks:
             pid, got, opened = session.execute(
                 sa.text("SELECT pg_backend_pid(), pg_try_advisory_lock(:c, :k), now()"), {"c": SESSION_CLASS, "k": key}
             ).one()
+            session.commit()
+            if not got:
+                session.close()  # it holds nothing, and was changed in nothing: back to the pool
+                return None
             # A session that only holds its lock is idle: a server's idle_session_timeout (PostgreSQL 14 on) would
-            # end it, and the others would take this replica's leases each time.
+            # end it, and the others would take this replica's leases each time. Set on this session alone, which
+            # is never pooled again (_end discards it).
             session.execute(
                 sa.text(
                     "SELECT set_config('idle_session_timeout', '0', false)"
@@ -80,9 +85,6 @@ class SessionLocks:
             session.invalidate()
             session.close()
             raise
-        if not got:
-            session.close()  # it holds nothing: back to the pool
-            return None
         self._sessions[owner] = (session, int(pid), key, opened)
         return key
 
