@@ -110,3 +110,40 @@ def test_due_counts_only_names_ready_now() -> None:
     assert len(queue) == 2 and queue.due() == 1
     time.sleep(0.25)
     assert queue.due() == 2
+
+
+def test_names_due_in_one_millisecond_come_out_in_the_order_queued_and_once_each() -> None:
+    """A bucket keeps the order names were queued in; a name queued again for sooner is handed out once, at the
+    sooner time, and its earlier place (even in the very bucket it comes back to) hands out nothing."""
+    queue = WorkQueue()
+    names = [f"t{i}" for i in range(200)]
+    for name in reversed(names):  # later names first: the order queued wins, not the name
+        queue.add(name, 0.05)
+    queue.add("late", 0.3)
+    queue.add("t7", 0.0)  # sooner: its 50 ms place is left behind
+    assert queue.get(0.01) == "t7"
+    queue.done("t7")
+    assert queue.get(0.01) is None  # the others are not due yet
+    time.sleep(0.06)
+    taken = queue.take_ready(500)
+    assert taken == [n for n in reversed(names) if n != "t7"]
+    queue.add("late", 0.0)  # handed out now; its 300 ms place must not hand it out a second time
+    assert queue.get(0.01) == "late"
+    queue.done("late")
+    queue.add("late", 60)  # its next pass, after the place left behind
+    time.sleep(0.3)
+    assert queue.get(0.05) is None and len(queue) == 1 and queue.due() == 0
+
+
+def test_a_name_is_not_handed_out_before_the_millisecond_of_its_time() -> None:
+    """Times are kept to the millisecond, rounded down: at most a millisecond early."""
+    queue = WorkQueue()
+    for i in range(50):
+        queue.add(f"n{i}", 0.0203 + i / 10_000)
+    started = time.monotonic()
+    while (name := queue.get(1.0)) is not None:
+        index = int(name[1:])
+        assert time.monotonic() - started >= 0.0193 + index / 10_000
+        queue.done(name)
+        if len(queue) == 0:
+            break
