@@ -27,6 +27,13 @@ class DesiredState:
         """The policies' identity: what every target's classes depend on besides its own manifest."""
         return "policies:" + sha256_hex(canonical_json([p.model_dump(mode="json") for p in self.policies]))
 
+    @cached_property
+    def adapters(self) -> frozenset[str]:
+        """The adapters its targets read through, found once per desired version: a daemon's worker asks of
+        every batch whether its targets' adapters stay on this host, and most fleets have only such targets,
+        or none."""
+        return frozenset(target.spec.source.adapter for target in self.targets.values())
+
     def default_class(self) -> DriftClass:
         """The policies' default class; escalate when no policy names one (the safe choice)."""
         for policy in self.policies:

@@ -223,22 +223,28 @@ class Workers:
     def local(self, names: list[str]) -> set[str]:
         """Those of `names` that are targets whose adapter stays on this host (an unknown target or adapter is
         not: its pass says what is wrong)."""
-        targets = self.c.reconciler.desired().targets
+        state = self.c.reconciler.desired()
+        targets = state.targets
+        kinds = {self.is_local(adapter) for adapter in state.adapters}
+        if len(kinds) == 1:  # every adapter of the desired state is local, or none is: no target to look at
+            return {name for name in names if name in targets} if kinds.pop() else set()
         found: set[str] = set()
         for name in names:
             target = targets.get(name)
-            if target is None:
-                continue
-            adapter = target.spec.source.adapter
-            local = self._local.get(adapter)
-            if local is None:
-                try:
-                    local = self._local[adapter] = bool(self.c.adapters(adapter).capabilities.local)
-                except Exception:  # an adapter that cannot be built: its pass says what is wrong
-                    local = False
-            if local:
+            if target is not None and self.is_local(target.spec.source.adapter):
                 found.add(name)
         return found
+
+    def is_local(self, adapter: str) -> bool:
+        """Whether `adapter`'s targets take the lane (an adapter that cannot be built does not: its passes say
+        what is wrong); asked once per adapter."""
+        local = self._local.get(adapter)
+        if local is None:
+            try:
+                local = self._local[adapter] = bool(self.c.adapters(adapter).capabilities.local)
+            except Exception:  # an adapter that cannot be built: its pass says what is wrong
+                local = False
+        return local
 
     def schedule_next(self, name: str) -> None:
         """The next pass at its interval (a sooner one, if queued, stands)."""

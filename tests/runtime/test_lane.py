@@ -1,0 +1,61 @@
+"""Which of a batch's targets take the lane (runtime/workers.py): those whose adapter stays on this host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from reconciler.domain.manifest import DesiredVersion, Target
+from reconciler.domain.state import DesiredState
+from reconciler.runtime.workers import Workers
+
+
+def _target(name: str, adapter: str) -> Target:
+    return Target.model_validate(
+        {
+            "kind": "Target",
+            "metadata": {"name": name, "environment": "prod"},
+            "spec": {"source": {"adapter": adapter}, "desired": {}},
+        }
+    )
+
+
+def _workers(targets: dict[str, str], local: dict[str, bool | None]) -> tuple[Workers, list[str]]:
+    """Workers over a desired state of `targets` (name: adapter), whose adapters are local or not (None: one that
+    cannot be built); and the adapters built, in order."""
+    state = DesiredState(
+        root=Path("."),
+        version=DesiredVersion(digest="d" * 64),
+        targets={name: _target(name, adapter) for name, adapter in targets.items()},
+    )
+    built: list[str] = []
+
+    def adapters(name: str) -> Any:
+        built.append(name)
+        if local[name] is None:
+            raise RuntimeError(f"adapter {name} cannot be built")
+        return SimpleNamespace(capabilities=SimpleNamespace(local=local[name]))
+
+    components = SimpleNamespace(reconciler=SimpleNamespace(desired=lambda: state), adapters=adapters)
+    return Workers(components, *([None] * 5)), built  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", [True, False])
+def test_a_desired_state_of_one_kind_of_adapter_takes_the_lane_for_all_of_its_targets_or_none(kind: bool) -> None:
+    workers, built = _workers({"a": "file", "b": "file", "c": "process"}, {"file": kind, "process": kind})
+    assert workers.local(["a", "b", "c", "gone"]) == ({"a", "b", "c"} if kind else set())
+    assert workers.local(["c"]) == ({"c"} if kind else set())
+    assert sorted(built) == ["file", "process"]  # each adapter asked once, however many batches
+
+
+def test_a_desired_state_of_both_kinds_sends_only_the_local_targets_to_the_lane() -> None:
+    workers, built = _workers(
+        {"a": "file", "b": "consul", "c": "broken", "d": "file"}, {"file": True, "consul": False, "broken": None}
+    )
+    assert workers.local(["a", "b", "c", "d", "gone"]) == {"a", "d"}
+    assert workers.local(["b", "c"]) == set()
+    assert built.count("file") == 1 and built.count("consul") == 1
+    assert built.count("broken") >= 2  # not remembered: it may be built once whatever stops it is fixed
