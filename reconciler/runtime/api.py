@@ -100,7 +100,7 @@ class Api:
         with self._lock:
             for name, last in passes:
                 kept = latest.get(name)
-                if kept is not None and _shows_the_same(kept.last, last):
+                if kept is not None and (kept.last is last or _shows_the_same(kept.last, last)):
                     kept.at = now
                 else:
                     latest[name] = _Last(last, now)
