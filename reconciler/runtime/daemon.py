@@ -285,6 +285,7 @@ class Daemon:
         catches up: an overloaded daemon must still free the garbage cycles it froze)."""
         if (len(self.queue) and not self.queue.due()) or time.monotonic() - since > GROWTH_LIMIT_S:
             policy.grown()
+            self.scheduler.add_job("gc", policy.settle, heap.SETTLE_S)  # what accumulates is walked while little
             log.info("first cycle done: the heap is built", seconds=round(time.monotonic() - since))
             return
         self.scheduler.once("caught-up", functools.partial(self._caught_up, policy, since), _soon())

@@ -33,6 +33,14 @@ last long collection) waited there for the next full collection, which an alloca
 that had reached the oldest generation by then stays frozen until a thaw, a one-off bounded by that moment's
 oldest generation.
 
+Once the working set is frozen, CPython runs the next full collection only when the objects promoted to the
+oldest generation since the last one come to a quarter of that one's survivors. A steady state fills that slowly:
+at 100,000 targets no full collection ran in three minutes, and what accumulated meanwhile (the new passes of
+changed targets) was walked at once when an allocation burst brought one on: an /api/v1/status answer did, for
+100-195 ms with every thread stopped, /readyz waiting for it (bench.daemon_scale). So the daemon asks for a full
+collection every SETTLE_S once the working set is built (`settle`): each walks what accumulated since the last,
+and the first one to take longer than `freeze_after_s` freezes it, as any long collection does.
+
 The callback takes no lock (a callback runs wherever an allocation triggers a collection, possibly inside a
 lock its thread holds); what it counts is read by /metrics (observe/metrics.py).
 """
@@ -47,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OLDEST = 2
+SETTLE_S = 30.0  # once the working set is built, a full collection at least this often (settle)
 
 
 @dataclass
@@ -106,6 +115,13 @@ class Heap:
         gc.freeze()
         self.base = self.blocks()
         self.freezes += 1
+
+    def settle(self) -> None:
+        """A full collection now, once the working set is built and frozen (the module's docstring); nothing
+        while it is built, or when the policy never froze a heap (CPython's own thresholds serve that one)."""
+        if self.growing or self.base is None:
+            return
+        gc.collect()
 
     def figures(self) -> dict[str, float]:
         """What the policy did, for /metrics (observe/metrics.py exports them)."""

@@ -118,7 +118,9 @@ def test_the_heap_counts_as_built_once_the_daemon_has_caught_up_with_its_first_c
     targets are queued and none is due; a daemon that never catches up ends the growth after GROWTH_LIMIT_S."""
     daemon = Daemon(build(daemon_settings, daemon=True))
     again: list[str] = []
+    jobs: dict[str, tuple[object, float]] = {}
     monkeypatch.setattr(daemon.scheduler, "once", lambda job_id, *_: again.append(job_id))
+    monkeypatch.setattr(daemon.scheduler, "add_job", lambda job_id, f, every: jobs.__setitem__(job_id, (f, every)))
     policy = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0)
     policy.expect_growth()
     now = time.monotonic()
@@ -128,11 +130,12 @@ def test_the_heap_counts_as_built_once_the_daemon_has_caught_up_with_its_first_c
     daemon.queue.add("a")
     daemon.queue.add("b", 60)
     daemon._caught_up(policy, now)  # a is due
-    assert policy.growing and len(again) == 2
+    assert policy.growing and len(again) == 2 and not jobs
     assert daemon.queue.get(1) == "a"
     daemon.queue.done("a")
     daemon._caught_up(policy, now)  # b waits for its interval: caught up
     assert not policy.growing and len(again) == 2  # the heap counts as built (runtime/heap.py tests the rest)
+    assert jobs == {"gc": (policy.settle, heap.SETTLE_S)}  # from now on, a full collection at least that often
 
     overloaded = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0)
     overloaded.expect_growth()

@@ -261,3 +261,37 @@ def test_once_frozen_a_leak_thaws_though_every_full_collection_is_short(frozen_n
         full_collection(policy, clock, 0.01)
         assert len(leaked) < 20, "never thawed"
     assert sys.getallocatedblocks() - base > 0.45 * base and gc.get_freeze_count() == 0
+
+
+def test_settle_collects_in_full_only_once_the_working_set_is_built_and_frozen(
+    frozen_nothing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the working set is built, or when nothing was ever frozen, CPython's thresholds decide; once it is
+    built and frozen, settle() runs a full collection, whose callback may freeze what accumulated."""
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
+    asked: list[tuple[int, ...]] = []
+    collect = gc.collect
+
+    def counted(*generation: int) -> int:
+        asked.append(generation)
+        return collect(*generation)
+
+    monkeypatch.setattr(gc, "collect", counted)
+    policy.settle()
+    assert asked == []  # never frozen: CPython's own
+    policy.expect_growth()
+    full_collection(policy, clock, 0.2)  # a long one while the working set is built: frozen
+    asked.clear()
+    policy.settle()
+    assert asked == [] and policy.base is not None  # still built: CPython's own
+    policy.grown()
+    asked.clear()
+    policy.settle()
+    assert asked == [()]  # the oldest generation too
+    never = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
+    never.expect_growth()
+    never.grown()  # its collections stayed short: nothing frozen, nothing asked
+    asked.clear()
+    never.settle()
+    assert asked == []
