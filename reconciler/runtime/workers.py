@@ -21,6 +21,7 @@ import threading
 import time
 
 from reconciler.domain.run import Mode
+from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.runtime.api import Api
@@ -58,7 +59,7 @@ class Workers:
         self.threads: list[threading.Thread] = []
         # Held by the one worker working a batch of local targets (the module's docstring).
         self.lane = threading.Lock()
-        self._local: dict[str, bool] = {}  # adapter name: whether its targets' passes take the lane
+        self._lanes: tuple[str, dict[str, bool]] | None = None  # a desired version's digest, Workers.lanes
 
     def start(self, count: int) -> None:
         for i in range(count):
@@ -225,26 +226,31 @@ class Workers:
         not: its pass says what is wrong)."""
         state = self.c.reconciler.desired()
         targets = state.targets
-        kinds = {self.is_local(adapter) for adapter in state.adapters}
+        local_of = self.lanes(state)
+        kinds = set(local_of.values())
         if len(kinds) == 1:  # every adapter of the desired state is local, or none is: no target to look at
             return {name for name in names if name in targets} if kinds.pop() else set()
         found: set[str] = set()
         for name in names:
             target = targets.get(name)
-            if target is not None and self.is_local(target.spec.source.adapter):
+            if target is not None and local_of.get(target.spec.source.adapter, False):
                 found.add(name)
         return found
 
-    def is_local(self, adapter: str) -> bool:
-        """Whether `adapter`'s targets take the lane (an adapter that cannot be built does not: its passes say
-        what is wrong); asked once per adapter."""
-        local = self._local.get(adapter)
-        if local is None:
+    def lanes(self, state: DesiredState) -> dict[str, bool]:
+        """Whether each adapter of `state` takes the lane, found once per desired version: an adapter that cannot
+        be built does not (its passes say what is wrong), and is tried again with the next version."""
+        kept = self._lanes
+        if kept is not None and kept[0] == state.version.digest:  # its digest, not the state: nothing kept alive
+            return kept[1]
+        lanes = {}
+        for adapter in state.adapters:
             try:
-                local = self._local[adapter] = bool(self.c.adapters(adapter).capabilities.local)
+                lanes[adapter] = bool(self.c.adapters(adapter).capabilities.local)
             except Exception:  # an adapter that cannot be built: its pass says what is wrong
-                local = False
-        return local
+                lanes[adapter] = False
+        self._lanes = (state.version.digest, lanes)
+        return lanes
 
     def schedule_next(self, name: str) -> None:
         """The next pass at its interval (a sooner one, if queued, stands)."""

@@ -57,5 +57,14 @@ def test_a_desired_state_of_both_kinds_sends_only_the_local_targets_to_the_lane(
     )
     assert workers.local(["a", "b", "c", "d", "gone"]) == {"a", "d"}
     assert workers.local(["b", "c"]) == set()
-    assert built.count("file") == 1 and built.count("consul") == 1
-    assert built.count("broken") >= 2  # not remembered: it may be built once whatever stops it is fixed
+    assert sorted(built) == ["broken", "consul", "file"]  # once each per desired version, the broken one too
+
+
+def test_an_adapter_that_cannot_be_built_is_not_local_and_is_tried_again_with_the_next_version() -> None:
+    workers, built = _workers({"a": "file", "b": "typo"}, {"file": True, "typo": None})
+    assert workers.local(["a", "b"]) == {"a"}
+    assert workers.local(["a"]) == {"a"} and built.count("typo") == 1  # not rebuilt for every batch
+    state = workers.c.reconciler.desired()
+    newer = DesiredState(root=state.root, version=DesiredVersion(digest="e" * 64), targets=dict(state.targets))
+    workers.c.reconciler.desired = lambda: newer  # type: ignore[method-assign]
+    assert workers.local(["a", "b"]) == {"a"} and built.count("typo") == 2
