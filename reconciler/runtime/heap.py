@@ -71,6 +71,7 @@ class Heap:
     thaws: int = 0
     base: int | None = None  # allocated blocks after the last walk of everything; None: nothing frozen
     growing: bool = False  # the working set is being built: its growth thaws nothing (expect_growth)
+    built: bool = False  # the working set was built (grown): settle collects from then on
     clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
     blocks: Callable[[], int] = field(default=sys.getallocatedblocks, repr=False)
     _started: float = field(default=0.0, repr=False)
@@ -109,6 +110,7 @@ class Heap:
         cycles, freeze everything without a full collection, and measure growth (a leak) from the allocated
         blocks now. A heap whose full collections all stayed short is left to the collector as it is."""
         self.growing = False
+        self.built = True
         if self.base is None:
             return
         gc.collect(1)  # the young generations (CPython 3.11-3.13: 0 and 1), not the oldest
@@ -117,9 +119,10 @@ class Heap:
         self.freezes += 1
 
     def settle(self) -> None:
-        """A full collection now, once the working set is built and frozen (the module's docstring); nothing
-        while it is built, or when the policy never froze a heap (CPython's own thresholds serve that one)."""
-        if self.growing or self.base is None:
+        """A full collection now, once the working set is built (the module's docstring); nothing while it is
+        built. A heap never frozen walks in less than `freeze_after_s`; after a thaw, the walk of everything
+        comes now, not when CPython's thresholds bring it on."""
+        if self.growing or not self.built:
             return
         gc.collect()
 

@@ -140,8 +140,9 @@ def test_the_heap_counts_as_built_once_the_daemon_has_caught_up_with_its_first_c
     overloaded = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0)
     overloaded.expect_growth()
     daemon.queue.add("a")
+    jobs.clear()
     daemon._caught_up(overloaded, now - daemon_module.GROWTH_LIMIT_S - 1)
-    assert not overloaded.growing
+    assert not overloaded.growing and jobs == {"gc": (overloaded.settle, heap.SETTLE_S)}
 
 
 def test_one_daemon_settles_what_a_dead_command_of_this_host_left_in_flight_while_it_runs(

@@ -263,11 +263,11 @@ def test_once_frozen_a_leak_thaws_though_every_full_collection_is_short(frozen_n
     assert sys.getallocatedblocks() - base > 0.45 * base and gc.get_freeze_count() == 0
 
 
-def test_settle_collects_in_full_only_once_the_working_set_is_built_and_frozen(
+def test_settle_collects_in_full_once_the_working_set_is_built_and_not_while_it_is(
     frozen_nothing: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While the working set is built, or when nothing was ever frozen, CPython's thresholds decide; once it is
-    built and frozen, settle() runs a full collection, whose callback may freeze what accumulated."""
+    """While the working set is built, CPython's thresholds decide; once it is built, settle() runs a full
+    collection, whose callback may freeze what accumulated: frozen or not, and after a thaw too."""
     clock = Clock()
     policy = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
     asked: list[tuple[int, ...]] = []
@@ -279,19 +279,25 @@ def test_settle_collects_in_full_only_once_the_working_set_is_built_and_frozen(
 
     monkeypatch.setattr(gc, "collect", counted)
     policy.settle()
-    assert asked == []  # never frozen: CPython's own
+    assert asked == []  # not built yet
     policy.expect_growth()
     full_collection(policy, clock, 0.2)  # a long one while the working set is built: frozen
     asked.clear()
     policy.settle()
-    assert asked == [] and policy.base is not None  # still built: CPython's own
+    assert asked == [] and policy.base is not None  # still being built: CPython's own
     policy.grown()
     asked.clear()
     policy.settle()
     assert asked == [()]  # the oldest generation too
+    policy.base = 1  # as if the heap had grown far past the bound since
+    full_collection(policy, clock, 0.01)
+    assert policy.thaws == 1 and policy.base is None
+    asked.clear()
+    policy.settle()
+    assert asked == [()]  # the walk of everything a thaw asks for: now
     never = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
     never.expect_growth()
-    never.grown()  # its collections stayed short: nothing frozen, nothing asked
+    never.grown()  # its collections stayed short: nothing frozen, still collected in full every SETTLE_S
     asked.clear()
     never.settle()
-    assert asked == []
+    assert asked == [()] and never.base is None
