@@ -51,6 +51,29 @@ def test_a_group_s_lines_are_kept_between_scrapes_until_its_members_change() -> 
     assert b'reconciler_drift_items{app="pay",class="escalate",environment="prod"} 0.0' in states.render()
 
 
+def test_a_new_desired_version_keeps_the_lines_of_the_groups_whose_members_it_kept() -> None:
+    """A desired-state edit that moves no target leaves every group's lines as they were; one that moves a
+    target, adds or removes one drops the lines of the groups it touched, and the text is still what the
+    families give."""
+    metrics = Metrics()
+    targets = [("a", "prod", "pay"), ("b", "prod", "pay"), ("c", "dev", "pay"), ("d", "dev", "shop")]
+    metrics.init_targets(targets)
+    states = metrics.target_states
+    states.update("a", drift={"acceptable": 0, "reversible": 2, "escalate": 0}, open_since=50.0)
+    assert states.render() == render_families(states.collect())
+    kept = dict(states._lines)
+    assert len(kept) == 3
+    metrics.init_targets(targets)  # an edit of values only
+    assert states._lines == kept
+    metrics.init_targets([("a", "prod", "pay"), ("b", "dev", "shop"), ("c", "dev", "pay"), ("e", "dev", "pay")])
+    assert set(states._lines) == set()  # b moved from prod/pay to dev/shop; e joined dev/pay
+    assert states.render() == render_families(states.collect())
+    assert b'reconciler_drift_items{app="pay",class="reversible",environment="prod"} 2.0' in states.render()
+    metrics.init_targets([("a", "prod", "pay"), ("b", "dev", "shop"), ("c", "dev", "pay")])  # e left
+    assert set(states._lines) == {("prod", "pay"), ("dev", "shop")}
+    assert states.render() == render_families(states.collect())
+
+
 def test_per_target_series_follow_the_groups_when_asked() -> None:
     """With per-target series on, the text holds both, as the families do."""
     metrics = Metrics(per_target=True)
