@@ -120,8 +120,8 @@ class Heap:
 
     def settle(self) -> None:
         """A full collection now, once the working set is built (the module's docstring); nothing while it is
-        built. A heap never frozen walks in less than `freeze_after_s`; after a thaw, the walk of everything
-        comes now, not when CPython's thresholds bring it on."""
+        being built. A heap never frozen walks in less than `freeze_after_s`; after a thaw, the walk of
+        everything comes now, not when CPython's thresholds bring it on."""
         if self.growing or not self.built:
             return
         gc.collect()
