@@ -3,8 +3,15 @@ general path (gauge families through render_families) gives, for every group and
 
 from __future__ import annotations
 
+import random
+
 from reconciler.observe.metrics import Metrics
-from reconciler.observe.targets import render_families
+from reconciler.observe.targets import NO_DRIFT, TargetStates, _current, render_families
+
+
+def _kept(states: TargetStates) -> set[tuple[str, str]]:
+    """The groups whose lines a scrape would not write again."""
+    return {key for key, group in states._groups.items() if _current(group)}
 
 
 def test_the_direct_text_is_what_the_families_give() -> None:
@@ -32,15 +39,16 @@ def test_a_group_s_lines_are_kept_between_scrapes_until_its_members_change() -> 
     states = metrics.target_states
     states.update("a", drift={"acceptable": 0, "reversible": 2, "escalate": 0}, open_since=50.0)
     assert states.render() == render_families(states.collect())
-    assert len(states._lines) == 2
+    assert _kept(states) == {("prod", "pay"), ("dev", "pay")}
     states.update_each(["a", "b", "c"], last_success=70.0)
-    assert states._changed == set()  # a pass that changed nothing else leaves every group's lines as they were
+    states.update("c", drift=NO_DRIFT, pending=0, open_since=0.0)  # a full pass that found what the last one did
+    assert _kept(states) == {("prod", "pay"), ("dev", "pay")}  # nothing but the last success changed
     text = states.render()
     assert text == render_families(states.collect())
     assert b'reconciler_oldest_successful_pass_timestamp_seconds{app="pay",environment="prod"} 70.0' in text
     states.update("b", drift={"acceptable": 0, "reversible": 0, "escalate": 1}, open_since=30.0, last_success=80.0)
     states.update_each(["c"], pending=4)
-    assert states._changed == {("prod", "pay"), ("dev", "pay")}
+    assert _kept(states) == set()
     text = states.render()
     assert text == render_families(states.collect())
     assert b'reconciler_drift_items{app="pay",class="escalate",environment="prod"} 1.0' in text
@@ -61,16 +69,16 @@ def test_a_new_desired_version_keeps_the_lines_of_the_groups_whose_members_it_ke
     states = metrics.target_states
     states.update("a", drift={"acceptable": 0, "reversible": 2, "escalate": 0}, open_since=50.0)
     assert states.render() == render_families(states.collect())
-    kept = dict(states._lines)
-    assert len(kept) == 3
+    assert _kept(states) == {("prod", "pay"), ("dev", "pay"), ("dev", "shop")}
+    kept = dict(states._groups)
     metrics.init_targets(targets)  # an edit of values only
-    assert states._lines == kept
+    assert states._groups == kept and _kept(states) == set(kept)
     metrics.init_targets([("a", "prod", "pay"), ("b", "dev", "shop"), ("c", "dev", "pay"), ("e", "dev", "pay")])
-    assert set(states._lines) == set()  # b moved from prod/pay to dev/shop; e joined dev/pay
+    assert _kept(states) == set()  # b moved from prod/pay to dev/shop; e joined dev/pay
     assert states.render() == render_families(states.collect())
     assert b'reconciler_drift_items{app="pay",class="reversible",environment="prod"} 2.0' in states.render()
     metrics.init_targets([("a", "prod", "pay"), ("b", "dev", "shop"), ("c", "dev", "pay")])  # e left
-    assert set(states._lines) == {("prod", "pay"), ("dev", "shop")}
+    assert _kept(states) == {("prod", "pay"), ("dev", "shop")}
     assert states.render() == render_families(states.collect())
 
 
@@ -119,3 +127,34 @@ def test_a_replica_keeps_one_pair_for_the_targets_of_an_environment_and_app() ->
         name + b'app="pay",environment="dev"} 0.0',
         name + b'app="pay",environment="prod"} 0.0',
     ]
+
+
+def test_the_sums_kept_as_passes_land_are_what_the_members_give() -> None:
+    """Drift found and fixed, escalations raised and approved, open drift opened and closed (the oldest one
+    too), in any order, with scrapes between: every scrape's text is what the families give from the members
+    at that moment, including after a desired-state edit that moves targets between groups."""
+    rng = random.Random(11)
+    metrics = Metrics()
+    names = [f"t{i}" for i in range(40)]
+    metrics.init_targets([(name, ("dev", "prod")[i % 2], f"app{i % 3}") for i, name in enumerate(names)])
+    states = metrics.target_states
+    for step in range(3000):
+        name = rng.choice(names)
+        if rng.random() < 0.5:
+            counts = {"acceptable": rng.randint(0, 2), "reversible": rng.randint(0, 1), "escalate": rng.randint(0, 1)}
+            drifting = counts["reversible"] or counts["escalate"]
+            states.update(
+                name,
+                drift=counts if any(counts.values()) else NO_DRIFT,
+                open_since=states.open_since(name) or float(step + 1) if drifting else 0.0,
+            )
+        elif rng.random() < 0.5:
+            states.update_each(rng.sample(names, 5), pending=rng.randint(0, 2))
+        else:
+            states.update_each(rng.sample(names, 5), last_success=float(step))
+        if step % 7 == 0:
+            assert states.render() == render_families(states.collect()), step
+        if step == 1500:  # t0..t9 move to a group of their own
+            metrics.init_targets([(n, "dev", "moved" if i < 10 else f"app{i % 3}") for i, n in enumerate(names)])
+    assert states.render() == render_families(states.collect())
+    assert b"reconciler_targets_drifting" in states.render()
