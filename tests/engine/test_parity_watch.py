@@ -211,8 +211,9 @@ def test_a_pass_compares_its_own_pair_and_the_environment_sums_its_targets(
 def test_a_changed_document_is_compared_as_kept_not_unpacked_again(
     fleet: Components, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The pass that keeps a changed document compares it as it packed it: of parity's kept documents, only
-    the other side of each pair is unpacked (a first cycle packed and unpacked every document at once)."""
+    """The pass that keeps a changed document compares it as it packed it, and the baseline's document is kept
+    unpacked until it changes: of parity's kept documents, only those of the other targets are unpacked (a
+    first cycle packed and unpacked every document at once, and the baseline's again for every pass)."""
     assert fleet.parity is not None
     desired = Path(fleet.settings.desired_dir)
     (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "new_ui": False}))
@@ -228,7 +229,7 @@ def test_a_changed_document_is_compared_as_kept_not_unpacked_again(
 
     (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "new_ui": False, "checkout_v2": False}))
     fleet.reconciler.reconcile(["flags-prod"])
-    assert kept_unpacked() == ["flags-dev"]
+    assert kept_unpacked() == []  # dev's, the baseline's, was unpacked by the first pass that needed it
     assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 2
 
     unpacked.clear()
@@ -236,3 +237,12 @@ def test_a_changed_document_is_compared_as_kept_not_unpacked_again(
     fleet.reconciler.reconcile(["flags-dev"])
     assert kept_unpacked() == ["flags-prod", "flags-staging"]
     assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 3
+
+    unpacked.clear()  # prod's next change is compared with the baseline's new document, unpacked once
+    (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "limits": {"rps": 101, "burst": 20}}))
+    fleet.reconciler.reconcile(["flags-prod"])
+    (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "limits": {"rps": 101, "burst": 21}}))
+    fleet.reconciler.reconcile(["flags-prod"])
+    assert kept_unpacked() == ["flags-dev"]
+    assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 1  # /limits/burst
+    assert set(fleet.parity._baselines) == {"flags-dev"}  # the baseline's only
