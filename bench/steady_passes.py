@@ -3,7 +3,8 @@ fleet of bench.daemon_scale (file targets of 100 keys, 60 s interval, 5% with st
 passed by the real daemon's components (`compose.build(daemon=True)`, `Daemon`, its workers' batches), on
 SQLite, dry-run, with no thread but the caller's.
 
-    .venv/bin/python -m bench.steady_passes [--targets 20000] [--rounds 5] [--tree PATH ...] [--profile] [--memory]
+    .venv/bin/python -m bench.steady_passes [--targets 20000] [--rounds 5] [--tree PATH ...] [--profile [first]]
+                                           [--memory]
 
 Measured, in CPU seconds of the process (time.process_time, its load's worker processes apart):
 - the first cycle: the desired state's load, then a first (full, recorded) pass of every target;
@@ -14,7 +15,8 @@ Measured, in CPU seconds of the process (time.process_time, its load's worker pr
 
 Each tree (a checkout of reconciler; default: this one) runs in a subprocess of its own, one after the other
 over copies of the same fleet. Give main's checkout first and this one second to compare them: the ratio is
-to the first tree. --profile prints each tree's cProfile of the steady rounds (top functions by own time).
+to the first tree. --profile prints each tree's cProfile of the steady rounds (top functions by own time);
+`--profile first`, of the first cycle.
 --memory traces what the load, the first cycle and the rounds leave kept (tracemalloc, started after the
 daemon's parts are built), in bytes a target and by module; it slows everything it traces, so its CPU figures
 do not compare with a run without it.
@@ -46,7 +48,7 @@ CHILD = textwrap.dedent(
     from reconciler.runtime.daemon import Daemon
     from reconciler.observe import logging as logs
 
-    live, rounds, profile, memory = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1"
+    live, rounds, profile, memory = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 
     def rss_mb():
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -79,14 +81,19 @@ CHILD = textwrap.dedent(
     daemon._refresh_desired()  # loads the desired state and queues every target, as the daemon's start does
     names = list(daemon._state.targets)
     load = time.process_time() - cpu
+    profiler = cProfile.Profile() if profile == "first" else None
     cpu = time.process_time()
+    if profiler:
+        profiler.enable()
     drain(daemon)
+    if profiler:
+        profiler.disable()
     first = time.process_time() - cpu
     gc.collect()
     rng = random.Random(5)
     per_round = max(1, len(names) // 1000)
     steady = []
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile() if profile == "steady" else profiler
     for _ in range(rounds):
         time.sleep(2.1)  # past the racy window of the files changed last round (domain/filestat.py)
         for i in rng.sample(range(len(names)), per_round):
@@ -95,10 +102,10 @@ CHILD = textwrap.dedent(
         for name in names:
             daemon.queue.add(name)
         cpu = time.process_time()
-        if profiler:
+        if profiler and profile == "steady":
             profiler.enable()
         drain(daemon)
-        if profiler:
+        if profiler and profile == "steady":
             profiler.disable()
         steady.append(time.process_time() - cpu)
     kept = {}
@@ -120,7 +127,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def measure(tree: Path, fleet: Path, rounds: int, profile: bool, memory: bool = False) -> dict[str, Any]:
+def measure(tree: Path, fleet: Path, rounds: int, profile: str | None, memory: bool = False) -> dict[str, Any]:
     """The child run over a fresh copy of the fleet, in `tree`."""
     with tempfile.TemporaryDirectory(prefix="steady-passes-") as tmp:
         folder = Path(tmp) / "fleet"
@@ -137,11 +144,11 @@ def measure(tree: Path, fleet: Path, rounds: int, profile: bool, memory: bool = 
         }
         up = [sys.executable, "-m", "reconciler", "db", "upgrade"]
         subprocess.run(up, env=env, cwd=tree, check=True, capture_output=True)
-        child = [sys.executable, "-c", CHILD, str(live), str(rounds), "1" if profile else "0", "1" if memory else "0"]
+        child = [sys.executable, "-c", CHILD, str(live), str(rounds), profile or "-", "1" if memory else "0"]
         done = subprocess.run(child, env=env, cwd=tree, capture_output=True, text=True, check=False)
     result = desired_reload.child_result(tree, done)
     if profile:
-        print(f"--- {tree}: the steady rounds' profile\n{done.stderr}")
+        print(f"--- {tree}: the {'first cycle' if profile == 'first' else 'steady rounds'}' profile\n{done.stderr}")
     return result
 
 
@@ -152,7 +159,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tree", type=Path, action="append", help="a checkout to measure (repeatable)")
     parser.add_argument("--folder", type=Path, help="a fleet built before (bench.daemon_scale's layout)")
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", nargs="?", const="steady", choices=("steady", "first"), help="cProfile of either")
     parser.add_argument("--memory", action="store_true", help="what is kept per target, by module (slower)")
     args = parser.parse_args()
     trees = args.tree or [Path(__file__).resolve().parent.parent]
