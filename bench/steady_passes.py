@@ -81,19 +81,22 @@ CHILD = textwrap.dedent(
     daemon._refresh_desired()  # loads the desired state and queues every target, as the daemon's start does
     names = list(daemon._state.targets)
     load = time.process_time() - cpu
-    profiler = cProfile.Profile() if profile == "first" else None
+    profiler = cProfile.Profile() if profile in ("first", "steady") else None
+
+    def drain_in(phase):  # drain(), profiled if `phase` is the one asked for
+        if profiler and profile == phase:
+            profiler.enable()
+        drain(daemon)
+        if profiler and profile == phase:
+            profiler.disable()
+
     cpu = time.process_time()
-    if profiler:
-        profiler.enable()
-    drain(daemon)
-    if profiler:
-        profiler.disable()
+    drain_in("first")
     first = time.process_time() - cpu
     gc.collect()
     rng = random.Random(5)
     per_round = max(1, len(names) // 1000)
     steady = []
-    profiler = cProfile.Profile() if profile == "steady" else profiler
     for _ in range(rounds):
         time.sleep(2.1)  # past the racy window of the files changed last round (domain/filestat.py)
         for i in rng.sample(range(len(names)), per_round):
@@ -102,11 +105,7 @@ CHILD = textwrap.dedent(
         for name in names:
             daemon.queue.add(name)
         cpu = time.process_time()
-        if profiler and profile == "steady":
-            profiler.enable()
-        drain(daemon)
-        if profiler and profile == "steady":
-            profiler.disable()
+        drain_in("steady")
         steady.append(time.process_time() - cpu)
     kept = {}
     if memory:
@@ -148,7 +147,8 @@ def measure(tree: Path, fleet: Path, rounds: int, profile: str | None, memory: b
         done = subprocess.run(child, env=env, cwd=tree, capture_output=True, text=True, check=False)
     result = desired_reload.child_result(tree, done)
     if profile:
-        print(f"--- {tree}: the {'first cycle' if profile == 'first' else 'steady rounds'}' profile\n{done.stderr}")
+        phase = "first cycle's" if profile == "first" else "steady rounds'"
+        print(f"--- {tree}: the {phase} profile\n{done.stderr}")
     return result
 
 
