@@ -79,6 +79,15 @@ class ReadsAhead(Protocol):
 
 
 @runtime_checkable
+class ParsesAhead(Protocol):
+    """An adapter whose reads leave their parse to the pass (Observed.pending), and that can have the reads of a
+    batch made ahead parsed elsewhere meanwhile: the file adapter, by a worker process (adapters/parsing.py).
+    A read whose document cannot be had from there is parsed by its pass, as any other."""
+
+    def parse_ahead(self, reads: Sequence[Observed]) -> None: ...
+
+
+@runtime_checkable
 class Watcher(Protocol):
     """An adapter that can tell when a target's live configuration changes (capabilities.watch)."""
 

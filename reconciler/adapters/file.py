@@ -22,7 +22,7 @@ from pathlib import Path
 from threading import Event
 from typing import Any
 
-from reconciler.adapters import atomic, file_watch, fileshape, formats, regular
+from reconciler.adapters import atomic, file_watch, fileshape, formats, parsing, regular
 from reconciler.adapters.common import apply_changes
 from reconciler.domain import filestat, fingerprint
 from reconciler.domain.manifest import Target
@@ -68,6 +68,7 @@ class FileAdapter:
         if not settings.watch:
             self.capabilities = replace(self.capabilities, watch=False)
         self._undo = fileshape.UndoLog(settings.undo_dir)
+        self._parsing = parsing.ParsePool(settings.parse_workers)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileAdapter:
@@ -182,7 +183,11 @@ class FileAdapter:
     def discover(self, target: Target) -> Observed:
         path, fmt = self.locate(target)
         data, digest = self._read_hashed(target, path)
-        return Observed(digest, str(path), parse=lambda: self._parse(path, fmt, data))
+        return Observed(digest, str(path), parse=parsing.LiveText(data, fmt.name, lambda: self._parse(path, fmt, data)))
+
+    def parse_ahead(self, reads: Sequence[Observed]) -> None:
+        """ports.ParsesAhead: the texts of a batch's reads made ahead, parsed by a worker process meanwhile."""
+        self._parsing.parse_ahead(reads)
 
     def fingerprints(self, targets: Mapping[str, Target]) -> dict[str, str]:
         """Each readable target's file hashed, without building an Observed per target. A file whose identity

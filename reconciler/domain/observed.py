@@ -54,6 +54,11 @@ class Observed:
             self._parse = None
         return self._document
 
+    def pending(self) -> Callable[[], dict[str, Any]] | None:
+        """The parse still to come (None once parsed, or when built with its document): an adapter may arrange
+        for it to be made elsewhere meanwhile (adapters/parsing.py)."""
+        return self._parse if self._document is None else None
+
     def summary(self) -> Observed:
         """This snapshot without its document: what a memo keeps, so that 10,000 remembered targets do not
         hold 10,000 parsed documents."""

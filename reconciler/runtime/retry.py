@@ -28,7 +28,7 @@ from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.errors import DiscoveryError, ReconcilerError, TemporaryError
 from reconciler.observe import logging as logs
-from reconciler.ports import Adapter, BulkReader, Capabilities, Change, Staged, StagedSweeper, TargetCache
+from reconciler.ports import Adapter, BulkReader, Capabilities, Change, ParsesAhead, Staged, StagedSweeper, TargetCache
 from reconciler.runtime.deadline import Deadline
 from reconciler.settings import RetrySettings
 
@@ -120,8 +120,14 @@ class RetryingAdapter:
         is every read after a write through this adapter (a commit drops the reads made before it). Reads stop
         at half the deadline (slow storage: the rest are read by their passes, each under its own deadline);
         when one read hangs past the deadline, the reads before it stand, and its target's pass fails at once
-        while it still hangs rather than start a second read that would hang as well."""
+        while it still hangs rather than start a second read that would hang as well. An adapter that parses
+        ahead (ports.ParsesAhead) is handed the reads, to be parsed meanwhile."""
         found = self._read_all(targets) if self.capabilities.local and len(targets) > 1 else {}
+        if found and isinstance(self.inner, ParsesAhead):  # parsed by a worker process while the passes run
+            try:
+                self.inner.parse_ahead([read for _, read in found.values() if isinstance(read, Observed)])
+            except Exception:  # a bug: each pass parses its own
+                log.exception("parse ahead failed; the passes parse their reads", adapter=self.name)
         self._ahead.found = found
         try:
             yield

@@ -55,6 +55,15 @@ class FileSettings(Group):
         description="Watch the folders of live files (inotify, one watcher for all of them) so that a change "
         "wakes its target at once; the interval still applies. Defaults to true.",
     )
+    parse_workers: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description="Worker processes that parse a batch's live files, read ahead of its passes, while the passes "
+        "run (a first cycle, or most files changed): started for a batch of 8 files or more, ended after 60 s "
+        "without one, never more than the machine's cores less one. 0 parses every file in its pass. "
+        "Defaults to 1.",
+    )
     trust_stat: bool = Field(
         True,
         description="A live file whose device, inode, size, modification and change time are those it had when "
