@@ -7,11 +7,14 @@ builds a new dict on each read. marshal (~10 us to read 100 keys) holds what YAM
 times, which go by pickle; both are written and read by this process only. A document of COMPRESS_FROM bytes
 or more is also deflated (zlib level 1: ~35 us to write 2 KB, ~5 us to read) when that saves a quarter or more:
 configuration repeats its keys and much of its values (the 100-key documents of bench.daemon_scale shrink 5x,
-2.3 KB to 0.4 KB), and a daemon keeps two documents per target (the desired one, and parity's live one).
+2.3 KB to 0.4 KB), and a daemon keeps two documents per target (the desired one, and parity's live one). Each
+also keeps a 16-byte digest of its bytes before deflate, so that a document that packs to a known one's bytes
+is told without a deflate (`like`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import pickle
 import zlib
@@ -29,23 +32,35 @@ _PICKLED, _DEFLATED = 1, 2  # bits of a Packed's form
 class Packed:
     """A dict of desired values, frozen as bytes; `unpack` gives a new dict each time (callers may change it)."""
 
-    __slots__ = ("_data", "_form")
+    __slots__ = ("_data", "_digest", "_form")
 
-    def __init__(self, data: bytes, *, form: int) -> None:
+    def __init__(self, data: bytes, *, form: int, digest: bytes) -> None:
         self._data = data
         self._form = form
+        self._digest = digest  # of the bytes before deflate, with the form: see `like`
 
     @classmethod
     def of(cls, document: dict[str, Any]) -> Packed:
-        try:
-            data, form = marshal.dumps(document, MARSHAL_VERSION), 0
-        except ValueError:  # a date or a time: only pickle holds those
-            data, form = pickle.dumps(document, protocol=5), _PICKLED
+        return cls._deflated(*_plain(document))
+
+    @classmethod
+    def like(cls, document: dict[str, Any], known: Packed) -> Packed:
+        """`document` packed, or `known` itself when the document packs to its bytes: told by a digest of the
+        bytes before deflate (BLAKE2b, 128 bits: no document can be made to match another's), so that a live
+        document as desired (the usual case, engine/parity_kept.py) costs ~5 us instead of a deflate (~15-55
+        us, the more when the daemon's passes have cooled the caches)."""
+        data, form, digest = _plain(document)
+        if digest == known._digest:
+            return known
+        return cls._deflated(data, form, digest)
+
+    @classmethod
+    def _deflated(cls, data: bytes, form: int, digest: bytes) -> Packed:
         if len(data) >= COMPRESS_FROM:
             deflated = zlib.compress(data, 1)
             if len(deflated) * 4 <= len(data) * 3:
                 data, form = deflated, form | _DEFLATED
-        return cls(data, form=form)
+        return cls(data, form=form, digest=digest)
 
     def _plain(self) -> bytes:
         return zlib.decompress(self._data) if self._form & _DEFLATED else self._data
@@ -79,3 +94,12 @@ class Packed:
 
     def __repr__(self) -> str:
         return f"Packed({len(self._data)} bytes)"
+
+
+def _plain(document: dict[str, Any]) -> tuple[bytes, int, bytes]:
+    """The document's bytes before deflate, their form, and their digest (the form's byte included)."""
+    try:
+        data, form = marshal.dumps(document, MARSHAL_VERSION), 0
+    except ValueError:  # a date or a time: only pickle holds those
+        data, form = pickle.dumps(document, protocol=5), _PICKLED
+    return data, form, hashlib.blake2b(data, digest_size=16, person=bytes([form])).digest()

@@ -35,10 +35,8 @@ def keep(target: Target, fingerprint: str, document: dict[str, Any], hmac_key: b
     globs = secret_globs(target)
     if globs:
         document = redact(document, globs, hmac_key)
-    packed = Packed.of(document)
-    if packed == target.spec.packed:  # live as desired, the usual case: the manifest's bytes serve for both
-        packed = target.spec.packed
-    return Kept(fingerprint, packed), document
+    # Live as desired, the usual case: the manifest's bytes serve for both, and are not deflated again.
+    return Kept(fingerprint, Packed.like(document, target.spec.packed)), document
 
 
 def secret_globs(target: Target) -> tuple[PathGlob, ...]:

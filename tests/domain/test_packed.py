@@ -125,3 +125,21 @@ def test_equal_documents_pack_to_the_same_bytes_whatever_they_share() -> None:
     assert also is not shared
     assert Packed.of({**fresh, "n": 1}) != Packed.of({**fresh, "n": 1.0})
     assert Packed.of({"a": 1, "b": 2}) != Packed.of({"b": 2, "a": 1})
+
+
+def test_like_gives_the_known_packed_only_for_a_document_that_packs_to_its_bytes() -> None:
+    """`like` tells by digest, before deflating: the known object for the same bytes (deflated or not, marshal's or
+    pickle's), else the document packed as `of` packs it."""
+    dated = {"since": date(2024, 5, 1), **{f"k{i}": f"value-{i}" for i in range(40)}}
+    for document in ({f"key{i:03}": f"value-{i}" for i in range(50)}, {"a": 1}, dated):
+        known = Packed.of(document)
+        same = {k: v for k, v in document.items()}  # equal, built apart
+        assert Packed.like(same, known) is known
+        for other in ({**document, "extra": 1}, {k: (1.0 if v == 1 else v) for k, v in document.items()}):
+            if other == document and repr(other) == repr(document):
+                continue
+            packed = Packed.like(other, known)
+            assert packed is not known and packed == Packed.of(other) and packed.unpack() == other
+    assert Packed.like({"since": "2024-05-01"}, Packed.of({"since": date(2024, 5, 1)})) != Packed.of(
+        {"since": date(2024, 5, 1)}
+    )
