@@ -9,6 +9,7 @@ large batches by COPY.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,16 +25,25 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
         _copy_rows(conn, table, rows)
         return
-    columns = list(rows[0])
-    dialect = conn.dialect
-    compiled = table.insert().compile(dialect=dialect, column_keys=columns)
-    names = list(compiled.positiontup or ()) if compiled.positional else columns
+    sql, names, positional, processors = _statement(table, tuple(rows[0]), conn.dialect)
     # Column by column: each processor runs once per distinct value (a pass's rows share their timestamps
     # and flags), and zip builds the rows in C.
-    values = [_processed([row[n] for row in rows], _processor(table.c[n].type, dialect)) for n in names]
+    values = [_processed([row[n] for row in rows], p) for n, p in zip(names, processors, strict=True)]
     tuples = list(zip(*values, strict=True))
-    params: list[Any] = tuples if compiled.positional else [dict(zip(names, row, strict=True)) for row in tuples]
-    conn.exec_driver_sql(str(compiled), params)
+    params: list[Any] = tuples if positional else [dict(zip(names, row, strict=True)) for row in tuples]
+    conn.exec_driver_sql(sql, params)
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(
+    table: sa.Table, columns: tuple[str, ...], dialect: sa.Dialect
+) -> tuple[str, list[str], bool, list[Callable[[Any], Any] | None]]:
+    """The INSERT of `columns` into `table` for `dialect`, compiled once: (its SQL, the columns in its
+    parameters' order, whether they are positional, each one's bind processor). Compiling it took ~0.3 ms,
+    four times for every batch of passes the daemon writes (the tables and their columns never change)."""
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(columns))
+    names = list(compiled.positiontup or ()) if compiled.positional else list(columns)
+    return str(compiled), names, bool(compiled.positional), [_processor(table.c[n].type, dialect) for n in names]
 
 
 def _processor(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> Callable[[Any], Any] | None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from reconciler.domain.run import RunKind
 from reconciler.store import tables as t
-from reconciler.store.bulk import COPY_FROM, insert_rows
+from reconciler.store.bulk import COPY_FROM, _statement, insert_rows
 from reconciler.store.history import SqlHistoryStore
 
 
@@ -78,3 +78,19 @@ def test_insert_rows_fails_the_transaction_like_any_insert(store: SqlHistoryStor
 
 def _run_args() -> tuple[RunKind, str, None]:
     return RunKind.DRY_RUN, "test", None
+
+
+def test_each_insert_is_compiled_once_per_table_columns_and_dialect(store: SqlHistoryStore) -> None:
+    """The compiled INSERT is kept: a second batch of the same columns compiles nothing, and rows with other
+    columns (the rest take their defaults) get a statement of their own, not the first one's."""
+    run_id = store.start_run(*_run_args())
+    _statement.cache_clear()
+    with store.engine.begin() as conn:
+        insert_rows(conn, t.actions, _rows(run_id, 2, "one"))
+        insert_rows(conn, t.actions, _rows(run_id, 2, "two"))
+        fewer = [{k: v for k, v in row.items() if k not in ("error", "rollback_of")} for row in _rows(run_id, 2, "few")]
+        insert_rows(conn, t.actions, fewer)
+    info = _statement.cache_info()
+    assert (info.misses, info.hits) == (2, 1)
+    assert [r["error"] for r in _read(store, "two")] == ["a\nmultiline error", None] and len(_read(store, "one")) == 2
+    assert [(r["seq"], r["error"], r["rollback_of"]) for r in _read(store, "few")] == [(0, None, None), (1, None, None)]
