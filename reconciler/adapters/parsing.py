@@ -25,9 +25,13 @@ without a batch: a steady state, whose few changed files are parsed by their pas
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import pickle
+import select
 import signal
+import struct
 import threading
 import time
 import weakref
@@ -127,9 +131,10 @@ class ParsePool:
                     message.append((self._sequence, [(text.format, text.data) for text in some]))
                     places.extend((task, i) for i in range(len(some)))
                     start += len(some)
-                self._send.send(message)
+                self._post(message)
             except (OSError, EOFError, ValueError) as exc:  # the worker died: the passes parse
-                self._end(f"the parse worker failed: {type(exc).__name__}")
+                timeout = isinstance(exc, TimeoutError)
+                self._end(str(exc) if timeout else f"the parse worker failed: {type(exc).__name__}")
                 return
             self.texts += len(texts)
         for text, (task, index) in zip(texts, places, strict=True):
@@ -155,6 +160,7 @@ class ParsePool:
         if self._process is None:
             context = multiprocessing.get_context("spawn")  # not fork: the daemon's threads hold locks
             to_worker, self._send = context.Pipe(duplex=False)
+            os.set_blocking(self._send.fileno(), False)  # written within a deadline (_post)
             self._receive, from_worker = context.Pipe(duplex=False)
             self._process = context.Process(target=_serve, args=(to_worker, from_worker), daemon=True)
             self._process.start()
@@ -171,6 +177,22 @@ class ParsePool:
                 raise ValueError("the parse worker did not start")
             self._ready = True
         return True
+
+    def _post(self, message: object) -> None:
+        """`message` down the pipe, framed as Connection.send frames it, within wait_s (a TimeoutError past it):
+        a worker that stopped reading (stopped, or swapped out) must not hold a daemon's worker thread, and with
+        it the lane of every local batch, for good (self._lock held)."""
+        assert self._send is not None
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        data = memoryview(struct.pack("!i", len(payload)) + payload)
+        fd = self._send.fileno()
+        until = time.monotonic() + self.wait_s
+        while data:
+            left = until - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise TimeoutError(f"the parse worker took no text within {self.wait_s:g} s")
+            with contextlib.suppress(BlockingIOError):
+                data = data[os.write(fd, data) :]
 
     def _collect(self) -> None:
         """Every answer still to come, read (self._lock held)."""

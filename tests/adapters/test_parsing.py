@@ -32,16 +32,20 @@ TEXTS = {  # one of each format, with what YAML builds besides strings
 }
 
 
-def fleet(tmp_path: Path, count: int, broken: dict[int, bytes] | None = None) -> list[Target]:
-    """`count` file targets, their formats in turn; the live file of each index in `broken` holds those bytes."""
+def fleet(
+    tmp_path: Path, count: int, broken: dict[int, bytes] | None = None, yaml_text: str | None = None
+) -> list[Target]:
+    """`count` file targets, their formats in turn (all YAML holding `yaml_text`, if given); the live file of each
+    index in `broken` holds those bytes."""
     live, desired = tmp_path / "live", tmp_path / "desired"
     live.mkdir(exist_ok=True)
     desired.mkdir(exist_ok=True)
-    formats = list(TEXTS)
+    formats = list(TEXTS) if yaml_text is None else ["yaml"]
     documents = []
     for i in range(count):
         fmt = formats[i % len(formats)]
-        (live / f"t{i:02}.{fmt}").write_bytes((broken or {}).get(i, TEXTS[fmt].encode()))
+        text = TEXTS[fmt] if yaml_text is None else yaml_text
+        (live / f"t{i:02}.{fmt}").write_bytes((broken or {}).get(i, text.encode()))
         documents.append(
             f"kind: Target\nmetadata: {{name: t{i:02}}}\n"
             f"spec:\n  source: {{adapter: file, path: ../live/t{i:02}.{fmt}, format: {fmt}}}\n  desired: {{}}\n"
@@ -157,6 +161,27 @@ def test_a_worker_that_dies_or_hangs_leaves_the_parse_to_the_passes(
         assert [r.document for r in reads] == expected
         assert time.monotonic() - started < 5
         assert adapter._parsing._process is None  # ended: a stopped process is killed all the same
+    finally:
+        adapter._parsing.close()
+
+
+def test_a_worker_that_stops_reading_does_not_hold_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts beyond what the pipe holds, to a worker that reads nothing (stopped): the hand-off gives up after
+    wait_s, the worker is ended, and the passes parse their texts."""
+    adapter = pool_of(tmp_path, wait_s=0.5)
+    try:
+        big = "".join(f"key{k:04}: {'v' * 24}-{k}\n" for k in range(400))  # ~13 KB a file, ~160 KB in all
+        targets = fleet(tmp_path, 12, yaml_text=big)
+        for read in handed_out(adapter, targets):
+            assert read.document  # every answer read: the worker waits for the next batch
+        os.kill(adapter._parsing._process.pid, signal.SIGSTOP)
+        here = parsed_here(adapter, monkeypatch)
+        reads = [adapter.discover(t) for t in targets]
+        started = time.monotonic()
+        adapter.parse_ahead(reads)
+        assert time.monotonic() - started < 5 and adapter._parsing._process is None
+        assert all(r.document == {f"key{k:04}": f"{'v' * 24}-{k}" for k in range(400)} for r in reads)
+        assert len(here) == len(reads)
     finally:
         adapter._parsing.close()
 
