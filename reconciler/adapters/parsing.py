@@ -7,9 +7,10 @@ an eighth of that cycle's CPU, on one core while the others idle. When a batch's
 process parses them, a task of FIRST then of CHUNK texts at a time, while the batch's first passes run on what
 it has already sent back. What comes back is plain data, pickled (~14 us to read 100 keys, against ~130 us to
 parse their YAML in the pass). A pass takes its document from there, or, when the worker could not give it (the
-text does not parse, the worker died or took longer than WAIT_S), parses the text itself, which gives the same
-document or the error that names the file: the worker runs the very parse of formats.py, with its bounds, so
-hostile text is refused there as it would be here, and nothing the worker saw goes into a message.
+text does not parse, the worker died or took longer than WAIT_S: then it is ended, and for RETRY_S no other is
+started), parses the text itself, which gives the same document or the error that names the file: the worker
+runs the very parse of formats.py, with its bounds, so hostile text is refused there as it would be here, and
+nothing the worker saw goes into a message.
 
 No thread of this process carries the texts or the documents: the thread that reads a batch ahead sends its
 texts down one pipe, and the pass that needs a document reads the worker's answers from the other, up to its
@@ -50,6 +51,7 @@ FIRST = 4  # texts in a batch's first task, which its first pass waits for
 CHUNK = 16  # texts in each later task: parsed while the passes before them run
 IDLE_S = 60.0  # the worker ends after this long without a batch
 WAIT_S = 30.0  # a pass waits this long for the worker's next answer; then the worker is ended, and passes parse
+RETRY_S = 60.0  # after a worker failed, the passes parse for this long before another is started
 _READY = "ready"
 
 
@@ -89,12 +91,15 @@ class ParsePool:
     """One worker process that parses live texts by format (formats.FORMATS), started on demand and ended when
     idle (the module's docstring). Thread-safe: the daemon's workers share the file adapter."""
 
-    def __init__(self, workers: int = 1, idle_s: float = IDLE_S, wait_s: float = WAIT_S) -> None:
+    def __init__(
+        self, workers: int = 1, idle_s: float = IDLE_S, wait_s: float = WAIT_S, retry_s: float = RETRY_S
+    ) -> None:
         # One process: it parses a text in a tenth of the time a pass takes, so a second would only wait. None
         # on one core: that core is the passes'.
         self.enabled = workers > 0 and len(os.sched_getaffinity(0)) > 1
         self.idle_s = idle_s
         self.wait_s = wait_s
+        self.retry_s = retry_s
         self.started = 0  # worker processes started: for tests and figures
         self.texts = 0  # texts handed to a worker
         self._lock = threading.Lock()
@@ -106,6 +111,7 @@ class ParsePool:
         self._pending: dict[int, weakref.ref[_Task]] = {}  # by sequence number, in the order handed out
         self._sequence = 0
         self._last = 0.0  # monotonic time of the last batch handed out
+        self._retry_at = 0.0  # monotonic time before which no worker is started (one failed)
 
     def parse_ahead(self, reads: Sequence[Observed]) -> None:
         """The texts of `reads` not parsed yet (LiveText: the file adapter's) handed to the worker, each read
@@ -158,6 +164,8 @@ class ParsePool:
         """Whether the worker takes batches: started if need be (with the thread that ends it when idle), and
         taken once it said it is up; until then the passes parse (self._lock held)."""
         if self._process is None:
+            if time.monotonic() < self._retry_at:  # one failed: not a process started for every batch
+                return False
             context = multiprocessing.get_context("spawn")  # not fork: the daemon's threads hold locks
             to_worker, self._send = context.Pipe(duplex=False)
             os.set_blocking(self._send.fileno(), False)  # written within a deadline (_post)
@@ -220,7 +228,8 @@ class ParsePool:
     def _end(self, why: str | None) -> None:
         """The worker ended, and every task still to be answered told it will not be (self._lock held)."""
         if why is not None:
-            log.warning("live files are parsed by their passes", reason=why)
+            log.warning("live files are parsed by their passes", reason=why, retry_s=self.retry_s)
+            self._retry_at = time.monotonic() + self.retry_s
         for ref in self._pending.values():
             task = ref()
             if task is not None:

@@ -138,7 +138,7 @@ def test_a_worker_that_dies_or_hangs_leaves_the_parse_to_the_passes(
 ) -> None:
     """A killed worker: the passes parse their texts at once, and the next batch starts another. A hung one: a pass
     waits wait_s for it, then it is ended and the passes parse."""
-    adapter = pool_of(tmp_path, wait_s=0.5)
+    adapter = pool_of(tmp_path, wait_s=0.5, retry_s=0)
     try:
         targets = fleet(tmp_path, 12)
         expected = [
@@ -161,6 +161,23 @@ def test_a_worker_that_dies_or_hangs_leaves_the_parse_to_the_passes(
         assert [r.document for r in reads] == expected
         assert time.monotonic() - started < 5
         assert adapter._parsing._process is None  # ended: a stopped process is killed all the same
+    finally:
+        adapter._parsing.close()
+
+
+def test_after_a_worker_failed_the_passes_parse_for_retry_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that cannot be kept up is not started again for every batch: for retry_s, none is."""
+    adapter = pool_of(tmp_path, retry_s=60)
+    try:
+        targets = fleet(tmp_path, 10)
+        reads = handed_out(adapter, targets)
+        adapter._parsing._process.kill()
+        assert all(r.document for r in reads)  # parsed here: the worker is found dead and ended
+        here = parsed_here(adapter, monkeypatch)
+        reads = [adapter.discover(t) for t in targets]
+        adapter.parse_ahead(reads)
+        assert adapter._parsing.started == 1 and adapter._parsing._process is None
+        assert all(r.document for r in reads) and len(here) == len(targets)
     finally:
         adapter._parsing.close()
 
@@ -189,7 +206,7 @@ def test_a_worker_that_stops_reading_does_not_hold_the_batch(tmp_path: Path, mon
 def test_the_worker_starts_for_a_batch_large_enough_and_ends_when_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    adapter = pool_of(tmp_path, idle_s=0.3)
+    adapter = pool_of(tmp_path, idle_s=0.3)  # ended when idle is no failure: the next batch starts another
     try:
         targets = fleet(tmp_path, parsing.MIN_TEXTS)
         few = [adapter.discover(t) for t in targets[:-1]]
