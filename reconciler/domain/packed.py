@@ -7,9 +7,10 @@ builds a new dict on each read. marshal (~10 us to read 100 keys) holds what YAM
 times, which go by pickle; both are written and read by this process only. A document of COMPRESS_FROM bytes
 or more is also deflated (zlib level 1: ~35 us to write 2 KB, ~5 us to read) when that saves a quarter or more:
 configuration repeats its keys and much of its values (the 100-key documents of bench.daemon_scale shrink 5x,
-2.3 KB to 0.4 KB), and a daemon keeps two documents per target (the desired one, and parity's live one). Each
-also keeps a 16-byte digest of its bytes before deflate, so that a document that packs to a known one's bytes
-is told without a deflate (`like`).
+2.3 KB to 0.4 KB), and a daemon keeps two documents per target (the desired one, and parity's live one). One that
+is compared with (`like`: parity's live document against the desired one) keeps a 16-byte digest of its bytes
+before deflate, so that a document that packs to its bytes is told without a deflate; the others keep none (a
+replica holds every target's manifest: 300,000 digests would be ~17 MB).
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ class Packed:
 
     __slots__ = ("_data", "_digest", "_form")
 
-    def __init__(self, data: bytes, *, form: int, digest: bytes) -> None:
+    def __init__(self, data: bytes, *, form: int) -> None:
         self._data = data
         self._form = form
-        self._digest = digest  # of the bytes before deflate, with the form: see `like`
+        self._digest: bytes | None = None  # of the bytes before deflate, with the form, once compared: see `like`
 
     @classmethod
     def of(cls, document: dict[str, Any]) -> Packed:
@@ -48,19 +49,22 @@ class Packed:
         """`document` packed, or `known` itself when the document packs to its bytes: told by a digest of the
         bytes before deflate (BLAKE2b, 128 bits: no document can be made to match another's), so that a live
         document as desired (the usual case, engine/parity_kept.py) costs ~5 us instead of a deflate (~15-55
-        us, the more when the daemon's passes have cooled the caches)."""
-        data, form, digest = _plain(document)
-        if digest == known._digest:
+        us, the more when the daemon's passes have cooled the caches). `known`'s digest is made on its first
+        comparison, and kept."""
+        data, form = _plain(document)
+        if known._digest is None:
+            known._digest = _digest(known._plain(), known._form & _PICKLED)
+        if _digest(data, form) == known._digest:
             return known
-        return cls._deflated(data, form, digest)
+        return cls._deflated(data, form)
 
     @classmethod
-    def _deflated(cls, data: bytes, form: int, digest: bytes) -> Packed:
+    def _deflated(cls, data: bytes, form: int) -> Packed:
         if len(data) >= COMPRESS_FROM:
             deflated = zlib.compress(data, 1)
             if len(deflated) * 4 <= len(data) * 3:
                 data, form = deflated, form | _DEFLATED
-        return cls(data, form=form, digest=digest)
+        return cls(data, form=form)
 
     def _plain(self) -> bytes:
         return zlib.decompress(self._data) if self._form & _DEFLATED else self._data
@@ -96,10 +100,15 @@ class Packed:
         return f"Packed({len(self._data)} bytes)"
 
 
-def _plain(document: dict[str, Any]) -> tuple[bytes, int, bytes]:
-    """The document's bytes before deflate, their form, and their digest (the form's byte included)."""
+def _plain(document: dict[str, Any]) -> tuple[bytes, int]:
+    """The document's bytes before deflate, and their form."""
     try:
         data, form = marshal.dumps(document, MARSHAL_VERSION), 0
     except ValueError:  # a date or a time: only pickle holds those
         data, form = pickle.dumps(document, protocol=5), _PICKLED
-    return data, form, hashlib.blake2b(data, digest_size=16, person=bytes([form])).digest()
+    return data, form
+
+
+def _digest(data: bytes, form: int) -> bytes:
+    """A document's bytes before deflate, digested with their form."""
+    return hashlib.blake2b(data, digest_size=16, person=bytes([form])).digest()
