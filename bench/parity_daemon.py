@@ -24,14 +24,14 @@ def measure(targets: int, keys: int, apps: int, minutes: float, enabled: bool) -
     extra = {"RECONCILER_PARITY__ENABLED": "true" if enabled else "false"}
     daemon, port = daemon_scale.start(folder, live, desired, extra)
     try:
-        _, first_cpu = daemon_scale.first_cycle(daemon, port, targets)
-        cpu, wall, peak, _ = daemon_scale.steady(daemon, live, targets, minutes)
+        _, first_cpu, _ = daemon_scale.first_cycle(daemon, port, targets)
+        _, window, peak, _ = daemon_scale.steady(daemon, port, live, targets, minutes, settle=1.0)
         if enabled:
             series = daemon_scale.metric(port, "reconciler_parity_unexpected_differences")
             print(f"  parity on: {series:,.0f} unexpected differing leaves in all, as exported")
     finally:
         daemon_scale.stop(daemon)
-    return cpu / wall, peak, first_cpu
+    return window.share, peak, first_cpu
 
 
 def main() -> None:

@@ -1,22 +1,23 @@
 """Replicas at scale: three daemons on one PostgreSQL database share the dry-run fleet of bench.daemon_scale
 (file targets of 100 keys, 60 s interval, 5% with standing drift), and one of them is SIGKILLed.
 
-    .venv/bin/python -m bench.replicas_scale [--targets 300000] [--replicas 3] [--minutes 3] [--lease 30]
-                                             [--folder DIR]
+    .venv/bin/python -m bench.replicas_scale [--targets 300000] [--replicas 3] [--minutes 3] [--settle 2]
+                                             [--lease 30] [--folder DIR]
     RECONCILER_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres (the default)
 
-Each replica is a real `reconciler run` subprocess; all load the whole desired state and lease their share of
-its targets (store/leases.py). Reported, per replica: the first full cycle (until the replicas' full passes
-together reach the fleet: wall, and each one's CPU with its load's worker processes), then over `--minutes` of
-steady state (0.1% of the live files changing a minute) each one's share of a core, its peak RSS and the
-targets it leases (the spread: the largest share to the mean); the passes of that window per target and
-interval, and at its end each target's last pass, read from the replicas' /api/v1/status (each must be within
-one interval: the passes per interval over a short window depend on where in the interval the passes fall,
-and bunch up after a start); then one replica is SIGKILLed: how long until the others lease every target
-(must be within one lease time of the kill) and until each of its targets has had a pass on a survivor. At the
-end every target's last pass is read from the survivors' /api/v1/status (each must be within one interval),
-and runs of one target by two replicas at once are counted from history (must be 0). The baseline, measured in
-the same run, is the first cycle's CPU: what each interval would cost without the memo.
+Each replica is a real `reconciler run` subprocess; all load the whole desired state and lease their share of its
+targets (store/leases.py). Reported, per replica: the first full cycle (until the replicas' full passes together
+reach the fleet: wall, and each one's CPU with its load's worker processes), then the first cycle's wake
+(`--settle` minutes: a target whose first pass fell off its slot takes one pass more to reach it,
+runtime/scheduler.py), then over `--minutes` of steady state (0.1% of the live files changing a minute) each one's
+share of a core, its peak RSS and the targets it leases (the spread: the largest share to the mean); the passes of
+that window per target and interval, and at its end each target's last pass, read from the replicas'
+/api/v1/status (each must be within one interval: the passes per interval over a short window depend on where in
+the interval the passes fall, and bunch up after a start); then one replica is SIGKILLed: how long until the
+others lease every target (must be within one lease time of the kill) and until each of its targets has had a pass
+on a survivor. At the end every target's last pass is read from the survivors' /api/v1/status (each must be within
+one interval), and runs of one target by two replicas at once are counted from history (must be 0). The baseline,
+measured in the same run, is the first cycle's CPU: what each interval would cost without the memo.
 """
 
 from __future__ import annotations
@@ -102,15 +103,21 @@ def until(check: Any, replicas: list[Replica], timeout: float, what: str, every:
         time.sleep(1)
 
 
-def steady(replicas: list[Replica], live: Path, targets: int, minutes: float) -> dict[str, float]:
-    """Change 0.1% of the live files a minute for `minutes`; each replica's CPU share, and the passes per target
-    and interval over the window."""
+def steady(replicas: list[Replica], live: Path, targets: int, minutes: float, settle: float) -> list[dict[str, float]]:
+    """Change 0.1% of the live files a minute for `settle` minutes (the first cycle's wake), then `minutes` more:
+    for each of the two windows, each replica's CPU share and the passes per target and interval."""
     per_minute = max(1, targets // 1000)
-    cpu0 = {r.name: r.cpu() for r in replicas}
-    passes0 = sum(metric(r.port, "reconciler_passes_total") for r in replicas)
-    t0 = time.monotonic()
+
+    def mark() -> tuple[float, dict[str, float], float]:
+        passes = sum(metric(r.port, "reconciler_passes_total") for r in replicas)
+        return time.monotonic(), {r.name: r.cpu() for r in replicas}, passes
+
+    marks = [mark()]
+    t0 = marks[0][0]
     next_change, step = t0, 0
-    while time.monotonic() < t0 + minutes * 60:
+    while time.monotonic() < t0 + (settle + minutes) * 60:
+        if len(marks) == 1 and time.monotonic() >= t0 + settle * 60:
+            marks.append(mark())
         if time.monotonic() >= next_change:
             for i in range(step * per_minute, (step + 1) * per_minute):
                 path = live / f"t{(i * 7919) % targets:05}.yaml"
@@ -119,11 +126,15 @@ def steady(replicas: list[Replica], live: Path, targets: int, minutes: float) ->
         for replica in replicas:
             replica.sample()
         time.sleep(1)
-    wall = time.monotonic() - t0
-    shares = {r.name: (r.cpu() - cpu0[r.name]) / wall for r in replicas}
-    passes = sum(metric(r.port, "reconciler_passes_total") for r in replicas) - passes0
-    shares["passes per target and interval"] = passes / targets / (wall / INTERVAL_S)
-    return shares
+    marks.append(mark())
+    windows = []
+    for (a_at, a_cpu, a_passes), (b_at, b_cpu, b_passes) in itertools.pairwise(marks):
+        wall = max(b_at - a_at, 1e-9)
+        shares = {r.name: (b_cpu[r.name] - a_cpu[r.name]) / wall for r in replicas}
+        shares["passes per target and interval"] = (b_passes - a_passes) / targets / (wall / INTERVAL_S)
+        shares["wall"] = b_at - a_at
+        windows.append(shares)
+    return windows
 
 
 def last_passes(replicas: list[Replica]) -> dict[str, tuple[datetime, datetime]]:
@@ -188,10 +199,16 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
         first_cpu = {r.name: r.cpu() for r in replicas}
         for r in replicas:
             print(f"  {r.name}: {first_cpu[r.name]:.1f} s CPU with its load's workers, peak RSS {r.peak:.0f} MB")
-        shares = steady(replicas, folder / "live", args.targets, args.minutes)
+        wake, shares = steady(replicas, folder / "live", args.targets, args.minutes, args.settle)
+        if args.settle:
+            print(
+                f"the first cycle's wake, {wake['wall'] / 60:.1f} min: "
+                + ", ".join(f"{r.name} {wake[r.name] * 100:.2f}%" for r in replicas)
+                + f" of a core; {wake['passes per target and interval']:.2f} passes per target and interval"
+            )
         leased = {r.name: r.leased() for r in replicas}
         mean = sum(leased.values()) / len(leased)
-        print(f"steady state over {args.minutes:g} min:")
+        print(f"steady state over {args.minutes:g} min after it:")
         for r in replicas:
             print(
                 f"  {r.name}: {shares[r.name] * 100:5.2f}% of a core (target <= 10%), peak RSS {r.peak:.0f} MB "
@@ -238,6 +255,7 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=300_000)
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--settle", type=float, default=2.0, help="minutes from the first cycle to the steady state")
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--folder", type=Path, help="build the fleet here, or take the one built here before")
     args = parser.parse_args()
