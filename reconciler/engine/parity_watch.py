@@ -36,6 +36,10 @@ from reconciler.ports import Clock
 
 log = logs.get_logger("reconciler.parity")
 PATHS_SHOWN = 20  # per environment in a notification: enough to act on, bounded for a chat message
+# Baseline documents kept unpacked, the most recently compared: a pass's app is most often one whose baseline was
+# just compared (a batch's targets are near each other in name), and a fleet of many apps must not keep every
+# baseline unpacked (~15 KB for 100 keys, six times its packed bytes).
+BASELINES_UNPACKED = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +128,9 @@ class ParityWatch:
         self.hmac_key = hmac_key  # what a kept secret's hash is keyed with
         self._read: dict[str, Observed] = {}  # a target's latest read, until its pass is done
         self._documents: dict[str, Kept] = {}  # by target name
-        # Each app's baseline document, unpacked, with the packed one it came from: the baseline is in every
-        # pair of its app, and unpacking it again for each pass of another target was ~2% of a first cycle.
+        # Baseline documents, unpacked, with the packed one each came from, least recently used first (at most
+        # BASELINES_UNPACKED): the baseline is in every pair of its app, and unpacking it again for each pass of
+        # another target was ~2% of a first cycle.
         self._baselines: dict[str, tuple[Packed, dict[str, Any]]] = {}
         self._errors: dict[str, str] = {}
         self._apps: dict[str, _App] = {}
@@ -262,14 +267,17 @@ class ParityWatch:
 
     def _unpacked(self, target: Target, kept: Kept, baseline: str | None) -> dict[str, Any]:
         """`kept`'s document unpacked; a baseline's is kept unpacked until its packed document changes (no
-        comparison changes a document)."""
+        comparison changes a document), or until BASELINES_UNPACKED others were used since."""
         if target.environment != baseline:
             return kept.document.unpack()
-        known = self._baselines.get(target.name)
+        known = self._baselines.pop(target.name, None)
         if known is not None and known[0] is kept.document:
+            self._baselines[target.name] = known  # the most recently used now
             return known[1]
         document = kept.document.unpack()
         self._baselines[target.name] = (kept.document, document)
+        if len(self._baselines) > BASELINES_UNPACKED:
+            del self._baselines[next(iter(self._baselines))]
         return document
 
     def _compare(self, app: str, a: Target, b: Target, now: datetime) -> parity.PairResult | None:

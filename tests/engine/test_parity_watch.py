@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from reconciler.cli import app
 from reconciler.diff import parity
 from reconciler.domain.packed import Packed
+from reconciler.engine import parity_watch
 from reconciler.runtime import parity_api
 from reconciler.runtime.compose import Components, build
 from reconciler.settings import load_settings
@@ -246,3 +247,35 @@ def test_a_changed_document_is_compared_as_kept_not_unpacked_again(
     assert kept_unpacked() == ["flags-dev"]
     assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 1  # /limits/burst
     assert set(fleet.parity._baselines) == {"flags-dev"}  # the baseline's only
+
+
+def test_baselines_kept_unpacked_are_bounded(
+    fleet: Components, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """At most BASELINES_UNPACKED baselines stay unpacked (a fleet of many apps keeps the most recently compared):
+    past the bound the least recently used goes, and is unpacked again when next compared, with the same figures."""
+    assert fleet.parity is not None
+    monkeypatch.setattr(parity_watch, "BASELINES_UNPACKED", 0)
+    fleet.reconciler.reconcile()
+    assert fleet.parity._baselines == {}
+    desired = Path(fleet.settings.desired_dir)
+    (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "limits": {"rps": 100, "burst": 21}}))
+    fleet.reconciler.reconcile(["flags-prod"])  # prod diverges: its notification compares the pair once more
+    unpacked: list[Packed] = []
+    real = Packed.unpack
+    monkeypatch.setattr(Packed, "unpack", lambda self: unpacked.append(self) or real(self))
+    for burst in (22, 23):
+        (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "limits": {"rps": 100, "burst": burst}}))
+        fleet.reconciler.reconcile(["flags-prod"])
+        assert series(fleet, "reconciler_parity_unexpected_differences", environment="prod") == 1  # /limits/burst
+    dev = fleet.parity._documents["flags-dev"].document
+    assert sum(1 for p in unpacked if p is dev) == 2  # once for each pass of prod: not kept
+    assert fleet.parity._baselines == {}
+
+    monkeypatch.setattr(parity_watch, "BASELINES_UNPACKED", 1)
+    unpacked.clear()
+    for burst in (24, 25):
+        (desired / "prod.json").write_text(json.dumps({**LIVE["prod"], "limits": {"rps": 100, "burst": burst}}))
+        fleet.reconciler.reconcile(["flags-prod"])
+    assert sum(1 for p in unpacked if p is dev) == 1  # kept after the first
+    assert set(fleet.parity._baselines) == {"flags-dev"}
