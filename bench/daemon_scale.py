@@ -211,7 +211,8 @@ def steady(
             next_change += 60
         peak = max(peak, rss_mb(daemon.pid))
         time.sleep(1)
-    marks.append(Mark.take(daemon, port))
+    while len(marks) < 3:  # the wake's end, had the loop ended before it
+        marks.append(Mark.take(daemon, port))
     return Window(marks[0], marks[1], targets), Window(marks[1], marks[2], targets), peak, per_minute
 
 
@@ -373,6 +374,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="build the fleet here, or take the one built here before")
     parser.add_argument("--no-edit", dest="edit", action="store_false", help="skip the desired-state edit phase")
     args = parser.parse_args()
+    if args.minutes <= 0 or args.settle < 0:
+        parser.error("--minutes must be above 0 and --settle not below 0")
     folder = fleet_folder(args.folder, args.targets, args.keys, args.apps)
     live, desired = folder / "live", folder / "desired"
     daemon, port = start(folder, live, desired)

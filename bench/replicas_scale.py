@@ -126,7 +126,8 @@ def steady(replicas: list[Replica], live: Path, targets: int, minutes: float, se
         for replica in replicas:
             replica.sample()
         time.sleep(1)
-    marks.append(mark())
+    while len(marks) < 3:  # the wake's end, had the loop ended before it
+        marks.append(mark())
     windows = []
     for (a_at, a_cpu, a_passes), (b_at, b_cpu, b_passes) in itertools.pairwise(marks):
         wall = max(b_at - a_at, 1e-9)
@@ -259,6 +260,8 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--folder", type=Path, help="build the fleet here, or take the one built here before")
     args = parser.parse_args()
+    if args.minutes <= 0 or args.settle < 0:
+        parser.error("--minutes must be above 0 and --settle not below 0")
     folder = fleet_folder(args.folder, args.targets, 100)
     with scratch_database() as url:
         run(args, folder, url)
