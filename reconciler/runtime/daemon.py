@@ -6,6 +6,7 @@ Its parts are built by runtime/compose.py, the composition root.
 from __future__ import annotations
 
 import functools
+import heapq
 import signal
 import threading
 import time
@@ -41,6 +42,7 @@ PROBE_TIMEOUT_S = 1.0  # a probe in flight for longer than this (the store hangs
 STALE_PROBE_S = 5.0  # a probe older than this (the store hangs): not ready
 CAUGHT_UP_EVERY_S = 5.0  # how often the daemon looks whether it has caught up with its first cycle
 GROWTH_LIMIT_S = 1800.0  # the collector's growth phase (runtime/heap.py) ends then, caught up or not
+LOGGED_NAMES = 20  # of the targets a new desired version added, and of those it removed, named in the log
 
 
 class Daemon:
@@ -223,12 +225,16 @@ class Daemon:
             {(t.spec.source.adapter, t.environment) for t in state.targets.values()},
         )
         self.c.metrics.set_desired_version(state.version.digest, state.version.git_commit)
+        # The names of the first LOGGED_NAMES added and removed, and how many in all: a start adds every target,
+        # and 100,000 names made one log line of ~1 MB, past what log shippers take in a line.
         log.info(
             "desired state loaded",
             version=str(state.version),
             targets=len(state.targets),
-            added=sorted(added),
-            removed=sorted(removed),
+            added=heapq.nsmallest(LOGGED_NAMES, added),
+            added_count=len(added),
+            removed=heapq.nsmallest(LOGGED_NAMES, removed),
+            removed_count=len(removed),
         )
         for name in sorted(added | self._changed(old, state)):
             self.queue.add(name)

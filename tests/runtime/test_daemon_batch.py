@@ -18,6 +18,7 @@ from reconciler.adapters.file import FileAdapter
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
 from reconciler.observe.targets import NO_DRIFT, render_families
+from reconciler.runtime import daemon as daemon_module
 from reconciler.runtime.compose import Components, build
 from reconciler.runtime.daemon import Daemon
 from reconciler.runtime.deadline import Deadline
@@ -572,3 +573,43 @@ def test_a_pass_without_drift_keeps_the_one_shared_map_of_no_drift(
     assert states.render() == render_families(states.collect())
     with pytest.raises(TypeError):
         NO_DRIFT["reversible"] = 1  # type: ignore[index]
+
+
+class Recording:
+    """A logger that keeps each event's fields (the daemon module's, for one test)."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **fields: self.events.append({"event": event, "level": level, **fields})
+
+
+def test_a_new_desired_version_logs_a_bounded_list_of_the_targets_it_added(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log names the first LOGGED_NAMES targets added and removed, with their counts: a start adds every
+    target, and 100,000 names in one line were ~1 MB."""
+    monkeypatch.setattr(daemon_module, "LOGGED_NAMES", 2)
+    logged: list[dict[str, Any]] = []
+    monkeypatch.setattr(daemon_module, "log", Recording(logged))
+    components = counted(settings, sqlite_url, monkeypatch)
+    daemon = Daemon(components)
+    names = sorted(components.desired.current().targets)
+    assert len(names) > 2
+    daemon._refresh_desired()
+    loaded = [e for e in logged if e["event"] == "desired state loaded"]
+    assert len(loaded) == 1
+    assert loaded[0]["added"] == names[:2] and loaded[0]["added_count"] == len(names)
+    assert loaded[0]["removed"] == [] and loaded[0]["removed_count"] == 0
+
+    for manifest in settings.desired_dir.glob("*.yaml"):  # every target's manifest gone but the first
+        if names[0] not in manifest.read_text():
+            manifest.unlink()
+    logged.clear()
+    daemon._refresh_desired()
+    loaded = [e for e in logged if e["event"] == "desired state loaded"]
+    gone = sorted(set(names) - set(components.desired.current().targets))
+    assert len(loaded) == 1 and gone
+    assert loaded[0]["removed"] == gone[:2] and loaded[0]["removed_count"] == len(gone)
+    components.store.engine.dispose()
