@@ -31,7 +31,7 @@ def measure(targets: int, keys: int, apps: int, minutes: float, enabled: bool) -
             print(f"  parity on: {series:,.0f} unexpected differing leaves in all, as exported")
     finally:
         daemon_scale.stop(daemon)
-    return window.share, peak, first_cpu
+    return window.shares["daemon"], peak, first_cpu
 
 
 def main() -> None:

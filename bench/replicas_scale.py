@@ -35,7 +35,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.daemon_scale import children_cpu_seconds, cpu_seconds, fleet_folder, metric, rss_mb, start
+from bench.daemon_scale import (
+    Mark,
+    Window,
+    children_cpu_seconds,
+    cpu_seconds,
+    fleet_folder,
+    metric,
+    paced,
+    rss_mb,
+    start,
+)
 from bench.replicas import overlapping_runs, scratch_database
 from reconciler.store import tables
 
@@ -103,39 +113,27 @@ def until(check: Any, replicas: list[Replica], timeout: float, what: str, every:
         time.sleep(1)
 
 
-def steady(replicas: list[Replica], live: Path, targets: int, minutes: float, settle: float) -> list[dict[str, float]]:
+def steady(replicas: list[Replica], live: Path, targets: int, minutes: float, settle: float) -> tuple[Window, Window]:
     """Change 0.1% of the live files a minute for `settle` minutes (the first cycle's wake), then `minutes` more:
-    for each of the two windows, each replica's CPU share and the passes per target and interval."""
+    the two windows of daemon_scale.paced, with each replica's CPU."""
     per_minute = max(1, targets // 1000)
+    steps = itertools.count()
 
-    def mark() -> tuple[float, dict[str, float], float]:
-        passes = sum(metric(r.port, "reconciler_passes_total") for r in replicas)
-        return time.monotonic(), {r.name: r.cpu() for r in replicas}, passes
+    def change() -> None:
+        step = next(steps)
+        for i in range(step * per_minute, (step + 1) * per_minute):
+            path = live / f"t{(i * 7919) % targets:05}.yaml"
+            path.write_text(path.read_text().replace("value-", f"v{int(time.time())}-", 1))
 
-    marks = [mark()]
-    t0 = marks[0][0]
-    next_change, step = t0, 0
-    while time.monotonic() < t0 + (settle + minutes) * 60:
-        if len(marks) == 1 and time.monotonic() >= t0 + settle * 60:
-            marks.append(mark())
-        if time.monotonic() >= next_change:
-            for i in range(step * per_minute, (step + 1) * per_minute):
-                path = live / f"t{(i * 7919) % targets:05}.yaml"
-                path.write_text(path.read_text().replace("value-", f"v{int(time.time())}-", 1))
-            next_change, step = next_change + 60, step + 1
+    def sample() -> None:
         for replica in replicas:
             replica.sample()
-        time.sleep(1)
-    while len(marks) < 3:  # the wake's end, had the loop ended before it
-        marks.append(mark())
-    windows = []
-    for (a_at, a_cpu, a_passes), (b_at, b_cpu, b_passes) in itertools.pairwise(marks):
-        wall = max(b_at - a_at, 1e-9)
-        shares = {r.name: (b_cpu[r.name] - a_cpu[r.name]) / wall for r in replicas}
-        shares["passes per target and interval"] = (b_passes - a_passes) / targets / (wall / INTERVAL_S)
-        shares["wall"] = b_at - a_at
-        windows.append(shares)
-    return windows
+
+    def mark() -> Mark:
+        passes = sum(metric(r.port, "reconciler_passes_total") for r in replicas)
+        return Mark(time.monotonic(), {r.name: r.cpu() for r in replicas}, passes)
+
+    return paced(minutes, settle, targets, change, sample, mark)
 
 
 def last_passes(replicas: list[Replica]) -> dict[str, tuple[datetime, datetime]]:
@@ -200,24 +198,24 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> None:
         first_cpu = {r.name: r.cpu() for r in replicas}
         for r in replicas:
             print(f"  {r.name}: {first_cpu[r.name]:.1f} s CPU with its load's workers, peak RSS {r.peak:.0f} MB")
-        wake, shares = steady(replicas, folder / "live", args.targets, args.minutes, args.settle)
+        wake, window = steady(replicas, folder / "live", args.targets, args.minutes, args.settle)
         if args.settle:
             print(
-                f"the first cycle's wake, {wake['wall'] / 60:.1f} min: "
-                + ", ".join(f"{r.name} {wake[r.name] * 100:.2f}%" for r in replicas)
-                + f" of a core; {wake['passes per target and interval']:.2f} passes per target and interval"
+                f"the first cycle's wake, {wake.wall / 60:.1f} min: "
+                + ", ".join(f"{r.name} {wake.shares[r.name] * 100:.2f}%" for r in replicas)
+                + f" of a core; {wake.passes:.2f} passes per target and interval"
             )
         leased = {r.name: r.leased() for r in replicas}
         mean = sum(leased.values()) / len(leased)
         print(f"steady state over {args.minutes:g} min after it:")
         for r in replicas:
             print(
-                f"  {r.name}: {shares[r.name] * 100:5.2f}% of a core (target <= 10%), peak RSS {r.peak:.0f} MB "
+                f"  {r.name}: {window.shares[r.name] * 100:5.2f}% of a core (target <= 10%), peak RSS {r.peak:.0f} MB "
                 f"(target <= 1,200), {leased[r.name]:,} targets leased; CPU a minute / its first cycle's: "
-                f"{shares[r.name] * 60 / first_cpu[r.name]:.3f}x"
+                f"{window.shares[r.name] * 60 / first_cpu[r.name]:.3f}x"
             )
         print(f"  largest share to the mean: {max(leased.values()) / mean:.3f} (target <= 1.2)")
-        print(f"  passes per target and interval: {shares['passes per target and interval']:.2f}")
+        print(f"  passes per target and interval: {window.passes:.2f}")
         shown, stale, oldest, busiest = late(replicas)
         print(
             f"  at its end, {shown:,} targets shown; last pass older than {DUE_S:g} s: {stale:,} (target: 0; "
