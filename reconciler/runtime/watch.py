@@ -10,7 +10,6 @@ watches, its watch restarts.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
@@ -29,8 +28,7 @@ log = logs.get_logger("reconciler.watch")
 
 @dataclass
 class _Running:
-    key: bytes  # digest of (target, source options) of every target watched: restart when it changes
-    names: frozenset[str]
+    covered: dict[str, Target]  # every target watched, by name: the watch restarts when one's source changes
     stop: threading.Event
     thread: threading.Thread
 
@@ -65,33 +63,36 @@ class WatchSupervisor:
         self._state = state
         held = self._held
         wanted: dict[str, list[Target]] = {}
+        watching: dict[str, bool] = {}  # adapter -> whether it watches, asked once per adapter, not per target
         for target in state.targets.values():
             if held is not None and target.name not in held:
                 continue
             adapter = target.spec.source.adapter
-            if self.watcher(adapter) is not None:
+            if (watches := watching.get(adapter)) is None:
+                watches = watching[adapter] = self.watcher(adapter) is not None
+            if watches:
                 wanted.setdefault(adapter, []).append(target)
         for adapter in sorted(set(self._running) - set(wanted)):
             self._stop(adapter)
         for adapter, targets in sorted(wanted.items()):
-            key = _key(targets)
             running = self._running.get(adapter)
-            if running is not None and running.key == key:
+            if running is not None and _covers(running.covered, targets):
+                running.covered = {t.name: t for t in targets}  # the same watch: the old objects are let go
                 continue
             if running is not None:
                 self._stop(adapter)
-            self._start(adapter, targets, key)
+            self._start(adapter, targets)
 
     def covered(self) -> dict[str, int]:
         """Adapter -> how many targets its watch covers (the watches asked for; see reconciler_watches for
         whether each is up right now)."""
-        return {adapter: len(running.names) for adapter, running in sorted(self._running.items())}
+        return {adapter: len(running.covered) for adapter, running in sorted(self._running.items())}
 
     def stop(self) -> None:
         for adapter in list(self._running):
             self._stop(adapter)
 
-    def _start(self, adapter: str, targets: Sequence[Target], key: bytes) -> None:
+    def _start(self, adapter: str, targets: Sequence[Target]) -> None:
         stop = threading.Event()
         with self._lock:
             for target in targets:
@@ -99,14 +100,14 @@ class WatchSupervisor:
         thread = threading.Thread(
             target=self._run, args=(adapter, list(targets), stop), name=f"watch-{adapter}", daemon=True
         )
-        self._running[adapter] = _Running(key, frozenset(t.name for t in targets), stop, thread)
+        self._running[adapter] = _Running({t.name: t for t in targets}, stop, thread)
         thread.start()
         log.info("watch started", adapter=adapter, targets=len(targets))
 
     def _stop(self, adapter: str) -> None:
         running = self._running.pop(adapter)
         with self._lock:
-            for name in running.names:  # a target that moved to another adapter, started before, stays its
+            for name in running.covered:  # a target that moved to another adapter, started before, stays its
                 if self._adapter_of.get(name) == adapter:
                     del self._adapter_of[name]
         running.stop.set()
@@ -184,10 +185,20 @@ class WatchSupervisor:
             self.metrics.detection_latency.labels(adapter).observe(now - at)
 
 
-def _key(targets: Sequence[Target]) -> bytes:
-    """What a watch covers, to tell whether it must restart: a digest of each target's name and source options
-    (a tuple of them held a string for each of 100,000 targets)."""
-    digest = hashlib.sha256()
-    for entry in sorted((t.name, repr(sorted(t.spec.source.options().items()))) for t in targets):
-        digest.update(repr(entry).encode())
-    return digest.digest()
+def _covers(covered: dict[str, Target], targets: Sequence[Target]) -> bool:
+    """Whether a watch over `covered` covers exactly `targets`: the same names, each with the same source options.
+    A target the desired state kept is the very object (desired/loader.py), so after an edit only the targets it
+    changed are compared: a digest of every target's options took 0.5 s of a reload at 100,000 targets."""
+    if len(covered) != len(targets):
+        return False
+    for target in targets:
+        old = covered.get(target.name)
+        if old is target:
+            continue
+        if old is None or _options(old) != _options(target):
+            return False
+    return True
+
+
+def _options(target: Target) -> str:
+    return repr(sorted(target.spec.source.options().items()))  # repr: 1, 1.0 and True are different options

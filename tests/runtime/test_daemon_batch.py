@@ -267,7 +267,7 @@ def test_a_replica_reads_and_passes_only_the_targets_it_holds(
     theirs = other.claim("other-replica", names, now, timedelta(minutes=5), 2)
     daemon = Daemon(components)
     daemon._refresh_desired()  # as the daemon starts: the desired state loaded, its targets queued, leases claimed
-    watched = {name for running in daemon.watches._running.values() for name in running.names}
+    watched = {name for running in daemon.watches._running.values() for name in running.covered}
     daemon.watches.stop()  # its watches would queue passes of their own, at their own time
     ours = [name for name in names if daemon.replicas.owns(name)]
     assert len(theirs) == 2 and ours == sorted(set(names) - theirs)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from reconciler.runtime import expiries
 from reconciler.runtime.compose import build
 from reconciler.runtime.daemon import Daemon
 from reconciler.settings import Settings
@@ -33,6 +37,29 @@ def test_exceptions_gauge_counts_expected_differences(settings: Settings, sqlite
     migrate.upgrade(engine)
     engine.dispose()
     components = build(settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})}))
-    Daemon(components)._watch_exceptions(components.desired.current())
+    Daemon(components).expiries.look(components.desired.current())
     text = components.metrics.render()[0].decode()
     assert (gauge(text, "active"), gauge(text, "expiring"), gauge(text, "expired")) == (2.0, 0.0, 1.0)
+
+
+def test_an_expired_exception_is_logged_once(
+    settings: Settings, sqlite_url: str, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each look at the desired state counts again; the log says an exception expired once, not at every look."""
+    policy = example / "desired" / "policy.yaml"
+    policy.write_text(policy.read_text() + EXPIRED)
+    logged: list[tuple[str, dict[str, Any]]] = []
+
+    class Recording:
+        def warning(self, event: str, **fields: Any) -> None:
+            logged.append((event, fields))
+
+    monkeypatch.setattr(expiries, "log", Recording())
+    engine = engines.create_engine(sqlite_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    components = build(settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})}))
+    daemon = Daemon(components)
+    for _ in range(2):
+        daemon.expiries.look(components.desired.current())
+    assert [(event, fields["owner"]) for event, fields in logged] == [("exception expired", "payments-team")]
