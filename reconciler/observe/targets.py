@@ -28,6 +28,7 @@ class _Target:
     last_success: float = 0.0
     open_since: float = 0.0
     group: _Group | None = None  # set by TargetStates._rebuild
+    index: int = 0  # its place among its group's members
 
 
 class _Group:
@@ -35,9 +36,11 @@ class _Group:
     writes a changed group's lines from a few numbers instead of going through its members. During a first
     cycle every group changes between two scrapes; summing them all from the members took ~76 ms a scrape at
     100,000 targets. The oldest open drift is a minimum: found again from the members only when the target
-    that held it closes its drift (`stale`)."""
+    that held it closes its drift (`stale`). The members' last successes are also kept in one list, whose
+    minimum is taken at each scrape in C: taken from the members' attributes, it was 25 of a scrape's 33 ms at
+    100,000 targets, and a scrape during a first cycle or an edit waits for the interpreter all that time."""
 
-    __slots__ = ("drifting", "kept", "members", "oldest", "pending", "stale", "totals", "version")
+    __slots__ = ("drifting", "kept", "members", "oldest", "pending", "stale", "successes", "totals", "version")
 
     def __init__(self, members: list[_Target]) -> None:
         self.members = members
@@ -50,8 +53,9 @@ class _Group:
         self.stale = False
         self.version = 0  # one more with every change of the sums
         self.kept: tuple[int, tuple[str, ...]] | None = None  # the lines of `version` (the last success's aside)
-        for member in members:
-            member.group = self
+        self.successes: list[float] = list(map(_SUCCESS, members))
+        for index, member in enumerate(members):
+            member.group, member.index = self, index
 
     def move(self, key: str, old: Any, new: Any) -> None:
         """A member's `key` went from `old` to `new` (not the last success: it is taken at each scrape)."""
@@ -76,11 +80,17 @@ class _Group:
         return self.version, (list(self.totals), self.drifting, self.pending, self.oldest)
 
 
+def _succeeded(state: _Target, at: Any) -> None:
+    state.last_success = at
+    if state.group is not None:
+        state.group.successes[state.index] = at
+
+
 def _set(state: _Target, values: dict[str, Any]) -> None:
     """Sets a target's values (under TargetStates' lock) and moves its group's sums by what changed."""
     for key, value in values.items():
         if key in _EVERY_PASS:
-            setattr(state, key, value)
+            _succeeded(state, value)
             continue
         old = getattr(state, key)
         if old != value:
@@ -154,11 +164,10 @@ class TargetStates(Collector):
         """update() of each of `names` with the same values, under one lock."""
         with self._lock:
             if _EVERY_PASS.issuperset(values):  # the last success alone: nothing to sum
-                items = values.items()
-                for name in names:
-                    if (state := self._targets.get(name)) is not None:
-                        for key, value in items:
-                            setattr(state, key, value)
+                if (at := values.get("last_success")) is not None:
+                    for name in names:
+                        if (state := self._targets.get(name)) is not None:
+                            _succeeded(state, at)
                 return
             for name in names:
                 if (state := self._targets.get(name)) is not None:
@@ -287,7 +296,7 @@ def _render_groups(groups: list[tuple[tuple[str, str], _Group]]) -> bytes:
         for name, line in zip(summed, group.kept[1], strict=True):
             lines[name].append(line)
         where = f'app="{_escape_label(app)}",environment="{_escape_label(environment)}"'
-        lines[oldest_success].append(f"{oldest_success}{{{where}}} {float(min(map(_SUCCESS, group.members)))!r}\n")
+        lines[oldest_success].append(f"{oldest_success}{{{where}}} {float(min(group.successes))!r}\n")
     out: list[str] = []
     for name, family in _HEADS.items():
         out.append(f"# HELP {name} {_escape_help(family.documentation)}\n# TYPE {name} {family.type}\n")
