@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import heapq
 import signal
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.expiries import Expiries
 from reconciler.runtime.http import HttpServer
-from reconciler.runtime.probes import Probes
+from reconciler.runtime.probes import Probes, shorter_turns
 from reconciler.runtime.queue import WorkQueue
 from reconciler.runtime.replicas import DEPARTURES_S, Replicas
 from reconciler.runtime.scheduler import Scheduler
@@ -74,6 +75,7 @@ class Daemon:
         self._previous_policies: str | None = None
         self._reported_error: str | None = None
         self._lock: ProcessLock | None = None
+        self._switch_interval: float | None = None  # the interpreter's, set back when the daemon stops
         self.expiries = Expiries(components.metrics, components.settings.policy.expiry_warning_s)
         token = components.settings.http.api_token
         self.api = Api(
@@ -309,6 +311,7 @@ class Daemon:
         policy = heap.installed()
         if policy is not None:  # the load and the first cycle build the working set: no thaw meanwhile
             policy.expect_growth()
+        self._switch_interval = shorter_turns()  # answers wait for the lock less (runtime/probes.py)
         self.http.start()  # before the first load, which takes minutes with 100,000 targets: /readyz says so
         host, port = self.http.address
         try:
@@ -321,6 +324,7 @@ class Daemon:
             self.http.stop()
             lock.release()
             self._lock = None
+            self._longer_turns()
             raise
         assert self._state is not None
         self.scheduler.add_job("desired", self._refresh_desired, self.c.settings.scheduler.desired_poll_s)
@@ -348,6 +352,11 @@ class Daemon:
         self.stopping.wait()
         return self.stop()
 
+    def _longer_turns(self) -> None:
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
+
     def stop(self) -> int:
         self.scheduler.shutdown()
         self.watches.stop()
@@ -359,6 +368,7 @@ class Daemon:
             self.replicas.leave()  # the other replicas take this one's targets at their next tick
         self.http.stop()
         self.c.notifier.stop()  # send what is queued, briefly
+        self._longer_turns()
         if self._lock is not None:
             self._lock.release()
         if stuck:

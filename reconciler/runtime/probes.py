@@ -7,10 +7,20 @@ a Kubernetes probe or a Prometheus scrape may time out. So while /metrics, /heal
 answered, a worker that ends a pass waits (without the lock) for the answer to be sent before it starts the
 next one. A flood of requests cannot stop the passes: a worker waits at most YIELD_MAX_S at once, and gives
 the answers at most SHARE of its time.
+
+That starts once the request's head is read, and covers the workers alone. An answer takes the event loop
+about seven turns (accept, read, the application's steps, write), and each turn gives the lock up in
+select() and waits for it again; with threads busy (a pass, the reload of a desired-state edit, the read
+thread) each wait lasted at least Python's switch interval, 5 ms, and often several. The daemon sets it to
+SWITCH_INTERVAL_S while it runs: with three threads spinning in Python, /readyz answered in 102 ms (median)
+and 246 ms (slowest) at 5 ms, in 17 ms and 45 ms at 1 ms; in the daemon at 100,000 targets, during 1%
+desired-state edits, the slowest /readyz went from 190-336 ms to 68-131 ms (docs/benchmarks.md, session 31).
+A busy thread is asked to let go five times as often, which costs little: a switch is a few microseconds.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +29,14 @@ from contextlib import contextmanager
 PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 YIELD_MAX_S = 0.25  # the longest a worker waits for answers at once
 SHARE = 0.2  # the most of a worker's time given to answers: after waiting w, it does not wait for w * 4
+SWITCH_INTERVAL_S = 0.001  # the daemon's: how long a thread keeps the interpreter lock when another waits
+
+
+def shorter_turns() -> float:
+    """Set the interpreter's switch interval to SWITCH_INTERVAL_S; the one it replaces, to set back."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    return previous
 
 
 class Probes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -21,7 +22,7 @@ from reconciler.domain.plan import Action, ActionState
 from reconciler.domain.run import RunKind, RunStatus
 from reconciler.errors import ConfigurationError, StoreUnavailable
 from reconciler.runtime import daemon as daemon_module
-from reconciler.runtime import heap
+from reconciler.runtime import heap, probes
 from reconciler.runtime.compose import build
 from reconciler.runtime.daemon import Daemon
 from reconciler.settings import Settings
@@ -60,10 +61,13 @@ def test_readyz_answers_while_the_first_load_runs(daemon_settings: Settings, mon
     monkeypatch.setattr(components.desired, "current", slow)
     daemon = Daemon(components)
     seen: list[tuple[int, dict[str, Any]]] = []
+    intervals: list[float] = []
+    before = sys.getswitchinterval()
 
     def probe() -> None:
         try:
             assert loading.wait(30)
+            intervals.append(sys.getswitchinterval())
             port = daemon.http.address[1]
             seen.append(readyz(port))
             release.set()
@@ -84,6 +88,10 @@ def test_readyz_answers_while_the_first_load_runs(daemon_settings: Settings, mon
     (status, detail), (ready_status, ready) = seen
     assert status == 503 and detail["desired_loaded"] is False and detail["ready"] is False
     assert ready_status == 200 and ready["desired_loaded"] is True
+    # While it ran, threads took turns of SWITCH_INTERVAL_S (answers wait less for the lock); its stop set
+    # the interpreter's interval back.
+    assert intervals == [probes.SWITCH_INTERVAL_S] != [before]
+    assert sys.getswitchinterval() == before
     components.store.engine.dispose()
 
 
@@ -99,9 +107,11 @@ def test_an_invalid_desired_state_at_start_leaves_nothing_listening(daemon_setti
         ports.append(daemon.http.address[1])
 
     daemon.http.start = started  # type: ignore[method-assign]
+    before = sys.getswitchinterval()
     with pytest.raises(ConfigurationError, match=r"bad.yaml: document 1 \(p\): spec.default"):
         daemon.run()
     assert ports  # it listened, and no longer does
+    assert sys.getswitchinterval() == before  # and it set the interpreter's switch interval back
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", ports[0]), timeout=2):
         pass
     # The lock was let go: a daemon started again on the same database gets it.
