@@ -198,7 +198,8 @@ class Daemon:
         changed = self._changed(old, state)
         # The series grouped by environment, app and adapter are made again only when a target came, went or moved
         # (at 100,000 targets: 0.5 s of a reload, while probes wait for the interpreter)
-        if added or removed or any(_grouped(old.get(name)) != _grouped(state.targets[name]) for name in changed):
+        moved = (n for n in changed if old.get(n) is not state.targets[n])  # a kept object has not moved
+        if added or removed or any(_grouped(old.get(n)) != _grouped(state.targets[n]) for n in moved):
             self.c.metrics.init_targets(
                 ((t.name, t.environment, t.metadata.app or "") for t in state.targets.values()),
                 {(t.spec.source.adapter, t.environment) for t in state.targets.values()},
