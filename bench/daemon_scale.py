@@ -157,9 +157,12 @@ def start(
     return subprocess.Popen([sys.executable, "-m", "reconciler", "run"], env=env, stdout=log, stderr=log), port
 
 
-def first_cycle(daemon: Any, port: int, targets: int) -> tuple[float, float, tuple[float, float] | None]:
+def first_cycle(
+    daemon: Any, port: int, targets: int, on_loaded: Callable[[], object] | None = None
+) -> tuple[float, float, tuple[float, float] | None]:
     """Wait until every target has had its first (full, recorded) pass: (its wall seconds, the CPU seconds, and
-    the wall and CPU seconds at which /readyz first said the desired state was loaded, within a second)."""
+    the wall and CPU seconds at which /readyz first said the desired state was loaded, within a second).
+    `on_loaded` is called then."""
     started = time.monotonic()
     loaded: tuple[float, float] | None = None
     last_count = 0.0
@@ -168,6 +171,8 @@ def first_cycle(daemon: Any, port: int, targets: int) -> tuple[float, float, tup
         try:
             if loaded is None and desired_loaded(port):
                 loaded = time.monotonic() - started, cpu_seconds(daemon.pid)
+                if on_loaded is not None:
+                    on_loaded()
             if time.monotonic() - last_count >= 5:
                 last_count = time.monotonic()
                 if metric(port, "reconciler_passes_total", exclude='result="unchanged"') >= targets:
@@ -264,28 +269,38 @@ class Window:
 
 
 class Prober:
-    """Asks /readyz every second and /metrics every 15 s (as Prometheus would), in the background, and keeps
-    each one's slowest answer and how many got none within 10 s (or were refused: before the daemon listens)."""
+    """Asks each path every so often (by default /readyz every second and /metrics every 15 s, as Prometheus
+    would), each from its own thread so that a slow answer delays no other path's asks, in the background; keeps
+    every answer's time and how many got none within 10 s (or were refused: before the daemon listens)."""
 
-    def __init__(self, port: int) -> None:
+    EVERY = {"/readyz": 1.0, "/metrics": 15.0}
+
+    def __init__(self, port: int, every: dict[str, float] | None = None) -> None:
         self.port = port
-        self.slowest = {"/readyz": 0.0, "/metrics": 0.0}
-        self.unanswered = {"/readyz": 0, "/metrics": 0}
+        self.every = dict(every or self.EVERY)
+        self.answers: dict[str, list[float]] = {path: [] for path in self.every}
+        self.unanswered = dict.fromkeys(self.every, 0)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(path,), daemon=True) for path in self.every]
 
     def __enter__(self) -> Prober:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(15)
+        for thread in self._threads:
+            thread.join(15)
+
+    @property
+    def slowest(self) -> dict[str, float]:
+        return {path: max(answers, default=0.0) for path, answers in self.answers.items()}
 
     def reset(self) -> None:
         """Start counting afresh (after the first cycle, say)."""
-        self.slowest = dict.fromkeys(self.slowest, 0.0)
-        self.unanswered = dict.fromkeys(self.unanswered, 0)
+        self.answers = {path: [] for path in self.every}
+        self.unanswered = dict.fromkeys(self.every, 0)
 
     def _ask(self, path: str) -> None:
         started = time.monotonic()
@@ -297,20 +312,19 @@ class Prober:
         except OSError:
             self.unanswered[path] += 1
             return
-        self.slowest[path] = max(self.slowest[path], time.monotonic() - started)
+        self.answers[path].append(time.monotonic() - started)
 
-    def _run(self) -> None:
-        tick = 0
-        while not self._stop.wait(1.0):
-            self._ask("/readyz")
-            if tick % 15 == 0:
-                self._ask("/metrics")
-            tick += 1
+    def _run(self, path: str) -> None:
+        period = self.every[path]
+        due = time.monotonic()
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            self._ask(path)
+            due = max(due + period, time.monotonic())  # a slow answer is not followed by a burst to catch up
 
     def summary(self) -> str:
         return ", ".join(
-            f"{path} slowest {self.slowest[path] * 1000:.0f} ms ({self.unanswered[path]} unanswered)"
-            for path in self.slowest
+            f"{path} slowest {slowest * 1000:.0f} ms ({self.unanswered[path]} unanswered)"
+            for path, slowest in self.slowest.items()
         )
 
 
@@ -340,11 +354,11 @@ def full_passes(port: int) -> float:
     return metric(port, "reconciler_passes_total", exclude='result="unchanged"')
 
 
-def edit_desired(daemon: Any, port: int, desired: Path) -> tuple[float, float, float, int, float]:
-    """Edit 1% of the targets' desired state (a key's value in one manifest file of every hundred) and wait
-    until each edited target has had its full pass: (wall seconds, CPU seconds, full passes taken, edited,
-    peak RSS MB meanwhile)."""
-    files = sorted(desired.glob("targets-*.yaml"))[::100]
+def edit_desired(daemon: Any, port: int, desired: Path, offset: int = 0) -> tuple[float, float, float, int, float]:
+    """Edit 1% of the targets' desired state (a key's value in one manifest file of every hundred, from the
+    `offset`th: each offset below 100 edits other files) and wait until each edited target has had its full pass:
+    (wall seconds, CPU seconds, full passes taken, edited, peak RSS MB meanwhile)."""
+    files = sorted(desired.glob("targets-*.yaml"))[offset::100]
     edited = 0
     before, cpu0, t0 = full_passes(port), process_cpu_seconds(daemon.pid), time.monotonic()
     for file in files:
