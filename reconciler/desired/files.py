@@ -22,6 +22,7 @@ from reconciler.domain import filestat
 from reconciler.domain.compact import compact
 from reconciler.domain.filestat import Identity, identity
 from reconciler.domain.manifest import Base, Origin, Target
+from reconciler.domain.pacing import Pause
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import KINDS
 from reconciler.errors import Problem
@@ -88,11 +89,12 @@ class FileCache:
         self.files[file] = found
         return found
 
-    def get_all(self, files: list[Path]) -> list[ParsedFile]:
+    def get_all(self, files: list[Path], pause: Pause | None = None) -> list[ParsedFile]:
         """Every file's documents, as get() gives them. When the files get() would parse hold enough YAML, worker
         processes parse them (desired/parallel.py), and each task's results are taken as get() reaches its
         files; get() uses a file's result when its bytes are the ones parsed (by their digest), and otherwise
-        parses them itself (the file changed meanwhile, or the workers failed)."""
+        parses them itself (the file changed meanwhile, or the workers failed). `pause`: called after each file
+        parsed here (domain/pacing.py)."""
         stale = [f for f in files if not self._stands(f, self.files.get(f))]  # the rest are kept as they are
         tasks = parallel.tasks_of(stale, self.parallel_min_bytes)
         task_of = {file: i for i, task in enumerate(tasks) for file in task}
@@ -114,6 +116,8 @@ class FileCache:
                     self.bodies = {one[0]: one[1] for one in parsed if one is not None}
                     pulled += 1
                 found.append(self.get(file))
+                if pause is not None:
+                    pause()
         finally:
             self.bodies = {}
             if results is not None:

@@ -15,6 +15,7 @@ from reconciler.desired import overlay
 from reconciler.desired import version as versioning
 from reconciler.desired.files import FileCache, Model, ParsedFile
 from reconciler.domain.manifest import Base, Target
+from reconciler.domain.pacing import Pause, paced
 from reconciler.domain.policy import Policy
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError, Problem
@@ -98,11 +99,17 @@ def manifest_entries(root: Path, ordered: bool = True) -> list[os.DirEntry[str]]
     return found
 
 
-def load(root: str | Path, previous: DesiredState | None = None, cache: FileCache | None = None) -> DesiredState:
+def load(
+    root: str | Path,
+    previous: DesiredState | None = None,
+    cache: FileCache | None = None,
+    pause: Pause | None = None,
+) -> DesiredState:
     """Load and validate every manifest below `root`; raises ConfigurationError listing every problem. A target
     the same as in `previous` (the state this one replaces) is that very object, so that what is kept per
     target object (the assessor's memo, the adapters' caches) stands for it across the edit. `cache`: the files
-    as the last load read them (kept by the caller between loads): only the files changed since are read."""
+    as the last load read them (kept by the caller between loads): only the files changed since are read.
+    `pause`: called every so often by the loops over every file and target (domain/pacing.py)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise ConfigurationError(f"desired-state folder {root} does not exist")
@@ -110,12 +117,12 @@ def load(root: str | Path, previous: DesiredState | None = None, cache: FileCach
     if not files:
         raise ConfigurationError(f"desired-state folder {root} holds no .yaml or .yml files")
     cache = FileCache() if cache is None else cache
-    parsed = cache.get_all(files)
+    parsed = cache.get_all(files, pause)
     cache.keep(files)
     problems = [problem for one in parsed for problem in one.unreadable]
     found, places = _Found(), _Places(parsed)
     invalid: list[Problem] = []  # listed after every problem of reading, as when documents were all read first
-    for one in parsed:
+    for one in paced(parsed, pause, step=16):  # 16 files: ~1,600 documents
         for doc in one.documents:
             invalid.extend(doc.problems)
             if doc.model is not None and (first := found.add(doc.model)) is not None:
@@ -125,7 +132,7 @@ def load(root: str | Path, previous: DesiredState | None = None, cache: FileCach
     def report(owner: Target | Base, field: str, message: str) -> None:
         problems.append(places.problem(owner, field, message))
 
-    targets = overlay.resolve(found.targets, found.bases, report, cache.merged)
+    targets = overlay.resolve(found.targets, found.bases, report, cache.merged, pause)
     policies = tuple(found.policies.values())
     defaults = {p.spec.default for p in policies if p.spec.default is not None}
     if len(defaults) > 1:
@@ -138,7 +145,7 @@ def load(root: str | Path, previous: DesiredState | None = None, cache: FileCach
     version = versioning.version_of(root, _digests(root, parsed))
     if previous is not None:
         last = previous.targets
-        targets = {n: t if last.get(n) is t else _unchanged(last.get(n), t) for n, t in targets.items()}
+        targets = {n: t if last.get(n) is t else _unchanged(last.get(n), t) for n, t in paced(targets.items(), pause)}
     cache.merged.commit(targets)
     return DesiredState(root=root, version=version, targets=targets, policies=policies)
 

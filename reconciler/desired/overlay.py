@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from reconciler.domain.compact import compact
 from reconciler.domain.manifest import Base, Overlay, Target
+from reconciler.domain.pacing import Pause, paced
 from reconciler.domain.packed import Packed
 from reconciler.domain.paths import MISSING, KeyPath, from_pointer, get_in, set_in
 
@@ -84,16 +85,20 @@ def _apply(base: Overlay, child: Overlay, owner: Target | Base, report: Report) 
 
 
 def resolve(
-    targets: dict[str, Target], bases: dict[str, Base], report: Report, memo: Merged | None = None
+    targets: dict[str, Target],
+    bases: dict[str, Base],
+    report: Report,
+    memo: Merged | None = None,
+    pause: Pause | None = None,
 ) -> dict[str, Target]:
     """Every target with its bases merged in; problems (missing base, cycle, bad unset) go to `report`. `memo`:
     the last good resolve's merges, reused where nothing they came from changed (commit it when this one was
-    good)."""
+    good). `pause`: called every so often (domain/pacing.py)."""
     memo = Merged() if memo is None else memo
     memo._bases, memo._targets = {}, {}
     merged_bases: dict[str, Overlay | None] = {}
     result: dict[str, Target] = {}
-    for name, target in targets.items():
+    for name, target in paced(targets.items(), pause):
         spec = target.spec
         if spec.extends is None and not spec.unset:
             result[name] = target

@@ -11,6 +11,7 @@ from pathlib import Path
 from reconciler.desired import files, loader
 from reconciler.desired.watch import FolderWatch
 from reconciler.domain import filestat
+from reconciler.domain.pacing import Pause
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ConfigurationError
 
@@ -62,8 +63,9 @@ class DesiredSource:
         state = self._state
         return state if state is not None else self.current()
 
-    def current(self) -> DesiredState:
-        """The desired state in force; reloads when files changed. Raises only if none was ever valid."""
+    def current(self, pause: Pause | None = None) -> DesiredState:
+        """The desired state in force; reloads when files changed. Raises only if none was ever valid. `pause`:
+        called every so often by a reload's long loops (domain/pacing.py)."""
         with self._lock:
             watch = self._watch
             if self._state is not None and watch is not None and watch.quiet():
@@ -74,7 +76,7 @@ class DesiredSource:
             if self._state is not None and signature == self._signature and not self._files.changed_in_place():
                 return self._state
             try:
-                state = loader.load(self.root, previous=self._state, cache=self._files)
+                state = loader.load(self.root, previous=self._state, cache=self._files, pause=pause)
             except ConfigurationError as exc:
                 self._signature = signature  # do not re-parse the same bad files every pass
                 self.last_error = exc

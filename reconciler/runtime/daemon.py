@@ -17,6 +17,7 @@ from typing import Any
 
 from reconciler.diff import compare
 from reconciler.domain.manifest import Target
+from reconciler.domain.pacing import Pause, paced
 from reconciler.domain.run import Mode
 from reconciler.domain.state import DesiredState
 from reconciler.errors import ReconcilerError
@@ -168,8 +169,10 @@ class Daemon:
             self._probe_store()
 
     def _refresh_desired(self) -> None:
-        """Pick up edits of the desired state; an invalid edit is refused and the last good one stays."""
-        state = self.c.desired.current()
+        """Pick up edits of the desired state; an invalid edit is refused and the last good one stays. Its loops over
+        every target let a probe or a scrape being answered go first (domain/pacing.py)."""
+        pause = self.probes.wait_turn
+        state = self.c.desired.current(pause)
         self.expiries.look(state)
         try:
             self.c.reconciler.gate.breaker_hold()  # the breaker gauge stays current in dry-run too
@@ -192,10 +195,10 @@ class Daemon:
         old = self._state.targets if self._state else {}
         self._state = state
         added, removed = self.scheduler.sync(state)
-        self.watches.sync(state)
+        self.watches.sync(state, pause)
         self.api.forget(set(removed))
         self.c.reconciler.forget(old[name] for name in removed if name in old)
-        changed = self._changed(old, state)
+        changed = self._changed(old, state, pause)
         # The series grouped by environment, app and adapter are made again only when a target came, went or moved
         # (at 100,000 targets: 0.5 s of a reload, while probes wait for the interpreter)
         moved = (n for n in changed if old.get(n) is not state.targets[n])  # a kept object has not moved
@@ -220,7 +223,7 @@ class Daemon:
             self.queue.add(name)
         self._lease_tick()
 
-    def _changed(self, old: dict[str, Target], state: DesiredState) -> set[str]:
+    def _changed(self, old: dict[str, Target], state: DesiredState, pause: Pause) -> set[str]:
         """The targets to pass at once under a new desired version: those whose manifest changed (the loader
         keeps an unchanged target's object), or all of them when the policies changed or the passes feed a
         rollout; the others keep their memo and their time."""
@@ -229,7 +232,7 @@ class Daemon:
             return set()
         if previous != state.policy_digest or not self.c.reconciler.carries_memos():
             return set(state.targets)
-        return {name for name, target in state.targets.items() if old.get(name) is not target}
+        return {name for name, target in paced(state.targets.items(), pause) if old.get(name) is not target}
 
     def _follow_rollout(self, state: DesiredState) -> None:
         """In apply mode, follow the rollout of the version in force: start it when the version changes, and mark
@@ -317,7 +320,7 @@ class Daemon:
         host, port = self.http.address
         try:
             with self.replicas.joining():  # replicas loaded meanwhile leave this one its share
-                self.c.desired.current()  # the load
+                self.c.desired.current(self.probes.wait_turn)  # the load
             self._refresh_desired()  # takes it in, and queues a first pass for every target right away
         except ReconcilerError:  # no valid desired state at all: nothing to do
             self.replicas.leave()

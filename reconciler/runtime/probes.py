@@ -8,10 +8,12 @@ answered, a worker that ends a pass waits (without the lock) for the answer to b
 next one. A flood of requests cannot stop the passes: a worker waits at most YIELD_MAX_S at once, and gives
 the answers at most SHARE of its time.
 
-That starts once the request's head is read, and covers the workers alone. An answer takes the event loop
-about seven turns (accept, read, the application's steps, write), and each turn gives the lock up in
-select() and waits for it again; with threads busy (a pass, the reload of a desired-state edit, the read
-thread) each wait lasted at least Python's switch interval, 5 ms, and often several. The daemon sets it to
+That starts once the request's head is read, and covers the workers and the reload of a new desired version
+whose loops over every target wait the same way every 1,024 targets
+(domain/pacing.py). An answer takes the event loop about seven turns (accept, read, the application's steps,
+write), and each turn gives the lock up in select() and waits for it again; with threads busy (a pass, the
+reload of a desired-state edit, the read thread) each wait lasted at least Python's switch interval, 5 ms,
+and often several. The daemon sets it to
 SWITCH_INTERVAL_S while it runs: with three threads spinning in Python, /readyz answered in 102 ms (median)
 and 246 ms (slowest) at 5 ms, in 17 ms and 45 ms at 1 ms; in the daemon at 100,000 targets, during 1%
 desired-state edits, the slowest /readyz went from 190-336 ms to 68-131 ms (docs/benchmarks.md, session 31).

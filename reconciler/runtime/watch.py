@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.domain.manifest import Target
+from reconciler.domain.pacing import Pause, paced
 from reconciler.domain.state import DesiredState
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
@@ -57,14 +58,14 @@ class WatchSupervisor:
         if self._state is not None:
             self.sync(self._state)
 
-    def sync(self, state: DesiredState) -> None:
+    def sync(self, state: DesiredState, pause: Pause | None = None) -> None:
         """Start, restart or stop watches so that they cover exactly the watchable targets of `state` (of those
-        held, in a replica)."""
+        held, in a replica). `pause`: called every so often (domain/pacing.py)."""
         self._state = state
         held = self._held
         wanted: dict[str, list[Target]] = {}
         watching: dict[str, bool] = {}  # adapter -> whether it watches, asked once per adapter, not per target
-        for target in state.targets.values():
+        for target in paced(state.targets.values(), pause):
             if held is not None and target.name not in held:
                 continue
             adapter = target.spec.source.adapter
@@ -76,7 +77,7 @@ class WatchSupervisor:
             self._stop(adapter)
         for adapter, targets in sorted(wanted.items()):
             running = self._running.get(adapter)
-            if running is not None and _carries_over(running.covered, targets):
+            if running is not None and _carries_over(running.covered, targets, pause):
                 continue
             if running is not None:
                 self._stop(adapter)
@@ -184,7 +185,7 @@ class WatchSupervisor:
             self.metrics.detection_latency.labels(adapter).observe(now - at)
 
 
-def _carries_over(covered: dict[str, Target], targets: Sequence[Target]) -> bool:
+def _carries_over(covered: dict[str, Target], targets: Sequence[Target], pause: Pause | None = None) -> bool:
     """Whether a watch over `covered` covers exactly `targets` (the same names, each with the same source options);
     if so, `covered` now holds `targets`' objects, and lets the replaced ones go. A target the desired state kept is
     the very object (desired/loader.py), so after an edit only the targets it changed are compared: a digest of
@@ -192,7 +193,7 @@ def _carries_over(covered: dict[str, Target], targets: Sequence[Target]) -> bool
     `targets` and `covered` is dropped."""
     if len(covered) != len(targets):
         return False
-    for target in targets:
+    for target in paced(targets, pause):
         old = covered.get(target.name)
         if old is target:
             continue

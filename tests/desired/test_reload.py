@@ -243,3 +243,26 @@ def test_a_cached_reload_says_what_a_load_from_scratch_says(tmp_path: Path) -> N
         same = [n for n in new.targets if n in state.targets and new.targets[n] == state.targets[n]]
         assert all(new.targets[n] is state.targets[n] for n in same if new.targets[n].origin == state.targets[n].origin)
         state = new
+
+
+def test_a_reload_pauses_in_its_loops_and_says_what_one_without_pauses_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loops over every file and target call the pause (a daemon's reload lets a probe's answer go first,
+    domain/pacing.py) and the state is the one a load without pauses gives."""
+    monkeypatch.setattr(filestat, "RACY_NS", 0)  # no file is racy: only the edited one is read again
+    for chunk in range(3):
+        names = [f"t{chunk}-{i:04}" for i in range(1000)]
+        write(tmp_path, f"targets-{chunk}.yaml", "---\n".join(target(n, extends="svc") for n in names))
+    write(tmp_path, "base.yaml", BASE)
+    cache = FileCache()
+    first = load(tmp_path, cache=cache)
+    write(tmp_path, "targets-1.yaml", (tmp_path / "targets-1.yaml").read_text().replace("{x: 1}", "{x: 2}", 1))
+    pauses: list[int] = []
+    second = load(tmp_path, previous=first, cache=cache, pause=lambda: pauses.append(1))
+    # the file parsed again (1), the files' documents (4 files: 1), the merges onto the Base and the targets
+    # kept (3,000 targets: 3 each)
+    assert len(pauses) == 8
+    assert second.version == load(tmp_path).version
+    assert second.targets["t1-0000"].spec.desired["x"] == 2
+    assert second.targets["t0-0000"] is first.targets["t0-0000"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,13 @@ from reconciler.store import engine as engines
 from reconciler.store import migrate
 
 
-def daemon_over(settings: Settings, sqlite_url: str) -> Daemon:
+def daemon_over(settings: Settings, sqlite_url: str, daemon: bool = False) -> Daemon:
+    """The daemon over `settings`, built as `reconciler run` builds it when `daemon` (parity kept, say)."""
     engine = engines.create_engine(sqlite_url)
     migrate.upgrade(engine)
     engine.dispose()
-    return Daemon(build(settings.model_copy(update={"http": settings.http.model_copy(update={"port": 0})})))
+    update = {"http": settings.http.model_copy(update={"port": 0})}
+    return Daemon(build(settings.model_copy(update=update), daemon=daemon))
 
 
 def apps(daemon: Daemon) -> set[str]:
@@ -49,3 +53,27 @@ def test_an_edit_of_values_keeps_the_series_and_one_that_moves_a_target_makes_th
     daemon._refresh_desired()
     assert len(made) == 2 and apps(daemon) == {"basket", "payments-api"}
     daemon.c.store.engine.dispose()
+
+
+def test_a_reload_waits_while_a_probe_is_answered(settings: Settings, sqlite_url: str) -> None:
+    """A new desired version is taken in on the housekeeping thread, which shares the interpreter with the HTTP
+    answers; while one is in progress the reload's loops wait for it (domain/pacing.py, runtime/probes.py)."""
+    daemon = daemon_over(settings, sqlite_url)
+    daemon._refresh_desired()
+    manifest = settings.desired_dir / "checkout.yaml"
+    manifest.write_text(manifest.read_text().replace("LOG_LEVEL: INFO", "LOG_LEVEL: WARNING"))
+    waits: list[float] = []
+    wait_turn = daemon.probes.wait_turn
+    daemon.probes.wait_turn = lambda: waits.append(wait_turn()) or waits[-1]  # type: ignore[method-assign]
+    done: list[float] = []
+    with daemon.probes.answering():
+        reload = threading.Thread(target=lambda: (daemon._refresh_desired(), done.append(time.monotonic())))
+        reload.start()
+        time.sleep(0.1)
+        answered = time.monotonic()
+    reload.join(10)
+    assert done and done[0] >= answered  # it ended after the answer, not meanwhile
+    assert max(waits) >= 0.05
+    assert "checkout-staging" in daemon.queue  # and took the edit in
+    daemon.c.store.engine.dispose()
+
