@@ -13,6 +13,11 @@ from reconciler.domain.values import canonical_json, sha256_hex
 KINDS: dict[str, type[Target] | type[Policy] | type[Base]] = {"Target": Target, "Base": Base, "Policy": Policy}
 
 
+def wave_order(target: Target) -> tuple[int, str, str]:
+    """Where a target goes in apply order (DesiredState.ordered_targets): wave, environment, name."""
+    return target.wave, target.environment, target.name
+
+
 @dataclass(frozen=True)
 class DesiredState:
     """All targets and policies of a desired-state folder, validated and versioned."""
@@ -51,4 +56,4 @@ class DesiredState:
         """Targets in wave order. Sort key: wave (the target's own, else its environment's rank), then
         environment, then name."""
         chosen = self.targets.values() if names is None else [self.targets[n] for n in names]
-        return sorted(chosen, key=lambda t: (t.wave, t.environment, t.name))
+        return sorted(chosen, key=wave_order)

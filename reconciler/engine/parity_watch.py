@@ -11,9 +11,8 @@ and of each pair only the figures that the series need. /api/v1/parity compares 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,12 +20,14 @@ from reconciler.classify import exceptions
 from reconciler.diff import allowlist, parity
 from reconciler.domain.manifest import Target
 from reconciler.domain.observed import Observed
+from reconciler.domain.pacing import Pause, paced
 from reconciler.domain.packed import Packed
 from reconciler.domain.run import RunStatus
-from reconciler.domain.state import DesiredState
+from reconciler.domain.state import DesiredState, wave_order
 from reconciler.engine.assess import NEVER
 from reconciler.engine.effects import RunRecord
 from reconciler.engine.outcome import PassOutcome
+from reconciler.engine.parity_apps import App, Figures, Totals, grouped, same_objects
 from reconciler.engine.parity_kept import Kept, keep
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
@@ -51,60 +52,6 @@ class Snapshot:
     errors: Mapping[str, str]
     baselines: Mapping[str, str | None]
     environments: tuple[str, ...]  # every environment of an app, in rank order
-
-
-@dataclass(frozen=True, slots=True)
-class _Figures:
-    """What the series need of one pair's comparison: its leaf counts and the allowlist entries it used."""
-
-    environment: str  # the other target's (not the baseline's)
-    leaves: int
-    differing: int  # unexpected differing leaves
-    entries: tuple[tuple[str, int], ...]  # (allowlist entry id, leaves it covers, active or expired)
-
-
-@dataclass
-class _Totals:
-    """One environment's figures summed over its pairs, kept as pairs change (a pass costs its own pairs, not
-    its app's: an app of 200 targets summed again on every pass was a tenth of a 100,000-target first cycle)."""
-
-    leaves: int = 0
-    differing: int = 0
-    entries: Counter[str] = field(default_factory=Counter)
-
-    def add(self, figures: _Figures, sign: int) -> None:
-        self.leaves += sign * figures.leaves
-        self.differing += sign * figures.differing
-        for entry_id, count in figures.entries:
-            self.entries[entry_id] += sign * count
-
-
-@dataclass
-class _App:
-    targets: list[Target]
-    baseline: str | None
-    pairs: list[tuple[str, Target, Target]]
-    diverged: bool = False
-    results: dict[str, _Figures] = field(default_factory=dict)  # by the other target's name
-    totals: dict[str, _Totals] = field(default_factory=dict)  # by environment
-    differing_pairs: int = 0
-    by_target: dict[str, list[tuple[str, Target, Target]]] = field(default_factory=dict)  # the pairs a target is in
-
-    def __post_init__(self) -> None:
-        for pair in self.pairs:
-            for target in pair[1:]:
-                self.by_target.setdefault(target.name, []).append(pair)
-
-    def put(self, name: str, figures: _Figures) -> None:
-        """The figures of the pair whose other target is `name`, in place of its last ones."""
-        totals = self.totals.setdefault(figures.environment, _Totals())
-        old = self.results.get(name)
-        if old is not None:
-            totals.add(old, -1)
-            self.differing_pairs -= old.differing > 0
-        totals.add(figures, 1)
-        self.differing_pairs += figures.differing > 0
-        self.results[name] = figures
 
 
 class ParityWatch:
@@ -133,7 +80,7 @@ class ParityWatch:
         # another target was ~2% of a first cycle.
         self._baselines: dict[str, tuple[Packed, dict[str, Any]]] = {}
         self._errors: dict[str, str] = {}
-        self._apps: dict[str, _App] = {}
+        self._apps: dict[str, App] = {}
         self._entries: dict[str, allowlist.Entry] = {}
         self._all_entries: list[allowlist.Entry] = []
         self._state: DesiredState | None = None
@@ -183,47 +130,49 @@ class ParityWatch:
             self._documents[target.name] = kept
             self._recompute(target.metadata.app, changed=target.name, document=document)
 
-    def load(self, state: DesiredState) -> None:
+    def load(self, state: DesiredState, pause: Pause | None = None) -> None:
         """A desired version: its apps, their baselines and pairs, every series at zero for a new app, and the
         apps it changed recomputed on the documents already read (all of them when the allowlist changed). An
         app whose targets are the very objects they were (the loader keeps an unchanged target's) under the
-        same baseline keeps its figures: an edit of 1% of the targets recomputes their apps only."""
+        same policies keeps its figures without a look: an edit of 1% of the targets costs their apps, and one
+        walk of every target that compares objects (at 100,000 targets, 0.3 s of a worker's time before, taken
+        in one go while probes waited). `pause`: called every so often (domain/pacing.py); the daemon loads each
+        version here from its reload, before a pass would."""
         with self._lock:
             if self._version == state.version.digest:
                 return
-            by_app: dict[str, list[Target]] = {}
-            for target in state.ordered_targets():
-                if target.metadata.app is not None:
-                    by_app.setdefault(target.metadata.app, []).append(target)
+            by_app, moved, removed = grouped(state, self._state, self._apps, pause)
             self._state = state
-            entries = allowlist.entries(state)
+            entries = allowlist.entries(state)  # the policies': when they changed, `moved` is None
             every = entries != self._all_entries
             self._all_entries = entries
             self._entries = {e.id: e for e in self._all_entries}
-            apps: dict[str, _App] = {}
+            apps: dict[str, App] = {}
             changed: list[str] = []
-            for app, targets in sorted(by_app.items()):
+            for app in paced(sorted(by_app if moved is None else moved.union(self._apps)), pause, step=64):
+                old = self._apps.get(app)
+                if moved is not None and app not in moved and old is not None:
+                    apps[app] = old  # its targets are the objects they were, under the same policies
+                    continue
+                if not by_app.get(app):
+                    continue  # none of its targets is left
+                targets = sorted(by_app[app], key=wave_order)
                 environments = parity.environments_of_targets(targets)
                 baseline = parity.baseline_of(state, app, self.default_baseline, environments)
-                old = self._apps.get(app)
-                if not every and old is not None and old.baseline == baseline and _same_objects(old.targets, targets):
+                if not every and old is not None and old.baseline == baseline and same_objects(old.targets, targets):
                     apps[app] = old
                     continue
                 if baseline is not None and baseline not in environments:
                     log.warning("parity baseline has no target of the app", app=app, baseline=baseline)
                 pairs = parity.app_pairs(app, targets, baseline)
-                apps[app] = _App(targets, baseline, pairs, old.diverged if old is not None else False)
+                apps[app] = App(targets, baseline, pairs, environments, old.diverged if old is not None else False)
                 changed.append(app)
             self._apps = apps
-            self._documents = {n: d for n, d in self._documents.items() if n in state.targets}
+            if removed:
+                self._documents = {n: d for n, d in self._documents.items() if n in state.targets}
             self._baselines = {n: d for n, d in self._baselines.items() if _is_baseline(n, state, apps)}
             self._errors = {n: e for n, e in self._errors.items() if n in state.targets}
-            self.states.sync(
-                {
-                    app: [e for e in parity.environments_of_targets(a.targets) if e != a.baseline]
-                    for app, a in apps.items()
-                }
-            )
+            self.states.sync({app: [e for e in a.environments if e != a.baseline] for app, a in apps.items()})
             self._version = state.version.digest
             self._recheck(None if every else changed)
 
@@ -259,7 +208,7 @@ class ParityWatch:
             if b_doc is None:
                 b_doc = kept_b.document.unpack()
             counts = parity.count_pair(app, a, a_doc, b, b_doc, self._all_entries, now=now)
-            known.put(b.name, _Figures(b.environment, counts.leaves, counts.differing, counts.covered))
+            known.put(b.name, Figures(b.environment, counts.leaves, counts.differing, counts.covered))
             touched.add(b.environment)
         for environment in touched:
             self.states.set(app, environment, self._series(known.totals[environment], now))
@@ -288,7 +237,7 @@ class ParityWatch:
         a_doc, b_doc = kept_a.document.unpack(), kept_b.document.unpack()
         return parity.compare_pair(app, a, a_doc, b, b_doc, self._all_entries, now=now)
 
-    def _series(self, totals: _Totals, now: datetime) -> EnvironmentParity:
+    def _series(self, totals: Totals, now: datetime) -> EnvironmentParity:
         """One environment's figures (summed over its targets, when it has several)."""
         differing, leaves = totals.differing, totals.leaves
         value = EnvironmentParity(differing, 0.0 if leaves == 0 else differing * 100.0 / leaves)
@@ -298,7 +247,7 @@ class ParityWatch:
                 value.expected[exceptions.state_of(entry.spec.expires, now, self.horizon).value] += count
         return value
 
-    def _announce(self, app: str, known: _App, now: datetime) -> None:
+    def _announce(self, app: str, known: App, now: datetime) -> None:
         """Once when the app starts to differ unexpectedly (paths only, never values), once when it stops."""
         diverged = known.differing_pairs > 0
         if diverged == known.diverged:
@@ -358,11 +307,7 @@ class ParityWatch:
             return sorted(self._apps)
 
 
-def _is_baseline(name: str, state: DesiredState, apps: Mapping[str, _App]) -> bool:
+def _is_baseline(name: str, state: DesiredState, apps: Mapping[str, App]) -> bool:
     target = state.targets.get(name)
     app = None if target is None else apps.get(target.metadata.app or "")
     return app is not None and target is not None and target.environment == app.baseline
-
-
-def _same_objects(old: Sequence[Target], new: Sequence[Target]) -> bool:
-    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))

@@ -192,6 +192,8 @@ class Daemon:
         self._follow_rollout(state)
         if self._state is not None and state.version == self._state.version:
             return
+        if self.c.parity is not None:  # here, pausing for answers, before a pass would in a worker that does not
+            self.c.parity.load(state, pause)
         old = self._state.targets if self._state else {}
         self._state = state
         added, removed = self.scheduler.sync(state)

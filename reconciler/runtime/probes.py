@@ -9,7 +9,7 @@ next one. A flood of requests cannot stop the passes: a worker waits at most YIE
 the answers at most SHARE of its time.
 
 That starts once the request's head is read, and covers the workers and the reload of a new desired version
-whose loops over every target wait the same way every 1,024 targets
+(environment parity's included), whose loops over every target wait the same way every 1,024 targets
 (domain/pacing.py). An answer takes the event loop about seven turns (accept, read, the application's steps,
 write), and each turn gives the lock up in select() and waits for it again; with threads busy (a pass, the
 reload of a desired-state edit, the read thread) each wait lasted at least Python's switch interval, 5 ms,
