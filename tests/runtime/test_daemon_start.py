@@ -53,10 +53,10 @@ def test_readyz_answers_while_the_first_load_runs(daemon_settings: Settings, mon
     loading, release = threading.Event(), threading.Event()
     real = components.desired.current
 
-    def slow() -> Any:
+    def slow(pause: Any = None) -> Any:
         loading.set()
         assert release.wait(30)
-        return real()
+        return real(pause)
 
     monkeypatch.setattr(components.desired, "current", slow)
     daemon = Daemon(components)
@@ -209,13 +209,13 @@ def test_a_replica_heartbeats_as_joining_while_its_first_load_runs(
     seen: dict[str, dict[str, bool]] = {}
     real = components.desired.current
 
-    def slow() -> Any:
+    def slow(pause: Any = None) -> Any:
         if "loading" not in seen:  # the first call is the load: what the table says meanwhile
             deadline = time.monotonic() + 10
             while owner not in rows() and time.monotonic() < deadline:
                 time.sleep(0.05)
             seen["loading"] = rows()
-        return real()
+        return real(pause)
 
     monkeypatch.setattr(components.desired, "current", slow)
     monkeypatch.setattr(daemon.workers, "start", lambda _count: daemon.stopping.set())  # start, then stop
