@@ -4,9 +4,10 @@
 
 It builds the daemon's Metrics for a fleet spread over four environments and a few hundred apps, sets every
 target's last pass (some with drift, escalations and failures), fills the per-environment counters and
-histograms as passes would, and times Metrics.render(), which is what the daemon's /metrics handler does: in
-a steady state, and in a first cycle, where an eighth of the fleet's passes land between two scrapes (only the
-renders are timed).
+histograms as passes would, sets each app's environment parity against dev, and times Metrics.render(), which
+is what the daemon's /metrics handler does: in a steady state, and in a first cycle, where an eighth of the
+fleet's passes land between two scrapes and change the parity of the apps they touch (only the renders are
+timed).
 The baseline, measured in the same run, is what a straightforward exporter does: six series per target
 (RECONCILER_METRICS__PER_TARGET=true) all written by prometheus_client's own generate_latest.
 """
@@ -21,6 +22,7 @@ import time
 from prometheus_client import generate_latest
 
 from reconciler.observe.metrics import Metrics
+from reconciler.observe.parity import EnvironmentParity
 
 ENVIRONMENTS = ("dev", "staging", "prod", "prod-eu")
 
@@ -42,11 +44,24 @@ def fleet(metrics: Metrics, targets: int, apps: int) -> None:
         )
         metrics.passes.labels(environment, "clean").inc()
         metrics.pass_duration.labels(environment).observe(rng.uniform(0.001, 0.05))
+    metrics.parity.sync({f"app{a:03}": ENVIRONMENTS[1:] for a in range(min(apps, targets))})
+    for _, environment, app in names:
+        if environment != ENVIRONMENTS[0]:
+            metrics.parity.set(app, environment, parity_of(rng))
 
 
-def first_cycle_slice(metrics: Metrics, targets: int, rng: random.Random) -> None:
+def parity_of(rng: random.Random) -> EnvironmentParity:
+    """An environment's parity against the baseline, some leaves differing, some of them allowlisted."""
+    unexpected = rng.randint(0, 3)
+    value = EnvironmentParity(unexpected, float(unexpected))  # of 100 leaves: as many percent
+    value.expected["active"] = rng.randint(0, 2)
+    return value
+
+
+def first_cycle_slice(metrics: Metrics, targets: int, apps: int, rng: random.Random) -> None:
     """What a first cycle's passes do between two scrapes 15 s apart (an eighth of the fleet at 120 s a cycle):
-    their drift, escalations and open drift set, so every group has changed by the next scrape."""
+    their drift, escalations and open drift set, and their apps' parity, so every group has changed by the next
+    scrape."""
     now = time.time()
     for i in rng.sample(range(targets), targets // 8):
         drifting = rng.random() < 0.05
@@ -57,16 +72,19 @@ def first_cycle_slice(metrics: Metrics, targets: int, rng: random.Random) -> Non
             open_since=now if drifting else 0.0,
         )
         metrics.target_states.update(f"t{i:05}", last_success=now)
+        environment = ENVIRONMENTS[i % len(ENVIRONMENTS)]
+        if environment != ENVIRONMENTS[0]:
+            metrics.parity.set(f"app{(i // 4) % apps:03}", environment, parity_of(rng))
 
 
-def timed(metrics: Metrics, renders: int, naive: bool, churn: int = 0) -> tuple[float, int, int]:
+def timed(metrics: Metrics, renders: int, naive: bool, churn: int = 0, apps: int = 500) -> tuple[float, int, int]:
     """The median render; with `churn` (the fleet's size), each render after a first cycle's slice of passes."""
     samples = []
     body = b""
     rng = random.Random(5)
     for _ in range(renders):
         if churn:
-            first_cycle_slice(metrics, churn, rng)
+            first_cycle_slice(metrics, churn, apps, rng)
         started = time.perf_counter()
         body = generate_latest(metrics.registry) if naive else metrics.render()[0]
         samples.append(time.perf_counter() - started)
@@ -90,7 +108,7 @@ def main() -> None:
     for label, per_target, naive, churn in runs:
         metrics = Metrics(per_target=per_target)
         fleet(metrics, args.targets, args.apps)
-        results[label] = timed(metrics, args.renders, naive, churn)
+        results[label] = timed(metrics, args.renders, naive, churn, args.apps)
     base = results["baseline: per-target series"][0]
     print(f"/metrics render, {args.targets:,} targets, {args.apps} apps x {len(ENVIRONMENTS)} environments")
     print(f"{'':30} {'median':>10} {'series':>8} {'bytes':>10} {'vs baseline':>12}")

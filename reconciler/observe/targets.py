@@ -40,7 +40,7 @@ class _Group:
     minimum is taken at each scrape in C: taken from the members' attributes, it was 25 of a scrape's 33 ms at
     100,000 targets, and a scrape during a first cycle or an edit waits for the interpreter all that time."""
 
-    __slots__ = ("drifting", "kept", "members", "oldest", "pending", "stale", "successes", "totals", "version")
+    __slots__ = ("drifting", "heads", "kept", "members", "oldest", "pending", "stale", "successes", "totals", "version")
 
     def __init__(self, members: list[_Target]) -> None:
         self.members = members
@@ -53,6 +53,7 @@ class _Group:
         self.stale = False
         self.version = 0  # one more with every change of the sums
         self.kept: tuple[int, tuple[str, ...]] | None = None  # the lines of `version` (the last success's aside)
+        self.heads: tuple[str, ...] = ()  # each line's start, up to its value (_heads), made at its first render
         self.successes: list[float] = list(map(_SUCCESS, members))
         for index, member in enumerate(members):
             member.group, member.index = self, index
@@ -204,7 +205,8 @@ class TargetStates(Collector):
                 moved = [(key, group, group.sums()) for key, group in groups if not _current(group)]
                 targets = list(self._targets.items()) if self.per_target else []
             for key, group, (version, sums) in moved:
-                group.kept = (version, _group_lines(key, *sums))
+                group.heads = group.heads or _heads(key)
+                group.kept = (version, _group_lines(group.heads, *sums))
             text = _render_groups(groups)
         return text + render_families(_target_families(targets)) if self.per_target else text
 
@@ -268,21 +270,28 @@ _SUCCESS = attrgetter("last_success")
 _HEADS = {family.name: family for family in _group_families([])}
 
 
-def _group_lines(
-    group: tuple[str, str], totals: list[int], drifting: int, pending: int, oldest: float
-) -> tuple[str, ...]:
-    """A group's lines but the last success's, one per family of _group_families, from its sums."""
-    drift, drifting_, pending_, oldest_drift, _ = _HEADS
-    env, app_ = _escape_label(group[0]), _escape_label(group[1])
+def _heads(group: tuple[str, str]) -> tuple[str, ...]:
+    """The start of each of a group's lines, up to its value, in _group_families' order (a drift line per class):
+    written once per group, not at every scrape (a first cycle changes every group between two scrapes)."""
+    env, app_ = escape_label(group[0]), escape_label(group[1])
+    drift, *families = _HEADS
     where = f'app="{app_}",environment="{env}"'
     return (
-        "".join(
-            f'{drift}{{app="{app_}",class="{class_}",environment="{env}"}} {float(total)!r}\n'
-            for class_, total in zip(CLASSES, totals, strict=True)
-        ),
-        f"{drifting_}{{{where}}} {float(drifting)!r}\n",
-        f"{pending_}{{{where}}} {float(pending)!r}\n",
-        f"{oldest_drift}{{{where}}} {float(oldest)!r}\n",
+        *(f'{drift}{{app="{app_}",class="{class_}",environment="{env}"}} ' for class_ in CLASSES),
+        *(f"{name}{{{where}}} " for name in families),
+    )
+
+
+def _group_lines(
+    heads: tuple[str, ...], totals: list[int], drifting: int, pending: int, oldest: float
+) -> tuple[str, ...]:
+    """A group's lines but the last success's, one per family of _group_families, from its sums."""
+    classes = len(CLASSES)
+    return (
+        "".join(f"{head}{float(total)!r}\n" for head, total in zip(heads[:classes], totals, strict=True)),
+        f"{heads[classes]}{float(drifting)!r}\n",
+        f"{heads[classes + 1]}{float(pending)!r}\n",
+        f"{heads[classes + 2]}{float(oldest)!r}\n",
     )
 
 
@@ -291,15 +300,14 @@ def _render_groups(groups: list[tuple[tuple[str, str], _Group]]) -> bytes:
     lines and its stalest member's last success."""
     lines: dict[str, list[str]] = {name: [] for name in _HEADS}
     *summed, oldest_success = _HEADS
-    for (environment, app), group in groups:
+    for _, group in groups:
         assert group.kept is not None  # render() wrote every group's lines that were not current
         for name, line in zip(summed, group.kept[1], strict=True):
             lines[name].append(line)
-        where = f'app="{_escape_label(app)}",environment="{_escape_label(environment)}"'
-        lines[oldest_success].append(f"{oldest_success}{{{where}}} {float(min(group.successes))!r}\n")
+        lines[oldest_success].append(f"{group.heads[-1]}{float(min(group.successes))!r}\n")
     out: list[str] = []
     for name, family in _HEADS.items():
-        out.append(f"# HELP {name} {_escape_help(family.documentation)}\n# TYPE {name} {family.type}\n")
+        out.append(f"# HELP {name} {escape_help(family.documentation)}\n# TYPE {name} {family.type}\n")
         out.extend(lines[name])
     return "".join(out).encode()
 
@@ -341,18 +349,18 @@ def render_families(families: Iterable[Metric]) -> bytes:
     costs ~16 us per sample, this ~1 us, which is what keeps a scrape of a large fleet short."""
     out: list[str] = []
     for family in families:
-        out.append(f"# HELP {family.name} {_escape_help(family.documentation)}\n# TYPE {family.name} {family.type}\n")
+        out.append(f"# HELP {family.name} {escape_help(family.documentation)}\n# TYPE {family.name} {family.type}\n")
         for sample in family.samples:
-            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(sample.labels.items()))
+            labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(sample.labels.items()))
             out.append(f"{sample.name}{{{labels}}} {float(sample.value)!r}\n")  # counts and Unix times: finite
     return "".join(out).encode()
 
 
-def _escape_label(value: str) -> str:
+def escape_label(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     return value
 
 
-def _escape_help(text: str) -> str:
+def escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")

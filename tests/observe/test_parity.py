@@ -3,7 +3,9 @@ is the text the families give."""
 
 from __future__ import annotations
 
-from reconciler.observe.parity import EnvironmentParity, ParityStates
+import random
+
+from reconciler.observe.parity import ENTRY_STATES, EnvironmentParity, ParityStates
 from reconciler.observe.targets import render_families
 
 
@@ -29,3 +31,21 @@ def test_the_kept_text_is_the_families_until_a_series_changes() -> None:
     synced = states.render()
     assert synced == render_families(states.collect()) and b'app="web"' not in synced
     assert b'reconciler_parity_drift_percent{app="pay",environment="prod"} 7.5' in synced
+
+
+def test_the_text_written_from_kept_heads_is_the_families_through_random_changes() -> None:
+    """render() writes each line from a head made when the apps were synced; through syncs that add and drop apps
+    and environments (names with quotes, backslashes and newlines) and changed values, it is what the families
+    give, byte for byte."""
+    rng = random.Random(11)
+    names = ["pay", "web", 'we"ird', "back\\slash", "new\nline", "z"]
+    environments = ["dev", "prod", "prod-eu", "staging", 'q"a']
+    states = ParityStates()
+    for _ in range(60):
+        if rng.random() < 0.2:
+            states.sync({app: rng.sample(environments, rng.randint(1, 4)) for app in rng.sample(names, 4)})
+        for _ in range(rng.randint(0, 6)):
+            expected = {state: rng.randint(0, 3) for state in ENTRY_STATES}
+            value = EnvironmentParity(rng.randint(0, 9), rng.choice([0.0, 12.5, 100.0, 1 / 3]), expected)
+            states.set(rng.choice(names), rng.choice(environments), value)
+        assert states.render() == render_families(states.collect())
