@@ -29,7 +29,7 @@ from reconciler.runtime.api import Api
 from reconciler.runtime.compose import Components
 from reconciler.runtime.expiries import Expiries
 from reconciler.runtime.http import HttpServer
-from reconciler.runtime.probes import Probes, shorter_turns
+from reconciler.runtime.probes import RELOAD_SHARE, Probes, shorter_turns
 from reconciler.runtime.queue import WorkQueue
 from reconciler.runtime.replicas import DEPARTURES_S, Replicas
 from reconciler.runtime.scheduler import Scheduler
@@ -171,7 +171,7 @@ class Daemon:
     def _refresh_desired(self) -> None:
         """Pick up edits of the desired state; an invalid edit is refused and the last good one stays. Its loops over
         every target let a probe or a scrape being answered go first (domain/pacing.py)."""
-        pause = self.probes.wait_turn
+        pause = functools.partial(self.probes.wait_turn, RELOAD_SHARE)
         state = self.c.desired.current(pause)
         self.expiries.look(state)
         try:

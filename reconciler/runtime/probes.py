@@ -10,11 +10,11 @@ the answers at most SHARE of its time.
 
 That starts once the request's head is read, and covers the workers and the reload of a new desired version
 (environment parity's included), whose loops over every target wait the same way every 1,024 targets
-(domain/pacing.py). An answer takes the event loop about seven turns (accept, read, the application's steps,
-write), and each turn gives the lock up in select() and waits for it again; with threads busy (a pass, the
-reload of a desired-state edit, the read thread) each wait lasted at least Python's switch interval, 5 ms,
-and often several. The daemon sets it to
-SWITCH_INTERVAL_S while it runs: with three threads spinning in Python, /readyz answered in 102 ms (median)
+(domain/pacing.py), giving answers up to RELOAD_SHARE of its time. An answer takes the event loop about
+seven turns (accept, read, the application's steps, write), and each turn gives the lock up in select() and
+waits for it again; with threads busy (a pass, the reload of a desired-state edit, the read thread) each wait
+lasted at least Python's switch interval, 5 ms, and often several. The daemon sets it to SWITCH_INTERVAL_S
+while it runs: with three threads spinning in Python, /readyz answered in 102 ms (median)
 and 246 ms (slowest) at 5 ms, in 17 ms and 45 ms at 1 ms; in the daemon at 100,000 targets, during 1%
 desired-state edits, the slowest /readyz went from 190-336 ms to 68-131 ms (docs/benchmarks.md, session 31).
 A busy thread is asked to let go five times as often; the first cycle's CPU stayed within the runs' spread
@@ -32,6 +32,9 @@ from contextlib import contextmanager
 PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 YIELD_MAX_S = 0.25  # the longest a worker waits for answers at once
 SHARE = 0.2  # the most of a worker's time given to answers: after waiting w, it does not wait for w * 4
+# The reload's: it takes a second or two once per edit, and nothing waits for it but the edited targets' passes.
+# At 0.2, one slow /readyz (60 ms) let it run for 240 ms without a wait, a /metrics arriving meanwhile included.
+RELOAD_SHARE = 0.5
 SWITCH_INTERVAL_S = 0.001  # the daemon's: how long a thread keeps the interpreter lock when another waits
 
 
@@ -62,9 +65,10 @@ class Probes:
                 if not self._answering:
                     self._cond.notify_all()
 
-    def wait_turn(self) -> float:
-        """Between two passes: wait while an answer is in progress (within the bounds above); how long it
-        waited. Nothing is locked when none is (the usual case)."""
+    def wait_turn(self, share: float = SHARE) -> float:
+        """Between two passes: wait while an answer is in progress (within the bounds above, giving answers at
+        most `share` of the thread's time); how long it waited. Nothing is locked when none is (the usual
+        case)."""
         if not self._answering:
             return 0.0
         started = time.monotonic()
@@ -74,5 +78,5 @@ class Probes:
             self._cond.wait_for(lambda: not self._answering, YIELD_MAX_S)
         ended = time.monotonic()
         waited = ended - started
-        self._local.not_before = ended + waited * (1 - SHARE) / SHARE
+        self._local.not_before = ended + waited * (1 - share) / share
         return waited

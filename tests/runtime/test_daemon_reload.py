@@ -64,7 +64,7 @@ def test_a_reload_waits_while_a_probe_is_answered(settings: Settings, sqlite_url
     manifest.write_text(manifest.read_text().replace("LOG_LEVEL: INFO", "LOG_LEVEL: WARNING"))
     waits: list[float] = []
     wait_turn = daemon.probes.wait_turn
-    daemon.probes.wait_turn = lambda: waits.append(wait_turn()) or waits[-1]  # type: ignore[method-assign]
+    daemon.probes.wait_turn = lambda *a: waits.append(wait_turn(*a)) or waits[-1]  # type: ignore[method-assign]
     done: list[float] = []
     with daemon.probes.answering():
         reload = threading.Thread(target=lambda: (daemon._refresh_desired(), done.append(time.monotonic())))

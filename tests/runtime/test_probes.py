@@ -54,6 +54,12 @@ def test_a_flood_of_requests_gets_at_most_its_share_of_a_workers_time(monkeypatc
     # A wait reads the clock when it starts and when it ends (1 s waited); a call that does not wait reads it
     # once. After the wait that ends at 101 s, none until 105 s: one second waited in every five, a fifth.
     assert given == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    # The reload's share is larger: after a wait of 1 s, none for 1 s, which here is the next reading of the
+    # clock: it waits at every call, one second waited in every two, a half.
+    reload = Probes()
+    with reload.answering():
+        reloading = [reload.wait_turn(probes.RELOAD_SHARE) for _ in range(6)]
+    assert reloading == [1.0] * 6
 
 
 def test_the_http_server_marks_probes_and_scrapes_as_being_answered() -> None:
