@@ -3,9 +3,9 @@
 A daemon's reload of a new desired version walks every target several times (at 100,000 targets, about a
 second in all, on the thread of the daemon's housekeeping jobs), and the probes and scrapes answered meanwhile
 share the interpreter lock with it: each of their turns waits for it (runtime/probes.py). Such a loop takes a
-`pause`, called every STEP items (and between the steps of larger work): the daemon's waits while a probe or a
-scrape is answered, within that module's bounds, and costs an attribute read otherwise. Outside the daemon
-(the CLI, tests) there is none.
+`pause`, called every STEP items (the loader also calls it after each file it parses): the daemon's waits
+while a probe or a scrape is answered, within that module's bounds, and costs an attribute read otherwise.
+Outside the daemon (the CLI, tests) there is none.
 """
 
 from __future__ import annotations
