@@ -168,11 +168,14 @@ class Daemon:
         while not self.stopping.wait(PROBE_S):
             self._probe_store()
 
+    def _pause(self) -> float:
+        """A reload's (and the first load's) turn for answers: up to half its time (runtime/probes.py)."""
+        return self.probes.wait_turn(RELOAD_SHARE)
+
     def _refresh_desired(self) -> None:
         """Pick up edits of the desired state; an invalid edit is refused and the last good one stays. Its loops over
         every target let a probe or a scrape being answered go first (domain/pacing.py)."""
-        pause = functools.partial(self.probes.wait_turn, RELOAD_SHARE)
-        state = self.c.desired.current(pause)
+        state = self.c.desired.current(self._pause)
         self.expiries.look(state)
         try:
             self.c.reconciler.gate.breaker_hold()  # the breaker gauge stays current in dry-run too
@@ -193,14 +196,14 @@ class Daemon:
         if self._state is not None and state.version == self._state.version:
             return
         if self.c.parity is not None:  # here, pausing for answers, before a pass would in a worker that does not
-            self.c.parity.load(state, pause)
+            self.c.parity.load(state, self._pause)
         old = self._state.targets if self._state else {}
         self._state = state
         added, removed = self.scheduler.sync(state)
-        self.watches.sync(state, pause)
+        self.watches.sync(state, self._pause)
         self.api.forget(set(removed))
         self.c.reconciler.forget(old[name] for name in removed if name in old)
-        changed = self._changed(old, state, pause)
+        changed = self._changed(old, state, self._pause)
         # The series grouped by environment, app and adapter are made again only when a target came, went or moved
         # (at 100,000 targets: 0.5 s of a reload, while probes wait for the interpreter)
         moved = (n for n in changed if old.get(n) is not state.targets[n])  # a kept object has not moved
@@ -322,7 +325,7 @@ class Daemon:
         host, port = self.http.address
         try:
             with self.replicas.joining():  # replicas loaded meanwhile leave this one its share
-                self.c.desired.current(self.probes.wait_turn)  # the load
+                self.c.desired.current(self._pause)  # the load
             self._refresh_desired()  # takes it in, and queues a first pass for every target right away
         except ReconcilerError:  # no valid desired state at all: nothing to do
             self.replicas.leave()
