@@ -117,17 +117,28 @@ class WorkQueue:
                     wait = left if wait is None else min(wait, left)
                 self._cond.wait(wait)
 
-    def take_ready(self, limit: int) -> list[str]:
+    def take_ready(self, limit: int, among: int = 1, least: int | None = None) -> list[str]:
         """Up to `limit` more names that are ready now, marked as being worked, without waiting: a worker takes
-        the passes that fell due together (the scheduler's tick) as one batch."""
+        the passes that fell due together (the scheduler's tick) as one batch. With `among` takers, no more
+        than its share of the names ready (rounded up), and never fewer than `least` for that: `among` workers
+        split a tick's names evenly, each in batches as large as the share allows."""
         taken: list[str] = []
         with self._cond:
             if self._closed:
                 return taken
             now = time.monotonic()
+            if among > 1:
+                limit = min(limit, max(least or 0, -(-self._ready_count(now) // among)))
             while len(taken) < limit and (name := self._pop_ready(now)) is not None:
                 taken.append(name)
         return taken
+
+    def _ready_count(self, now: float) -> int:
+        """About how many names are ready at `now` (a name re-queued for sooner still counts in its old bucket
+        too); the lock is held. The heap holds a time per tick of the interval: a few hundred at most."""
+        ms = now * 1000
+        buckets = self._buckets
+        return sum(len(buckets[at]) for at in self._times if at <= ms)
 
     def _pop_ready(self, now: float) -> str | None:
         """The next name ready at `now`, marked as being worked; the lock is held."""

@@ -85,6 +85,23 @@ def test_take_ready_takes_only_what_is_due_now_up_to_a_limit() -> None:
     assert queue.take_ready(10) == [] and queue.closed
 
 
+def test_take_ready_among_workers_takes_a_share_of_what_is_ready_within_its_bounds() -> None:
+    """Workers split the names ready together: each takes its share (rounded up), no fewer than `least` and no
+    more than `limit`; names not yet due do not count toward a share."""
+    queue = WorkQueue()
+    for i in range(1000):
+        queue.add(f"r{i}")
+    for i in range(500):
+        queue.add(f"w{i}", 60)
+    assert len(queue.take_ready(255, among=4, least=63)) == 250  # a quarter of 1,000
+    assert len(queue.take_ready(100, among=2, least=10)) == 100  # 375 would be the share: the limit holds
+    assert len(queue.take_ready(255, among=4, least=63)) == 163  # a quarter of the 650 left
+    left = queue.take_ready(255, among=16, least=63)
+    assert len(left) == 63  # a sixteenth of 487 is 31: at least `least`
+    assert len(queue.take_ready(1000, among=1)) == 424  # one taker: everything ready, up to the limit
+    assert queue.take_ready(255, among=4, least=63) == [] and queue.due() == 0 and len(queue) == 500
+
+
 def test_finish_ends_a_batch_and_queues_each_again() -> None:
     """finish() is done(), forget() and add() for each name at once: the backoff is reset, a name added while it
     was worked comes back at the earlier of the two times, and None queues nothing."""
