@@ -37,7 +37,8 @@ log = logs.get_logger("reconciler.daemon")
 # most BATCH_MAX (runtime/queue.py, take_ready). A batch's own costs (its bulk read handed to the adapter's
 # reading thread, the run's decision, its locks, the history's lookups) are paid once for the lot: at 20,000 file
 # targets, batches of up to 256 instead of 64 cut a steady pass's CPU by a fifth (bench.steady_passes). The
-# share keeps a bunch of remote targets spread over the workers, whose network reads overlap.
+# share keeps a bunch of remote targets spread over the workers, whose network reads overlap; when every target
+# takes the lane, batches run one at a time anyway, and each takes up to BATCH_MAX (Workers.sharing).
 BATCH = 64
 BATCH_MAX = 256
 
@@ -102,7 +103,7 @@ class Workers:
         one bulk read per adapter finds the unchanged targets, whose passes then take their memo without a
         read each."""
         self.probes.wait_turn()  # a probe or a scrape being answered goes first
-        batch = self.held([first, *self.queue.take_ready(BATCH_MAX - 1, among=len(self.threads), least=BATCH - 1)])
+        batch = self.held([first, *self.queue.take_ready(BATCH_MAX - 1, among=self.sharing(), least=BATCH - 1)])
         local = self.local(batch)
         if not local:
             self.passes_of(batch)
@@ -226,6 +227,12 @@ class Workers:
             self.watches.pass_done(name, started)
             self.queue.done(name)
             self.schedule_next(name)
+
+    def sharing(self) -> int:
+        """How many workers split the passes ready together: all of them, unless every adapter of the desired
+        state takes the lane, where batches run one at a time anyway and each takes as many as it may."""
+        lanes = self.lanes(self.c.reconciler.desired())
+        return 1 if lanes and all(lanes.values()) else len(self.threads)
 
     def local(self, names: list[str]) -> set[str]:
         """Those of `names` that are targets whose adapter stays on this host (an unknown target or adapter is

@@ -68,3 +68,20 @@ def test_an_adapter_that_cannot_be_built_is_not_local_and_is_tried_again_with_th
     newer = DesiredState(root=state.root, version=DesiredVersion(digest="e" * 64), targets=dict(state.targets))
     workers.c.reconciler.desired = lambda: newer  # type: ignore[method-assign]
     assert workers.local(["a", "b"]) == {"a"} and built.count("typo") == 2
+
+
+@pytest.mark.parametrize(
+    ("adapters", "local", "among"),
+    [
+        ({"a": "file", "b": "process"}, {"file": True, "process": True}, 1),  # all take the lane: one at a time
+        ({"a": "file", "b": "consul"}, {"file": True, "consul": False}, 4),  # remote reads overlap: a share each
+        ({"a": "consul"}, {"consul": False}, 4),
+        ({"a": "file", "b": "typo"}, {"file": True, "typo": None}, 4),  # one that cannot be built is not local
+    ],
+)
+def test_workers_split_what_is_ready_unless_every_target_takes_the_lane(
+    adapters: dict[str, str], local: dict[str, bool | None], among: int
+) -> None:
+    workers, _ = _workers(adapters, local)
+    workers.threads = [SimpleNamespace()] * 4  # type: ignore[list-item]
+    assert workers.sharing() == among
