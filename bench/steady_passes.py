@@ -9,7 +9,7 @@ SQLite, dry-run, with no thread but the caller's.
 Measured, in CPU seconds of the process (time.process_time, its load's worker processes apart):
 - the first cycle: the desired state's load, then a first (full, recorded) pass of every target;
 - the steady state: `--rounds` times, 0.1% of the live files changed, then every target queued at once and
-  passed as the daemon's workers pass what falls due together (`Workers.batch`, 64 at a time); the CPU per
+  passed as the daemon's workers pass what falls due together (`Workers.batch`, up to 256 at a time); the CPU per
   target and round is what one interval costs a daemon per target (at 100,000 targets and a 60 s interval,
   48 us a target is 8% of a core).
 
