@@ -135,7 +135,8 @@ class WorkQueue:
 
     def _ready_count(self, now: float) -> int:
         """About how many names are ready at `now` (a name re-queued for sooner still counts in its old bucket
-        too); the lock is held. The heap holds a time per tick of the interval: a few hundred at most."""
+        too); the lock is held. The heap holds one time per millisecond that has names queued: in a steady state
+        about one per tick of the interval, more while retries back off or watches wake targets."""
         ms = now * 1000
         buckets = self._buckets
         return sum(len(buckets[at]) for at in self._times if at <= ms)
