@@ -7,6 +7,7 @@ and a folder with any problem yields no state at all.
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from reconciler.desired.files import FileCache, Model, ParsedFile
 from reconciler.domain.manifest import Base, Target
 from reconciler.domain.pacing import Pause, paced
 from reconciler.domain.policy import Policy
-from reconciler.domain.state import DesiredState
+from reconciler.domain.state import Changes, DesiredState
 from reconciler.errors import ConfigurationError, Problem
 
 SUFFIXES = (".yaml", ".yml")
@@ -143,11 +144,27 @@ def load(
             shown.append(Problem(file=str(root), message=f"and {len(problems) - MAX_PROBLEMS} more problems"))
         raise ConfigurationError(f"desired state in {root} is invalid ({len(problems)} problems)", shown)
     version = versioning.version_of(root, _digests(root, parsed))
+    changes = None
     if previous is not None:
-        last = previous.targets
-        targets = {n: t if last.get(n) is t else _unchanged(last.get(n), t) for n, t in paced(targets.items(), pause)}
+        targets, changes = _kept(previous, targets, pause)
     cache.merged.commit(targets)
-    return DesiredState(root=root, version=version, targets=targets, policies=policies)
+    return DesiredState(root=root, version=version, targets=targets, policies=policies, changes=changes)
+
+
+def _kept(previous: DesiredState, targets: dict[str, Target], pause: Pause | None) -> tuple[dict[str, Target], Changes]:
+    """`targets`, each one that says what it said in `previous` being that very object; and what changed."""
+    last = previous.targets
+    kept: dict[str, Target] = {}
+    replaced: list[str] = []
+    for name, target in paced(targets.items(), pause):
+        old = last.get(name)
+        now = target if old is target else _unchanged(old, target)
+        if now is not old:
+            replaced.append(name)
+        kept[name] = now
+    came = sum(1 for name in replaced if name not in last)
+    removed = frozenset(last.keys() - kept.keys()) if len(kept) - came < len(last) else frozenset()
+    return kept, Changes(weakref.ref(previous), frozenset(replaced), removed)
 
 
 def _digests(root: Path, parsed: list[ParsedFile]) -> list[tuple[str, str]]:

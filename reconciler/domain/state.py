@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +19,18 @@ def wave_order(target: Target) -> tuple[int, str, str]:
     return target.wave, target.environment, target.name
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a desired state changed from the one it was loaded after (desired/loader.py), found by the loader's
+    one walk of the targets, which keeps an unchanged target's very object. Each part of the daemon that takes a
+    new version in (its changed targets, the watches, parity's apps) reads it instead of comparing every target's
+    object with the last version's again: three walks of 100,000 targets, each 10-40 ms of a reload."""
+
+    previous: weakref.ref[DesiredState]  # not the state itself: its targets are let go with it
+    replaced: frozenset[str]  # targets that came or changed: not the very object they were
+    removed: frozenset[str]  # targets that went
+
+
 @dataclass(frozen=True)
 class DesiredState:
     """All targets and policies of a desired-state folder, validated and versioned."""
@@ -26,6 +39,15 @@ class DesiredState:
     version: DesiredVersion
     targets: dict[str, Target]
     policies: tuple[Policy, ...] = ()
+    changes: Changes | None = field(default=None, compare=False, repr=False)
+
+    def changed_since(self, previous: DesiredState | None) -> Changes | None:
+        """What this state changed from `previous`, if it was loaded after that very state; else None, and the
+        caller compares the targets itself."""
+        changes = self.changes
+        if previous is None or changes is None or changes.previous() is not previous:
+            return None
+        return changes
 
     @cached_property
     def policy_digest(self) -> str:

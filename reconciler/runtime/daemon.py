@@ -17,9 +17,9 @@ from typing import Any
 
 from reconciler.diff import compare
 from reconciler.domain.manifest import Target
-from reconciler.domain.pacing import Pause, paced
+from reconciler.domain.pacing import paced
 from reconciler.domain.run import Mode
-from reconciler.domain.state import DesiredState
+from reconciler.domain.state import Changes, DesiredState
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
@@ -197,13 +197,13 @@ class Daemon:
             return
         if self.c.parity is not None:  # here, pausing for answers, before a pass would in a worker that does not
             self.c.parity.load(state, self._pause)
-        old = self._state.targets if self._state else {}
+        last, old = self._state, (self._state.targets if self._state else {})
         self._state = state
         added, removed = self.scheduler.sync(state)
         self.watches.sync(state, self._pause)
         self.api.forget(set(removed))
         self.c.reconciler.forget(old[name] for name in removed if name in old)
-        changed = self._changed(old, state, self._pause)
+        changed = self._changed(old, state, state.changed_since(last))
         # The series grouped by environment, app and adapter are made again only when a target came, went or moved
         # (at 100,000 targets: 0.5 s of a reload, while probes wait for the interpreter)
         moved = (n for n in changed if old.get(n) is not state.targets[n])  # a kept object has not moved
@@ -228,16 +228,18 @@ class Daemon:
             self.queue.add(name)
         self._lease_tick()
 
-    def _changed(self, old: dict[str, Target], state: DesiredState, pause: Pause) -> set[str]:
+    def _changed(self, old: dict[str, Target], state: DesiredState, changes: Changes | None) -> set[str]:
         """The targets to pass at once under a new desired version: those whose manifest changed (the loader
-        keeps an unchanged target's object), or all of them when the policies changed or the passes feed a
-        rollout; the others keep their memo and their time."""
+        keeps an unchanged target's object, and says which it did not keep: `changes`), or all of them when the
+        policies changed or the passes feed a rollout; the others keep their memo and their time."""
         previous, self._previous_policies = self._previous_policies, state.policy_digest
         if not old:
             return set()
         if previous != state.policy_digest or not self.c.reconciler.carries_memos():
             return set(state.targets)
-        return {name for name, target in paced(state.targets.items(), pause) if old.get(name) is not target}
+        if changes is not None:
+            return set(changes.replaced)
+        return {name for name, target in paced(state.targets.items(), self._pause) if old.get(name) is not target}
 
     def _follow_rollout(self, state: DesiredState) -> None:
         """In apply mode, follow the rollout of the version in force: start it when the version changes, and mark

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from reconciler.domain.manifest import Target
 from reconciler.domain.pacing import Pause, paced
-from reconciler.domain.state import DesiredState
+from reconciler.domain.state import Changes, DesiredState
 from reconciler.observe import logging as logs
 from reconciler.observe.metrics import Metrics
 from reconciler.ports import Watcher
@@ -61,6 +61,10 @@ class WatchSupervisor:
     def sync(self, state: DesiredState, pause: Pause | None = None) -> None:
         """Start, restart or stop watches so that they cover exactly the watchable targets of `state` (of those
         held, in a replica). `pause`: called every so often (domain/pacing.py)."""
+        changes = state.changed_since(self._state)
+        if changes is not None and self._carry(state, changes):
+            self._state = state
+            return
         self._state = state
         held = self._held
         wanted: dict[str, list[Target]] = {}
@@ -82,6 +86,39 @@ class WatchSupervisor:
             if running is not None:
                 self._stop(adapter)
             self._start(adapter, targets)
+
+    def _carry(self, state: DesiredState, changes: Changes) -> bool:
+        """Whether every watch carries over to `state` from the state last synced, judged from the targets that
+        came, changed or went alone (`changes`, the loader's): none of them starts, stops or moves a watch, or
+        changes what a watch is given of a target it covers (its source's options). If so, each watch now covers
+        the new objects. The others are the very objects they were: no walk of every target (sync)."""
+        assert self._state is not None  # `changes` are relative to it
+        last, held = self._state.targets, self._held
+        if any(name in running.covered for name in changes.removed for running in self._running.values()):
+            return False
+        carried: list[tuple[dict[str, Target], Target]] = []
+        for name in changes.replaced:
+            old, new = last.get(name), state.targets[name]
+            adapter = new.spec.source.adapter
+            if old is not None and old.spec.source.adapter != adapter:
+                return False
+            mine = held is None or name in held
+            running = self._running.get(adapter)
+            if running is None:  # unless its adapter cannot watch or it is another replica's, a watch must start
+                if mine and self.watcher(adapter) is not None:
+                    return False
+                continue
+            covered = running.covered.get(name)
+            if covered is None:
+                if mine:  # a target a running watch is to cover
+                    return False
+                continue
+            if _options(covered) != _options(new):
+                return False
+            carried.append((running.covered, new))
+        for watched, target in carried:
+            watched[target.name] = target
+        return True
 
     def covered(self) -> dict[str, int]:
         """Adapter -> how many targets its watch covers (the watches asked for; see reconciler_watches for

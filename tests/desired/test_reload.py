@@ -44,6 +44,10 @@ def reload(folder: Path, previous: DesiredState, cache: FileCache) -> DesiredSta
     assert {n: (t.origin, t.metadata, t.spec) for n, t in state.targets.items()} == {
         n: (t.origin, t.metadata, t.spec) for n, t in fresh.targets.items()
     }
+    changes = state.changed_since(previous)  # what it says changed: what a comparison of every object finds
+    assert changes is not None and fresh.changes is None and fresh.changed_since(previous) is None
+    assert changes.replaced == {n for n, t in state.targets.items() if previous.targets.get(n) is not t}
+    assert changes.removed == previous.targets.keys() - state.targets.keys()
     return state
 
 
@@ -154,6 +158,26 @@ def test_files_added_removed_and_renamed(tmp_path: Path) -> None:
     origin = fourth.targets["a"].origin
     assert origin is not None and origin.file == tmp_path / "z.yaml"
     assert set(cache.files) == {tmp_path / "c.yaml", tmp_path / "z.yaml"}
+
+
+def test_the_changes_of_a_reload_are_told_for_the_state_it_followed_alone(tmp_path: Path) -> None:
+    """A reload tells which targets came, changed and went since the state it was loaded after, and tells it of
+    that very state alone; it does not keep that state alive."""
+    for name in ("a", "b", "c"):
+        write(tmp_path, f"{name}.yaml", target(name))
+    cache = FileCache()
+    first = load(tmp_path, cache=cache)
+    write(tmp_path, "a.yaml", target("a", "{x: 2}"))
+    write(tmp_path, "d.yaml", target("d"))
+    (tmp_path / "c.yaml").unlink()
+    second = reload(tmp_path, first, cache)
+    changes = second.changed_since(first)
+    assert changes is not None and changes.replaced == {"a", "d"} and changes.removed == {"c"}
+    assert second.targets["b"] is first.targets["b"]
+    assert second.changed_since(second) is None and second.changed_since(None) is None
+    assert second.changed_since(load(tmp_path)) is None  # the same content, another state
+    del first
+    assert changes.previous() is None and second.changed_since(None) is None
 
 
 def test_an_invalid_edit_keeps_the_last_good_state(tmp_path: Path) -> None:
