@@ -271,7 +271,8 @@ class Window:
 class Prober:
     """Asks each path every so often (by default /readyz every second and /metrics every 15 s, as Prometheus
     would), each from its own thread so that a slow answer delays no other path's asks, in the background; keeps
-    every answer's time and how many got none within 10 s (or were refused: before the daemon listens)."""
+    every answer's time and how many got none within 10 s or were refused, apart from those refused before the
+    daemon listened at all (the interpreter starting: the daemon listens before it loads the desired state)."""
 
     EVERY = {"/readyz": 1.0, "/metrics": 15.0}
 
@@ -280,6 +281,8 @@ class Prober:
         self.every = dict(every or self.EVERY)
         self.answers: dict[str, list[float]] = {path: [] for path in self.every}
         self.unanswered = dict.fromkeys(self.every, 0)
+        self.before_listening = dict.fromkeys(self.every, 0)
+        self.listened = False
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(path,), daemon=True) for path in self.every]
 
@@ -301,6 +304,7 @@ class Prober:
         """Start counting afresh (after the first cycle, say)."""
         self.answers = {path: [] for path in self.every}
         self.unanswered = dict.fromkeys(self.every, 0)
+        self.before_listening = dict.fromkeys(self.every, 0)
 
     def _ask(self, path: str) -> None:
         started = time.monotonic()
@@ -309,9 +313,16 @@ class Prober:
                 response.read()
         except urllib.error.HTTPError:  # /readyz says 503 while not ready: an answer all the same
             pass
-        except OSError:
-            self.unanswered[path] += 1
+        except OSError as exc:
+            refused = isinstance(exc, ConnectionRefusedError) or isinstance(
+                getattr(exc, "reason", None), ConnectionRefusedError
+            )
+            if refused and not self.listened:
+                self.before_listening[path] += 1
+            else:
+                self.unanswered[path] += 1
             return
+        self.listened = True
         self.answers[path].append(time.monotonic() - started)
 
     def _run(self, path: str) -> None:
@@ -323,7 +334,9 @@ class Prober:
 
     def summary(self) -> str:
         return ", ".join(
-            f"{path} slowest {slowest * 1000:.0f} ms ({self.unanswered[path]} unanswered)"
+            f"{path} slowest {slowest * 1000:.0f} ms ({self.unanswered[path]} unanswered"
+            + (f"; {n} refused before the daemon listened" if (n := self.before_listening[path]) else "")
+            + ")"
             for path, slowest in self.slowest.items()
         )
 
