@@ -7,7 +7,6 @@ and a folder with any problem yields no state at all.
 from __future__ import annotations
 
 import os
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,9 +161,7 @@ def _kept(previous: DesiredState, targets: dict[str, Target], pause: Pause | Non
         if now is not old:
             replaced.append(name)
         kept[name] = now
-    came = sum(1 for name in replaced if name not in last)
-    removed = frozenset(last.keys() - kept.keys()) if len(kept) - came < len(last) else frozenset()
-    return kept, Changes(weakref.ref(previous), frozenset(replaced), removed)
+    return kept, Changes.of(previous, kept, replaced)
 
 
 def _digests(root: Path, parsed: list[ParsedFile]) -> list[tuple[str, str]]:

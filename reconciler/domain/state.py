@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from reconciler.domain.manifest import Base, DesiredVersion, DriftClass, Target
+from reconciler.domain.pacing import Pause, paced
 from reconciler.domain.policy import Policy, PolicyException, Rule
 from reconciler.domain.values import canonical_json, sha256_hex
 
@@ -31,6 +33,15 @@ class Changes:
     replaced: frozenset[str]  # targets that came or changed: not the very object they were
     removed: frozenset[str]  # targets that went
 
+    @classmethod
+    def of(cls, previous: DesiredState, targets: Mapping[str, Target], replaced: Collection[str]) -> Changes:
+        """From `previous` to `targets`, of which `replaced` came or changed (are not the very objects they
+        were)."""
+        last = previous.targets
+        came = sum(1 for name in replaced if name not in last)
+        removed = frozenset(last.keys() - targets.keys()) if len(targets) - came < len(last) else frozenset()
+        return cls(weakref.ref(previous), frozenset(replaced), removed)
+
 
 @dataclass(frozen=True)
 class DesiredState:
@@ -43,12 +54,22 @@ class DesiredState:
     changes: Changes | None = field(default=None, compare=False, repr=False)
 
     def changed_since(self, previous: DesiredState | None) -> Changes | None:
-        """What this state changed from `previous`, if it was loaded after that very state; else None, and the
-        caller compares the targets itself."""
+        """What this state changed from `previous`, if it was loaded after that very state; else None."""
         changes = self.changes
         if previous is None or changes is None or changes.previous() is not previous:
             return None
         return changes
+
+    def changes_from(self, previous: DesiredState, pause: Pause | None = None) -> Changes:
+        """What this state changed from `previous`: the loader's record when it was loaded after that very state
+        (changed_since), else found by comparing each target's object with `previous`'s, a walk of every target.
+        `pause`: called every so often by that walk (domain/pacing.py)."""
+        told = self.changed_since(previous)
+        if told is not None:
+            return told
+        last = previous.targets
+        replaced = [name for name, target in paced(self.targets.items(), pause) if last.get(name) is not target]
+        return Changes.of(previous, self.targets, replaced)
 
     @cached_property
     def policy_digest(self) -> str:

@@ -17,9 +17,8 @@ from typing import Any
 
 from reconciler.diff import compare
 from reconciler.domain.manifest import Target
-from reconciler.domain.pacing import paced
 from reconciler.domain.run import Mode
-from reconciler.domain.state import Changes, DesiredState
+from reconciler.domain.state import DesiredState
 from reconciler.errors import ReconcilerError
 from reconciler.observe import logging as logs
 from reconciler.ports import ProcessLock
@@ -203,7 +202,7 @@ class Daemon:
         self.watches.sync(state, self._pause)
         self.api.forget(set(removed))
         self.c.reconciler.forget(old[name] for name in removed if name in old)
-        changed = self._changed(old, state, state.changed_since(last))
+        changed = self._changed(last, state)
         # The series grouped by environment, app and adapter are made again only when a target came, went or moved
         # (at 100,000 targets: 0.5 s of a reload, while probes wait for the interpreter)
         moved = (n for n in changed if old.get(n) is not state.targets[n])  # a kept object has not moved
@@ -228,18 +227,16 @@ class Daemon:
             self.queue.add(name)
         self._lease_tick()
 
-    def _changed(self, old: dict[str, Target], state: DesiredState, changes: Changes | None) -> set[str]:
-        """The targets to pass at once under a new desired version: those whose manifest changed (the loader
-        keeps an unchanged target's object, and says which it did not keep: `changes`), or all of them when the
+    def _changed(self, last: DesiredState | None, state: DesiredState) -> set[str]:
+        """The targets to pass at once under a new desired version: those whose manifest changed since `last`
+        (the loader keeps an unchanged target's object, and says which it did not keep), or all of them when the
         policies changed or the passes feed a rollout; the others keep their memo and their time."""
         previous, self._previous_policies = self._previous_policies, state.policy_digest
-        if not old:
+        if last is None or not last.targets:
             return set()
         if previous != state.policy_digest or not self.c.reconciler.carries_memos():
             return set(state.targets)
-        if changes is not None:
-            return set(changes.replaced)
-        return {name for name, target in paced(state.targets.items(), self._pause) if old.get(name) is not target}
+        return set(state.changes_from(last, self._pause).replaced)
 
     def _follow_rollout(self, state: DesiredState) -> None:
         """In apply mode, follow the rollout of the version in force: start it when the version changes, and mark

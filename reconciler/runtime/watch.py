@@ -62,7 +62,7 @@ class WatchSupervisor:
         """Start, restart or stop watches so that they cover exactly the watchable targets of `state` (of those
         held, in a replica). `pause`: called every so often (domain/pacing.py)."""
         changes = state.changed_since(self._state)
-        if changes is not None and self._carry(state, changes):
+        if changes is not None and self._carry(state, changes, pause):
             self._state = state
             return
         self._state = state
@@ -87,7 +87,7 @@ class WatchSupervisor:
                 self._stop(adapter)
             self._start(adapter, targets)
 
-    def _carry(self, state: DesiredState, changes: Changes) -> bool:
+    def _carry(self, state: DesiredState, changes: Changes, pause: Pause | None = None) -> bool:
         """Whether every watch carries over to `state` from the state last synced, judged from the targets that
         came, changed or went alone (`changes`, the loader's): none of them starts, stops or moves a watch, or
         changes what a watch is given of a target it covers (its source's options). If so, each watch now covers
@@ -97,7 +97,8 @@ class WatchSupervisor:
         if any(name in running.covered for name in changes.removed for running in self._running.values()):
             return False
         carried: list[tuple[dict[str, Target], Target]] = []
-        for name in changes.replaced:
+        watching: dict[str, bool] = {}  # adapter -> whether it watches, asked once per adapter (sync)
+        for name in paced(changes.replaced, pause):
             old, new = last.get(name), state.targets[name]
             adapter = new.spec.source.adapter
             if old is not None and old.spec.source.adapter != adapter:
@@ -105,7 +106,9 @@ class WatchSupervisor:
             mine = held is None or name in held
             running = self._running.get(adapter)
             if running is None:  # unless its adapter cannot watch or it is another replica's, a watch must start
-                if mine and self.watcher(adapter) is not None:
+                if mine and adapter not in watching:
+                    watching[adapter] = self.watcher(adapter) is not None
+                if mine and watching[adapter]:
                     return False
                 continue
             covered = running.covered.get(name)

@@ -237,6 +237,24 @@ def test_an_edit_of_desired_values_alone_keeps_the_watch_and_walks_only_what_cha
 
 
 @CHAINED
+def test_a_target_that_moves_to_an_adapter_that_cannot_watch_leaves_its_watch(tmp_path: Path, chained: bool) -> None:
+    watcher = ScriptedWatcher()
+    supervisor = WatchSupervisor(WorkQueue(), {"etcd": watcher}.get, Metrics())
+    edits = Edits(tmp_path / "d", chained)
+    try:
+        supervisor.sync(edits(["a", "b"]))
+        assert watcher.ready.wait(5)
+        watcher.ready.clear()
+        move(edits.folder / "b.yaml", {"adapter": "natskv", "bucket": "cfg", "key": "b"})
+        supervisor.sync(edits.load())
+        assert watcher.ready.wait(5)
+        assert watcher.calls == [["a", "b"], ["a"]]
+        assert set(supervisor._running["etcd"].covered) == {"a"}
+    finally:
+        supervisor.stop()
+
+
+@CHAINED
 def test_a_target_that_moves_to_another_watching_adapter_keeps_its_latency_there(tmp_path: Path, chained: bool) -> None:
     """Restarting the old adapter's watch (after the new one started, in name order) forgets only what is still
     that adapter's: the moved target's change-to-pass latency is observed under its new adapter."""
