@@ -78,6 +78,9 @@ CommentOpt = Annotated[str | None, typer.Option("--comment", "-m", help="Why.")]
 
 def main() -> None:
     """Entry point. Usage errors exit 1, not click's 2, because 2 means "drift found" to CI gates."""
+    from reconciler.runtime import malloc  # noqa: PLC0415 - as _collector_policy's
+
+    malloc.limit_arenas()  # before any thread (runtime/malloc.py)
     _collector_policy()
     try:
         code = app(standalone_mode=False)

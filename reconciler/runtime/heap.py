@@ -54,6 +54,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.runtime import malloc
+
 OLDEST = 2
 SETTLE_S = 30.0  # once the working set is built, a full collection at least this often (settle)
 
@@ -108,23 +110,26 @@ class Heap:
     def grown(self) -> None:
         """The working set is built: where the policy froze a heap already, free the young generations' garbage
         cycles, freeze everything without a full collection, and measure growth (a leak) from the allocated
-        blocks now. A heap whose full collections all stayed short is left to the collector as it is."""
+        blocks now. A heap whose full collections all stayed short is left to the collector as it is. Either way
+        the C allocator's free memory goes back to the system."""
         self.growing = False
         self.built = True
-        if self.base is None:
-            return
-        gc.collect(1)  # the young generations (CPython 3.11-3.13: 0 and 1), not the oldest
-        gc.freeze()
-        self.base = self.blocks()
-        self.freezes += 1
+        if self.base is not None:
+            gc.collect(1)  # the young generations (CPython 3.11-3.13: 0 and 1), not the oldest
+            gc.freeze()
+            self.base = self.blocks()
+            self.freezes += 1
+        malloc.trim()  # what building it freed goes back to the system (runtime/malloc.py)
 
     def settle(self) -> None:
         """A full collection now, once the working set is built (the module's docstring); nothing while it is
         being built. A heap never frozen walks in less than `freeze_after_s`; after a thaw, the walk of
-        everything comes now, not when CPython's thresholds bring it on."""
+        everything comes now, not when CPython's thresholds bring it on. Then the C allocator's free memory goes
+        back to the system."""
         if self.growing or not self.built:
             return
         gc.collect()
+        malloc.trim()
 
     def figures(self) -> dict[str, float]:
         """What the policy did, for /metrics (observe/metrics.py exports them)."""
