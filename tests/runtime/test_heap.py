@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.observe.metrics import Metrics
-from reconciler.runtime import heap
+from reconciler.runtime import heap, malloc
 
 FULL = {"generation": heap.OLDEST}
 
@@ -301,3 +301,26 @@ def test_settle_collects_in_full_once_the_working_set_is_built_and_not_while_it_
     asked.clear()
     never.settle()
     assert asked == [()] and never.base is None
+
+
+def test_the_c_allocators_free_memory_goes_back_once_built_and_after_each_settle(
+    frozen_nothing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """malloc_trim (runtime/malloc.py) when the working set is built, frozen or not, and after each settle's
+    full collection; never while it is being built."""
+    trims: list[int] = []
+    monkeypatch.setattr(malloc, "trim", lambda: trims.append(1) or True)
+    clock = Clock()
+    policy = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
+    policy.expect_growth()
+    full_collection(policy, clock, 0.2)
+    policy.settle()
+    assert trims == []
+    policy.grown()
+    assert len(trims) == 1
+    policy.settle()
+    policy.settle()
+    assert len(trims) == 3
+    never = heap.Heap(freeze_after_s=0.05, thaw_growth=1.0, clock=clock)
+    never.grown()  # nothing frozen: trimmed all the same
+    assert len(trims) == 4
