@@ -11,7 +11,9 @@ Measured, in CPU seconds of the process (time.process_time, its load's worker pr
 - the steady state: `--rounds` times, 0.1% of the live files changed, then every target queued at once and
   passed as the daemon's workers pass what falls due together (`Workers.batch`, up to 256 at a time); the CPU per
   target and round is what one interval costs a daemon per target (at 100,000 targets and a 60 s interval,
-  48 us a target is 8% of a core).
+  48 us a target is 8% of a core);
+- a desired-state edit of 1% of the manifest files: the reload, then the daemon taking the new version in
+  (`Daemon._refresh_desired`: its changed targets, scheduler, watches, parity, metrics).
 
 Each tree (a checkout of reconciler; default: this one) runs in a subprocess of its own, one after the other
 over copies of the same fleet. Give main's checkout first and this one second to compare them: the ratio is
@@ -107,6 +109,21 @@ CHILD = textwrap.dedent(
         cpu = time.process_time()
         drain_in("steady")
         steady.append(time.process_time() - cpu)
+    # A desired-state edit of 1% of the manifest files (a key's value in each of their targets): the reload
+    # (the changed files parsed, every target kept or not), then the daemon taking the new version in (its
+    # changed targets, the scheduler, the watches, parity, the metrics' groups), each in CPU seconds.
+    files = sorted((live.parent / "desired").glob("targets-*.yaml"))
+    for path in files[::100]:
+        path.write_text(path.read_text().replace("key001: value-", "key001: edited-"))
+    before = daemon._state
+    cpu = time.process_time()
+    edited = daemon.c.desired.current()
+    reload_cpu = time.process_time() - cpu
+    cpu = time.process_time()
+    daemon._refresh_desired()
+    take_in = time.process_time() - cpu
+    assert daemon._state is edited and edited is not before
+    changed = sum(1 for name, target in edited.targets.items() if before.targets.get(name) is not target)
     kept = {}
     if memory:
         gc.collect()
@@ -121,6 +138,7 @@ CHILD = textwrap.dedent(
     print(json.dumps({
         "code": reconciler.__file__, "targets": len(names), "load_cpu": load, "first_cpu": first,
         "steady_cpu": steady, "changed_per_round": per_round, "rss_mb": rss_mb(), "kept": kept,
+        "edited": changed, "reload_cpu": reload_cpu, "take_in_cpu": take_in,
     }))
     """
 )
@@ -175,7 +193,8 @@ def main() -> None:
             f"{tree}: {n:,} targets; load {r['load_cpu']:.1f} s CPU, first cycle {r['first_cpu']:.1f} s CPU "
             f"({r['first_cpu'] / n * 1e3:.2f} ms a target); steady rounds ({r['changed_per_round']} files changed "
             f"each) {', '.join(f'{us:.1f}' for us in per_pass)} us a target, median {r['per_pass_us']:.1f}; "
-            f"RSS {r['rss_mb']:.0f} MB"
+            f"RSS {r['rss_mb']:.0f} MB; an edit of {r['edited']:,} targets: reload {r['reload_cpu'] * 1e3:.0f} ms "
+            f"CPU, the daemon's take-in {r['take_in_cpu'] * 1e3:.0f} ms CPU"
         )
         if r["kept"]:
             kept = r["kept"]
@@ -187,7 +206,9 @@ def main() -> None:
     for tree, r in zip(trees[1:], results[1:], strict=True):
         print(
             f"{tree} to {trees[0]}: steady {r['per_pass_us'] / base['per_pass_us']:.2f}x, "
-            f"first cycle {r['first_cpu'] / base['first_cpu']:.2f}x, load {r['load_cpu'] / base['load_cpu']:.2f}x"
+            f"first cycle {r['first_cpu'] / base['first_cpu']:.2f}x, load {r['load_cpu'] / base['load_cpu']:.2f}x, "
+            f"an edit's reload {r['reload_cpu'] / base['reload_cpu']:.2f}x and take-in "
+            f"{r['take_in_cpu'] / base['take_in_cpu']:.2f}x"
             + (f", kept a target {r['kept_per_target'] / base['kept_per_target']:.2f}x" if r["kept"] else "")
         )
     if args.folder is None:
