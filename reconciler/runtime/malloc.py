@@ -9,17 +9,19 @@ interpreter lock only one of them allocates at a time anyway. So:
 
 - `limit_arenas`, at the start of every command, before any thread: at most ARENAS arenas, unless the
   operator set MALLOC_ARENA_MAX (then glibc has applied that already). At 100,000 targets, one daemon's first
-  cycle peaked at 680 MB instead of 720 (bench.daemon_scale); a replica of 300,000 targets is held to 1.2 GB.
+  cycle peaked at 680 MB instead of 732, and each of three replicas of 300,000 targets at 1,120 MB at most
+  instead of 1,201 (bench.daemon_scale, bench.replicas_scale; docs/benchmarks.md, session 34).
 - `trim`, once the first cycle is over and then with each of the collector's settles (runtime/heap.py): the
   free memory at the top of each arena, and the free pages inside them, go back to the system (malloc_trim).
   The first cycle's passes free most of what they allocate, and without a trim the process kept those pages.
 
-Whether a call did anything is logged by the caller; neither can fail the daemon.
+Neither can fail a command: off glibc (musl, macOS) both do nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 from typing import Any
@@ -28,6 +30,7 @@ ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+@functools.cache
 def _glibc() -> Any | None:
     """The process's C library when it is glibc (musl and others have no mallopt arenas or malloc_trim)."""
     if not sys.platform.startswith("linux"):
